@@ -1,0 +1,187 @@
+"""Core benchmark: compile a 10,000-group policy; decide Deployments and TFJobs.
+
+Run: `python bench/bench_core.py [--groups 10000] [--seconds 2]`. Prints
+figures; asserts nothing. "Cold" decisions see a pod template the cache has
+never seen (a new image tag each time); "warm" ones repeat one object, as the
+webhook does for the replicas of one rollout or a re-sent review.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quotalang import Snapshot, compile_policy
+
+KIND_RULES = """
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+  scale spec.replicas
+  surge spec.strategy.rollingUpdate.maxSurge default 25%
+}
+
+kind kubeflow.org/v1 TFJob {
+  pods each spec.tfReplicaSpecs.* {
+    replicas .replicas default 1
+    template .template
+  }
+}
+"""
+
+KEYS = (
+    ("limits.cpu", 8),
+    ("requests.cpu", 8),
+    ("limits.memory", "32Gi"),
+    ("requests.nvidia.com/gpu", 2),
+    ("requests.nvidia.com/gpu.A100", 1),
+    ("pods", 20),
+)
+
+
+def _scaled(value: int | str, factor: int) -> str:
+    if isinstance(value, int):
+        return str(value * factor)
+    number = int(value[:-2])
+    return f"{number * factor}{value[-2:]}"
+
+
+def generate_policy(directory: Path, groups: int) -> None:
+    """root → platforms → teams, ~√groups platforms; every key carved exactly."""
+    platforms = max(1, int((groups - 1) ** 0.5))
+    teams_per = max(1, (groups - 1 - platforms) // platforms)
+    lines = [
+        "settings {",
+        '  group label "quota.group"',
+        '  model label gpu "quota.group/gpu-type"',
+        "}",
+        "",
+    ]
+
+    def block(name: str, parent: str | None, factor: int) -> None:
+        lines.append(f"group {name}" + (f" in {parent}" if parent else "") + " {")
+        for key, value in KEYS:
+            lines.append(f"  {key} {_scaled(value, factor)}")
+        lines.append(f"  cash requests.nvidia.com/gpu {100 * factor}h per week")
+        lines.append("}")
+
+    block("root", None, platforms * (teams_per + 1))
+    for p in range(platforms):
+        block(f"platform-{p}", "root", teams_per + 1)
+        for t in range(teams_per):
+            block(f"team-{p}-{t}", f"platform-{p}", 1)
+    (directory / "org.quota").write_text("\n".join(lines) + "\n" + KIND_RULES)
+
+
+def deployment(tag: int = 0) -> dict[str, Any]:
+    container = {
+        "name": "app",
+        "image": f"registry.example/app:{tag}",
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"},
+            "limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"},
+        },
+    }
+    sidecar = {
+        "name": "proxy",
+        "image": "envoy:1.30",
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "team-0-0",
+            "labels": {"quota.group": "team-0-0", "quota.group/gpu-type": "A100"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container, sidecar]}},
+        },
+    }
+
+
+def tfjob(tag: int = 0) -> dict[str, Any]:
+    def spec(replicas: int, gpus: int) -> dict[str, Any]:
+        res = {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": str(gpus)}
+        container = {"name": "tensorflow", "image": f"tf:{tag}", "resources": {"requests": res, "limits": res}}
+        return {"replicas": replicas, "template": {"spec": {"containers": [container]}}}
+
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": "train", "labels": {"quota.group": "team-0-0", "quota.group/gpu-type": "A100"}},
+        "spec": {"tfReplicaSpecs": {"Chief": spec(1, 0), "Worker": spec(1, 1)}},
+    }
+
+
+def rate(fn: Callable[[int], object], seconds: float) -> tuple[float, float]:
+    """Calls per second and µs per call over about `seconds`."""
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(200):
+            fn(n)
+            n += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - start
+    return n / elapsed, elapsed / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_policy(Path(tmp), args.groups)
+        lines = (Path(tmp) / "org.quota").read_text().count("\n")
+        gc.collect()
+        start = time.perf_counter()
+        policy = compile_policy(tmp)
+        compile_s = time.perf_counter() - start
+    print(f"compile: {len(policy.groups)} groups, {lines} lines in {compile_s:.2f} s "
+          f"({compile_s / lines * 1e6:.1f} µs/line)")
+
+    usage = Snapshot.parse({"team-0-0": {"limits.cpu": "2", "requests.nvidia.com/gpu": "1"}})
+    warm_deploy, warm_tf = deployment(), tfjob()
+    assert policy.evaluate(warm_deploy, usage=usage).allowed
+    assert policy.evaluate(warm_tf, usage=usage).allowed
+    cold_deploys = [deployment(i + 1) for i in range(200_000)]
+    cold_tfs = [tfjob(i + 1) for i in range(100_000)]
+
+    def cold(objs: list[dict[str, Any]]) -> Callable[[int], object]:
+        return lambda i: policy.evaluate(objs[i % len(objs)], usage=usage)
+
+    results = {
+        "Deployment warm": rate(lambda i: policy.evaluate(warm_deploy, usage=usage), args.seconds),
+        "Deployment cold": rate(cold(cold_deploys), args.seconds),
+        "TFJob warm": rate(lambda i: policy.evaluate(warm_tf, usage=usage), args.seconds),
+        "TFJob cold": rate(cold(cold_tfs), args.seconds),
+    }
+    old, new = deployment(), copy.deepcopy(deployment())
+    new["spec"]["replicas"] = 3
+    results["Deployment UPDATE warm"] = rate(
+        lambda i: policy.evaluate(new, "UPDATE", old=old, usage=usage), args.seconds
+    )
+    print(f"{'decision':<24} {'per second':>12} {'µs each':>9}")
+    for name, (per_s, us) in results.items():
+        print(f"{name:<24} {per_s:>12,.0f} {us:>9.1f}")
+    print("targets: compile < 2 s; Deployment warm ≥ 50,000/s; cold ≥ 10,000/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""quotalang: policy-as-code hierarchical quotas for Kubernetes.
+
+The public facade: compile a policy directory once, evaluate many requests.
+Names are imported lazily so that `import quotalang.quantity` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quotalang.compiler import CompiledPolicy, compile_policy, compile_sources
+    from quotalang.decision import Decision, Violation
+    from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError
+    from quotalang.evaluator import Snapshot, UsageSource
+
+_EXPORTS = {
+    "CompiledPolicy": "compiler",
+    "compile_policy": "compiler",
+    "compile_sources": "compiler",
+    "Decision": "decision",
+    "Violation": "decision",
+    "Diagnostic": "errors",
+    "InputError": "errors",
+    "PolicyError": "errors",
+    "QuotalangError": "errors",
+    "Snapshot": "evaluator",
+    "UsageSource": "evaluator",
+}
+
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quotalang' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"quotalang.{module}"), name)

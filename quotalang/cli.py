@@ -1,0 +1,263 @@
+"""The `quotalang` command: lint, fmt, eval, tree.
+
+Exit codes: 0 ok / allowed, 1 findings / denied / would reformat, 2 usage or
+input errors. No traceback reaches the user: our own errors print as
+messages; anything else prints one line (set QUOTALANG_DEBUG=1 for the trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import yaml
+
+from quotalang import loader
+from quotalang.checker import check
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError
+from quotalang.evaluator import Snapshot
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(QuotalangError):
+    """Bad command-line input (exit 2)."""
+
+
+def _json(data: Any, out: TextIO) -> None:
+    out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def read_yaml(path: str) -> list[Any]:
+    """Every document of a YAML or JSON file (`-` reads stdin)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{where}: not valid YAML: {problem}") from None
+
+
+def read_one(path: str, what: str) -> dict[str, Any]:
+    docs = read_yaml(path)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise InputError(f"{path}: expected one {what} object, found {len(docs)} documents")
+    return docs[0]
+
+
+def load_policy(paths: Sequence[str]) -> CompiledPolicy:
+    return compile_sources(loader.load(list(paths)))
+
+
+def load_snapshot(path: str | None) -> Snapshot:
+    if path is None:
+        return Snapshot({}, {})
+    docs = read_yaml(path)
+    if len(docs) > 1:
+        raise InputError(f"{path}: a usage snapshot is one document")
+    return Snapshot.parse(docs[0] if docs else {})
+
+
+# ------------------------------------------------------------------- lint
+def cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
+    findings: list[Diagnostic]
+    texts: dict[str, str] = {}
+    kinds: list[str] = []
+    try:
+        sources = loader.load(args.paths)
+        texts = sources.texts
+        findings = check(sources)
+        kinds = sorted(f"{r.api_version} {r.kind}" for f in sources.files for r in f.kinds)
+    except PolicyError as exc:
+        findings, texts = list(exc.diagnostics), exc.sources
+    errors = sum(d.severity == "error" for d in findings)
+    if args.format == "json":
+        _json([d.as_json() for d in findings], out)
+    elif args.format == "github":
+        for d in findings:
+            level = "error" if d.severity == "error" else "warning"
+            where = f"file={d.span.file},line={d.span.line},col={d.span.column}," if d.span else ""
+            out.write(f"::{level} {where}title={d.code}::{d.message}\n")
+    else:
+        for d in findings:
+            out.write(d.render(texts) + "\n")
+        warnings = len(findings) - errors
+        out.write(f"{errors} error(s), {warnings} warning(s)\n" if findings else "ok: no findings\n")
+        if args.list_kinds:
+            out.write("kinds covered:\n" + "".join(f"  {k}\n" for k in kinds))
+    return EXIT_FINDINGS if errors else EXIT_OK
+
+
+# ------------------------------------------------------------------- fmt
+def _policy_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(path.rglob("*.quota")))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {raw}")
+    return files
+
+
+def cmd_fmt(args: argparse.Namespace, out: TextIO) -> int:
+    from quotalang.fmt import format_source, unified_diff
+
+    changed: list[str] = []
+    for path in _policy_files(args.paths):
+        text = path.read_text(encoding="utf-8")
+        formatted = format_source(text, str(path))
+        if formatted == text:
+            continue
+        changed.append(str(path))
+        if args.diff:
+            out.write(unified_diff(text, formatted, str(path)))
+        elif not args.check:
+            path.write_text(formatted, encoding="utf-8")
+    if args.format == "json":
+        _json({"changed": changed, "written": not (args.check or args.diff)}, out)
+    elif args.check and not args.diff:
+        for name in changed:
+            out.write(f"would reformat {name}\n")
+    elif not args.diff:
+        for name in changed:
+            out.write(f"reformatted {name}\n")
+    return EXIT_FINDINGS if changed and (args.check or args.diff) else EXIT_OK
+
+
+# ------------------------------------------------------------------- eval
+def _describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    name = meta.get("name", "<unnamed>") if isinstance(meta, dict) else "<unnamed>"
+    return f"{obj.get('kind', '?')} {name} ({obj.get('apiVersion', '?')})"
+
+
+def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    policy = load_policy(args.policy)
+    snapshot = load_snapshot(args.usage)
+    old = read_one(args.old, "old") if args.old else None
+    parent = read_one(args.parent, "parent") if args.parent else None
+    operation = args.operation or ("UPDATE" if old is not None else "CREATE")
+    results = []
+    denied = False
+    for obj in read_yaml(args.workload):
+        if not isinstance(obj, dict):
+            raise InputError(f"{args.workload}: a document is not an object")
+        decision = policy.evaluate(obj, operation, old=old, usage=snapshot, parent=parent)
+        denied = denied or not decision.allowed
+        results.append((obj, decision))
+    if not results:
+        raise InputError(f"{args.workload}: no object to evaluate")
+    if args.format == "json":
+        payload = [{"object": _describe(o), **d.as_json()} for o, d in results]
+        _json(payload[0] if len(payload) == 1 else payload, out)
+    else:
+        for obj, d in results:
+            verdict = "ALLOWED" if d.allowed else "DENIED"
+            where = f" in {d.path} (mode {d.mode})" if d.path else ""
+            out.write(f"{verdict}  {d.operation} {_describe(obj)}{where}\n")
+            if d.message:
+                out.write(f"  {d.message}\n")
+            for warning in d.warnings:
+                out.write(f"  warning: {warning}\n")
+            if d.total:
+                shown = ", ".join(f"{k} {q}" for k, q in d.usage.items())
+                out.write(f"  usage: {shown}\n")
+            for line in d.explanation():
+                out.write(f"  {line}\n")
+    return EXIT_FINDINGS if denied else EXIT_OK
+
+
+# ------------------------------------------------------------------- tree
+def cmd_tree(args: argparse.Namespace, out: TextIO) -> int:
+    from quotalang.tree import render_tree, tree_json
+
+    policy = load_policy(args.policy)
+    snapshot = load_snapshot(args.usage)
+    if args.format == "json":
+        _json(tree_json(policy, snapshot), out)
+    else:
+        out.write(render_tree(policy, snapshot))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quotalang", description="Hierarchical quotas for Kubernetes, as code."
+    )
+    parser.add_argument("--version", action="version", version="quotalang 0.1.0")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, helptext: str, func: Callable[[argparse.Namespace, TextIO], int],
+             formats: tuple[str, ...] = ("text", "json")) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=helptext, description=helptext)
+        sub.add_argument("--format", choices=formats, default="text")
+        sub.set_defaults(func=func)
+        return sub
+
+    lint = verb("lint", "check a policy: syntax, tree, carving, names, kind rules", cmd_lint,
+                ("text", "json", "github"))
+    lint.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    lint.add_argument("--list-kinds", action="store_true", help="also list the kinds the policy charges")
+
+    fmt = verb("fmt", "rewrite policy files in the canonical layout (keeps comments)", cmd_fmt)
+    fmt.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    fmt.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
+    fmt.add_argument("--diff", action="store_true", help="write nothing; print a unified diff")
+
+    ev = verb("eval", "explain the decision for a workload", cmd_eval)
+    ev.add_argument("workload", metavar="WORKLOAD", help="YAML/JSON file ('-' for stdin)")
+    ev.add_argument("--policy", action="append", required=True, metavar="DIR")
+    ev.add_argument("--usage", metavar="FILE", help="usage snapshot {group: {key: quantity}}")
+    ev.add_argument("--old", metavar="FILE", help="the stored object, for an UPDATE")
+    ev.add_argument("--parent", metavar="FILE", help="the scaled workload, for a Scale or HPA")
+    ev.add_argument("--operation", type=str.upper, choices=["CREATE", "UPDATE"])
+
+    tree = verb("tree", "show the group tree with hard / carved / free per key", cmd_tree)
+    tree.add_argument("--policy", action="append", required=True, metavar="DIR")
+    tree.add_argument("--usage", metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    stream = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage message
+        return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
+    try:
+        return int(args.func(args, stream))
+    except PolicyError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return EXIT_USAGE
+    except QuotalangError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the promise: no traceback for users
+        if os.environ.get("QUOTALANG_DEBUG"):
+            raise
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (QUOTALANG_DEBUG=1 shows more)\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""One exception type and one finding type for every stage of the pipeline.
+
+A `Diagnostic` is a finding with a stable code (`E…` errors, `W…` warnings),
+an exact location and a hint; `PolicyError` carries the diagnostics that made
+a policy unusable. Callers catch `PolicyError` only: nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from quotalang.nodes import Span
+
+Severity = Literal["error", "warning"]
+
+# Every code, with a one-line meaning. Tests and docs read this table.
+CODES: dict[str, str] = {
+    # reading and parsing
+    "E001": "syntax error: unexpected token",
+    "E002": "syntax error: unexpected character",
+    "E003": "syntax error: unexpected end of file",
+    "E004": "import not found",
+    "E005": "cannot read policy file",
+    "E006": "no policy files found",
+    # settings
+    "E201": "setting given twice",
+    "E202": "unlabelled rule names an unknown group",
+    "E203": "warn threshold out of range",
+    # groups and the tree
+    "E101": "duplicate group",
+    "E102": "unknown parent group",
+    "E103": "cycle in the group tree",
+    "E104": "child does not declare a key its parent declares",
+    "E105": "children's limits exceed the parent's",
+    "E106": "children's cash budgets exceed the parent's",
+    "E107": "key given twice in a group",
+    "E108": "mode given twice in a group",
+    "E109": "malformed quantity",
+    "E110": "quantity does not fit the resource",
+    "E111": "extended resources have no limits. form",
+    "E112": "cash period differs from the parent's",
+    "W101": "model limit larger than its generic limit",
+    "W102": "unknown resource name",
+    "W103": "unit looks wrong for the resource",
+    "W104": "model key but no model label in settings",
+    # kind rules
+    "E301": "duplicate kind rule",
+    "E302": "part without a template",
+    "E303": "scale path is not a replicas path of any part",
+    "E304": "wildcard outside an each path",
+    "E305": "statement given twice in a kind rule",
+    "E306": "kind rule without parts",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None
+    hint: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return "warning" if self.code.startswith("W") else "error"
+
+    def location(self) -> str:
+        return str(self.span) if self.span else "<policy>"
+
+    def render(self, sources: dict[str, str] | None = None) -> str:
+        """`file:line:col: error E105: message`, the source line, a caret, the hint."""
+        head = f"{self.location()}: {self.severity} {self.code}: {self.message}"
+        lines = [head]
+        text = sources.get(self.span.file) if (sources and self.span) else None
+        if self.span and text is not None:
+            source_lines = text.splitlines()
+            if 0 < self.span.line <= len(source_lines):
+                line = source_lines[self.span.line - 1]
+                width = 1
+                if self.span.end_line == self.span.line:
+                    width = max(1, self.span.end_column - self.span.column)
+                lines.append(f"  {line}")
+                lines.append("  " + " " * (self.span.column - 1) + "^" * width)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": self.span.file if self.span else None,
+            "line": self.span.line if self.span else None,
+            "column": self.span.column if self.span else None,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class QuotalangError(Exception):
+    """Base of every error quotalang raises on purpose."""
+
+
+class PolicyError(QuotalangError):
+    """A policy that cannot be used: it holds every error found."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = tuple(diagnostics)
+        self.sources = dict(sources or {})
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.sources) for d in self.diagnostics)
+
+
+class InputError(QuotalangError):
+    """A workload, usage snapshot or other input that cannot be evaluated."""

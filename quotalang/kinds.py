@@ -1,0 +1,220 @@
+"""Compiled kind rules: read the pods a workload will run out of any object.
+
+A rule is compiled once into plain tuples and closures; `pods_of()` then walks
+an object with no parsing or allocation beyond the parts it returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from quotalang import nodes
+from quotalang.errors import InputError
+
+# (object root, current item) -> value
+Getter = Callable[[Any, Any], Any]
+Counter = Callable[[Any, Any], int]
+
+
+@dataclass(frozen=True, slots=True)
+class PodSet:
+    """One part of a workload: `replicas` pods like `template`."""
+
+    name: str
+    replicas: int
+    template: Mapping[str, Any] | None
+    surge: int  # extra pods a rolling update may add (0 when the kind has none)
+
+
+def _follow(node: Any, segments: tuple[str, ...]) -> Any:
+    for segment in segments:
+        if isinstance(node, Mapping):
+            node = node.get(segment)
+        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+            node = node[int(segment)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def compile_getter(path: nodes.Path) -> Getter:
+    segments = path.segments
+    if path.relative:
+        return lambda root, item: _follow(item, segments)
+    return lambda root, item: _follow(root, segments)
+
+
+def _as_count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where} is {value!r}, not an integer")
+    return value
+
+
+def compile_expr(expr: nodes.Expr) -> Counter:
+    """An integer expression; absent paths without a default count 0."""
+    if isinstance(expr, nodes.IntLit):
+        constant = expr.value
+        return lambda root, item: constant
+    if isinstance(expr, nodes.PathRef):
+        get = compile_getter(expr.path)
+        default = expr.default
+        where = expr.path.text
+
+        def read(root: Any, item: Any) -> int:
+            value = get(root, item)
+            if value is None:
+                return default if default is not None else 0
+            return _as_count(value, where)
+
+        return read
+    left, right = compile_expr(expr.left), compile_expr(expr.right)
+    if expr.op == "+":
+        return lambda root, item: left(root, item) + right(root, item)
+    if expr.op == "-":
+        return lambda root, item: left(root, item) - right(root, item)
+    return lambda root, item: left(root, item) * right(root, item)
+
+
+def _iterate(node: Any, segments: tuple[str, ...], label: str) -> Iterator[tuple[str, Any]]:
+    """Yield (label, item) for every match of a path with `*` segments."""
+    if not segments:
+        yield label, node
+        return
+    head, rest = segments[0], segments[1:]
+    if head != "*":
+        nxt = _follow(node, (head,))
+        if nxt is not None:
+            yield from _iterate(nxt, rest, label)
+        return
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _iterate(value, rest, f"{label}/{key}" if label else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            name = value.get("name") if isinstance(value, Mapping) else None
+            here = str(name) if isinstance(name, str) else str(index)
+            yield from _iterate(value, rest, f"{label}/{here}" if label else here)
+
+
+def surge_pods(value: Any, replicas: int) -> int:
+    """maxSurge as Kubernetes resolves it: an int, or a percent rounded up."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            percent = int(value[:-1])
+        except ValueError:
+            return 0
+        return max(math.ceil(replicas * percent / 100), 0)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPart:
+    name: str | None
+    each: tuple[str, ...] | None
+    each_relative: bool
+    replicas: Counter
+    templates: tuple[Getter, ...]
+    replicas_paths: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledKind:
+    api_version: str
+    kind: str
+    parts: tuple[CompiledPart, ...]
+    scale_path: tuple[str, ...] | None
+    surge: Getter | None
+    surge_default: str | None
+    source: str  # file:line of the rule, for explanations
+
+    def pods_of(self, obj: Mapping[str, Any]) -> list[PodSet]:
+        """Every part of `obj` as (name, replicas, template)."""
+        out: list[PodSet] = []
+        for part in self.parts:
+            if part.each is None:
+                out.append(self._pod_set(part, obj, obj, part.name or "pod"))
+                continue
+            start = obj
+            for label, item in _iterate(start, part.each, ""):
+                out.append(self._pod_set(part, obj, item, part.name or label or "pod"))
+        return out
+
+    def _pod_set(self, part: CompiledPart, root: Any, item: Any, name: str) -> PodSet:
+        replicas = max(part.replicas(root, item), 0)
+        template = None
+        for get in part.templates:
+            found = get(root, item)
+            if isinstance(found, Mapping):
+                template = found
+                break
+        surge = 0
+        if self.surge is not None:
+            value = self.surge(root, item)
+            if value is None and self.surge_default is not None:
+                default = self.surge_default
+                value = default if default.endswith("%") else int(default)
+            surge = surge_pods(value, replicas)
+        return PodSet(name, replicas, template, surge)
+
+    def with_replicas(self, obj: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+        """A shallow-copied `obj` whose scale path is set to `replicas`."""
+        if self.scale_path is None:
+            raise InputError(f"{self.kind} has no scale path in its kind rule")
+        return _set(obj, self.scale_path, replicas)
+
+
+def _set(node: Mapping[str, Any], segments: tuple[str, ...], value: Any) -> dict[str, Any]:
+    copy = dict(node)
+    head = segments[0]
+    if len(segments) == 1:
+        copy[head] = value
+    else:
+        child = node.get(head)
+        copy[head] = _set(child if isinstance(child, Mapping) else {}, segments[1:], value)
+    return copy
+
+
+def _expr_paths(expr: nodes.Expr | None) -> Iterator[str]:
+    if isinstance(expr, nodes.PathRef):
+        yield expr.path.text
+    elif isinstance(expr, nodes.BinOp):
+        yield from _expr_paths(expr.left)
+        yield from _expr_paths(expr.right)
+
+
+def compile_kind(rule: nodes.KindRule) -> CompiledKind:
+    parts = []
+    for part in rule.parts:
+        replicas = compile_expr(part.replicas) if part.replicas is not None else (lambda r, i: 1)
+        parts.append(
+            CompiledPart(
+                name=part.name,
+                each=part.each.segments if part.each else None,
+                each_relative=bool(part.each and part.each.relative),
+                replicas=replicas,
+                templates=tuple(compile_getter(p) for p in part.templates),
+                replicas_paths=frozenset(_expr_paths(part.replicas)),
+            )
+        )
+    scale = rule.scale.segments if rule.scale else None
+    surge = compile_getter(rule.surge.path) if rule.surge else None
+    return CompiledKind(
+        api_version=rule.api_version,
+        kind=rule.kind,
+        parts=tuple(parts),
+        scale_path=scale,
+        surge=surge,
+        surge_default=rule.surge.default if rule.surge else None,
+        source=str(rule.span),
+    )

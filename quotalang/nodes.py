@@ -1,0 +1,213 @@
+"""The syntax tree of a policy: plain immutable records with source spans.
+
+The parser builds these; the checker, compiler and formatter read them. They
+hold source text (quantities as written) so that `fmt` can print exactly what
+the author wrote and the checker can point at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a node sits: 1-based line and column, end exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    target: str
+    span: Span
+
+
+# ------------------------------------------------------------------ settings
+@dataclass(frozen=True, slots=True)
+class GroupLabel:
+    label: str
+    span: Span
+
+
+ModelKind = Literal["cpu", "gpu", "memory"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLabel:
+    model_kind: ModelKind
+    label: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class GpuResource:
+    resource: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unlabelled:
+    """What happens to a workload without the group label."""
+
+    action: Literal["allow", "deny", "group"]
+    group: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class WarnAt:
+    percent: str  # as written, without the % sign
+    span: Span
+
+
+Setting = Union[GroupLabel, ModelLabel, GpuResource, Unlabelled, WarnAt]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    entries: tuple[Setting, ...]
+    span: Span
+
+
+# ------------------------------------------------------------------ groups
+Mode = Literal["enforce", "warn", "audit"]
+Period = Literal["day", "week", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    key: str
+    quantity: str
+    span: Span
+    key_span: Span
+    quantity_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Cash:
+    key: str
+    hours: str  # as written, without the trailing h
+    period: Period | None  # None: a lifetime budget
+    span: Span
+    key_span: Span
+    amount_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ModeStmt:
+    mode: Mode
+    span: Span
+
+
+GroupStmt = Union[Limit, Cash, ModeStmt]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    parent: str | None
+    body: tuple[GroupStmt, ...]
+    span: Span
+    name_span: Span
+    parent_span: Span | None
+
+
+# ------------------------------------------------------------------ kind rules
+@dataclass(frozen=True, slots=True)
+class Path:
+    """A field path: `spec.replicas` from the object, `.replicas` from the item.
+
+    `segments` are the keys to follow; `*` iterates map values or list items.
+    """
+
+    text: str
+    segments: tuple[str, ...]
+    relative: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class IntLit:
+    value: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class PathRef:
+    path: Path
+    default: int | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    op: Literal["+", "-", "*"]
+    left: Expr
+    right: Expr
+    span: Span
+
+
+Expr = Union[IntLit, PathRef, BinOp]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """`replicas × template`, once, or once per item of `each`."""
+
+    name: str | None
+    each: Path | None
+    replicas: Expr | None
+    templates: tuple[Path, ...]  # the first one present wins
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Surge:
+    path: Path
+    default: str | None  # "25%" or "1"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class KindRule:
+    api_version: str
+    kind: str
+    parts: tuple[Part, ...]
+    scale: Path | None
+    surge: Surge | None
+    span: Span
+    # Every `scale` / `surge` statement, so the checker can report repeats.
+    scale_spans: tuple[Span, ...] = ()
+    surge_spans: tuple[Span, ...] = ()
+
+    @property
+    def group(self) -> str:
+        """The API group: '' for the core group (`v1`)."""
+        return self.api_version.rpartition("/")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFile:
+    path: str
+    imports: tuple[Import, ...]
+    settings: tuple[Settings, ...]
+    groups: tuple[Group, ...]
+    kinds: tuple[KindRule, ...]
+    comments: tuple[Comment, ...]
+    # Top-level items in source order, for the formatter.
+    items: tuple[Import | Settings | Group | KindRule, ...]

@@ -1,0 +1,113 @@
+"""ResourceQuota resource names and the model suffix (`limits.cpu.A4`).
+
+A key is a ResourceQuota name, optionally followed by `.<model>`. Splitting is
+done once, at compile time; the evaluator only sees the split result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ResourceClass = Literal["cpu", "memory", "ephemeral-storage", "hugepages", "extended", "count"]
+
+# Names ResourceQuota accepts that are not extended resources.
+STANDARD_KEYS: frozenset[str] = frozenset(
+    {
+        "cpu",
+        "memory",
+        "ephemeral-storage",
+        "requests.cpu",
+        "requests.memory",
+        "requests.ephemeral-storage",
+        "limits.cpu",
+        "limits.memory",
+        "limits.ephemeral-storage",
+        "pods",
+        "count/pods",
+    }
+)
+
+_HUGEPAGES = re.compile(r"^(requests\.|limits\.)?hugepages-[0-9]+[A-Za-z]*$")
+_EXTENDED = re.compile(r"^requests\.([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LIMITS_EXTENDED = re.compile(r"^limits\.[a-z0-9.-]+/[A-Za-z0-9_.-]+$")
+_COUNT = re.compile(r"^count/[a-z0-9.-]+$")
+_MODEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A split key: `base` is the ResourceQuota name, `model` the suffix or None."""
+
+    text: str
+    base: str
+    model: str | None
+    known: bool
+
+    @property
+    def resource_class(self) -> ResourceClass:
+        return resource_class(self.base)
+
+
+def is_known(name: str) -> bool:
+    """Whether ResourceQuota would recognise `name` (no model suffix)."""
+    return bool(
+        name in STANDARD_KEYS
+        or _HUGEPAGES.match(name)
+        or _EXTENDED.match(name)
+        or _COUNT.match(name)
+    )
+
+
+def is_limits_extended(name: str) -> bool:
+    """`limits.nvidia.com/gpu`: ResourceQuota has no such form."""
+    return bool(_LIMITS_EXTENDED.match(name)) and not _HUGEPAGES.match(name)
+
+
+def split_key(text: str) -> Key:
+    """Split `limits.cpu.A4` into (`limits.cpu`, `A4`); unknown names keep model None."""
+    if is_known(text) or is_limits_extended(text):
+        return Key(text, text, None, is_known(text))
+    base, dot, model = text.rpartition(".")
+    if dot and _MODEL.match(model) and (is_known(base) or is_limits_extended(base)):
+        return Key(text, base, model, is_known(base))
+    return Key(text, text, None, False)
+
+
+def resource_class(base: str) -> ResourceClass:
+    """Which kind of quantity a base key holds, for unit checks and model labels."""
+    if base in ("pods", "count/pods") or base.startswith("count/"):
+        return "count"
+    bare = base.split(".", 1)[1] if base.startswith(("requests.", "limits.")) else base
+    if bare == "cpu":
+        return "cpu"
+    if bare == "memory":
+        return "memory"
+    if bare == "ephemeral-storage":
+        return "ephemeral-storage"
+    if bare.startswith("hugepages-"):
+        return "hugepages"
+    return "extended"
+
+
+def extended_name(base: str) -> str | None:
+    """`requests.nvidia.com/gpu` → `nvidia.com/gpu`; None for other keys."""
+    match = _EXTENDED.match(base)
+    return match.group(1) if match else None
+
+
+def suggest(name: str) -> str | None:
+    """The closest known name, for 'unknown resource' hints."""
+    candidates = sorted(STANDARD_KEYS) + [
+        "requests.nvidia.com/gpu",
+        "requests.amd.com/gpu",
+        "requests.hugepages-2Mi",
+        "limits.hugepages-2Mi",
+        "hugepages-1Gi",
+    ]
+    if name.startswith("limits.") and "/" in name:
+        return "requests." + name[len("limits.") :]
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None

@@ -1,0 +1,87 @@
+"""`quotalang tree`: the group tree with hard / carved / used / free per key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quotalang.compiler import CompiledGroup, CompiledPolicy
+from quotalang.decision import hours, qty
+from quotalang.evaluator import UsageSource
+
+
+def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
+    return [g for g in policy.groups.values() if g.parent is None]
+
+
+def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
+    used = usage.used(group.name)
+    rows = []
+    for key, hard in group.hard.items():
+        carved = group.carved.get(key, 0)
+        own = used.get(key, 0)
+        rows.append(
+            {
+                "key": key,
+                "hard": qty(key, hard),
+                "carved": qty(key, carved),
+                "used": qty(key, own),
+                "free": qty(key, max(hard - carved - own, 0)),
+            }
+        )
+    return rows
+
+
+def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
+    spent = usage.cash_used(group.name)
+    return [
+        {
+            "key": key,
+            "period": budget.period or "lifetime",
+            "budget": hours(budget.budget),
+            "used": hours(spent.get(key, 0)),
+            "free": hours(max(budget.budget - spent.get(key, 0), 0)),
+        }
+        for key, budget in group.cash.items()
+    ]
+
+
+def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]]:
+    def node(group: CompiledGroup) -> dict[str, Any]:
+        return {
+            "name": group.name,
+            "path": group.path,
+            "mode": group.mode,
+            "limits": _rows(group, usage),
+            "cash": _cash_rows(group, usage),
+            "children": [node(policy.groups[c]) for c in group.children],
+        }
+
+    return [node(g) for g in _roots(policy)]
+
+
+def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
+    lines: list[str] = []
+
+    def walk(group: CompiledGroup, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└── " if last else "├── ")
+        mode = "" if group.mode == "enforce" else f"  [{group.mode}]"
+        lines.append(f"{prefix}{branch}{group.name}{mode}")
+        inner = prefix + ("" if top else ("    " if last else "│   "))
+        rows = _rows(group, usage)
+        if rows:
+            width = max(len(r["key"]) for r in rows)
+            for r in rows:
+                lines.append(
+                    f"{inner}  {r['key']:<{width}}  hard {r['hard']:>7}  carved {r['carved']:>7}"
+                    f"  used {r['used']:>7}  free {r['free']:>7}"
+                )
+        for c in _cash_rows(group, usage):
+            lines.append(
+                f"{inner}  cash {c['key']} per {c['period']}: {c['used']} of {c['budget']}, {c['free']} free"
+            )
+        for index, child in enumerate(group.children):
+            walk(policy.groups[child], inner, index == len(group.children) - 1, False)
+
+    for root in _roots(policy):
+        walk(root, "", True, True)
+    return "\n".join(lines) + "\n"
