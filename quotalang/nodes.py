@@ -174,6 +174,8 @@ class Part:
     replicas: Expr | None
     templates: tuple[Path, ...]  # the first one present wins
     span: Span
+    # Spans of `replicas` statements after the first, so the checker can report them.
+    repeated_spans: tuple[Span, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,12 @@ def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
         raise PolicyError([_diagnose(exc, text, filename)], {filename: text}) from None
-    items = cast(list[Any], _Build(filename).transform(tree))
+    try:
+        items = cast(list[Any], _Build(filename).transform(tree))
+    except RecursionError:
+        span = nodes.Span(filename, 1, 1, 1, 2)
+        problem = Diagnostic("E001", "expression nested too deeply", span, "split it into simpler parts")
+        raise PolicyError([problem], {filename: text}) from None
     comments = tuple(_comments(text, filename))
     return nodes.PolicyFile(
         path=filename,
@@ -73,7 +78,7 @@ def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
 
 def _comments(text: str, filename: str) -> list[nodes.Comment]:
     found = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if "#" not in line:
             continue
         for match in _COMMENT_OR_STRING.finditer(line):
@@ -255,7 +260,12 @@ class _Build(Transformer[Token, Any]):
             elif isinstance(child, tuple) and child[0] == "template":
                 templates.extend(child[1])
         return nodes.Part(
-            name, each, replicas[0] if replicas else None, tuple(templates), self._span(meta)
+            name,
+            each,
+            replicas[0] if replicas else None,
+            tuple(templates),
+            self._span(meta),
+            tuple(r.span for r in replicas[1:]),
         )
 
     @v_args(inline=True)
