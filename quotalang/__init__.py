@@ -29,7 +29,19 @@ _EXPORTS = {
     "UsageSource": "evaluator",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CompiledPolicy",
+    "Decision",
+    "Diagnostic",
+    "InputError",
+    "PolicyError",
+    "QuotalangError",
+    "Snapshot",
+    "UsageSource",
+    "Violation",
+    "compile_policy",
+    "compile_sources",
+]
 __version__ = "0.1.0"
 
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from quotalang import checker, kinds, loader, nodes
 from quotalang.errors import Diagnostic, PolicyError
+from quotalang.kinds import CompiledKind
 from quotalang.quantity import parse_quantity
-from quotalang.resources import extended_name, resource_class, split_key
+from quotalang.resources import DEFAULT_GPU_RESOURCES, extended_name, resource_class, split_key
 
 if TYPE_CHECKING:
     from quotalang.decision import Decision
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 STAGES = ("load", "check", "compile")
 
 DEFAULT_GROUP_LABEL = "quotalang.dev/group"
-DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 SECONDS_PER_HOUR = 3600
 NANO = 10**9
 
@@ -72,7 +72,7 @@ class Settings:
 class CompiledPolicy:
     settings: Settings
     groups: Mapping[str, CompiledGroup]
-    kinds: Mapping[tuple[str, str], kinds.CompiledKind]
+    kinds: Mapping[tuple[str, str], CompiledKind]
     warnings: tuple[Diagnostic, ...]
     checksum: str
     # Per-policy caches of derived, content-keyed data (not part of identity).
@@ -84,7 +84,7 @@ class CompiledPolicy:
     def near_groups(self, name: str) -> list[str]:
         return difflib.get_close_matches(name, list(self.groups), n=3, cutoff=0.5)
 
-    def rule_for(self, obj: Mapping[str, Any]) -> kinds.CompiledKind | None:
+    def rule_for(self, obj: Mapping[str, Any]) -> CompiledKind | None:
         return self.kinds.get((obj.get("apiVersion"), obj.get("kind")))  # type: ignore[arg-type]
 
     def evaluate(
@@ -221,7 +221,7 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
     return out
 
 
-def _kinds(files: tuple[nodes.PolicyFile, ...]) -> dict[tuple[str, str], kinds.CompiledKind]:
+def _kinds(files: tuple[nodes.PolicyFile, ...]) -> dict[tuple[str, str], CompiledKind]:
     return {(r.api_version, r.kind): kinds.compile_kind(r) for f in files for r in f.kinds}
 
 

@@ -7,8 +7,9 @@ a policy unusable. Callers catch `PolicyError` only: nothing else escapes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 from quotalang.nodes import Span
 

@@ -8,7 +8,7 @@ the author wrote and the checker can point at it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class WarnAt:
     span: Span
 
 
-Setting = Union[GroupLabel, ModelLabel, GpuResource, Unlabelled, WarnAt]
+Setting = GroupLabel | ModelLabel | GpuResource | Unlabelled | WarnAt
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class ModeStmt:
     span: Span
 
 
-GroupStmt = Union[Limit, Cash, ModeStmt]
+GroupStmt = Limit | Cash | ModeStmt
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ class BinOp:
     span: Span
 
 
-Expr = Union[IntLit, PathRef, BinOp]
+Expr = IntLit | PathRef | BinOp
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,28 +92,33 @@ def _comments(text: str, filename: str) -> list[nodes.Comment]:
 def _expected(names: set[str] | frozenset[str]) -> str:
     shown = sorted({_TERMINAL_NAMES.get(n, repr(n.strip('"').lower())) for n in names})
     if len(shown) > 6:
-        shown = shown[:6] + ["…"]
+        shown = [*shown[:6], "…"]
     return ", ".join(shown)
 
 
 def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
     line = getattr(exc, "line", 1) or 1
     column = getattr(exc, "column", 1) or 1
-    if isinstance(exc, UnexpectedToken) and exc.token.type == "$END":
-        exc = UnexpectedEOF(exc.expected)
-    if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
+    at_end = isinstance(exc, UnexpectedEOF) or (
+        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+    )
+    if at_end:
+        expected = set(getattr(exc, "expected", ()) or ())
+        lines = text.split("\n")
+        while len(lines) > 1 and not lines[-1].strip():
+            lines.pop()
         span = nodes.Span(filename, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
         return Diagnostic(
             "E003",
             "the file ends in the middle of a block",
             span,
-            f"expected {_expected(exc.expected)}; is a closing '}}' missing?",
+            f"expected {_expected(expected)}; is a closing '}}' missing?",
         )
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        position = exc.pos_in_stream or 0
+        char = text[position] if position < len(text) else ""
         span = nodes.Span(filename, line, column, line, column + 1)
-        allowed = _expected(exc.allowed) if exc.allowed else "something else"
+        allowed = _expected(set(exc.allowed)) if exc.allowed else "something else"
         return Diagnostic("E002", f"unexpected character {char!r}", span, f"expected {allowed}")
     assert isinstance(exc, UnexpectedToken)
     token = exc.token

@@ -13,6 +13,8 @@ from typing import Literal
 
 ResourceClass = Literal["cpu", "memory", "ephemeral-storage", "hugepages", "extended", "count"]
 
+DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+
 # Names ResourceQuota accepts that are not extended resources.
 STANDARD_KEYS: frozenset[str] = frozenset(
     {
@@ -66,11 +68,19 @@ def is_limits_extended(name: str) -> bool:
     return bool(_LIMITS_EXTENDED.match(name)) and not _HUGEPAGES.match(name)
 
 
-def split_key(text: str) -> Key:
-    """Split `limits.cpu.A4` into (`limits.cpu`, `A4`); unknown names keep model None."""
+def split_key(text: str, gpu_resources: frozenset[str] | tuple[str, ...] = DEFAULT_GPU_RESOURCES) -> Key:
+    """Split `limits.cpu.A4` into (`limits.cpu`, `A4`); unknown names keep model None.
+
+    Extended resource names may contain dots, so `requests.<domain>/<name>.<X>`
+    is a model key only when `<domain>/<name>` is a gpu resource.
+    """
+    base, dot, model = text.rpartition(".")
+    if dot and _MODEL.match(model):
+        gpu = extended_name(base)
+        if gpu is not None and gpu in gpu_resources:
+            return Key(text, base, model, True)
     if is_known(text) or is_limits_extended(text):
         return Key(text, text, None, is_known(text))
-    base, dot, model = text.rpartition(".")
     if dot and _MODEL.match(model) and (is_known(base) or is_limits_extended(base)):
         return Key(text, base, model, is_known(base))
     return Key(text, text, None, False)
@@ -100,7 +110,8 @@ def extended_name(base: str) -> str | None:
 
 def suggest(name: str) -> str | None:
     """The closest known name, for 'unknown resource' hints."""
-    candidates = sorted(STANDARD_KEYS) + [
+    candidates = [
+        *sorted(STANDARD_KEYS),
         "requests.nvidia.com/gpu",
         "requests.amd.com/gpu",
         "requests.hugepages-2Mi",

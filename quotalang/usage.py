@@ -16,7 +16,7 @@ import orjson
 
 from quotalang import pods
 from quotalang.kinds import CompiledKind
-from quotalang.quantity import Quantity
+from quotalang.quantity import Format, Quantity
 from quotalang.resources import resource_class, split_key
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class WorkloadUsage:
 def to_quantity(key: str, nanos: int) -> Quantity:
     """Print bytes in binary units and everything else in decimal, like kubectl."""
     binary = resource_class(split_key(key).base)
-    fmt = "BinarySI" if binary in ("memory", "ephemeral-storage", "hugepages") else "DecimalSI"
+    fmt: Format = "BinarySI" if binary in ("memory", "ephemeral-storage", "hugepages") else "DecimalSI"
     return Quantity.from_nanos(nanos, fmt)
 
 
@@ -102,9 +102,9 @@ def _pod_vector(policy: CompiledPolicy, template: Mapping[str, Any], key: bytes)
     if hit is None:
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        hit = {k: q.nanos for k, q in pods.pod_usage(template).items()}
+        hit = {k: q.nanos for k, q in pods.pod_usage(pods.apply_defaults(template)).items()}
         cache[key] = hit
-    return hit  # type: ignore[no-any-return]
+    return hit
 
 
 def _model_kind(policy: CompiledPolicy, key: str) -> str | None:

@@ -101,7 +101,7 @@ def test_missing_template_is_reported_as_none() -> None:
 
 
 def test_non_integer_replicas_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="spec.replicas"):
+    with pytest.raises(InputError, match=r"spec\.replicas"):
         DEPLOYMENT.pods_of({"spec": {"replicas": "3", "template": T}})
 
 

@@ -1,0 +1,235 @@
+"""Kubernetes `resource.Quantity`, exactly: parsing, canonical form, arithmetic.
+
+A quantity is kept as an integer number of nano units (Kubernetes rounds every
+non-zero value up to 1n and caps it at 2^63-1 units), so comparison and
+arithmetic are plain integer operations and never floats. The format (which
+suffix family to print with) follows apimachinery's rules.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
+
+NANO = 10**9
+MAX_UNITS = 2**63 - 1  # the cap Kubernetes puts on BinarySI values
+_MAX_NANOS = MAX_UNITS * NANO
+
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_DECIMAL_BY_EXPONENT = {v: k for k, v in _DECIMAL_SUFFIXES.items()}
+_BINARY_BY_EXPONENT = {0: "", **{v: k for k, v in _BINARY_SUFFIXES.items()}}
+_SUFFIX_CHARS = frozenset("eEinumkKMGTP")
+_DIGITS = frozenset("0123456789")
+
+
+class QuantityError(ValueError):
+    """Text that Kubernetes would not accept as a quantity."""
+
+
+class Quantity:
+    """An exact, immutable Kubernetes quantity."""
+
+    __slots__ = ("format", "nanos")
+
+    nanos: int
+    format: Format
+
+    def __init__(self, nanos: int, format: Format = "DecimalSI") -> None:
+        object.__setattr__(self, "nanos", nanos)
+        object.__setattr__(self, "format", format)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Quantity is immutable")
+
+    @classmethod
+    def from_nanos(cls, nanos: int, format: Format = "DecimalSI") -> Quantity:
+        return cls(nanos, format)
+
+    @classmethod
+    def zero(cls) -> Quantity:
+        return cls(0, "DecimalSI")
+
+    # comparison: by value only, like Quantity.Cmp
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Quantity) and self.nanos == other.nanos
+
+    def __hash__(self) -> int:
+        return hash(self.nanos)
+
+    def __lt__(self, other: Quantity) -> bool:
+        return self.nanos < other.nanos
+
+    def __le__(self, other: Quantity) -> bool:
+        return self.nanos <= other.nanos
+
+    def __gt__(self, other: Quantity) -> bool:
+        return self.nanos > other.nanos
+
+    def __ge__(self, other: Quantity) -> bool:
+        return self.nanos >= other.nanos
+
+    # arithmetic: the left operand's format, unless it is zero (Add/Sub)
+    def _format_with(self, other: Quantity) -> Format:
+        return other.format if self.nanos == 0 else self.format
+
+    def __add__(self, other: Quantity) -> Quantity:
+        return Quantity(self.nanos + other.nanos, self._format_with(other))
+
+    def __sub__(self, other: Quantity) -> Quantity:
+        return Quantity(self.nanos - other.nanos, self._format_with(other))
+
+    def __neg__(self) -> Quantity:
+        return Quantity(-self.nanos, self.format)
+
+    def __mul__(self, times: int) -> Quantity:
+        if not isinstance(times, int) or isinstance(times, bool):
+            return NotImplemented
+        return Quantity(self.nanos * times, self.format)
+
+    __rmul__ = __mul__
+
+    def is_zero(self) -> bool:
+        return self.nanos == 0
+
+    def value(self) -> int:
+        """Whole units, rounded away from zero (Quantity.Value)."""
+        return _round_away(self.nanos, NANO)
+
+    def milli_value(self) -> int:
+        """Milli units, rounded away from zero (Quantity.MilliValue)."""
+        return _round_away(self.nanos, NANO // 1000)
+
+    def __repr__(self) -> str:
+        return f"Quantity({str(self)!r})"
+
+    def __str__(self) -> str:
+        return canonical(self.nanos, self.format)
+
+
+def _round_away(nanos: int, unit: int) -> int:
+    magnitude = -(-abs(nanos) // unit)
+    return magnitude if nanos >= 0 else -magnitude
+
+
+def _strip_tens(mantissa: int, exponent: int) -> tuple[int, int]:
+    while mantissa and mantissa % 10 == 0:
+        mantissa //= 10
+        exponent += 1
+    return mantissa, exponent
+
+
+def canonical(nanos: int, format: Format) -> str:
+    """CanonicalizeBytes: the shortest exact form with an SI, binary or e suffix."""
+    if nanos == 0:
+        return "0"
+    negative = nanos < 0
+    magnitude = -nanos if negative else nanos
+    sign = "-" if negative else ""
+    if format == "BinarySI":
+        if magnitude >= 1024 * NANO and magnitude % NANO == 0:
+            units = magnitude // NANO
+            power = 0
+            while units >= 1024 and units % 1024 == 0:
+                units //= 1024
+                power += 10
+            if power in _BINARY_BY_EXPONENT:
+                return f"{sign}{units}{_BINARY_BY_EXPONENT[power]}"
+        format = "DecimalSI"  # too small, fractional or past Ei: exact decimal
+    mantissa, exponent = _strip_tens(magnitude, -9)
+    shift = exponent % 3
+    mantissa *= 10**shift
+    exponent -= shift
+    if format == "DecimalExponent":
+        suffix = f"e{exponent}" if exponent else ""
+    else:
+        found = _DECIMAL_BY_EXPONENT.get(exponent)
+        suffix = found if found is not None else f"e{exponent}"
+    return f"{sign}{mantissa}{suffix}"
+
+
+def _split(text: str) -> tuple[bool, str, str, str]:
+    """parseQuantityString: sign, integer digits, fraction digits, suffix."""
+    end = len(text)
+    pos = 0
+    positive = True
+    if text[0] in "+-":
+        positive = text[0] == "+"
+        pos = 1
+    start = pos
+    while pos < end and text[pos] in _DIGITS:
+        pos += 1
+    whole = text[start:pos]
+    fraction = ""
+    if pos < end and text[pos] == ".":
+        pos += 1
+        start = pos
+        while pos < end and text[pos] in _DIGITS:
+            pos += 1
+        fraction = text[start:pos]
+    suffix_start = pos
+    while pos < end and text[pos] in _SUFFIX_CHARS:
+        pos += 1
+    if pos < end and text[pos] in "+-":
+        pos += 1
+    while pos < end and text[pos] in _DIGITS:
+        pos += 1
+    if pos != end:
+        raise QuantityError(f"quantities must match the regular expression "
+                            f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text!r}")
+    return positive, whole, fraction, text[suffix_start:end]
+
+
+def _suffix(suffix: str, text: str) -> tuple[int, int, Format]:
+    """(base, exponent, format) for a suffix, or QuantityError."""
+    if suffix in _DECIMAL_SUFFIXES:
+        return 10, _DECIMAL_SUFFIXES[suffix], "DecimalSI"
+    if suffix in _BINARY_SUFFIXES:
+        return 2, _BINARY_SUFFIXES[suffix], "BinarySI"
+    if len(suffix) > 1 and suffix[0] in "eE":
+        digits = suffix[1:]
+        body = digits[1:] if digits[:1] in ("+", "-") else digits
+        if body.isdigit() and body.isascii():
+            exponent = int(digits)
+            if -(2**31 - 1) <= exponent <= 2**31 - 1:
+                return 10, exponent, "DecimalExponent"
+    raise QuantityError(f"unable to parse quantity's suffix: {text!r}")
+
+
+# Exponents this far out cannot be held as exact integers here; Kubernetes
+# accepts up to ±(2^31-1). Tiny values still round up to 1n, as Kubernetes does.
+_MAX_EXPONENT = 10_000
+
+
+@lru_cache(maxsize=4096)
+def parse_quantity(text: str) -> Quantity:
+    """ParseQuantity: exact nanos, rounded up (away from 0); BinarySI capped at 2^63-1."""
+    if not isinstance(text, str):
+        raise QuantityError(f"a quantity must be a string, not {type(text).__name__}")
+    if not text:
+        raise QuantityError("quantities must match the regular expression: empty string")
+    positive, whole, fraction, suffix = _split(text)
+    base, exponent, fmt = _suffix(suffix, text)
+    digits = int((whole or "0") + fraction)
+    if digits == 0:
+        return Quantity(0, fmt)
+    if base == 10:
+        scale = exponent + 9 - len(fraction)
+        if scale > _MAX_EXPONENT:
+            raise QuantityError(f"quantity too large to hold exactly: {text!r}")
+        if scale >= 0:
+            nanos = digits * 10**scale
+        elif -scale > len(str(digits)) + _MAX_EXPONENT:
+            nanos = 1
+        else:
+            nanos = -(-digits // 10**-scale)  # round up to the nearest nano
+    else:
+        numerator = digits * (NANO << exponent)
+        nanos = -(-numerator // 10 ** len(fraction))
+        if nanos > _MAX_NANOS:
+            nanos = _MAX_NANOS
+        if nanos < NANO:
+            fmt = "DecimalSI"  # a fraction of a byte reads better in decimal
+    return Quantity(nanos if positive else -nanos, fmt)

@@ -1,0 +1,299 @@
+"""Decisions, with every expected number computed by hand in the comments."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.errors import InputError
+from quotalang.loader import load_text
+from quotalang.quantity import parse_quantity
+
+POLICY = """\
+settings {
+  group label "g"
+  model label cpu "g/cpu"
+  model label gpu "g/gpu"
+  warn at 90%
+}
+
+group root {
+  requests.cpu                  100
+  requests.nvidia.com/gpu        16
+  requests.nvidia.com/gpu.A100    8
+  cash requests.nvidia.com/gpu  1000h per week
+}
+
+group ai in root {
+  requests.cpu                   60
+  requests.nvidia.com/gpu        12
+  requests.nvidia.com/gpu.A100    8
+  cash requests.nvidia.com/gpu  600h per week
+}
+
+group lab in root {
+  mode warn
+  requests.cpu                   10
+  requests.nvidia.com/gpu         2
+  requests.nvidia.com/gpu.A100    0
+  cash requests.nvidia.com/gpu  100h per week
+}
+
+group audited in lab {
+  mode audit
+  requests.cpu                   4
+  requests.nvidia.com/gpu        1
+  requests.nvidia.com/gpu.A100   0
+  cash requests.nvidia.com/gpu  10h per week
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+  scale spec.replicas
+  surge spec.strategy.rollingUpdate.maxSurge default 25%
+}
+
+kind kubeflow.org/v1 TFJob {
+  pods each spec.tfReplicaSpecs.* {
+    replicas .replicas default 1
+    template .template
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy() -> CompiledPolicy:
+    return compile_sources(load_text(POLICY, "p.quota"))
+
+
+def deployment(group: str | None, replicas: int = 1, cpu: str = "1", gpu: int = 0,
+               gpu_type: str | None = None, image: str = "app:1") -> dict[str, Any]:
+    labels = {} if group is None else {"g": group}
+    if gpu_type:
+        labels["g/gpu"] = gpu_type
+    requests: dict[str, Any] = {"cpu": cpu}
+    if gpu:
+        requests["nvidia.com/gpu"] = gpu
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "ns", "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "template": {"spec": {"containers": [{"name": "c", "image": image,
+                                                  "resources": {"requests": requests}}]}},
+        },
+    }
+
+
+def q(text: str) -> int:
+    return parse_quantity(text).nanos
+
+
+def test_create_charges_replicas_times_pod_with_model_keys(policy: CompiledPolicy) -> None:
+    d = policy.evaluate(deployment("ai", replicas=3, cpu="500m", gpu=2, gpu_type="A100"))
+    assert d.allowed and d.group == "ai" and d.path == "root/ai"
+    # 3 pods × 500m = 1500m cpu; 3 × 2 = 6 GPUs, charged to both the generic and the A100 key
+    assert d.usage["requests.cpu"] == parse_quantity("1500m")
+    assert d.usage["cpu"] == parse_quantity("1500m")
+    assert d.usage["requests.nvidia.com/gpu"] == parse_quantity("6")
+    assert d.usage["requests.nvidia.com/gpu.A100"] == parse_quantity("6")
+    assert d.usage["pods"] == parse_quantity("3")
+    assert d.charges == {"ai": d.total}
+
+
+def test_model_key_denies_even_when_generic_fits(policy: CompiledPolicy) -> None:
+    # ai: A100 hard 8, used 6; request 2 pods × 1 A100 = 2 → 8 ≤ 8 fits; 3 pods → 9 > 8
+    usage = {"ai": {"requests.nvidia.com/gpu": "6", "requests.nvidia.com/gpu.A100": "6"}}
+    assert policy.evaluate(deployment("ai", replicas=2, gpu=1, gpu_type="A100"), usage=usage).allowed
+    d = policy.evaluate(deployment("ai", replicas=3, gpu=1, gpu_type="A100"), usage=usage)
+    assert not d.allowed
+    (v,) = d.violations
+    assert (v.resource, v.requested, v.used, v.hard, v.free) == (
+        "requests.nvidia.com/gpu.A100", q("3"), q("6"), q("8"), q("2"))
+    assert d.message == (
+        "quota exceeded in group root/ai: requests.nvidia.com/gpu.A100: "
+        "requested 3 (3 × pod 1), used 6 of 8, 2 free"
+    )
+    assert d.charges == {}
+
+
+def test_parent_own_workloads_use_hard_minus_carved(policy: CompiledPolicy) -> None:
+    # root requests.cpu 100; children carve 60 + 10 = 70; root's own room is 30
+    assert policy.evaluate(deployment("root", replicas=30, cpu="1")).allowed
+    d = policy.evaluate(deployment("root", replicas=31, cpu="1"))
+    assert not d.allowed
+    assert "requests.cpu: requested 31 (31 × pod 1), used 70 of 100 (70 carved for children), 30 free" in d.message
+
+
+def test_update_charges_only_the_delta(policy: CompiledPolicy) -> None:
+    old = deployment("ai", replicas=3, cpu="2")
+    new = deployment("ai", replicas=5, cpu="2")
+    # ai requests.cpu 60, used 54 (incl. the old 6): +2 pods × 2 = +4 → 58 ≤ 60
+    d = policy.evaluate(new, "UPDATE", old=old, usage={"ai": {"requests.cpu": "54"}})
+    assert d.allowed
+    assert d.delta["requests.cpu"] == q("4") and d.delta["pods"] == q("2")
+    assert d.charges == {"ai": d.delta}
+    d = policy.evaluate(new, "UPDATE", old=old, usage={"ai": {"requests.cpu": "57"}})
+    assert not d.allowed
+    assert "requested 4 (+4 to 5 × pod 2)" in d.message
+
+
+def test_shrinking_is_allowed_even_over_quota(policy: CompiledPolicy) -> None:
+    old = deployment("ai", replicas=5, cpu="2")
+    new = deployment("ai", replicas=1, cpu="2")
+    d = policy.evaluate(new, "UPDATE", old=old, usage={"ai": {"requests.cpu": "99"}})
+    assert d.allowed and d.delta["requests.cpu"] == -q("8")
+
+
+def test_label_move_releases_old_group_and_charges_new_in_full(policy: CompiledPolicy) -> None:
+    old = deployment("ai", replicas=2, cpu="1")
+    new = deployment("root", replicas=2, cpu="1")
+    d = policy.evaluate(new, "UPDATE", old=old)
+    assert d.allowed
+    assert d.charges["ai"]["requests.cpu"] == -q("2")
+    assert d.charges["root"]["requests.cpu"] == q("2")
+
+
+def test_warn_mode_allows_with_short_warnings(policy: CompiledPolicy) -> None:
+    d = policy.evaluate(deployment("lab", replicas=11, cpu="1"))
+    assert d.allowed and d.mode == "warn" and d.violations
+    assert d.warnings and all(len(w) <= 120 for w in d.warnings)
+    assert "requests.cpu" in d.warnings[0]
+    assert d.charges["lab"]["requests.cpu"] == q("11")
+
+
+def test_audit_mode_is_inherited_and_annotates(policy: CompiledPolicy) -> None:
+    assert policy.groups["audited"].mode == "audit"
+    d = policy.evaluate(deployment("audited", replicas=5, cpu="1"))
+    assert d.allowed and d.mode == "audit"
+    assert d.audit_annotations["quotalang.dev/would-deny"].startswith("quota exceeded in group root/lab/audited")
+
+
+def test_threshold_warning(policy: CompiledPolicy) -> None:
+    # ai requests.cpu 60; used 50 + 4 = 54 = 90% → warn, still allowed
+    d = policy.evaluate(deployment("ai", replicas=4, cpu="1"), usage={"ai": {"requests.cpu": "50"}})
+    assert d.allowed
+    assert d.warnings == ["ai at 90% of requests.cpu (54 of 60)"]
+
+
+def test_cash_spent_denies_new_gpu_usage_but_not_cpu(policy: CompiledPolicy) -> None:
+    usage = {"ai": {"cash": {"requests.nvidia.com/gpu": "600h"}}}
+    d = policy.evaluate(deployment("ai", gpu=1), usage=usage)
+    assert not d.allowed
+    assert d.message == (
+        "cash budget spent in group root/ai: cash requests.nvidia.com/gpu per week spent: used 600h of 600h"
+    )
+    assert policy.evaluate(deployment("ai", cpu="1"), usage=usage).allowed
+
+
+def test_cash_warns_past_the_threshold(policy: CompiledPolicy) -> None:
+    # 540h of 600h = 90%
+    d = policy.evaluate(deployment("ai", gpu=1), usage={"ai": {"cash": {"requests.nvidia.com/gpu": 540}}})
+    assert d.allowed
+    assert d.warnings == ["ai has spent 540h of 600h cash requests.nvidia.com/gpu per week"]
+
+
+def test_unknown_group_is_denied_with_near_names(policy: CompiledPolicy) -> None:
+    d = policy.evaluate(deployment("aii"))
+    assert not d.allowed and d.reason == "unknown-group"
+    assert "did you mean ai" in d.message
+
+
+def test_unlabelled_is_allowed_by_default_and_not_charged(policy: CompiledPolicy) -> None:
+    d = policy.evaluate(deployment(None))
+    assert d.allowed and d.reason == "unlabelled" and d.charges == {}
+
+
+@pytest.mark.parametrize(("rule", "allowed", "group"), [("deny", False, None), ("group lab", True, "lab")])
+def test_unlabelled_rules(rule: str, allowed: bool, group: str | None) -> None:
+    text = POLICY.replace('warn at 90%', f'warn at 90%\n  unlabelled {rule}')
+    p = compile_sources(load_text(text, "p.quota"))
+    d = p.evaluate(deployment(None))
+    assert d.allowed is allowed and d.group == group
+
+
+def test_kind_without_rule_is_not_charged(policy: CompiledPolicy) -> None:
+    d = policy.evaluate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"g": "ai"}}})
+    assert d.allowed and d.reason == "no-rule" and d.charges == {}
+
+
+def test_tfjob_parts_in_the_message(policy: CompiledPolicy) -> None:
+    def spec(n: int, gpus: int) -> dict[str, Any]:
+        return {"replicas": n, "template": {"spec": {"containers": [
+            {"name": "t", "resources": {"requests": {"nvidia.com/gpu": gpus}}}]}}}
+
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
+           "metadata": {"name": "j", "labels": {"g": "ai", "g/gpu": "A100"}},
+           "spec": {"tfReplicaSpecs": {"Chief": spec(1, 1), "Worker": spec(2, 4)}}}
+    # 1 × 1 + 2 × 4 = 9 A100 > 8
+    d = policy.evaluate(job)
+    assert not d.allowed
+    assert "requests.nvidia.com/gpu.A100: requested 9 (1 × Chief 1 + 2 × Worker 4), used 0 of 8, 8 free" \
+        in d.message
+
+
+def test_scale_uses_the_stored_parent(policy: CompiledPolicy) -> None:
+    parent = deployment("ai", replicas=2, cpu="10")
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+             "metadata": {"name": "web", "namespace": "ns"}, "spec": {"replicas": 7}}
+    # ai 60 cpu, used 20: 7 × 10 = 70 → +50 → 70 > 60
+    d = policy.evaluate(scale, "UPDATE", usage={"ai": {"requests.cpu": "20"}}, parent=parent)
+    assert not d.allowed and d.delta["requests.cpu"] == q("50")
+    scale["spec"]["replicas"] = 6  # +40 → 60 ≤ 60
+    assert policy.evaluate(scale, "UPDATE", usage={"ai": {"requests.cpu": "20"}}, parent=parent).allowed
+
+
+def test_scale_without_parent_is_denied(policy: CompiledPolicy) -> None:
+    scale = {"kind": "Scale", "metadata": {"name": "web", "namespace": "ns"}, "spec": {"replicas": 3}}
+    d = policy.evaluate(scale, "UPDATE")
+    assert not d.allowed and "cannot find the workload ns/web" in d.message
+
+
+def test_hpa_max_replicas_is_checked_not_charged(policy: CompiledPolicy) -> None:
+    target = deployment("ai", replicas=1, cpu="10")
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "web"}, "spec": {"maxReplicas": 7,
+                                                 "scaleTargetRef": {"kind": "Deployment", "name": "web"}}}
+    # from 1 to 7 replicas: +60 cpu on top of 10 used → 70 > 60
+    d = policy.evaluate(hpa, usage={"ai": {"requests.cpu": "10"}}, parent=target)
+    assert not d.allowed and d.charges == {}
+    hpa["spec"]["maxReplicas"] = 6  # +50 → 60
+    d = policy.evaluate(hpa, usage={"ai": {"requests.cpu": "10"}}, parent=target)
+    assert d.allowed and d.charges == {}
+
+
+def test_rollout_needs_room_for_surge(policy: CompiledPolicy) -> None:
+    old = deployment("ai", replicas=4, cpu="10", image="app:1")
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    # no delta, but 25% of 4 = 1 surge pod × 10 cpu must fit: used 55 + 10 > 60
+    d = policy.evaluate(new, "UPDATE", old=old, usage={"ai": {"requests.cpu": "55"}})
+    assert not d.allowed and d.violations[0].requested == q("10")
+    assert policy.evaluate(new, "UPDATE", old=old, usage={"ai": {"requests.cpu": "50"}}).allowed
+    # same template, no rollout: no surge room needed
+    assert policy.evaluate(old, "UPDATE", old=old, usage={"ai": {"requests.cpu": "59"}}).allowed
+
+
+def test_model_from_pod_template_label(policy: CompiledPolicy) -> None:
+    obj = deployment("ai", gpu=1)
+    obj["spec"]["template"]["metadata"] = {"labels": {"g/gpu": "T4"}}
+    d = policy.evaluate(obj)
+    assert d.usage["requests.nvidia.com/gpu.T4"] == parse_quantity("1")
+    assert any("gpu model T4 from pod template label g/gpu" in line for line in d.explanation())
+
+
+def test_delete_is_not_intercepted(policy: CompiledPolicy) -> None:
+    assert policy.evaluate(deployment("ai"), "DELETE").allowed
+
+
+def test_bad_snapshot_is_an_input_error(policy: CompiledPolicy) -> None:
+    with pytest.raises(InputError, match=r"ai/requests\.cpu"):
+        policy.evaluate(deployment("ai"), usage={"ai": {"requests.cpu": "lots"}})
