@@ -41,8 +41,8 @@ KEYS = (
     ("limits.cpu", 8),
     ("requests.cpu", 8),
     ("limits.memory", "32Gi"),
-    ("requests.nvidia.com/gpu", 2),
-    ("requests.nvidia.com/gpu.A100", 1),
+    ("requests.nvidia.com/gpu", 4),
+    ("requests.nvidia.com/gpu.A100", 4),
     ("pods", 20),
 )
 
@@ -113,7 +113,7 @@ def deployment(tag: int = 0) -> dict[str, Any]:
 
 def tfjob(tag: int = 0) -> dict[str, Any]:
     def spec(replicas: int, gpus: int) -> dict[str, Any]:
-        res = {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": str(gpus)}
+        res = {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": str(gpus)}
         container = {"name": "tensorflow", "image": f"tf:{tag}", "resources": {"requests": res, "limits": res}}
         return {"replicas": replicas, "template": {"spec": {"containers": [container]}}}
 
@@ -156,7 +156,8 @@ def main() -> None:
     print(f"compile: {len(policy.groups)} groups, {lines} lines in {compile_s:.2f} s "
           f"({compile_s / lines * 1e6:.1f} µs/line)")
 
-    usage = Snapshot.parse({"team-0-0": {"limits.cpu": "2", "requests.nvidia.com/gpu": "1"}})
+    # Some usage already there, well below the 90% warning threshold: the common case.
+    usage = Snapshot.parse({"team-0-0": {"limits.cpu": "2", "requests.cpu": "1", "pods": "3"}})
     warm_deploy, warm_tf = deployment(), tfjob()
     assert policy.evaluate(warm_deploy, usage=usage).allowed
     assert policy.evaluate(warm_tf, usage=usage).allowed

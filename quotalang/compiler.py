@@ -51,6 +51,7 @@ class CompiledGroup:
     parent: str | None
     path: str  # root/ai-lab/nlp
     mode: nodes.Mode  # after inheritance
+    # Plain dicts, never mutated after compile: dict.get is the hot path.
     hard: Mapping[str, int]  # key -> nanos
     carved: Mapping[str, int]  # key -> Σ children hard, nanos
     cash: Mapping[str, CashBudget]
@@ -124,8 +125,8 @@ def compile_sources(sources: loader.Sources) -> CompiledPolicy:
         digest.update(name.encode() + b"\0" + sources.texts[name].encode() + b"\0")
     return CompiledPolicy(
         settings=_settings(sources.files),
-        groups=MappingProxyType(_groups(sources.files)),
-        kinds=MappingProxyType(_kinds(sources.files)),
+        groups=_groups(sources.files),
+        kinds=_kinds(sources.files),
         warnings=warnings,
         checksum=digest.hexdigest()[:16],
     )
@@ -212,9 +213,9 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
             parent=g.parent,
             path="/".join(chain),
             mode=mode,
-            hard=MappingProxyType(hard[g.name]),
-            carved=MappingProxyType(carved),
-            cash=MappingProxyType(cash[g.name]),
+            hard=hard[g.name],
+            carved=carved,
+            cash=cash[g.name],
             children=tuple(children[g.name]),
             source=str(g.name_span),
         )

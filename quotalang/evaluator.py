@@ -95,9 +95,9 @@ def _source(usage: UsageSource | Mapping[str, Any] | None) -> UsageSource:
 
 
 def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    labels = meta.get("labels") if isinstance(meta, Mapping) else None
-    return labels if isinstance(labels, Mapping) else _EMPTY
+    meta = obj.get("metadata") if type(obj) is dict or isinstance(obj, Mapping) else None
+    labels = meta.get("labels") if type(meta) is dict or isinstance(meta, Mapping) else None
+    return labels if type(labels) is dict or isinstance(labels, Mapping) else _EMPTY
 
 
 def resolve_group(policy: CompiledPolicy, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -134,7 +134,7 @@ def evaluate(
     finds it (ledger, cache, live GET). Raises `InputError` for objects that
     cannot be read.
     """
-    if not isinstance(obj, Mapping):
+    if type(obj) is not dict and not isinstance(obj, Mapping):
         raise InputError("the object is not a mapping")
     op = operation.upper()
     if op not in ("CREATE", "UPDATE"):
@@ -156,9 +156,12 @@ def _workload(
     source: UsageSource,
     check_only: bool = False,
 ) -> Decision:
-    new = workload_usage(policy, obj)
-    if new.rule is None:
+    if policy.rule_for(obj) is None:
         return Decision(True, op, reason="no-rule", notes=["no kind rule matches; not charged"])
+    owner = charged_owner(policy, obj)
+    if owner is not None:
+        return Decision(True, op, reason="owned", notes=[f"controlled by {owner}, which is charged for it"])
+    new = workload_usage(policy, obj)
     group_name, problem = resolve_group(policy, obj)
     if group_name is None:
         if problem is None:
@@ -210,6 +213,25 @@ def _workload(
         elif group.mode == "warn":
             decision.warnings = [clip(f"{group.name}: {v.describe()}") for v in violations] + warnings
     return decision
+
+
+def charged_owner(policy: CompiledPolicy, obj: Mapping[str, Any]) -> str | None:
+    """The controlling owner that a kind rule already charges, if any.
+
+    A Deployment's ReplicaSet and pods, a CronJob's Jobs, a TFJob's pods: the
+    owner paid for them at admission, so charging them again would count the
+    same pods twice (and deny them under `unlabelled deny`). Pods of an owner
+    no rule covers are charged themselves.
+    """
+    meta = obj.get("metadata")
+    refs = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    if not refs or not isinstance(refs, list):
+        return None
+    for ref in refs:
+        owned = isinstance(ref, Mapping) and ref.get("controller") is True
+        if owned and (ref.get("apiVersion"), ref.get("kind")) in policy.kinds:
+            return f"{ref.get('kind')} {ref.get('name')}"
+    return None
 
 
 def _subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:

@@ -31,7 +31,7 @@ class PodSet:
 
 def _follow(node: Any, segments: tuple[str, ...]) -> Any:
     for segment in segments:
-        if isinstance(node, Mapping):
+        if type(node) is dict or isinstance(node, Mapping):
             node = node.get(segment)
         elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
             node = node[int(segment)]

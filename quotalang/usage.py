@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MODEL_KINDS = ("cpu", "gpu", "memory")
 _CACHE_LIMIT = 8192
+_NO_LABELS: Mapping[str, Any] = {}
 Vector = tuple[tuple[str, int], ...]
 
 
@@ -65,13 +66,9 @@ def template_key(template: Mapping[str, Any]) -> bytes:
 
 
 def _labels(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not isinstance(node, Mapping):
-        return {}
-    meta = node.get("metadata")
-    if not isinstance(meta, Mapping):
-        return {}
-    labels = meta.get("labels")
-    return labels if isinstance(labels, Mapping) else {}
+    meta = node.get("metadata") if type(node) is dict or isinstance(node, Mapping) else None
+    labels = meta.get("labels") if type(meta) is dict or isinstance(meta, Mapping) else None
+    return labels if type(labels) is dict or isinstance(labels, Mapping) else _NO_LABELS
 
 
 def workload_models(

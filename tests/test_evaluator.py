@@ -297,3 +297,16 @@ def test_delete_is_not_intercepted(policy: CompiledPolicy) -> None:
 def test_bad_snapshot_is_an_input_error(policy: CompiledPolicy) -> None:
     with pytest.raises(InputError, match=r"ai/requests\.cpu"):
         policy.evaluate(deployment("ai"), usage={"ai": {"requests.cpu": "lots"}})
+
+
+def test_objects_controlled_by_a_charged_owner_are_not_charged_twice(policy: CompiledPolicy) -> None:
+    rs = deployment("ai", replicas=3, cpu="10")
+    rs["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u1", "controller": True}]
+    d = policy.evaluate(rs, usage={"ai": {"requests.cpu": "60"}})
+    assert d.allowed and d.reason == "owned" and d.charges == {}
+    # an owner no rule covers (or a non-controller reference) does not exempt the object
+    rs["metadata"]["ownerReferences"][0]["kind"] = "SomeOperatorKind"
+    assert not policy.evaluate(rs, usage={"ai": {"requests.cpu": "60"}}).allowed
+    rs["metadata"]["ownerReferences"][0].update(kind="Deployment", controller=False)
+    assert not policy.evaluate(rs, usage={"ai": {"requests.cpu": "60"}}).allowed
