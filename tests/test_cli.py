@@ -1,0 +1,155 @@
+"""The command line: exit codes, JSON shapes, and no tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quotalang.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "policies"
+WORKLOADS = ROOT / "examples" / "workloads"
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_lint_examples_is_clean() -> None:
+    code, out = run("lint", str(EXAMPLES))
+    assert code == 0 and "ok: no findings" in out
+
+
+def test_lint_json_lists_findings_with_locations(tmp_path: Path) -> None:
+    (tmp_path / "p.quota").write_text("group a {\n  limits.cpu 1\n}\ngroup b in a {\n  limits.cpu 2\n}\n")
+    code, out = run("lint", str(tmp_path), "--format", "json")
+    assert code == 1
+    findings = json.loads(out)
+    assert [(f["code"], f["line"], f["column"], f["severity"]) for f in findings] == [("E105", 2, 3, "error")]
+    assert set(findings[0]) >= {"file", "line", "column", "severity", "code", "message"}
+
+
+def test_lint_syntax_error_is_a_finding_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.quota").write_text("group a {\n  limits.cpu\n}\n")
+    code, out = run("lint", str(tmp_path))
+    assert code == 1
+    assert "p.quota:2:13: error E001" in out and "Traceback" not in out + capsys.readouterr().err
+
+
+def test_lint_github_annotations(tmp_path: Path) -> None:
+    (tmp_path / "p.quota").write_text("group a {\n  limits.cpuu 1\n}\n")
+    code, out = run("lint", str(tmp_path), "--format", "github")
+    assert code == 0  # warnings only
+    assert out.startswith("::warning file=") and ",line=2,col=3,title=W102::" in out
+
+
+def test_lint_lists_kinds() -> None:
+    code, out = run("lint", str(EXAMPLES), "--list-kinds")
+    assert code == 0 and "kubeflow.org/v1 TFJob" in out and "apps/v1 Deployment" in out
+
+
+def test_eval_json_shape_for_a_denial() -> None:
+    code, out = run("eval", str(WORKLOADS / "tfjob-too-big.yaml"), "--policy", str(EXAMPLES), "--format", "json")
+    assert code == 1
+    data = json.loads(out)
+    assert {"allowed", "group", "mode", "usage", "violations", "warnings"} <= set(data)
+    assert data["allowed"] is False
+    (violation,) = data["violations"]
+    assert set(violation) >= {"resource", "requested", "used", "hard", "free"}
+    assert violation["resource"] == "requests.nvidia.com/gpu.A100"
+
+
+def test_eval_allowed_exit_zero_and_usage_snapshot(tmp_path: Path) -> None:
+    code, out = run("eval", str(WORKLOADS / "tfjob.yaml"), "--policy", str(EXAMPLES), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    group = data["group"]
+    gpus = data["usage"]["requests.nvidia.com/gpu"]
+    # a snapshot that leaves less room than the job needs turns the same request into a denial
+    usage = tmp_path / "usage.yaml"
+    usage.write_text(f"{group}:\n  requests.nvidia.com/gpu: 31\n  requests.nvidia.com/gpu.A100: 15\n")
+    code, out = run("eval", str(WORKLOADS / "tfjob.yaml"), "--policy", str(EXAMPLES), "--usage", str(usage))
+    assert gpus != "0" and code == 1 and out.startswith("DENIED")
+
+
+def test_eval_update_charges_the_delta(tmp_path: Path) -> None:
+    import yaml
+
+    old = yaml.safe_load((WORKLOADS / "deployment.yaml").read_text())
+    new = yaml.safe_load((WORKLOADS / "deployment.yaml").read_text())
+    new["spec"]["replicas"] = old["spec"]["replicas"] + 1
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump(new))
+    code, out = run("eval", str(tmp_path / "new.yaml"), "--old", str(tmp_path / "old.yaml"),
+                    "--policy", str(EXAMPLES), "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["operation"] == "UPDATE"
+    assert data["delta"]["pods"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "missing.yaml", "--policy", str(EXAMPLES)], "cannot read missing.yaml"),
+        (["eval", "{bad", "--policy", "/nonexistent"], "no such file or directory"),
+    ],
+)
+def test_input_errors_exit_two_without_traceback(argv: list[str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run(*argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "w.yaml"
+    bad.write_text("kind: Deployment\nmetadata: [\n")
+    code, _ = run("eval", str(bad), "--policy", str(EXAMPLES))
+    err = capsys.readouterr().err
+    assert code == 2 and "w.yaml:" in err and "not valid YAML" in err
+
+
+def test_usage_error_exits_two(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run("eval")
+    assert code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_fmt_check_diff_and_write(tmp_path: Path) -> None:
+    policy = tmp_path / "p.quota"
+    policy.write_text("group a {\n      limits.cpu   1   # c\n}\n")
+    code, out = run("fmt", "--check", str(tmp_path))
+    assert code == 1 and "would reformat" in out
+    code, out = run("fmt", "--diff", str(tmp_path))
+    assert code == 1 and out.startswith("---") and "+  limits.cpu  1  # c" in out
+    assert policy.read_text() == "group a {\n      limits.cpu   1   # c\n}\n"
+    code, _ = run("fmt", str(tmp_path))
+    assert code == 0 and policy.read_text() == "group a {\n  limits.cpu  1  # c\n}\n"
+    assert run("fmt", "--check", str(tmp_path))[0] == 0
+
+
+def test_shipped_policies_are_formatted(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    assert run("fmt", "--check", str(tmp_path))[0] == 0
+
+
+def test_tree_text_and_json(tmp_path: Path) -> None:
+    policy = tmp_path / "p.quota"
+    policy.write_text("group root {\n  limits.cpu 10\n}\ngroup a in root {\n  limits.cpu 4\n}\n")
+    usage = tmp_path / "u.json"
+    usage.write_text('{"root": {"limits.cpu": "1500m"}}')
+    code, out = run("tree", "--policy", str(tmp_path), "--usage", str(usage), "--format", "json")
+    assert code == 0
+    (root,) = json.loads(out)
+    # free = hard 10 − carved 4 − used 1.5 = 4.5
+    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "1500m", "free": "4500m"}]
+    assert root["children"][0]["name"] == "a"
+    code, out = run("tree", "--policy", str(tmp_path))
+    assert code == 0 and "└── a" in out
