@@ -1,0 +1,535 @@
+"""The usage ledger: per group, observed usage, pending reservations and cash.
+
+Admission asks the ledger two things at once: "does this fit?" and "then it is
+mine". Both happen under the lock of the one group the request is checked
+against (groups are carved from their parents, so a request never needs a
+second group's room), which makes N concurrent requests that fit k at a time
+admit exactly k. There is no global lock across groups: requests for
+different groups never wait for each other. A short index lock guards the
+per-object tables; it is always taken innermost and never held while
+evaluating.
+
+Two ways to run:
+
+* **standalone** (the default; what `quotalang serve` uses with no cluster):
+  nobody watches the cluster, so usage comes from admissions alone. An
+  admitted request is folded straight into observed usage as the object's new
+  usage (replacing what the same object was recorded with before), and a
+  DELETE review, when one is sent, releases it (`forget`).
+* **reconciled** (`standalone=False`; for the controller): an admitted request
+  becomes a pending reservation keyed by the object's identity, holding the
+  usage delta per group it was admitted with, a deadline and the admitted
+  resourceVersion. The controller calls `observe` when the watch shows the
+  object at or after that version (the reservation is folded into observed
+  usage), `forget` when it is deleted, `expire` to return quota an admitted but
+  never persisted object held, and `resync` after a full LIST. A resync never
+  drops unexpired reservations, so an in-flight admission cannot be overwritten
+  (kubernetes#123434).
+
+Reservations are conservative: only the positive part of a delta is reserved.
+A shrink or a move out of a group releases quota when the controller observes
+it, not when it is admitted, because an admitted request may never persist.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from quotalang.compiler import CompiledPolicy
+from quotalang.decision import Decision
+from quotalang.evaluator import evaluate, resolve_group
+
+DEFAULT_RESERVATION_TTL = 30.0
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+Usage = Mapping[str, int]  # resource key -> nano units
+
+
+class ObjectKey(NamedTuple):
+    """An object's identity: API group, kind, namespace, name.
+
+    The API group is part of the identity so that two kinds with one name
+    (a CRD `Deployment` in another group) cannot collide; the version is not,
+    because one object is served under several versions.
+    """
+
+    api_group: str  # "" for the core group
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectKey:
+        """The identity of a Kubernetes object (`apps/v1` → group `apps`; `v1` → core)."""
+        api_version = str(obj.get("apiVersion") or "")
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            meta = _EMPTY
+        return cls(
+            api_version.rpartition("/")[0],
+            str(obj.get("kind") or ""),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+        )
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.api_group}" if self.api_group else self.kind
+        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUsage:
+    """A consistent copy of one group's numbers, for the API and metrics."""
+
+    observed: Mapping[str, int]
+    reserved: Mapping[str, int]
+    cash: Mapping[str, int]
+    objects: int  # observed objects charging this group
+    reservations: int  # pending reservations charging this group
+
+    @property
+    def used(self) -> dict[str, int]:
+        """What admission checks against: observed plus reserved."""
+        out = dict(self.observed)
+        for key, value in self.reserved.items():
+            out[key] = out.get(key, 0) + value
+        return out
+
+
+class Ledger(Protocol):
+    """What admission needs from a ledger store (memory today, kubernetes next).
+
+    It is a `quotalang.evaluator.UsageSource`: `used(group)` is observed usage
+    plus unexpired reservations, `cash_used(group)` the cash spent this period.
+    """
+
+    @property
+    def standalone(self) -> bool: ...
+
+    def used(self, group: str) -> Mapping[str, int]: ...
+
+    def cash_used(self, group: str) -> Mapping[str, int]: ...
+
+    def admit(
+        self,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        operation: str,
+        old: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        identity: ObjectKey | None = None,
+    ) -> Decision: ...
+
+    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None: ...
+
+    def forget(self, identity: ObjectKey) -> None: ...
+
+    def group_usage(self, group: str) -> GroupUsage: ...
+
+
+class _Group:
+    """One group's numbers. Every field is guarded by `lock`."""
+
+    __slots__ = ("cash", "lock", "objects", "observed", "pending", "reserved", "used")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.observed: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+        self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
+        self.cash: dict[str, int] = {}
+        self.objects = 0
+        self.pending: set[ObjectKey] = set()
+
+    def add_observed(self, usage: Usage, sign: int) -> None:
+        _add(self.observed, usage, sign)
+        _add(self.used, usage, sign)
+        self.objects += sign
+
+    def add_reserved(self, usage: Usage, sign: int) -> None:
+        _add(self.reserved, usage, sign)
+        _add(self.used, usage, sign)
+
+
+def _add(target: dict[str, int], usage: Usage, sign: int) -> None:
+    for key, value in usage.items():
+        total = target.get(key, 0) + sign * value
+        if total:
+            target[key] = total
+        else:
+            target.pop(key, None)
+
+
+def _positive(usage: Usage) -> dict[str, int]:
+    return {k: v for k, v in usage.items() if v > 0}
+
+
+@dataclass(slots=True)
+class _Observed:
+    group: str | None
+    usage: dict[str, int]
+
+
+@dataclass(slots=True)
+class _Pending:
+    charges: dict[str, dict[str, int]]  # group -> key -> reserved (positive) nanos
+    deadline: float
+    resource_version: str | None
+    body: bytes | None = None  # JSON, see MemoryLedger._pack
+
+
+def _pack(body: Mapping[str, Any]) -> bytes:
+    """Index bodies are kept as JSON bytes, not dicts.
+
+    Ten thousand objects as nested dicts are a million objects the cyclic GC
+    traverses on every full collection, and each admission would add a
+    hundred more; one bytes object per body is invisible to it (and smaller).
+    Bodies are read back only for a `Scale` or an HPA, which are rare.
+    """
+    return orjson.dumps(body, default=str)
+
+
+def _unpack(raw: bytes) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(raw)
+    return body
+
+
+def _resource_version(obj: Mapping[str, Any] | None) -> str | None:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return str(value) if value else None
+
+
+def _at_or_after(seen: str | None, admitted: str | None) -> bool:
+    """Whether an observation at `seen` includes an admission made at `admitted`.
+
+    resourceVersions are opaque, but etcd's are integers; an object admitted on
+    CREATE has none yet, so any observation of it counts.
+    """
+    if admitted is None or seen is None:
+        return True
+    try:
+        return int(seen) > int(admitted)
+    except ValueError:
+        return seen != admitted
+
+
+class MemoryLedger:
+    """The in-memory ledger: one process, no cluster needed.
+
+    `clock` is injectable (monotonic seconds) so tests can move reservation
+    deadlines without sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        standalone: bool = True,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._standalone = standalone
+        self._ttl = reservation_ttl
+        self._clock = clock
+        self._groups: dict[str, _Group] = {}
+        self._index_lock = threading.Lock()
+        self._observed: dict[ObjectKey, _Observed] = {}
+        self._pending: dict[ObjectKey, _Pending] = {}
+        self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see _pack)
+        self._next_deadline = math.inf
+
+    # ------------------------------------------------------------ reading
+    @property
+    def standalone(self) -> bool:
+        return self._standalone
+
+    def _group(self, name: str) -> _Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups.setdefault(name, _Group())  # atomic: one wins
+        return group
+
+    def used(self, group: str) -> Mapping[str, int]:
+        state = self._groups.get(group)
+        return state.used if state is not None else _EMPTY
+
+    def cash_used(self, group: str) -> Mapping[str, int]:
+        state = self._groups.get(group)
+        return state.cash if state is not None else _EMPTY
+
+    def group_usage(self, group: str) -> GroupUsage:
+        state = self._groups.get(group)
+        if state is None:
+            return GroupUsage(_EMPTY, _EMPTY, _EMPTY, 0, 0)
+        with state.lock:
+            return GroupUsage(
+                dict(state.observed),
+                dict(state.reserved),
+                dict(state.cash),
+                state.objects,
+                len(state.pending),
+            )
+
+    def group_names(self) -> list[str]:
+        """Groups the ledger holds numbers for (not necessarily in the policy)."""
+        return list(self._groups)
+
+    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
+        """The admitted (pending) version of an object, else its observed one."""
+        pending = self._pending.get(identity)
+        raw = pending.body if pending is not None and pending.deadline > self._clock() else None
+        if raw is None:
+            raw = self._bodies.get(identity)
+        return None if raw is None else _unpack(raw)
+
+    def __len__(self) -> int:
+        """Observed objects."""
+        return len(self._observed)
+
+    # ---------------------------------------------------------- admission
+    def admit(
+        self,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        operation: str,
+        old: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        identity: ObjectKey | None = None,
+    ) -> Decision:
+        """Decide and, when allowed (and not a dry run), reserve: atomically per group.
+
+        For a `Scale`, `parent` is the stored workload and `identity` names it;
+        for an HPA, `parent` is its target (checked, never charged). Raises
+        `quotalang.InputError` for an object that cannot be read.
+        """
+        kind = obj.get("kind")
+        target = parent if kind in ("Scale", "HorizontalPodAutoscaler") and parent is not None else obj
+        group_name, _ = resolve_group(policy, target)
+        if self._pending and self._clock() >= self._next_deadline:
+            self.expire()
+        if group_name is None:  # unlabelled or unknown: nothing to check, no lock to take
+            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
+            if not decision.allowed or dry_run or kind == "HorizontalPodAutoscaler":
+                return decision
+            released = self._record(None, None, policy, obj, old, parent, identity, decision)
+        else:
+            state = self._group(group_name)
+            with state.lock:
+                decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
+                if not decision.allowed or dry_run or kind == "HorizontalPodAutoscaler":
+                    return decision
+                released = self._record(group_name, state, policy, obj, old, parent, identity, decision)
+        for name, usage in released:  # other groups, after our lock is released: never two at once
+            other = self._group(name)
+            with other.lock:
+                other.add_observed(usage, -1)
+        return decision
+
+    def _record(
+        self,
+        group_name: str | None,
+        state: _Group | None,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        old: Mapping[str, Any] | None,
+        parent: Mapping[str, Any] | None,
+        identity: ObjectKey | None,
+        decision: Decision,
+    ) -> list[tuple[str, dict[str, int]]]:
+        """Record an allowed decision (caller holds `state.lock`); return releases due elsewhere."""
+        body: Mapping[str, Any] = obj
+        if obj.get("kind") == "Scale" and parent is not None:
+            rule = policy.rule_for(parent)
+            spec = obj.get("spec")
+            replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+            if rule is None or rule.scale_path is None or not isinstance(replicas, int):
+                return []
+            body = rule.with_replicas(parent, replicas)
+        key = identity or ObjectKey.of(body)
+        if self._standalone:
+            return self._fold(key, group_name, state, dict(decision.total) if group_name else {}, body)
+        self._reserve(key, state, decision, body, _resource_version(old))
+        return []
+
+    def _fold(
+        self,
+        key: ObjectKey,
+        group_name: str | None,
+        state: _Group | None,
+        usage: dict[str, int],
+        body: Mapping[str, Any] | None,
+    ) -> list[tuple[str, dict[str, int]]]:
+        """Make `usage` the object's observed usage in `group_name`; the caller holds its lock."""
+        with self._index_lock:
+            previous = self._observed.get(key)
+            self._observed[key] = _Observed(group_name, usage)
+            if body is not None:
+                self._bodies[key] = _pack(body)
+        if previous is not None and previous.group == group_name:
+            # The same object again (a retry, an update): apply only what changed.
+            if state is not None and previous.usage != usage:
+                diff = {k: v - previous.usage.get(k, 0) for k, v in usage.items()}
+                diff.update({k: -v for k, v in previous.usage.items() if k not in usage})
+                _add(state.observed, diff, +1)
+                _add(state.used, diff, +1)
+            return []
+        if state is not None:
+            state.add_observed(usage, +1)
+        if previous is None or previous.group is None:
+            return []
+        return [(previous.group, previous.usage)]
+
+    def _reserve(
+        self,
+        key: ObjectKey,
+        state: _Group | None,
+        decision: Decision,
+        body: Mapping[str, Any],
+        resource_version: str | None,
+    ) -> None:
+        """Add the decision's positive charges to the object's pending reservation."""
+        deadline = self._clock() + self._ttl
+        charges = {g: pos for g, delta in decision.charges.items() if (pos := _positive(delta))}
+        with self._index_lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending({}, deadline, resource_version)
+            pending.deadline = deadline
+            pending.body = _pack(body)
+            if resource_version is not None:
+                pending.resource_version = resource_version
+            for group, usage in charges.items():
+                merged = pending.charges.setdefault(group, {})
+                for k, v in usage.items():
+                    merged[k] = merged.get(k, 0) + v
+            self._next_deadline = min(self._next_deadline, deadline)
+        # Only the checked group can be charged positively (moves release the old one, which is
+        # not reserved), and the caller holds its lock.
+        if state is not None and decision.group in charges:
+            state.add_reserved(charges[decision.group], +1)
+            state.pending.add(key)
+
+    # ------------------------------------------------- the controller's API
+    def observe(
+        self,
+        identity: ObjectKey,
+        group: str | None,
+        usage: Usage,
+        *,
+        resource_version: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The watch saw `identity` charging `usage` to `group` (None: to no group).
+
+        Replaces the object's previous observed usage. A pending reservation is
+        folded (dropped: the observed usage now includes it) when the
+        observation is at or after the version it was admitted at.
+        """
+        folded: _Pending | None = None
+        with self._index_lock:
+            previous = self._observed.get(identity)
+            self._observed[identity] = _Observed(group, dict(usage))
+            if body is not None:
+                self._bodies[identity] = _pack(body)
+            pending = self._pending.get(identity)
+            if pending is not None and _at_or_after(resource_version, pending.resource_version):
+                folded = self._pending.pop(identity)
+        if group is not None:
+            state = self._group(group)
+            with state.lock:
+                state.add_observed(usage, +1)
+        if previous is not None and previous.group is not None:
+            state = self._group(previous.group)
+            with state.lock:
+                state.add_observed(previous.usage, -1)
+        if folded is not None:
+            self._release(identity, folded)
+
+    def forget(self, identity: ObjectKey) -> None:
+        """The object is gone: release its observed usage and any reservation."""
+        with self._index_lock:
+            previous = self._observed.pop(identity, None)
+            pending = self._pending.pop(identity, None)
+            self._bodies.pop(identity, None)
+        if previous is not None and previous.group is not None:
+            state = self._group(previous.group)
+            with state.lock:
+                state.add_observed(previous.usage, -1)
+        if pending is not None:
+            self._release(identity, pending)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop reservations past their deadline; return how many were dropped."""
+        now = self._clock() if now is None else now
+        with self._index_lock:
+            expired = [(k, p) for k, p in self._pending.items() if p.deadline <= now]
+            for key, _ in expired:
+                del self._pending[key]
+            self._next_deadline = min((p.deadline for p in self._pending.values()), default=math.inf)
+        for key, pending in expired:
+            self._release(key, pending)
+        return len(expired)
+
+    def _release(self, identity: ObjectKey, pending: _Pending) -> None:
+        for group, usage in pending.charges.items():
+            state = self._group(group)
+            with state.lock:
+                if identity in state.pending:
+                    state.add_reserved(usage, -1)
+                    state.pending.discard(identity)
+
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
+        """Replace all observed usage with a fresh LIST: `{group: {identity: usage}}`.
+
+        Pending reservations are kept (only `observe` and `expire` drop them);
+        bodies of objects the LIST no longer holds leave the index.
+        """
+        fresh: dict[ObjectKey, _Observed] = {}
+        sums: dict[str, tuple[dict[str, int], int]] = {}
+        for group, objects in observed_by_group.items():
+            total: dict[str, int] = {}
+            for identity, usage in objects.items():
+                fresh[identity] = _Observed(group, dict(usage))
+                _add(total, usage, +1)
+            sums[group] = (total, len(objects))
+        with self._index_lock:
+            self._observed = fresh
+            for gone in self._bodies.keys() - fresh.keys():
+                del self._bodies[gone]
+        for name in set(self._groups) | set(sums):
+            state = self._group(name)
+            observed, count = sums.get(name, ({}, 0))
+            with state.lock:
+                state.observed = dict(observed)
+                state.objects = count
+                state.used = dict(observed)
+                _add(state.used, state.reserved, +1)
+
+    def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
+        """Cash spent this period per key, in nano-unit-seconds (the controller accrues it)."""
+        state = self._group(group)
+        with state.lock:
+            state.cash = dict(spent)
+
+    def add_cash(self, group: str, key: str, nanos: int) -> None:
+        state = self._group(group)
+        with state.lock:
+            state.cash[key] = state.cash.get(key, 0) + nanos
+
+    def pending(self) -> Iterable[ObjectKey]:
+        """Identities with a pending reservation (a copy)."""
+        with self._index_lock:
+            return list(self._pending)
+
+
+__all__ = ["DEFAULT_RESERVATION_TTL", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey"]

@@ -1,0 +1,158 @@
+"""The `quotalang` console script: the core verbs plus `serve` and `manifests`.
+
+The core CLI (`quotalang.cli`) knows nothing of the server (imports point one
+way); this module adds the two server verbs to its parser and runs through the
+core's `main`, so every verb shares one error handling: no tracebacks, exit
+0 ok / 1 findings / 2 usage or input errors. uvicorn, starlette and
+cryptography are imported only when `serve` or `manifests` runs, so
+`quotalang lint` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from quotalang import cli as core
+
+_core_build_parser = core.build_parser
+MIB = 1024 * 1024
+
+
+def _verbs(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The core parser's subcommand table (argparse offers no public accessor)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("the core parser has no subcommands")
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from server.serve import ServeOptions, serve
+
+    return serve(
+        ServeOptions(
+            policy=args.policy,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            insecure_http=args.insecure_http,
+            state_dir=args.state_dir,
+            failure_mode=args.failure_mode,
+            log_format=args.log_format,
+            log_level=args.log_level,
+            max_body=args.max_body_bytes,
+            reload_interval=args.reload_interval,
+        )
+    )
+
+
+def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
+    from server.manifests import manifests, render_yaml
+
+    ca_bundle = None
+    if args.ca_bundle:
+        try:
+            ca_bundle = Path(args.ca_bundle).read_bytes()
+        except OSError as exc:
+            raise core.UsageError(f"cannot read {args.ca_bundle}: {exc.strerror}") from None
+    docs = manifests(
+        args.policy,
+        args.namespace,
+        image=args.image,
+        failure_policy=args.failure_policy,
+        replicas=args.replicas,
+        tls_secret=args.tls_secret,
+        ca_bundle=ca_bundle,
+    )
+    if args.format == "json":
+        out.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs},
+                               option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(render_yaml(docs, args.namespace, args.replicas))
+    return core.EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port {text} is not in 1..65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The core parser with `serve` and `manifests` added."""
+    from server.manifests import DEFAULT_IMAGE
+
+    parser = _core_build_parser()
+    verbs = _verbs(parser)
+
+    serve = verbs.add_parser(
+        "serve", help="run the admission webhook (no cluster needed: in-memory ledger)",
+        description="Run the admission webhook: POST /validate, /healthz, /readyz, /metrics, /api/*.",
+    )
+    serve.set_defaults(func=cmd_serve)
+    serve.add_argument("--policy", action="append", required=True, metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8443)
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (reloaded when it changes)")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+    serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local experiments only")
+    serve.add_argument("--state-dir", metavar="DIR",
+                       help="where a self-signed CA is kept (default $XDG_STATE_HOME/quotalang)")
+    serve.add_argument("--failure-mode", choices=["allow", "deny"], default="deny",
+                       help="answer to requests the server cannot decide (default deny)")
+    serve.add_argument("--log-format", choices=["json", "text"], default="text")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=3 * MIB, metavar="N",
+                       help="largest AdmissionReview accepted (default 3 MiB, like the apiserver)")
+    serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS",
+                       help="how often the policy and certificate files are checked (default 2)")
+
+    man = verbs.add_parser(
+        "manifests", help="print the Kubernetes manifests that run the webhook",
+        description="Print ready-to-apply YAML: RBAC, policy ConfigMap, TLS Secret, Deployment, "
+        "Service, PodDisruptionBudget and ValidatingWebhookConfiguration.",
+    )
+    man.set_defaults(func=cmd_manifests)
+    man.add_argument("--format", choices=["text", "json"], default="text", help="text is YAML")
+    man.add_argument("--policy", action="append", required=True, metavar="DIR")
+    man.add_argument("--namespace", required=True, metavar="NS")
+    man.add_argument("--image", default=DEFAULT_IMAGE)
+    man.add_argument("--failure-policy", choices=["Fail", "Ignore"], default="Fail")
+    man.add_argument("--replicas", type=_positive_int, default=2)
+    man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
+    man.add_argument("--ca-bundle", metavar="FILE", help="PEM CA that signed --tls-secret's certificate")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run through `quotalang.cli.main` with the extended parser.
+
+    The core `main` builds its parser with the module-level `build_parser`;
+    it has no parameter for another one, so the extended builder is put in
+    its place for the duration of the call (see the report: a `parser=`
+    parameter on the core `main` would make this one line).
+    """
+    core.build_parser = build_parser
+    try:
+        return core.main(argv, out)
+    finally:
+        core.build_parser = _core_build_parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

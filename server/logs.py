@@ -1,0 +1,146 @@
+"""Structured logs: JSON lines or `key=value` text, one line per admission decision.
+
+A decision line carries uid, operation, kind, namespace/name, group, decision,
+reason and latency in milliseconds. Object bodies are never logged at info
+level (they can hold secrets in env vars).
+
+Decision lines skip the `logging` machinery once `configure` has set up the
+stream: a LogRecord, the caller lookup, the formatter and the handler cost
+about 10 µs a line, a tenth of the server's time at thousands of decisions a
+second, against ~2 µs for one orjson call and a write under the handler's
+lock (so lines never interleave with other records). Whoever reconfigures
+logging (tests, an embedding program) gets ordinary records again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+if TYPE_CHECKING:
+    from server.engine import Outcome
+
+LogFormat = Literal["json", "text"]
+DECISIONS = logging.getLogger("quotalang.admission")
+OUR_LOGGERS = ("quotalang", "uvicorn")
+
+
+_second: tuple[int, str] = (-1, "")
+_direct: logging.StreamHandler[Any] | None = None
+_direct_json = True
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once a second."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
+
+
+def _text_fields(fields: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fields.items():
+        text = str(value)
+        if not text or " " in text or '"' in text or "\n" in text:
+            text = orjson.dumps(text).decode()
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, then the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            data.update(fields)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`time level message key=value ...`, values quoted when they hold spaces."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_timestamp(record.created), f"{record.levelname.lower():<7}", record.getMessage()]
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and fields:
+            parts.append(_text_fields(fields))
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure(fmt: LogFormat = "text", level: str = "info", stream: Any = None) -> logging.Handler:
+    """Send our loggers and uvicorn's to `stream` (stderr) in `fmt`; return the handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True  # one line per decision is ours
+    global _direct, _direct_json
+    _direct, _direct_json = handler, fmt == "json"
+    return handler
+
+
+def log_decision(outcome: Outcome, seconds: float) -> None:
+    """The one info line per decision (cheap when info is off)."""
+    if not DECISIONS.isEnabledFor(logging.INFO):
+        return
+    fields: dict[str, Any] = {
+        "uid": outcome.uid,
+        "operation": outcome.operation,
+        "kind": outcome.kind,
+        "namespace": outcome.namespace,
+        "name": outcome.name,
+        "group": outcome.group,
+        "decision": outcome.verdict,
+        "reason": outcome.reason,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    status = outcome.response.get("status")
+    if status is not None and "message" in status:
+        fields["denial"] = status["message"]
+    warnings = outcome.response.get("warnings")
+    if warnings:
+        fields["warnings"] = len(warnings)
+    if outcome.error is not None:
+        fields["error"] = outcome.error
+    handler = _direct
+    if handler is None or DECISIONS.handlers or handler not in logging.getLogger("quotalang").handlers:
+        DECISIONS.info("decision", extra={"fields": fields})  # logging was set up by someone else
+        return
+    now = time.time()
+    if _direct_json:
+        head = {"time": _timestamp(now), "level": "info", "logger": DECISIONS.name, "message": "decision"}
+        line = orjson.dumps(head | fields, default=str).decode() + "\n"
+    else:
+        line = f"{_timestamp(now)} info    decision {_text_fields(fields)}\n"
+    handler.acquire()
+    try:
+        handler.stream.write(line)
+        handler.stream.flush()
+    finally:
+        handler.release()
+
+
+def log_event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
+    """A non-decision event (reloads, TLS, startup) with structured fields."""
+    logger.log(level, message, extra={"fields": fields})

@@ -1,0 +1,123 @@
+"""Prometheus metrics: counters on the hot path, ledger gauges computed at scrape time.
+
+The hot path touches one counter child (cached per label tuple, so no label
+parsing per request) and one histogram. Ledger and cash gauges are not kept
+up to date on every admission: a collector reads the ledger when Prometheus
+scrapes, so 1,000 groups × 15 keys cost nothing between scrapes.
+
+Quantities are exported in their natural unit (cores, bytes, pods, GPUs) and
+cash in unit-seconds (GPU-seconds, core-seconds), as Prometheus prefers base
+units; divide by 3600 for GPU-hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controller.ledger import Ledger
+from quotalang.compiler import CompiledPolicy
+
+NANO = 1e9
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """Every metric the server exports, in a registry of its own (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.admissions = Counter(
+            "quotalang_admissions", "Admission decisions.", ["kind", "operation", "decision", "group"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "quotalang_admission_duration_seconds", "Time to decide one AdmissionReview.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.errors = Counter(
+            "quotalang_admission_errors", "Requests the engine could not decide (answered per failure mode).",
+            ["kind"], registry=r,
+        )
+        self.bad_requests = Counter(
+            "quotalang_bad_requests", "Bodies that were not usable AdmissionReviews (4xx).", ["reason"],
+            registry=r,
+        )
+        self.reloads = Counter("quotalang_policy_reloads", "Policies loaded and swapped in.", registry=r)
+        self.reload_errors = Counter(
+            "quotalang_policy_reload_errors", "Policies rejected on reload (the last good one kept serving).",
+            registry=r,
+        )
+        self.policy_ok = Gauge(
+            "quotalang_policy_last_reload_ok", "1 if the last policy (re)load succeeded, else 0.", registry=r
+        )
+        self.tls_reloads = Counter("quotalang_tls_reloads", "Serving certificates reloaded.", registry=r)
+        self.tls_reload_errors = Counter(
+            "quotalang_tls_reload_errors", "Certificate reloads that failed (the old pair kept serving).",
+            registry=r,
+        )
+        self._children: dict[tuple[str, str, str, str], Callable[[], None]] = {}
+
+    def admission(self, kind: str, operation: str, decision: str, group: str, seconds: float) -> None:
+        labels = (kind, operation, decision, group)
+        inc = self._children.get(labels)
+        if inc is None:
+            inc = self._children[labels] = self.admissions.labels(*labels).inc
+        inc()
+        self.latency.observe(seconds)
+
+    def watch_ledger(self, ledger: Ledger, policy: Callable[[], CompiledPolicy | None]) -> None:
+        """Export the ledger's numbers for every group of the current policy."""
+        self.registry.register(LedgerCollector(ledger, policy))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class LedgerCollector(Collector):
+    """Reads the ledger at scrape time: hard, used, reserved, free per group and key; cash."""
+
+    def __init__(self, ledger: Ledger, policy: Callable[[], CompiledPolicy | None]) -> None:
+        self._ledger = ledger
+        self._policy = policy
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # computed on collect; nothing to check at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["group", "resource"]
+        hard = GaugeMetricFamily("quotalang_ledger_hard", "Hard limit of a group's key.", labels=labels)
+        used = GaugeMetricFamily(
+            "quotalang_ledger_used", "A group's own usage (observed + reserved) of a key.", labels=labels
+        )
+        reserved = GaugeMetricFamily(
+            "quotalang_ledger_reserved", "Pending reservations of a group's key.", labels=labels
+        )
+        free = GaugeMetricFamily(
+            "quotalang_ledger_free", "hard − carved for children − used, floored at 0.", labels=labels
+        )
+        cash_used = GaugeMetricFamily(
+            "quotalang_cash_used_seconds", "Cash spent this period, in unit-seconds.", labels=labels
+        )
+        cash_budget = GaugeMetricFamily(
+            "quotalang_cash_budget_seconds", "Cash budget per period, in unit-seconds.", labels=labels
+        )
+        policy = self._policy()
+        if policy is not None:
+            for name, group in policy.groups.items():
+                numbers = self._ledger.group_usage(name)
+                now = numbers.used
+                for key, limit in group.hard.items():
+                    taken = now.get(key, 0)
+                    hard.add_metric([name, key], limit / NANO)
+                    used.add_metric([name, key], taken / NANO)
+                    reserved.add_metric([name, key], numbers.reserved.get(key, 0) / NANO)
+                    free.add_metric([name, key], max(limit - group.carved.get(key, 0) - taken, 0) / NANO)
+                for key, budget in group.cash.items():
+                    cash_used.add_metric([name, key], numbers.cash.get(key, 0) / NANO)
+                    cash_budget.add_metric([name, key], budget.budget / NANO)
+        yield from (hard, used, reserved, free, cash_used, cash_budget)

@@ -1,0 +1,47 @@
+"""Fixtures for the server tests: one app per test over a fresh memory ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from webhook_helpers import compile_text
+
+from controller.ledger import MemoryLedger
+from quotalang.compiler import CompiledPolicy
+from server.app import create_app
+from server.metrics import Metrics
+from server.reload import PolicyHolder
+
+
+@pytest.fixture(scope="session")
+def policy() -> CompiledPolicy:
+    return compile_text()
+
+
+@pytest.fixture
+def holder(policy: CompiledPolicy) -> PolicyHolder:
+    return PolicyHolder(policy)
+
+
+@pytest.fixture
+def ledger() -> MemoryLedger:
+    return MemoryLedger()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics) -> Starlette:
+    return create_app(holder, ledger, metrics=metrics)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client

@@ -1,0 +1,227 @@
+"""`quotalang manifests`: the YAML parses and holds what a cluster needs, least privilege included."""
+
+from __future__ import annotations
+
+import base64
+import io
+import ssl
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from cryptography import x509
+
+from quotalang.errors import InputError
+from server.cli import main
+from server.manifests import manifests
+from server.tls import issue, make_ca
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+
+def run(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(["manifests", *args], out)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[dict[str, Any]]:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "quota-system")
+    assert code == 0
+    assert text.startswith("# quotalang webhook for namespace quota-system")
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind)
+
+
+def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> None:
+    assert [d["kind"] for d in docs] == [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ValidatingWebhookConfiguration",
+    ]
+    namespaced = [
+        d
+        for d in docs
+        if d["kind"]
+        not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration")
+    ]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {"quota-system"}
+
+
+def test_the_webhook_rules_cover_every_kind_its_scale_and_hpas(docs: list[dict[str, Any]]) -> None:
+    hook = find(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["timeoutSeconds"] == 5
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["clientConfig"]["service"] == {
+        "namespace": "quota-system",
+        "name": "quotalang",
+        "path": "/validate",
+        "port": 443,
+    }
+    rules = {(r["apiGroups"][0], r["apiVersions"][0]): r for r in hook["rules"]}
+    assert all(r["operations"] == ["CREATE", "UPDATE"] for r in hook["rules"])
+    assert rules["apps", "v1"]["resources"] == [
+        "deployments",
+        "deployments/scale",
+        "replicasets",
+        "replicasets/scale",
+        "statefulsets",
+        "statefulsets/scale",
+    ]
+    assert rules["", "v1"]["resources"] == ["pods"]  # a Pod rule names no scale path
+    assert rules["batch", "v1"]["resources"] == ["cronjobs", "jobs"]
+    assert "tfjobs" in rules["kubeflow.org", "v1"]["resources"]
+    assert "mpijobs" in rules["kubeflow.org", "v2beta1"]["resources"]
+    assert {"rayclusters", "rayjobs"} <= set(rules["ray.io", "v1"]["resources"])
+    assert rules["autoscaling", "*"]["resources"] == ["horizontalpodautoscalers"]
+    expressions = hook["namespaceSelector"]["matchExpressions"]
+    assert {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": ["kube-system", "quota-system"],
+    } in expressions
+
+
+def test_rbac_only_reads_the_policy_kinds_and_pods(docs: list[dict[str, Any]]) -> None:
+    rules = find(docs, "ClusterRole")["rules"]
+    assert all(r["verbs"] == ["get", "list", "watch"] for r in rules)
+    by_group = {r["apiGroups"][0]: r["resources"] for r in rules}
+    assert by_group[""] == ["pods"]
+    assert by_group["apps"] == ["deployments", "replicasets", "statefulsets"]
+    assert "tfjobs" in by_group["kubeflow.org"]
+    role = find(docs, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        }
+    ]
+    binding = find(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "quotalang", "namespace": "quota-system"}
+    ]
+
+
+def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> None:
+    deployment = find(docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:3] == ["serve", "--policy", "/etc/quotalang/policy"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "scheme": "HTTPS", "port": "https"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}
+    assert (
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
+            "podAffinityTerm"
+        ]["topologyKey"]
+        == "kubernetes.io/hostname"
+    )
+    assert pod["serviceAccountName"] == "quotalang"
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert find(docs, "Service")["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
+
+
+def test_the_configmap_holds_the_policy_files_and_not_the_library(docs: list[dict[str, Any]]) -> None:
+    data = find(docs, "ConfigMap")["data"]
+    assert sorted(data) == sorted(p.name for p in EXAMPLES.glob("*.quota"))
+    assert data["settings.quota"] == (EXAMPLES / "settings.quota").read_text()
+
+
+def test_the_ca_bundle_verifies_the_serving_certificate(docs: list[dict[str, Any]]) -> None:
+    secret = find(docs, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    cert = base64.b64decode(secret["data"]["tls.crt"])
+    assert b"PRIVATE KEY" in base64.b64decode(secret["data"]["tls.key"])
+    bundle = base64.b64decode(
+        find(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]
+    )
+    ca = x509.load_pem_x509_certificate(bundle)
+    serving = x509.load_pem_x509_certificate(cert)
+    serving.verify_directly_issued_by(ca)
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "quotalang.quota-system.svc" in names.get_values_for_type(x509.DNSName)
+    assert b"PRIVATE KEY" not in bundle
+
+
+def test_an_existing_secret_can_be_used_instead(tmp_path: Path) -> None:
+    ca = make_ca()
+    (tmp_path / "ca.crt").write_bytes(ca.cert)
+    code, text = run(
+        "--policy",
+        str(EXAMPLES),
+        "--namespace",
+        "q",
+        "--tls-secret",
+        "from-cert-manager",
+        "--ca-bundle",
+        str(tmp_path / "ca.crt"),
+        "--failure-policy",
+        "Ignore",
+        "--replicas",
+        "1",
+    )
+    assert code == 0
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert "Secret" not in [d["kind"] for d in docs]
+    assert "PRIVATE KEY" not in text
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "from-cert-manager"}} in pod["volumes"]
+    assert pod["containers"][0]["args"][pod["containers"][0]["args"].index("--failure-mode") + 1] == "allow"
+    hook = find(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["failurePolicy"] == "Ignore"
+    assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca.cert
+    assert ssl.PEM_cert_to_DER_cert(ca.cert.decode())  # a real PEM went in
+
+
+def test_json_output_is_a_list(tmp_path: Path) -> None:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--format", "json")
+    assert code == 0
+    body = orjson.loads(text)
+    assert body["kind"] == "List"
+    assert body["items"][-1]["kind"] == "ValidatingWebhookConfiguration"
+
+
+def test_imports_from_outside_the_directory_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "shared.quota").write_text("kind v1 Pod {\n  pods {\n    template .\n  }\n}\n")
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "org.quota").write_text('import "../shared.quota"\n\ngroup root {\n  pods 10\n}\n')
+    with pytest.raises(InputError, match="outside the policy directory"):
+        manifests([str(policy)], "q")
+    assert run("--policy", str(policy), "--namespace", "q")[0] == 2
+
+
+def test_tls_secret_needs_a_ca_bundle() -> None:
+    with pytest.raises(InputError, match="go together"):
+        manifests([str(EXAMPLES)], "q", tls_secret="s")
+
+
+def test_issue_names_every_host() -> None:
+    pair = issue(make_ca(), ["a.example", "10.0.0.1"])
+    names = (
+        x509.load_pem_x509_certificate(pair.cert)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert names.get_values_for_type(x509.DNSName) == ["a.example"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.1"]
