@@ -245,10 +245,10 @@ def _subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
 
 def _surge_room(new: WorkloadUsage, old: WorkloadUsage) -> dict[str, int]:
     """Extra room a rollout needs: surge × new pod, for parts whose template changed."""
-    before = {p.name: p.template_key for p in old.parts}
+    before = {p.name: p.template for p in old.parts}
     extra: dict[str, int] = {}
     for part in new.parts:
-        if part.surge and part.name in before and before[part.name] != part.template_key:
+        if part.surge and part.name in before and before[part.name] != part.template:
             for key, value in part.per_pod:
                 extra[key] = extra.get(key, 0) + value * part.surge
     return extra
@@ -275,28 +275,32 @@ def _check(
     violations: list[Violation] = []
     warnings: list[str] = []
     hard_of = group.hard
+    carved_of = group.carved
     used = source.used(group.name)
     warn_at = policy.settings.warn_at
-    keys = delta.keys() | extra.keys() if extra else delta.keys()
-    for key in keys:
+    warn_num, warn_den = warn_at.numerator, warn_at.denominator
+    needs = delta
+    if extra:
+        needs = dict(delta)
+        for key, value in extra.items():
+            needs[key] = needs.get(key, 0) + value
+    for key, need in needs.items():
+        if need <= 0:
+            continue
         hard = hard_of.get(key)
         if hard is None:
             continue
-        need = delta.get(key, 0) + extra.get(key, 0)
-        if need <= 0:
-            continue
-        carved = group.carved.get(key, 0)
-        taken = used.get(key, 0) + carved
-        if taken + need > hard:
+        own = used.get(key, 0)
+        carved = carved_of.get(key, 0)
+        after = own + carved + need
+        if after > hard:
             detail = _detail(key, new.parts)
             if is_update:
                 detail = f"+{qty(key, need)} to {detail}" if detail else ""
-            violations.append(Violation(key, need, used.get(key, 0), carved, hard, detail))
-        elif (taken + need) * warn_at.denominator >= hard * warn_at.numerator:
-            percent = (taken + need) * 100 // hard if hard else 100
-            warnings.append(
-                clip(f"{group.name} at {percent}% of {key} ({qty(key, taken + need)} of {qty(key, hard)})")
-            )
+            violations.append(Violation(key, need, own, carved, hard, detail))
+        elif after * warn_den >= hard * warn_num:
+            percent = after * 100 // hard if hard else 100
+            warnings.append(clip(f"{group.name} at {percent}% of {key} ({qty(key, after)} of {qty(key, hard)})"))
     for key, budget in group.cash.items():
         if delta.get(key, 0) <= 0 and extra.get(key, 0) <= 0:
             continue

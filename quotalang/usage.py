@@ -1,9 +1,11 @@
 """A workload's usage: Σ parts replicas × pod usage, with model keys added.
 
-Pod usage is computed once per distinct pod template and model set: the cache
-is keyed by the template's canonical JSON bytes, so thousands of replicas of
-the same Deployment template (or the same object seen again at UPDATE) cost a
-hash and a dict lookup.
+Pod usage is computed once per distinct resource shape and model set: the
+cache is keyed by the canonical JSON of only the fields pod usage reads
+(containers' names and resources, init containers' restart policy, overhead,
+pod-level resources, status and deletion marks), so templates that differ in
+images, env or labels -- every Deployment of a team, the same object seen again
+at UPDATE -- share one entry and cost a small dump and a dict lookup.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class PartUsage:
     per_pod: Vector  # model keys included
     surge: int
     models: tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
-    template_key: bytes | None
+    template: Mapping[str, Any] | None  # compared at UPDATE: a changed template is a rollout
     missing_template: bool
 
 
@@ -58,11 +60,43 @@ def to_quantity(key: str, nanos: int) -> Quantity:
     return Quantity.from_nanos(nanos, fmt)
 
 
-def template_key(template: Mapping[str, Any]) -> bytes:
+_DUMP = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _dump(value: Any) -> bytes:
     try:
-        return orjson.dumps(template, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, option=_DUMP)
     except TypeError:  # YAML dates or other non-JSON values: stringify them
-        return orjson.dumps(template, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+        return orjson.dumps(value, option=_DUMP, default=str)
+
+
+def usage_key(template: Mapping[str, Any]) -> bytes:
+    """The cache key of a template's pod usage: the fields `pods.pod_usage` reads.
+
+    Anything that is not the expected shape falls back to the whole template,
+    so a malformed template is still computed (and reported) exactly.
+    """
+    spec = template.get("spec")
+    meta = template.get("metadata")
+    if type(spec) is not dict or (meta is not None and type(meta) is not dict):
+        return _dump(template)
+    containers = spec.get("containers") or ()
+    init = spec.get("initContainers") or ()
+    if type(containers) not in (list, tuple) or type(init) not in (list, tuple):
+        return _dump(template)
+    try:
+        shape = (
+            [(c.get("name"), c.get("resources")) for c in containers],
+            [(c.get("name"), c.get("resources"), c.get("restartPolicy")) for c in init],
+            spec.get("overhead"),
+            spec.get("resources"),
+            template.get("status"),
+            meta.get("deletionTimestamp") if meta else None,
+            meta.get("deletionGracePeriodSeconds") if meta else None,
+        )
+    except AttributeError:  # a container that is not a mapping
+        return _dump(template)
+    return _dump(shape)
 
 
 def _labels(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -155,11 +189,11 @@ def workload_usage(policy: CompiledPolicy, obj: Mapping[str, Any]) -> WorkloadUs
             parts.append(PartUsage(pod_set.name, pod_set.replicas, (), pod_set.surge, (), None, True))
             continue
         models = workload_models(policy, obj_labels, template)
-        key = template_key(template)
+        key = usage_key(template)
         vector = per_pod(policy, template, models, key)
         replicas = pod_set.replicas
         if replicas:
             for k, v in vector:
                 total[k] = total.get(k, 0) + v * replicas
-        parts.append(PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, key, False))
+        parts.append(PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, template, False))
     return WorkloadUsage(rule, tuple(parts), total)

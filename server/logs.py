@@ -10,10 +10,16 @@ about 10 µs a line, a tenth of the server's time at thousands of decisions a
 second, against ~2 µs for one orjson call and a write under the handler's
 lock (so lines never interleave with other records). Whoever reconfigures
 logging (tests, an embedding program) gets ordinary records again.
+
+On stderr, decision lines go through a block buffer that is flushed at most
+`FLUSH_AFTER` seconds after the first unflushed line (and by every ordinary
+record): a write system call per decision was 7 % of the server's time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
     from server.engine import Outcome
 
 LogFormat = Literal["json", "text"]
+FLUSH_AFTER = 0.1  # seconds a decision line may wait in the buffer
 DECISIONS = logging.getLogger("quotalang.admission")
 OUR_LOGGERS = ("quotalang", "uvicorn")
 
@@ -32,6 +39,8 @@ OUR_LOGGERS = ("quotalang", "uvicorn")
 _second: tuple[int, str] = (-1, "")
 _direct: logging.StreamHandler[Any] | None = None
 _direct_json = True
+_flush_pending = False
+_buffered: Any = None
 
 
 def _timestamp(created: float) -> str:
@@ -87,7 +96,9 @@ class TextFormatter(logging.Formatter):
 
 def configure(fmt: LogFormat = "text", level: str = "info", stream: Any = None) -> logging.Handler:
     """Send our loggers and uvicorn's to `stream` (stderr) in `fmt`; return the handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    if stream is None:
+        stream = _stderr_buffered()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     for name in OUR_LOGGERS:
         logger = logging.getLogger(name)
@@ -136,9 +147,41 @@ def log_decision(outcome: Outcome, seconds: float) -> None:
     handler.acquire()
     try:
         handler.stream.write(line)
-        handler.stream.flush()
     finally:
         handler.release()
+    _schedule_flush(handler)
+
+
+def _stderr_buffered() -> Any:
+    """stderr with a block buffer (Python's own stderr flushes every line)."""
+    global _buffered
+    if _buffered is None:
+        try:
+            _buffered = open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8", closefd=False)  # noqa: SIM115
+        except (AttributeError, OSError, ValueError):  # no real file descriptor (an embedding program)
+            return sys.stderr
+        atexit.register(_buffered.flush)
+    return _buffered
+
+
+def _schedule_flush(handler: logging.StreamHandler[Any]) -> None:
+    """Flush soon, once: on the event loop when there is one, else at once."""
+    global _flush_pending
+    if _flush_pending:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        handler.flush()
+        return
+    _flush_pending = True
+    loop.call_later(FLUSH_AFTER, _flush, handler)
+
+
+def _flush(handler: logging.StreamHandler[Any]) -> None:
+    global _flush_pending
+    _flush_pending = False
+    handler.flush()
 
 
 def log_event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:

@@ -1,0 +1,95 @@
+"""The per-template usage cache: shared by templates that differ only where usage cannot."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from quotalang.compiler import compile_sources
+from quotalang.loader import load_text
+from quotalang.usage import usage_key, workload_usage
+
+POLICY = """
+settings {
+  group label "team"
+}
+group ml {
+  requests.cpu 100
+}
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+  scale spec.replicas
+  surge spec.strategy.rollingUpdate.maxSurge default 1
+}
+"""
+
+
+def template(cpu: str = "500m", image: str = "app:1", app: str = "web") -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": image, "env": [{"name": "A", "value": "1"}],
+                 "resources": {"requests": {"cpu": cpu}}},
+            ],
+            "initContainers": [{"name": "init", "image": "busybox", "resources": {"requests": {"cpu": "2"}}}],
+        },
+    }
+
+
+def test_images_env_and_labels_do_not_change_the_key() -> None:
+    assert usage_key(template()) == usage_key(template(image="app:2", app="api"))
+
+
+def test_every_field_pod_usage_reads_changes_the_key() -> None:
+    base = usage_key(template())
+    changed = []
+    for mutate in (
+        lambda t: t["spec"]["containers"][0]["resources"]["requests"].update(cpu="600m"),
+        lambda t: t["spec"]["containers"][0].update(name="other"),
+        lambda t: t["spec"]["initContainers"][0].update(restartPolicy="Always"),
+        lambda t: t["spec"].update(overhead={"cpu": "100m"}),
+        lambda t: t["spec"].update(resources={"requests": {"cpu": "3"}}),
+        lambda t: t.update(status={"phase": "Succeeded"}),
+        lambda t: t["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z"),
+    ):
+        t = template()
+        mutate(t)
+        changed.append(usage_key(t) != base)
+    assert changed == [True] * 7
+
+
+def test_malformed_templates_fall_back_to_the_whole_template() -> None:
+    broken = template()
+    broken["spec"]["containers"] = ["not a container"]
+    other = copy.deepcopy(broken)
+    other["metadata"]["labels"]["app"] = "api"
+    assert usage_key(broken) != usage_key(other)  # the whole template, labels included
+
+
+def test_shared_entry_gives_each_template_its_own_exact_usage() -> None:
+    policy = compile_sources(load_text(POLICY, "p.quota"))
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"team": "ml"}},
+           "spec": {"replicas": 3, "template": template()}}
+    twin = copy.deepcopy(obj)
+    twin["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    # init 2 cores > app 500m: each pod requests 2 cores; 3 replicas = 6 cores.
+    assert workload_usage(policy, obj).total["requests.cpu"] == 6 * 10**9
+    assert workload_usage(policy, twin).total["requests.cpu"] == 6 * 10**9
+
+
+def test_an_image_change_is_still_a_rollout_that_needs_surge_room() -> None:
+    policy = compile_sources(load_text(POLICY, "p.quota"))
+    old = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"team": "ml"}},
+           "spec": {"replicas": 3, "template": template()}}
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    # 3 pods × 2 cores used; the rollout needs one surge pod of 2 cores more.
+    decision = policy.evaluate(new, "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
+    assert not decision.allowed
+    assert [v.resource for v in decision.violations] == ["requests.cpu"]
+    same = policy.evaluate(copy.deepcopy(old), "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
+    assert same.allowed
