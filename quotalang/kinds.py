@@ -96,7 +96,8 @@ def _iterate(node: Any, segments: tuple[str, ...], label: str) -> Iterator[tuple
             yield from _iterate(value, rest, f"{label}/{key}" if label else str(key))
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            name = value.get("name") if isinstance(value, Mapping) else None
+            # List items are named by `name` (JobSet, MPIJob) or `groupName` (Ray worker groups).
+            name = (value.get("name") or value.get("groupName")) if isinstance(value, Mapping) else None
             here = str(name) if isinstance(name, str) else str(index)
             yield from _iterate(value, rest, f"{label}/{here}" if label else here)
 

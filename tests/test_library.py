@@ -496,6 +496,11 @@ def test_raycluster_models_from_template_labels(policy: Any) -> None:
     assert models_of(usage, GPU) == {"T4", "V100"}
 
 
+def test_ray_worker_groups_are_named_by_group_name(policy: Any) -> None:
+    usage = policy.workload_usage(load("raycluster.yaml"))
+    assert [(p.name, p.replicas) for p in usage.parts] == [("head", 1), ("t4-workers", 4), ("v100-workers", 2)]
+
+
 def test_raycluster_replicas_default_zero_and_num_of_hosts(policy: Any) -> None:
     obj = load("raycluster.yaml")
     del obj["spec"]["workerGroupSpecs"][0]["replicas"]  # t4-workers: CRD default 0
