@@ -497,8 +497,10 @@ def test_raycluster_models_from_template_labels(policy: Any) -> None:
 
 
 def test_ray_worker_groups_are_named_by_group_name(policy: Any) -> None:
-    usage = policy.workload_usage(load("raycluster.yaml"))
-    assert [(p.name, p.replicas) for p in usage.parts] == [("head", 1), ("t4-workers", 4), ("v100-workers", 2)]
+    from quotalang.usage import workload_usage
+
+    parts = workload_usage(policy, load("raycluster.yaml")).parts
+    assert [(p.name, p.replicas) for p in parts] == [("head", 1), ("t4-workers", 4), ("v100-workers", 2)]
 
 
 def test_raycluster_replicas_default_zero_and_num_of_hosts(policy: Any) -> None:
