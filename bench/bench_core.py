@@ -1,9 +1,10 @@
 """Core benchmark: compile a 10,000-group policy; decide Deployments and TFJobs.
 
 Run: `python bench/bench_core.py [--groups 10000] [--seconds 2]`. Prints
-figures; asserts nothing. "Cold" decisions see a pod template the cache has
-never seen (a new image tag each time); "warm" ones repeat one object, as the
-webhook does for the replicas of one rollout or a re-sent review.
+figures; asserts nothing. "Cold" decisions see pod resources the usage cache
+has never seen (a new memory request each time: the cache is keyed by what pod
+usage reads, so a new image alone would hit it); "warm" ones repeat one
+object, as the webhook does for a re-sent review or another team's copy.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def deployment(tag: int = 0) -> dict[str, Any]:
         "name": "app",
         "image": f"registry.example/app:{tag}",
         "resources": {
-            "requests": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"},
+            "requests": {"cpu": "500m", "memory": f"{1048576 + tag}Ki", "nvidia.com/gpu": "1"},
             "limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"},
         },
     }
@@ -113,7 +114,7 @@ def deployment(tag: int = 0) -> dict[str, Any]:
 
 def tfjob(tag: int = 0) -> dict[str, Any]:
     def spec(replicas: int, gpus: int) -> dict[str, Any]:
-        res = {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": str(gpus)}
+        res = {"cpu": "1", "memory": f"{2097152 + tag}Ki", "nvidia.com/gpu": str(gpus)}
         container = {"name": "tensorflow", "image": f"tf:{tag}", "resources": {"requests": res, "limits": res}}
         return {"replicas": replicas, "template": {"spec": {"containers": [container]}}}
 
