@@ -31,12 +31,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from controller.deadline import parse_timeout, request_deadline
 from controller.ledger import Ledger
 from quotalang.compiler import CompiledGroup
 from quotalang.decision import hours, qty
 from quotalang.errors import InputError
-from server.admission import DEFAULT_MAX_BODY, BadReview, parse_review, too_large
-from server.engine import Engine, FailureMode, hpa_target
+from server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
+from server.engine import Engine, FailureMode, Outcome, hpa_target
 from server.logs import log_decision, log_event
 from server.metrics import Metrics
 from server.reload import PolicyHolder
@@ -86,6 +87,13 @@ def create_app(
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
     engine = Engine(holder, ledger, failure_mode)
+    # A store that makes network calls (kubernetes) decides in a worker thread, within the
+    # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster.
+    blocking = bool(getattr(ledger, "blocking", False))
+
+    def decide(review: AdmissionRequest, timeout: float | None) -> Outcome:
+        with request_deadline(timeout):
+            return engine.review(review)
 
     def bad_request(exc: BadReview, request: Request) -> Response:
         metrics.bad_requests.labels(exc.reason).inc()
@@ -100,7 +108,10 @@ def create_app(
             review = parse_review(await read_body(request, max_body), max_body)
         except BadReview as exc:
             return bad_request(exc, request)
-        outcome = engine.review(review)
+        if blocking:
+            outcome = await run_in_threadpool(decide, review, parse_timeout(request.query_params.get("timeout")))
+        else:
+            outcome = engine.review(review)
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
         if outcome.verdict == "error":

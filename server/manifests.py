@@ -8,9 +8,13 @@ ValidatingWebhookConfiguration.
 Decisions:
 
 * RBAC: a ClusterRole that may only get/list/watch the kinds the policy has
-  rules for, plus pods (the controller accrues cash per pod); leases (leader
-  election) are granted by a Role in the webhook's own namespace only, which
-  is narrower than a cluster-wide grant.
+  rules for, plus pods (the controller accrues cash per pod), and read and
+  write its own `QuotaLedger` objects (the shared ledger of `--store
+  kubernetes`; delete removes a dropped group's ledger once it is empty);
+  leases (leader election) are granted by a Role in the webhook's own
+  namespace only, which is narrower than a cluster-wide grant.
+* The `QuotaLedger` CRD comes first, so that everything after it applies in
+  one go.
 * TLS: by default a CA and a serving certificate for the Service's DNS names
   are generated on the spot; the Secret holds the serving pair and the webhook
   configuration's `caBundle` the CA (the CA key is not printed or kept). With
@@ -38,6 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
+from controller import ledger_crd
 from quotalang import loader
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.errors import InputError
@@ -103,6 +108,8 @@ def rbac(policy: CompiledPolicy, namespace: str) -> list[dict[str, Any]]:
         {"apiGroups": [group], "resources": sorted(resources), "verbs": ["get", "list", "watch"]}
         for group, resources in sorted(by_group.items())
     ]
+    rules.append({"apiGroups": [ledger_crd.GROUP], "resources": [ledger_crd.PLURAL],
+                  "verbs": ["get", "list", "watch", "create", "update", "delete"]})
     subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, namespace)},
@@ -211,6 +218,7 @@ def manifests(
     policy, files = policy_files(paths)
     service = f"{NAME}.{namespace}.svc"
     docs: list[dict[str, Any]] = [
+        ledger_crd.crd(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         *rbac(policy, namespace),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"{NAME}-policy", namespace),

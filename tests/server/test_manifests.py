@@ -41,6 +41,7 @@ def find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> None:
     assert [d["kind"] for d in docs] == [
+        "CustomResourceDefinition",
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -58,7 +59,8 @@ def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> Non
         d
         for d in docs
         if d["kind"]
-        not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration")
+        not in ("CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding",
+                "ValidatingWebhookConfiguration")
     ]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"quota-system"}
 
@@ -101,6 +103,9 @@ def test_the_webhook_rules_cover_every_kind_its_scale_and_hpas(docs: list[dict[s
 
 def test_rbac_only_reads_the_policy_kinds_and_pods(docs: list[dict[str, Any]]) -> None:
     rules = find(docs, "ClusterRole")["rules"]
+    ledger = rules.pop()  # the one thing it writes: its own QuotaLedger objects
+    assert ledger == {"apiGroups": ["quotalang.dev"], "resources": ["quotaledgers"],
+                      "verbs": ["get", "list", "watch", "create", "update", "delete"]}
     assert all(r["verbs"] == ["get", "list", "watch"] for r in rules)
     by_group = {r["apiGroups"][0]: r["resources"] for r in rules}
     assert by_group[""] == ["pods"]

@@ -1,0 +1,60 @@
+"""The request deadline, carried from the HTTP layer to the ledger store without new parameters.
+
+The apiserver tells a webhook how long it will wait (`POST /validate?timeout=10s`,
+the webhook's `timeoutSeconds`). A store that retries compare-and-swap
+conflicts must stop before that, or its answer arrives after the apiserver has
+already applied its failure policy. The server sets the deadline in a context
+variable (which follows the request into the worker thread), and the store
+reads it: the `Ledger` protocol stays the same for every store.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+DEFAULT_TIMEOUT = 10.0  # the apiserver's default webhook timeout (admissionregistration v1)
+_deadline: ContextVar[float | None] = ContextVar("quotalang_request_deadline", default=None)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_timeout(text: str | None) -> float | None:
+    """A Go duration as the apiserver writes it (`10s`, `1m30s`, `500ms`); None if absent or unreadable."""
+    if not text:
+        return None
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and total > 0 else None
+
+
+def budget(timeout: float) -> float:
+    """How much of the apiserver's timeout a decision may use: the rest carries the answer back."""
+    return max(timeout - 0.5, timeout * 0.5)
+
+
+@contextmanager
+def request_deadline(timeout: float | None) -> Iterator[float]:
+    """Within the block, `current()` is now + budget(timeout or the default), on the monotonic clock."""
+    deadline = time.monotonic() + budget(timeout if timeout is not None else DEFAULT_TIMEOUT)
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
+
+
+def current(default: float = DEFAULT_TIMEOUT) -> float:
+    """The deadline of the request being decided (monotonic), or now + budget(default) outside one."""
+    deadline = _deadline.get()
+    return deadline if deadline is not None else time.monotonic() + budget(default)
+
+
+__all__ = ["DEFAULT_TIMEOUT", "budget", "current", "parse_timeout", "request_deadline"]

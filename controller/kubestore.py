@@ -1,0 +1,741 @@
+"""The kubernetes ledger store: every replica checks and reserves with a compare-and-swap.
+
+Admission (any replica) reads the group's `QuotaLedger` (from a watch-fed
+cache, else a GET), evaluates against observed usage plus unexpired
+reservations, and on allow writes its reservation with a PUT that carries the
+`resourceVersion` it read. Two replicas that decided from the same version
+cannot both win: the loser gets 409 Conflict, re-reads and decides again
+against the winner's reservation, so N concurrent requests that fit k admit
+exactly k, across processes as within one (native ResourceQuota works the
+same way). Conflicts are retried until the request's deadline (the apiserver's
+`?timeout=`, see `controller.deadline`); past it `LedgerUnavailable` is
+raised, which the engine answers per `--failure-mode`.
+
+Decisions:
+
+* Allowed requests are proven by the CAS. A decision that writes nothing
+  (a denial, a dry run, an HPA check) is only ever made from a fresh GET,
+  never from the cache alone: a cache that has not yet seen the leader
+  release quota would otherwise deny a request that fits.
+* Within one replica, admissions for one group queue on a local lock, so
+  replicas contend with each other, not with themselves.
+* A reservation is keyed by the object's identity. A CREATE, or an UPDATE
+  against the same object version as the pending one, *replaces* that
+  reservation (only one of them can persist), so a retried or re-sent
+  request is never charged twice; an UPDATE against a newer version adds to
+  it. Only the positive part of a delta is reserved (as in `MemoryLedger`).
+* The controller's writes (`observe`, `forget`, `expire`, `resync`, cash) are
+  the leader's alone and fenced: each write stamps the leader's epoch (the
+  Lease's transition count when it was acquired), and a writer whose epoch is
+  older than the object's steps back with `NotLeader`. A folded reservation
+  leaves in the same write that adds the object's observed usage: there is
+  never a moment where both or neither count.
+* Deadlines of reservations are wall-clock times (replicas share no monotonic
+  clock); a replica whose clock runs ahead frees quota early by that skew.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from controller import deadline as deadlines
+from controller.kubeapi import ApiError, KubeApi, KubeError
+from controller.ledger import DEFAULT_RESERVATION_TTL, GroupUsage, ObjectKey, Usage
+from controller.ledger_crd import (
+    COLLECTION_PATH,
+    LedgerFormatError,
+    LedgerState,
+    Reservation,
+    from_object,
+    identity_key,
+    object_path,
+    to_object,
+)
+from quotalang.compiler import CompiledPolicy
+from quotalang.decision import Decision
+from quotalang.evaluator import evaluate, resolve_group
+
+LOG = logging.getLogger("quotalang.kubestore")
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger could not be read or written in time; the engine answers per failure mode."""
+
+
+class NotLeader(RuntimeError):
+    """A controller write by a replica that is not (or no longer) the leader."""
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters for metrics and the benchmark (plain ints: a torn read only blurs a scrape)."""
+
+    reads: int = 0  # GETs
+    writes: int = 0  # successful PUTs and POSTs
+    conflicts: int = 0  # 409s on PUT: someone else wrote first
+    retries: int = 0  # errors retried (unreachable, 5xx, 429)
+    unavailable: int = 0  # requests given up at their deadline
+    reserved: int = 0  # admissions that wrote a reservation
+    fenced: int = 0  # controller writes refused because a newer leader wrote
+
+
+@dataclass(slots=True)
+class _Observed:
+    group: str | None
+    usage: dict[str, int]
+
+
+@dataclass(slots=True)
+class _View:
+    """The usage source one evaluation sees: one group's state at one version."""
+
+    group: str
+    used_now: Mapping[str, int]
+    cash: Mapping[str, int]
+
+    def used(self, group: str) -> Mapping[str, int]:
+        return self.used_now if group == self.group else _EMPTY
+
+    def cash_used(self, group: str) -> Mapping[str, int]:
+        return self.cash if group == self.group else _EMPTY
+
+
+@dataclass(slots=True)
+class CashState:
+    """A group's cash as stored: what `update_cash` hands to the accrual function and takes back."""
+
+    used: dict[str, int]
+    period_start: float | None
+    last_accrual: float | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    deadline: float
+    body: bytes = field(repr=False)
+
+
+def _positive(usage: Mapping[str, int]) -> dict[str, int]:
+    return {k: v for k, v in usage.items() if v > 0}
+
+
+def _add(target: dict[str, int], usage: Mapping[str, int], sign: int = 1) -> None:
+    for key, value in usage.items():
+        total = target.get(key, 0) + sign * value
+        if total:
+            target[key] = total
+        else:
+            target.pop(key, None)
+
+
+def _newer(candidate: str | None, current: str | None) -> bool:
+    if current is None:
+        return True
+    if candidate is None:
+        return False
+    try:
+        return int(candidate) > int(current)
+    except ValueError:
+        return candidate != current
+
+
+def _at_or_after(seen: str | None, admitted: str | None) -> bool:
+    """As `controller.ledger`: an observation strictly after the admitted-against version includes it."""
+    if admitted is None or seen is None:
+        return True
+    try:
+        return int(seen) > int(admitted)
+    except ValueError:
+        return seen != admitted
+
+
+def _resource_version(obj: Mapping[str, Any] | None) -> str | None:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return str(value) if value else None
+
+
+def _replaces(existing: Reservation, operation: str, admitted_rv: str | None) -> bool:
+    """Whether a new admission of the same object supersedes its pending reservation (see module doc)."""
+    return operation == "CREATE" or existing.resource_version == admitted_rv
+
+
+class KubernetesLedger:
+    """A `Ledger` whose state lives in `QuotaLedger` objects, shared by every replica.
+
+    `clock` is wall-clock seconds (reservation deadlines, cash times);
+    `fence` returns the leader's epoch, or None when this replica is not the
+    leader (controller writes then raise `NotLeader`); without one, controller
+    writes are unfenced (tests, a single replica). `fallback_lookup` finds a
+    workload this replica neither admitted nor observed (a `/scale` parent):
+    the controller's index or a live GET.
+    """
+
+    blocking = True  # the server runs admissions off the event loop: each one makes network calls
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        replica: str,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        clock: Callable[[], float] = time.time,
+        fence: Callable[[], int | None] | None = None,
+        fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self.api = api
+        self.replica = replica
+        self._ttl = reservation_ttl
+        self._clock = clock
+        self.fence = fence
+        self.fallback_lookup = fallback_lookup
+        self.stats = StoreStats()
+        self._cache: dict[str, LedgerState] = {}
+        self._cache_lock = threading.Lock()
+        self._group_locks: dict[str, threading.Lock] = {}
+        self._index_lock = threading.Lock()
+        self._observed: dict[ObjectKey, _Observed] = {}
+        self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
+        self._pending: dict[ObjectKey, _Pending] = {}  # what this replica admitted, for lookups
+        self._tokens = itertools.count(1)  # controller writes, for their tokens
+
+    # ------------------------------------------------------------ the cache
+    def remember(self, state: LedgerState) -> None:
+        """Keep `state` if it is newer than what the cache holds (the watch and every call feed it)."""
+        with self._cache_lock:
+            cached = self._cache.get(state.group)
+            if cached is None or _newer(state.resource_version, cached.resource_version):
+                self._cache[state.group] = state
+
+    def drop(self, group: str, resource_version: str | None = None) -> None:
+        """The object is gone (a watch DELETED event)."""
+        with self._cache_lock:
+            cached = self._cache.get(group)
+            if cached is not None and (resource_version is None or not _newer(cached.resource_version,
+                                                                               resource_version)):
+                del self._cache[group]
+
+    def cached(self, group: str) -> LedgerState | None:
+        return self._cache.get(group)
+
+    def cached_groups(self) -> list[str]:
+        return list(self._cache)
+
+    # -------------------------------------------------------------- reading
+    @property
+    def standalone(self) -> bool:
+        return False
+
+    def used(self, group: str) -> Mapping[str, int]:
+        state = self._cache.get(group)
+        return state.used(self._clock()) if state is not None else _EMPTY
+
+    def cash_used(self, group: str) -> Mapping[str, int]:
+        state = self._cache.get(group)
+        return state.cash if state is not None else _EMPTY
+
+    def group_usage(self, group: str) -> GroupUsage:
+        state = self._cache.get(group)
+        if state is None:
+            return GroupUsage(_EMPTY, _EMPTY, _EMPTY, 0, 0)
+        now = self._clock()
+        live = sum(1 for r in state.reservations.values() if r.deadline > now)
+        return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live)
+
+    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
+        """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
+        pending = self._pending.get(identity)
+        raw = pending.body if pending is not None and pending.deadline > self._clock() else None
+        if raw is None:
+            raw = self._bodies.get(identity)
+        if raw is not None:
+            body: dict[str, Any] = orjson.loads(raw)
+            return body
+        return self.fallback_lookup(identity) if self.fallback_lookup is not None else None
+
+    # ------------------------------------------------------------ API calls
+    def read(self, group: str, until: float, *, create: bool = True) -> LedgerState:
+        """A fresh GET (creating the object when missing), retried on errors until `until` (monotonic)."""
+        while True:
+            try:
+                self.stats.reads += 1
+                obj = self.api.request("GET", object_path(group), timeout=_left(until))
+                state = from_object(obj, group)
+                self.remember(state)
+                return state
+            except ApiError as exc:
+                if exc.status == 404 and create:
+                    self._create(group, until)
+                    continue
+                self._retry_or_raise(exc, until, f"reading the ledger of group {group}")
+            except KubeError as exc:
+                self._retry_or_raise(exc, until, f"reading the ledger of group {group}")
+
+    def _create(self, group: str, until: float) -> None:
+        try:
+            obj = self.api.request("POST", COLLECTION_PATH, body=to_object(LedgerState(group)),
+                                   timeout=_left(until))
+            self.stats.writes += 1
+            self.remember(from_object(obj, group))
+            LOG.info("created the ledger of group %s", group)
+        except ApiError as exc:
+            if exc.status != 409:  # AlreadyExists: another replica was first, fine
+                raise
+
+    def write(self, state: LedgerState, until: float) -> LedgerState | None:
+        """PUT `state` if the object is still at `state.resource_version`; None on 409 Conflict."""
+        while True:
+            try:
+                obj = self.api.request("PUT", object_path(state.group), body=to_object(state), timeout=_left(until))
+            except ApiError as exc:
+                if exc.status == 409:
+                    self.stats.conflicts += 1
+                    return None
+                self._retry_or_raise(exc, until, f"writing the ledger of group {state.group}")
+                return None  # the write may have landed: re-read and decide again
+            except KubeError as exc:
+                self._retry_or_raise(exc, until, f"writing the ledger of group {state.group}")
+                return None
+            self.stats.writes += 1
+            written = from_object(obj, state.group)
+            self.remember(written)
+            return written
+
+    def _retry_or_raise(self, exc: KubeError, until: float, doing: str) -> None:
+        """Back off and return if the error is worth retrying and time is left; else raise."""
+        status = exc.status if isinstance(exc, ApiError) else None
+        transient = status is None or status == 429 or status >= 500
+        left = until - time.monotonic()
+        if not transient:
+            raise LedgerUnavailable(f"{doing}: {exc}") from None
+        if left <= 0.05:
+            self.stats.unavailable += 1
+            raise LedgerUnavailable(f"{doing}: gave up at the request deadline: {exc}") from None
+        self.stats.retries += 1
+        time.sleep(min(0.2, left / 4))
+
+    # ------------------------------------------------------------ admission
+    def admit(
+        self,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        operation: str,
+        old: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        identity: ObjectKey | None = None,
+    ) -> Decision:
+        """Decide and, when allowed (and not a dry run), reserve in the group's ledger object."""
+        kind = obj.get("kind")
+        target = parent if kind in ("Scale", "HorizontalPodAutoscaler") and parent is not None else obj
+        group, _ = resolve_group(policy, target)
+        if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
+            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
+        until = deadlines.current()
+        lock = self._group_lock(group)
+        if not lock.acquire(timeout=max(_left(until), 0.001)):
+            self.stats.unavailable += 1
+            raise LedgerUnavailable(f"the ledger of group {group} is busy: gave up at the request deadline")
+        try:
+            return self._admit(policy, group, obj, operation, old, parent, dry_run, identity, until)
+        finally:
+            lock.release()
+
+    def _group_lock(self, group: str) -> threading.Lock:
+        lock = self._group_locks.get(group)
+        if lock is None:
+            lock = self._group_locks.setdefault(group, threading.Lock())
+        return lock
+
+    def _admit(
+        self,
+        policy: CompiledPolicy,
+        group: str,
+        obj: Mapping[str, Any],
+        operation: str,
+        old: Mapping[str, Any] | None,
+        parent: Mapping[str, Any] | None,
+        dry_run: bool,
+        identity: ObjectKey | None,
+        until: float,
+    ) -> Decision:
+        kind = obj.get("kind")
+        body = self._body(policy, obj, parent)
+        key = identity or ObjectKey.of(body if body is not None else obj)
+        slot = identity_key(key)
+        admitted_rv = _resource_version(old)
+        op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
+        state, fresh = self._cache.get(group), False
+        if state is None:
+            state, fresh = self.read(group, until), True
+        while True:
+            now = self._clock()
+            used = state.used(now)
+            existing = state.reservations.get(slot)
+            if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
+                _add(used, existing.usage, -1)  # about to be superseded: check without it
+            decision = evaluate(policy, obj, operation, old=old, usage=_View(group, used, state.cash),
+                                parent=parent)
+            charge: dict[str, int] = {}
+            if decision.allowed and not dry_run and kind != "HorizontalPodAutoscaler":
+                charge = _positive(decision.charges.get(group, _EMPTY))
+            if not charge:
+                needs_room = any(v > 0 for v in decision.delta.values())
+                if fresh or (decision.allowed and not needs_room):
+                    return decision
+                state, fresh = self.read(group, until), True  # never deny (or dry-run) from the cache alone
+                continue
+            update = state.copy()
+            self._reserve(update, slot, charge, op, admitted_rv, now)
+            written = self.write(update, until)
+            if written is not None:
+                self.stats.reserved += 1
+                if body is not None:
+                    with self._index_lock:
+                        self._pending[key] = _Pending(now + self._ttl, orjson.dumps(body, default=str))
+                return decision
+            if time.monotonic() >= until:
+                self.stats.unavailable += 1
+                raise LedgerUnavailable(
+                    f"the ledger of group {group} kept changing under concurrent writes: "
+                    "gave up at the request deadline"
+                )
+            state, fresh = self.read(group, until), True
+
+    def _body(
+        self, policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """The workload as it will be after this request (a Scale applies to its parent)."""
+        if obj.get("kind") != "Scale":
+            return obj
+        if parent is None:
+            return None
+        rule = policy.rule_for(parent)
+        spec = obj.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+        if rule is None or rule.scale_path is None or not isinstance(replicas, int):
+            return None
+        return rule.with_replicas(parent, replicas)
+
+    def _reserve(
+        self, state: LedgerState, slot: str, charge: dict[str, int], op: str, admitted_rv: str | None, now: float
+    ) -> None:
+        existing = state.reservations.get(slot)
+        usage = dict(charge)
+        rv = admitted_rv
+        if existing is not None and existing.deadline > now and not _replaces(existing, op, admitted_rv):
+            _add(usage, existing.usage)
+            rv = admitted_rv or existing.resource_version
+        state.reservations[slot] = Reservation(usage, now + self._ttl, rv, self.replica)
+        # Hygiene: reservations long past their deadline (no leader to expire them) go with this write.
+        for name in [k for k, r in state.reservations.items() if r.deadline + self._ttl < now]:
+            del state.reservations[name]
+        self._prune_pending(now)
+
+    def _prune_pending(self, now: float) -> None:
+        if len(self._pending) > 1024:
+            with self._index_lock:
+                for gone in [k for k, p in self._pending.items() if p.deadline <= now]:
+                    del self._pending[gone]
+
+    # ------------------------------------------------ the controller's API
+    def mutate(
+        self, group: str, change: Callable[[LedgerState], bool], *, timeout: float = CONTROLLER_TIMEOUT
+    ) -> LedgerState | None:
+        """Apply `change` to the group's ledger by CAS, re-reading and re-applying on conflict.
+
+        `change` edits the state in place and returns whether it changed it
+        (nothing is written otherwise). Fenced by the leader epoch when a
+        fence is set. Each write carries a unique token in `status.lastWrite`,
+        so a write whose answer was lost is recognised on re-read instead of
+        being applied twice. Returns the state written, or None if nothing
+        changed.
+        """
+        until = time.monotonic() + timeout
+        epoch = self._epoch()
+        token = f"{self.replica}/{epoch}/{next(self._tokens)}"
+        state = self._cache.get(group)
+        if state is None:
+            state = self.read(group, until)
+        while True:
+            update = state.copy()
+            if epoch is not None and update.leader_epoch > epoch:
+                self.stats.fenced += 1
+                raise NotLeader(
+                    f"the ledger of group {group} was written by leader epoch {update.leader_epoch}; "
+                    f"this replica's epoch is {epoch}"
+                )
+            claim = epoch is not None and update.leader_epoch < epoch  # a new leader stamps every object
+            if not change(update) and not claim:
+                return None
+            if epoch is not None:
+                update.leader_epoch = epoch
+            update.last_write = token
+            written = self.write(update, until)
+            if written is not None:
+                return written
+            if time.monotonic() >= until:
+                raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded within {timeout:g} s")
+            state = self.read(group, until)
+            if state.last_write == token:  # the write landed after all (its answer was lost)
+                return state
+
+    def _epoch(self) -> int | None:
+        if self.fence is None:
+            return None
+        epoch = self.fence()
+        if epoch is None:
+            raise NotLeader("this replica is not the leader: only the leader reconciles the ledger")
+        return epoch
+
+    def observe(
+        self,
+        identity: ObjectKey,
+        group: str | None,
+        usage: Usage,
+        *,
+        resource_version: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The watch saw `identity` charging `usage` to `group` (None: no group); see `MemoryLedger.observe`."""
+        slot = identity_key(identity)
+        with self._index_lock:
+            previous = self._observed.get(identity)
+            self._observed[identity] = _Observed(group, dict(usage))
+            if body is not None:
+                self._bodies[identity] = orjson.dumps(body, default=str)
+        same = previous is not None and previous.group == group
+
+        def fold(state: LedgerState) -> bool:
+            pending = state.reservations.get(slot)
+            if pending is not None and _at_or_after(resource_version, pending.resource_version):
+                del state.reservations[slot]
+                return True
+            return False
+
+        if group is not None:
+            diff = dict(usage)
+            if same and previous is not None:
+                _add(diff, previous.usage, -1)
+
+            def add(state: LedgerState) -> bool:
+                _add(state.observed, diff)
+                if not same:
+                    state.objects += 1
+                return fold(state) or bool(diff) or not same
+
+            self.mutate(group, add)
+        if previous is not None and previous.group is not None and not same:
+            gone = previous
+
+            def release(state: LedgerState) -> bool:
+                _add(state.observed, gone.usage, -1)
+                state.objects = max(state.objects - 1, 0)
+                fold(state)
+                return True
+
+            self.mutate(previous.group, release)
+        for other in self._holding(slot, exclude={group, previous.group if previous else None}):
+            self.mutate(other, fold)
+
+    def forget(self, identity: ObjectKey) -> None:
+        """The object is gone: release its observed usage and drop its reservations."""
+        slot = identity_key(identity)
+        with self._index_lock:
+            previous = self._observed.pop(identity, None)
+            self._bodies.pop(identity, None)
+            self._pending.pop(identity, None)
+
+        def drop(state: LedgerState) -> bool:
+            return state.reservations.pop(slot, None) is not None
+
+        if previous is not None and previous.group is not None:
+            gone = previous
+
+            def release(state: LedgerState) -> bool:
+                _add(state.observed, gone.usage, -1)
+                state.objects = max(state.objects - 1, 0)
+                drop(state)
+                return True
+
+            self.mutate(previous.group, release)
+        for other in self._holding(slot, exclude={previous.group if previous else None}):
+            self.mutate(other, drop)
+
+    def _holding(self, slot: str, exclude: set[str | None]) -> list[str]:
+        """Groups whose cached ledger holds a reservation for `slot`."""
+        return [g for g, s in list(self._cache.items()) if g not in exclude and slot in s.reservations]
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop reservations past their deadline from every cached ledger; return how many were dropped."""
+        now = self._clock() if now is None else now
+        dropped = 0
+        for group, state in list(self._cache.items()):
+            if not any(r.deadline <= now for r in state.reservations.values()):
+                continue
+            count: list[int] = []
+
+            def prune(update: LedgerState, count: list[int] = count) -> bool:
+                gone = [k for k, r in update.reservations.items() if r.deadline <= now]
+                for key in gone:
+                    del update.reservations[key]
+                count[:] = [len(gone)]
+                return bool(gone)
+
+            self.mutate(group, prune)
+            dropped += count[0] if count else 0
+        return dropped
+
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
+        """Replace observed usage with a fresh LIST (`{group: {identity: usage}}`); keep reservations.
+
+        Every ledger object is listed first, so that all of them are covered
+        (and, for a new leader, stamped with its epoch), not only those cached.
+        """
+        fresh: dict[ObjectKey, _Observed] = {}
+        sums: dict[str, tuple[dict[str, int], int]] = {}
+        for group, objects in observed_by_group.items():
+            total: dict[str, int] = {}
+            for identity, usage in objects.items():
+                fresh[identity] = _Observed(group, dict(usage))
+                _add(total, usage)
+            sums[group] = (total, len(objects))
+        with self._index_lock:
+            self._observed = fresh
+            for gone in self._bodies.keys() - fresh.keys():
+                del self._bodies[gone]
+        self.load_all()
+        for group in sorted(set(self._cache) | set(sums)):
+            observed, count = sums.get(group, ({}, 0))
+
+            def replace(state: LedgerState, observed: dict[str, int] = observed, count: int = count) -> bool:
+                if state.observed == observed and state.objects == count:
+                    return False
+                state.observed, state.objects = dict(observed), count
+                return True
+
+            self.mutate(group, replace)
+
+    def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
+        """Cash spent this period per key, in nano-unit-seconds."""
+
+        def put(state: LedgerState) -> bool:
+            if state.cash == dict(spent):
+                return False
+            state.cash = {k: v for k, v in spent.items() if v}
+            return True
+
+        self.mutate(group, put)
+
+    def add_cash(self, group: str, key: str, nanos: int) -> None:
+        def add(state: LedgerState) -> bool:
+            _add(state.cash, {key: nanos})
+            return bool(nanos)
+
+        self.mutate(group, add)
+
+    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
+        """Accrue cash by CAS from what is *stored*, so no interval is ever accrued twice.
+
+        `accrue` gets the stored cash, period start and last accrual time and
+        returns the new ones (None: nothing to do). It may run more than once
+        (after a conflict, with the newer state). The last accrual time only
+        moves forward: a result that would move it back is refused.
+        """
+        result: list[CashState] = []
+
+        def change(state: LedgerState) -> bool:
+            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
+            new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+            result[:] = [stored]
+            if new is None:
+                return False
+            if stored.last_accrual is not None and (new.last_accrual is None or new.last_accrual < stored.last_accrual):
+                raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
+            state.cash = {k: v for k, v in new.used.items() if v}
+            state.period_start, state.last_accrual = new.period_start, new.last_accrual
+            result[:] = [new]
+            return True
+
+        self.mutate(group, change)
+        return result[0]
+
+    def cash_state(self, group: str) -> CashState:
+        state = self._cache.get(group) or self.read(group, time.monotonic() + CONTROLLER_TIMEOUT)
+        return CashState(dict(state.cash), state.period_start, state.last_accrual)
+
+    def pending(self) -> Iterable[ObjectKey]:
+        """Identities with a reservation in any cached ledger."""
+        from controller.ledger_crd import parse_identity
+
+        slots = {k for state in list(self._cache.values()) for k in state.reservations}
+        return [parse_identity(k) for k in slots]
+
+    # ------------------------------------------------------ ledger objects
+    def load_all(self, timeout: float = CONTROLLER_TIMEOUT) -> str:
+        """LIST every ledger object into the cache; return the list's resourceVersion (for a watch)."""
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                listing = self.api.request("GET", COLLECTION_PATH, timeout=_left(until))
+                break
+            except KubeError as exc:
+                self._retry_or_raise(exc, until, "listing the ledger objects")
+        seen = set()
+        for item in listing.get("items") or []:
+            try:
+                state = from_object(item)
+            except LedgerFormatError as exc:
+                LOG.error("skipping an unreadable ledger object: %s", exc)
+                continue
+            seen.add(state.group)
+            self.remember(state)
+        for gone in set(self._cache) - seen:
+            self.drop(gone)
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    def ensure_groups(self, groups: Iterable[str], timeout: float = CONTROLLER_TIMEOUT) -> int:
+        """Create the ledger objects of `groups` that do not exist yet; return how many were created."""
+        until = time.monotonic() + timeout
+        created = 0
+        for group in groups:
+            if group in self._cache:
+                continue
+            before = self.stats.writes
+            self.read(group, until)
+            created += self.stats.writes > before
+        return created
+
+    def delete_if_empty(self, group: str, timeout: float = CONTROLLER_TIMEOUT) -> bool:
+        """Delete a removed group's ledger if it holds nothing, guarded by its resourceVersion."""
+        state = self._cache.get(group)
+        if state is None or not state.is_empty():
+            return False
+        body = {"kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"resourceVersion": state.resource_version}}
+        try:
+            self.api.request("DELETE", object_path(group), body=body, timeout=timeout)
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        self.drop(group)
+        return True
+
+
+def _left(until: float) -> float:
+    return max(until - time.monotonic(), 0.001)
+
+
+__all__ = ["CashState", "KubernetesLedger", "LedgerUnavailable", "NotLeader", "StoreStats"]

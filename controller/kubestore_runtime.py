@@ -1,0 +1,251 @@
+"""What runs beside a `KubernetesLedger`: its watch-fed cache, ledger upkeep, election, metrics.
+
+* `LedgerWatch` keeps the cache current: LIST, then WATCH from the list's
+  version with bookmarks; `410 Gone` relists; errors back off. A stale cache
+  costs a 409 and a re-read, never a wrong answer (see `kubestore`).
+* `StoreRuntime` ties the store to the policy and the election: ledger
+  objects are created for the policy's groups on start and whenever a
+  different policy is swapped in; a group removed from the policy keeps its
+  ledger until it holds nothing (then the leader deletes it, guarded by its
+  resourceVersion), and is reported meanwhile (a log line when the set
+  changes, `quotalang_ledger_orphan_group`, `orphans`). The leader also
+  expires reservations nobody will fold.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from controller.election import LeaderElector
+from controller.kubeapi import ApiError, KubeApi, KubeError
+from controller.kubestore import KubernetesLedger, NotLeader
+from controller.ledger_crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
+from quotalang.compiler import CompiledPolicy
+
+LOG = logging.getLogger("quotalang.kubestore")
+WATCH_SECONDS = 60
+
+
+class LedgerWatch:
+    """Feeds a ledger's cache from a LIST + WATCH of every QuotaLedger."""
+
+    def __init__(self, ledger: KubernetesLedger, stop: threading.Event) -> None:
+        self.ledger = ledger
+        self.stop = stop
+        self.synced = threading.Event()  # set after the first LIST
+        self.relists = 0
+
+    def run(self) -> None:
+        version: str | None = None
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                if version is None:
+                    version = self.ledger.load_all()
+                    self.relists += 1
+                    self.synced.set()
+                version = self._watch(version)
+                backoff = 0.2
+            except ApiError as exc:
+                if exc.status == 410:  # too old: start over from a fresh LIST
+                    version = None
+                    continue
+                LOG.warning("ledger watch: %s", exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:  # unreachable, or a bug: keep the cache alive
+                if not isinstance(exc, KubeError):
+                    LOG.error("ledger watch failed: %s: %s", type(exc).__name__, exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _watch(self, version: str) -> str | None:
+        query = {"resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS}
+        for event in self.ledger.api.watch(COLLECTION_PATH, query, timeout=WATCH_SECONDS + 10):
+            if self.stop.is_set():
+                break
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    return None
+                raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or "Error"),
+                               str(obj.get("message") or ""))
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+            if kind == "BOOKMARK":
+                continue
+            try:
+                state = from_object(obj)
+            except LedgerFormatError as exc:
+                LOG.error("skipping an unreadable ledger object: %s", exc)
+                continue
+            if kind == "DELETED":
+                self.ledger.drop(state.group, state.resource_version)
+            else:
+                self.ledger.remember(state)
+        return version
+
+
+class StoreRuntime:
+    """Threads and upkeep for one replica's kubernetes store."""
+
+    def __init__(
+        self,
+        ledger: KubernetesLedger,
+        policy: Callable[[], CompiledPolicy | None],
+        elector: LeaderElector | None = None,
+        *,
+        interval: float = 2.0,
+    ) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.elector = elector
+        self.interval = interval
+        self.orphans: list[str] = []
+        self._stop = threading.Event()
+        self.watch = LedgerWatch(ledger, self._stop)
+        self._threads: list[threading.Thread] = []
+        self._synced_checksum: str | None = None
+        if elector is not None:
+            ledger.fence = elector.epoch
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elector.is_leader if self.elector is not None else True
+
+    def start(self, wait: float = 30.0) -> None:
+        """Start the watch (waiting up to `wait` s for its first LIST), the upkeep and the election."""
+        self._stop.clear()
+        self._spawn(self.watch.run, "ledger-watch")
+        if not self.watch.synced.wait(wait):
+            LOG.warning("the ledger cache is not filled yet; admission reads the ledger objects directly")
+        self.maintain()
+        self._spawn(self._upkeep, "ledger-upkeep")
+        if self.elector is not None:
+            self.elector.start()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, release: bool = True) -> None:
+        """Stop upkeep and watch; hand the Lease back when leading (a successor starts at once)."""
+        self._stop.set()
+        if self.elector is not None:
+            self.elector.stop(release=release)
+        for thread in self._threads:
+            if thread.name != "ledger-watch":  # the watch may sit in a read: it is a daemon, let it go
+                thread.join(timeout=5)
+        self._threads.clear()
+
+    def _upkeep(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.maintain()
+            except NotLeader:
+                pass
+            except Exception as exc:
+                LOG.error("ledger upkeep failed: %s: %s", type(exc).__name__, exc)
+
+    def maintain(self) -> None:
+        """One round: ledger objects for a new policy, orphans reported, the leader's cleanup."""
+        policy = self.policy()
+        if policy is None:
+            return
+        if policy.checksum != self._synced_checksum:
+            created = self.ledger.ensure_groups(policy.groups)
+            self._synced_checksum = policy.checksum
+            if created:
+                LOG.info("created %d ledger objects for policy %s", created, policy.checksum[:12])
+        orphans = sorted(g for g in self.ledger.cached_groups() if g not in policy.groups)
+        if orphans != self.orphans:
+            if orphans:
+                LOG.warning("groups removed from the policy keep their ledger until nothing of them is left: %s",
+                            ", ".join(orphans))
+            self.orphans = orphans
+        if self.elector is None or self.is_leader:
+            self.ledger.expire()
+            for group in orphans:
+                if self.ledger.delete_if_empty(group):
+                    LOG.info("deleted the empty ledger of removed group %s", group)
+
+    def collector(self) -> Collector:
+        return _StoreCollector(self)
+
+
+class _StoreCollector(Collector):
+    """The store's own counters and the orphan groups, read at scrape time."""
+
+    def __init__(self, runtime: StoreRuntime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.runtime.ledger.stats
+        counters: list[tuple[str, str, Any]] = [
+            ("quotalang_ledger_reads", "GETs of ledger objects.", stats.reads),
+            ("quotalang_ledger_writes", "Ledger objects written (PUT/POST).", stats.writes),
+            ("quotalang_ledger_conflicts", "Compare-and-swap writes refused with 409 (re-read, decided again).",
+             stats.conflicts),
+            ("quotalang_ledger_retries", "Ledger calls retried after an error (unreachable, 5xx, 429).",
+             stats.retries),
+            ("quotalang_ledger_unavailable", "Requests given up at their deadline (answered per failure mode).",
+             stats.unavailable),
+            ("quotalang_ledger_fenced", "Leader writes refused because a newer leader had written.", stats.fenced),
+        ]
+        for name, documentation, value in counters:
+            family = CounterMetricFamily(name, documentation)
+            family.add_metric([], value)
+            yield family
+        orphan = GaugeMetricFamily("quotalang_ledger_orphan_group",
+                                   "1 per group removed from the policy whose ledger still holds usage.",
+                                   labels=["group"])
+        for group in self.runtime.orphans:
+            orphan.add_metric([group], 1)
+        yield orphan
+        leader = GaugeMetricFamily("quotalang_leader", "1 if this replica leads (reconciles, accrues cash).")
+        leader.add_metric([], 1 if self.runtime.is_leader else 0)
+        yield leader
+
+
+def install_crd(api: KubeApi, timeout: float = 30.0) -> bool:
+    """Create the QuotaLedger CRD if it is missing and wait until it is served; True if created.
+
+    `quotalang manifests` installs it in a real deployment; this is for
+    `serve --store kubernetes` against a bare cluster (tests, a laptop), and
+    needs the right to create CRDs.
+    """
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
+    created = False
+    try:
+        api.request("GET", path, timeout=timeout)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        try:
+            api.request("POST", path.rsplit("/", 1)[0], body=crd(), timeout=timeout)
+            created = True
+        except ApiError as again:
+            if again.status != 409:
+                raise
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            api.request("GET", COLLECTION_PATH, timeout=timeout)
+            return created
+        except ApiError as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+__all__ = ["LedgerWatch", "StoreRuntime", "install_crd"]

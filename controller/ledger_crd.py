@@ -1,0 +1,333 @@
+"""The QuotaLedger custom resource: its CRD, its object names, and (de)serialisation.
+
+One cluster-scoped `QuotaLedger` per quota group holds what every webhook
+replica must agree on: the group's observed usage, its pending reservations,
+and its cash. Groups are carved from their parents, so a request is checked
+against one group and touches exactly one ledger object: there is no hot root
+object every admission would contend on.
+
+    apiVersion: quotalang.dev/v1alpha1
+    kind: QuotaLedger
+    metadata: {name: ai-lab, resourceVersion: "4711"}
+    spec: {group: ai-lab}
+    status:
+      observed: {requests.cpu: "4000000000000"}     # nanos, exact, as strings
+      objects: 3                                     # observed objects charging the group
+      reservations:
+        apps/Deployment/team-a/web:                  # api group/kind/namespace/name
+          usage: {requests.cpu: "2000000000000"}     # the positive delta admitted
+          deadline: "2026-11-23T06:22:31.123456Z"    # wall clock: replicas share no monotonic clock
+          resourceVersion: "4702"                    # the object's version it was admitted against
+          replica: quotalang-7d9f-abcde
+      cash: {requests.nvidia.com/gpu: "36000000000000"}   # nano-unit-seconds this period
+      periodStart: "2026-11-23T00:00:00Z"
+      lastAccrual: "2026-11-23T06:22:00.000000Z"
+      leaderEpoch: 7                                 # fencing token of the last leader that wrote
+      lastWrite: quotalang-7d9f-abcde/7/912          # token of the leader's last write
+
+Decisions:
+
+* Quantities are nano-unit integers in decimal strings: JSON numbers lose
+  exactness past 2^53 in many clients, and 8 Ti of memory is 8.8e21 nanos.
+* Everything lives in `.status` of a CRD *without* a status subresource, so
+  one PUT replaces spec and status together and one `resourceVersion` guards
+  both: a compare-and-swap is a single request.
+* Object names: a group name that is already a valid DNS-1123 subdomain (the
+  grammar allows `[a-z0-9][a-z0-9._-]*`, so almost all are) is used as is. A
+  name with `_`, `..`, `.-`/`-.` or over 253 characters becomes its sanitised
+  form plus `-` and 10 hex digits of its SHA-256. `spec.group` always holds
+  the real name and is checked on read, so a collision is an error, not a
+  silent merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.ledger import ObjectKey
+
+GROUP = "quotalang.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "QuotaLedger"
+PLURAL = "quotaledgers"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+COLLECTION_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_INTEGER = "^-?[0-9]+$"
+
+
+class LedgerFormatError(ValueError):
+    """A ledger object that cannot be read (hand-edited, or written by an incompatible version)."""
+
+
+def object_name(group: str) -> str:
+    """The QuotaLedger name for a group (see the module docstring for the mapping)."""
+    if len(group) <= 253 and _SUBDOMAIN.match(group):
+        return group
+    digest = hashlib.sha256(group.encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^a-z0-9]+", "-", group.lower()).strip("-")[:200] or "group"
+    return f"{cleaned}-{digest}"
+
+
+def object_path(group: str) -> str:
+    return f"{COLLECTION_PATH}/{object_name(group)}"
+
+
+def identity_key(identity: ObjectKey) -> str:
+    """`apps/Deployment/ns/name`; no part of an identity can hold a `/` but the first may be empty."""
+    return "/".join(identity)
+
+
+def parse_identity(text: str) -> ObjectKey:
+    parts = text.split("/", 3)
+    if len(parts) != 4:
+        raise LedgerFormatError(f"reservation key {text!r} is not group/kind/namespace/name")
+    return ObjectKey(*parts)
+
+
+def format_time(epoch: float) -> str:
+    """RFC 3339 with microseconds in UTC, as Kubernetes writes MicroTime."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise LedgerFormatError(f"{text!r} is not an RFC 3339 time") from None
+
+
+@dataclass(slots=True)
+class Reservation:
+    """An admitted request not yet seen by the controller: it holds quota until folded or expired."""
+
+    usage: dict[str, int]
+    deadline: float  # epoch seconds
+    resource_version: str | None  # the object's version it was admitted against (None on CREATE)
+    replica: str
+
+
+@dataclass(slots=True)
+class LedgerState:
+    """One group's ledger as read from (or about to be written to) the API."""
+
+    group: str
+    resource_version: str | None = None
+    observed: dict[str, int] = field(default_factory=dict)
+    objects: int = 0
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    cash: dict[str, int] = field(default_factory=dict)
+    period_start: float | None = None
+    last_accrual: float | None = None
+    leader_epoch: int = 0
+    last_write: str | None = None  # the token of the last controller write (see KubernetesLedger.mutate)
+
+    def reserved(self, now: float) -> dict[str, int]:
+        """Σ usage of reservations still within their deadline."""
+        total: dict[str, int] = {}
+        for item in self.reservations.values():
+            if item.deadline > now:
+                for key, value in item.usage.items():
+                    total[key] = total.get(key, 0) + value
+        return total
+
+    def used(self, now: float) -> dict[str, int]:
+        """What admission checks against: observed plus unexpired reservations."""
+        out = dict(self.observed)
+        for key, value in self.reserved(now).items():
+            out[key] = out.get(key, 0) + value
+        return out
+
+    def is_empty(self) -> bool:
+        """Nothing observed and nothing pending: a removed group's ledger may then go."""
+        return not self.observed and self.objects == 0 and not self.reservations
+
+    def copy(self) -> LedgerState:
+        return LedgerState(
+            self.group,
+            self.resource_version,
+            dict(self.observed),
+            self.objects,
+            {k: Reservation(dict(r.usage), r.deadline, r.resource_version, r.replica)
+             for k, r in self.reservations.items()},
+            dict(self.cash),
+            self.period_start,
+            self.last_accrual,
+            self.leader_epoch,
+            self.last_write,
+        )
+
+
+def _nanos(values: Mapping[str, int]) -> dict[str, str]:
+    return {key: str(value) for key, value in sorted(values.items()) if value}
+
+
+def _read_nanos(values: Any, where: str) -> dict[str, int]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise LedgerFormatError(f"{where} is not a mapping of key: nanos")
+    out: dict[str, int] = {}
+    for key, value in values.items():
+        try:
+            out[str(key)] = int(value)
+        except (TypeError, ValueError):
+            raise LedgerFormatError(f"{where}.{key} is {value!r}, not an integer of nanos") from None
+    return out
+
+
+def to_object(state: LedgerState) -> dict[str, Any]:
+    """The full object for a POST or a compare-and-swap PUT (metadata.resourceVersion set)."""
+    metadata: dict[str, Any] = {"name": object_name(state.group)}
+    if state.resource_version is not None:
+        metadata["resourceVersion"] = state.resource_version
+    status: dict[str, Any] = {
+        "observed": _nanos(state.observed),
+        "objects": state.objects,
+        "reservations": {
+            key: {
+                "usage": _nanos(item.usage),
+                "deadline": format_time(item.deadline),
+                **({"resourceVersion": item.resource_version} if item.resource_version else {}),
+                "replica": item.replica,
+            }
+            for key, item in sorted(state.reservations.items())
+        },
+        "cash": _nanos(state.cash),
+        "leaderEpoch": state.leader_epoch,
+    }
+    if state.last_write is not None:
+        status["lastWrite"] = state.last_write
+    if state.period_start is not None:
+        status["periodStart"] = format_time(state.period_start)
+    if state.last_accrual is not None:
+        status["lastAccrual"] = format_time(state.last_accrual)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": {"group": state.group},
+            "status": status}
+
+
+def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState:
+    """Read a ledger object; with `group`, check that it really is that group's (name collisions)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    if not isinstance(meta, Mapping) or not isinstance(spec, Mapping) or not isinstance(status, Mapping):
+        raise LedgerFormatError("metadata, spec and status must be mappings")
+    name = str(meta.get("name") or "?")
+    owner = spec.get("group")
+    if not isinstance(owner, str) or not owner:
+        raise LedgerFormatError(f"QuotaLedger {name} has no spec.group")
+    if group is not None and owner != group:
+        raise LedgerFormatError(
+            f"QuotaLedger {name} belongs to group {owner!r}, not {group!r}: two group names map to one "
+            "object name; rename one of the groups"
+        )
+    reservations: dict[str, Reservation] = {}
+    raw = status.get("reservations") or {}
+    if not isinstance(raw, Mapping):
+        raise LedgerFormatError(f"QuotaLedger {name}: status.reservations is not a mapping")
+    for key, item in raw.items():
+        if not isinstance(item, Mapping):
+            raise LedgerFormatError(f"QuotaLedger {name}: reservation {key} is not a mapping")
+        rv = item.get("resourceVersion")
+        reservations[str(key)] = Reservation(
+            _read_nanos(item.get("usage"), f"reservations.{key}.usage"),
+            parse_time(str(item.get("deadline") or "")),
+            str(rv) if rv else None,
+            str(item.get("replica") or ""),
+        )
+    period = status.get("periodStart")
+    last = status.get("lastAccrual")
+    rv = meta.get("resourceVersion")
+    return LedgerState(
+        group=owner,
+        resource_version=str(rv) if rv else None,
+        observed=_read_nanos(status.get("observed"), "status.observed"),
+        objects=int(status.get("objects") or 0),
+        reservations=reservations,
+        cash=_read_nanos(status.get("cash"), "status.cash"),
+        period_start=parse_time(str(period)) if period else None,
+        last_accrual=parse_time(str(last)) if last else None,
+        leader_epoch=int(status.get("leaderEpoch") or 0),
+        last_write=str(status["lastWrite"]) if status.get("lastWrite") else None,
+    )
+
+
+def _nanos_map(description: str) -> dict[str, Any]:
+    return {"type": "object", "description": description,
+            "additionalProperties": {"type": "string", "pattern": _INTEGER}}
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition (apiextensions.k8s.io/v1; served by Kubernetes ≥ 1.16)."""
+    reservation = {
+        "type": "object",
+        "required": ["usage", "deadline"],
+        "properties": {
+            "usage": _nanos_map("The positive usage delta admitted, per key, in nanos."),
+            "deadline": {"type": "string", "description": "When the reservation expires (RFC 3339)."},
+            "resourceVersion": {"type": "string", "description": "The object version it was admitted against."},
+            "replica": {"type": "string", "description": "The webhook replica that admitted it."},
+        },
+    }
+    status = {
+        "type": "object",
+        # Fields a newer quotalang adds survive an older replica's schema during a rolling upgrade.
+        "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {
+            "observed": _nanos_map("Usage of the workloads the controller has seen, per key, in nanos."),
+            "objects": {"type": "integer", "description": "Observed objects charging this group."},
+            "reservations": {"type": "object", "additionalProperties": reservation,
+                             "description": "Admitted, not yet observed: object identity → reservation."},
+            "cash": _nanos_map("Cash spent this period per key, in nano-unit-seconds."),
+            "periodStart": {"type": "string", "description": "Start of the current cash period (RFC 3339)."},
+            "lastAccrual": {"type": "string", "description": "Cash is accrued up to this time (RFC 3339)."},
+            "leaderEpoch": {"type": "integer", "description": "Fencing token of the last leader that wrote."},
+            "lastWrite": {"type": "string", "description": "Token of the last controller write (lost answers)."},
+        },
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "required": ["group"],
+                     "properties": {"group": {"type": "string", "description": "The quota group's name."}}},
+            "status": status,
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": GROUP,
+            "scope": "Cluster",
+            "names": {"plural": PLURAL, "singular": "quotaledger", "kind": KIND, "listKind": f"{KIND}List",
+                      "shortNames": ["qledger"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": schema},
+                "additionalPrinterColumns": [
+                    {"name": "Group", "type": "string", "jsonPath": ".spec.group"},
+                    {"name": "Objects", "type": "integer", "jsonPath": ".status.objects"},
+                    {"name": "Last accrual", "type": "string", "jsonPath": ".status.lastAccrual"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    }
+
+
+__all__ = [
+    "API_VERSION", "COLLECTION_PATH", "CRD_NAME", "KIND", "LedgerFormatError", "LedgerState", "Reservation",
+    "crd", "format_time", "from_object", "identity_key", "object_name", "object_path", "parse_identity",
+    "parse_time", "to_object",
+]

@@ -1,0 +1,56 @@
+"""A real etcd + kube-apiserver for the ledger-store and election tests (no mocks of the API).
+
+It reuses the end-to-end suite's `Cluster` (tests/e2e/kube_cluster.py); the
+binaries come from `$KUBEBUILDER_ASSETS` or `scripts/provision-kube.sh`'s
+cache. Without them these tests skip, unless `QUOTALANG_E2E_REQUIRED=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+
+from kube_cluster import Cluster, assets
+
+from controller.kubeapi import KubeApi
+from controller.kubestore_runtime import install_crd
+from controller.ledger_crd import COLLECTION_PATH
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = assets()
+    if folder is None:
+        message = "no kube-apiserver/etcd: run scripts/provision-kube.sh or set KUBEBUILDER_ASSETS"
+        if os.environ.get("QUOTALANG_E2E_REQUIRED") == "1":
+            pytest.fail(f"QUOTALANG_E2E_REQUIRED=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    running = Cluster(folder, tmp_path_factory.mktemp("apiserver"))
+    try:
+        running.start()
+        api = KubeApi.from_config(str(running.kubeconfig))
+        install_crd(api)
+        api.close()
+        yield running
+    finally:
+        running.stop()
+
+
+def client(cluster: Cluster) -> KubeApi:
+    """A client of its own (its own connection pool), as a separate replica would have."""
+    return KubeApi.from_config(str(cluster.kubeconfig))
+
+
+def wipe_ledgers(cluster: Cluster) -> None:
+    """Delete every QuotaLedger so each test starts from nothing."""
+    api = client(cluster)
+    try:
+        api.request("DELETE", COLLECTION_PATH)
+    finally:
+        api.close()

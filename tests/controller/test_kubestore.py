@@ -1,0 +1,328 @@
+"""KubernetesLedger against a real kube-apiserver: CAS admission, the controller's writes, cash, fencing.
+
+Numbers by hand: group `ml` may use 5 cpu (requests.cpu 5 = 5_000_000_000
+nanos); every `web-N` Deployment here runs one pod requesting 1 cpu, so five
+fit and the sixth does not, whichever replica decides it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from kube_apiserver import Cluster, apiserver, client, wipe_ledgers
+
+from controller import deadline
+from controller.kubeapi import KubeApi
+from controller.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
+from controller.kubestore_runtime import StoreRuntime
+from controller.ledger import ObjectKey
+from controller.ledger_crd import from_object, object_path
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.loader import load_text
+
+__all__ = ["apiserver"]  # the session fixture, imported for pytest
+
+CPU = 10**9  # one cpu in nanos
+POLICY = """\
+settings {
+  group label "team"
+  unlabelled deny
+}
+
+group root {
+  requests.cpu   100
+}
+
+group ml in root {
+  requests.cpu     5
+}
+
+group lab_x in root {
+  requests.cpu    10
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+  scale spec.replicas
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy() -> CompiledPolicy:
+    return compile_sources(load_text(POLICY, "test.quota"))
+
+
+@pytest.fixture
+def cluster(apiserver: Cluster) -> Cluster:
+    wipe_ledgers(apiserver)
+    return apiserver
+
+
+@pytest.fixture
+def apis(cluster: Cluster) -> Iterator[list[KubeApi]]:
+    made = [client(cluster) for _ in range(3)]
+    yield made
+    for api in made:
+        api.close()
+
+
+def deployment(
+    name: str, cpu: str = "1", replicas: int = 1, group: str = "ml", rv: str | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "default", "labels": {"team": group}}
+    if rv is not None:
+        meta["resourceVersion"] = rv
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+            {"name": "app", "image": "app", "resources": {"requests": {"cpu": cpu}}}]}}},
+    }
+
+
+def key(name: str) -> ObjectKey:
+    return ObjectKey("apps", "Deployment", "default", name)
+
+
+def stored(api: KubeApi, group: str) -> dict[str, Any]:
+    return api.request("GET", object_path(group))
+
+
+def reserved_cpu(api: KubeApi, group: str) -> int:
+    state = from_object(stored(api, group), group)
+    return sum(r.usage.get("requests.cpu", 0) for r in state.reservations.values())
+
+
+def test_an_admission_reserves_exact_nanos_in_its_groups_object(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    decision = ledger.admit(policy, deployment("web-1", cpu="1500m", replicas=2), "CREATE")
+    assert decision.allowed
+    raw = stored(apis[0], "ml")
+    assert raw["spec"] == {"group": "ml"}
+    entry = raw["status"]["reservations"]["apps/Deployment/default/web-1"]
+    assert entry["usage"]["requests.cpu"] == "3000000000"  # 2 × 1500m
+    assert entry["replica"] == "r0"
+    assert "resourceVersion" not in entry  # a CREATE is admitted against no version
+    assert ledger.used("ml")["requests.cpu"] == 3 * CPU
+    # Only the checked group's object was touched: lab_x has none yet.
+    assert ledger.cached("lab_x") is None
+
+
+def test_a_dry_run_and_a_denial_write_nothing(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    assert ledger.admit(policy, deployment("big", replicas=4), "CREATE").allowed
+    before = stored(apis[0], "ml")["metadata"]["resourceVersion"]
+    assert ledger.admit(policy, deployment("dry"), "CREATE", dry_run=True).allowed
+    denied = ledger.admit(policy, deployment("two", replicas=2), "CREATE")
+    assert not denied.allowed
+    assert "requests.cpu: requested 2" in denied.message and "used 4 of 5" in denied.message
+    assert stored(apis[0], "ml")["metadata"]["resourceVersion"] == before
+
+
+def test_concurrent_admissions_over_three_replicas_admit_exactly_what_fits(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    replicas = [KubernetesLedger(api, replica=f"r{i}") for i, api in enumerate(apis)]
+    for ledger in replicas:  # every replica starts from the same (empty) cached version: all race
+        ledger.read("ml", time.monotonic() + 10)
+    start = threading.Barrier(18)
+
+    def one(i: int) -> bool:
+        start.wait()
+        with deadline.request_deadline(10):
+            return replicas[i % 3].admit(policy, deployment(f"web-{i}"), "CREATE").allowed
+
+    with ThreadPoolExecutor(18) as pool:
+        results = list(pool.map(one, range(18)))
+    assert results.count(True) == 5
+    assert reserved_cpu(apis[0], "ml") == 5 * CPU
+    assert sum(r.stats.conflicts for r in replicas) >= 2  # they really raced (3 replicas from one version)
+
+
+def test_a_stale_cache_costs_a_conflict_not_an_over_admission(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    b.read("ml", time.monotonic() + 10)  # b caches the empty ledger
+    assert a.admit(policy, deployment("first", replicas=4), "CREATE").allowed
+    decision = b.admit(policy, deployment("second", replicas=2), "CREATE")  # fits b's stale cache only
+    assert not decision.allowed
+    assert b.stats.conflicts == 1  # its write lost; re-read; denied against a's reservation
+    assert b.admit(policy, deployment("third"), "CREATE").allowed
+    assert reserved_cpu(apis[0], "ml") == 5 * CPU
+
+
+def test_a_stale_cache_never_denies_what_fits(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    assert a.admit(policy, deployment("first", replicas=4), "CREATE").allowed
+    b.read("ml", time.monotonic() + 10)  # b caches 4 cpu reserved
+    a.forget(key("first"))  # the leader saw it deleted: 4 cpu free again
+    assert b.used("ml")["requests.cpu"] == 4 * CPU  # b's cache has not heard (no watch here)
+    assert b.admit(policy, deployment("second", replicas=2), "CREATE").allowed  # denied by the cache, re-read
+    assert b.admit(policy, deployment("second", replicas=2), "CREATE", dry_run=True).allowed
+    assert reserved_cpu(apis[0], "ml") == 2 * CPU
+
+
+def test_a_repeated_create_replaces_its_reservation(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    for _ in range(3):  # the user retries after a later webhook rejected it: charged once
+        assert ledger.admit(policy, deployment("web", replicas=3), "CREATE").allowed
+    assert reserved_cpu(apis[0], "ml") == 3 * CPU
+    # It is checked without its own superseded reservation: 5 fit even though 3 are reserved.
+    assert ledger.admit(policy, deployment("web", replicas=5), "CREATE").allowed
+    assert reserved_cpu(apis[0], "ml") == 5 * CPU
+
+
+def test_updates_add_up_across_versions_and_replace_on_the_same_version(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    v1 = deployment("web", replicas=1, rv="100")
+    assert ledger.admit(policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # +1
+    assert ledger.admit(policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # same version: +1 again
+    assert reserved_cpu(apis[0], "ml") == 1 * CPU
+    v2 = deployment("web", replicas=2, rv="101")
+    assert ledger.admit(policy, deployment("web", replicas=4), "UPDATE", old=v2).allowed  # newer: +2 on top
+    state = from_object(stored(apis[0], "ml"), "ml")
+    entry = state.reservations["apps/Deployment/default/web"]
+    assert entry.usage["requests.cpu"] == 3 * CPU and entry.resource_version == "101"
+
+
+def test_observe_folds_the_reservation_in_the_same_write(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    admitting, leader = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="leader")
+    assert admitting.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    leader.read("ml", time.monotonic() + 10)
+    leader.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="500")
+    assert leader.stats.writes == 1  # usage in, reservation out: one write
+    state = from_object(stored(apis[1], "ml"), "ml")
+    assert state.observed == {"requests.cpu": 2 * CPU} and state.objects == 1 and state.reservations == {}
+    # Scaled to 3 and seen again: the diff only; then deleted: released.
+    leader.observe(key("web"), "ml", {"requests.cpu": 3 * CPU}, resource_version="501")
+    assert from_object(stored(apis[1], "ml"), "ml").observed == {"requests.cpu": 3 * CPU}
+    leader.forget(key("web"))
+    state = from_object(stored(apis[1], "ml"), "ml")
+    assert state.observed == {} and state.objects == 0
+
+
+def test_an_update_reservation_stays_until_a_newer_version_is_seen(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="100")
+    assert ledger.admit(policy, deployment("web", replicas=3), "UPDATE", old=deployment("web", rv="100")).allowed
+    ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="100")  # a re-list of the old one
+    assert ledger.used("ml")["requests.cpu"] == 3 * CPU  # 1 observed + 2 reserved: still held
+    ledger.observe(key("web"), "ml", {"requests.cpu": 3 * CPU}, resource_version="104")
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert state.observed == {"requests.cpu": 3 * CPU} and state.reservations == {}
+
+
+def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    now = [1_000_000.0]
+    ledger = KubernetesLedger(apis[0], replica="r0", clock=lambda: now[0], reservation_ttl=30)
+    assert ledger.admit(policy, deployment("gone"), "CREATE").allowed
+    now[0] += 10
+    assert ledger.admit(policy, deployment("pending", replicas=2), "CREATE").allowed
+    # A resync from a LIST that holds neither keeps both reservations (kubernetes#123434).
+    ledger.resync({"ml": {key("other"): {"requests.cpu": 1 * CPU}}})
+    assert ledger.used("ml")["requests.cpu"] == 4 * CPU
+    now[0] += 25  # `gone` is 35 s old, `pending` 25 s
+    assert ledger.expire() == 1
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert list(state.reservations) == ["apps/Deployment/default/pending"]
+    assert state.observed == {"requests.cpu": 1 * CPU} and state.objects == 1
+    assert ledger.used("ml")["requests.cpu"] == 3 * CPU
+
+
+def test_a_fenced_old_leader_cannot_write_after_a_newer_one(apis: list[KubeApi]) -> None:
+    epochs = {"old": 10, "new": 20}
+    old = KubernetesLedger(apis[0], replica="old", fence=lambda: epochs["old"])
+    new = KubernetesLedger(apis[1], replica="new", fence=lambda: epochs["new"])
+    old.add_cash("ml", "requests.nvidia.com/gpu", 5)
+    new.resync({})  # the new leader's first round stamps its epoch on every object it knows
+    assert from_object(stored(apis[1], "ml"), "ml").leader_epoch == 20
+    with pytest.raises(NotLeader, match="epoch 20"):
+        old.add_cash("ml", "requests.nvidia.com/gpu", 5)
+    follower = KubernetesLedger(apis[2], replica="f", fence=lambda: None)
+    with pytest.raises(NotLeader, match="not the leader"):
+        follower.add_cash("ml", "requests.nvidia.com/gpu", 1)
+    assert from_object(stored(apis[1], "ml"), "ml").cash == {"requests.nvidia.com/gpu": 5}
+
+
+def test_cash_is_accrued_once_when_two_leaders_race(apis: list[KubeApi]) -> None:
+    rate = 2 * 10**9  # two GPUs held: 2e9 nano-GPU per second
+    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    a.update_cash("ml", lambda s: CashState({}, 0.0, 1000.0))
+    b.read("ml", time.monotonic() + 10)  # b holds the version with lastAccrual 1000
+
+    def accrue_to(until: float) -> Any:
+        def accrue(state: CashState) -> CashState | None:
+            last = state.last_accrual or until
+            if until <= last:
+                return None
+            spent = dict(state.used)
+            spent["requests.nvidia.com/gpu"] = spent.get("requests.nvidia.com/gpu", 0) + int((until - last) * rate)
+            return CashState(spent, state.period_start, until)
+        return accrue
+
+    a.update_cash("ml", accrue_to(1010.0))
+    b.update_cash("ml", accrue_to(1010.0))  # stale: 409, re-read, nothing left to accrue
+    b.update_cash("ml", accrue_to(1012.0))  # two more seconds, once
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert state.cash == {"requests.nvidia.com/gpu": 12 * rate}
+    assert state.last_accrual == 1012.0
+    assert b.stats.conflicts == 1
+    with pytest.raises(ValueError, match="cannot move back"):
+        a.update_cash("ml", lambda s: CashState(s.used, s.period_start, 1005.0))
+
+
+def test_past_the_deadline_an_unreachable_apiserver_is_a_clear_error(policy: CompiledPolicy) -> None:
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # discard port: nothing listens
+    ledger = KubernetesLedger(KubeApi(configuration), replica="r0")
+    started = time.monotonic()
+    with deadline.request_deadline(1.0), pytest.raises(LedgerUnavailable, match="gave up at the request deadline"):
+        ledger.admit(policy, deployment("web"), "CREATE")
+    assert time.monotonic() - started < 1.0  # budget(1 s) = 0.5 s, plus the last try
+    assert ledger.stats.unavailable == 1
+
+
+def test_groups_get_ledgers_and_removed_ones_are_kept_until_empty(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger.observe(key("legacy-app"), "retired", {"requests.cpu": 1 * CPU})  # a group no longer in the policy
+    runtime = StoreRuntime(ledger, lambda: policy)
+    runtime.maintain()
+    names = {item["spec"]["group"]: item["metadata"]["name"]
+             for item in apis[0].request("GET", "/apis/quotalang.dev/v1alpha1/quotaledgers")["items"]}
+    assert names["root"] == "root" and names["ml"] == "ml"
+    assert names["lab_x"].startswith("lab-x-") and len(names["lab_x"]) == len("lab-x-") + 10  # `_` is not DNS
+    assert runtime.orphans == ["retired"] and "retired" in names
+    ledger.forget(key("legacy-app"))
+    runtime.maintain()
+    assert runtime.orphans == ["retired"]  # reported on the round it was seen empty, deleted on that round
+    listed = apis[0].request("GET", "/apis/quotalang.dev/v1alpha1/quotaledgers")["items"]
+    assert "retired" not in {item["spec"]["group"] for item in listed}
+
+
+def test_the_watch_keeps_another_replicas_cache_current(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    writer, reader = KubernetesLedger(apis[0], replica="w"), KubernetesLedger(apis[1], replica="r")
+    runtime = StoreRuntime(reader, lambda: policy, interval=3600)
+    runtime.start()
+    try:
+        assert writer.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+        deadline_at = time.monotonic() + 5
+        while reader.used("ml").get("requests.cpu") != 2 * CPU:
+            assert time.monotonic() < deadline_at, "the watch never delivered the write"
+            time.sleep(0.05)
+    finally:
+        runtime.stop()

@@ -1,0 +1,80 @@
+"""The ledger object's format and names, and the request deadline: pure, no apiserver."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.deadline import budget, parse_timeout
+from controller.ledger import ObjectKey
+from controller.ledger_crd import (
+    LedgerFormatError,
+    LedgerState,
+    Reservation,
+    crd,
+    from_object,
+    identity_key,
+    object_name,
+    parse_identity,
+    to_object,
+)
+
+
+def test_group_names_map_to_object_names() -> None:
+    assert object_name("ai-lab") == "ai-lab"
+    assert object_name("team.a") == "team.a"
+    mapped = object_name("ml_ops")
+    assert mapped.startswith("ml-ops-") and len(mapped) == 17  # `_` is not allowed: sanitised + 10 hex
+    assert object_name("a..b") != object_name("a.b")  # an invalid subdomain is hashed, so no collision
+    assert len(object_name("x" * 300)) <= 253
+
+
+def test_a_state_round_trips_with_exact_nanos() -> None:
+    big = 8 * 1024**4 * 10**9  # 8Ti of memory in nanos: past 2^53, exact only as a string
+    state = LedgerState(
+        "ai-lab", "42", {"limits.memory": big, "requests.cpu": 1500 * 10**6}, 3,
+        {"apps/Deployment/ns/web": Reservation({"requests.cpu": 10**9}, 1_700_000_000.25, "41", "r1")},
+        {"requests.nvidia.com/gpu": 36 * 10**12}, 1_699_920_000.0, 1_699_999_999.5, 7, "r1/7/3",
+    )
+    obj = to_object(state)
+    assert obj["status"]["observed"]["limits.memory"] == str(big)
+    assert obj["status"]["reservations"]["apps/Deployment/ns/web"]["deadline"] == "2023-11-14T22:13:20.250000Z"
+    assert obj["metadata"] == {"name": "ai-lab", "resourceVersion": "42"}
+    assert from_object(obj, "ai-lab") == state
+
+
+def test_a_foreign_or_broken_object_is_refused() -> None:
+    obj = to_object(LedgerState("one"))
+    with pytest.raises(LedgerFormatError, match="belongs to group 'one', not 'two'"):
+        from_object(obj, "two")
+    obj["status"]["observed"] = {"requests.cpu": "1.5"}
+    with pytest.raises(LedgerFormatError, match="not an integer of nanos"):
+        from_object(obj)
+
+
+def test_identities_round_trip() -> None:
+    for identity in (ObjectKey("apps", "Deployment", "ns", "web"), ObjectKey("", "Pod", "ns", "p")):
+        assert parse_identity(identity_key(identity)) == identity
+    assert identity_key(ObjectKey("", "Pod", "ns", "p")) == "/Pod/ns/p"
+
+
+def test_the_crd_is_structural_and_cluster_scoped() -> None:
+    doc = crd()
+    assert doc["metadata"]["name"] == "quotaledgers.quotalang.dev"
+    assert doc["spec"]["scope"] == "Cluster"
+    version = doc["spec"]["versions"][0]
+    assert "subresources" not in version  # one PUT replaces spec and status together
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["properties"]["observed"]["additionalProperties"] == {"type": "string", "pattern": "^-?[0-9]+$"}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10.0), ("1m30s", 90.0), ("500ms", 0.5), ("", None), (None, None), ("10", None), ("s", None)],
+)
+def test_apiserver_timeouts_parse(text: str | None, seconds: float | None) -> None:
+    assert parse_timeout(text) == seconds
+
+
+def test_the_budget_leaves_time_for_the_answer() -> None:
+    assert budget(10) == 9.5
+    assert budget(1) == 0.5
