@@ -1,0 +1,123 @@
+"""`--store kubernetes`: the shared ledger, its upkeep and the leader election for one replica.
+
+`serve` builds the ledger with `kubernetes_store(...)`, hands `store.ledger`
+to `create_app`, calls `store.start()` before serving and `store.stop()`
+after. Every replica admits; the one holding the Lease reconciles: its
+controller (the watch of workloads and pods, cash accrual) is started by
+`on_leader(ledger)` and stopped by `on_follower()`, and writes through the
+same `store.ledger` (`observe`, `forget`, `resync`, `update_cash`, ...),
+fenced by the Lease epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.election import DEFAULT_LEASE, LeaderElector
+from controller.kubeapi import KubeApi, KubeError
+from controller.kubestore import KubernetesLedger
+from controller.kubestore_runtime import StoreRuntime, install_crd
+from controller.ledger import DEFAULT_RESERVATION_TTL, ObjectKey
+from quotalang.errors import QuotalangError
+from server.logs import log_event
+from server.metrics import Metrics
+from server.reload import PolicyHolder
+
+LOG = logging.getLogger("quotalang.serve")
+
+
+class StoreError(QuotalangError):
+    """The kubernetes store could not start (bad kubeconfig, no CRD and no right to create it)."""
+
+
+def replica_name() -> str:
+    """`$POD_NAME` (the Deployment sets it from the downward API), else host and pid."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def lease_namespace() -> str:
+    """`$POD_NAMESPACE`, else the in-cluster service account's namespace, else `default`."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as file:
+            return file.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+@dataclass
+class KubernetesStore:
+    """The pieces `serve` starts and stops."""
+
+    api: KubeApi
+    ledger: KubernetesLedger
+    elector: LeaderElector
+    runtime: StoreRuntime
+
+    def start(self) -> None:
+        self.runtime.start()
+
+    def stop(self) -> None:
+        """Hand the Lease back (a successor takes over at once), stop the threads."""
+        self.runtime.stop(release=True)
+        self.api.close()
+
+
+def kubernetes_store(
+    holder: PolicyHolder,
+    metrics: Metrics | None = None,
+    *,
+    kubeconfig: str | None = None,
+    namespace: str | None = None,
+    replica: str | None = None,
+    lease_duration: float = DEFAULT_LEASE,
+    reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+    on_leader: Callable[[KubernetesLedger], None] | None = None,
+    on_follower: Callable[[], None] | None = None,
+    fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
+    create_crd: bool = True,
+) -> KubernetesStore:
+    """Connect, make sure the CRD is served, and build ledger, election and upkeep (nothing runs yet)."""
+    replica = replica or replica_name()
+    namespace = namespace or lease_namespace()
+    try:
+        api = KubeApi.from_config(kubeconfig)
+    except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
+        raise StoreError(f"cannot configure the kubernetes client: {exc}") from None
+    if create_crd:
+        try:
+            if install_crd(api):
+                log_event(LOG, logging.INFO, "installed the QuotaLedger CRD")
+        except KubeError as exc:
+            raise StoreError(
+                f"the QuotaLedger CRD is not served and could not be created ({exc}); "
+                "apply `quotalang manifests` first"
+            ) from None
+    ledger = KubernetesLedger(api, replica=replica, reservation_ttl=reservation_ttl,
+                              fallback_lookup=fallback_lookup)
+
+    def started(epoch: int) -> None:
+        log_event(LOG, logging.INFO, "leading: this replica reconciles the ledger", replica=replica, epoch=epoch)
+        if on_leader is not None:
+            on_leader(ledger)
+
+    def stopped() -> None:
+        log_event(LOG, logging.WARNING, "no longer leading", replica=replica)
+        if on_follower is not None:
+            on_follower()
+
+    elector = LeaderElector(api, namespace=namespace, identity=replica, lease_duration=lease_duration,
+                            on_started=started, on_stopped=stopped)
+    runtime = StoreRuntime(ledger, lambda: holder.policy, elector)
+    if metrics is not None:
+        metrics.registry.register(runtime.collector())
+    return KubernetesStore(api, ledger, elector, runtime)
+
+
+__all__ = ["KubernetesStore", "StoreError", "kubernetes_store", "lease_namespace", "replica_name"]
