@@ -17,8 +17,10 @@ Decisions:
   (a denial, a dry run, an HPA check) is only ever made from a fresh GET,
   never from the cache alone: a cache that has not yet seen the leader
   release quota would otherwise deny a request that fits.
-* Within one replica, admissions for one group queue on a local lock, so
-  replicas contend with each other, not with themselves.
+* Within one replica, concurrent admissions for one group are decided as a
+  batch against one version and written with one CAS (`group_commit`), in
+  arrival order, each checked against the ones before it: replicas contend
+  with each other once per batch, never with themselves.
 * A reservation is keyed by the object's identity. A CREATE, or an UPDATE
   against the same object version as the pending one, *replaces* that
   reservation (only one of them can persist), so a retried or re-sent
@@ -48,6 +50,7 @@ from typing import Any
 import orjson
 
 from controller import deadline as deadlines
+from controller.group_commit import GroupCommit, Slot
 from controller.kubeapi import ApiError, KubeApi, KubeError
 from controller.ledger import DEFAULT_RESERVATION_TTL, GroupUsage, ObjectKey, Usage
 from controller.ledger_crd import (
@@ -118,6 +121,19 @@ class CashState:
     used: dict[str, int]
     period_start: float | None
     last_accrual: float | None
+
+
+@dataclass(slots=True)
+class _Request:
+    """One admission waiting for its group's next batch."""
+
+    policy: CompiledPolicy
+    obj: Mapping[str, Any]
+    operation: str
+    old: Mapping[str, Any] | None
+    parent: Mapping[str, Any] | None
+    dry_run: bool
+    identity: ObjectKey | None
 
 
 @dataclass(slots=True)
@@ -203,7 +219,7 @@ class KubernetesLedger:
         self.stats = StoreStats()
         self._cache: dict[str, LedgerState] = {}
         self._cache_lock = threading.Lock()
-        self._group_locks: dict[str, threading.Lock] = {}
+        self._commits: dict[str, GroupCommit[_Request]] = {}
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, _Observed] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
@@ -343,75 +359,85 @@ class KubernetesLedger:
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
             return evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
         until = deadlines.current()
-        lock = self._group_lock(group)
-        if not lock.acquire(timeout=max(_left(until), 0.001)):
+        request = _Request(policy, obj, operation, old, parent, dry_run, identity)
+
+        def busy() -> LedgerUnavailable:
             self.stats.unavailable += 1
-            raise LedgerUnavailable(f"the ledger of group {group} is busy: gave up at the request deadline")
-        try:
-            return self._admit(policy, group, obj, operation, old, parent, dry_run, identity, until)
-        finally:
-            lock.release()
+            return LedgerUnavailable(f"the ledger of group {group} is busy: gave up at the request deadline")
 
-    def _group_lock(self, group: str) -> threading.Lock:
-        lock = self._group_locks.get(group)
-        if lock is None:
-            lock = self._group_locks.setdefault(group, threading.Lock())
-        return lock
+        decision = self._commit(group).submit(request, until, busy)
+        assert isinstance(decision, Decision)
+        return decision
 
-    def _admit(
-        self,
-        policy: CompiledPolicy,
-        group: str,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None,
-        parent: Mapping[str, Any] | None,
-        dry_run: bool,
-        identity: ObjectKey | None,
-        until: float,
-    ) -> Decision:
-        kind = obj.get("kind")
-        body = self._body(policy, obj, parent)
-        key = identity or ObjectKey.of(body if body is not None else obj)
-        slot = identity_key(key)
-        admitted_rv = _resource_version(old)
-        op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
+    def _commit(self, group: str) -> GroupCommit[_Request]:
+        commit = self._commits.get(group)
+        if commit is None:
+            commit = self._commits.setdefault(group, GroupCommit(lambda batch: self._decide(group, batch)))
+        return commit
+
+    def _decide(self, group: str, batch: list[Slot[_Request]]) -> None:
+        """Decide a batch in arrival order against one version of the ledger; write it with one CAS."""
+        until = min(slot.until for slot in batch)
         state, fresh = self._cache.get(group), False
         if state is None:
             state, fresh = self.read(group, until), True
         while True:
             now = self._clock()
-            used = state.used(now)
-            existing = state.reservations.get(slot)
-            if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
-                _add(used, existing.usage, -1)  # about to be superseded: check without it
-            decision = evaluate(policy, obj, operation, old=old, usage=_View(group, used, state.cash),
-                                parent=parent)
-            charge: dict[str, int] = {}
-            if decision.allowed and not dry_run and kind != "HorizontalPodAutoscaler":
-                charge = _positive(decision.charges.get(group, _EMPTY))
-            if not charge:
-                needs_room = any(v > 0 for v in decision.delta.values())
-                if fresh or (decision.allowed and not needs_room):
-                    return decision
-                state, fresh = self.read(group, until), True  # never deny (or dry-run) from the cache alone
-                continue
             update = state.copy()
-            self._reserve(update, slot, charge, op, admitted_rv, now)
-            written = self.write(update, until)
-            if written is not None:
-                self.stats.reserved += 1
-                if body is not None:
-                    with self._index_lock:
+            decisions: list[Decision] = []
+            written: list[tuple[ObjectKey, Mapping[str, Any] | None]] = []
+            stale = False
+            for slot in batch:
+                decision, reserved = self._evaluate(group, update, slot.item, now)
+                decisions.append(decision)
+                if reserved is not None:
+                    written.append(reserved)
+                elif not fresh and not (decision.allowed and not any(v > 0 for v in decision.delta.values())):
+                    stale = True  # never deny (or dry-run) from the cache alone: it may not have seen a release
+            if stale:
+                state, fresh = self.read(group, until), True
+                continue
+            if written and self.write(update, until) is None:
+                if time.monotonic() >= until:
+                    self.stats.unavailable += 1
+                    raise LedgerUnavailable(
+                        f"the ledger of group {group} kept changing under concurrent writes: "
+                        "gave up at the request deadline"
+                    )
+                state, fresh = self.read(group, until), True
+                continue
+            self.stats.reserved += len(written)
+            with self._index_lock:
+                for key, body in written:
+                    if body is not None:
                         self._pending[key] = _Pending(now + self._ttl, orjson.dumps(body, default=str))
-                return decision
-            if time.monotonic() >= until:
-                self.stats.unavailable += 1
-                raise LedgerUnavailable(
-                    f"the ledger of group {group} kept changing under concurrent writes: "
-                    "gave up at the request deadline"
-                )
-            state, fresh = self.read(group, until), True
+            for slot, decision in zip(batch, decisions, strict=True):
+                slot.result = decision
+            return
+
+    def _evaluate(
+        self, group: str, update: LedgerState, request: _Request, now: float
+    ) -> tuple[Decision, tuple[ObjectKey, Mapping[str, Any] | None] | None]:
+        """Decide one request against `update`; when it reserves, add the reservation to `update`."""
+        obj, operation = request.obj, request.operation
+        body = self._body(request.policy, obj, request.parent)
+        key = request.identity or ObjectKey.of(body if body is not None else obj)
+        slot = identity_key(key)
+        admitted_rv = _resource_version(request.old)
+        op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
+        used = update.used(now)
+        existing = update.reservations.get(slot)
+        if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
+            _add(used, existing.usage, -1)  # about to be superseded: check without it
+        decision = evaluate(request.policy, obj, operation, old=request.old,
+                            usage=_View(group, used, update.cash), parent=request.parent)
+        if not decision.allowed or request.dry_run or obj.get("kind") == "HorizontalPodAutoscaler":
+            return decision, None
+        charge = _positive(decision.charges.get(group, _EMPTY))
+        if not charge:
+            return decision, None
+        self._reserve(update, slot, charge, op, admitted_rv, now)
+        return decision, (key, body)
 
     def _body(
         self, policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None

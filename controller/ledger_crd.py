@@ -47,6 +47,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from controller.ledger import ObjectKey
@@ -92,11 +93,13 @@ def parse_identity(text: str) -> ObjectKey:
     return ObjectKey(*parts)
 
 
+@lru_cache(maxsize=8192)  # a reservation's deadline is written again with every write of its object
 def format_time(epoch: float) -> str:
     """RFC 3339 with microseconds in UTC, as Kubernetes writes MicroTime."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@lru_cache(maxsize=8192)  # ... and read again from every answer and watch event
 def parse_time(text: str) -> float:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
