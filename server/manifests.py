@@ -159,6 +159,10 @@ def deployment(
         "image": image,
         "args": args,
         "ports": [{"name": "https", "containerPort": PORT}],
+        # The kubernetes store names each replica (reservations, the Lease holder) and finds the
+        # Lease's namespace from these.
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
         "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", **probe}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "failureThreshold": 3},

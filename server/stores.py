@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.deadline import current
 from controller.election import DEFAULT_LEASE, LeaderElector
 from controller.kubeapi import KubeApi, KubeError
 from controller.kubestore import KubernetesLedger
@@ -26,6 +28,7 @@ from controller.ledger import DEFAULT_RESERVATION_TTL, ObjectKey
 from quotalang.errors import QuotalangError
 from server.logs import log_event
 from server.metrics import Metrics
+from server.naming import api_version_parts, plural
 from server.reload import PolicyHolder
 
 LOG = logging.getLogger("quotalang.serve")
@@ -49,6 +52,34 @@ def lease_namespace() -> str:
             return file.read().strip() or "default"
     except OSError:
         return "default"
+
+
+def live_lookup(api: KubeApi, holder: PolicyHolder, timeout: float = 2.0) -> Callable[[ObjectKey], Any]:
+    """Find a workload by a GET (a `/scale` parent this replica neither admitted nor observed).
+
+    Every replica serves `/scale`, but only the leader watches workloads; a
+    follower asks the apiserver (the ClusterRole may get every policy kind).
+    None when the kind has no rule, the object is gone, or the call fails:
+    the engine then denies the scale with a message, rather than let quota
+    be evaded.
+    """
+
+    def find(identity: ObjectKey) -> Mapping[str, Any] | None:
+        policy = holder.policy
+        if policy is None:
+            return None
+        for api_version, kind in policy.kinds:
+            group, version = api_version_parts(api_version)
+            if kind == identity.kind and group == identity.api_group:
+                base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+                path = f"{base}/namespaces/{identity.namespace}/{plural(kind)}/{identity.name}"
+                try:
+                    return api.request("GET", path, timeout=min(timeout, max(current() - time.monotonic(), 0.1)))
+                except KubeError:
+                    return None
+        return None
+
+    return find
 
 
 @dataclass
@@ -83,7 +114,11 @@ def kubernetes_store(
     fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
     create_crd: bool = True,
 ) -> KubernetesStore:
-    """Connect, make sure the CRD is served, and build ledger, election and upkeep (nothing runs yet)."""
+    """Connect, make sure the CRD is served, and build ledger, election and upkeep (nothing runs yet).
+
+    `fallback_lookup` (default: `live_lookup`) finds `/scale` parents the
+    ledger does not know; the controller may pass its observed index.
+    """
     replica = replica or replica_name()
     namespace = namespace or lease_namespace()
     try:
@@ -100,7 +135,7 @@ def kubernetes_store(
                 "apply `quotalang manifests` first"
             ) from None
     ledger = KubernetesLedger(api, replica=replica, reservation_ttl=reservation_ttl,
-                              fallback_lookup=fallback_lookup)
+                              fallback_lookup=fallback_lookup or live_lookup(api, holder))
 
     def started(epoch: int) -> None:
         log_event(LOG, logging.INFO, "leading: this replica reconciles the ledger", replica=replica, epoch=epoch)
@@ -120,4 +155,4 @@ def kubernetes_store(
     return KubernetesStore(api, ledger, elector, runtime)
 
 
-__all__ = ["KubernetesStore", "StoreError", "kubernetes_store", "lease_namespace", "replica_name"]
+__all__ = ["KubernetesStore", "StoreError", "kubernetes_store", "lease_namespace", "live_lookup", "replica_name"]

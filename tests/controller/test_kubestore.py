@@ -326,3 +326,29 @@ def test_the_watch_keeps_another_replicas_cache_current(apis: list[KubeApi], pol
             time.sleep(0.05)
     finally:
         runtime.stop()
+
+
+def test_a_follower_finds_a_scale_parent_by_a_live_get(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    from server.reload import PolicyHolder
+    from server.stores import live_lookup
+
+    body = deployment("scaled", replicas=2)
+    body["spec"]["selector"] = {"matchLabels": {"app": "scaled"}}
+    body["spec"]["template"]["metadata"] = {"labels": {"app": "scaled"}}
+    path = "/apis/apps/v1/namespaces/default/deployments"
+    apis[0].request("POST", path, body=body)
+    try:
+        ledger = KubernetesLedger(apis[0], replica="f", fallback_lookup=live_lookup(apis[0], PolicyHolder(policy)))
+        parent = ledger.lookup(key("scaled"))  # neither admitted nor observed here
+        assert parent is not None and parent["spec"]["replicas"] == 2
+        rv = parent["metadata"]["resourceVersion"]
+        scale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                 "metadata": {"name": "scaled", "namespace": "default", "resourceVersion": rv},
+                 "spec": {"replicas": 4}}
+        old = {**scale, "spec": {"replicas": 2}}
+        decision = ledger.admit(policy, scale, "UPDATE", old=old, parent=parent, identity=key("scaled"))
+        assert decision.allowed
+        assert reserved_cpu(apis[0], "ml") == 2 * CPU  # 2 → 4 replicas of 1 cpu
+        assert ledger.lookup(key("missing")) is None
+    finally:
+        apis[0].request("DELETE", f"{path}/scaled")
