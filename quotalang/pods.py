@@ -36,10 +36,20 @@ def _is_pod_level(name: str) -> bool:
     return name in _POD_LEVEL or name.startswith("hugepages-")
 
 
+IMPLICIT_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
+
+
 def _is_extended(name: str) -> bool:
-    """IsExtendedResourceName: has a domain that is not kubernetes.io, no requests. prefix."""
+    """IsExtendedResourceName: a domain that is not kubernetes.io, no requests. prefix.
+
+    `deviceclass.resource.kubernetes.io/<class>` is the implicit extended
+    resource of a DRA DeviceClass (DRAExtendedResource): extended too, and
+    charged as `requests.<name>` like any other.
+    """
     if "/" not in name or name.startswith("requests."):
         return False
+    if name.startswith(IMPLICIT_EXTENDED_PREFIX):
+        return True
     domain = name.split("/", 1)[0]
     return not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io"))
 
