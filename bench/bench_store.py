@@ -10,8 +10,8 @@ In one run, on this machine:
 2. for each setup — one memory-store replica; then 1, 2 and 3 kubernetes-store
    replicas (separate processes, `tests/e2e/scaleout_replica.py`: `create_app`
    over `server.stores.kubernetes_store`, plain HTTP) — the same load:
-   `--connections` concurrent clients send AdmissionReviews round-robin over
-   the replicas for `--seconds`, after a one-second warm-up;
+   `--connections` concurrent clients send AdmissionReviews to replicas
+   picked at random for `--seconds`, after a one-second warm-up;
 3. two traffic shapes: `spread` (requests over `--groups` groups, as a real
    cluster's teams) and `one group` (every request checks and writes the same
    ledger object: the worst case for compare-and-swap).
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import random
 import signal
 import subprocess
 import sys
@@ -135,8 +136,9 @@ async def load(urls: list[str], payloads: list[bytes], connections: int, seconds
 
         async def worker(offset: int) -> None:
             i = offset
+            pick = random.Random(offset)  # the replica, independent of the group a body charges
             while time.monotonic() < stop_at:
-                url = urls[i % len(urls)]
+                url = urls[pick.randrange(len(urls))]
                 body = payloads[i % len(payloads)]
                 i += connections
                 started = time.perf_counter()
