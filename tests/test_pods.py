@@ -204,3 +204,83 @@ def test_requests_and_limits_are_keyed_by_bare_resource_names() -> None:
     # limits: max(Σ containers (cpu 7, memory 150M, dongle 3), each init (cpu 8 / 200M / 4))
     assert {k: str(v) for k, v in pod_limits(body).items()} == {"cpu": "8", "memory": "200M",
                                                                 "example.com/dongle": "4"}
+
+
+# ------------------------------------------------------------------ component-helpers/resource/helpers_test.go
+def one_container(cpu_request: str = "", cpu_limit: str = "", memory_request: str = "", memory_limit: str = "",
+                  cpu_overhead: str = "", memory_overhead: str = "") -> dict[str, Any]:
+    """`getPod("foo", podResources{...})`: one container, optional overhead."""
+    requests = {k: v for k, v in (("cpu", cpu_request), ("memory", memory_request)) if v}
+    limits = {k: v for k, v in (("cpu", cpu_limit), ("memory", memory_limit)) if v}
+    overhead = {k: v for k, v in (("cpu", cpu_overhead), ("memory", memory_overhead)) if v}
+    return pod([{"name": "foo", "resources": {"requests": requests, "limits": limits}}],
+               **({"overhead": overhead} if overhead else {}))
+
+
+REQUESTS_AND_LIMITS: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {  # TestPodRequestsAndLimits
+    "just-limit-no-overhead": (one_container(cpu_limit="9"), {}, {"cpu": "9"}),
+    "just-overhead": (one_container(cpu_overhead="5", memory_overhead="5"), {"cpu": "5", "memory": "5"}, {}),
+    "req-and-overhead": (
+        one_container(cpu_request="1", memory_request="10", cpu_overhead="5", memory_overhead="5"),
+        {"cpu": "6", "memory": "15"}, {},
+    ),
+    "all-req-lim-and-overhead": (
+        one_container("1", "2", "10", "12", "5", "5"), {"cpu": "6", "memory": "15"}, {"cpu": "7", "memory": "17"},
+    ),
+    "req-some-lim-and-overhead": (
+        one_container(cpu_request="1", cpu_limit="2", memory_request="10", cpu_overhead="5", memory_overhead="5"),
+        {"cpu": "6", "memory": "15"}, {"cpu": "7"},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "requests", "limits"), list(REQUESTS_AND_LIMITS.values()), ids=list(REQUESTS_AND_LIMITS)
+)
+def test_pod_requests_and_limits(body: dict[str, Any], requests: dict[str, str], limits: dict[str, str]) -> None:
+    assert {k: str(v) for k, v in pod_requests(body).items()} == requests
+    assert {k: str(v) for k, v in pod_limits(body).items()} == limits
+
+
+def cpu(value: str, name: str = "") -> dict[str, Any]:
+    return {"name": name, "resources": {"requests": {"cpu": value}}}
+
+
+def with_status(body: dict[str, Any], statuses: list[dict[str, Any]], infeasible: bool = False) -> dict[str, Any]:
+    body["status"] = {"containerStatuses": statuses}
+    if infeasible:
+        body["status"]["conditions"] = [{"type": "PodResizePending", "status": "True", "reason": "Infeasible"}]
+    return body
+
+
+RESOURCE_REQUESTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {  # TestPodResourceRequests
+    "nil options, larger init container": (pod([cpu("1")], init=[cpu("4")]), {"cpu": "4"}),
+    "nil options, larger containers": (pod([cpu("2"), cpu("3")], init=[cpu("2")]), {"cpu": "5"}),
+    "pod overhead included": (
+        pod([cpu("2"), cpu("3")], init=[{"name": "", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "2"}}}],
+            overhead={"cpu": "1", "memory": "1Gi"}),
+        {"cpu": "6", "memory": "1Gi"},
+    ),
+    "resized, infeasible": (
+        with_status(pod([cpu("4", "container-1")]),
+                    [{"name": "container-1", "resources": {"requests": {"cpu": "2"}}}], infeasible=True),
+        {"cpu": "2"},
+    ),
+    "resized, infeasible & in-progress": (
+        with_status(pod([cpu("6", "container-1")]),
+                    [{"name": "container-1", "allocatedResources": {"cpu": "4"},
+                      "resources": {"requests": {"cpu": "2"}}}], infeasible=True),
+        {"cpu": "4"},
+    ),
+    "resized, no resize status": (
+        with_status(pod([cpu("4", "container-1")]),
+                    [{"name": "container-1", "resources": {"requests": {"cpu": "2"}}}]),
+        {"cpu": "4"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "requests"), list(RESOURCE_REQUESTS.values()), ids=list(RESOURCE_REQUESTS))
+def test_pod_resource_requests(body: dict[str, Any], requests: dict[str, str]) -> None:
+    """With UseStatusResources, as the quota evaluator calls it when in-place resize is on."""
+    assert {k: str(v) for k, v in pod_requests(body).items()} == requests
