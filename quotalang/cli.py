@@ -1,4 +1,4 @@
-"""The `quotalang` command: lint, fmt, eval, tree.
+"""The `quotalang` command: lint, fmt, eval, tree, test, diff.
 
 Exit codes: 0 ok / allowed, 1 findings / denied / would reformat, 2 usage or
 input errors. No traceback reaches the user: our own errors print as
@@ -194,6 +194,38 @@ def cmd_tree(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------- test
+def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
+    import re
+
+    from quotalang.policytest import Runner, report
+
+    pattern = None
+    if args.run is not None:
+        try:
+            pattern = re.compile(args.run)
+        except re.error as exc:
+            raise UsageError(f"--run {args.run!r} is not a regular expression: {exc}") from None
+    result = Runner(args.policy, pattern).run(args.paths)
+    if not result.results:
+        raise UsageError(f"no case matches --run {args.run!r}")
+    render: dict[str, Callable[[], str]] = {
+        "text": lambda: report.text(result, args.verbose, args.coverage),
+        "json": lambda: report.as_json(result, args.coverage),
+        "junit": lambda: report.junit(result),
+        "github": lambda: report.github(result),
+    }
+    if args.output:
+        try:
+            Path(args.output).write_text(render[args.format](), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        out.write(render["text"]())
+    else:
+        out.write(render[args.format]())
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
 # ------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -230,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     tree = verb("tree", "show the group tree with hard / carved / free per key", cmd_tree)
     tree.add_argument("--policy", action="append", required=True, metavar="DIR")
     tree.add_argument("--usage", metavar="FILE")
+
+    test = verb("test", "run policy tests (*.test.yaml): chained admissions with expected decisions", cmd_test,
+                ("text", "json", "junit", "github"))
+    test.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="test files or directories")
+    test.add_argument("--policy", action="append", metavar="DIR", help="test this policy instead of the files' own")
+    test.add_argument("--run", metavar="PATTERN", help="only report cases whose FILE::NAME matches this regex")
+    test.add_argument("-v", "--verbose", action="store_true", help="show the decision of passing cases too")
+    test.add_argument("--coverage", action="store_true", help="groups and kind rules exercised and never touched")
+    test.add_argument("--output", metavar="FILE", help="write the report here; a text report goes to stdout")
     return parser
 
 
