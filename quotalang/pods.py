@@ -19,8 +19,10 @@ stored (requests copied from limits), for pod templates seen at admission.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from quotalang.quantity import Quantity, QuantityError, parse_quantity
@@ -38,20 +40,38 @@ def _is_pod_level(name: str) -> bool:
 
 IMPLICIT_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
 
+_QUALIFIED_NAME = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 
-def _is_extended(name: str) -> bool:
-    """IsExtendedResourceName: a domain that is not kubernetes.io, no requests. prefix.
 
-    `deviceclass.resource.kubernetes.io/<class>` is the implicit extended
-    resource of a DRA DeviceClass (DRAExtendedResource): extended too, and
-    charged as `requests.<name>` like any other.
-    """
-    if "/" not in name or name.startswith("requests."):
+def _is_qualified_name(value: str) -> bool:
+    """validation.IsQualifiedName: an optional DNS-1123 subdomain prefix, '/', a name of 63 at most."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix):
+            return False
+    else:
         return False
+    return 0 < len(name) <= 63 and _QUALIFIED_NAME.fullmatch(name) is not None
+
+
+@lru_cache(maxsize=1024)
+def _is_extended(name: str) -> bool:
+    """schedutil.IsDRAExtendedResourceName: charged as `requests.<name>`.
+
+    IsExtendedResourceName (not native: it has a '/' and no 'kubernetes.io/'
+    in it; no `requests.` prefix; `requests.<name>` is a qualified name), or
+    the implicit extended resource of a DRA DeviceClass
+    (`deviceclass.resource.kubernetes.io/<class>`).
+    """
     if name.startswith(IMPLICIT_EXTENDED_PREFIX):
         return True
-    domain = name.split("/", 1)[0]
-    return not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io"))
+    if "/" not in name or "kubernetes.io/" in name or name.startswith("requests."):
+        return False
+    return _is_qualified_name("requests." + name)
 
 
 def _mapping(node: Any) -> Mapping[str, Any]:
@@ -108,28 +128,23 @@ def _status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _container_statuses(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """findContainerStatus: by name, app container statuses first."""
     status = _status(pod)
     found: dict[str, Mapping[str, Any]] = {}
     for key in ("containerStatuses", "initContainerStatuses"):
         for cs in _list(status.get(key)):
             cs = _mapping(cs)
             if isinstance(cs.get("name"), str):
-                found[cs["name"]] = cs
+                found.setdefault(cs["name"], cs)
     return found
 
 
 def _resize_infeasible(pod: Mapping[str, Any]) -> bool:
-    status = _status(pod)
-    if status.get("resize") == "Infeasible":
-        return True
-    for condition in _list(status.get("conditions")):
+    """IsPodResizeInfeasible: the first PodResizePending condition has reason Infeasible."""
+    for condition in _list(_status(pod).get("conditions")):
         condition = _mapping(condition)
-        if (
-            condition.get("type") == "PodResizePending"
-            and condition.get("status") == "True"
-            and condition.get("reason") == "Infeasible"
-        ):
-            return True
+        if condition.get("type") == "PodResizePending":
+            return condition.get("reason") == "Infeasible"
     return False
 
 
@@ -142,57 +157,124 @@ def _name(container: Mapping[str, Any], index: int, kind: str) -> str:
     return f"{kind} {name}" if isinstance(name, str) else f"{kind} #{index}"
 
 
-def _requests_of(pod: Mapping[str, Any], c: Mapping[str, Any], where: str,
-                 statuses: dict[str, Mapping[str, Any]]) -> ResourceList:
-    spec_requests = _resources(_mapping(c.get("resources")).get("requests"), where)
-    cs = statuses.get(c.get("name")) if statuses else None  # type: ignore[arg-type]
-    if cs is None or not isinstance(cs.get("resources"), Mapping):
-        return spec_requests
-    status_requests = _resources(cs["resources"].get("requests"), where + " status")
-    allocated = _resources(cs.get("allocatedResources"), where + " allocatedResources")
-    if _resize_infeasible(pod):
-        return _max_of(status_requests, allocated)
-    return _max_of(spec_requests, status_requests, allocated)
+# A getter returns one container's resource list (None: no list at all), given
+# the container, its status (None when there is none) and whether the pod's
+# resize is infeasible. These mirror containerSpecRequests, containerActuatedRequests,
+# containerAllocatedRequests, containerSpecLimits and containerActuatedLimits.
+_Getter = Callable[[Mapping[str, Any], "Mapping[str, Any] | None", bool, str], "ResourceList | None"]
 
 
-def _limits_of(pod: Mapping[str, Any], c: Mapping[str, Any], where: str,
-               statuses: dict[str, Mapping[str, Any]]) -> ResourceList:
-    spec_limits = _resources(_mapping(c.get("resources")).get("limits"), where)
-    cs = statuses.get(c.get("name")) if statuses else None  # type: ignore[arg-type]
-    if cs is None or not isinstance(cs.get("resources"), Mapping):
-        return spec_limits
-    status_limits = _resources(cs["resources"].get("limits"), where + " status")
-    if _resize_infeasible(pod):
-        return status_limits
-    return _max_of(spec_limits, status_limits)
+def _spec_list(c: Mapping[str, Any], key: str, where: str) -> ResourceList:
+    return _resources(_mapping(c.get("resources")).get(key), where)
 
 
-def _aggregate(pod: Mapping[str, Any], pick: str) -> ResourceList:
-    """AggregateContainerRequests / AggregateContainerLimits."""
+def _spec_requests(c: Mapping[str, Any], cs: Mapping[str, Any] | None, infeasible: bool,
+                   where: str) -> ResourceList | None:
+    return _spec_list(c, "requests", where)
+
+
+def _spec_limits(c: Mapping[str, Any], cs: Mapping[str, Any] | None, infeasible: bool,
+                 where: str) -> ResourceList | None:
+    return _spec_list(c, "limits", where)
+
+
+def _status_list(cs: Mapping[str, Any] | None, key: str) -> Any:
+    """cs.Resources.<key> when cs.Resources and that list are non-nil, else None."""
+    if cs is None:
+        return None
+    resources = cs.get("resources")
+    if not isinstance(resources, Mapping):
+        return None
+    return resources.get(key)
+
+
+def _allocated_requests(c: Mapping[str, Any], cs: Mapping[str, Any] | None, infeasible: bool,
+                        where: str) -> ResourceList | None:
+    if cs is not None and cs.get("allocatedResources") is not None:
+        return _resources(cs["allocatedResources"], where + " allocatedResources")
+    return None if infeasible else _spec_list(c, "requests", where)
+
+
+def _actuated_requests(c: Mapping[str, Any], cs: Mapping[str, Any] | None, infeasible: bool,
+                       where: str) -> ResourceList | None:
+    actuated = _status_list(cs, "requests")
+    if actuated is not None:
+        return _resources(actuated, where + " status resources")
+    if cs is not None and cs.get("allocatedResources") is not None:
+        return _resources(cs["allocatedResources"], where + " allocatedResources")
+    return None if infeasible else _spec_list(c, "requests", where)
+
+
+def _actuated_limits(c: Mapping[str, Any], cs: Mapping[str, Any] | None, infeasible: bool,
+                     where: str) -> ResourceList | None:
+    actuated = _status_list(cs, "limits")
+    if actuated is not None:
+        return _resources(actuated, where + " status resources")
+    return None if infeasible else _spec_list(c, "limits", where)
+
+
+def _aggregate_by(pod: Mapping[str, Any], get: _Getter, statuses: dict[str, Mapping[str, Any]] | None,
+                  infeasible: bool) -> ResourceList:
+    """aggregateContainerResourcesByFn: Σ app containers and sidecars, at least each init's peak."""
     spec = _spec(pod)
-    statuses = _container_statuses(pod) if pod.get("status") else {}
-    of = _requests_of if pick == "requests" else _limits_of
     total: ResourceList = {}
     for index, c in enumerate(_list(spec.get("containers"))):
         c = _mapping(c)
-        _add(total, of(pod, c, _name(c, index, "container"), statuses))
+        cs = statuses.get(c.get("name")) if statuses else None  # type: ignore[arg-type]
+        own = get(c, cs, infeasible, _name(c, index, "container"))
+        if own:
+            _add(total, own)
     sidecars: ResourceList = {}
     init_peak: ResourceList = {}
     for index, c in enumerate(_list(spec.get("initContainers"))):
         c = _mapping(c)
-        where = _name(c, index, "init container")
+        cs = statuses.get(c.get("name")) if statuses else None  # type: ignore[arg-type]
+        own = get(c, cs, infeasible, _name(c, index, "init container")) or {}
         if _is_sidecar(c):
-            own = of(pod, c, where, statuses)
             _add(total, own)
             _add(sidecars, own)
-            need = dict(sidecars)
+            need = sidecars
         else:
-            no_status: dict[str, Mapping[str, Any]] = {}
-            need = of(pod, c, where, no_status)
+            need = dict(own)
             _add(need, sidecars)
         _max_into(init_peak, need)
     _max_into(total, init_peak)
     return total
+
+
+def _uses_status(pod: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]] | None, bool]:
+    """(container statuses by name, resize infeasible) — (None, False) when status changes nothing."""
+    status = pod.get("status")
+    if not status:
+        return None, False
+    statuses = _container_statuses(pod)
+    infeasible = _resize_infeasible(pod)
+    if not statuses and not infeasible:
+        return None, False  # actuated and allocated both fall back to the spec
+    return statuses, infeasible
+
+
+def aggregate_container_requests(pod: Mapping[str, Any]) -> ResourceList:
+    """AggregateContainerRequests with UseStatusResources (InPlacePodVerticalScaling, GA)."""
+    statuses, infeasible = _uses_status(pod)
+    if statuses is None and not infeasible:
+        return _aggregate_by(pod, _spec_requests, None, False)
+    actuated = _aggregate_by(pod, _actuated_requests, statuses, infeasible)
+    allocated = _aggregate_by(pod, _allocated_requests, statuses, infeasible)
+    if infeasible:
+        return _max_of(actuated, allocated)
+    return _max_of(_aggregate_by(pod, _spec_requests, statuses, infeasible), actuated, allocated)
+
+
+def aggregate_container_limits(pod: Mapping[str, Any]) -> ResourceList:
+    """AggregateContainerLimits with UseStatusResources (InPlacePodVerticalScaling, GA)."""
+    statuses, infeasible = _uses_status(pod)
+    if statuses is None and not infeasible:
+        return _aggregate_by(pod, _spec_limits, None, False)
+    actuated = _aggregate_by(pod, _actuated_limits, statuses, infeasible)
+    if infeasible:
+        return actuated
+    return _max_of(_aggregate_by(pod, _spec_limits, statuses, infeasible), actuated)
 
 
 def _pod_level(pod: Mapping[str, Any], pick: str) -> ResourceList:
@@ -207,7 +289,7 @@ def _pod_level_set(pod: Mapping[str, Any], picks: Iterable[str]) -> bool:
 
 def pod_requests(pod: Mapping[str, Any]) -> dict[str, Quantity]:
     """PodRequests: container aggregate, pod-level override, plus overhead."""
-    requests = _aggregate(pod, "requests")
+    requests = aggregate_container_requests(pod)
     if _pod_level_set(pod, ("requests",)):
         requests.update(_pod_level(pod, "requests"))
     _add(requests, _resources(_spec(pod).get("overhead"), "overhead"))
@@ -216,12 +298,13 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, Quantity]:
 
 def pod_limits(pod: Mapping[str, Any]) -> dict[str, Quantity]:
     """PodLimits: container aggregate, pod-level override, overhead on set limits."""
-    limits = _aggregate(pod, "limits")
+    limits = aggregate_container_limits(pod)
     if _pod_level_set(pod, ("requests", "limits")):
         limits.update(_pod_level(pod, "limits"))
     for name, value in _resources(_spec(pod).get("overhead"), "overhead").items():
-        if name in limits:
-            limits[name] = limits[name] + value
+        have = limits.get(name)
+        if have is not None and have.nanos:  # only limits that are set and non-zero
+            limits[name] = have + value
     return limits
 
 
