@@ -45,8 +45,9 @@ class Chain:
     def stored(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self._stored.get(identity(obj))
 
-    def book(self, policy: CompiledPolicy, decision: Decision, obj: Mapping[str, Any],
-             parent: Mapping[str, Any] | None) -> None:
+    def book(
+        self, policy: CompiledPolicy, decision: Decision, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
+    ) -> None:
         """Carry an allowed decision into the chain (the caller skips dry runs)."""
         if not decision.allowed:
             return

@@ -163,8 +163,15 @@ class Runner:
             return [CaseResult(shown, exc.line, FILE_CASE, "ERROR", error=exc.message)]
         paths = self._override or test.policy
         if not paths:
-            return [CaseResult(shown, 1, FILE_CASE, "ERROR",
-                               error="no policy: add `policy: DIR` (relative to this file) or pass --policy")]
+            return [
+                CaseResult(
+                    shown,
+                    1,
+                    FILE_CASE,
+                    "ERROR",
+                    error="no policy: add `policy: DIR` (relative to this file) or pass --policy",
+                )
+            ]
         policy = self._policy(paths)
         if isinstance(policy, str):
             return [CaseResult(shown, test.policy_line, FILE_CASE, "ERROR", error=policy)]
@@ -182,8 +189,7 @@ class Runner:
                 results.append(result)
         return results
 
-    def _case(self, policy: CompiledPolicy, chain: Chain, test: TestFile, case: Case,
-              coverage: Coverage) -> CaseResult:
+    def _case(self, policy: CompiledPolicy, chain: Chain, test: TestFile, case: Case, coverage: Coverage) -> CaseResult:
         def error(message: str) -> CaseResult:
             return CaseResult(test.shown, case.line, case.name, "ERROR", error=message)
 
@@ -197,14 +203,19 @@ class Runner:
             parent = parent or chain.stored(obj) or obj
             meta = parent.get("metadata")
             meta = meta if isinstance(meta, Mapping) else {}
-            obj = {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                   "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
-                   "spec": {"replicas": case.scale}}
+            obj = {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
+                "spec": {"replicas": case.scale},
+            }
         elif obj.get("kind") == "HorizontalPodAutoscaler" and parent is None:
             parent = chain.stored(_hpa_target(obj))
         elif case.operation == "CREATE" and chain.stored(obj) is not None:
-            return error(f"{_describe(obj)} was already admitted earlier in this file; the apiserver would "
-                         "refuse a second CREATE (AlreadyExists): say operation: UPDATE, or rename it in patch:")
+            return error(
+                f"{_describe(obj)} was already admitted earlier in this file; the apiserver would "
+                "refuse a second CREATE (AlreadyExists): say operation: UPDATE, or rename it in patch:"
+            )
         elif case.operation == "UPDATE" and old is None:
             old = chain.stored(obj)
             if old is None:
@@ -229,7 +240,10 @@ class Runner:
         used = {group: chain.used(group) for group, _ in case.expect.used}
         mismatches = compare(case.expect, decision, used)
         return CaseResult(
-            test.shown, case.line, case.name, "FAIL" if mismatches else "PASS",
+            test.shown,
+            case.line,
+            case.name,
+            "FAIL" if mismatches else "PASS",
             mismatches=tuple(mismatches),
             summary=_summary(decision, obj if obj.get("kind") != "Scale" or parent is None else parent),
             message=message_text(decision),

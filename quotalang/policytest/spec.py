@@ -156,9 +156,9 @@ def _expectation(raw: Any, path: PathKey) -> Expectation:
         else:
             resources = tuple(sorted(_strings(value, (*path, "resources"), "resources")))
     patterns = []
-    for text in _strings(raw["message_regex"], (*path, "message_regex"), "message_regex") if (
-        "message_regex" in raw
-    ) else ():
+    for text in (
+        _strings(raw["message_regex"], (*path, "message_regex"), "message_regex") if ("message_regex" in raw) else ()
+    ):
         try:
             patterns.append(re.compile(text))
         except re.error as exc:
@@ -226,9 +226,16 @@ def _case(raw: Any, index: int, doc: Located, base: Path) -> Case:
         at = doc.line(exc.path)
         return Case(index, name, line, error=exc.message if at == line else f"line {at}: {exc.message}")
     return Case(
-        index, name, line,
+        index,
+        name,
+        line,
         operation=cast(Literal["CREATE", "UPDATE"], operation),
-        obj=obj, old=old, parent=parent, scale=scale, dry_run=dry_run, expect=expect,
+        obj=obj,
+        old=old,
+        parent=parent,
+        scale=scale,
+        dry_run=dry_run,
+        expect=expect,
     )
 
 
