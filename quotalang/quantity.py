@@ -102,6 +102,12 @@ class Quantity:
         """Milli units, rounded away from zero (Quantity.MilliValue)."""
         return _round_away(self.nanos, NANO // 1000)
 
+    def scaled_value(self, scale: int) -> int:
+        """Units of 10^scale, rounded away from zero (Quantity.ScaledValue), as an exact integer."""
+        if scale >= -9:
+            return _round_away(self.nanos, 10 ** (scale + 9))
+        return self.nanos * int(10 ** (-9 - scale))
+
     def __repr__(self) -> str:
         return f"Quantity({str(self)!r})"
 
@@ -142,7 +148,7 @@ def canonical(nanos: int, format: Format) -> str:
     shift = exponent % 3
     mantissa *= 10**shift
     exponent -= shift
-    if format == "DecimalExponent":
+    if format != "DecimalSI":  # DecimalExponent; Go prints any unknown format the same way
         suffix = f"e{exponent}" if exponent else ""
     else:
         found = _DECIMAL_BY_EXPONENT.get(exponent)

@@ -8,9 +8,17 @@ i × 10^(e+9) nanos. Test ids name the Go test and the input.
 Not transcribed, because they test Go internals with no counterpart in our
 public API: TestDec/TestBigDec (inf.Dec printing), TestParseQuantityString and
 TestInterpretExponentInt32Bounds (private parser pieces), TestQuantityRoundUp
-(RoundUp), the inf.Dec/int64 backend switches (AsDec, AsInt64, DeepCopy), JSON,
-CBOR and protobuf marshalling, NewScaledQuantity/ScaledValue, and
-TestQuantityStringBelowNano (values below 1n, which no parse can produce).
+(RoundUp), the int64/inf.Dec backend flags (AsInt64, AsDec, the `ok` results of
+TestMul and amount_test.go's Add/Mul/AsInt64, TestAmountSign, DeepCopy), JSON,
+CBOR and protobuf marshalling, floats (AsApproximateFloat64, AsFloat64Slow),
+QuantityValue/pflag, QuantityPtrEqual, and values below 1n, which no parse can
+produce (TestQuantityStringBelowNano, the sub-nano rows of
+TestQuantityCmpInt64AndDec, TestAddSubRoundTripAcrossScales' scales below -9,
+TestMostNegativeAtUnrepresentableScaleStaysInt64's int32 scale wrap).
+
+One known difference: Go accepts decimal exponents up to ±(2^31-1) (an inf.Dec
+with that scale); we hold exact integers, so a value past 10^10000 is refused
+with a QuantityError instead (tiny exponents still round up to 1n, as in Go).
 """
 
 from __future__ import annotations
@@ -413,3 +421,271 @@ def test_whole_quantities(units: int, fmt: Format, expect: str) -> None:  # Test
     value = Quantity.from_nanos(units * 10**9, fmt)
     assert str(value) == expect
     assert parse_quantity(str(value)).value() == units
+
+
+# ------------------------------------------------------------------ more of quantity_test.go
+def test_quantity_canonicalize_zero() -> None:  # TestQuantityCanocicalizeZero: 1000m - 1 prints "0", not "0m"
+    assert str(parse_quantity("1000m") - parse_quantity("1")) == "0"
+
+
+CMP_NIL = [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 10, -1), (0, -10, 1), (10, 0, 1), (-10, 0, -1)]
+
+
+@pytest.mark.parametrize(("x", "y", "expect"), CMP_NIL, ids=[f"TestQuantityCmp/table2/{i}" for i in range(8)])
+def test_cmp_nil_dec(x: int, y: int, expect: int) -> None:  # a nil inf.Dec is zero
+    a, b = q(x, 0, "DecimalSI"), q(y, 0, "DecimalSI")
+    assert ((a > b) - (a < b)) == expect
+
+
+# TestParseQuantity: (input, the exact value Go's AsDec gives, canonical String() when it differs from the input)
+PARSE_QUANTITY: list[tuple[str, str, str]] = [
+    # min/max 18 digits
+    ("-999999999999999999", "-999999999999999999", ""),
+    ("999999999999999999", "999999999999999999", ""),
+    ("-999999999999999999.0", "-999999999999999999", "-999999999999999999"),
+    ("999999999999999999.0", "999999999999999999", "999999999999999999"),
+    ("-999999999999999999.1", "-999999999999999999.1", "-999999999999999999100m"),
+    ("999999999999999999.1", "999999999999999999.1", "999999999999999999100m"),
+    # min/max 19 digits
+    ("-9999999999999999999", "-9999999999999999999", ""),
+    ("9999999999999999999", "9999999999999999999", ""),
+    ("-1E", "-1000000000000000000", ""),
+    ("1E", "1000000000000000000", ""),
+    ("-1000000000000000000", "-1000000000000000000", "-1E"),
+    ("1000000000000000000", "1000000000000000000", "1E"),
+    ("-9999999999999999999.0", "-9999999999999999999", "-9999999999999999999"),
+    ("9999999999999999999.0", "9999999999999999999", "9999999999999999999"),
+    ("-1.0E", "-1000000000000000000", "-1E"),
+    ("1.0E", "1000000000000000000", "1E"),
+    ("-1000000000000000000.0", "-1000000000000000000", "-1E"),
+    ("1000000000000000000.0", "1000000000000000000", "1E"),
+    ("-9999999999999999999000m", "-9999999999999999999", "-9999999999999999999"),
+    ("9999999999999999999000m", "9999999999999999999", "9999999999999999999"),
+    ("-9999999999999999999.1", "-9999999999999999999.1", "-9999999999999999999100m"),
+    ("9999999999999999999.1", "9999999999999999999.1", "9999999999999999999100m"),
+    ("-1.0000000000000000001E", "-1000000000000000000.1", "-1000000000000000000100m"),
+    ("1.0000000000000000001E", "1000000000000000000.1", "1000000000000000000100m"),
+    ("-1000000000000000000.1", "-1000000000000000000.1", "-1000000000000000000100m"),
+    ("1000000000000000000.1", "1000000000000000000.1", "1000000000000000000100m"),
+    ("-1.000000000000000001E", "-1000000000000000001", "-1000000000000000001"),
+    ("1.000000000000000001E", "1000000000000000001", "1000000000000000001"),
+    ("-1000000000000000001", "-1000000000000000001", ""),
+    ("1000000000000000001", "1000000000000000001", ""),
+    # min/max 20 digits
+    ("-10E", "-10000000000000000000", ""),
+    ("10E", "10000000000000000000", ""),
+    ("-10000000000000000000", "-10000000000000000000", "-10E"),
+    ("10000000000000000000", "10000000000000000000", "10E"),
+    ("-10.0E", "-10000000000000000000", "-10E"),
+    ("10.0E", "10000000000000000000", "10E"),
+    ("-10000000000000000000.0", "-10000000000000000000", "-10E"),
+    ("10000000000000000000.0", "10000000000000000000", "10E"),
+    ("-10000000000000000000000m", "-10000000000000000000", "-10E"),
+    ("10000000000000000000000m", "10000000000000000000", "10E"),
+    ("-10.0000000000000000001E", "-10000000000000000000.1", "-10000000000000000000100m"),
+    ("10.0000000000000000001E", "10000000000000000000.1", "10000000000000000000100m"),
+    ("-10000000000000000000.1", "-10000000000000000000.1", "-10000000000000000000100m"),
+    ("10000000000000000000.1", "10000000000000000000.1", "10000000000000000000100m"),
+    ("-10.000000000000000001E", "-10000000000000000001", "-10000000000000000001"),
+    ("10.000000000000000001E", "10000000000000000001", "10000000000000000001"),
+    ("-10000000000000000001", "-10000000000000000001", ""),
+    ("10000000000000000001", "10000000000000000001", ""),
+    # min/max int64 - 1
+    ("-9223372036854775809", "-9223372036854775809", ""),
+    ("9223372036854775806", "9223372036854775806", ""),
+    ("-9223372036854775809.0", "-9223372036854775809", "-9223372036854775809"),
+    ("9223372036854775806.0", "9223372036854775806", "9223372036854775806"),
+    ("-9223372036854775809000m", "-9223372036854775809", "-9223372036854775809"),
+    ("9223372036854775806000m", "9223372036854775806", "9223372036854775806"),
+    ("-9223372036854775809.1", "-9223372036854775809.1", "-9223372036854775809100m"),
+    ("9223372036854775806.1", "9223372036854775806.1", "9223372036854775806100m"),
+    # min/max int64
+    ("-9223372036854775808", "-9223372036854775808", ""),
+    ("9223372036854775807", "9223372036854775807", ""),
+    ("-9223372036854775808.0", "-9223372036854775808", "-9223372036854775808"),
+    ("9223372036854775807.0", "9223372036854775807", "9223372036854775807"),
+    ("-9223372036854775808000m", "-9223372036854775808", "-9223372036854775808"),
+    ("9223372036854775807000m", "9223372036854775807", "9223372036854775807"),
+    ("-9223372036854775808.1", "-9223372036854775808.1", "-9223372036854775808100m"),
+    ("9223372036854775807.1", "9223372036854775807.1", "9223372036854775807100m"),
+    # min/max int64 + 1
+    ("-9223372036854775807", "-9223372036854775807", ""),
+    ("9223372036854775808", "9223372036854775808", ""),
+    ("-9223372036854775807.0", "-9223372036854775807", "-9223372036854775807"),
+    ("9223372036854775808.0", "9223372036854775808", "9223372036854775808"),
+    ("-9223372036854775807000m", "-9223372036854775807", "-9223372036854775807"),
+    ("9223372036854775808000m", "9223372036854775808", "9223372036854775808"),
+    ("-9223372036854775807.1", "-9223372036854775807.1", "-9223372036854775807100m"),
+    ("9223372036854775808.1", "9223372036854775808.1", "9223372036854775808100m"),
+]
+
+
+def exact_nanos(decimal: str) -> int:
+    """The nanos of a plain decimal string (at most 9 fraction digits), computed without the parser."""
+    negative = decimal.startswith("-")
+    whole, _, fraction = decimal.lstrip("-").partition(".")
+    nanos = int(whole) * 10**9 + int((fraction + "0" * 9)[:9])
+    return -nanos if negative else nanos
+
+
+@pytest.mark.parametrize(("text", "dec", "canonical"), PARSE_QUANTITY,
+                         ids=[f"TestParseQuantity/{t}" for t, _, _ in PARSE_QUANTITY])
+def test_parse_quantity_large_numbers(text: str, dec: str, canonical: str) -> None:
+    parsed = parse_quantity(text)
+    assert parsed.nanos == exact_nanos(dec)
+    assert str(parsed) == (canonical or text)
+
+
+@pytest.mark.parametrize("text", ["9223372036854775807", "9223372036854775806", "9223372036854775808"],
+                         ids=lambda t: f"TestMustParseNearMaxInt64/{t}")
+def test_must_parse_near_max_int64(text: str) -> None:
+    assert str(parse_quantity(text)) == text
+    assert parse_quantity(text).value() == int(text)
+
+
+ADD: list[tuple[tuple[int, int, Format], tuple[int, int, Format], tuple[int, int, Format]]] = [
+    ((10, 0, "DecimalSI"), (1, 1, "DecimalSI"), (20, 0, "DecimalSI")),
+    ((10, 0, "DecimalSI"), (1, 0, "BinarySI"), (11, 0, "DecimalSI")),
+    ((10, 0, "BinarySI"), (1, 0, "DecimalSI"), (11, 0, "BinarySI")),
+    ((0, 0, "DecimalSI"), (50, 0, "DecimalSI"), (50, 0, "DecimalSI")),
+    ((50, 0, "DecimalSI"), (0, 0, "DecimalSI"), (50, 0, "DecimalSI")),
+    ((0, 0, "DecimalSI"), (0, 0, "DecimalSI"), (0, 0, "DecimalSI")),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "expect"), ADD, ids=[f"TestAdd/{i}" for i in range(len(ADD))])
+def test_add(a: tuple[int, int, Format], b: tuple[int, int, Format], expect: tuple[int, int, Format]) -> None:
+    assert q(*a) + q(*b) == q(*expect)
+
+
+def go_div(a: int, b: int) -> int:
+    """Go's integer division truncates toward zero."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a < 0) == (b < 0) else -quotient
+
+
+MP, MN = MAX_ALLOWED, MOST_NEGATIVE
+# TestMul: (a, a's exponent, format, factor, exact product). Go's `ok` says whether the product fits an int64 —
+# its backend, not the value; we check the value.
+MUL: list[tuple[int, int, Format, int, int]] = [
+    (10, 0, "DecimalSI", 10, 100), (10, 0, "DecimalSI", 1, 10), (10, 0, "BinarySI", 1, 10),
+    (0, 0, "DecimalSI", 50, 0), (50, 0, "DecimalSI", 0, 0), (0, 0, "DecimalSI", 0, 0),
+    (10, 0, "DecimalSI", -10, -100), (-10, 0, "DecimalSI", 1, -10), (10, 0, "BinarySI", -1, -10),
+    (-50, 0, "DecimalSI", 0, 0), (-50, 0, "DecimalSI", -50, 2500), (0, 0, "DecimalSI", -50, 0),
+    (MP, 0, "DecimalSI", 0, 0), (MP, 0, "DecimalSI", 1, MP), (MP, 0, "DecimalSI", -1, -MP),
+    (go_div(MP, 2), 0, "DecimalSI", 2, go_div(MP, 2) * 2), (go_div(MP, -2), 0, "DecimalSI", -2, go_div(MP, 2) * 2),
+    (MP, 0, "DecimalSI", 2, MP * 2), (MP, 0, "DecimalSI", 10, MP * 10), (MP, 0, "DecimalSI", -10, -MP * 10),
+    (MN, 0, "DecimalSI", 0, 0), (MN, 0, "DecimalSI", 1, MN), (MN, 0, "DecimalSI", -1, MP + 1),
+    (go_div(MN, 2), 0, "DecimalSI", 2, MN), (go_div(MN, -2), 0, "DecimalSI", -2, MN),
+    (MN, 0, "DecimalSI", 2, MN * 2), (MN, 0, "DecimalSI", 10, MN * 10), (MN, 0, "DecimalSI", -10, (MP + 1) * 10),
+]
+
+
+@pytest.mark.parametrize(("i", "exponent", "fmt", "factor", "product"), MUL,
+                         ids=[f"TestMul/{n}" for n in range(len(MUL))])
+def test_mul(i: int, exponent: int, fmt: Format, factor: int, product: int) -> None:
+    got = q(i, exponent, fmt) * factor
+    assert got == q(product, 0, "DecimalSI")
+    assert parse_quantity(str(got)) == got
+
+
+def test_neg_of_zero_value() -> None:  # TestNeg: Quantity{} negates to Quantity{}
+    assert -Quantity.zero() == Quantity.zero()
+    assert str(-Quantity.zero()) == "0"
+
+
+def test_sub_most_negative_cross_scale() -> None:  # TestSubMostNegativeCrossScale
+    assert str(q(1, 1, "DecimalSI") - q(MN, 0, "DecimalSI")) == "9223372036854775818"
+
+
+def test_zero_sub_most_negative_inherits_format() -> None:  # TestZeroSubMostNegativeInheritsFormat
+    got = Quantity(0, "DecimalSI") - q(MN, 0, "BinarySI")
+    assert got.format == "BinarySI"
+    assert str(got) == "8Ei"
+    assert got == parse_quantity("9223372036854775808")
+    # "8Ei" itself parses to the BinarySI cap (#140674), one less than 2^63.
+    assert parse_quantity("8Ei") == q(MAX_ALLOWED, 0, "BinarySI")
+
+
+def test_zero_sub_most_negative_preserves_scale() -> None:  # TestZeroSubMostNegativePreservesScale
+    got = Quantity.zero() - q(MN, 100, "DecimalSI")
+    assert got.nanos == 2**63 * 10 ** (100 + 9)
+    assert parse_quantity(str(got)) == got
+
+
+def test_add_sub_round_trip() -> None:  # TestAddSubRoundTrip: scales -9..10 (ours hold whole nanos)
+    import random
+    rng = random.Random(0)
+    for k in range(-9, 11):
+        total = Quantity.zero()
+        order = [rng.randrange(2**63) for _ in range(100)]
+        for j in order:
+            total = total + q(j, k, "DecimalSI")
+        for j in order:
+            total = total - q(j, k, "DecimalSI")
+        assert total.is_zero()
+
+
+MILLI_INVALID = Quantity.from_nanos(1000000 * 10**6, "invalidFormatDefaultsToExponent")  # type: ignore[arg-type]
+WHOLE_INVALID = Quantity.from_nanos(1000000 * 10**9, "invalidFormatDefaultsToExponent")  # type: ignore[arg-type]
+
+
+def test_invalid_format_defaults_to_exponent() -> None:  # TestMilliNewSet / TestNewSet rows
+    assert str(MILLI_INVALID) == "1e3"
+    assert parse_quantity(str(MILLI_INVALID)).milli_value() == 1000000
+    assert str(WHOLE_INVALID) == "1e6"
+    assert parse_quantity(str(WHOLE_INVALID)).value() == 1000000
+
+
+NANO_, MICRO, MILLI = -9, -6, -3
+NEW_SCALED_SET = [(1, NANO_, "1n"), (1000, NANO_, "1u"), (1, MICRO, "1u"), (1000, MICRO, "1m"), (1, MILLI, "1m"),
+                  (1000, MILLI, "1"), (1, 0, "1"), (0, NANO_, "0"), (0, MICRO, "0"), (0, MILLI, "0"), (0, 0, "0")]
+
+
+@pytest.mark.parametrize(("value", "scale", "expect"), NEW_SCALED_SET,
+                         ids=[f"TestNewScaledSet/{v}e{s}" for v, s, _ in NEW_SCALED_SET])
+def test_new_scaled_set(value: int, scale: int, expect: str) -> None:
+    quantity = q(value, scale, "DecimalSI")  # NewScaledQuantity: DecimalSI
+    assert str(quantity) == expect
+    assert parse_quantity(str(quantity)).scaled_value(scale) == value
+
+
+SCALED_VALUE = [(NANO_, NANO_, 1), (NANO_, MICRO, 1), (NANO_, MILLI, 1), (NANO_, 0, 1),
+                (MICRO, NANO_, 1000), (MICRO, MICRO, 1), (MICRO, MILLI, 1), (MICRO, 0, 1),
+                (MILLI, NANO_, 1000 * 1000), (MILLI, MICRO, 1000), (MILLI, MILLI, 1), (MILLI, 0, 1),
+                (0, NANO_, 1000 * 1000 * 1000), (0, MICRO, 1000 * 1000), (0, MILLI, 1000), (0, 0, 1),
+                (2, -2, 100 * 100)]
+
+
+@pytest.mark.parametrize(("from_scale", "to_scale", "expect"), SCALED_VALUE,
+                         ids=[f"TestScaledValue/{f}->{t}" for f, t, _ in SCALED_VALUE])
+def test_scaled_value(from_scale: int, to_scale: int, expect: int) -> None:
+    assert q(1, from_scale, "DecimalSI").scaled_value(to_scale) == expect
+
+
+# amount_test.go: TestInt64AsCanonicalString (value, scale, canonical mantissa+suffix) and the
+# TestInt64AmountAsScaledInt64 rows that do not overflow an int64 (rounded away from zero).
+CANONICAL_INT64 = [(100, 0, "100"), (100, 1, "1k"), (100, -1, "10"), (10800, -10, "1080n")]
+
+
+@pytest.mark.parametrize(("value", "scale", "expect"), CANONICAL_INT64,
+                         ids=[f"TestInt64AsCanonicalString/{v}e{s}" for v, s, _ in CANONICAL_INT64])
+def test_int64_as_canonical_string(value: int, scale: int, expect: str) -> None:
+    assert str(q(value, scale, "DecimalSI")) == expect
+
+
+AS_SCALED = [
+    ("test when i.scale < scaled ", 100, 0, 5, 1),
+    ("test when i.scale = scaled", 100, 1, 1, 100),
+    ("test when i.scale > scaled and result doesn't overflow", 100, 5, 2, 100000),
+    ("test when i.scale < 0 and fraction exists", 93, -1, 0, 10),
+    ("test when i.scale < 0 and fraction doesn't exist", 100, -1, 0, 10),
+    ("test when i.value < 0 and fraction exists", -1932, 2, 4, -20),
+    ("test when i.value < 0 and fraction doesn't exists", -1900, 2, 4, -19),
+]
+
+
+@pytest.mark.parametrize(("value", "scale", "to", "expect"), [r[1:] for r in AS_SCALED],
+                         ids=[f"TestInt64AmountAsScaledInt64/{r[0]}" for r in AS_SCALED])
+def test_as_scaled_value(value: int, scale: int, to: int, expect: int) -> None:
+    assert q(value, scale, "DecimalSI").scaled_value(to) == expect
