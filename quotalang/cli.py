@@ -226,6 +226,30 @@ def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.ok else EXIT_FINDINGS
 
 
+# ------------------------------------------------------------------- diff
+def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+    from quotalang import policydiff
+
+    if args.git is not None and len(args.dirs) != 1:
+        raise UsageError("diff --git REV takes one policy directory: the working tree's")
+    if args.git is None and len(args.dirs) != 2:
+        raise UsageError("diff takes two policy directories, OLD and NEW (or --git REV DIR)")
+    snapshot = load_snapshot(args.usage) if args.usage else None
+    with policydiff.temporary_dir() as tmp:
+        if args.git is not None:
+            new_dir = args.dirs[0]
+            old_dir, old_name = str(policydiff.checkout(args.git, new_dir, Path(tmp))), f"{new_dir}@{args.git}"
+        else:
+            old_dir, new_dir = args.dirs
+            old_name = old_dir
+        result = policydiff.diff(loader.load(old_dir), loader.load(new_dir), snapshot)
+    if args.format == "json":
+        _json(policydiff.as_json(result), out)
+    else:
+        out.write(policydiff.render_text(result, old_name, new_dir, snapshot is not None))
+    return EXIT_FINDINGS if result.problems else EXIT_OK
+
+
 # ------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -271,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("-v", "--verbose", action="store_true", help="show the decision of passing cases too")
     test.add_argument("--coverage", action="store_true", help="groups and kind rules exercised and never touched")
     test.add_argument("--output", metavar="FILE", help="write the report here; a text report goes to stdout")
+
+    diff = verb("diff", "review a policy change: groups added, removed, moved; limits changed; usage stranded",
+                cmd_diff)
+    diff.add_argument("dirs", nargs="+", metavar="DIR", help="OLD NEW, or with --git only the working-tree DIR")
+    diff.add_argument("--git", metavar="REV", help="compare DIR as it was at this git revision with the working tree")
+    diff.add_argument("--usage", metavar="FILE", help="usage snapshot: report groups over their new limits")
     return parser
 
 
