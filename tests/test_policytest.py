@@ -435,6 +435,15 @@ def test_bad_files_are_one_error_at_their_line(suite: Path, text: str, line: int
             "expect.used names unknown group 'nobody'",
         ),
         ({"workload": "web.yaml", "scale": -1, "expect": "allow"}, "scale must be a replica count"),
+        (
+            {
+                "workload": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                             "metadata": {"name": "h", "namespace": "ns"},
+                             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "gone"}, "maxReplicas": 9}},
+                "expect": "warn",
+            },
+            "its scaleTargetRef was not admitted earlier in this file and no parent: is given",
+        ),
     ],
 )
 def test_cases_that_cannot_run_are_errors_not_passes(suite: Path, case: dict[str, Any], message: str) -> None:

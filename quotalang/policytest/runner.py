@@ -230,6 +230,9 @@ class Runner:
             target = parent if obj.get("kind") in ("Scale", "HorizontalPodAutoscaler") and parent else obj
             why = "; ".join(decision.notes) or "no kind rule matches"
             return error(f"{_describe(target)}: {why}; the policy would not check it, so this case tests nothing")
+        if decision.reason == "hpa-target-missing":
+            return error(f"{_describe(obj)}: its scaleTargetRef was not admitted earlier in this file and no parent: "
+                         "is given, so maxReplicas would not be checked; this case tests nothing")
         target = parent if parent is not None and obj.get("kind") in ("Scale", "HorizontalPodAutoscaler") else obj
         rule = policy.rule_for(target)
         if rule is not None:
