@@ -52,7 +52,7 @@ import orjson
 from controller import deadline as deadlines
 from controller.group_commit import GroupCommit, Slot
 from controller.kubeapi import ApiError, KubeApi, KubeError
-from controller.ledger import DEFAULT_RESERVATION_TTL, GroupUsage, ObjectKey, Usage
+from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Usage
 from controller.ledger_crd import (
     COLLECTION_PATH,
     LedgerFormatError,
@@ -112,15 +112,6 @@ class _View:
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         return self.cash if group == self.group else _EMPTY
-
-
-@dataclass(slots=True)
-class CashState:
-    """A group's cash as stored: what `update_cash` hands to the accrual function and takes back."""
-
-    used: dict[str, int]
-    period_start: float | None
-    last_accrual: float | None
 
 
 @dataclass(slots=True)

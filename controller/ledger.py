@@ -104,6 +104,18 @@ class GroupUsage:
         return out
 
 
+@dataclass(slots=True)
+class CashState:
+    """A group's cash as stored: what `update_cash` hands to the accrual function and takes back.
+
+    `used` is nano-unit-seconds per key; times are UTC epoch seconds.
+    """
+
+    used: dict[str, int]
+    period_start: float | None
+    last_accrual: float | None
+
+
 class Ledger(Protocol):
     """What admission needs from a ledger store (memory today, kubernetes next).
 
@@ -139,7 +151,7 @@ class Ledger(Protocol):
 class _Group:
     """One group's numbers. Every field is guarded by `lock`."""
 
-    __slots__ = ("cash", "lock", "objects", "observed", "pending", "reserved", "used")
+    __slots__ = ("cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start", "reserved", "used")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -147,6 +159,8 @@ class _Group:
         self.reserved: dict[str, int] = {}
         self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
         self.cash: dict[str, int] = {}
+        self.period_start: float | None = None
+        self.last_accrual: float | None = None
         self.objects = 0
         self.pending: set[ObjectKey] = set()
 
@@ -526,10 +540,29 @@ class MemoryLedger:
         with state.lock:
             state.cash[key] = state.cash.get(key, 0) + nanos
 
+    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
+        """Apply an accrual to the group's stored cash under its lock (see `KubernetesLedger.update_cash`)."""
+        state = self._group(group)
+        with state.lock:
+            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
+            new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+            if new is None:
+                return stored
+            if stored.last_accrual is not None and (new.last_accrual is None or new.last_accrual < stored.last_accrual):
+                raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
+            state.cash = {k: v for k, v in new.used.items() if v}
+            state.period_start, state.last_accrual = new.period_start, new.last_accrual
+            return new
+
+    def cash_state(self, group: str) -> CashState:
+        state = self._group(group)
+        with state.lock:
+            return CashState(dict(state.cash), state.period_start, state.last_accrual)
+
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a pending reservation (a copy)."""
         with self._index_lock:
             return list(self._pending)
 
 
-__all__ = ["DEFAULT_RESERVATION_TTL", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey"]
+__all__ = ["DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey"]
