@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from controller.ledger import Ledger, ObjectKey
+from controller.naming import api_group, kind_of_resource
 from quotalang.compiler import CompiledPolicy
 from quotalang.decision import Decision, clip
 from quotalang.errors import InputError
 from server import responses
 from server.admission import AdmissionRequest, AdmissionResponse
-from server.naming import api_group, kind_of_resource
 from server.reload import PolicyHolder
 
 FailureMode = Literal["allow", "deny"]

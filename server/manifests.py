@@ -43,10 +43,10 @@ from typing import Any, Literal
 import yaml
 
 from controller import ledger_crd
+from controller.naming import plural, policy_kinds
 from quotalang import loader
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.errors import InputError
-from server.naming import plural, policy_kinds
 
 DEFAULT_IMAGE = "ghcr.io/quotalang/quotalang:0.1.0"
 NAME = "quotalang"

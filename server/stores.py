@@ -25,10 +25,10 @@ from controller.kubeapi import KubeApi, KubeError
 from controller.kubestore import KubernetesLedger
 from controller.kubestore_runtime import StoreRuntime, install_crd
 from controller.ledger import DEFAULT_RESERVATION_TTL, ObjectKey
+from controller.naming import api_version_parts, plural
 from quotalang.errors import QuotalangError
 from server.logs import log_event
 from server.metrics import Metrics
-from server.naming import api_version_parts, plural
 from server.reload import PolicyHolder
 
 LOG = logging.getLogger("quotalang.serve")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.naming import api_group, api_version_parts, kind_of_resource, plural
 from quotalang.compiler import CompiledPolicy
-from server.naming import api_group, api_version_parts, kind_of_resource, plural
 
 
 @pytest.mark.parametrize(
