@@ -183,7 +183,7 @@ class Watcher:
                     self.listed.set()
                     return ""
                 raise
-            items.extend(page.get("items") or [])
+            items.extend(_typed(page))
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -222,6 +222,19 @@ class Watcher:
             self.stats.events += 1
             self.sink.apply(self.source, str(kind), obj)
         return _resource_version(obj) or version
+
+
+def _typed(page: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A list's items, each given the apiVersion and kind the apiserver leaves out of list items."""
+    api_version = page.get("apiVersion")
+    kind = str(page.get("kind") or "").removesuffix("List")
+    items: list[dict[str, Any]] = page.get("items") or []
+    for item in items:
+        if "kind" not in item and kind:
+            item["kind"] = kind
+        if "apiVersion" not in item and api_version:
+            item["apiVersion"] = api_version
+    return items
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str | None:

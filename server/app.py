@@ -4,7 +4,7 @@
 |-------------------------|-------------------------------------------------------------|
 | POST /validate          | AdmissionReview v1 in, AdmissionReview v1 out               |
 | GET  /healthz           | the process answers                                         |
-| GET  /readyz            | a policy is loaded (503 before); its checksum               |
+| GET  /readyz            | a policy is loaded and the first sync done (503 before)     |
 | GET  /metrics           | Prometheus text                                             |
 | GET  /api/groups        | every group: name, path, parent, mode, children             |
 | GET  /api/groups/{name} | one group: hard, carved, used, reserved, free per key; cash |
@@ -18,7 +18,7 @@ problem) that never reach the engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -82,8 +82,13 @@ def create_app(
     failure_mode: FailureMode = "deny",
     max_body: int = DEFAULT_MAX_BODY,
     metrics: Metrics | None = None,
+    waiting_for: Callable[[], str | None] | None = None,
 ) -> Starlette:
-    """The webhook app over a policy holder and a ledger (one of each per process)."""
+    """The webhook app over a policy holder and a ledger (one of each per process).
+
+    `waiting_for` names what readiness still waits for (the controller's first
+    full sync), or None once there is nothing to wait for.
+    """
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
     engine = Engine(holder, ledger, failure_mode)
@@ -126,6 +131,9 @@ def create_app(
         policy = holder.policy
         if policy is None:
             return _json({"ready": False, "reason": "no policy loaded", "error": holder.last_error}, 503)
+        pending = waiting_for() if waiting_for is not None else None
+        if pending is not None:
+            return _json({"ready": False, "reason": pending, "policy": policy.checksum}, 503)
         return _json(
             {
                 "ready": True,

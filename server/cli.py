@@ -49,6 +49,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             log_level=args.log_level,
             max_body=args.max_body_bytes,
             reload_interval=args.reload_interval,
+            kubeconfig=args.kubeconfig,
+            in_cluster=args.in_cluster,
+            store=args.store,
+            state_file=args.state,
+            resync_interval=args.resync_interval,
+            accrue_interval=args.accrue_interval,
+            lease_namespace=args.lease_namespace,
+            lease_duration=args.lease_duration,
+            reservation_ttl=args.reservation_ttl,
         )
     )
 
@@ -83,6 +92,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
 
 
@@ -121,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest AdmissionReview accepted (default 3 MiB, like the apiserver)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS",
                        help="how often the policy and certificate files are checked (default 2)")
+    cluster = serve.add_argument_group("cluster", "watch a cluster: usage and cash come from what runs there")
+    cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
+    cluster.add_argument("--in-cluster", action="store_true",
+                         help="the cluster this pod runs in (its service account)")
+    cluster.add_argument("--store", choices=["memory", "kubernetes"], default="memory",
+                         help="memory: this process's ledger (one replica); kubernetes: a ledger object per group "
+                         "on the apiserver, shared by every replica (default memory)")
+    cluster.add_argument("--state", metavar="FILE",
+                         help="memory store: keep accrued cash in FILE so a restart loses nothing")
+    cluster.add_argument("--resync-interval", type=_positive_float, default=300.0, metavar="SECONDS",
+                         help="full relist and usage recomputation (default 300, like native quota)")
+    cluster.add_argument("--accrue-interval", type=_positive_float, default=30.0, metavar="SECONDS",
+                         help="how often cash is accrued (default 30)")
+    cluster.add_argument("--reservation-ttl", type=_positive_float, default=30.0, metavar="SECONDS",
+                         help="how long an admitted object that the watch has not shown holds its quota "
+                         "(default 30)")
+    cluster.add_argument("--lease-namespace", metavar="NS",
+                         help="kubernetes store: the Lease's namespace (default: the pod's, else default)")
+    cluster.add_argument("--lease-duration", type=_positive_float, default=15.0, metavar="SECONDS",
+                         help="kubernetes store: how long a dead leader holds the Lease (default 15)")
 
     man = verbs.add_parser(
         "manifests", help="print the Kubernetes manifests that run the webhook",

@@ -1,10 +1,18 @@
-"""`quotalang serve`: the policy, the memory ledger, the app, TLS, uvicorn; one process.
+"""`quotalang serve`: the policy, the ledger, the controller, the app, TLS, uvicorn; one process.
 
-With no cluster configured this is the whole system: the embedded memory
-ledger in standalone mode, so quota is enforced across requests from the
-server's own admissions. uvicorn runs one worker on one event loop (a second
-worker would have a second ledger). Policy and certificate watchers run as
-tasks beside it and SIGHUP forces a policy reload.
+Three ways to run, by what is configured:
+
+* no cluster (the embedded default): the memory ledger in standalone mode,
+  so quota is enforced across requests from the server's own admissions;
+* a cluster (`--kubeconfig` or `--in-cluster`) with the memory store: the
+  controller watches the cluster and reconciles the memory ledger; cash is
+  kept in `--state FILE` across restarts;
+* `--store kubernetes`: the shared ledger on the apiserver; every replica
+  admits, the Lease holder runs the controller.
+
+uvicorn runs one worker on one event loop (a second worker would have a
+second ledger). Policy and certificate watchers run as tasks beside it and
+SIGHUP forces a policy reload; the controller runs in threads.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from controller.ledger import MemoryLedger
+from controller.election import DEFAULT_LEASE
+from controller.ledger import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
+from controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
 from quotalang.errors import QuotalangError
 from server import logs
 from server.admission import DEFAULT_MAX_BODY
@@ -29,6 +39,11 @@ from server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from controller.kubeapi import KubeApi
+    from controller.kubestore import KubernetesLedger
+    from controller.reconcile import ControllerLedger
+    from server.stores import KubernetesStore
 
 LOG = logging.getLogger("quotalang.serve")
 # Longer than the apiserver's idle-connection timeout (90 s): if the server closed idle
@@ -50,6 +65,19 @@ class ServeOptions:
     log_level: str = "info"
     max_body: int = DEFAULT_MAX_BODY
     reload_interval: float = DEFAULT_INTERVAL
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+    store: Literal["memory", "kubernetes"] = "memory"
+    state_file: str | None = None
+    resync_interval: float = DEFAULT_RESYNC
+    accrue_interval: float = DEFAULT_ACCRUE_EVERY
+    lease_namespace: str | None = None
+    lease_duration: float = DEFAULT_LEASE
+    reservation_ttl: float = DEFAULT_RESERVATION_TTL
+
+    @property
+    def cluster(self) -> bool:
+        return self.in_cluster or self.kubeconfig is not None
 
 
 class ServeError(QuotalangError):
@@ -61,13 +89,23 @@ def serve(opts: ServeOptions) -> int:
         raise ServeError("--insecure-http serves plain HTTP: it cannot take --tls-cert/--tls-key")
     if bool(opts.tls_cert) != bool(opts.tls_key):
         raise ServeError("--tls-cert and --tls-key go together")
+    if opts.kubeconfig and opts.in_cluster:
+        raise ServeError("--kubeconfig and --in-cluster are two ways to name the cluster: give one")
+    if opts.store == "kubernetes" and not opts.cluster:
+        raise ServeError("--store kubernetes keeps the ledger on the apiserver: give --kubeconfig or --in-cluster")
+    if opts.state_file and not opts.cluster:
+        raise ServeError("--state keeps accrued cash, which needs a cluster: give --kubeconfig or --in-cluster")
+    if opts.state_file and opts.store == "kubernetes":
+        raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
     holder = PolicyHolder()
     reloader = PolicyReloader(opts.policy, holder, metrics, opts.reload_interval)
     policy = reloader.load_initial()  # a broken policy: PolicyError, exit 2
-    ledger = MemoryLedger(standalone=True)
-    app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics)
+    runtime = _Runtime(opts, holder, metrics)
+    ledger = runtime.build()
+    app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
+                     waiting_for=runtime.waiting_for)
 
     cert, key, ca = _tls_files(opts)
     import uvicorn
@@ -94,17 +132,96 @@ def serve(opts: ServeOptions) -> int:
         LOG, logging.INFO, "starting",
         url=f"{scheme}://{_url_host(opts.host)}:{opts.port}/validate",
         policy=policy.checksum, groups=len(policy.groups), kinds=len(policy.kinds),
-        ledger="memory (standalone: usage comes from admissions)", failure_mode=opts.failure_mode,
+        ledger=runtime.describe(), failure_mode=opts.failure_mode,
         ca=str(ca) if ca is not None else None,
     )
     server = uvicorn.Server(config)
+    runtime.start()
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
             runner.run(_run(server, config, reloader, metrics, cert, key))
     except SystemExit as exc:  # uvicorn exits when it cannot bind; it has logged why
         if exc.code not in (0, None):
             raise ServeError(f"could not serve on {opts.host}:{opts.port}") from None
+    finally:
+        runtime.stop()
     return 0
+
+
+class _Runtime:
+    """The ledger for the options given, and the controller or store that keeps it."""
+
+    def __init__(self, opts: ServeOptions, holder: PolicyHolder, metrics: Metrics) -> None:
+        self.opts = opts
+        self.holder = holder
+        self.metrics = metrics
+        self.controller: Controller | None = None
+        self.store: KubernetesStore | None = None
+        self.api: KubeApi | None = None
+
+    def build(self) -> Ledger:
+        opts = self.opts
+        if not opts.cluster:
+            return MemoryLedger(standalone=True)
+        if opts.store == "kubernetes":
+            from server.stores import kubernetes_store
+
+            self.store = kubernetes_store(
+                self.holder, self.metrics, kubeconfig=opts.kubeconfig, namespace=opts.lease_namespace,
+                lease_duration=opts.lease_duration, reservation_ttl=opts.reservation_ttl,
+                on_leader=self._lead, on_follower=self._follow,
+            )
+            return self.store.ledger
+        from controller.kubeapi import KubeApi
+
+        try:
+            self.api = KubeApi.from_config(opts.kubeconfig)
+        except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
+            raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
+        ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl)
+        self.controller = self._controller(self.api, ledger)
+        return ledger
+
+    def _controller(self, api: KubeApi, ledger: ControllerLedger) -> Controller:
+        opts = self.opts
+        return Controller(api, lambda: self.holder.policy, ledger, resync=opts.resync_interval,
+                          accrue_every=opts.accrue_interval, state_file=opts.state_file)
+
+    def _lead(self, ledger: KubernetesLedger) -> None:
+        assert self.store is not None
+        self.controller = self._controller(self.store.api, ledger)
+        self.controller.start()
+
+    def _follow(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def describe(self) -> str:
+        if self.store is not None:
+            return "kubernetes (shared; the Lease holder reconciles)"
+        if self.controller is not None:
+            return "memory, reconciled from the cluster"
+        return "memory (standalone: usage comes from admissions)"
+
+    def waiting_for(self) -> str | None:
+        controller = self.controller
+        if controller is not None and not controller.synced:
+            return "waiting for the first full sync of the cluster"
+        return None
+
+    def start(self) -> None:
+        if self.store is not None:
+            self.store.start()
+        elif self.controller is not None:
+            self.controller.start()
+
+    def stop(self) -> None:
+        if self.store is not None:
+            self._follow()
+            self.store.stop()
+        elif self.controller is not None:
+            self.controller.stop()
 
 
 def _url_host(host: str) -> str:

@@ -5,7 +5,33 @@ from __future__ import annotations
 import pytest
 
 from controller.naming import api_group, api_version_parts, kind_of_resource, plural
-from quotalang.compiler import CompiledPolicy
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.loader import load_text
+
+KINDS = """\
+group root {
+  requests.cpu 1
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+}
+
+kind kubeflow.org/v1 TFJob {
+  pods each spec.tfReplicaSpecs.* {
+    replicas .replicas default 1
+    template .template
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy() -> CompiledPolicy:
+    return compile_sources(load_text(KINDS, "naming.quota"))
 
 
 @pytest.mark.parametrize(

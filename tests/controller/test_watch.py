@@ -30,6 +30,7 @@ class Recorder:
         self.events: list[tuple[str, str]] = []
 
     def replace(self, source: str, items: list[dict[str, Any]]) -> None:
+        assert all((i["apiVersion"], i["kind"]) == ("v1", "ConfigMap") for i in items)  # typed like events
         with self.lock:
             self.listings.append(sorted(i["metadata"]["name"] for i in items))
 

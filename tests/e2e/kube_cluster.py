@@ -347,15 +347,17 @@ class Webhook:
         body: dict[str, Any] = answer.json()
         return body
 
-    def register(self, rules: list[dict[str, Any]], failure_policy: str = "Fail") -> None:
+    def register(self, rules: list[dict[str, Any]], failure_policy: str = "Fail", *,
+                 name: str = "quotalang-e2e", object_selector: dict[str, Any] | None = None) -> None:
         """A ValidatingWebhookConfiguration that sends `rules` to this server."""
         import base64
 
         self.cluster.apply({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "quotalang-e2e"},
+            "metadata": {"name": name},
             "webhooks": [{
+                **({"objectSelector": object_selector} if object_selector else {}),
                 "name": WEBHOOK_NAME,
                 "admissionReviewVersions": ["v1"],
                 "sideEffects": "NoneOnDryRun",

@@ -1,0 +1,290 @@
+"""From what the watches see to what the ledger holds: observed usage and cash.
+
+The `Reconciler` is the sink of every `Watcher`. For a workload it asks the
+compiled policy what the object charges (the same kind rules and group
+resolution admission used) and tells the ledger: `observe` (which folds the
+object's pending reservation once the watch shows the admitted version),
+`forget` on deletion, and after each full listing `resync`, which recomputes
+every group's observed usage from scratch but keeps unexpired reservations.
+For a pod it keeps a `PodRun` (its group, the cash keys it holds, when it was
+scheduled and when it ended) that `accrue` turns into cash.
+
+A pod's group is its controlling owner's (Deployment → ReplicaSet → Pod is
+followed through the owners the watches have seen), else its own label.
+Objects that a charged owner controls (a Deployment's ReplicaSets) are
+indexed for that walk but never charged: the owner paid for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from controller.cash import PodRun, accrue, pod_run
+from controller.ledger import CashState, ObjectKey, Usage
+from quotalang.compiler import CashBudget, CompiledPolicy
+from quotalang.evaluator import charged_owner, resolve_group
+from quotalang.usage import workload_usage
+
+LOG = logging.getLogger("quotalang.controller")
+PODS = "pods"  # the source name of the pod watch
+_OWNER_DEPTH = 4  # Deployment → ReplicaSet → Pod is two; leave room for operators that nest
+
+
+class ControllerLedger(Protocol):
+    """The ledger calls the controller makes (both stores implement them)."""
+
+    def observe(
+        self,
+        identity: ObjectKey,
+        group: str | None,
+        usage: Usage,
+        *,
+        resource_version: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def forget(self, identity: ObjectKey) -> None: ...
+
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None: ...
+
+    def expire(self, now: float | None = None) -> int: ...
+
+    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState: ...
+
+    def cash_state(self, group: str) -> CashState: ...
+
+
+@dataclass(slots=True)
+class _Seen:
+    source: str
+    version: str | None
+    checksum: str  # the policy the usage was computed under
+    uid: str | None
+    group: str | None
+    usage: dict[str, int]
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _owner_uids(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    refs = _meta(obj).get("ownerReferences")
+    if not isinstance(refs, list):
+        return ()
+    return tuple(str(r["uid"]) for r in refs if isinstance(r, Mapping) and r.get("controller") and r.get("uid"))
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without `managedFields` (often half its size, never read for quota)."""
+    meta = _meta(obj)
+    if "managedFields" not in meta:
+        return dict(obj)
+    out = dict(obj)
+    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+class Reconciler:
+    """The watches' sink; thread-safe (one watcher thread per source calls it)."""
+
+    def __init__(
+        self,
+        ledger: ControllerLedger,
+        policy: Callable[[], CompiledPolicy | None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self._policy = policy
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[ObjectKey, _Seen] = {}
+        self._by_source: dict[str, set[ObjectKey]] = {}
+        self._owners: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # uid -> (group, owner uids)
+        self._runs: dict[str, PodRun] = {}  # pod uid -> its run
+        self._pod_sources: set[str] = set()  # pod uids seen by the pod watch
+        self.events = 0
+
+    # --------------------------------------------------------- the sink
+    def apply(self, source: str, event: str, obj: dict[str, Any]) -> None:
+        self.events += 1
+        if source != PODS:
+            self._workload(source, event, obj)
+            return
+        policy = self._policy()
+        if policy is not None and policy.rule_for(obj) is not None:  # bare pods are workloads too
+            self._workload(source, event, obj, policy)
+        self._pod(event, obj, policy)
+
+    def replace(self, source: str, items: list[dict[str, Any]]) -> None:
+        """A full listing: observe what changed, forget what is gone, then recompute every group."""
+        policy = self._policy()
+        if policy is None:
+            return
+        if source == PODS:
+            self._replace_pods(items, policy)
+            if ("v1", "Pod") not in policy.kinds:
+                return
+        listed: set[ObjectKey] = set()
+        for obj in items:
+            key = ObjectKey.of(obj)
+            listed.add(key)
+            seen = self._seen.get(key)
+            if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
+                self._workload(source, "MODIFIED", obj, policy)
+        with self._lock:
+            gone = self._by_source.get(source, set()) - listed
+        for key in gone:
+            self._forget(source, key)
+        self.recompute()
+
+    def recompute(self) -> None:
+        """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
+        by_group: dict[str, dict[ObjectKey, Usage]] = {}
+        with self._lock:
+            for key, seen in self._seen.items():
+                if seen.group is not None:
+                    by_group.setdefault(seen.group, {})[key] = seen.usage
+        self.ledger.resync(by_group)
+
+    # --------------------------------------------------------- workloads
+    def _workload(self, source: str, event: str, obj: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
+        key = ObjectKey.of(obj)
+        if event == "DELETED":
+            self._forget(source, key)
+            return
+        policy = policy or self._policy()
+        if policy is None:
+            return
+        meta = _meta(obj)
+        uid = str(meta.get("uid") or "") or None
+        owned = charged_owner(policy, obj) is not None
+        group: str | None = None
+        usage: dict[str, int] = {}
+        if not owned:
+            group, _ = resolve_group(policy, obj)
+            if group is not None:
+                usage = workload_usage(policy, obj).total
+        seen = _Seen(source, _version(obj), policy.checksum, uid, group, usage)
+        with self._lock:
+            self._seen[key] = seen
+            self._by_source.setdefault(source, set()).add(key)
+            if uid is not None:
+                self._owners[uid] = (group, _owner_uids(obj))
+        if not owned:
+            self.ledger.observe(key, group, usage, resource_version=seen.version, body=slim(obj))
+
+    def _forget(self, source: str, key: ObjectKey) -> None:
+        with self._lock:
+            seen = self._seen.pop(key, None)
+            self._by_source.get(source, set()).discard(key)
+            if seen is not None and seen.uid is not None:
+                self._owners.pop(seen.uid, None)
+        self.ledger.forget(key)
+
+    # -------------------------------------------------------------- pods
+    def _pod_group(self, policy: CompiledPolicy, pod: Mapping[str, Any]) -> str | None:
+        owners = _owner_uids(pod)
+        for _ in range(_OWNER_DEPTH):
+            if not owners:
+                break
+            found = self._owners.get(owners[0])
+            if found is None:
+                break
+            group, owners = found
+            if group is not None:
+                return group
+        group, _ = resolve_group(policy, pod)
+        return group
+
+    def _pod(self, event: str, pod: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
+        uid = str(_meta(pod).get("uid") or "")
+        if not uid:
+            return
+        if event == "DELETED":
+            with self._lock:
+                self._pod_sources.discard(uid)
+                run = self._runs.get(uid)
+                if run is not None and run.end is None:
+                    self._runs[uid] = replace(run, end=self._clock())
+            return
+        policy = policy or self._policy()
+        if policy is None:
+            return
+        group = self._pod_group(policy, pod)
+        run = None
+        if group is not None and group in policy.groups and policy.groups[group].cash:
+            run = pod_run(policy, pod, group, self._clock())
+        with self._lock:
+            self._pod_sources.add(uid)
+            if run is not None:
+                self._runs[uid] = run
+            else:
+                self._runs.pop(uid, None)
+
+    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> None:
+        listed = set()
+        for pod in items:
+            uid = str(_meta(pod).get("uid") or "")
+            listed.add(uid)
+            self._pod("MODIFIED", pod, policy)
+        now = self._clock()
+        with self._lock:
+            for uid in self._pod_sources - listed:  # deleted while nobody watched
+                self._pod_sources.discard(uid)
+                run = self._runs.get(uid)
+                if run is not None and run.end is None:
+                    self._runs[uid] = replace(run, end=now)
+
+    # -------------------------------------------------------------- cash
+    def accrue(self, now: float | None = None) -> int:
+        """Accrue every cash-budgeted group up to `now`; return how many groups changed."""
+        policy = self._policy()
+        if policy is None:
+            return 0
+        now = self._clock() if now is None else now
+        with self._lock:
+            runs = list(self._runs.values())
+        by_group: dict[str, list[PodRun]] = {}
+        for run in runs:
+            by_group.setdefault(run.group, []).append(run)
+        changed = 0
+        for name, group in policy.groups.items():
+            if not group.cash:
+                continue
+            step = functools.partial(_accrue_step, runs=by_group.get(name, ()), budgets=group.cash, now=now)
+            changed += self.ledger.update_cash(name, step).last_accrual == now
+        with self._lock:  # ended runs are fully accrued now
+            for uid in [u for u, r in self._runs.items() if r.end is not None and r.end <= now]:
+                del self._runs[uid]
+        return changed
+
+    # ----------------------------------------------------------- reading
+    def runs(self) -> Iterable[PodRun]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _accrue_step(
+    state: CashState, *, runs: Iterable[PodRun], budgets: Mapping[str, CashBudget], now: float
+) -> CashState | None:
+    return accrue(state, runs, budgets, now)
+
+
+def _version(obj: Mapping[str, Any]) -> str | None:
+    value = _meta(obj).get("resourceVersion")
+    return str(value) if value else None
+
+
+__all__ = ["PODS", "ControllerLedger", "Reconciler", "slim"]

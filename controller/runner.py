@@ -1,0 +1,153 @@
+"""The controller: one watcher per policy kind plus pods, and the upkeep that times them.
+
+Threads, not the event loop: admission runs on uvicorn's loop and must never
+wait for a LIST. The watchers feed the `Reconciler`; one upkeep thread, once
+a second, follows policy reloads (starting and stopping watchers as kinds
+come and go, and relisting everything so usage is recomputed under the new
+rules), expires reservations, and every `accrue_every` seconds accrues cash
+and, with a state file, saves it. Stopping accrues and saves one last time,
+so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from controller import cash_file
+from controller.kubeapi import KubeApi
+from controller.naming import api_version_parts, plural
+from controller.reconcile import PODS, ControllerLedger, Reconciler
+from controller.watch import Watcher
+from quotalang.compiler import CompiledPolicy
+
+LOG = logging.getLogger("quotalang.controller")
+DEFAULT_RESYNC = 300.0  # like the native quota controller
+DEFAULT_ACCRUE_EVERY = 30.0
+POD_PATH = "/api/v1/pods"
+
+
+def collection_path(api_version: str, kind: str) -> str:
+    """The cluster-wide collection of a kind: `apps/v1 Deployment` → `/apis/apps/v1/deployments`."""
+    group, version = api_version_parts(api_version)
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{base}/{plural(kind)}"
+
+
+def sources(policy: CompiledPolicy) -> dict[str, str]:
+    """Source name → collection path: every kind the policy has a rule for, and pods (for cash)."""
+    out = {PODS: POD_PATH}
+    for api_version, kind in sorted(policy.kinds):
+        path = collection_path(api_version, kind)
+        if path != POD_PATH:
+            out[path.removeprefix("/apis/").removeprefix("/api/")] = path
+    return out
+
+
+class Controller:
+    """Watches, reconciles and accrues until `stop()`."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        policy: Callable[[], CompiledPolicy | None],
+        ledger: ControllerLedger,
+        *,
+        resync: float = DEFAULT_RESYNC,
+        accrue_every: float = DEFAULT_ACCRUE_EVERY,
+        state_file: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.policy = policy
+        self.ledger = ledger
+        self.resync = resync
+        self.accrue_every = accrue_every
+        self.state_file = Path(state_file) if state_file else None
+        self.reconciler = Reconciler(ledger, policy, clock=clock)
+        self.watchers: dict[str, Watcher] = {}
+        self._checksum: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.state_file is not None:
+            restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
+            if restored:
+                LOG.info("restored the cash of %d groups from %s", restored, self.state_file)
+        self.follow_policy()
+        self._thread = threading.Thread(target=self._upkeep, name="controller-upkeep", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching; accrue and save one last time."""
+        self._stop.set()
+        with self._lock:
+            for watcher in self.watchers.values():
+                watcher.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.accrue()
+        except Exception as exc:  # a follower that lost the lease, an apiserver gone: nothing to save
+            LOG.warning("final cash accrual skipped: %s", exc)
+
+    @property
+    def synced(self) -> bool:
+        """Every watcher has listed its collection once (readiness)."""
+        with self._lock:
+            return bool(self.watchers) and all(w.listed.is_set() for w in self.watchers.values())
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.synced:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def follow_policy(self) -> None:
+        """Watch what the current policy needs; relist everything when it changed."""
+        policy = self.policy()
+        if policy is None or policy.checksum == self._checksum:
+            return
+        wanted = sources(policy)
+        with self._lock:
+            for name in list(self.watchers):
+                if name not in wanted:
+                    self.watchers.pop(name).stop()
+            for watcher in self.watchers.values():
+                watcher.request_relist()
+            for name, path in wanted.items():
+                if name not in self.watchers:
+                    watcher = Watcher(self.api, name, path, self.reconciler, resync=self.resync)
+                    self.watchers[name] = watcher
+                    watcher.start()
+        if self._checksum is not None:
+            LOG.info("policy %s: relisting %d collections to recompute usage", policy.checksum[:12], len(wanted))
+        self._checksum = policy.checksum
+
+    def accrue(self) -> None:
+        self.reconciler.accrue()
+        policy = self.policy()
+        if self.state_file is not None and policy is not None:
+            cash_file.save(self.state_file, self.ledger, [n for n, g in policy.groups.items() if g.cash])
+
+    def _upkeep(self) -> None:
+        last_accrual = time.monotonic()
+        while not self._stop.wait(1.0):
+            try:
+                self.follow_policy()
+                self.ledger.expire()
+                if time.monotonic() - last_accrual >= self.accrue_every:
+                    last_accrual = time.monotonic()
+                    self.accrue()
+            except Exception as exc:  # keep going: the next round may succeed (an apiserver back, a new leader)
+                LOG.error("controller upkeep failed: %s: %s", type(exc).__name__, exc)
+
+
+__all__ = ["DEFAULT_ACCRUE_EVERY", "DEFAULT_RESYNC", "Controller", "collection_path", "sources"]

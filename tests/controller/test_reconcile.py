@@ -1,0 +1,318 @@
+"""The reconciler: watch events and listings into the memory ledger, reservations kept, cash accrued.
+
+Numbers by hand: a pod asks for 4 cpu; group `a` may use 40 cpu (ten pods);
+a pod charges `requests.cpu` and `cpu` (4 each), `pods` and `count/pods` 1. Cash: group `a`
+may spend 100 cpu-hours per week.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from controller.ledger import MemoryLedger, ObjectKey
+from controller.reconcile import PODS, Reconciler, slim
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.loader import load_text
+
+NANO = 10**9
+CPU = 4 * NANO
+DEPLOYMENTS = "apps/v1/deployments"
+REPLICASETS = "apps/v1/replicasets"
+MONDAY = 1_763_942_400.0  # 2025-11-24 00:00:00 UTC, a Monday
+
+POLICY = """\
+settings {
+  group label "team"
+  unlabelled allow
+}
+
+group root {
+  requests.cpu 100
+  pods 100
+  cash requests.cpu 1000h per week
+}
+
+group a in root {
+  requests.cpu 40
+  pods 40
+  cash requests.cpu 100h per week
+}
+
+group b in root {
+  requests.cpu 40
+  pods 40
+  cash requests.cpu 100h per week
+}
+
+kind v1 Pod {
+  pods {
+    replicas 1
+    template .
+  }
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+  scale spec.replicas
+}
+
+kind apps/v1 ReplicaSet {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy() -> CompiledPolicy:
+    return compile_sources(load_text(POLICY, "reconcile.quota"))
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ledger() -> MemoryLedger:
+    return MemoryLedger(standalone=False)
+
+
+@pytest.fixture
+def reconciler(ledger: MemoryLedger, policy: CompiledPolicy) -> Reconciler:
+    return Reconciler(ledger, lambda: policy, clock=Clock(MONDAY))
+
+
+TEMPLATE = {"spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "4"}}}]}}
+
+
+def deployment(name: str, group: str | None = "a", replicas: int = 1, rv: str = "10",
+               uid: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": rv, "uid": uid or f"uid-{name}",
+                            "labels": {} if group is None else {"team": group},
+                            "managedFields": [{"manager": "kubectl"}]}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"replicas": replicas, "template": TEMPLATE}}
+
+
+def owned(kind: str, name: str, owner_kind: str, owner: str, api_version: str = "apps/v1",
+          **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "11",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner_kind, "name": owner,
+                                              "uid": f"uid-{owner}", "controller": True}]},
+            **extra}
+
+
+def key(name: str) -> ObjectKey:
+    return ObjectKey("apps", "Deployment", "ns", name)
+
+
+def cpu(ledger: MemoryLedger, group: str) -> int:
+    return ledger.used(group).get("requests.cpu", 0)
+
+
+# ---------------------------------------------------------------- usage
+def test_an_observed_deployment_charges_its_group(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=3))
+    usage = ledger.group_usage("a")
+    assert usage.observed == {"requests.cpu": 3 * CPU, "cpu": 3 * CPU, "pods": 3 * NANO, "count/pods": 3 * NANO}
+    assert usage.objects == 1
+    body = ledger.lookup(key("web"))
+    assert body is not None and body["spec"]["replicas"] == 3  # found for a later /scale
+    assert "managedFields" not in body["metadata"]
+
+
+def test_a_modification_replaces_and_a_deletion_frees(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=3))
+    reconciler.apply(DEPLOYMENTS, "MODIFIED", deployment("web", replicas=5, rv="12"))
+    assert cpu(ledger, "a") == 5 * CPU
+    reconciler.apply(DEPLOYMENTS, "DELETED", deployment("web", replicas=5, rv="13"))
+    assert cpu(ledger, "a") == 0
+    assert ledger.lookup(key("web")) is None
+
+
+def test_a_label_change_moves_usage_between_groups(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", "a", replicas=2))
+    reconciler.apply(DEPLOYMENTS, "MODIFIED", deployment("web", "b", replicas=2, rv="12"))
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 2 * CPU)
+
+
+def test_unlabelled_and_owned_objects_are_not_charged(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("free", group=None, replicas=2))
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2))
+    rs = owned("ReplicaSet", "web-1", "Deployment", "web", spec={"replicas": 2, "template": TEMPLATE})
+    rs["metadata"]["labels"] = {"team": "a"}  # labelled too, but its Deployment already paid
+    reconciler.apply(REPLICASETS, "ADDED", rs)
+    assert cpu(ledger, "a") == 2 * CPU
+    assert set(ledger.group_names()) == {"a"}
+
+
+# ------------------------------------------------- reservations and resync
+def test_an_observation_folds_the_reservation_admission_made(
+    reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy
+) -> None:
+    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    assert ledger.group_usage("a").reserved["requests.cpu"] == 2 * CPU
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2))
+    usage = ledger.group_usage("a")
+    assert (usage.observed["requests.cpu"], dict(usage.reserved)) == (2 * CPU, {})  # counted once, not twice
+
+
+def test_a_resync_while_an_admission_is_unobserved_does_not_over_admit(
+    reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy
+) -> None:
+    # 6 pods observed (24 cpu); then 4 more admitted (16 cpu, 40 in all: the group is full) but the
+    # watch has not shown them yet when a full resync lands with a LIST that predates them.
+    reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])
+    assert ledger.admit(policy, deployment("new", replicas=4), "CREATE").allowed
+    reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])  # the resync: "new" is not in it
+    assert cpu(ledger, "a") == 40 * NANO  # 24 observed + 16 still reserved
+    late = ledger.admit(policy, deployment("late", replicas=1), "CREATE")
+    assert not late.allowed  # 40 + 4 > 40: the resync did not hand the reservation's quota out again
+    # Once the watch shows "new", the reservation folds into observed usage: still 40, not 56.
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("new", replicas=4, rv="20"))
+    usage = ledger.group_usage("a")
+    assert (usage.observed["requests.cpu"], dict(usage.reserved)) == (40 * NANO, {})
+
+
+def test_concurrent_admissions_during_resyncs_admit_exactly_what_fits(
+    reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy
+) -> None:
+    # 50 one-pod Deployments race 20 resyncs of an empty LIST; the group fits 10 pods.
+    reconciler.replace(DEPLOYMENTS, [])
+    start = threading.Barrier(51)
+    admitted: list[bool] = []
+
+    def admit(i: int) -> None:
+        start.wait()
+        admitted.append(ledger.admit(policy, deployment(f"d{i}"), "CREATE").allowed)
+
+    def resync() -> None:
+        start.wait()
+        for _ in range(20):
+            reconciler.replace(DEPLOYMENTS, [])
+
+    threads = [threading.Thread(target=admit, args=(i,)) for i in range(50)] + [threading.Thread(target=resync)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == 10
+    assert cpu(ledger, "a") == 40 * NANO
+
+
+def test_a_listing_forgets_what_was_deleted_while_nobody_watched(
+    reconciler: Reconciler, ledger: MemoryLedger
+) -> None:
+    reconciler.replace(DEPLOYMENTS, [deployment("x", replicas=2), deployment("y", replicas=3)])
+    assert cpu(ledger, "a") == 5 * CPU
+    reconciler.replace(DEPLOYMENTS, [deployment("y", replicas=3)])
+    assert cpu(ledger, "a") == 3 * CPU
+    assert ledger.lookup(key("x")) is None
+
+
+def test_a_new_policy_recomputes_usage_on_the_next_listing(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
+    current = [policy]
+    reconciler = Reconciler(ledger, lambda: current[0], clock=Clock(MONDAY))
+    items = [deployment("web", replicas=2)]
+    reconciler.replace(DEPLOYMENTS, items)
+    assert cpu(ledger, "a") == 2 * CPU
+    # The new policy charges 2 pods per Deployment replica: same objects, same versions, new usage.
+    doubled = compile_sources(load_text(POLICY.replace(
+        "replicas spec.replicas default 1\n    template spec.template\n  }\n  scale",
+        "replicas spec.replicas default 1\n    template spec.template\n  }\n  pods {\n"
+        "    replicas spec.replicas default 1\n    template spec.template\n  }\n  scale"), "reconcile.quota"))
+    current[0] = doubled
+    reconciler.replace(DEPLOYMENTS, items)
+    assert cpu(ledger, "a") == 4 * CPU
+
+
+# ------------------------------------------------------------------- cash
+def pod(name: str, *, group: str | None = "a", cpu: str = "4", scheduled: str | None = "2025-11-24T00:00:00Z",
+        node: str | None = "node-1", owner: tuple[str, str] | None = None, phase: str = "Running",
+        finished: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "30",
+                            "labels": {} if group is None else {"team": group}}
+    if owner is not None:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1],
+                                    "uid": f"uid-{owner[1]}", "controller": True}]
+    status: dict[str, Any] = {"phase": phase, "conditions": []}
+    if scheduled is not None:
+        status["conditions"].append({"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled})
+    if finished is not None:
+        status["containerStatuses"] = [{"name": "app", "state": {"terminated": {"finishedAt": finished}}}]
+    spec: dict[str, Any] = {"containers": [{"name": "app", "resources": {"requests": {"cpu": cpu}}}]}
+    if node is not None:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+
+HOUR = 3600
+
+
+def cash(ledger: MemoryLedger, group: str) -> int:
+    return ledger.cash_used(group).get("requests.cpu", 0)
+
+
+def test_running_pods_accrue_cash_per_second_held(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
+    clock = Clock(MONDAY + 2 * HOUR)
+    reconciler = Reconciler(ledger, lambda: policy, clock=clock)
+    reconciler.apply(PODS, "ADDED", pod("p1"))  # scheduled Monday 00:00, 4 cpu
+    reconciler.apply(PODS, "ADDED", pod("p2", scheduled="2025-11-24T01:00:00Z", cpu="500m"))
+    reconciler.accrue()
+    # p1: 4 cpu × 2 h = 8 cpu-hours; p2: 0.5 cpu × 1 h = 0.5; 8.5 cpu-hours in nano-cpu-seconds:
+    assert cash(ledger, "a") == 8_500_000_000 * HOUR
+    clock.now += HOUR
+    reconciler.accrue()  # one more hour of both: 4.5 cpu-hours more, never the first two again
+    assert cash(ledger, "a") == 13_000_000_000 * HOUR
+
+
+def test_a_pod_is_charged_to_its_owners_group_and_a_deleted_pod_stops_accruing(
+    ledger: MemoryLedger, policy: CompiledPolicy
+) -> None:
+    clock = Clock(MONDAY + HOUR)
+    reconciler = Reconciler(ledger, lambda: policy, clock=clock)
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", "b"))
+    rs = owned("ReplicaSet", "web-1", "Deployment", "web", spec={"replicas": 1, "template": TEMPLATE})
+    reconciler.apply(REPLICASETS, "ADDED", rs)
+    worker = pod("web-1-x", group=None, owner=("ReplicaSet", "web-1"))  # no team label of its own
+    reconciler.apply(PODS, "ADDED", worker)
+    reconciler.apply(PODS, "DELETED", worker)  # gone at MONDAY + 1 h
+    clock.now += 5 * HOUR
+    reconciler.accrue()
+    # 4 cpu from Monday 00:00 to its deletion at 01:00: 4 cpu-hours, to group b (the Deployment's).
+    assert (cash(ledger, "a"), cash(ledger, "b")) == (0, 4 * NANO * HOUR)
+    assert list(reconciler.runs()) == []  # fully accrued: dropped
+
+
+def test_unscheduled_pods_accrue_nothing(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
+    reconciler = Reconciler(ledger, lambda: policy, clock=Clock(MONDAY + HOUR))
+    reconciler.apply(PODS, "ADDED", pod("pending", scheduled=None, node=None))
+    reconciler.accrue()
+    assert cash(ledger, "a") == 0
+
+
+def test_bare_pods_are_charged_as_workloads_too(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(PODS, "ADDED", pod("bare"))
+    assert cpu(ledger, "a") == CPU
+    reconciler.apply(PODS, "DELETED", pod("bare"))
+    assert cpu(ledger, "a") == 0
+
+
+def test_slim_drops_only_managed_fields() -> None:
+    obj = deployment("web")
+    out = slim(obj)
+    assert "managedFields" not in out["metadata"] and out["metadata"]["uid"] == "uid-web"
+    assert obj["metadata"]["managedFields"]  # the original is untouched
