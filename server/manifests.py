@@ -152,6 +152,8 @@ def deployment(
         "serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT),
         "--tls-cert", f"{TLS_MOUNT}/tls.crt", "--tls-key", f"{TLS_MOUNT}/tls.key",
         "--failure-mode", failure_mode, "--log-format", "json",
+        # Replicas share the ledger on the apiserver; the Lease holder watches and accrues cash.
+        "--in-cluster", "--store", "kubernetes",
     ]
     probe = {"scheme": "HTTPS", "port": "https"}
     container = {

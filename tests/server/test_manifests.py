@@ -132,6 +132,8 @@ def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> N
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"][:3] == ["serve", "--policy", "/etc/quotalang/policy"]
+    # Two replicas must share one ledger: a memory store each would admit up to twice the quota.
+    assert container["args"][-3:] == ["--in-cluster", "--store", "kubernetes"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "scheme": "HTTPS", "port": "https"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}

@@ -68,8 +68,15 @@ def test_core_verbs_still_run_and_the_core_parser_is_restored() -> None:
             ["--tls-cert", "/nonexistent/a.pem", "--tls-key", "/nonexistent/b.pem"],
             "no such file: /nonexistent/a.pem",
         ),
+        (["--store", "kubernetes"], "--store kubernetes keeps the ledger on the apiserver"),
+        (["--state", "cash.json"], "--state keeps accrued cash, which needs a cluster"),
+        (["--kubeconfig", "k", "--in-cluster"], "--kubeconfig and --in-cluster are two ways"),
+        (["--kubeconfig", "k", "--store", "kubernetes", "--state", "c"], "--state is for the memory store"),
+        (["--kubeconfig", "/nonexistent/kubeconfig", "--port", "1"], "cannot configure the kubernetes client"),
+        (["--resync-interval", "0"], "is not a positive number of seconds"),
     ],
-    ids=["cert-without-key", "insecure-with-cert", "missing-files"],
+    ids=["cert-without-key", "insecure-with-cert", "missing-files", "store-without-cluster",
+         "state-without-cluster", "two-clusters", "state-with-kubernetes-store", "bad-kubeconfig", "zero-resync"],
 )
 def test_serve_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     assert main(["serve", "--policy", str(EXAMPLES), *args]) == 2
