@@ -164,6 +164,10 @@ class Reconciler:
         policy = policy or self._policy()
         if policy is None:
             return
+        version = _version(obj)
+        seen_before = self._seen.get(key)
+        if seen_before is not None and _older(version, seen_before.version):
+            return  # a stale event (a watcher being replaced): what was seen is newer
         meta = _meta(obj)
         uid = str(meta.get("uid") or "") or None
         owned = charged_owner(policy, obj) is not None
@@ -173,7 +177,7 @@ class Reconciler:
             group, _ = resolve_group(policy, obj)
             if group is not None:
                 usage = workload_usage(policy, obj).total
-        seen = _Seen(source, _version(obj), policy.checksum, uid, group, usage)
+        seen = _Seen(source, version, policy.checksum, uid, group, usage)
         with self._lock:
             self._seen[key] = seen
             self._by_source.setdefault(source, set()).add(key)
@@ -280,6 +284,16 @@ def _accrue_step(
     state: CashState, *, runs: Iterable[PodRun], budgets: Mapping[str, CashBudget], now: float
 ) -> CashState | None:
     return accrue(state, runs, budgets, now)
+
+
+def _older(version: str | None, than: str | None) -> bool:
+    """Whether resourceVersion `version` is older than `than` (etcd's are integers; others never compare)."""
+    if version is None or than is None:
+        return False
+    try:
+        return int(version) < int(than)
+    except ValueError:
+        return False
 
 
 def _version(obj: Mapping[str, Any]) -> str | None:

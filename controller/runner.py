@@ -111,22 +111,27 @@ class Controller:
         return True
 
     def follow_policy(self) -> None:
-        """Watch what the current policy needs; relist everything when it changed."""
+        """Watch what the current policy needs; on a new policy, relist everything at once.
+
+        A watch in flight cannot be interrupted, so a new policy gets new
+        watchers (their first listings recompute every object under the new
+        rules) and the old ones end at their next event; the reconciler
+        ignores anything older than what it has seen.
+        """
         policy = self.policy()
         if policy is None or policy.checksum == self._checksum:
             return
         wanted = sources(policy)
         with self._lock:
-            for name in list(self.watchers):
-                if name not in wanted:
-                    self.watchers.pop(name).stop()
-            for watcher in self.watchers.values():
-                watcher.request_relist()
+            old, self.watchers = self.watchers, {}
+            for watcher in old.values():
+                watcher.stop()
             for name, path in wanted.items():
-                if name not in self.watchers:
-                    watcher = Watcher(self.api, name, path, self.reconciler, resync=self.resync)
-                    self.watchers[name] = watcher
-                    watcher.start()
+                watcher = Watcher(self.api, name, path, self.reconciler, resync=self.resync)
+                if name in old:
+                    watcher.listed.set()  # still ready: the old listing holds until the new one lands
+                self.watchers[name] = watcher
+                watcher.start()
         if self._checksum is not None:
             LOG.info("policy %s: relisting %d collections to recompute usage", policy.checksum[:12], len(wanted))
         self._checksum = policy.checksum

@@ -218,7 +218,7 @@ class Watcher:
             raise _error(obj)
         if kind == "BOOKMARK":
             self.stats.bookmarks += 1
-        elif kind in ("ADDED", "MODIFIED", "DELETED"):
+        elif kind in ("ADDED", "MODIFIED", "DELETED") and not self._stop.is_set():
             self.stats.events += 1
             self.sink.apply(self.source, str(kind), obj)
         return _resource_version(obj) or version

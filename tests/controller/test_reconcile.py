@@ -143,6 +143,12 @@ def test_a_modification_replaces_and_a_deletion_frees(reconciler: Reconciler, le
     assert ledger.lookup(key("web")) is None
 
 
+def test_a_stale_event_never_rolls_an_object_back(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.apply(DEPLOYMENTS, "MODIFIED", deployment("web", replicas=5, rv="20"))
+    reconciler.apply(DEPLOYMENTS, "MODIFIED", deployment("web", replicas=2, rv="15"))  # from a replaced watcher
+    assert cpu(ledger, "a") == 5 * CPU
+
+
 def test_a_label_change_moves_usage_between_groups(reconciler: Reconciler, ledger: MemoryLedger) -> None:
     reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", "a", replicas=2))
     reconciler.apply(DEPLOYMENTS, "MODIFIED", deployment("web", "b", replicas=2, rv="12"))

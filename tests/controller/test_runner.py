@@ -1,0 +1,101 @@
+"""The controller in-process against a real apiserver: sources, first sync, policy reload, saved cash.
+
+By hand: a `web` pod requests 1 cpu; group `a` may use 10 cpu.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_apiserver import apiserver, client
+from kube_cluster import Cluster, wait_until
+
+from controller.kubeapi import KubeApi
+from controller.ledger import MemoryLedger
+from controller.runner import Controller, collection_path, sources
+from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.loader import load_text
+
+__all__ = ["apiserver"]
+NANO = 10**9
+
+POLICY = """\
+settings {
+  group label "team"
+}
+
+group a {
+  requests.cpu 10
+  cash requests.cpu 100h per week
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+}
+"""
+
+
+def compile_text(text: str) -> CompiledPolicy:
+    return compile_sources(load_text(text, "runner.quota"))
+
+
+def deployment(name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"team": "a"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "app:1",
+                                                       "resources": {"requests": {"cpu": "1"}}}]}}},
+    }
+
+
+@pytest.fixture
+def api(apiserver: Cluster) -> Iterator[KubeApi]:
+    made = client(apiserver)
+    namespace = f"runner-{int(time.time() * 1000) % 10**8}"
+    made.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": namespace}})
+    made.namespace = namespace  # type: ignore[attr-defined]
+    yield made
+    made.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments")
+    made.close()
+
+
+def test_sources_are_every_kind_of_the_policy_and_pods() -> None:
+    policy = compile_text(POLICY.replace("kind apps/v1 Deployment", "kind kubeflow.org/v1 TFJob"))
+    assert sources(policy) == {"pods": "/api/v1/pods", "kubeflow.org/v1/tfjobs": "/apis/kubeflow.org/v1/tfjobs"}
+    assert collection_path("v1", "Pod") == "/api/v1/pods"
+    assert collection_path("ray.io/v1", "RayCluster") == "/apis/ray.io/v1/rayclusters"
+
+
+def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: KubeApi, tmp_path: Path) -> None:
+    namespace = api.namespace  # type: ignore[attr-defined]
+    api.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=deployment("web", 3))
+    current = [compile_text(POLICY)]
+    ledger = MemoryLedger(standalone=False)
+    state = tmp_path / "cash.json"
+    controller = Controller(api, lambda: current[0], ledger, state_file=state, accrue_every=3600)
+    controller.start()
+    try:
+        assert controller.wait_synced(20)
+        assert ledger.used("a")["requests.cpu"] == 3 * NANO  # 3 pods × 1 cpu, from the LIST
+        # Each Deployment pod now counts twice (a second part): same objects, new rules, relisted.
+        current[0] = compile_text(POLICY.replace("  }\n}\n", "  }\n  pods {\n    replicas spec.replicas\n"
+                                                 "    template spec.template\n  }\n}\n"))
+        wait_until(lambda: ledger.used("a").get("requests.cpu") == 6 * NANO, "usage under the new policy", 10)
+        api.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/web")
+        wait_until(lambda: ledger.used("a").get("requests.cpu", 0) == 0, "the deletion to free quota", 10)
+    finally:
+        controller.stop()
+    saved = json.loads(state.read_text())
+    assert saved["version"] == 1
+    assert saved["groups"]["a"]["lastAccrual"] == pytest.approx(time.time(), abs=30)
