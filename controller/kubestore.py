@@ -52,7 +52,7 @@ import orjson
 from controller import deadline as deadlines
 from controller.group_commit import GroupCommit, Slot
 from controller.kubeapi import ApiError, KubeApi, KubeError
-from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Usage
+from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Usage, accrued
 from controller.ledger_crd import (
     COLLECTION_PATH,
     LedgerFormatError,
@@ -674,12 +674,10 @@ class KubernetesLedger:
 
         def change(state: LedgerState) -> bool:
             stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
-            new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+            new = accrued(group, stored, accrue)
             result[:] = [stored]
             if new is None:
                 return False
-            if stored.last_accrual is not None and (new.last_accrual is None or new.last_accrual < stored.last_accrual):
-                raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
             state.cash = {k: v for k, v in new.used.items() if v}
             state.period_start, state.last_accrual = new.period_start, new.last_accrual
             result[:] = [new]

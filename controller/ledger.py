@@ -116,6 +116,16 @@ class CashState:
     last_accrual: float | None
 
 
+def accrued(group: str, stored: CashState, accrue: Callable[[CashState], CashState | None]) -> CashState | None:
+    """Run an accrual on a copy of the stored cash; refuse one that would move the last accrual back."""
+    new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+    if new is not None and stored.last_accrual is not None and (
+        new.last_accrual is None or new.last_accrual < stored.last_accrual
+    ):
+        raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
+    return new
+
+
 class Ledger(Protocol):
     """What admission needs from a ledger store (memory today, kubernetes next).
 
@@ -545,11 +555,9 @@ class MemoryLedger:
         state = self._group(group)
         with state.lock:
             stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
-            new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+            new = accrued(group, stored, accrue)
             if new is None:
                 return stored
-            if stored.last_accrual is not None and (new.last_accrual is None or new.last_accrual < stored.last_accrual):
-                raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
             state.cash = {k: v for k, v in new.used.items() if v}
             state.period_start, state.last_accrual = new.period_start, new.last_accrual
             return new
@@ -565,4 +573,4 @@ class MemoryLedger:
             return list(self._pending)
 
 
-__all__ = ["DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey"]
+__all__ = ["DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey", "accrued"]
