@@ -110,7 +110,8 @@ class Reconciler:
         self._by_source: dict[str, set[ObjectKey]] = {}
         self._owners: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # uid -> (group, owner uids)
         self._runs: dict[str, PodRun] = {}  # pod uid -> its run
-        self._pod_sources: set[str] = set()  # pod uids seen by the pod watch
+        self._pods: dict[str, tuple[str | None, str]] = {}  # pod uid -> (version, policy) it was read at
+        self._unresolved: dict[str, dict[str, Any]] = {}  # pods whose charged owner is not seen yet
         self.events = 0
 
     # --------------------------------------------------------- the sink
@@ -125,12 +126,19 @@ class Reconciler:
         self._pod(event, obj, policy)
 
     def replace(self, source: str, items: list[dict[str, Any]]) -> None:
-        """A full listing: observe what changed, forget what is gone, then recompute every group."""
+        """A full listing: observe what changed, forget what is gone; recompute the groups if anything did.
+
+        Objects at the version already seen (under the same policy) are
+        skipped, so a periodic relist of an unchanged cluster is cheap; the
+        controller still recomputes every group from scratch once per resync
+        interval (`recompute`), the safety net against any drift.
+        """
         policy = self._policy()
         if policy is None:
             return
+        changed = False
         if source == PODS:
-            self._replace_pods(items, policy)
+            changed = self._replace_pods(items, policy)
             if ("v1", "Pod") not in policy.kinds:
                 return
         listed: set[ObjectKey] = set()
@@ -140,11 +148,13 @@ class Reconciler:
             seen = self._seen.get(key)
             if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
                 self._workload(source, "MODIFIED", obj, policy)
+                changed = True
         with self._lock:
             gone = self._by_source.get(source, set()) - listed
         for key in gone:
             self._forget(source, key)
-        self.recompute()
+        if changed or gone:
+            self.recompute()
 
     def recompute(self) -> None:
         """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
@@ -195,19 +205,22 @@ class Reconciler:
         self.ledger.forget(key)
 
     # -------------------------------------------------------------- pods
-    def _pod_group(self, policy: CompiledPolicy, pod: Mapping[str, Any]) -> str | None:
+    def _pod_group(self, policy: CompiledPolicy, pod: Mapping[str, Any]) -> tuple[str | None, bool]:
+        """The pod's group, and whether that is final (False: a charged owner is not seen yet)."""
         owners = _owner_uids(pod)
-        for _ in range(_OWNER_DEPTH):
+        for hop in range(_OWNER_DEPTH):
             if not owners:
                 break
             found = self._owners.get(owners[0])
             if found is None:
+                if hop > 0 or charged_owner(policy, pod) is not None:
+                    return None, False  # an owner's watch has not listed it yet: try again later
                 break
             group, owners = found
             if group is not None:
-                return group
+                return group, True
         group, _ = resolve_group(policy, pod)
-        return group
+        return group, True
 
     def _pod(self, event: str, pod: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
         uid = str(_meta(pod).get("uid") or "")
@@ -215,7 +228,8 @@ class Reconciler:
             return
         if event == "DELETED":
             with self._lock:
-                self._pod_sources.discard(uid)
+                self._pods.pop(uid, None)
+                self._unresolved.pop(uid, None)
                 run = self._runs.get(uid)
                 if run is not None and run.end is None:
                     self._runs[uid] = replace(run, end=self._clock())
@@ -223,30 +237,49 @@ class Reconciler:
         policy = policy or self._policy()
         if policy is None:
             return
-        group = self._pod_group(policy, pod)
+        group, final = self._pod_group(policy, pod)
         run = None
         if group is not None and group in policy.groups and policy.groups[group].cash:
             run = pod_run(policy, pod, group, self._clock())
         with self._lock:
-            self._pod_sources.add(uid)
+            self._pods[uid] = (_version(pod), policy.checksum)
+            if final:
+                self._unresolved.pop(uid, None)
+            else:
+                self._unresolved[uid] = pod
             if run is not None:
                 self._runs[uid] = run
             else:
                 self._runs.pop(uid, None)
 
-    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> None:
+    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> bool:
+        """Pods of a listing: read those not seen at this version; end the runs of those gone."""
         listed = set()
+        changed = False
         for pod in items:
             uid = str(_meta(pod).get("uid") or "")
             listed.add(uid)
-            self._pod("MODIFIED", pod, policy)
+            if self._pods.get(uid) != (_version(pod), policy.checksum) or uid in self._unresolved:
+                self._pod("MODIFIED", pod, policy)
+                changed = True
         now = self._clock()
         with self._lock:
-            for uid in self._pod_sources - listed:  # deleted while nobody watched
-                self._pod_sources.discard(uid)
+            for uid in self._pods.keys() - listed:  # deleted while nobody watched
+                del self._pods[uid]
+                self._unresolved.pop(uid, None)
                 run = self._runs.get(uid)
                 if run is not None and run.end is None:
                     self._runs[uid] = replace(run, end=now)
+                changed = True
+        return changed
+
+    def resolve_pods(self) -> int:
+        """Read again the pods whose charged owner was not seen yet (watches list in any order)."""
+        with self._lock:
+            waiting = list(self._unresolved.values())
+        for pod in waiting:
+            self._pod("MODIFIED", pod)
+        return len(waiting) - len(self._unresolved)
 
     # -------------------------------------------------------------- cash
     def accrue(self, now: float | None = None) -> int:

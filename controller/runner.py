@@ -11,6 +11,7 @@ so a restart loses nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -92,7 +93,8 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:
-            self.accrue()
+            if self.synced:
+                self.accrue()
         except Exception as exc:  # a follower that lost the lease, an apiserver gone: nothing to save
             LOG.warning("final cash accrual skipped: %s", exc)
 
@@ -143,11 +145,24 @@ class Controller:
             cash_file.save(self.state_file, self.ledger, [n for n, g in policy.groups.items() if g.cash])
 
     def _upkeep(self) -> None:
-        last_accrual = time.monotonic()
+        last_accrual = last_recompute = time.monotonic()
+        frozen = False
         while not self._stop.wait(1.0):
             try:
                 self.follow_policy()
                 self.ledger.expire()
+                if not self.synced:
+                    continue  # no accrual before every owner is known: a pod's group may still be unknown
+                if not frozen:
+                    # The first sync built the bulk of what lives as long as the process: out of the
+                    # cyclic collector's sight, full collections stay short (measured: ~40% of a resync).
+                    gc.collect()
+                    gc.freeze()
+                    frozen = True
+                self.reconciler.resolve_pods()
+                if time.monotonic() - last_recompute >= self.resync:
+                    last_recompute = time.monotonic()
+                    self.reconciler.recompute()
                 if time.monotonic() - last_accrual >= self.accrue_every:
                     last_accrual = time.monotonic()
                     self.accrue()

@@ -303,6 +303,34 @@ def test_a_pod_is_charged_to_its_owners_group_and_a_deleted_pod_stops_accruing(
     assert list(reconciler.runs()) == []  # fully accrued: dropped
 
 
+def test_a_pod_listed_before_its_owners_is_charged_once_they_are_seen(
+    ledger: MemoryLedger, policy: CompiledPolicy
+) -> None:
+    clock = Clock(MONDAY + HOUR)
+    reconciler = Reconciler(ledger, lambda: policy, clock=clock)
+    worker = pod("web-1-x", group=None, owner=("ReplicaSet", "web-1"))
+    reconciler.replace(PODS, [worker])  # the pod watch listed first
+    assert list(reconciler.runs()) == []
+    reconciler.replace(REPLICASETS, [owned("ReplicaSet", "web-1", "Deployment", "web",
+                                           spec={"replicas": 1, "template": TEMPLATE})])
+    assert reconciler.resolve_pods() == 0  # its ReplicaSet is known, the Deployment not yet
+    reconciler.replace(DEPLOYMENTS, [deployment("web", "b")])
+    assert reconciler.resolve_pods() == 1
+    reconciler.accrue()
+    # 4 cpu from Monday 00:00 to 01:00, to group b: 4 cpu-hours.
+    assert cash(ledger, "b") == 4 * NANO * HOUR
+
+
+def test_an_unchanged_relist_reads_nothing_again(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    items = [deployment("web", replicas=2)]
+    reconciler.replace(DEPLOYMENTS, items)
+    ledger.observe(key("web"), "a", {"requests.cpu": 99})  # if the relist re-read it, this would be undone
+    reconciler.replace(DEPLOYMENTS, items)
+    assert cpu(ledger, "a") == 99
+    reconciler.recompute()  # the periodic recompute is what corrects any drift
+    assert cpu(ledger, "a") == 2 * CPU
+
+
 def test_unscheduled_pods_accrue_nothing(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
     reconciler = Reconciler(ledger, lambda: policy, clock=Clock(MONDAY + HOUR))
     reconciler.apply(PODS, "ADDED", pod("pending", scheduled=None, node=None))
