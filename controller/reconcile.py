@@ -126,19 +126,19 @@ class Reconciler:
         self._pod(event, obj, policy)
 
     def replace(self, source: str, items: list[dict[str, Any]]) -> None:
-        """A full listing: observe what changed, forget what is gone; recompute the groups if anything did.
+        """A full listing: observe what changed, forget what is gone.
 
         Objects at the version already seen (under the same policy) are
-        skipped, so a periodic relist of an unchanged cluster is cheap; the
-        controller still recomputes every group from scratch once per resync
-        interval (`recompute`), the safety net against any drift.
+        skipped, so a periodic relist of an unchanged cluster is cheap.
+        `observe` and `forget` keep every group's sums exact; the controller
+        still recomputes them from scratch once per resync interval
+        (`recompute`), the safety net against any drift.
         """
         policy = self._policy()
         if policy is None:
             return
-        changed = False
         if source == PODS:
-            changed = self._replace_pods(items, policy)
+            self._replace_pods(items, policy)
             if ("v1", "Pod") not in policy.kinds:
                 return
         listed: set[ObjectKey] = set()
@@ -148,13 +148,10 @@ class Reconciler:
             seen = self._seen.get(key)
             if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
                 self._workload(source, "MODIFIED", obj, policy)
-                changed = True
         with self._lock:
             gone = self._by_source.get(source, set()) - listed
         for key in gone:
             self._forget(source, key)
-        if changed or gone:
-            self.recompute()
 
     def recompute(self) -> None:
         """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
@@ -181,6 +178,8 @@ class Reconciler:
         meta = _meta(obj)
         uid = str(meta.get("uid") or "") or None
         owned = charged_owner(policy, obj) is not None
+        if owned and source == PODS:
+            return  # a pod its owner paid for: no usage, never an owner itself, nothing to index
         group: str | None = None
         usage: dict[str, int] = {}
         if not owned:
@@ -252,16 +251,14 @@ class Reconciler:
             else:
                 self._runs.pop(uid, None)
 
-    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> bool:
+    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> None:
         """Pods of a listing: read those not seen at this version; end the runs of those gone."""
         listed = set()
-        changed = False
         for pod in items:
             uid = str(_meta(pod).get("uid") or "")
             listed.add(uid)
             if self._pods.get(uid) != (_version(pod), policy.checksum) or uid in self._unresolved:
                 self._pod("MODIFIED", pod, policy)
-                changed = True
         now = self._clock()
         with self._lock:
             for uid in self._pods.keys() - listed:  # deleted while nobody watched
@@ -270,8 +267,6 @@ class Reconciler:
                 run = self._runs.get(uid)
                 if run is not None and run.end is None:
                     self._runs[uid] = replace(run, end=now)
-                changed = True
-        return changed
 
     def resolve_pods(self) -> int:
         """Read again the pods whose charged owner was not seen yet (watches list in any order)."""

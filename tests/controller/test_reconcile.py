@@ -183,7 +183,8 @@ def test_a_resync_while_an_admission_is_unobserved_does_not_over_admit(
     # watch has not shown them yet when a full resync lands with a LIST that predates them.
     reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])
     assert ledger.admit(policy, deployment("new", replicas=4), "CREATE").allowed
-    reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])  # the resync: "new" is not in it
+    reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])  # the relist: "new" is not in it
+    reconciler.recompute()  # and the resync: every group summed again from what was listed
     assert cpu(ledger, "a") == 40 * NANO  # 24 observed + 16 still reserved
     late = ledger.admit(policy, deployment("late", replicas=1), "CREATE")
     assert not late.allowed  # 40 + 4 > 40: the resync did not hand the reservation's quota out again
@@ -209,6 +210,7 @@ def test_concurrent_admissions_during_resyncs_admit_exactly_what_fits(
         start.wait()
         for _ in range(20):
             reconciler.replace(DEPLOYMENTS, [])
+            reconciler.recompute()
 
     threads = [threading.Thread(target=admit, args=(i,)) for i in range(50)] + [threading.Thread(target=resync)]
     for thread in threads:
