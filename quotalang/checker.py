@@ -37,8 +37,9 @@ import contextlib
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from quotalang import loader, nodes
 from quotalang.errors import Diagnostic
@@ -91,7 +92,11 @@ class _Policy:
     rules: tuple[nodes.KindRule, ...]
     gpu_resources: frozenset[str]
     labelled: frozenset[str]  # model kinds that have a `model label`
-    quantities: Mapping[nodes.Limit, Quantity]  # the limits that parse
+    quantities: Mapping[int, Quantity]  # id(limit) -> value, for the limits that parse
+    # Memos, filled as the rules ask: each group's limits and cash by id, keys split once.
+    _limits: dict[int, dict[str, nodes.Limit]] = field(default_factory=dict)
+    _cash: dict[int, dict[str, nodes.Cash]] = field(default_factory=dict)
+    _splits: dict[str, _Key] = field(default_factory=dict)
 
     @classmethod
     def build(cls, sources: loader.Sources) -> _Policy:
@@ -117,30 +122,45 @@ class _Policy:
         )
 
     def limits(self, group: nodes.Group) -> dict[str, nodes.Limit]:
-        """The group's limits by key, first value wins (repeats are E107)."""
-        out: dict[str, nodes.Limit] = {}
-        for stmt in group.body:
-            if isinstance(stmt, nodes.Limit):
-                out.setdefault(stmt.key, stmt)
+        """The group's limits by key, first value wins (repeats are E107). Do not mutate."""
+        out = self._limits.get(id(group))
+        if out is None:
+            out = self._limits[id(group)] = {}
+            for stmt in group.body:
+                if isinstance(stmt, nodes.Limit):
+                    out.setdefault(stmt.key, stmt)
         return out
 
     def cash(self, group: nodes.Group) -> dict[str, nodes.Cash]:
-        """The group's cash budgets by key, first one wins (repeats are E107)."""
-        out: dict[str, nodes.Cash] = {}
-        for stmt in group.body:
-            if isinstance(stmt, nodes.Cash):
-                out.setdefault(stmt.key, stmt)
+        """The group's cash budgets by key, first one wins (repeats are E107). Do not mutate."""
+        out = self._cash.get(id(group))
+        if out is None:
+            out = self._cash[id(group)] = {}
+            for stmt in group.body:
+                if isinstance(stmt, nodes.Cash):
+                    out.setdefault(stmt.key, stmt)
         return out
 
+    def quantity(self, limit: nodes.Limit) -> Quantity | None:
+        """The limit's value, None when it does not parse (E109)."""
+        return self.quantities.get(id(limit))
 
-def _parse_all(groups: Iterable[nodes.Group]) -> dict[nodes.Limit, Quantity]:
-    """Parse every limit once; malformed ones are left out (and reported as E109)."""
-    out: dict[nodes.Limit, Quantity] = {}
+    def split(self, key: str) -> _Key:
+        """`key` split with this policy's gpu resources (see `_split`)."""
+        found = self._splits.get(key)
+        if found is None:
+            found = self._splits[key] = _split(key, self.gpu_resources)
+        return found
+
+
+def _parse_all(groups: Iterable[nodes.Group]) -> dict[int, Quantity]:
+    """Parse every limit once, by id; malformed ones are left out (and reported as E109)."""
+    out: dict[int, Quantity] = {}
     for group in groups:
         for stmt in group.body:
             if isinstance(stmt, nodes.Limit):
                 with contextlib.suppress(QuantityError):
-                    out[stmt] = parse_quantity(stmt.quantity)
+                    out[id(stmt)] = parse_quantity(stmt.quantity)
     return out
 
 
@@ -167,6 +187,12 @@ def _model_kind(base: str, gpu_resources: frozenset[str]) -> str | None:
     if klass == "extended" and extended_name(base) in gpu_resources:
         return "gpu"
     return None
+
+
+@lru_cache(maxsize=4096)
+def _hours_of(text: str) -> Fraction:
+    """A cash amount as written (`12.5`), exactly; amounts repeat, so parse each once."""
+    return Fraction(text)
 
 
 def _hours(value: Fraction) -> str:
@@ -302,7 +328,7 @@ def _repeated_modes(group: nodes.Group) -> Iterator[Diagnostic]:
 
 def _key_name(key: str, span: nodes.Span, policy: _Policy) -> list[Diagnostic]:
     """E111, W102, W104: whether the key is a name ResourceQuota knows and can be charged."""
-    split = _split(key, policy.gpu_resources)
+    split = policy.split(key)
     if is_limits_extended(split.base):
         return [_limits_extended(key, split.base, span)]
     if not split.known:
@@ -355,12 +381,12 @@ def _unlabelled_model(key: str, base: str, span: nodes.Span, policy: _Policy) ->
 
 def _limit_quantity(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:
     """E109, E110, W103: the value parses, fits the resource, and has a plausible unit."""
-    quantity = policy.quantities.get(limit)
+    quantity = policy.quantity(limit)
     if quantity is None:
         return [_malformed(limit)]
     if quantity.nanos < 0:
         return [_negative(limit)]
-    split = _split(limit.key, policy.gpu_resources)
+    split = policy.split(limit.key)
     if not split.known:
         return []  # W102 already; its unit cannot be judged
     klass = resource_class(split.base)
@@ -434,20 +460,20 @@ def _model_over_generic(group: nodes.Group, policy: _Policy) -> Iterator[Diagnos
     """W101: a model limit above its generic limit can never be reached (prefix rule)."""
     limits = policy.limits(group)
     for key, limit in limits.items():
-        split = _split(key, policy.gpu_resources)
+        split = policy.split(key)
         generic = limits.get(split.base) if split.model is not None else None
         if generic is None:
             continue
-        mine, theirs = policy.quantities.get(limit), policy.quantities.get(generic)
+        mine, theirs = policy.quantity(limit), policy.quantity(generic)
         if mine is not None and theirs is not None and theirs < mine:
             yield _pointless_model(group, key, str(mine), split.base, str(theirs), limit.key_span)
     cash = policy.cash(group)
     for key, budget in cash.items():
-        split = _split(key, policy.gpu_resources)
+        split = policy.split(key)
         other = cash.get(split.base) if split.model is not None else None
         if other is None or other.period != budget.period:
             continue
-        if Fraction(other.hours) < Fraction(budget.hours):
+        if _hours_of(other.hours) < _hours_of(budget.hours):
             yield _pointless_model(
                 group, f"cash {key}", f"{budget.hours}h", split.base, f"{other.hours}h", budget.key_span
             )
@@ -557,12 +583,12 @@ def _over_allocated_limits(
 ) -> Iterator[Diagnostic]:
     """E105: children's hard limits are carved out of the parent's and cannot exceed it."""
     for key, limit in policy.limits(parent).items():
-        hard = policy.quantities.get(limit)
+        hard = policy.quantity(limit)
         shares: list[tuple[str, Quantity | None]] = []
         for child in kids:
             own = policy.limits(child).get(key)
             if own is not None:
-                shares.append((child.name, policy.quantities.get(own)))
+                shares.append((child.name, policy.quantity(own)))
         known = [(name, q) for name, q in shares if q is not None]
         if hard is None or not known or len(known) < len(shares):
             continue  # nothing carved, or a malformed value (E109) makes the sum unknown
@@ -586,12 +612,12 @@ def _over_allocated_cash(
     """E106: cash budgets carve like limits, per key and (equal) period."""
     for key, budget in policy.cash(parent).items():
         shares = [
-            (child.name, Fraction(own.hours))
+            (child.name, _hours_of(own.hours))
             for child in kids
             if (own := policy.cash(child).get(key)) is not None and own.period == budget.period
         ]
         total = sum((hours for _, hours in shares), Fraction(0))
-        limit = Fraction(budget.hours)
+        limit = _hours_of(budget.hours)
         if shares and total > limit:
             listed = ", ".join(f"{name} {_hours(hours)}h" for name, hours in shares)
             yield Diagnostic(

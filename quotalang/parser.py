@@ -46,24 +46,27 @@ _TERMINAL_NAMES = {
 }
 
 
+def _grammar() -> str:
+    return resources.files("quotalang").joinpath("grammar.lark").read_text(encoding="utf-8")
+
+
 @lru_cache(maxsize=1)
 def _lark() -> lark.Lark:
-    grammar = resources.files("quotalang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return lark.Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+@lru_cache(maxsize=1)
+def _keywords() -> frozenset[str]:
+    """Every word the grammar spells out. Lark's contextual lexer may read one as a keyword
+    where a name or key is also expected (LALR merges the look-aheads of `_NL*`: `group`
+    starts a statement line only as a keyword), so the fast path leaves them all to lark."""
+    return frozenset(re.findall(r'"([a-z]+)"', _grammar()))
 
 
 def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
     """Parse `text`; raise `PolicyError` (code E00x) on a syntax error."""
-    try:
-        tree = _lark().parse(text)
-    except UnexpectedInput as exc:
-        raise PolicyError([_diagnose(exc, text, filename)], {filename: text}) from None
-    try:
-        items = cast(list[Any], _Build(filename).transform(tree))
-    except RecursionError:
-        span = nodes.Span(filename, 1, 1, 1, 2)
-        problem = Diagnostic("E001", "expression nested too deeply", span, "split it into simpler parts")
-        raise PolicyError([problem], {filename: text}) from None
+    fast = _fast_items(text, filename)
+    items = fast if fast is not None else _lark_items(text, filename)
     comments = tuple(_comments(text, filename))
     return nodes.PolicyFile(
         path=filename,
@@ -74,6 +77,21 @@ def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
         comments=comments,
         items=tuple(items),
     )
+
+
+def _lark_items(text: str, filename: str) -> list[Any]:
+    """The whole file through lark: the reference reading, and its syntax errors."""
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as exc:
+        raise PolicyError([_diagnose(exc, text, filename)], {filename: text}) from None
+    try:
+        items = cast(list[Any], _Build(filename).transform(tree))
+    except RecursionError:
+        span = nodes.Span(filename, 1, 1, 1, 2)
+        problem = Diagnostic("E001", "expression nested too deeply", span, "split it into simpler parts")
+        raise PolicyError([problem], {filename: text}) from None
+    return items
 
 
 def _comments(text: str, filename: str) -> list[nodes.Comment]:
@@ -334,3 +352,193 @@ def _split_path(body: str) -> list[str]:
             current.append(char)
     out.append("".join(current))
     return out
+
+
+# ------------------------------------------------------------------ the fast path
+# Most of a large policy is `group` blocks of one statement per line. Those are
+# read here line by line, with the grammar's own terminal patterns, and only
+# when every line has the plain shape below; any other top-level text goes to
+# lark in slices (padded with new lines so lines and columns stay exact). When
+# anything does not fit, or lark rejects a slice, the whole file is parsed by
+# lark as before, so results and syntax errors are lark's own.
+_NAME = re.compile(r"[a-z0-9]([a-z0-9\-_.]*[a-z0-9])?")
+_KEY = re.compile(r"[a-z][A-Za-z0-9_.\-\/]*")
+_QUANTITY = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?")
+_HOURS = re.compile(r"[0-9]+(\.[0-9]+)?h")
+_RUN = re.compile(r"[^ \t]+")
+# `KEY QUANTITY`, the line most groups are made of.
+_PAIR = re.compile(r"[ \t]*([^ \t#]+)[ \t]+([^ \t#]+)[ \t]*(?:#.*)?")
+_BLANK = re.compile(r"[ \t]*(#[^\n]*)?")
+_MODES = frozenset({"enforce", "warn", "audit"})
+_PERIODS = frozenset({"day", "week", "month"})
+
+
+class _Seen:
+    """Tokens already found to be whole terminals, per file: keys and quantities repeat a lot."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()  # limit keys: whole KEY (or POD_KEY) terminals
+        self.quantities: set[str] = set()  # whole QUANTITY terminals
+        self.other: dict[tuple[str, str], bool] = {}
+
+
+def _whole(pattern: re.Pattern[str], token: str, seen: _Seen) -> bool:
+    """Whether lark's lexer would read all of `token` as one `pattern` terminal."""
+    known = seen.other.get((pattern.pattern, token))
+    if known is None:
+        match = pattern.match(token)
+        known = seen.other[(pattern.pattern, token)] = match is not None and match.end() == len(token)
+    return known
+
+
+def _tokens(line: str) -> list[tuple[int, str]]:
+    """(0-based column, text) of each run of non-blanks before a comment."""
+    cut = line.find("#")
+    return [(m.start(), m.group()) for m in _RUN.finditer(line, 0, len(line) if cut < 0 else cut)]
+
+
+def _fast_items(text: str, filename: str) -> list[Any] | None:
+    lines = text.split("\n")
+    items: list[Any] = []
+    seen = _Seen()
+    pending_start = 0  # first line (0-based) not yet given to lark or read here
+    index = 0
+    count = len(lines)
+    while index < count:
+        line = lines[index]
+        if not (line.startswith("group") and line[5:6] in (" ", "\t")):
+            index += 1
+            continue
+        if any(not _BLANK.fullmatch(lines[i]) for i in range(pending_start, index)):
+            sliced = _lark_slice(lines, pending_start, index, filename)
+            if sliced is None:
+                return None
+            items.extend(sliced)
+        read = _fast_group(lines, index, filename, seen)
+        if read is None:
+            return None
+        group, index = read
+        items.append(group)
+        pending_start = index
+    if any(not _BLANK.fullmatch(lines[i]) for i in range(pending_start, count)):
+        sliced = _lark_slice(lines, pending_start, count, filename)
+        if sliced is None:
+            return None
+        items.extend(sliced)
+    return items
+
+
+def _lark_slice(lines: list[str], start: int, stop: int, filename: str) -> list[Any] | None:
+    """Lines [start, stop) through lark, at their true line numbers; None on any failure."""
+    text = "\n" * start + "\n".join(lines[start:stop])
+    try:
+        return cast(list[Any], _Build(filename).transform(_lark().parse(text)))
+    except (UnexpectedInput, RecursionError):
+        return None
+
+
+def _fast_group(
+    lines: list[str], index: int, filename: str, seen: _Seen
+) -> tuple[nodes.Group, int] | None:
+    """Read `group NAME [in NAME] {` ... `}` from lines[index]; the group and the next line."""
+    Span = nodes.Span
+    header = _tokens(lines[index])
+    if not header or not header[-1][1].endswith("{"):
+        return None
+    column, last = header[-1]
+    if last == "{":
+        header.pop()
+    else:
+        header[-1] = (column, last[:-1])
+    number = index + 1
+    if len(header) == 2:
+        parent = None
+    elif len(header) == 4 and header[2][1] == "in":
+        parent = header[3]
+    else:
+        return None
+    name = header[1]
+    keywords = _keywords()
+    for token in (name, parent):
+        if token is not None and (token[1] in keywords or not _whole(_NAME, token[1], seen)):
+            return None
+    if header[0][1] != "group":
+        return None
+    name_span = Span(filename, number, name[0] + 1, number, name[0] + 1 + len(name[1]))
+    parent_span = (
+        Span(filename, number, parent[0] + 1, number, parent[0] + 1 + len(parent[1])) if parent else None
+    )
+    body: list[nodes.GroupStmt] = []
+    append = body.append
+    pair = _PAIR.fullmatch
+    keys, quantities = seen.keys, seen.quantities
+    count = len(lines)
+    index += 1
+    while index < count:
+        number = index + 1
+        line = lines[index]
+        index += 1
+        found = pair(line)
+        if found is not None and (first := found.group(1)) != "mode":
+            value = found.group(2)
+            if first not in keys:
+                if (first in keywords and first != "pods") or not _whole(_KEY, first, seen):
+                    return None
+                keys.add(first)
+            if value not in quantities:
+                if not _whole(_QUANTITY, value, seen):
+                    return None
+                quantities.add(value)
+            first_col, value_col = found.start(1), found.start(2)
+            value_end = value_col + 1 + len(value)
+            append(
+                nodes.Limit(
+                    first,
+                    value,
+                    Span(filename, number, first_col + 1, number, value_end),
+                    Span(filename, number, first_col + 1, number, first_col + 1 + len(first)),
+                    Span(filename, number, value_col + 1, number, value_end),
+                )
+            )
+            continue
+        if line.strip(" \t") == "}":
+            group_span = Span(filename, name_span.line, 1, number, line.index("}") + 2)
+            parent_name = parent[1] if parent else None
+            return nodes.Group(name[1], parent_name, tuple(body), group_span, name_span, parent_span), index
+        tokens = _tokens(line)
+        size = len(tokens)
+        if size == 0:
+            continue
+        first_col, first = tokens[0]
+        if first == "}" and size == 1:  # with a comment
+            group_span = Span(filename, name_span.line, 1, number, first_col + 2)
+            parent_name = parent[1] if parent else None
+            return nodes.Group(name[1], parent_name, tuple(body), group_span, name_span, parent_span), index
+        elif first == "mode" and size == 2 and tokens[1][1] in _MODES:
+            value_col, value = tokens[1]
+            span = Span(filename, number, first_col + 1, number, value_col + 1 + len(value))
+            append(nodes.ModeStmt(cast(Any, value), span))
+        elif first == "cash" and size in (3, 5):
+            (key_col, key_text), (hours_col, hours) = tokens[1], tokens[2]
+            if key_text in keywords or not _whole(_KEY, key_text, seen) or not _whole(_HOURS, hours, seen):
+                return None
+            period: str | None = None
+            end_col, end_text = hours_col, hours
+            if size == 5:
+                if tokens[3][1] != "per" or tokens[4][1] not in _PERIODS:
+                    return None
+                period = tokens[4][1]
+                end_col, end_text = tokens[4]
+            append(
+                nodes.Cash(
+                    key_text,
+                    hours[:-1],
+                    cast(Any, period),
+                    Span(filename, number, first_col + 1, number, end_col + 1 + len(end_text)),
+                    Span(filename, number, key_col + 1, number, key_col + 1 + len(key_text)),
+                    Span(filename, number, hours_col + 1, number, hours_col + 1 + len(hours)),
+                )
+            )
+        else:
+            return None
+    return None

@@ -1,0 +1,153 @@
+"""The parser's line-by-line reading of `group` blocks agrees with lark's, node for node.
+
+`parser.parse` reads plain group blocks itself (for compile speed) and hands
+everything else to lark; whatever it reads must equal what lark alone builds,
+spans included, and any file it cannot read must fail exactly as lark fails.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quotalang import parser
+from quotalang.errors import PolicyError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reference(text: str) -> object:
+    try:
+        return parser._lark_items(text, "f.quota")
+    except PolicyError as exc:
+        return [(d.code, d.message, str(d.span), d.hint) for d in exc.diagnostics]
+
+
+def _ours(text: str) -> object:
+    try:
+        return list(parser.parse(text, "f.quota").items)
+    except PolicyError as exc:
+        return [(d.code, d.message, str(d.span), d.hint) for d in exc.diagnostics]
+
+
+def _agree(text: str) -> None:
+    assert _ours(text) == _reference(text)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in glob.glob(str(ROOT / "**" / "*.quota"), recursive=True) if "/.venv/" not in p),
+)
+def test_shipped_policies(path: str) -> None:
+    _agree(Path(path).read_text(encoding="utf-8"))
+
+
+PLAIN = """\
+# a policy
+settings {
+  group label "g"
+}
+
+group root {   # the top
+  limits.cpu 100
+\trequests.nvidia.com/gpu.A100   8Ti# model
+  pods 20
+
+  # a comment line
+  cash requests.nvidia.com/gpu 100h per week
+  cash limits.cpu 12.5h
+  mode warn
+}
+group team-a in root{
+  limits.cpu 1e3
+  mode audit
+   }
+kind apps/v1 Deployment {
+  pods {
+    template spec.template
+  }
+}
+group last in team-a {
+}
+"""
+
+
+def test_plain_policy_is_read_fast_and_exactly() -> None:
+    assert parser._fast_items(PLAIN, "f.quota") is not None
+    _agree(PLAIN)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "group a {}\n",
+        "group a { limits.cpu 1 }\n",
+        "group a {\n  limits.cpu 1\n} group b {\n}\n",
+        "group a {\n  limits.cpu 8x\n}\n",
+        "group a {\n  limits.cpu 1E5i\n}\n",
+        "group a {\n  cash 5\n}\n",
+        "group a {\n  mode 5\n}\n",
+        "group a {\n  mode enforcex\n}\n",
+        "group a {\n  in 5\n}\n",
+        "group a {\n  limits.cpu 1\n",
+        "group a.b. {\n}\n",
+        "group a in {\n}\n",
+        "group a {\r\n  limits.cpu 1\r\n}\r\n",
+        "settings {\ngroup label \"x\"\n}\n",
+        "settings {\n  warn at 90%\n",
+        "group a {\n  cash requests.cpu 5h per year\n}\n",
+        "group a {\n  cash pods 5h\n  cash cash 1h per day\n}\n",
+        "group a {\n  limits.cpu 1 2\n}\n",
+        "group a {\n  limits.cpu\n}\n",
+        "group a {\n  limits.cpu 1#c\n  }#d\n",
+        "kind apps/v1 X {\n  pods {\n    template spec.t\n  }\n}\ngroup a {\n  limits.cpu 1\n}\n",
+    ],
+)
+def test_edge_cases_agree(text: str) -> None:
+    _agree(text)
+
+
+TOKENS = [
+    "group", "in", "a", "b", "root", "{", "}", "mode", "warn", "enforce", "cash", "per", "week", "year",
+    "pods", "limits.cpu", "requests.nvidia.com/gpu.A100", "Limits.cpu", "8", "500m", "8Ti", "1e3", "1E5i",
+    ".5", "+1", "-1", "1e", "10h", "1.5h", "#c", "\t", "\r", "", '"x"', "settings", "kind", "a.b.",
+]
+
+STATEMENTS = [
+    "limits.cpu 8", "pods 20", "requests.nvidia.com/gpu.A100 4", "limits.memory 32Gi", "count/pods 1",
+    "cpu 2", "in 5", "mode warn", "mode enforce", "cash requests.nvidia.com/gpu 100h per week",
+    "cash limits.cpu 12.5h", "cash pods 1h per day", "limits.cpu -1", "limits.cpu 1e3 # c", "", "#c",
+]
+
+
+@st.composite
+def _policies(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 3))):
+        parent = draw(st.sampled_from(["", " in root", " in b"]))
+        lines.append(f"group {draw(st.sampled_from(['a', 'b', 'root']))}{parent} {{")
+        for _ in range(draw(st.integers(0, 4))):
+            if draw(st.booleans()):
+                words = draw(st.sampled_from(STATEMENTS)).split(" ")
+            else:
+                words = draw(st.lists(st.sampled_from(TOKENS), min_size=0, max_size=5))
+            gap = draw(st.sampled_from([" ", "  ", "\t", " \t"]))
+            lines.append(draw(st.sampled_from(["", "  ", "\t"])) + gap.join(words))
+        lines.append(draw(st.sampled_from(["}", "  }", "} # end", "}}", ""])))
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_policies())
+def test_generated_group_blocks_agree(text: str) -> None:
+    _agree(text)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([*TOKENS, "\n", " "]), max_size=40).map(" ".join))
+def test_token_soup_agrees(text: str) -> None:
+    _agree(text)
