@@ -125,8 +125,8 @@ class Reconciler:
             self._workload(source, event, obj, policy)
         self._pod(event, obj, policy)
 
-    def replace(self, source: str, items: list[dict[str, Any]]) -> None:
-        """A full listing: observe what changed, forget what is gone.
+    def replace(self, source: str, items: Iterable[dict[str, Any]]) -> None:
+        """A full listing, read once page by page: observe what changed, forget what is gone.
 
         Objects at the version already seen (under the same policy) are
         skipped, so a periodic relist of an unchanged cluster is cheap.
@@ -137,21 +137,29 @@ class Reconciler:
         policy = self._policy()
         if policy is None:
             return
-        if source == PODS:
-            self._replace_pods(items, policy)
-            if ("v1", "Pod") not in policy.kinds:
-                return
+        pods = source == PODS
+        workloads = not pods or ("v1", "Pod") in policy.kinds  # bare pods are workloads too
         listed: set[ObjectKey] = set()
+        uids: set[str] = set()
         for obj in items:
-            key = ObjectKey.of(obj)
-            listed.add(key)
-            seen = self._seen.get(key)
-            if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
-                self._workload(source, "MODIFIED", obj, policy)
-        with self._lock:
-            gone = self._by_source.get(source, set()) - listed
-        for key in gone:
-            self._forget(source, key)
+            if pods:
+                uid = str(_meta(obj).get("uid") or "")
+                uids.add(uid)
+                if self._pods.get(uid) != (_version(obj), policy.checksum) or uid in self._unresolved:
+                    self._pod("MODIFIED", obj, policy)
+            if workloads:
+                key = ObjectKey.of(obj)
+                listed.add(key)
+                seen = self._seen.get(key)
+                if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
+                    self._workload(source, "MODIFIED", obj, policy)
+        if pods:
+            self._end_pods(uids)
+        if workloads:
+            with self._lock:
+                gone = self._by_source.get(source, set()) - listed
+            for key in gone:
+                self._forget(source, key)
 
     def recompute(self) -> None:
         """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
@@ -251,17 +259,11 @@ class Reconciler:
             else:
                 self._runs.pop(uid, None)
 
-    def _replace_pods(self, items: list[dict[str, Any]], policy: CompiledPolicy) -> None:
-        """Pods of a listing: read those not seen at this version; end the runs of those gone."""
-        listed = set()
-        for pod in items:
-            uid = str(_meta(pod).get("uid") or "")
-            listed.add(uid)
-            if self._pods.get(uid) != (_version(pod), policy.checksum) or uid in self._unresolved:
-                self._pod("MODIFIED", pod, policy)
+    def _end_pods(self, listed: set[str]) -> None:
+        """End the runs of pods a complete listing no longer holds (deleted while nobody watched)."""
         now = self._clock()
         with self._lock:
-            for uid in self._pods.keys() - listed:  # deleted while nobody watched
+            for uid in self._pods.keys() - listed:
                 del self._pods[uid]
                 self._unresolved.pop(uid, None)
                 run = self._runs.get(uid)

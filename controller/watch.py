@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,8 +41,8 @@ WATCH_SECONDS = 60  # the server ends each watch after this; resuming is cheap
 
 
 class WatchSink(Protocol):
-    def replace(self, source: str, items: list[dict[str, Any]]) -> None:
-        """A full listing of `source`: objects not in it are gone."""
+    def replace(self, source: str, items: Iterable[dict[str, Any]]) -> None:
+        """A full listing of `source`, consumed once as it arrives: objects not in it are gone."""
 
     def apply(self, source: str, event: str, obj: dict[str, Any]) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
@@ -165,35 +165,51 @@ class Watcher:
 
     # --------------------------------------------------------- one round
     def list_once(self) -> str:
-        """LIST every page, hand the listing to the sink; return the list's resourceVersion."""
-        items: list[dict[str, Any]] = []
-        query: dict[str, Any] = {"limit": self.page_size}
-        while True:
-            try:
-                page = self.api.request("GET", self.path, query=query, timeout=60.0)
-            except ApiError as exc:
-                if exc.status == 410:  # the continue token expired mid-listing: start over
-                    raise Gone(str(exc)) from None
-                if exc.status == 404:
-                    if self.served:
-                        LOG.warning("%s is not served by the apiserver (404): counted as empty until it is",
-                                    self.source)
-                    self.served = False
-                    self.sink.replace(self.source, [])
-                    self.listed.set()
-                    return ""
+        """LIST every page into the sink; return the list's resourceVersion.
+
+        The sink consumes the listing page by page as it arrives (a listing of
+        100,000 pods is never held whole); a failure midway raises out of the
+        sink's loop, so a partial listing never makes the sink forget anything.
+        """
+        try:
+            first = self._page(None)
+        except ApiError as exc:
+            if exc.status != 404:
                 raise
-            items.extend(_typed(page))
-            meta = page.get("metadata") or {}
-            token = meta.get("continue")
-            if not token:
-                break
-            query = {"limit": self.page_size, "continue": token}
+            if self.served:
+                LOG.warning("%s is not served by the apiserver (404): counted as empty until it is", self.source)
+            self.served = False
+            self.sink.replace(self.source, [])
+            self.listed.set()
+            return ""
+        version = [str((first.get("metadata") or {}).get("resourceVersion") or "")]
+
+        def items() -> Iterator[dict[str, Any]]:
+            page = first
+            while True:
+                yield from _typed(page)
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    return
+                page = self._page(str(token))
+                version[0] = str((page.get("metadata") or {}).get("resourceVersion") or version[0])
+
+        self.sink.replace(self.source, items())
         self.served = True
         self.stats.lists += 1
-        self.sink.replace(self.source, items)
         self.listed.set()
-        return str(meta.get("resourceVersion") or "")
+        return version[0]
+
+    def _page(self, token: str | None) -> dict[str, Any]:
+        query: dict[str, Any] = {"limit": self.page_size}
+        if token is not None:
+            query["continue"] = token
+        try:
+            return self.api.request("GET", self.path, query=query, timeout=60.0)
+        except ApiError as exc:
+            if exc.status == 410:  # the continue token expired mid-listing: start over
+                raise Gone(str(exc)) from None
+            raise
 
     def watch_once(self, version: str, seconds: int) -> str:
         """WATCH from `version` for at most `seconds`; return the version to resume from."""

@@ -8,12 +8,14 @@ may spend 100 cpu-hours per week.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from controller.ledger import MemoryLedger, ObjectKey
 from controller.reconcile import PODS, Reconciler, slim
+from controller.watch import Gone
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.loader import load_text
 
@@ -229,6 +231,18 @@ def test_a_listing_forgets_what_was_deleted_while_nobody_watched(
     reconciler.replace(DEPLOYMENTS, [deployment("y", replicas=3)])
     assert cpu(ledger, "a") == 3 * CPU
     assert ledger.lookup(key("x")) is None
+
+
+def test_a_listing_that_fails_midway_forgets_nothing(reconciler: Reconciler, ledger: MemoryLedger) -> None:
+    reconciler.replace(DEPLOYMENTS, [deployment("x", replicas=2), deployment("y", replicas=3)])
+
+    def pages() -> Iterator[dict[str, Any]]:
+        yield deployment("x", replicas=2)
+        raise Gone("the continue token expired")  # page two never came: y is not known to be gone
+
+    with pytest.raises(Gone):
+        reconciler.replace(DEPLOYMENTS, pages())
+    assert cpu(ledger, "a") == 5 * CPU
 
 
 def test_a_new_policy_recomputes_usage_on_the_next_listing(ledger: MemoryLedger, policy: CompiledPolicy) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,8 @@ class Recorder:
         self.listings: list[list[str]] = []
         self.events: list[tuple[str, str]] = []
 
-    def replace(self, source: str, items: list[dict[str, Any]]) -> None:
+    def replace(self, source: str, items: Iterable[dict[str, Any]]) -> None:
+        items = list(items)  # a listing is consumed once, as it arrives
         assert all((i["apiVersion"], i["kind"]) == ("v1", "ConfigMap") for i in items)  # typed like events
         with self.lock:
             self.listings.append(sorted(i["metadata"]["name"] for i in items))
