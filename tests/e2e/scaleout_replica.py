@@ -1,6 +1,8 @@
-"""One webhook replica on the kubernetes store, as a process: the scale-out tests and bench_store run several.
+"""One webhook replica on the kubernetes store, as a process: bench/bench_store.py runs several.
 
-It is `quotalang serve` reduced to what these tests need (plain HTTP on
+(tests/e2e/test_scaleout.py runs the real `quotalang serve --store kubernetes` instead.)
+
+It is `quotalang serve` reduced to what the benchmark needs (plain HTTP on
 127.0.0.1, the requests are addressed to it directly), built from the same
 parts: `create_app` over `server.stores.kubernetes_store`. `--cash` stands in
 for the controller's accrual while leading: every `--tick` seconds it accrues

@@ -1,18 +1,26 @@
-"""Several webhook replicas on one shared ledger (the kubernetes store) against a real apiserver.
+"""Several `quotalang serve --store kubernetes` replicas on one shared ledger, against a real apiserver.
 
-Replicas are separate processes (`scaleout_replica.py`: `create_app` over
-`server.stores.kubernetes_store`), addressed directly with AdmissionReviews
-as the apiserver sends them, `?timeout=` included. Numbers by hand: group
-`ml` may use 5 cpu; every `web-N` runs one pod requesting 1 cpu, so five fit.
-Cash: the leader accrues 1 GPU per second (1000 nano-GPU per microsecond)
-from the stored last accrual time, so at any moment the stored cash must be
-exactly 1000 × (lastAccrual − periodStart in µs): an interval accrued twice
-would show as more.
+Each replica is the real server as a process: `python -m server.cli serve
+--store kubernetes --kubeconfig ... --lease-namespace default --insecure-http`
+with `POD_NAME=r1`, `r2`, ... (its replica name and Lease identity). Every
+replica admits with a compare-and-swap on the group's QuotaLedger; the one
+holding the Lease runs the controller (watches, reconciliation, cash
+accrual). The tests address the replicas directly over plain HTTP on
+127.0.0.1 with AdmissionReviews as the apiserver sends them, `?timeout=`
+included; no webhook is registered, so nothing the tests create in the
+cluster is admitted by them.
+
+Numbers by hand: group `ml` may use 5 cpu; every `web-N` runs one pod
+requesting 1 cpu, so five fit. Cash: one real Pod of group `ml` holding
+2 cpu, scheduled 10 minutes before the replicas start, so the leader accrues
+2 cpu-seconds per second of wall time (2 × 10⁹ nano-cpu × 1 s) from the later
+of (its scheduled time, this week's Monday 00:00 UTC).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -20,12 +28,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from kube_cluster import ROOT, Cluster, free_port, wait_until
+
+from controller.cash import period_start
+from controller.kubeapi import KubeApi
+from controller.ledger_crd import parse_time
 
 POLICY = """\
 settings {
@@ -37,18 +50,21 @@ group root {
   requests.cpu              100
   requests.nvidia.com/gpu    16
   cash requests.nvidia.com/gpu 1000h per week
+  cash requests.cpu            1000h per week
 }
 
 group ml in root {
   requests.cpu                5
   requests.nvidia.com/gpu     8
   cash requests.nvidia.com/gpu  500h per week
+  cash requests.cpu             500h per week
 }
 
 group lab in root {
   requests.cpu               50
   requests.nvidia.com/gpu     8
   cash requests.nvidia.com/gpu  500h per week
+  cash requests.cpu             500h per week
 }
 
 kind apps/v1 Deployment {
@@ -62,11 +78,12 @@ kind apps/v1 Deployment {
 CPU = 10**9
 LEDGERS = "/apis/quotalang.dev/v1alpha1/quotaledgers"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/quotalang-ledger-leader"
+NAMESPACE = "e2e-scaleout"  # where the cash test's pod runs
 _uids = itertools.count(1)
 
 
 class Replica:
-    """One replica process; `kill()` is SIGKILL (no lease release), `stop()` a clean SIGTERM."""
+    """One `quotalang serve --store kubernetes` process; `kill()` is SIGKILL (no lease release), `stop()` SIGTERM."""
 
     def __init__(self, cluster: Cluster, policy: Path, folder: Path, name: str, *args: str) -> None:
         self.cluster, self.policy, self.name, self.args = cluster, policy, name, args
@@ -77,11 +94,13 @@ class Replica:
     def start(self) -> Replica:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("scaleout_replica.py")), "--policy",
-                 str(self.policy), "--port", str(self.port), "--kubeconfig", str(self.cluster.kubeconfig),
-                 "--replica", self.name, *self.args],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                [sys.executable, "-m", "server.cli", "serve", "--policy", str(self.policy),
+                 "--insecure-http", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--kubeconfig", str(self.cluster.kubeconfig), "--store", "kubernetes",
+                 "--lease-namespace", "default", "--log-format", "json", *self.args],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "POD_NAME": self.name},
             )
+        # The leader is ready once its controller has listed the cluster; a follower at once.
         wait_until(self.ready, f"replica {self.name}", 60, self.process, self.log)
         return self
 
@@ -95,12 +114,15 @@ class Replica:
         assert self.process is not None
         self.process.send_signal(sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
-            self.process.wait(15)
+            self.process.wait(20)  # SIGTERM: a graceful stop (the controller's last accrual, the Lease released)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
-            self.kill(signal.SIGTERM)
+            try:
+                self.kill(signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
 
     def admit(self, name: str, cpu: str = "1", group: str = "ml", timeout: str = "5s") -> dict[str, Any]:
         body = review(name, cpu, group)
@@ -155,6 +177,37 @@ def replicas(cluster: Cluster, tmp_path: Path) -> Iterator[StartReplica]:
         replica.stop()
 
 
+@pytest.fixture
+def trainer(cluster: Cluster) -> Iterator[int]:
+    """A real pod of group ml holding 2 cpu, bound to node-1, Running, scheduled 600 s ago; yields that time.
+
+    No scheduler or kubelet runs here: the test writes what they would (the
+    binding as `spec.nodeName`, then phase and `PodScheduled` through the
+    status subresource). Deleted (grace 0: no kubelet will confirm) after.
+    """
+    cluster.ensure_namespace(NAMESPACE)
+    pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    api = KubeApi.from_config(str(cluster.kubeconfig))
+    try:
+        api.request("POST", pods, body={
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "trainer", "namespace": NAMESPACE, "labels": {"team": "ml"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.example/app:1",
+                                                           "resources": {"requests": {"cpu": "2"}}}]}})
+        scheduled = int(time.time()) - 600  # whole seconds: the condition's time has no fraction
+        stamp = datetime.fromtimestamp(scheduled, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        api.request("PATCH", f"{pods}/trainer/status",
+                    body={"status": {"phase": "Running", "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp}]}},
+                    content_type="application/merge-patch+json")
+        yield scheduled
+    finally:
+        try:
+            api.request("DELETE", f"{pods}/trainer", query={"gracePeriodSeconds": "0"})
+        finally:
+            api.close()
+
+
 def ledger(cluster: Cluster, group: str) -> dict[str, Any]:
     with cluster.http() as api:
         answer = api.get(f"{LEDGERS}/{group}")
@@ -174,16 +227,10 @@ def holder(cluster: Cluster) -> str:
     return str(answer.json()["spec"].get("holderIdentity") or "") if answer.status_code == 200 else ""
 
 
-def micros(text: str) -> int:
-    from controller.ledger_crd import parse_time
-
-    return round(parse_time(text) * 1_000_000)
-
-
 def test_concurrent_creates_over_three_replicas_admit_exactly_what_fits(
     cluster: Cluster, replicas: StartReplica
 ) -> None:
-    hooks = [replicas(f"r{i}") for i in range(3)]
+    hooks = [replicas(f"r{i}") for i in (1, 2, 3)]
     gate = threading.Barrier(30)
 
     def one(i: int) -> bool:
@@ -192,7 +239,7 @@ def test_concurrent_creates_over_three_replicas_admit_exactly_what_fits(
 
     with ThreadPoolExecutor(30) as pool:
         results = list(pool.map(one, range(30)))
-    assert results.count(True) == 5
+    assert results.count(True) == 5  # 30 requests of 1 cpu each against 5 cpu: exactly 5
     taken = reserved(ledger(cluster, "ml"))
     assert sorted(taken) == sorted(f"web-{i}" for i, ok in enumerate(results) if ok)
     assert sum(taken.values()) == 5 * CPU
@@ -201,46 +248,90 @@ def test_concurrent_creates_over_three_replicas_admit_exactly_what_fits(
 
 
 def test_a_restarted_replica_decides_from_the_shared_ledger_at_once(cluster: Cluster, replicas: StartReplica) -> None:
-    a, b = replicas("a"), replicas("b")
+    a, b = replicas("r1"), replicas("r2")
     assert b.admit("first", cpu="4")["allowed"]
     b.kill()
-    b = replicas("b-again")
-    assert not b.admit("second", cpu="2")["allowed"]  # 4 + 2 > 5: it knows a's... its predecessor's 4
-    assert a.admit("third", cpu="1")["allowed"]
-    assert not b.admit("fourth", cpu="1")["allowed"]  # and a's 1, written a moment ago
+    b = replicas("r3")  # its successor: a new pod, a new name
+    assert not b.admit("second", cpu="2")["allowed"]  # 4 + 2 > 5: it knows its predecessor's 4
+    assert a.admit("third", cpu="1")["allowed"]  # 4 + 1 = 5 of 5
+    assert not b.admit("fourth", cpu="1")["allowed"]  # 5 + 1 > 5: and r1's 1, written a moment ago
     assert reserved(ledger(cluster, "ml")) == {"first": 4 * CPU, "third": 1 * CPU}
 
 
+NANOS_PER_MS = 2 * CPU // 1000  # 2 cpu for 1 ms = 2 × 10⁹ nano-cpu × 0.001 s = 2,000,000 nano-cpu-seconds
+ROUNDING = 3 * NANOS_PER_MS  # accrual counts whole ms (times kept in µs): a few ms of rounding at most
+
+
 def test_leader_failover_within_the_lease_and_cash_never_accrued_twice(
-    cluster: Cluster, replicas: StartReplica
+    cluster: Cluster, replicas: StartReplica, trainer: int
 ) -> None:
-    args = ("--lease-duration", "3", "--cash", "ml:requests.nvidia.com/gpu:1000000000", "--tick", "0.2")
-    hooks = {name: replicas(name, *args) for name in ("a", "b")}
+    scheduled = trainer
+    # Accrual starts at the later of (scheduled, this week's Monday 00:00 UTC): the pod was scheduled
+    # 600 s before now, so unless the test runs in the first 10 minutes of a week, at `scheduled`.
+    since = max(scheduled, round(period_start("week", time.time()) or scheduled))
+    accrue_interval, lease = 1, 3
+    args = ("--lease-duration", str(lease), "--accrue-interval", str(accrue_interval))
+
+    def cash() -> tuple[int, float]:
+        """(nano-cpu-seconds stored in ml's ledger, its lastAccrual) — checked by hand against the pod."""
+        before = time.time()
+        status = ledger(cluster, "ml")
+        used = int((status.get("cash") or {}).get("requests.cpu", 0))
+        last = parse_time(status["lastAccrual"]) if status.get("lastAccrual") else 0.0
+        if used:
+            # Exactly 2 cpu × (lastAccrual − since), to the ms: every ms accrued once. One interval
+            # accrued twice would add ≥ 1 s × 2 cpu = 2 × 10⁹ (the interval is 1 s); one skipped
+            # (e.g. accrued before the pod was observed) would miss as much — both far above ROUNDING.
+            exact = NANOS_PER_MS * (round(last * 1000) - since * 1000)
+            assert abs(used - exact) <= ROUNDING, f"cash {used} != 2 cpu × (lastAccrual − scheduled) = {exact}"
+            # And against the wall clock: never ahead of now; behind by at most one accrual interval
+            # (1 s) plus a takeover (the lease, 3 s) plus 3 s of slack (the follower's polling, the new
+            # leader's first list and its first accrual 1 s after it starts): ≥ 2 cpu × (now − since
+            # − 7 s), i.e. at most 14 cpu-seconds (14 × 10⁹) behind.
+            assert used <= 2 * CPU * (before - since) + ROUNDING
+            assert used >= 2 * CPU * (before - since - (accrue_interval + lease + 3))
+        return used, last
+
+    hooks = {name: replicas(name, *args) for name in ("r1", "r2")}
     wait_until(lambda: holder(cluster) in hooks, "a leader", 15)
     first = hooks[holder(cluster)]
     other = next(h for h in hooks.values() if h is not first)
+    wait_until(lambda: cash()[0] > 0, "the first accrual", 15)
+    # The first accrual charges the 10 minutes before the webhook started: 2 cpu × 600 s = 1,200
+    # cpu-seconds (1.2 × 10¹², plus 2 × 10⁹ per second since).
+    assert cash()[0] >= 1200 * CPU
     time.sleep(1.5)
+    led, _ = cash()
     # A paused leader (SIGSTOP) is the hard case: it wakes up believing it still leads.
     first.kill(signal.SIGSTOP)
     paused = time.monotonic()
     wait_until(lambda: holder(cluster) == other.name, "the other replica to take over", 10)
     took = time.monotonic() - paused
-    assert took < 3 + 1.5, f"takeover took {took:.1f} s"  # the lease (3 s) plus polling and a request
+    assert took < lease + 1.5, f"takeover took {took:.1f} s"  # the lease (3 s) plus polling and a request
+    # The new leader lists the pod and accrues from the *stored* lastAccrual: the paused leader's
+    # last interval is not accrued again, the gap since it is not lost.
+    wait_until(lambda: cash()[0] > led, "the new leader's first accrual", 10)
     time.sleep(1.0)
     first.kill(signal.SIGCONT)
     time.sleep(1.5)  # the woken one steps down (renew deadline long past) and is fenced if it tries
-    status = ledger(cluster, "ml")
-    cash = int(status["cash"]["requests.nvidia.com/gpu"])
-    span = micros(status["lastAccrual"]) - micros(status["periodStart"])
-    assert cash == 1000 * span  # every microsecond accrued exactly once, across the failover
-    assert span > 2_500_000  # and accrual went on after it (≥ 1.5 s before, ≥ 1 s after)
+    at, last_at = cash()
+    time.sleep(3.0)
+    later, last_later = cash()
+    # Still growing at 2 cpu-seconds per second, under the new leader alone: over the 3 s slept,
+    # about 6 cpu-seconds (exactly 2 cpu × the lastAccrual difference, checked to the ms by cash()).
+    # Each lastAccrual is at most one interval (1 s) plus 0.5 s of upkeep behind its read: over 3 s
+    # of wall time, lastAccrual moved ≥ 3 − 1.5 = 1.5 s (and 2 cpu × 1.5 s = 3 cpu-seconds were added).
+    assert last_later - last_at >= 3.0 - accrue_interval - 0.5
+    assert abs((later - at) - NANOS_PER_MS * round((last_later - last_at) * 1000)) <= ROUNDING
     assert holder(cluster) == other.name
     assert first.metric("quotalang_leader") == 0 and other.metric("quotalang_leader") == 1
+    first.kill(signal.SIGKILL)  # the paused-and-woken one is done; the other stops cleanly after
 
 
 def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: StartReplica) -> None:
-    deny = replicas("deny", "--lease-duration", "3", "--reservation-ttl", "30")
-    allow = replicas("allow", "--lease-duration", "3", "--reservation-ttl", "30", "--failure-mode", "allow")
+    mode = {"r1": "deny", "r2": "allow"}
+    r1 = replicas("r1", "--lease-duration", "3", "--reservation-ttl", "30")
+    r2 = replicas("r2", "--lease-duration", "3", "--reservation-ttl", "30", "--failure-mode", "allow")
     answers: list[tuple[str, str, dict[str, Any]]] = []
     stop = threading.Event()
 
@@ -248,7 +339,7 @@ def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: 
         for i in itertools.count():
             if stop.is_set():
                 return
-            hook = (deny, allow)[i % 2]
+            hook = (r1, r2)[i % 2]
             name = f"job-{i}"
             answers.append((hook.name, name, hook.admit(name, cpu="100m", group="lab", timeout="2s")))
             time.sleep(0.05)
@@ -267,7 +358,7 @@ def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: 
     failed = [(who, r) for who, _, r in answers if "could not decide" in str(r)]
     assert failed, "no request arrived while the apiserver was down"
     for who, response in failed:  # answered per each replica's failure mode, with the reason
-        if who == "deny":
+        if mode[who] == "deny":
             assert not response["allowed"] and response["status"]["code"] == 500
             assert "failure mode deny" in response["status"]["message"]
         else:
@@ -279,8 +370,9 @@ def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: 
     assert set(taken.values()) == {CPU // 10}  # ...once: 100m each, never twice
     failed_names = {name for _, name, r in answers if "could not decide" in str(r)}
     assert set(taken) - decided <= failed_names  # extra ones: writes whose answers were lost
-    # Nothing was created in the cluster, so usage converges to nothing: the leader (re-elected
-    # after the outage) expires every reservation once its 30 s deadline passes (the
-    # restart alone takes 10-15 s here, so a shorter one would expire before the check above).
+    # Nothing was created in the cluster, so usage converges to nothing: the leader's controller
+    # (re-elected after the outage, its watches relisted) expires every reservation once its 30 s
+    # deadline passes (the restart alone takes 10-15 s here, so a shorter one would expire before
+    # the check above).
     wait_until(lambda: not ledger(cluster, "lab").get("reservations"), "the reservations to expire", 45)
-    assert holder(cluster) in ("deny", "allow")
+    assert holder(cluster) in mode
