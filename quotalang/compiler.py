@@ -8,11 +8,14 @@ carved share (Σ children hard) per key, so a decision does no parsing at all.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -108,13 +111,36 @@ class CompiledPolicy:
         return workload_usage(self, obj).quantities()
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cycle collector while a policy is built.
+
+    Compiling allocates hundreds of thousands of small acyclic objects (nodes,
+    spans), freed by reference counting alone; the collector would walk them
+    all again and again as they pile up (a third of a 10,000-group compile).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def compile_policy(paths: str | list[str]) -> CompiledPolicy:
     """Load, check and compile; raise `PolicyError` when any stage finds errors."""
-    sources = loader.load(paths)
-    return compile_sources(sources)
+    with _collector_paused():
+        sources = loader.load(paths)
+        return compile_sources(sources)
 
 
 def compile_sources(sources: loader.Sources) -> CompiledPolicy:
+    with _collector_paused():
+        return _compile_sources(sources)
+
+
+def _compile_sources(sources: loader.Sources) -> CompiledPolicy:
     findings = checker.check(sources)
     errors = [d for d in findings if d.severity == "error"]
     if errors:
@@ -161,6 +187,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
     )
 
 
+@lru_cache(maxsize=4096)
 def cash_budget_nanos(hours: str) -> int:
     """`12.5` hours → nano-unit-seconds, exactly."""
     value = Fraction(hours) * SECONDS_PER_HOUR * NANO
