@@ -99,3 +99,22 @@ def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: 
     saved = json.loads(state.read_text())
     assert saved["version"] == 1
     assert saved["groups"]["a"]["lastAccrual"] == pytest.approx(time.time(), abs=30)
+
+
+def test_no_cash_is_accrued_before_the_first_sync(apiserver: Cluster) -> None:
+    # An apiserver that never answers: the pods are unknown, so an accrual would advance the last
+    # accrual time over time no pod was counted for, and that cash would be lost for good.
+    from kube_cluster import free_port
+
+    api = client(apiserver)
+    api.host = f"https://127.0.0.1:{free_port()}"
+    ledger = MemoryLedger(standalone=False)
+    controller = Controller(api, lambda: compile_text(POLICY), ledger, accrue_every=0.1)
+    controller.start()
+    try:
+        time.sleep(2.5)  # two upkeep rounds, each past the accrual interval
+        assert not controller.synced
+    finally:
+        controller.stop()
+        api.close()
+    assert ledger.cash_state("a").last_accrual is None
