@@ -57,10 +57,46 @@ def _lark() -> lark.Lark:
 
 @lru_cache(maxsize=1)
 def _keywords() -> frozenset[str]:
-    """Every word the grammar spells out. Lark's contextual lexer may read one as a keyword
-    where a name or key is also expected (LALR merges the look-aheads of `_NL*`: `group`
-    starts a statement line only as a keyword), so the fast path leaves them all to lark."""
+    """Every word the grammar spells out."""
     return frozenset(re.findall(r'"([a-z]+)"', _grammar()))
+
+
+# Where the fast path reads a name or key, lark's contextual lexer reads some
+# keywords as keywords (LALR merges the look-aheads of `_NL*`, so `group` cannot
+# start a statement line) and others as names (`cpu 8`, `group default`). Which is
+# which, lark itself answers, once per word and place: the word is taken only
+# where every probe below reads it as the name or key it would be here.
+_PROBES: dict[str, tuple[tuple[str, ...], Any]] = {
+    "key": (
+        (
+            "group a {\n  W 1\n}\n",
+            "group a {\n  # c\n  W 1\n}\n",
+            "group a {\n  limits.cpu 1\n  W 1\n}\n",
+            "group a {\n  limits.cpu 1\n  # c\n\n  W 1\n}\n",
+        ),
+        lambda group, word: isinstance(group.body[-1], nodes.Limit) and group.body[-1].key == word,
+    ),
+    "cash": (
+        ("group a {\n  cash W 1h\n}\n", "group a {\n  limits.cpu 1\n  # c\n  cash W 1h per day\n}\n"),
+        lambda group, word: isinstance(group.body[-1], nodes.Cash) and group.body[-1].key == word,
+    ),
+    "name": (("group W {\n}\n", "group W in a {\n}\n"), lambda group, word: group.name == word),
+    "parent": (("group a in W {\n}\n",), lambda group, word: group.parent == word),
+}
+
+
+@lru_cache(maxsize=256)
+def _reads_as(place: str, word: str) -> bool:
+    """Whether lark reads the keyword `word` as a plain name/key at `place` (see _PROBES)."""
+    texts, check = _PROBES[place]
+    for text in texts:
+        try:
+            items = _lark_items(text.replace("W", word), "<probe>")
+        except PolicyError:
+            return False
+        if len(items) != 1 or not isinstance(items[0], nodes.Group) or not check(items[0], word):
+            return False
+    return True
 
 
 def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
@@ -401,31 +437,38 @@ def _fast_items(text: str, filename: str) -> list[Any] | None:
     lines = text.split("\n")
     items: list[Any] = []
     seen = _Seen()
+    count = len(lines)
+    # Slices are padded to their line; past this many padding lines (many slices
+    # between plain groups), lark on the whole file is cheaper.
+    padding_left = 4 * count + 1000
+
+    def through_lark(start: int, stop: int) -> bool:
+        nonlocal padding_left
+        if all(_BLANK.fullmatch(lines[i]) for i in range(start, stop)):
+            return True
+        padding_left -= start
+        sliced = _lark_slice(lines, start, stop, filename) if padding_left >= 0 else None
+        if sliced is None:
+            return False
+        items.extend(sliced)
+        return True
+
     pending_start = 0  # first line (0-based) not yet given to lark or read here
     index = 0
-    count = len(lines)
     while index < count:
         line = lines[index]
         if not (line.startswith("group") and line[5:6] in (" ", "\t")):
             index += 1
             continue
-        if any(not _BLANK.fullmatch(lines[i]) for i in range(pending_start, index)):
-            sliced = _lark_slice(lines, pending_start, index, filename)
-            if sliced is None:
-                return None
-            items.extend(sliced)
+        if not through_lark(pending_start, index):
+            return None
         read = _fast_group(lines, index, filename, seen)
         if read is None:
             return None
         group, index = read
         items.append(group)
         pending_start = index
-    if any(not _BLANK.fullmatch(lines[i]) for i in range(pending_start, count)):
-        sliced = _lark_slice(lines, pending_start, count, filename)
-        if sliced is None:
-            return None
-        items.extend(sliced)
-    return items
+    return items if through_lark(pending_start, count) else None
 
 
 def _lark_slice(lines: list[str], start: int, stop: int, filename: str) -> list[Any] | None:
@@ -459,8 +502,10 @@ def _fast_group(
         return None
     name = header[1]
     keywords = _keywords()
-    for token in (name, parent):
-        if token is not None and (token[1] in keywords or not _whole(_NAME, token[1], seen)):
+    for place, token in (("name", name), ("parent", parent)):
+        if token is None:
+            continue
+        if not _whole(_NAME, token[1], seen) or (token[1] in keywords and not _reads_as(place, token[1])):
             return None
     if header[0][1] != "group":
         return None
@@ -482,7 +527,7 @@ def _fast_group(
         if found is not None and (first := found.group(1)) != "mode":
             value = found.group(2)
             if first not in keys:
-                if (first in keywords and first != "pods") or not _whole(_KEY, first, seen):
+                if not _whole(_KEY, first, seen) or (first in keywords and not _reads_as("key", first)):
                     return None
                 keys.add(first)
             if value not in quantities:
@@ -520,7 +565,9 @@ def _fast_group(
             append(nodes.ModeStmt(cast(Any, value), span))
         elif first == "cash" and size in (3, 5):
             (key_col, key_text), (hours_col, hours) = tokens[1], tokens[2]
-            if key_text in keywords or not _whole(_KEY, key_text, seen) or not _whole(_HOURS, hours, seen):
+            if not _whole(_KEY, key_text, seen) or not _whole(_HOURS, hours, seen):
+                return None
+            if key_text in keywords and not _reads_as("cash", key_text):
                 return None
             period: str | None = None
             end_col, end_text = hours_col, hours

@@ -111,6 +111,29 @@ def test_edge_cases_agree(text: str) -> None:
     _agree(text)
 
 
+def test_keywords_lark_reads_as_names_and_keys_stay_fast() -> None:
+    text = "group default {\n  cpu 8\n  memory 1Gi\n  cash cpu 1h\n}\ngroup gpu in default {\n  cpu 1\n}\n"
+    assert parser._fast_items(text, "f.quota") is not None
+    _agree(text)
+
+
+@pytest.mark.parametrize("word", sorted(parser._keywords()))
+def test_every_keyword_agrees_everywhere(word: str) -> None:
+    for text in (
+        f"group a {{\n  {word} 1\n}}\n",
+        f"group a {{\n  limits.cpu 1\n\n  {word} 1\n}}\n",
+        f"group a {{\n  cash {word} 1h\n}}\n",
+        f"group {word} {{\n}}\n",
+        f"group a in {word} {{\n}}\n",
+    ):
+        _agree(text)
+
+
+def test_many_slices_between_groups_agree() -> None:
+    blocks = [f"group g{i} {{\n  limits.cpu 1\n}}\n  group h{i} {{\n  cpu 1\n}}\n" for i in range(300)]
+    _agree("".join(blocks))
+
+
 TOKENS = [
     "group", "in", "a", "b", "root", "{", "}", "mode", "warn", "enforce", "cash", "per", "week", "year",
     "pods", "limits.cpu", "requests.nvidia.com/gpu.A100", "Limits.cpu", "8", "500m", "8Ti", "1e3", "1E5i",
@@ -119,17 +142,22 @@ TOKENS = [
 
 STATEMENTS = [
     "limits.cpu 8", "pods 20", "requests.nvidia.com/gpu.A100 4", "limits.memory 32Gi", "count/pods 1",
-    "cpu 2", "in 5", "mode warn", "mode enforce", "cash requests.nvidia.com/gpu 100h per week",
-    "cash limits.cpu 12.5h", "cash pods 1h per day", "limits.cpu -1", "limits.cpu 1e3 # c", "", "#c",
+    "cpu 2", "memory 1Gi", "in 5", "gpu 1", "model 1", "default 1", "scale 1", "per 1",
+    "mode warn", "mode enforce", "cash requests.nvidia.com/gpu 100h per week",
+    "cash limits.cpu 12.5h", "cash pods 1h per day", "cash gpu 1h", "cash cash 2h per month",
+    "limits.cpu -1", "limits.cpu 1e3 # c", "", "#c",
 ]
+
+KIND = "kind apps/v1 Deployment {\n  pods {\n    template spec.template\n  }\n}"
 
 
 @st.composite
 def _policies(draw: st.DrawFn) -> str:
     lines = []
     for _ in range(draw(st.integers(0, 3))):
-        parent = draw(st.sampled_from(["", " in root", " in b"]))
-        lines.append(f"group {draw(st.sampled_from(['a', 'b', 'root']))}{parent} {{")
+        parent = draw(st.sampled_from(["", " in root", " in b", " in default", " in in"]))
+        name = draw(st.sampled_from(["a", "b", "root", "default", "gpu", "in", "group"]))
+        lines.append(f"group {name}{parent} {{")
         for _ in range(draw(st.integers(0, 4))):
             if draw(st.booleans()):
                 words = draw(st.sampled_from(STATEMENTS)).split(" ")
@@ -138,6 +166,9 @@ def _policies(draw: st.DrawFn) -> str:
             gap = draw(st.sampled_from([" ", "  ", "\t", " \t"]))
             lines.append(draw(st.sampled_from(["", "  ", "\t"])) + gap.join(words))
         lines.append(draw(st.sampled_from(["}", "  }", "} # end", "}}", ""])))
+        if draw(st.booleans()):
+            between = ["", "# between", "settings {\n  warn at 80%\n}", KIND, "  group x {\n}"]
+            lines.append(draw(st.sampled_from(between)))
     return "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
 
 
