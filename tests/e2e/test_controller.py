@@ -209,3 +209,15 @@ def test_cash_accrues_from_scheduled_pods_and_survives_a_restart(
     # Nothing lost, nothing counted twice: had the restart re-accrued from the scheduled time on top
     # of the saved cash, it would read about twice as much.
     assert expected(time.time() - 4) <= again <= expected(time.time())
+
+
+def test_kubectl_scale_finds_the_workload_the_watch_saw(
+    cluster: Cluster, start_webhook: StartWebhook, namespace: str
+) -> None:
+    cluster.create(deployment("seen", 1))  # before the webhook: only the controller's LIST knows it
+    hook = serve(start_webhook, cluster)
+    cluster.kubectl("scale", "deployment", "seen", "-n", namespace, "--replicas=4")  # 4 × 1 cpu = 4 of 4
+    wait_until(lambda: cpu_used(hook) == "4" and cpu_reserved(hook) == "0", "the scaled Deployment observed", 10)
+    denied = cluster.kubectl("scale", "deployment", "seen", "-n", namespace, "--replicas=5", check=False)
+    # The Scale carries no template: the parent came from the watch's index. 4 used, 1 more pod of 1 cpu.
+    assert "requests.cpu: requested 1 (+1 to 5 × pod 1), used 4 of 4, 0 free" in denied.stderr
