@@ -52,7 +52,7 @@ import orjson
 from controller import deadline as deadlines
 from controller.group_commit import GroupCommit, Slot
 from controller.kubeapi import ApiError, KubeApi, KubeError
-from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Usage, accrued
+from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Observation, Usage, accrued
 from controller.ledger_crd import (
     COLLECTION_PATH,
     LedgerFormatError,
@@ -165,6 +165,53 @@ def _at_or_after(seen: str | None, admitted: str | None) -> bool:
         return int(seen) > int(admitted)
     except ValueError:
         return seen != admitted
+
+
+def _folder(slot: str, resource_version: str | None) -> Callable[[LedgerState], bool]:
+    """Drop the slot's reservation once an observation at or after its version includes it."""
+
+    def fold(state: LedgerState) -> bool:
+        pending = state.reservations.get(slot)
+        if pending is not None and _at_or_after(resource_version, pending.resource_version):
+            del state.reservations[slot]
+            return True
+        return False
+
+    return fold
+
+
+def _adder(
+    diff: Mapping[str, int], new_object: bool, fold: Callable[[LedgerState], bool]
+) -> Callable[[LedgerState], bool]:
+    def add(state: LedgerState) -> bool:
+        _add(state.observed, diff)
+        if new_object:
+            state.objects += 1
+        return fold(state) or bool(diff) or new_object
+
+    return add
+
+
+def _releaser(usage: Mapping[str, int], fold: Callable[[LedgerState], bool]) -> Callable[[LedgerState], bool]:
+    def release(state: LedgerState) -> bool:
+        _add(state.observed, usage, -1)
+        state.objects = max(state.objects - 1, 0)
+        fold(state)
+        return True
+
+    return release
+
+
+def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerState], bool]:
+    """One change made of several, every one applied (no short-circuit)."""
+
+    def apply(state: LedgerState) -> bool:
+        changed = False
+        for change in changes:
+            changed = change(state) or changed
+        return changed
+
+    return apply
 
 
 def _resource_version(obj: Mapping[str, Any] | None) -> str | None:
@@ -526,45 +573,36 @@ class KubernetesLedger:
         body: Mapping[str, Any] | None = None,
     ) -> None:
         """The watch saw `identity` charging `usage` to `group` (None: no group); see `MemoryLedger.observe`."""
-        slot = identity_key(identity)
-        with self._index_lock:
-            previous = self._observed.get(identity)
-            self._observed[identity] = _Observed(group, dict(usage))
-            if body is not None:
-                self._bodies[identity] = orjson.dumps(body, default=str)
-        same = previous is not None and previous.group == group
+        self.observe_many([Observation(identity, group, usage, resource_version, body)])
 
-        def fold(state: LedgerState) -> bool:
-            pending = state.reservations.get(slot)
-            if pending is not None and _at_or_after(resource_version, pending.resource_version):
-                del state.reservations[slot]
-                return True
-            return False
+    def observe_many(self, observations: Iterable[Observation]) -> None:
+        """Several observations with one write per group touched, not one per object.
 
-        if group is not None:
-            diff = dict(usage)
-            if same and previous is not None:
-                _add(diff, previous.usage, -1)
-
-            def add(state: LedgerState) -> bool:
-                _add(state.observed, diff)
-                if not same:
-                    state.objects += 1
-                return fold(state) or bool(diff) or not same
-
-            self.mutate(group, add)
-        if previous is not None and previous.group is not None and not same:
-            gone = previous
-
-            def release(state: LedgerState) -> bool:
-                _add(state.observed, gone.usage, -1)
-                state.objects = max(state.objects - 1, 0)
-                fold(state)
-                return True
-
-            self.mutate(previous.group, release)
-        for other in self._holding(slot, exclude={group, previous.group if previous else None}):
-            self.mutate(other, fold)
+        A new leader's first listing observes every object in the cluster;
+        object by object that would be one compare-and-swap each. The result
+        is the same as observing them one after another.
+        """
+        edits: dict[str, list[Callable[[LedgerState], bool]]] = {}
+        for seen in observations:
+            slot = identity_key(seen.identity)
+            with self._index_lock:
+                previous = self._observed.get(seen.identity)
+                self._observed[seen.identity] = _Observed(seen.group, dict(seen.usage))
+                if seen.body is not None:
+                    self._bodies[seen.identity] = orjson.dumps(seen.body, default=str)
+            same = previous is not None and previous.group == seen.group
+            fold = _folder(slot, seen.resource_version)
+            if seen.group is not None:
+                diff = dict(seen.usage)
+                if same and previous is not None:
+                    _add(diff, previous.usage, -1)
+                edits.setdefault(seen.group, []).append(_adder(diff, not same, fold))
+            if previous is not None and previous.group is not None and not same:
+                edits.setdefault(previous.group, []).append(_releaser(previous.usage, fold))
+            for other in self._holding(slot, exclude={seen.group, previous.group if previous else None}):
+                edits.setdefault(other, []).append(fold)
+        for group, changes in edits.items():
+            self.mutate(group, _all_of(changes))
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage and drop its reservations."""

@@ -85,6 +85,16 @@ class ObjectKey(NamedTuple):
         return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
 
 
+class Observation(NamedTuple):
+    """What the watch saw of one object: the usage it charges to a group (None: to none)."""
+
+    identity: ObjectKey
+    group: str | None
+    usage: Usage
+    resource_version: str | None = None
+    body: Mapping[str, Any] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class GroupUsage:
     """A consistent copy of one group's numbers, for the API and metrics."""
@@ -479,6 +489,11 @@ class MemoryLedger:
         if folded is not None:
             self._release(identity, folded)
 
+    def observe_many(self, observations: Iterable[Observation]) -> None:
+        """`observe` each in turn (in memory a batch saves nothing; the kubernetes store's does)."""
+        for seen in observations:
+            self.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version, body=seen.body)
+
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage and any reservation."""
         with self._index_lock:
@@ -573,4 +588,7 @@ class MemoryLedger:
             return list(self._pending)
 
 
-__all__ = ["DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey", "accrued"]
+__all__ = [
+    "DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey", "Observation",
+    "accrued",
+]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from controller.cash import PodRun, accrue, pod_run
-from controller.ledger import CashState, ObjectKey, Usage
+from controller.ledger import CashState, ObjectKey, Observation, Usage
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.evaluator import charged_owner, resolve_group
 from quotalang.usage import workload_usage
@@ -34,6 +34,7 @@ from quotalang.usage import workload_usage
 LOG = logging.getLogger("quotalang.controller")
 PODS = "pods"  # the source name of the pod watch
 _OWNER_DEPTH = 4  # Deployment → ReplicaSet → Pod is two; leave room for operators that nest
+BATCH = 500  # observations per ledger call in a listing: one write per group touched (kubernetes store)
 
 
 class ControllerLedger(Protocol):
@@ -48,6 +49,8 @@ class ControllerLedger(Protocol):
         resource_version: str | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> None: ...
+
+    def observe_many(self, observations: Iterable[Observation]) -> None: ...
 
     def forget(self, identity: ObjectKey) -> None: ...
 
@@ -141,6 +144,7 @@ class Reconciler:
         workloads = not pods or ("v1", "Pod") in policy.kinds  # bare pods are workloads too
         listed: set[ObjectKey] = set()
         uids: set[str] = set()
+        batch: list[Observation] = []
         for obj in items:
             if pods:
                 uid = str(_meta(obj).get("uid") or "")
@@ -152,7 +156,13 @@ class Reconciler:
                 listed.add(key)
                 seen = self._seen.get(key)
                 if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
-                    self._workload(source, "MODIFIED", obj, policy)
+                    observed = self._read(source, obj, policy)
+                    if observed is not None:
+                        batch.append(observed)
+                        if len(batch) >= BATCH:
+                            self.ledger.observe_many(batch)
+                            batch = []
+        self.ledger.observe_many(batch)
         if pods:
             self._end_pods(uids)
         if workloads:
@@ -172,22 +182,28 @@ class Reconciler:
 
     # --------------------------------------------------------- workloads
     def _workload(self, source: str, event: str, obj: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
-        key = ObjectKey.of(obj)
         if event == "DELETED":
-            self._forget(source, key)
+            self._forget(source, ObjectKey.of(obj))
             return
-        policy = policy or self._policy()
+        seen = self._read(source, obj, policy or self._policy())
+        if seen is not None:
+            self.ledger.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version,
+                                body=seen.body)
+
+    def _read(self, source: str, obj: dict[str, Any], policy: CompiledPolicy | None) -> Observation | None:
+        """Index a workload; what the ledger should observe of it (None: nothing, e.g. owned or stale)."""
         if policy is None:
-            return
+            return None
+        key = ObjectKey.of(obj)
         version = _version(obj)
         seen_before = self._seen.get(key)
         if seen_before is not None and _older(version, seen_before.version):
-            return  # a stale event (a watcher being replaced): what was seen is newer
+            return None  # a stale event (a watcher being replaced): what was seen is newer
         meta = _meta(obj)
         uid = str(meta.get("uid") or "") or None
         owned = charged_owner(policy, obj) is not None
         if owned and source == PODS:
-            return  # a pod its owner paid for: no usage, never an owner itself, nothing to index
+            return None  # a pod its owner paid for: no usage, never an owner itself, nothing to index
         group: str | None = None
         usage: dict[str, int] = {}
         if not owned:
@@ -200,8 +216,7 @@ class Reconciler:
             self._by_source.setdefault(source, set()).add(key)
             if uid is not None:
                 self._owners[uid] = (group, _owner_uids(obj))
-        if not owned:
-            self.ledger.observe(key, group, usage, resource_version=seen.version, body=slim(obj))
+        return None if owned else Observation(key, group, usage, version, slim(obj))
 
     def _forget(self, source: str, key: ObjectKey) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from controller import deadline
 from controller.kubeapi import KubeApi
 from controller.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
 from controller.kubestore_runtime import StoreRuntime
-from controller.ledger import ObjectKey
+from controller.ledger import ObjectKey, Observation
 from controller.ledger_crd import from_object, object_path
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.loader import load_text
@@ -208,6 +208,32 @@ def test_observe_folds_the_reservation_in_the_same_write(apis: list[KubeApi], po
     leader.forget(key("web"))
     state = from_object(stored(apis[1], "ml"), "ml")
     assert state.observed == {} and state.objects == 0
+
+
+def test_observing_a_listing_writes_once_per_group_with_the_same_result(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    admitting, leader = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="leader")
+    assert admitting.admit(policy, deployment("b", replicas=2), "CREATE").allowed  # 2 cpu reserved in ml
+    for group in ("ml", "lab_x"):
+        leader.read(group, time.monotonic() + 10)
+    before = leader.stats.writes
+    leader.observe_many([
+        Observation(key("a"), "ml", {"requests.cpu": 1 * CPU}, "700"),
+        Observation(key("b"), "ml", {"requests.cpu": 2 * CPU}, "701"),  # folds b's reservation
+        Observation(key("c"), "lab_x", {"requests.cpu": 3 * CPU}, "702"),
+        Observation(key("d"), "lab_x", {"requests.cpu": 4 * CPU}, "703"),
+    ])
+    assert leader.stats.writes - before == 2  # one per group, not one per object
+    ml, lab = from_object(stored(apis[1], "ml"), "ml"), from_object(stored(apis[1], "lab_x"), "lab_x")
+    # ml: 1 + 2 = 3 cpu over 2 objects, b's reservation gone; lab_x: 3 + 4 = 7 cpu over 2 objects.
+    assert (ml.observed, ml.objects, ml.reservations) == ({"requests.cpu": 3 * CPU}, 2, {})
+    assert (lab.observed, lab.objects) == ({"requests.cpu": 7 * CPU}, 2)
+    # c moves to ml in a later batch: released from lab_x, added to ml.
+    leader.observe_many([Observation(key("c"), "ml", {"requests.cpu": 3 * CPU}, "710")])
+    ml, lab = from_object(stored(apis[1], "ml"), "ml"), from_object(stored(apis[1], "lab_x"), "lab_x")
+    assert (ml.observed, ml.objects) == ({"requests.cpu": 6 * CPU}, 3)
+    assert (lab.observed, lab.objects) == ({"requests.cpu": 4 * CPU}, 1)
 
 
 def test_an_update_reservation_stays_until_a_newer_version_is_seen(
