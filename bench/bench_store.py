@@ -7,9 +7,10 @@ In one run, on this machine:
 
 1. etcd + kube-apiserver 1.20 (the end-to-end suite's `Cluster`, binaries
    from `$KUBEBUILDER_ASSETS` or `scripts/provision-kube.sh`);
-2. for each setup — one memory-store replica; then 1, 2 and 3 kubernetes-store
-   replicas (separate processes, `tests/e2e/scaleout_replica.py`: `create_app`
-   over `server.stores.kubernetes_store`, plain HTTP) — the same load:
+2. for each setup — one memory-store replica (`quotalang serve`, standalone);
+   then 1, 2 and 3 kubernetes-store replicas (`quotalang serve --store
+   kubernetes`, separate processes, plain HTTP; the Lease holder also runs
+   the controller) — the same load:
    `--connections` concurrent clients send AdmissionReviews to replicas
    picked at random for `--seconds`, after a one-second warm-up;
 3. two traffic shapes: `spread` (requests over `--groups` groups, as a real
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import random
 import signal
 import subprocess
@@ -97,11 +99,12 @@ def replicas(cluster: Cluster, policy: Path, folder: Path, store: str, count: in
             port = free_port()
             log = folder / f"{store}-{count}-{i}.log"
             with log.open("ab") as out:
+                shared = ["--kubeconfig", str(cluster.kubeconfig), "--store", "kubernetes",
+                          "--lease-namespace", "default"] if store == "kubernetes" else []
                 process = subprocess.Popen(
-                    [sys.executable, str(ROOT / "tests" / "e2e" / "scaleout_replica.py"), "--policy", str(policy),
-                     "--port", str(port), "--store", store, "--kubeconfig", str(cluster.kubeconfig),
-                     "--replica", f"bench-{i}"],
-                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                    [sys.executable, "-m", "server.cli", "serve", "--policy", str(policy), "--insecure-http",
+                     "--host", "127.0.0.1", "--port", str(port), "--log-format", "json", *shared],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "POD_NAME": f"bench-{i}"},
                 )
             processes.append(process)
             url = f"http://127.0.0.1:{port}"
