@@ -237,6 +237,9 @@ class KubernetesLedger:
     """
 
     blocking = True  # the server runs admissions off the event loop: each one makes network calls
+    # Its observed totals outlive this process: a new leader's first listing must not add to them
+    # (the reconciler holds observations until its first full sync, then replaces the totals).
+    durable = True
 
     def __init__(
         self,

@@ -113,6 +113,9 @@ class Reconciler:
         self._by_source: dict[str, set[ObjectKey]] = {}
         self._owners: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # uid -> (group, owner uids)
         self._runs: dict[str, PodRun] = {}  # pod uid -> its run
+        # A durable ledger (the kubernetes store) already holds the totals an earlier leader observed:
+        # until the first full sync, observations are only indexed, then `synced()` replaces the totals.
+        self._holding = bool(getattr(ledger, "durable", False))
         self._pods: dict[str, tuple[str | None, str]] = {}  # pod uid -> (version, policy) it was read at
         self._unresolved: dict[str, dict[str, Any]] = {}  # pods whose charged owner is not seen yet
         self.events = 0
@@ -160,9 +163,9 @@ class Reconciler:
                     if observed is not None:
                         batch.append(observed)
                         if len(batch) >= BATCH:
-                            self.ledger.observe_many(batch)
+                            self._observe_many(batch)
                             batch = []
-        self.ledger.observe_many(batch)
+        self._observe_many(batch)
         if pods:
             self._end_pods(uids)
         if workloads:
@@ -170,6 +173,19 @@ class Reconciler:
                 gone = self._by_source.get(source, set()) - listed
             for key in gone:
                 self._forget(source, key)
+
+    def _observe_many(self, batch: list[Observation]) -> None:
+        if batch and not self._holding:
+            self.ledger.observe_many(batch)
+
+    def synced(self) -> None:
+        """Every collection is listed: hand the ledger the totals (and, from now on, each observation).
+
+        Reservations are kept; one whose object was listed at or after its
+        admitted version folds at the object's next event, or expires.
+        """
+        self._holding = False
+        self.recompute()
 
     def recompute(self) -> None:
         """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
@@ -186,7 +202,7 @@ class Reconciler:
             self._forget(source, ObjectKey.of(obj))
             return
         seen = self._read(source, obj, policy or self._policy())
-        if seen is not None:
+        if seen is not None and not self._holding:
             self.ledger.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version,
                                 body=seen.body)
 

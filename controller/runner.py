@@ -146,19 +146,20 @@ class Controller:
 
     def _upkeep(self) -> None:
         last_accrual = last_recompute = time.monotonic()
-        frozen = False
+        first_sync = True
         while not self._stop.wait(1.0):
             try:
                 self.follow_policy()
                 self.ledger.expire()
                 if not self.synced:
                     continue  # no accrual before every owner is known: a pod's group may still be unknown
-                if not frozen:
+                if first_sync:
+                    self.reconciler.synced()
                     # The first sync built the bulk of what lives as long as the process: out of the
                     # cyclic collector's sight, full collections stay short (measured: ~40% of a resync).
                     gc.collect()
                     gc.freeze()
-                    frozen = True
+                    first_sync = False
                 self.reconciler.resolve_pods()
                 if time.monotonic() - last_recompute >= self.resync:
                     last_recompute = time.monotonic()

@@ -6,6 +6,7 @@ By hand: a `web` pod requests 1 cpu; group `a` may use 10 cpu.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +119,48 @@ def test_no_cash_is_accrued_before_the_first_sync(apiserver: Cluster) -> None:
         controller.stop()
         api.close()
     assert ledger.cash_state("a").last_accrual is None
+
+
+def test_a_new_leader_replaces_the_stored_totals_instead_of_adding_to_them(
+    apiserver: Cluster, api: KubeApi
+) -> None:
+    from kube_apiserver import wipe_ledgers
+
+    from controller.kubestore import KubernetesLedger
+    from controller.ledger_crd import from_object, object_path
+
+    wipe_ledgers(apiserver)
+    namespace = api.namespace  # type: ignore[attr-defined]
+    for name, replicas in (("one", 3), ("two", 2)):
+        api.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=deployment(name, replicas))
+    policy = compile_text(POLICY)
+
+    def stored_cpu() -> int:
+        state = from_object(api.request("GET", object_path("a")), "a")
+        return state.observed.get("requests.cpu", 0)
+
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # every value the ledger holds while the leaders come and go
+        while not stop.wait(0.01):
+            seen.append(stored_cpu())
+
+    for leader in ("first", "second"):  # the second starts from the totals the first left in the ledger
+        ledger = KubernetesLedger(api, replica=leader)
+        ledger.ensure_groups(policy.groups)  # as the store's upkeep does on start
+        controller = Controller(api, lambda: policy, ledger, accrue_every=3600)
+        if leader == "second":
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+        controller.start()
+        try:
+            assert controller.wait_synced(20)
+            wait_until(lambda: stored_cpu() == 5 * NANO, f"the {leader} leader's totals", 10)
+            time.sleep(1.5)  # past the first upkeep round after the sync
+        finally:
+            controller.stop()
+    stop.set()
+    sampler.join()
+    # 3 + 2 pods × 1 cpu = 5 cpu while the second leader listed and took over; never 10, not even briefly.
+    assert seen and max(seen) == 5 * NANO
