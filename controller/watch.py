@@ -154,6 +154,8 @@ class Watcher:
                 LOG.warning("watch of %s failed (%s); retrying in %.1fs", self.source, exc, delay)
                 self._stop.wait(delay)
             except Exception:  # a bug in the sink must not end the watch for good
+                if self._stop.is_set():
+                    return  # stopped mid-event (a leader stepping down): nothing to report
                 self.stats.errors += 1
                 LOG.exception("handling %s failed; relisting", self.source)
                 version = None
