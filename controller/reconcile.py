@@ -344,7 +344,17 @@ class Reconciler:
 def _accrue_step(
     state: CashState, *, runs: Iterable[PodRun], budgets: Mapping[str, CashBudget], now: float
 ) -> CashState | None:
-    return accrue(state, runs, budgets, now)
+    """The group's new cash; None (no write) when it holds no pods and nothing rolled over.
+
+    Skipping idle groups keeps the kubernetes store's leader from rewriting
+    every ledger object each round; nothing is lost, since a pod that appears
+    later accrues from the later of its scheduled time and the last accrual.
+    """
+    runs = tuple(runs)
+    new = accrue(state, runs, budgets, now)
+    if new is not None and not runs and new.used == state.used:
+        return None
+    return new
 
 
 def _older(version: str | None, than: str | None) -> bool:

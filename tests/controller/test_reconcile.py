@@ -352,6 +352,21 @@ def test_unscheduled_pods_accrue_nothing(ledger: MemoryLedger, policy: CompiledP
     reconciler.apply(PODS, "ADDED", pod("pending", scheduled=None, node=None))
     reconciler.accrue()
     assert cash(ledger, "a") == 0
+    assert ledger.cash_state("a").last_accrual is None  # an idle group is not written at all
+
+
+def test_an_idle_group_is_still_reset_when_its_week_rolls_over(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
+    clock = Clock(MONDAY + 2 * HOUR)
+    reconciler = Reconciler(ledger, lambda: policy, clock=clock)
+    reconciler.apply(PODS, "ADDED", pod("p1", finished="2025-11-24T01:00:00Z", phase="Succeeded"))
+    reconciler.accrue()
+    assert cash(ledger, "a") == 4 * NANO * HOUR  # 4 cpu for the hour it ran
+    clock.now += 3 * HOUR
+    reconciler.accrue()  # no pods left, same week: nothing to write
+    assert cash(ledger, "a") == 4 * NANO * HOUR
+    clock.now += 7 * 24 * HOUR  # next Monday: the spent cash belongs to last week
+    reconciler.accrue()
+    assert cash(ledger, "a") == 0
 
 
 def test_bare_pods_are_charged_as_workloads_too(reconciler: Reconciler, ledger: MemoryLedger) -> None:

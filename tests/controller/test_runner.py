@@ -99,7 +99,8 @@ def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: 
         controller.stop()
     saved = json.loads(state.read_text())
     assert saved["version"] == 1
-    assert saved["groups"]["a"]["lastAccrual"] == pytest.approx(time.time(), abs=30)
+    # No pod ran in group a: nothing was spent, and an idle group is not rewritten each round.
+    assert saved["groups"]["a"] == {"cash": {}, "periodStart": None, "lastAccrual": None}
 
 
 def test_no_cash_is_accrued_before_the_first_sync(apiserver: Cluster) -> None:
