@@ -163,6 +163,9 @@ class _Runtime:
         opts = self.opts
         if not opts.cluster:
             return MemoryLedger(standalone=True)
+        from controller.metrics import ControllerCollector
+
+        self.metrics.registry.register(ControllerCollector(lambda: self.controller))
         if opts.store == "kubernetes":
             from server.stores import kubernetes_store
 

@@ -71,6 +71,21 @@ def api(apiserver: Cluster) -> Iterator[KubeApi]:
     made.close()
 
 
+def scrape(controller: Controller | None) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from controller.metrics import ControllerCollector
+
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(lambda: controller))
+    lines = generate_latest(registry).decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")}
+
+
+def test_a_follower_reports_no_controller_but_says_so() -> None:
+    assert scrape(None) == {"quotalang_controller_synced": 0.0}
+
+
 def test_sources_are_every_kind_of_the_policy_and_pods() -> None:
     policy = compile_text(POLICY.replace("kind apps/v1 Deployment", "kind kubeflow.org/v1 TFJob"))
     assert sources(policy) == {"pods": "/api/v1/pods", "kubeflow.org/v1/tfjobs": "/apis/kubeflow.org/v1/tfjobs"}
@@ -89,6 +104,10 @@ def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: 
     try:
         assert controller.wait_synced(20)
         assert ledger.used("a")["requests.cpu"] == 3 * NANO  # 3 pods × 1 cpu, from the LIST
+        scraped = scrape(controller)
+        assert scraped["quotalang_controller_synced"] == 1
+        assert scraped['quotalang_controller_lists_total{source="apps/v1/deployments"}'] >= 1
+        assert scraped["quotalang_controller_objects"] >= 1  # web, and whatever other tests left
         # Each Deployment pod now counts twice (a second part): same objects, new rules, relisted.
         current[0] = compile_text(POLICY.replace("  }\n}\n", "  }\n  pods {\n    replicas spec.replicas\n"
                                                  "    template spec.template\n  }\n}\n"))
