@@ -261,7 +261,8 @@ class MemoryLedger:
     """The in-memory ledger: one process, no cluster needed.
 
     `clock` is injectable (monotonic seconds) so tests can move reservation
-    deadlines without sleeping.
+    deadlines without sleeping. `fallback_lookup` finds what the index does
+    not hold (with a cluster: a live GET, as DESIGN orders it for `/scale`).
     """
 
     def __init__(
@@ -270,8 +271,10 @@ class MemoryLedger:
         standalone: bool = True,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         clock: Callable[[], float] = time.monotonic,
+        fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self._standalone = standalone
+        self._fallback_lookup = fallback_lookup
         self._ttl = reservation_ttl
         self._clock = clock
         self._groups: dict[str, _Group] = {}
@@ -318,12 +321,14 @@ class MemoryLedger:
         return list(self._groups)
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
-        """The admitted (pending) version of an object, else its observed one."""
+        """The admitted (pending) version of an object, else its observed one, else the fallback's."""
         pending = self._pending.get(identity)
         raw = pending.body if pending is not None and pending.deadline > self._clock() else None
         if raw is None:
             raw = self._bodies.get(identity)
-        return None if raw is None else _unpack(raw)
+        if raw is not None:
+            return _unpack(raw)
+        return self._fallback_lookup(identity) if self._fallback_lookup is not None else None
 
     def __len__(self) -> int:
         """Observed objects."""

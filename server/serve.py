@@ -181,7 +181,11 @@ class _Runtime:
             self.api = KubeApi.from_config(opts.kubeconfig)
         except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
             raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
-        ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl)
+        from server.stores import live_lookup
+
+        # A /scale parent the watch has not indexed (an owned ReplicaSet, say) is fetched by a GET.
+        ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl,
+                              fallback_lookup=live_lookup(self.api, self.holder))
         self.controller = self._controller(self.api, ledger)
         return ledger
 

@@ -377,3 +377,18 @@ def test_one_group_busy_does_not_block_another(policy: CompiledPolicy) -> None:
         assert done.wait(timeout=10)
     thread.join(timeout=10)
     assert cpu(ledger, "b") == 1 * CPU
+
+
+def test_lookup_falls_back_for_what_the_index_does_not_hold(policy: CompiledPolicy) -> None:
+    asked: list[ObjectKey] = []
+
+    def fetch(identity: ObjectKey) -> dict[str, Any] | None:
+        asked.append(identity)
+        return deployment("live", replicas=7) if identity == key("live") else None
+
+    ledger = MemoryLedger(standalone=False, fallback_lookup=fetch)
+    ledger.observe(key("seen"), "a", usage(1), body=deployment("seen"))
+    assert ledger.lookup(key("seen")) == deployment("seen")  # the index first: no call
+    assert ledger.lookup(key("live"))["spec"]["replicas"] == 7  # type: ignore[index]
+    assert ledger.lookup(key("gone")) is None
+    assert asked == [key("live"), key("gone")]

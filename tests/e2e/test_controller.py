@@ -223,3 +223,22 @@ def test_kubectl_scale_finds_the_workload_the_watch_saw(
     denied = cluster.kubectl("scale", "deployment", "seen", "-n", namespace, "--replicas=5", check=False)
     # The Scale carries no template: the parent came from the watch's index. 4 used, 1 more pod of 1 cpu.
     assert "requests.cpu: requested 1 (+1 to 5 × pod 1), used 4 of 4, 0 free" in denied.stderr
+
+
+def test_scaling_an_owned_replicaset_is_not_charged_twice(
+    cluster: Cluster, start_webhook: StartWebhook, namespace: str
+) -> None:
+    cluster.create(deployment("owner", 2))  # before the webhook: 2 pods × 1 cpu, seen by the LIST
+    uid = cluster.kubectl("get", "deployment", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}").stdout
+    replicaset = deployment("owner-rs", 2)
+    replicaset["kind"] = "ReplicaSet"
+    replicaset["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "owner",
+                                                  "uid": uid, "controller": True}]
+    cluster.create(replicaset)  # what the Deployment controller would make: its owner already paid
+    hook = serve(start_webhook, cluster)
+    # The watch keeps no body of an owned object, and this replica admitted none: the /scale parent
+    # comes from a live GET, is seen to be owned and is allowed uncharged. Without the GET the scale
+    # would be denied ("cannot find the workload ... being scaled").
+    cluster.kubectl("scale", "replicaset", "owner-rs", "-n", namespace, "--replicas=3")
+    assert cpu_used(hook) == "2"  # the Deployment's 2 pods × 1 cpu; the ReplicaSet adds nothing
+    cluster.kubectl("delete", "replicaset", "owner-rs", "-n", namespace)
