@@ -1,9 +1,12 @@
-"""The reconciled usage ledger behind admission.
+"""The reconciled usage ledger behind admission, and the controller that keeps it.
 
-Today: the `Ledger` interface admission reserves through, and `MemoryLedger`,
-the embedded store `quotalang serve` runs on with no cluster at all. The
-controller (list/watch, resync, cash accrual) and the kubernetes store build
-on the same interface.
+* `ledger`: the `Ledger` interface admission reserves through, and
+  `MemoryLedger` (one process; standalone with no cluster).
+* `kubestore`, `ledger_crd`, `group_commit`, `election`, `kubestore_runtime`:
+  the shared ledger on the apiserver (`--store kubernetes`) and its Lease.
+* `watch` → `reconcile` → `runner`: list + watch of every policy kind and
+  pods, observed usage and reservations, the periodic resync; `cash` and
+  `cash_file`: accrual and its state file; `metrics`: what it exports.
 """
 
 from controller.ledger import GroupUsage, Ledger, MemoryLedger, ObjectKey

@@ -3,9 +3,10 @@
 The `Reconciler` is the sink of every `Watcher`. For a workload it asks the
 compiled policy what the object charges (the same kind rules and group
 resolution admission used) and tells the ledger: `observe` (which folds the
-object's pending reservation once the watch shows the admitted version),
-`forget` on deletion, and after each full listing `resync`, which recomputes
-every group's observed usage from scratch but keeps unexpired reservations.
+object's pending reservation once the watch shows the admitted version; a
+listing observes in batches) and `forget` on deletion; `recompute`, the
+controller's periodic resync, hands the ledger every group's usage summed
+from scratch, which replaces observed usage but keeps unexpired reservations.
 For a pod it keeps a `PodRun` (its group, the cash keys it holds, when it was
 scheduled and when it ended) that `accrue` turns into cash.
 
