@@ -7,7 +7,8 @@
 # to do when that folder is complete, or when $KUBEBUILDER_ASSETS already holds
 # kube-apiserver and etcd (the controller-runtime envtest convention).
 #
-# How (Debian bookworm, root, only Debian's archive reachable):
+# How (Debian bookworm, root, only Debian's archive reachable; first every tool the
+# build and the tests use is installed and checked, so a missing one fails in seconds):
 #   etcd          Debian's etcd-server (3.4)
 #   kubectl       Debian's kubernetes-client (1.20.2)
 #   kube-apiserver  built from Debian's `kubernetes` source package (v1.20.2 with
@@ -30,32 +31,80 @@ if complete "$ASSETS" && [ -x "$ASSETS/kubectl" ]; then
   exit 0
 fi
 
-if [ "$(id -u)" != 0 ]; then
-  echo "provision-kube.sh installs Debian packages: run it as root (or set KUBEBUILDER_ASSETS)" >&2
-  exit 2
-fi
-
 log() { echo "provision-kube: $*" >&2; }
-mkdir -p "$ASSETS"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
-# A deb-src entry for bookworm main, in a file of our own (same keyring as the
-# machine's deb entry: apt refuses two Signed-By values for one source).
-SRC_LIST=/etc/apt/sources.list.d/quotalang-bookworm-src.sources
-if [ ! -f "$SRC_LIST" ]; then
-  printf '%s\n' "Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: bookworm" \
-    "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$SRC_LIST"
+# Every tool the build and the end-to-end tests use, as command:Debian-package.
+# Kubernetes' build copies each binary it makes with `rsync -pc` (hack/lib/golang.sh)
+# and leaves empty, non-executable files behind without it; dpkg-source needs
+# patch and xz; the tests call git and curl.
+TOOLS="apt-get:apt dpkg-deb:dpkg dpkg-source:dpkg-dev go:golang-go make:make rsync:rsync
+       etcd:etcd-server patch:patch xz:xz-utils tar:tar find:findutils sed:sed
+       git:git curl:curl python3:python3"
+REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
+REFLECT2_PACKAGE=golang-github-modern-go-reflect2-dev
+
+# Packages not installed yet (dpkg's word, so a tool hidden from PATH is not "fixed" by apt).
+absent_packages() {
+  local pair
+  for pair in $TOOLS "reflect2:$REFLECT2_PACKAGE"; do
+    dpkg-query -W -f='${Status}\n' "${pair#*:}" 2>/dev/null | grep -q '^install ok installed$' \
+      || echo "${pair#*:}"
+  done | sort -u
+}
+# Tools the rest of this script cannot find, as "command (package)".
+missing_tools() {
+  local pair
+  for pair in $TOOLS; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || echo "${pair%%:*} (Debian package ${pair#*:})"
+  done
+  [ -d "$REFLECT2" ] || echo "$REFLECT2 (Debian package $REFLECT2_PACKAGE)"
+}
+
+updated=
+apt_update() { [ -n "$updated" ] || { log "apt-get update"; apt-get update -qq; updated=1; }; }
+
+if command -v dpkg-query >/dev/null 2>&1; then
+  absent="$(absent_packages | tr '\n' ' ')"
+  if [ -n "${absent// /}" ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      echo "provision-kube: needs these Debian packages: $absent- install them as root (or set KUBEBUILDER_ASSETS)" >&2
+      exit 2
+    fi
+    apt_update
+    log "installing $absent"
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $absent >/dev/null
+  fi
 fi
-log "apt-get update"
-apt-get update -qq
-log "installing etcd-server, golang-go, the reflect2 sources, dpkg-dev"
-apt-get install -y -qq --no-install-recommends \
-  etcd-server golang-go golang-github-modern-go-reflect2-dev dpkg-dev make >/dev/null
+# Before the long build: every tool is there, or stop now and say which are not.
+missing="$(missing_tools)"
+if [ -n "$missing" ]; then
+  echo "provision-kube: missing tools (the build or the tests need them):" >&2
+  echo "$missing" | sed 's/^/  /' >&2
+  exit 2
+fi
+mkdir -p "$ASSETS"
+
+# A deb-src entry for bookworm main, in a file of our own, with the address and
+# keyring of the machine's own deb entry for that archive (any mirror works;
+# apt refuses two Signed-By values for one source).
+SRC_LIST=/etc/apt/sources.list.d/quotalang-bookworm-src.sources
+if [ ! -x "$ASSETS/kube-apiserver" ]; then
+  entry="$(python3 "$HERE/debsrc_entry.py" --suite bookworm --component main)"
+  if [ ! -f "$SRC_LIST" ] || [ "$(cat "$SRC_LIST")" != "$entry" ]; then
+    [ "$(id -u)" = 0 ] || { echo "provision-kube: writing $SRC_LIST needs root" >&2; exit 2; }
+    printf '%s\n' "$entry" > "$SRC_LIST"
+    updated=
+  fi
+fi
 install -m 0755 "$(command -v etcd)" "$ASSETS/etcd"
 
 # kubectl 1.20 from Debian's kubernetes-client, unpacked rather than installed:
 # it would clash with any other package that owns /usr/bin/kubectl.
 if ! "$ASSETS/kubectl" version --client 2>/dev/null | grep -q 'v1\.20'; then
+  apt_update
   DEB_DIR="$(mktemp -d /tmp/quotalang-kubectl.XXXXXX)"
   (cd "$DEB_DIR" && apt-get download -qq kubernetes-client >/dev/null && dpkg-deb -x ./kubernetes-client_*.deb root)
   install -m 0755 "$DEB_DIR/root/usr/bin/kubectl" "$ASSETS/kubectl"
@@ -66,6 +115,7 @@ if [ ! -x "$ASSETS/kube-apiserver" ]; then
   WORK="$(mktemp -d /tmp/quotalang-kube-build.XXXXXX)"
   trap 'rm -rf "$WORK"' EXIT
   cd "$WORK"
+  apt_update
   log "apt-get source kubernetes/bookworm (into $WORK)"
   apt-get source -qq --download-only kubernetes/bookworm >/dev/null
   dpkg-source --no-check -x ./kubernetes_*.dsc src >/dev/null
