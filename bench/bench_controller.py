@@ -59,10 +59,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.ledger import MemoryLedger, ObjectKey
-from controller.reconcile import PODS, Reconciler
-from controller.runner import sources
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller.ledger import MemoryLedger, ObjectKey
+from quotalang.controller.reconcile import PODS, Reconciler
+from quotalang.controller.runner import sources
 from quotalang.loader import load_text
 
 GROUP_LABEL = "quota.group"

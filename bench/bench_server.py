@@ -308,7 +308,7 @@ def main() -> None:
         noop_server(int(port), cert, key)
         return
 
-    from server.tls import issue, make_ca
+    from quotalang.server.tls import issue, make_ca
 
     levels = [int(c) for c in args.connections.split(",")]
     use_wrk = shutil.which("wrk") is not None and not args.python_client
@@ -353,7 +353,7 @@ def main() -> None:
         with running([sys.executable, str(Path(__file__).resolve()), "--noop-server", str(noop_port), cert, key],
                      noop_url, context, folder / "noop.log"):
             noop = measure(noop_url)
-        serve = [sys.executable, "-m", "server.cli", "serve", "--policy", str(folder / "policy"),
+        serve = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(folder / "policy"),
                  "--port", str(hook_port), "--tls-cert", cert, "--tls-key", key, "--log-format", "json"]
         with running(serve, hook_url, context, folder / "serve.log"):
             started = time.perf_counter()

@@ -102,7 +102,7 @@ def replicas(cluster: Cluster, policy: Path, folder: Path, store: str, count: in
                 shared = ["--kubeconfig", str(cluster.kubeconfig), "--store", "kubernetes",
                           "--lease-namespace", "default"] if store == "kubernetes" else []
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "server.cli", "serve", "--policy", str(policy), "--insecure-http",
+                    [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(policy), "--insecure-http",
                      "--host", "127.0.0.1", "--port", str(port), "--log-format", "json", *shared],
                     stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "POD_NAME": f"bench-{i}"},
                 )

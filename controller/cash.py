@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.ledger import CashState
 from quotalang.compiler import CashBudget, CompiledPolicy
+from quotalang.controller.ledger import CashState
 from quotalang.usage import per_pod, usage_key, workload_models
 
 _TERMINAL = ("Succeeded", "Failed")

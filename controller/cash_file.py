@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from controller.ledger import CashState
+from quotalang.controller.ledger import CashState
 from quotalang.errors import QuotalangError
 
 VERSION = 1

@@ -49,11 +49,27 @@ from typing import Any
 
 import orjson
 
-from controller import deadline as deadlines
-from controller.group_commit import GroupCommit, Slot
-from controller.kubeapi import ApiError, KubeApi, KubeError
-from controller.ledger import DEFAULT_RESERVATION_TTL, CashState, GroupUsage, ObjectKey, Observation, Usage, accrued
-from controller.ledger_crd import (
+from quotalang.compiler import CompiledPolicy
+from quotalang.controller import deadline as deadlines
+from quotalang.controller.group_commit import GroupCommit, Slot
+from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
+from quotalang.controller.ledger import (
+    DEFAULT_RESERVATION_TTL,
+    CashState,
+    GroupUsage,
+    ObjectKey,
+    Observation,
+    Observed,
+    Usage,
+    accrued,
+    add_usage,
+    at_or_after,
+    positive,
+    summed,
+    version_of,
+    workload_after,
+)
+from quotalang.controller.ledger_crd import (
     COLLECTION_PATH,
     LedgerFormatError,
     LedgerState,
@@ -63,7 +79,6 @@ from controller.ledger_crd import (
     object_path,
     to_object,
 )
-from quotalang.compiler import CompiledPolicy
 from quotalang.decision import Decision
 from quotalang.evaluator import evaluate, resolve_group
 
@@ -91,12 +106,6 @@ class StoreStats:
     unavailable: int = 0  # requests given up at their deadline
     reserved: int = 0  # admissions that wrote a reservation
     fenced: int = 0  # controller writes refused because a newer leader wrote
-
-
-@dataclass(slots=True)
-class _Observed:
-    group: str | None
-    usage: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -133,19 +142,6 @@ class _Pending:
     body: bytes = field(repr=False)
 
 
-def _positive(usage: Mapping[str, int]) -> dict[str, int]:
-    return {k: v for k, v in usage.items() if v > 0}
-
-
-def _add(target: dict[str, int], usage: Mapping[str, int], sign: int = 1) -> None:
-    for key, value in usage.items():
-        total = target.get(key, 0) + sign * value
-        if total:
-            target[key] = total
-        else:
-            target.pop(key, None)
-
-
 def _newer(candidate: str | None, current: str | None) -> bool:
     if current is None:
         return True
@@ -157,22 +153,12 @@ def _newer(candidate: str | None, current: str | None) -> bool:
         return candidate != current
 
 
-def _at_or_after(seen: str | None, admitted: str | None) -> bool:
-    """As `controller.ledger`: an observation strictly after the admitted-against version includes it."""
-    if admitted is None or seen is None:
-        return True
-    try:
-        return int(seen) > int(admitted)
-    except ValueError:
-        return seen != admitted
-
-
 def _folder(slot: str, resource_version: str | None) -> Callable[[LedgerState], bool]:
     """Drop the slot's reservation once an observation at or after its version includes it."""
 
     def fold(state: LedgerState) -> bool:
         pending = state.reservations.get(slot)
-        if pending is not None and _at_or_after(resource_version, pending.resource_version):
+        if pending is not None and at_or_after(resource_version, pending.resource_version):
             del state.reservations[slot]
             return True
         return False
@@ -184,7 +170,7 @@ def _adder(
     diff: Mapping[str, int], new_object: bool, fold: Callable[[LedgerState], bool]
 ) -> Callable[[LedgerState], bool]:
     def add(state: LedgerState) -> bool:
-        _add(state.observed, diff)
+        add_usage(state.observed, diff)
         if new_object:
             state.objects += 1
         return fold(state) or bool(diff) or new_object
@@ -194,7 +180,7 @@ def _adder(
 
 def _releaser(usage: Mapping[str, int], fold: Callable[[LedgerState], bool]) -> Callable[[LedgerState], bool]:
     def release(state: LedgerState) -> bool:
-        _add(state.observed, usage, -1)
+        add_usage(state.observed, usage, -1)
         state.objects = max(state.objects - 1, 0)
         fold(state)
         return True
@@ -212,12 +198,6 @@ def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerSta
         return changed
 
     return apply
-
-
-def _resource_version(obj: Mapping[str, Any] | None) -> str | None:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-    return str(value) if value else None
 
 
 def _replaces(existing: Reservation, operation: str, admitted_rv: str | None) -> bool:
@@ -262,7 +242,7 @@ class KubernetesLedger:
         self._cache_lock = threading.Lock()
         self._commits: dict[str, GroupCommit[_Request]] = {}
         self._index_lock = threading.Lock()
-        self._observed: dict[ObjectKey, _Observed] = {}
+        self._observed: dict[ObjectKey, Observed] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
         self._pending: dict[ObjectKey, _Pending] = {}  # what this replica admitted, for lookups
         self._tokens = itertools.count(1)  # controller writes, for their tokens
@@ -461,39 +441,24 @@ class KubernetesLedger:
     ) -> tuple[Decision, tuple[ObjectKey, Mapping[str, Any] | None] | None]:
         """Decide one request against `update`; when it reserves, add the reservation to `update`."""
         obj, operation = request.obj, request.operation
-        body = self._body(request.policy, obj, request.parent)
+        body = workload_after(request.policy, obj, request.parent)
         key = request.identity or ObjectKey.of(body if body is not None else obj)
         slot = identity_key(key)
-        admitted_rv = _resource_version(request.old)
+        admitted_rv = version_of(request.old)
         op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
         used = update.used(now)
         existing = update.reservations.get(slot)
         if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
-            _add(used, existing.usage, -1)  # about to be superseded: check without it
+            add_usage(used, existing.usage, -1)  # about to be superseded: check without it
         decision = evaluate(request.policy, obj, operation, old=request.old,
                             usage=_View(group, used, update.cash), parent=request.parent)
         if not decision.allowed or request.dry_run or obj.get("kind") == "HorizontalPodAutoscaler":
             return decision, None
-        charge = _positive(decision.charges.get(group, _EMPTY))
+        charge = positive(decision.charges.get(group, _EMPTY))
         if not charge:
             return decision, None
         self._reserve(update, slot, charge, op, admitted_rv, now)
         return decision, (key, body)
-
-    def _body(
-        self, policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
-    ) -> Mapping[str, Any] | None:
-        """The workload as it will be after this request (a Scale applies to its parent)."""
-        if obj.get("kind") != "Scale":
-            return obj
-        if parent is None:
-            return None
-        rule = policy.rule_for(parent)
-        spec = obj.get("spec")
-        replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
-        if rule is None or rule.scale_path is None or not isinstance(replicas, int):
-            return None
-        return rule.with_replicas(parent, replicas)
 
     def _reserve(
         self, state: LedgerState, slot: str, charge: dict[str, int], op: str, admitted_rv: str | None, now: float
@@ -502,7 +467,7 @@ class KubernetesLedger:
         usage = dict(charge)
         rv = admitted_rv
         if existing is not None and existing.deadline > now and not _replaces(existing, op, admitted_rv):
-            _add(usage, existing.usage)
+            add_usage(usage, existing.usage)
             rv = admitted_rv or existing.resource_version
         state.reservations[slot] = Reservation(usage, now + self._ttl, rv, self.replica)
         # Hygiene: reservations long past their deadline (no leader to expire them) go with this write.
@@ -590,7 +555,7 @@ class KubernetesLedger:
             slot = identity_key(seen.identity)
             with self._index_lock:
                 previous = self._observed.get(seen.identity)
-                self._observed[seen.identity] = _Observed(seen.group, dict(seen.usage))
+                self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
                 if seen.body is not None:
                     self._bodies[seen.identity] = orjson.dumps(seen.body, default=str)
             same = previous is not None and previous.group == seen.group
@@ -598,7 +563,7 @@ class KubernetesLedger:
             if seen.group is not None:
                 diff = dict(seen.usage)
                 if same and previous is not None:
-                    _add(diff, previous.usage, -1)
+                    add_usage(diff, previous.usage, -1)
                 edits.setdefault(seen.group, []).append(_adder(diff, not same, fold))
             if previous is not None and previous.group is not None and not same:
                 edits.setdefault(previous.group, []).append(_releaser(previous.usage, fold))
@@ -622,7 +587,7 @@ class KubernetesLedger:
             gone = previous
 
             def release(state: LedgerState) -> bool:
-                _add(state.observed, gone.usage, -1)
+                add_usage(state.observed, gone.usage, -1)
                 state.objects = max(state.objects - 1, 0)
                 drop(state)
                 return True
@@ -661,14 +626,7 @@ class KubernetesLedger:
         Every ledger object is listed first, so that all of them are covered
         (and, for a new leader, stamped with its epoch), not only those cached.
         """
-        fresh: dict[ObjectKey, _Observed] = {}
-        sums: dict[str, tuple[dict[str, int], int]] = {}
-        for group, objects in observed_by_group.items():
-            total: dict[str, int] = {}
-            for identity, usage in objects.items():
-                fresh[identity] = _Observed(group, dict(usage))
-                _add(total, usage)
-            sums[group] = (total, len(objects))
+        fresh, sums = summed(observed_by_group)
         with self._index_lock:
             self._observed = fresh
             for gone in self._bodies.keys() - fresh.keys():
@@ -698,7 +656,7 @@ class KubernetesLedger:
 
     def add_cash(self, group: str, key: str, nanos: int) -> None:
         def add(state: LedgerState) -> bool:
-            _add(state.cash, {key: nanos})
+            add_usage(state.cash, {key: nanos})
             return bool(nanos)
 
         self.mutate(group, add)
@@ -733,7 +691,7 @@ class KubernetesLedger:
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a reservation in any cached ledger."""
-        from controller.ledger_crd import parse_identity
+        from quotalang.controller.ledger_crd import parse_identity
 
         slots = {k for state in list(self._cache.values()) for k in state.reservations}
         return [parse_identity(k) for k in slots]

@@ -23,11 +23,11 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.election import LeaderElector
-from controller.kubeapi import ApiError, KubeApi, KubeError
-from controller.kubestore import KubernetesLedger, NotLeader
-from controller.ledger_crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller.election import LeaderElector
+from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
+from quotalang.controller.kubestore import KubernetesLedger, NotLeader
+from quotalang.controller.ledger_crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60

@@ -185,16 +185,17 @@ class _Group:
         self.pending: set[ObjectKey] = set()
 
     def add_observed(self, usage: Usage, sign: int) -> None:
-        _add(self.observed, usage, sign)
-        _add(self.used, usage, sign)
+        add_usage(self.observed, usage, sign)
+        add_usage(self.used, usage, sign)
         self.objects += sign
 
     def add_reserved(self, usage: Usage, sign: int) -> None:
-        _add(self.reserved, usage, sign)
-        _add(self.used, usage, sign)
+        add_usage(self.reserved, usage, sign)
+        add_usage(self.used, usage, sign)
 
 
-def _add(target: dict[str, int], usage: Usage, sign: int) -> None:
+def add_usage(target: dict[str, int], usage: Usage, sign: int = 1) -> None:
+    """Add (or, with sign -1, subtract) usage in place; keys that reach zero leave."""
     for key, value in usage.items():
         total = target.get(key, 0) + sign * value
         if total:
@@ -203,12 +204,15 @@ def _add(target: dict[str, int], usage: Usage, sign: int) -> None:
             target.pop(key, None)
 
 
-def _positive(usage: Usage) -> dict[str, int]:
+def positive(usage: Usage) -> dict[str, int]:
+    """The part of a delta that needs room (reservations hold only that)."""
     return {k: v for k, v in usage.items() if v > 0}
 
 
 @dataclass(slots=True)
-class _Observed:
+class Observed:
+    """One object's observed usage and the group it charges (None: none)."""
+
     group: str | None
     usage: dict[str, int]
 
@@ -237,13 +241,14 @@ def _unpack(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _resource_version(obj: Mapping[str, Any] | None) -> str | None:
+def version_of(obj: Mapping[str, Any] | None) -> str | None:
+    """An object's metadata.resourceVersion, if any."""
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
     return str(value) if value else None
 
 
-def _at_or_after(seen: str | None, admitted: str | None) -> bool:
+def at_or_after(seen: str | None, admitted: str | None) -> bool:
     """Whether an observation at `seen` includes an admission made at `admitted`.
 
     resourceVersions are opaque, but etcd's are integers; an object admitted on
@@ -255,6 +260,37 @@ def _at_or_after(seen: str | None, admitted: str | None) -> bool:
         return int(seen) > int(admitted)
     except ValueError:
         return seen != admitted
+
+
+def workload_after(
+    policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The workload as it will be after this request: a Scale applies its replicas to its parent."""
+    if obj.get("kind") != "Scale":
+        return obj
+    if parent is None:
+        return None
+    rule = policy.rule_for(parent)
+    spec = obj.get("spec")
+    replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+    if rule is None or rule.scale_path is None or not isinstance(replicas, int):
+        return None
+    return rule.with_replicas(parent, replicas)
+
+
+def summed(
+    observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]],
+) -> tuple[dict[ObjectKey, Observed], dict[str, tuple[dict[str, int], int]]]:
+    """A resync's listing as the per-object index and, per group, (total usage, object count)."""
+    fresh: dict[ObjectKey, Observed] = {}
+    sums: dict[str, tuple[dict[str, int], int]] = {}
+    for group, objects in observed_by_group.items():
+        total: dict[str, int] = {}
+        for identity, usage in objects.items():
+            fresh[identity] = Observed(group, dict(usage))
+            add_usage(total, usage)
+        sums[group] = (total, len(objects))
+    return fresh, sums
 
 
 class MemoryLedger:
@@ -279,7 +315,7 @@ class MemoryLedger:
         self._clock = clock
         self._groups: dict[str, _Group] = {}
         self._index_lock = threading.Lock()
-        self._observed: dict[ObjectKey, _Observed] = {}
+        self._observed: dict[ObjectKey, Observed] = {}
         self._pending: dict[ObjectKey, _Pending] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see _pack)
         self._next_deadline = math.inf
@@ -386,18 +422,13 @@ class MemoryLedger:
         decision: Decision,
     ) -> list[tuple[str, dict[str, int]]]:
         """Record an allowed decision (caller holds `state.lock`); return releases due elsewhere."""
-        body: Mapping[str, Any] = obj
-        if obj.get("kind") == "Scale" and parent is not None:
-            rule = policy.rule_for(parent)
-            spec = obj.get("spec")
-            replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
-            if rule is None or rule.scale_path is None or not isinstance(replicas, int):
-                return []
-            body = rule.with_replicas(parent, replicas)
+        body = workload_after(policy, obj, parent)
+        if body is None:
+            return []
         key = identity or ObjectKey.of(body)
         if self._standalone:
             return self._fold(key, group_name, state, dict(decision.total) if group_name else {}, body)
-        self._reserve(key, state, decision, body, _resource_version(old))
+        self._reserve(key, state, decision, body, version_of(old))
         return []
 
     def _fold(
@@ -411,7 +442,7 @@ class MemoryLedger:
         """Make `usage` the object's observed usage in `group_name`; the caller holds its lock."""
         with self._index_lock:
             previous = self._observed.get(key)
-            self._observed[key] = _Observed(group_name, usage)
+            self._observed[key] = Observed(group_name, usage)
             if body is not None:
                 self._bodies[key] = _pack(body)
         if previous is not None and previous.group == group_name:
@@ -419,8 +450,8 @@ class MemoryLedger:
             if state is not None and previous.usage != usage:
                 diff = {k: v - previous.usage.get(k, 0) for k, v in usage.items()}
                 diff.update({k: -v for k, v in previous.usage.items() if k not in usage})
-                _add(state.observed, diff, +1)
-                _add(state.used, diff, +1)
+                add_usage(state.observed, diff, +1)
+                add_usage(state.used, diff, +1)
             return []
         if state is not None:
             state.add_observed(usage, +1)
@@ -438,7 +469,7 @@ class MemoryLedger:
     ) -> None:
         """Add the decision's positive charges to the object's pending reservation."""
         deadline = self._clock() + self._ttl
-        charges = {g: pos for g, delta in decision.charges.items() if (pos := _positive(delta))}
+        charges = {g: pos for g, delta in decision.charges.items() if (pos := positive(delta))}
         with self._index_lock:
             pending = self._pending.get(key)
             if pending is None:
@@ -477,11 +508,11 @@ class MemoryLedger:
         folded: _Pending | None = None
         with self._index_lock:
             previous = self._observed.get(identity)
-            self._observed[identity] = _Observed(group, dict(usage))
+            self._observed[identity] = Observed(group, dict(usage))
             if body is not None:
                 self._bodies[identity] = _pack(body)
             pending = self._pending.get(identity)
-            if pending is not None and _at_or_after(resource_version, pending.resource_version):
+            if pending is not None and at_or_after(resource_version, pending.resource_version):
                 folded = self._pending.pop(identity)
         if group is not None:
             state = self._group(group)
@@ -538,14 +569,7 @@ class MemoryLedger:
         Pending reservations are kept (only `observe` and `expire` drop them);
         bodies of objects the LIST no longer holds leave the index.
         """
-        fresh: dict[ObjectKey, _Observed] = {}
-        sums: dict[str, tuple[dict[str, int], int]] = {}
-        for group, objects in observed_by_group.items():
-            total: dict[str, int] = {}
-            for identity, usage in objects.items():
-                fresh[identity] = _Observed(group, dict(usage))
-                _add(total, usage, +1)
-            sums[group] = (total, len(objects))
+        fresh, sums = summed(observed_by_group)
         with self._index_lock:
             self._observed = fresh
             for gone in self._bodies.keys() - fresh.keys():
@@ -557,7 +581,7 @@ class MemoryLedger:
                 state.observed = dict(observed)
                 state.objects = count
                 state.used = dict(observed)
-                _add(state.used, state.reserved, +1)
+                add_usage(state.used, state.reserved, +1)
 
     def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
         """Cash spent this period per key, in nano-unit-seconds (the controller accrues it)."""
@@ -594,6 +618,19 @@ class MemoryLedger:
 
 
 __all__ = [
-    "DEFAULT_RESERVATION_TTL", "CashState", "GroupUsage", "Ledger", "MemoryLedger", "ObjectKey", "Observation",
+    "DEFAULT_RESERVATION_TTL",
+    "CashState",
+    "GroupUsage",
+    "Ledger",
+    "MemoryLedger",
+    "ObjectKey",
+    "Observation",
+    "Observed",
     "accrued",
+    "add_usage",
+    "at_or_after",
+    "positive",
+    "summed",
+    "version_of",
+    "workload_after",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.runner import Controller
+from quotalang.controller.runner import Controller
 
 
 class ControllerCollector(Collector):

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from controller.cash import PodRun, accrue, pod_run
-from controller.ledger import CashState, ObjectKey, Observation, Usage
 from quotalang.compiler import CashBudget, CompiledPolicy
+from quotalang.controller.cash import PodRun, accrue, pod_run
+from quotalang.controller.ledger import CashState, ObjectKey, Observation, Usage
 from quotalang.evaluator import charged_owner, resolve_group
 from quotalang.usage import workload_usage
 

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controller import cash_file
-from controller.kubeapi import KubeApi
-from controller.naming import api_version_parts, plural
-from controller.reconcile import PODS, ControllerLedger, Reconciler
-from controller.watch import Watcher
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller import cash_file
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.naming import api_version_parts, plural
+from quotalang.controller.reconcile import PODS, ControllerLedger, Reconciler
+from quotalang.controller.watch import Watcher
 
 LOG = logging.getLogger("quotalang.controller")
 DEFAULT_RESYNC = 300.0  # like the native quota controller

@@ -31,17 +31,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from controller.deadline import parse_timeout, request_deadline
-from controller.ledger import Ledger
 from quotalang.compiler import CompiledGroup
+from quotalang.controller.deadline import parse_timeout, request_deadline
+from quotalang.controller.ledger import Ledger
 from quotalang.decision import hours, qty
 from quotalang.errors import InputError
-from server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
-from server.engine import Engine, FailureMode, Outcome, hpa_target
-from server.logs import log_decision, log_event
-from server.metrics import Metrics
-from server.reload import PolicyHolder
-from server.responses import encode, status_body
+from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
+from quotalang.server.engine import Engine, FailureMode, Outcome, hpa_target
+from quotalang.server.logs import log_decision, log_event
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import PolicyHolder
+from quotalang.server.responses import encode, status_body
 
 JSON = "application/json"
 LOG = logging.getLogger("quotalang.server")

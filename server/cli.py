@@ -33,7 +33,7 @@ def _verbs(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argpar
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from server.serve import ServeOptions, serve
+    from quotalang.server.serve import ServeOptions, serve
 
     return serve(
         ServeOptions(
@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
-    from server.manifests import manifests, render_yaml
+    from quotalang.server.manifests import manifests, render_yaml
 
     ca_bundle = None
     if args.ca_bundle:
@@ -114,7 +114,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The core parser with `serve` and `manifests` added."""
-    from server.manifests import DEFAULT_IMAGE
+    from quotalang.server.manifests import DEFAULT_IMAGE
 
     parser = _core_build_parser()
     verbs = _verbs(parser)

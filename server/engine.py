@@ -27,14 +27,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller.ledger import Ledger, ObjectKey
-from controller.naming import api_group, kind_of_resource
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller.ledger import Ledger, ObjectKey
+from quotalang.controller.naming import api_group, kind_of_resource
 from quotalang.decision import Decision, clip
 from quotalang.errors import InputError
-from server import responses
-from server.admission import AdmissionRequest, AdmissionResponse
-from server.reload import PolicyHolder
+from quotalang.server import responses
+from quotalang.server.admission import AdmissionRequest, AdmissionResponse
+from quotalang.server.reload import PolicyHolder
 
 FailureMode = Literal["allow", "deny"]
 Verdict = Literal["allow", "deny", "warn", "audit", "skip", "error"]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 if TYPE_CHECKING:
-    from server.engine import Outcome
+    from quotalang.server.engine import Outcome
 
 LogFormat = Literal["json", "text"]
 FLUSH_AFTER = 0.1  # seconds a decision line may wait in the buffer

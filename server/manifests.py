@@ -42,10 +42,10 @@ from typing import Any, Literal
 
 import yaml
 
-from controller import ledger_crd
-from controller.naming import plural, policy_kinds
 from quotalang import loader
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller import ledger_crd
+from quotalang.controller.naming import plural, policy_kinds
 from quotalang.errors import InputError
 
 DEFAULT_IMAGE = "ghcr.io/quotalang/quotalang:0.1.0"
@@ -231,7 +231,7 @@ def manifests(
          "data": files},
     ]
     if tls_secret is None:
-        from server.tls import issue, make_ca
+        from quotalang.server.tls import issue, make_ca
 
         ca = make_ca(f"quotalang webhook CA ({namespace})")
         pair = issue(ca, [service, f"{service}.cluster.local", f"{NAME}.{namespace}", NAME])

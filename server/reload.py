@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Literal
 from quotalang import loader
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.errors import PolicyError
-from server.logs import log_event
+from quotalang.server.logs import log_event
 
 if TYPE_CHECKING:
-    from server.metrics import Metrics
+    from quotalang.server.metrics import Metrics
 
 LOG = logging.getLogger("quotalang.reload")
 DEFAULT_INTERVAL = 2.0

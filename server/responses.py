@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from quotalang.decision import Decision, clip
-from server.admission import API_VERSION, KIND, AdmissionResponse
+from quotalang.server.admission import API_VERSION, KIND, AdmissionResponse
 
 WARNING_LIMIT = 119  # "under 120 characters": kubectl shows them whole
 

@@ -26,24 +26,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from controller.election import DEFAULT_LEASE
-from controller.ledger import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
-from controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
+from quotalang.controller.election import DEFAULT_LEASE
+from quotalang.controller.ledger import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
+from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
 from quotalang.errors import QuotalangError
-from server import logs
-from server.admission import DEFAULT_MAX_BODY
-from server.app import create_app
-from server.engine import FailureMode
-from server.metrics import Metrics
-from server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
+from quotalang.server import logs
+from quotalang.server.admission import DEFAULT_MAX_BODY
+from quotalang.server.app import create_app
+from quotalang.server.engine import FailureMode
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from controller.kubeapi import KubeApi
-    from controller.kubestore import KubernetesLedger
-    from controller.reconcile import ControllerLedger
-    from server.stores import KubernetesStore
+    from quotalang.controller.kubeapi import KubeApi
+    from quotalang.controller.kubestore import KubernetesLedger
+    from quotalang.controller.reconcile import ControllerLedger
+    from quotalang.server.stores import KubernetesStore
 
 LOG = logging.getLogger("quotalang.serve")
 # Longer than the apiserver's idle-connection timeout (90 s): if the server closed idle
@@ -163,11 +163,11 @@ class _Runtime:
         opts = self.opts
         if not opts.cluster:
             return MemoryLedger(standalone=True)
-        from controller.metrics import ControllerCollector
+        from quotalang.controller.metrics import ControllerCollector
 
         self.metrics.registry.register(ControllerCollector(lambda: self.controller))
         if opts.store == "kubernetes":
-            from server.stores import kubernetes_store
+            from quotalang.server.stores import kubernetes_store
 
             self.store = kubernetes_store(
                 self.holder, self.metrics, kubeconfig=opts.kubeconfig, namespace=opts.lease_namespace,
@@ -175,13 +175,13 @@ class _Runtime:
                 on_leader=self._lead, on_follower=self._follow,
             )
             return self.store.ledger
-        from controller.kubeapi import KubeApi
+        from quotalang.controller.kubeapi import KubeApi
 
         try:
             self.api = KubeApi.from_config(opts.kubeconfig)
         except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
             raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
-        from server.stores import live_lookup
+        from quotalang.server.stores import live_lookup
 
         # A /scale parent the watch has not indexed (an owned ReplicaSet, say) is fetched by a GET.
         ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl,
@@ -244,7 +244,7 @@ def _tls_files(opts: ServeOptions) -> tuple[str | None, str | None, Path | None]
             if not Path(path).is_file():
                 raise ServeError(f"no such file: {path}")
         return opts.tls_cert, opts.tls_key, None
-    from server.tls import default_state_dir, local_hosts, self_signed
+    from quotalang.server.tls import default_state_dir, local_hosts, self_signed
 
     state = Path(opts.state_dir) if opts.state_dir else default_state_dir()
     made = self_signed(state, local_hosts(opts.host))
@@ -271,7 +271,7 @@ async def _run(
     config.load()  # builds the SSLContext now, so the certificate watcher can hold on to it
     tasks = [asyncio.create_task(reloader.run(), name="policy-reload")]
     if config.ssl is not None and cert is not None and key is not None:
-        from server.tls import CertReloader
+        from quotalang.server.tls import CertReloader
 
         watcher = CertReloader(config.ssl, Path(cert), Path(key), metrics, reloader.interval)
         tasks.append(asyncio.create_task(watcher.run(), name="tls-reload"))

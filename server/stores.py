@@ -19,17 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.deadline import current
-from controller.election import DEFAULT_LEASE, LeaderElector
-from controller.kubeapi import KubeApi, KubeError
-from controller.kubestore import KubernetesLedger
-from controller.kubestore_runtime import StoreRuntime, install_crd
-from controller.ledger import DEFAULT_RESERVATION_TTL, ObjectKey
-from controller.naming import api_version_parts, plural
+from quotalang.controller.deadline import current
+from quotalang.controller.election import DEFAULT_LEASE, LeaderElector
+from quotalang.controller.kubeapi import KubeApi, KubeError
+from quotalang.controller.kubestore import KubernetesLedger
+from quotalang.controller.kubestore_runtime import StoreRuntime, install_crd
+from quotalang.controller.ledger import DEFAULT_RESERVATION_TTL, ObjectKey
+from quotalang.controller.naming import api_version_parts, plural
 from quotalang.errors import QuotalangError
-from server.logs import log_event
-from server.metrics import Metrics
-from server.reload import PolicyHolder
+from quotalang.server.logs import log_event
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import PolicyHolder
 
 LOG = logging.getLogger("quotalang.serve")
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.logs import log_event
+from quotalang.server.logs import log_event
 
 if TYPE_CHECKING:
-    from server.metrics import Metrics
+    from quotalang.server.metrics import Metrics
 
 LOG = logging.getLogger("quotalang.tls")
 CA_DAYS = 3650

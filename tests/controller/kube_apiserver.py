@@ -8,19 +8,14 @@ cache. Without them these tests skip, unless `QUOTALANG_E2E_REQUIRED=1`.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from kube_cluster import Cluster, assets
-
-from controller.kubeapi import KubeApi
-from controller.kubestore_runtime import install_crd
-from controller.ledger_crd import COLLECTION_PATH
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.kubestore_runtime import install_crd
+from quotalang.controller.ledger_crd import COLLECTION_PATH
+from tests.e2e.kube_cluster import Cluster, assets
 
 
 @pytest.fixture(scope="session")

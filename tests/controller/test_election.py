@@ -6,10 +6,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from kube_apiserver import Cluster, apiserver, client
 
-from controller.election import LeaderElector
-from controller.kubeapi import KubeApi
+from quotalang.controller.election import LeaderElector
+from quotalang.controller.kubeapi import KubeApi
+from tests.controller.kube_apiserver import Cluster, apiserver, client
 
 __all__ = ["apiserver"]
 

@@ -14,16 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
-from controller import deadline
-from controller.kubeapi import KubeApi
-from controller.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
-from controller.kubestore_runtime import StoreRuntime
-from controller.ledger import ObjectKey, Observation
-from controller.ledger_crd import from_object, object_path
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller import deadline
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
+from quotalang.controller.kubestore_runtime import StoreRuntime
+from quotalang.controller.ledger import ObjectKey, Observation
+from quotalang.controller.ledger_crd import from_object, object_path
 from quotalang.loader import load_text
+from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
 
@@ -355,8 +355,8 @@ def test_the_watch_keeps_another_replicas_cache_current(apis: list[KubeApi], pol
 
 
 def test_a_follower_finds_a_scale_parent_by_a_live_get(apis: list[KubeApi], policy: CompiledPolicy) -> None:
-    from server.reload import PolicyHolder
-    from server.stores import live_lookup
+    from quotalang.server.reload import PolicyHolder
+    from quotalang.server.stores import live_lookup
 
     body = deployment("scaled", replicas=2)
     body["spec"]["selector"] = {"matchLabels": {"app": "scaled"}}

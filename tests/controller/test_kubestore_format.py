@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.deadline import budget, parse_timeout
-from controller.ledger import ObjectKey
-from controller.ledger_crd import (
+from quotalang.controller.deadline import budget, parse_timeout
+from quotalang.controller.ledger import ObjectKey
+from quotalang.controller.ledger_crd import (
     LedgerFormatError,
     LedgerState,
     Reservation,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from controller.ledger import MemoryLedger, ObjectKey
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller.ledger import MemoryLedger, ObjectKey
 from quotalang.loader import load_text
 
 NANO = 10**9

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from controller.ledger import MemoryLedger, ObjectKey
-from controller.reconcile import PODS, Reconciler, slim
-from controller.watch import Gone
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller.ledger import MemoryLedger, ObjectKey
+from quotalang.controller.reconcile import PODS, Reconciler, slim
+from quotalang.controller.watch import Gone
 from quotalang.loader import load_text
 
 NANO = 10**9

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_apiserver import apiserver, client
-from kube_cluster import Cluster, wait_until
 
-from controller.kubeapi import KubeApi
-from controller.ledger import MemoryLedger
-from controller.runner import Controller, collection_path, sources
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.ledger import MemoryLedger
+from quotalang.controller.runner import Controller, collection_path, sources
 from quotalang.loader import load_text
+from tests.controller.kube_apiserver import apiserver, client
+from tests.e2e.kube_cluster import Cluster, wait_until
 
 __all__ = ["apiserver"]
 NANO = 10**9
@@ -74,7 +74,7 @@ def api(apiserver: Cluster) -> Iterator[KubeApi]:
 def scrape(controller: Controller | None) -> dict[str, float]:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from controller.metrics import ControllerCollector
+    from quotalang.controller.metrics import ControllerCollector
 
     registry = CollectorRegistry()
     registry.register(ControllerCollector(lambda: controller))
@@ -146,8 +146,8 @@ def test_a_new_leader_replaces_the_stored_totals_instead_of_adding_to_them(
 ) -> None:
     from kube_apiserver import wipe_ledgers
 
-    from controller.kubestore import KubernetesLedger
-    from controller.ledger_crd import from_object, object_path
+    from quotalang.controller.kubestore import KubernetesLedger
+    from quotalang.controller.ledger_crd import from_object, object_path
 
     wipe_ledgers(apiserver)
     namespace = api.namespace  # type: ignore[attr-defined]

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
-from kube_apiserver import apiserver, client
-from kube_cluster import Cluster, free_port, wait_until
 
-from controller.kubeapi import KubeApi
-from controller.watch import Backoff, Gone, Watcher
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.watch import Backoff, Gone, Watcher
+from tests.controller.kube_apiserver import apiserver, client
+from tests.e2e.kube_cluster import Cluster, free_port, wait_until
 
 __all__ = ["apiserver"]
 

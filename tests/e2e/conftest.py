@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kube_cluster import Cluster, Webhook, assets, wait_until
 
 from quotalang.compiler import compile_policy
-from server.manifests import webhook_rules
+from quotalang.server.manifests import webhook_rules
+from tests.e2e.kube_cluster import Cluster, Webhook, assets, wait_until
 
 REQUIRED = os.environ.get("QUOTALANG_E2E_REQUIRED") == "1"
 

@@ -320,7 +320,7 @@ class Webhook:
         pair = self.cluster.authority.issue(f"webhook-{free_port()}", hosts=["127.0.0.1", "localhost"])
         self.port = self.port or free_port()
         self.process = _spawn(self.log,
-            [sys.executable, "-m", "server.cli", "serve", "--policy", str(self.policy), "--host", "127.0.0.1",
+            [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy), "--host", "127.0.0.1",
              "--port", str(self.port), "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
              "--log-format", "json", *self.args])
         wait_until(self.ready, "quotalang serve /readyz", 60, self.process, self.log)

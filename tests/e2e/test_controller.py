@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartWebhook, wait_for_webhook
-from kube_cluster import Cluster, Webhook, wait_until
 
-from controller.cash import period_start
-from controller.kubeapi import KubeApi
+from quotalang.controller.cash import period_start
+from quotalang.controller.kubeapi import KubeApi
+from tests.e2e.conftest import StartWebhook, wait_for_webhook
+from tests.e2e.kube_cluster import Cluster, Webhook, wait_until
 
 NAMESPACE = "e2e-ctl"
 POLICY = """\

@@ -34,11 +34,11 @@ from typing import Any
 
 import httpx
 import pytest
-from kube_cluster import ROOT, Cluster, free_port, wait_until
 
-from controller.cash import period_start
-from controller.kubeapi import KubeApi
-from controller.ledger_crd import parse_time
+from quotalang.controller.cash import period_start
+from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.ledger_crd import parse_time
+from tests.e2e.kube_cluster import ROOT, Cluster, free_port, wait_until
 
 POLICY = """\
 settings {
@@ -94,7 +94,7 @@ class Replica:
     def start(self) -> Replica:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--policy", str(self.policy),
+                [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy),
                  "--insecure-http", "--host", "127.0.0.1", "--port", str(self.port),
                  "--kubeconfig", str(self.cluster.kubeconfig), "--store", "kubernetes",
                  "--lease-namespace", "default", "--log-format", "json", *self.args],

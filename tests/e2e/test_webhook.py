@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import StartWebhook
-from kube_cluster import Cluster, wait_until
+
+from tests.e2e.conftest import StartWebhook
+from tests.e2e.kube_cluster import Cluster, wait_until
 
 POLICY = """\
 import "quotalang:policies"

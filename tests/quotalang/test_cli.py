@@ -11,7 +11,7 @@ import pytest
 
 from quotalang.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"
 WORKLOADS = ROOT / "examples" / "workloads"
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from quotalang import parser
 from quotalang.errors import PolicyError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reference(text: str) -> object:

@@ -18,7 +18,7 @@ import yaml
 from quotalang import compile_policy
 from quotalang.quantity import parse_quantity
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = REPO / "examples" / "policies"
 WORKLOADS = REPO / "examples" / "workloads"
 

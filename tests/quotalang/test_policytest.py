@@ -18,7 +18,7 @@ import yaml
 
 from quotalang.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 POLICY = """\

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from webhook_helpers import compile_text
 
-from controller.ledger import MemoryLedger
 from quotalang.compiler import CompiledPolicy
-from server.app import create_app
-from server.metrics import Metrics
-from server.reload import PolicyHolder
+from quotalang.controller.ledger import MemoryLedger
+from quotalang.server.app import create_app
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import PolicyHolder
+from tests.server.webhook_helpers import compile_text
 
 
 @pytest.fixture(scope="session")

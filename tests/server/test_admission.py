@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from webhook_helpers import deployment, review
 
-from server.admission import BadReview, parse_review
+from quotalang.server.admission import BadReview, parse_review
+from tests.server.webhook_helpers import deployment, review
 
 
 def test_a_valid_review_yields_its_request() -> None:

@@ -16,14 +16,14 @@ import orjson
 import pytest
 import yaml
 from starlette.testclient import TestClient
-from webhook_helpers import deployment, hpa, response_of, review, scale_review
 
-from controller.ledger import MemoryLedger, ObjectKey
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller.ledger import MemoryLedger, ObjectKey
 from quotalang.decision import Decision
-from server.app import create_app
-from server.metrics import Metrics
-from server.reload import PolicyHolder
+from quotalang.server.app import create_app
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import PolicyHolder
+from tests.server.webhook_helpers import deployment, hpa, response_of, review, scale_review
 
 NANO = 10**9
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from webhook_helpers import deployment, review, scale_review
 
-from controller.ledger import MemoryLedger, ObjectKey
 from quotalang.compiler import CompiledPolicy
-from server.admission import AdmissionRequest
-from server.engine import Engine
-from server.reload import PolicyHolder
+from quotalang.controller.ledger import MemoryLedger, ObjectKey
+from quotalang.server.admission import AdmissionRequest
+from quotalang.server.engine import Engine
+from quotalang.server.reload import PolicyHolder
+from tests.server.webhook_helpers import deployment, review, scale_review
 
 NANO = 10**9
 WEB = ObjectKey("apps", "Deployment", "team-a", "web")

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from starlette.testclient import TestClient
-from webhook_helpers import deployment, review
 
-from server import logs
+from quotalang.server import logs
+from tests.server.webhook_helpers import deployment, review
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import yaml
 from cryptography import x509
 
 from quotalang.errors import InputError
-from server.cli import main
-from server.manifests import manifests
-from server.tls import issue, make_ca
+from quotalang.server.cli import main
+from quotalang.server.manifests import manifests
+from quotalang.server.tls import issue, make_ca
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 

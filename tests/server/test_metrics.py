@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
-from webhook_helpers import deployment, review
 
-from controller.ledger import MemoryLedger
+from quotalang.controller.ledger import MemoryLedger
+from tests.server.webhook_helpers import deployment, review
 
 NANO = 10**9
 

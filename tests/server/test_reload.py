@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from webhook_helpers import POLICY
 
 from quotalang.errors import PolicyError
-from server.metrics import Metrics
-from server.reload import PolicyHolder, PolicyReloader
+from quotalang.server.metrics import Metrics
+from quotalang.server.reload import PolicyHolder, PolicyReloader
+from tests.server.webhook_helpers import POLICY
 
 NANO = 10**9
 BROKEN = POLICY.replace(

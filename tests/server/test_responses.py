@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from quotalang.decision import Decision, Violation
-from server import responses
+from quotalang.server import responses
 
 
 def test_allow_is_two_keys_when_there_is_nothing_to_say() -> None:

@@ -25,9 +25,9 @@ import httpx
 import orjson
 import pytest
 import yaml
-from webhook_helpers import response_of, review
 
-from server.tls import Pem, issue, make_ca
+from quotalang.server.tls import Pem, issue, make_ca
+from tests.server.webhook_helpers import response_of, review
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -120,7 +120,7 @@ def start(folder: Path, *args: str, ca: Path, env: dict[str, str] | None = None)
             [
                 sys.executable,
                 "-m",
-                "server.cli",
+                "quotalang.server.cli",
                 "serve",
                 "--policy",
                 str(policy),

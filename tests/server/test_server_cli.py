@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webhook_helpers import POLICY
 
 from quotalang import cli as core
-from server import logs
-from server.cli import build_parser, main
+from quotalang.server import logs
+from quotalang.server.cli import build_parser, main
+from tests.server.webhook_helpers import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.metrics import Metrics
-from server.tls import CertReloader, Pem, issue, local_hosts, make_ca, self_signed
+from quotalang.server.metrics import Metrics
+from quotalang.server.tls import CertReloader, Pem, issue, local_hosts, make_ca, self_signed
 
 
 def served_certificate(server_context: ssl.SSLContext, ca: bytes, hostname: str = "localhost") -> bytes:
