@@ -9,6 +9,6 @@
   `cash_file`: accrual and its state file; `metrics`: what it exports.
 """
 
-from quotalang.controller.ledger import GroupUsage, Ledger, MemoryLedger, ObjectKey
+from quotalang.controller.ledger.memory import GroupUsage, Ledger, MemoryLedger, ObjectKey
 
 __all__ = ["GroupUsage", "Ledger", "MemoryLedger", "ObjectKey"]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
-from quotalang.controller.ledger import CashState
+from quotalang.controller.ledger.memory import CashState
 from quotalang.usage import per_pod, usage_key, workload_models
 
 _TERMINAL = ("Succeeded", "Failed")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from quotalang.controller.ledger import CashState
+from quotalang.controller.ledger.memory import CashState
 from quotalang.errors import QuotalangError
 
 VERSION = 1

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.controller.cash import PodRun, accrue, pod_run
-from quotalang.controller.ledger import CashState, ObjectKey, Observation, Usage
+from quotalang.controller.ledger.memory import CashState, ObjectKey, Observation, Usage
 from quotalang.evaluator import charged_owner, resolve_group
 from quotalang.usage import workload_usage
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import cash_file
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.naming import api_version_parts, plural
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.kube.naming import api_version_parts, plural
+from quotalang.controller.kube.watch import Watcher
 from quotalang.controller.reconcile import PODS, ControllerLedger, Reconciler
-from quotalang.controller.watch import Watcher
 
 LOG = logging.getLogger("quotalang.controller")
 DEFAULT_RESYNC = 300.0  # like the native quota controller

@@ -32,8 +32,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from quotalang.compiler import CompiledGroup
-from quotalang.controller.deadline import parse_timeout, request_deadline
-from quotalang.controller.ledger import Ledger
+from quotalang.controller import Ledger
+from quotalang.controller.kube.deadline import parse_timeout, request_deadline
 from quotalang.decision import hours, qty
 from quotalang.errors import InputError
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.ledger import Ledger, ObjectKey
-from quotalang.controller.naming import api_group, kind_of_resource
+from quotalang.controller import Ledger, ObjectKey
+from quotalang.controller.kube.naming import api_group, kind_of_resource
 from quotalang.decision import Decision, clip
 from quotalang.errors import InputError
 from quotalang.server import responses

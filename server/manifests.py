@@ -44,8 +44,8 @@ import yaml
 
 from quotalang import loader
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller import ledger_crd
-from quotalang.controller.naming import plural, policy_kinds
+from quotalang.controller.kube.naming import plural, policy_kinds
+from quotalang.controller.ledger import crd as ledger_crd
 from quotalang.errors import InputError
 
 DEFAULT_IMAGE = "ghcr.io/quotalang/quotalang:0.1.0"

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from quotalang.controller.election import DEFAULT_LEASE
-from quotalang.controller.ledger import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
+from quotalang.controller.kube.election import DEFAULT_LEASE
+from quotalang.controller.ledger.memory import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
 from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
@@ -40,8 +40,8 @@ from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReload
 if TYPE_CHECKING:
     import uvicorn
 
-    from quotalang.controller.kubeapi import KubeApi
-    from quotalang.controller.kubestore import KubernetesLedger
+    from quotalang.controller.kube.api import KubeApi
+    from quotalang.controller.ledger.kubestore import KubernetesLedger
     from quotalang.controller.reconcile import ControllerLedger
     from quotalang.server.stores import KubernetesStore
 
@@ -175,7 +175,7 @@ class _Runtime:
                 on_leader=self._lead, on_follower=self._follow,
             )
             return self.store.ledger
-        from quotalang.controller.kubeapi import KubeApi
+        from quotalang.controller.kube.api import KubeApi
 
         try:
             self.api = KubeApi.from_config(opts.kubeconfig)

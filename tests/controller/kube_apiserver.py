@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.kubestore_runtime import install_crd
-from quotalang.controller.ledger_crd import COLLECTION_PATH
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.crd import COLLECTION_PATH
+from quotalang.controller.ledger.kubestore_runtime import install_crd
 from tests.e2e.kube_cluster import Cluster, assets
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from quotalang.compiler import CashBudget, CompiledPolicy, compile_policy
 from quotalang.controller.cash import PodRun, accrue, finished_at, period_start, pod_run, scheduled_at
-from quotalang.controller.ledger import CashState, MemoryLedger
+from quotalang.controller.ledger.memory import CashState, MemoryLedger
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"

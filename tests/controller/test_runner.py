@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.ledger import MemoryLedger
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.runner import Controller, collection_path, sources
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import apiserver, client
@@ -144,10 +144,9 @@ def test_no_cash_is_accrued_before_the_first_sync(apiserver: Cluster) -> None:
 def test_a_new_leader_replaces_the_stored_totals_instead_of_adding_to_them(
     apiserver: Cluster, api: KubeApi
 ) -> None:
-    from kube_apiserver import wipe_ledgers
-
-    from quotalang.controller.kubestore import KubernetesLedger
-    from quotalang.controller.ledger_crd import from_object, object_path
+    from quotalang.controller.ledger.crd import from_object, object_path
+    from quotalang.controller.ledger.kubestore import KubernetesLedger
+    from tests.controller.kube_apiserver import wipe_ledgers
 
     wipe_ledgers(apiserver)
     namespace = api.namespace  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from quotalang.controller.cash import period_start
-from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.kube.api import KubeApi
 from tests.e2e.conftest import StartWebhook, wait_for_webhook
 from tests.e2e.kube_cluster import Cluster, Webhook, wait_until
 

@@ -36,8 +36,8 @@ import httpx
 import pytest
 
 from quotalang.controller.cash import period_start
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.ledger_crd import parse_time
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.crd import parse_time
 from tests.e2e.kube_cluster import ROOT, Cluster, free_port, wait_until
 
 POLICY = """\

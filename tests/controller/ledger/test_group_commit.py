@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from quotalang.controller.group_commit import GroupCommit, Slot
+from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 
 
 def test_waiting_requests_are_decided_together_in_arrival_order() -> None:

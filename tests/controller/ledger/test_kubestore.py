@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller import deadline
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
-from quotalang.controller.kubestore_runtime import StoreRuntime
-from quotalang.controller.ledger import ObjectKey, Observation
-from quotalang.controller.ledger_crd import from_object, object_path
+from quotalang.controller.kube import deadline
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.crd import from_object, object_path
+from quotalang.controller.ledger.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
+from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
+from quotalang.controller.ledger.memory import ObjectKey, Observation
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from quotalang.controller.election import LeaderElector
-from quotalang.controller.kubeapi import KubeApi
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.kube.election import LeaderElector
 from tests.controller.kube_apiserver import Cluster, apiserver, client
 
 __all__ = ["apiserver"]

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
-from quotalang.controller.ledger_crd import format_time
+from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.ledger.crd import format_time
 
 LOG = logging.getLogger("quotalang.election")
 DEFAULT_LEASE = 15.0

@@ -24,10 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.election import LeaderElector
-from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
-from quotalang.controller.kubestore import KubernetesLedger, NotLeader
-from quotalang.controller.ledger_crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
+from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.kube.election import LeaderElector
+from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
+from quotalang.controller.ledger.kubestore import KubernetesLedger, NotLeader
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from quotalang.controller.kubeapi import KubeApi
-from quotalang.controller.watch import Backoff, Gone, Watcher
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.kube.watch import Backoff, Gone, Watcher
 from tests.controller.kube_apiserver import apiserver, client
 from tests.e2e.kube_cluster import Cluster, free_port, wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.naming import api_group, api_version_parts, kind_of_resource, plural
+from quotalang.controller.kube.naming import api_group, api_version_parts, kind_of_resource, plural
 from quotalang.loader import load_text
 
 KINDS = """\

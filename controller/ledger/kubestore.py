@@ -50,10 +50,20 @@ from typing import Any
 import orjson
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller import deadline as deadlines
-from quotalang.controller.group_commit import GroupCommit, Slot
-from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
-from quotalang.controller.ledger import (
+from quotalang.controller.kube import deadline as deadlines
+from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.ledger.crd import (
+    COLLECTION_PATH,
+    LedgerFormatError,
+    LedgerState,
+    Reservation,
+    from_object,
+    identity_key,
+    object_path,
+    to_object,
+)
+from quotalang.controller.ledger.group_commit import GroupCommit, Slot
+from quotalang.controller.ledger.memory import (
     DEFAULT_RESERVATION_TTL,
     CashState,
     GroupUsage,
@@ -68,16 +78,6 @@ from quotalang.controller.ledger import (
     summed,
     version_of,
     workload_after,
-)
-from quotalang.controller.ledger_crd import (
-    COLLECTION_PATH,
-    LedgerFormatError,
-    LedgerState,
-    Reservation,
-    from_object,
-    identity_key,
-    object_path,
-    to_object,
 )
 from quotalang.decision import Decision
 from quotalang.evaluator import evaluate, resolve_group
@@ -691,7 +691,7 @@ class KubernetesLedger:
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a reservation in any cached ledger."""
-        from quotalang.controller.ledger_crd import parse_identity
+        from quotalang.controller.ledger.crd import parse_identity
 
         slots = {k for state in list(self._cache.values()) for k in state.reservations}
         return [parse_identity(k) for k in slots]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quotalang.controller.deadline import budget, parse_timeout
-from quotalang.controller.ledger import ObjectKey
-from quotalang.controller.ledger_crd import (
+from quotalang.controller.kube.deadline import budget, parse_timeout
+from quotalang.controller.ledger.crd import (
     LedgerFormatError,
     LedgerState,
     Reservation,
@@ -17,6 +16,7 @@ from quotalang.controller.ledger_crd import (
     parse_identity,
     to_object,
 )
+from quotalang.controller.ledger.memory import ObjectKey
 
 
 def test_group_names_map_to_object_names() -> None:

@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from quotalang.controller.ledger import ObjectKey
+from quotalang.controller.ledger.memory import ObjectKey
 
 GROUP = "quotalang.dev"
 VERSION = "v1alpha1"

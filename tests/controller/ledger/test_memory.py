@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.ledger import MemoryLedger, ObjectKey
+from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
 from quotalang.loader import load_text
 
 NANO = 10**9

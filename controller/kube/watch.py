@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from quotalang.controller.kubeapi import ApiError, KubeApi, KubeError
+from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
 
 LOG = logging.getLogger("quotalang.controller")
 

@@ -1,0 +1,1 @@
+"""The usage ledger: the store contract and its stores."""
