@@ -10,23 +10,36 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from quotalang.compiler import CompiledPolicy, compile_policy, compile_sources
+    from quotalang.compiler import compile_policy, compile_sources
     from quotalang.decision import Decision, Violation
-    from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError
-    from quotalang.evaluator import Snapshot, UsageSource
+    from quotalang.errors import (
+        Diagnostic,
+        InputError,
+        InternalError,
+        PolicyError,
+        QuantityError,
+        QuotalangError,
+        UserInputError,
+    )
+    from quotalang.evaluator import Snapshot, UsageSource, evaluate
+    from quotalang.policy import CompiledPolicy
 
 _EXPORTS = {
-    "CompiledPolicy": "compiler",
+    "CompiledPolicy": "policy",
     "compile_policy": "compiler",
     "compile_sources": "compiler",
     "Decision": "decision",
     "Violation": "decision",
     "Diagnostic": "errors",
     "InputError": "errors",
+    "InternalError": "errors",
     "PolicyError": "errors",
+    "QuantityError": "errors",
     "QuotalangError": "errors",
+    "UserInputError": "errors",
     "Snapshot": "evaluator",
     "UsageSource": "evaluator",
+    "evaluate": "evaluator",
 }
 
 __all__ = [
@@ -34,13 +47,17 @@ __all__ = [
     "Decision",
     "Diagnostic",
     "InputError",
+    "InternalError",
     "PolicyError",
+    "QuantityError",
     "QuotalangError",
     "Snapshot",
     "UsageSource",
+    "UserInputError",
     "Violation",
     "compile_policy",
     "compile_sources",
+    "evaluate",
 ]
 __version__ = "0.1.0"
 

@@ -39,21 +39,19 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
 
 from quotalang import loader, nodes
 from quotalang.errors import Diagnostic
 from quotalang.quantity import Quantity, QuantityError, parse_quantity
 from quotalang.resources import (
     DEFAULT_GPU_RESOURCES,
-    extended_name,
     is_limits_extended,
+    model_kind,
     resource_class,
     split_key,
     suggest,
 )
-
-NANO = 10**9
+from quotalang.units import NANO, hours_text, parse_hours
 
 _MODEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
 _BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
@@ -177,33 +175,6 @@ def _split(text: str, gpu_resources: frozenset[str]) -> _Key:
     """Split off a model suffix; extended names may hold dots, so only gpu resources split."""
     key = split_key(text, gpu_resources)
     return _Key(key.base, key.model, key.known)
-
-
-def _model_kind(base: str, gpu_resources: frozenset[str]) -> str | None:
-    """Which model label a base key reads: cpu, memory, gpu, or none at all."""
-    klass = resource_class(base)
-    if klass in ("cpu", "memory"):
-        return klass
-    if klass == "extended" and extended_name(base) in gpu_resources:
-        return "gpu"
-    return None
-
-
-@lru_cache(maxsize=4096)
-def _hours_of(text: str) -> Fraction:
-    """A cash amount as written (`12.5`), exactly; amounts repeat, so parse each once."""
-    return Fraction(text)
-
-
-def _hours(value: Fraction) -> str:
-    """Exact decimal text for a sum of decimal hours (`20000`, `12.5`)."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    scale = 0
-    while (10**scale) % value.denominator:
-        scale += 1  # ends: the amounts were written as decimals
-    digits = str(value.numerator * 10**scale // value.denominator).rjust(scale + 1, "0")
-    return f"{digits[:-scale]}.{digits[-scale:]}".rstrip("0").rstrip(".")
 
 
 def _per(period: nodes.Period | None) -> str:
@@ -362,7 +333,7 @@ def _unknown_name(key: str, span: nodes.Span) -> Diagnostic:
 
 def _unlabelled_model(key: str, base: str, span: nodes.Span, policy: _Policy) -> Iterator[Diagnostic]:
     """W104: a model key nothing can ever charge, for want of a model label."""
-    kind = _model_kind(base, policy.gpu_resources)
+    kind = model_kind(base, policy.gpu_resources)
     if kind is None:
         yield Diagnostic(
             "W104",
@@ -473,7 +444,7 @@ def _model_over_generic(group: nodes.Group, policy: _Policy) -> Iterator[Diagnos
         other = cash.get(split.base) if split.model is not None else None
         if other is None or other.period != budget.period:
             continue
-        if _hours_of(other.hours) < _hours_of(budget.hours):
+        if parse_hours(other.hours) < parse_hours(budget.hours):
             yield _pointless_model(
                 group, f"cash {key}", f"{budget.hours}h", split.base, f"{other.hours}h", budget.key_span
             )
@@ -612,18 +583,18 @@ def _over_allocated_cash(
     """E106: cash budgets carve like limits, per key and (equal) period."""
     for key, budget in policy.cash(parent).items():
         shares = [
-            (child.name, _hours_of(own.hours))
+            (child.name, parse_hours(own.hours))
             for child in kids
             if (own := policy.cash(child).get(key)) is not None and own.period == budget.period
         ]
         total = sum((hours for _, hours in shares), Fraction(0))
-        limit = _hours_of(budget.hours)
+        limit = parse_hours(budget.hours)
         if shares and total > limit:
-            listed = ", ".join(f"{name} {_hours(hours)}h" for name, hours in shares)
+            listed = ", ".join(f"{name} {hours_text(hours)}h" for name, hours in shares)
             yield Diagnostic(
                 "E106",
                 f"children of {parent.name} over-allocate cash {key}{_per(budget.period)}: "
-                f"{_hours(total)}h > {_hours(limit)}h ({listed})",
+                f"{hours_text(total)}h > {hours_text(limit)}h ({listed})",
                 budget.key_span,
                 f"lower the children's budgets or raise {parent.name}'s",
             )

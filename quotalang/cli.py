@@ -19,14 +19,15 @@ import yaml
 
 from quotalang import loader
 from quotalang.checker import check
-from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError
-from quotalang.evaluator import Snapshot
+from quotalang.compiler import compile_sources
+from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError, UserInputError
+from quotalang.evaluator import Snapshot, evaluate
+from quotalang.policy import CompiledPolicy
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(QuotalangError):
+class UsageError(UserInputError):
     """Bad command-line input (exit 2)."""
 
 
@@ -156,7 +157,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     for obj in read_yaml(args.workload):
         if not isinstance(obj, dict):
             raise InputError(f"{args.workload}: a document is not an object")
-        decision = policy.evaluate(obj, operation, old=old, usage=snapshot, parent=parent)
+        decision = evaluate(policy, obj, operation, old=old, usage=snapshot, parent=parent)
         denied = denied or not decision.allowed
         results.append((obj, decision))
     if not results:
@@ -251,19 +252,46 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # ------------------------------------------------------------------- main
-def build_parser() -> argparse.ArgumentParser:
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+
+class Verbs:
+    """The verb table of the `quotalang` parser, handed to each extension of `build_parser`.
+
+    How another package adds verbs (`quotalang.server` adds `serve` and
+    `manifests`) without reaching into argparse or replacing the core parser.
+    """
+
+    def __init__(self, add_parser: Callable[..., argparse.ArgumentParser]) -> None:
+        self._add_parser = add_parser
+
+    def add(
+        self,
+        name: str,
+        helptext: str,
+        func: Command,
+        formats: tuple[str, ...] = ("text", "json"),
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        """A new verb running `func(args, out)`; `--format` takes `formats` (none when empty)."""
+        sub = self._add_parser(name, help=helptext, description=description or helptext)
+        if formats:
+            sub.add_argument("--format", choices=formats, default=formats[0])
+        sub.set_defaults(func=func)
+        return sub
+
+
+Extension = Callable[[Verbs], None]
+
+
+def build_parser(*extensions: Extension) -> argparse.ArgumentParser:
+    """The parser of the core verbs, then of the verbs each extension adds."""
     parser = argparse.ArgumentParser(
         prog="quotalang", description="Hierarchical quotas for Kubernetes, as code."
     )
     parser.add_argument("--version", action="version", version="quotalang 0.1.0")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, helptext: str, func: Callable[[argparse.Namespace, TextIO], int],
-             formats: tuple[str, ...] = ("text", "json")) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=helptext, description=helptext)
-        sub.add_argument("--format", choices=formats, default="text")
-        sub.set_defaults(func=func)
-        return sub
+    verbs = Verbs(parser.add_subparsers(dest="verb", required=True, metavar="VERB").add_parser)
+    verb = verbs.add
 
     lint = verb("lint", "check a policy: syntax, tree, carving, names, kind rules", cmd_lint,
                 ("text", "json", "github"))
@@ -301,12 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("dirs", nargs="+", metavar="DIR", help="OLD NEW, or with --git only the working-tree DIR")
     diff.add_argument("--git", metavar="REV", help="compare DIR as it was at this git revision with the working tree")
     diff.add_argument("--usage", metavar="FILE", help="usage snapshot: report groups over their new limits")
+    for extend in extensions:
+        extend(verbs)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, extensions: Sequence[Extension] = ()) -> int:
+    """Run one verb: the core ones, plus those `extensions` add (see `build_parser`)."""
     stream = out or sys.stdout
-    parser = build_parser()
+    parser = build_parser(*extensions)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage message

@@ -1,30 +1,40 @@
 """The result of one admission decision, and how it reads to a person.
 
-Messages are built on demand: an allowed request in enforce mode (the common
-case) never formats a string.
+A `Decision` also says what a ledger store records for the request (`stored`,
+`stored_usage`, `reservation`, `reserves`), so that stores never look at the
+request again. Messages are built on demand: an allowed request in enforce
+mode (the common case) never formats a string.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from quotalang.quantity import Quantity
+from quotalang.units import format_hours
 from quotalang.usage import PartUsage, to_quantity
 
 MAX_WARNING = 120
 
+# Why a request was decided as it was: a closed set (metrics and logs label by it).
+Reason = Literal[
+    "charged",  # checked against its group and fits (or, in warn/audit mode, does not and is allowed)
+    "over-quota",  # does not fit its group: see `violations`
+    "no-rule",  # no kind rule charges the kind (or the scaled kind has no scale path)
+    "owned",  # controlled by an owner a kind rule already charges
+    "unlabelled",  # no group label: allowed or denied per the policy's `unlabelled` setting
+    "unknown-group",  # the group label names no group of the policy
+    "not-intercepted",  # an operation other than CREATE / UPDATE
+    "scale-parent-missing",  # a Scale whose workload cannot be found: denied
+    "hpa-target-missing",  # an HPA whose target cannot be found: allowed with a warning
+]
+REASONS: tuple[Reason, ...] = get_args(Reason)
+
 
 def qty(key: str, nanos: int) -> str:
     return str(to_quantity(key, nanos))
-
-
-def hours(nanos: int) -> str:
-    """Nano-unit-seconds as unit-hours, trimmed: 200h, 12.5h."""
-    whole, rest = divmod(nanos, 3600 * 10**9)
-    if not rest:
-        return f"{whole}h"
-    return f"{nanos / (3600 * 10**9):.2f}".rstrip("0").rstrip(".") + "h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class Violation:
         if self.cash_period is not None:
             return (
                 f"cash {self.resource} per {self.cash_period} spent: "
-                f"used {hours(self.used)} of {hours(self.hard)}"
+                f"used {format_hours(self.used)} of {format_hours(self.hard)}"
             )
         k = self.resource
         taken = self.used + self.carved
@@ -65,9 +75,9 @@ class Violation:
                 "cash": True,
                 "period": self.cash_period,
                 "requested": qty(self.resource, self.requested),
-                "used": hours(self.used),
-                "hard": hours(self.hard),
-                "free": hours(max(self.hard - self.used, 0)),
+                "used": format_hours(self.used),
+                "hard": format_hours(self.hard),
+                "free": format_hours(max(self.hard - self.used, 0)),
             }
         return {
             "resource": self.resource,
@@ -81,26 +91,64 @@ class Violation:
 
 @dataclass(slots=True)
 class Decision:
-    """Allowed or not, why, and what the ledger must charge if it is."""
+    """Allowed or not, why, and what a ledger store records if it is.
+
+    The evaluator builds it whole and never changes it afterwards (it is not
+    frozen only because a frozen dataclass is slower to build on the hot path).
+    """
 
     allowed: bool
     operation: str
     group: str | None = None
     path: str | None = None
     mode: str = "enforce"
-    reason: str = "charged"  # charged | no-rule | unlabelled | unknown-group | over-quota | ...
-    total: dict[str, int] = field(default_factory=dict)  # the new object's usage
+    reason: Reason = "charged"
+    total: dict[str, int] = field(default_factory=dict)  # the usage of `stored` (the new object)
     delta: dict[str, int] = field(default_factory=dict)  # what this request adds to `group`
-    charges: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> key -> delta
+    # group -> key -> signed change this request makes there (a label move releases the old
+    # group); empty when denied, and for HPAs, which are checked, never charged
+    charges: dict[str, dict[str, int]] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     parts: tuple[PartUsage, ...] = ()
     notes: list[str] = field(default_factory=list)  # explanation lines
     error: str | None = None  # set for denials that are not quota (unknown group, ...)
+    # The workload as it will be stored after this request: the object itself, or for a
+    # Scale its parent with the new replicas. None when no workload is stored: an HPA,
+    # an operation that is not intercepted, a Scale of a kind with no scale path.
+    stored: Mapping[str, Any] | None = None
+    dry_run: bool = False  # evaluated and answered, but nothing is reserved
 
     @property
     def usage(self) -> dict[str, Quantity]:
         return {k: to_quantity(k, v) for k, v in sorted(self.total.items())}
+
+    @property
+    def reserves(self) -> bool:
+        """Whether a store records this request at all: allowed, not a dry run, and a workload is stored."""
+        return self.allowed and not self.dry_run and self.stored is not None
+
+    @property
+    def reservation(self) -> dict[str, dict[str, int]]:
+        """What a store reserves: per group, the positive part of `charges`; empty unless `reserves`.
+
+        Releases (negative changes, a label move's old group) are never reserved:
+        the watch gives them back when the stored object shows them.
+        """
+        if not self.reserves:
+            return {}
+        out: dict[str, dict[str, int]] = {}
+        for group, delta in self.charges.items():
+            positive = {k: v for k, v in delta.items() if v > 0}
+            if positive:
+                out[group] = positive
+        return out
+
+    @property
+    def stored_usage(self) -> dict[str, int]:
+        """The usage `stored` holds in `group` after this request; {} when no group is charged for it
+        (unlabelled, no kind rule, owned)."""
+        return dict(self.total) if self.group is not None else {}
 
     @property
     def message(self) -> str:

@@ -1,8 +1,22 @@
-"""One exception type and one finding type for every stage of the pipeline.
+"""One exception hierarchy, and one finding type for every stage of the pipeline.
 
 A `Diagnostic` is a finding with a stable code (`E…` errors, `W…` warnings),
 an exact location and a hint; `PolicyError` carries the diagnostics that made
-a policy unusable. Callers catch `PolicyError` only: nothing else escapes.
+a policy unusable.
+
+Every error quotalang raises on purpose is a `QuotalangError`, and falls on
+one side of a line that callers act on:
+
+- `UserInputError`: what someone gave us is wrong (a policy, a workload, a
+  usage snapshot, a quantity, a test file, a request body). Tell them, and how
+  to fix it: exit 2, an HTTP 400, a denial. Retrying will not help.
+- `InternalError`: not the requester's fault (a store or a cluster that
+  failed, stored data that cannot be read, a bug). Log it; the webhook
+  answers per its failure mode.
+
+The controller and the server subclass these bases for their own errors
+(`KubeError`, `LedgerUnavailable`, `NotLeader`, `LedgerFormatError` under
+`InternalError`; `BadReview` under `ReviewError`).
 """
 
 from __future__ import annotations
@@ -103,7 +117,15 @@ class QuotalangError(Exception):
     """Base of every error quotalang raises on purpose."""
 
 
-class PolicyError(QuotalangError):
+class UserInputError(QuotalangError):
+    """Input that cannot be used as given: report it to whoever gave it (never a bug)."""
+
+
+class InternalError(QuotalangError):
+    """A failure that is not the requester's: a store, a cluster, stored data, a bug."""
+
+
+class PolicyError(UserInputError):
     """A policy that cannot be used: it holds every error found."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict[str, str] | None = None):
@@ -115,5 +137,17 @@ class PolicyError(QuotalangError):
         return "\n".join(d.render(self.sources) for d in self.diagnostics)
 
 
-class InputError(QuotalangError):
+class InputError(UserInputError):
     """A workload, usage snapshot or other input that cannot be evaluated."""
+
+
+class QuantityError(UserInputError, ValueError):
+    """Text that Kubernetes would not accept as a quantity.
+
+    Also a `ValueError`, as a malformed number is anywhere in Python: callers
+    that parse quantities among other values catch them together.
+    """
+
+
+class ReviewError(UserInputError):
+    """A request body (an AdmissionReview, an explain request) that cannot be read: an HTTP 400."""

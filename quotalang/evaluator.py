@@ -1,8 +1,10 @@
 """Decide one admission request against a compiled policy (stage 4 of 4).
 
 Pure: the usage it checks against comes in through `UsageSource` (a snapshot
-in CI, the ledger in the webhook), and what it decides to charge goes out in
-`Decision.charges` for the caller to reserve. A workload in group G is
+in CI, the ledger in the webhook), and what it decides goes out in a
+`Decision` that says what the caller's store records (`stored`, `reservation`,
+`reserves`). It reads the compiled policy's types (`quotalang.policy`), never
+the compile stage. A workload in group G is
 checked against G alone: for each key G limits,
 `used + reserved + Σ children hard + delta ≤ hard`.
 """
@@ -10,15 +12,15 @@ checked against G alone: for each key G limits,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from quotalang.decision import Decision, Violation, clip, hours, qty
+from quotalang.decision import Decision, Reason, Violation, clip, qty
 from quotalang.errors import InputError
+from quotalang.objects import labels_of, name_of
+from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
+from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import PartUsage, WorkloadUsage, workload_usage
-
-if TYPE_CHECKING:
-    from quotalang.compiler import CompiledGroup, CompiledPolicy
 
 _EMPTY: Mapping[str, int] = {}
 
@@ -72,15 +74,10 @@ class Snapshot:
 
 
 def _hours(group: object, key: object, value: object) -> int:
-    from fractions import Fraction
-
-    text = str(value).strip().removesuffix("h")
     try:
-        amount = Fraction(text)
-    except (ValueError, ZeroDivisionError):
+        return hours_to_nanos(str(value).strip().removesuffix("h"))
+    except ValueError:
         raise InputError(f"cash of {group}/{key}: {value!r} is not a number of hours") from None
-    nanos = amount * 3600 * 10**9
-    return nanos.numerator // nanos.denominator
 
 
 EMPTY_SNAPSHOT = Snapshot({}, {})
@@ -94,30 +91,30 @@ def _source(usage: UsageSource | Mapping[str, Any] | None) -> UsageSource:
     return usage
 
 
-def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    meta = obj.get("metadata") if type(obj) is dict or isinstance(obj, Mapping) else None
-    labels = meta.get("labels") if type(meta) is dict or isinstance(meta, Mapping) else None
-    return labels if type(labels) is dict or isinstance(labels, Mapping) else _EMPTY
-
-
 def resolve_group(policy: CompiledPolicy, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(group, None) or (None, why-not); (None, None) means unlabelled and allowed."""
+    group, _, problem = _resolve(policy, obj)
+    return group, problem
+
+
+def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any]) -> tuple[str | None, Reason | None, str | None]:
+    """(group, None, None), or (None, reason, why-not) when no group is charged; why-not is None when allowed."""
     settings = policy.settings
-    name = _labels(obj).get(settings.group_label)
+    name = labels_of(obj).get(settings.group_label)
     if name is None:
         if settings.unlabelled == "group":
-            return settings.unlabelled_group, None
+            return settings.unlabelled_group, None, None
         if settings.unlabelled == "deny":
-            return None, (
+            return None, "unlabelled", (
                 f"workload has no label {settings.group_label}; "
                 "label it with the quota group it belongs to"
             )
-        return None, None
+        return None, "unlabelled", None
     if name in policy.groups:
-        return str(name), None
+        return str(name), None, None
     near = policy.near_groups(str(name))
     hint = f"; did you mean {', '.join(near)}?" if near else ""
-    return None, f"unknown quota group {name!r} in label {settings.group_label}{hint}"
+    return None, "unknown-group", f"unknown quota group {name!r} in label {settings.group_label}{hint}"
 
 
 def evaluate(
@@ -127,25 +124,27 @@ def evaluate(
     old: Mapping[str, Any] | None = None,
     usage: UsageSource | Mapping[str, Any] | None = None,
     parent: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
     `parent` is the stored workload a `Scale` or HPA refers to; the caller
-    finds it (ledger, cache, live GET). Raises `InputError` for objects that
-    cannot be read.
+    finds it (ledger, cache, live GET). A `dry_run` is decided the same way
+    and marked so that nothing is reserved for it. Raises `InputError` for
+    objects that cannot be read.
     """
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise InputError("the object is not a mapping")
     op = operation.upper()
     if op not in ("CREATE", "UPDATE"):
-        return Decision(True, op, reason="not-intercepted")
+        return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
     if kind == "Scale":
-        return _scale(policy, obj, old, source, parent)
+        return _scale(policy, obj, source, parent, dry_run)
     if kind == "HorizontalPodAutoscaler" and str(obj.get("apiVersion", "")).startswith("autoscaling/"):
-        return _hpa(policy, obj, source, parent)
-    return _workload(policy, obj, op, old if op == "UPDATE" else None, source)
+        return _hpa(policy, obj, source, parent, dry_run)
+    return _workload(policy, obj, op, old if op == "UPDATE" else None, source, dry_run)
 
 
 def _workload(
@@ -154,21 +153,35 @@ def _workload(
     op: str,
     old: Mapping[str, Any] | None,
     source: UsageSource,
+    dry_run: bool,
+    *,
     check_only: bool = False,
+    note: str | None = None,
 ) -> Decision:
+    """Decide a workload (for a Scale, its scaled parent; for an HPA, its target at maxReplicas).
+
+    `check_only` (an HPA) checks room and charges nothing, and stores nothing;
+    `note` closes the explanation.
+    """
+    stored = None if check_only else obj
     if policy.rule_for(obj) is None:
-        return Decision(True, op, reason="no-rule", notes=["no kind rule matches; not charged"])
+        return Decision(True, op, reason="no-rule", notes=_notes(["no kind rule matches; not charged"], note),
+                        stored=stored, dry_run=dry_run)
     owner = charged_owner(policy, obj)
     if owner is not None:
-        return Decision(True, op, reason="owned", notes=[f"controlled by {owner}, which is charged for it"])
+        return Decision(True, op, reason="owned",
+                        notes=_notes([f"controlled by {owner}, which is charged for it"], note),
+                        stored=stored, dry_run=dry_run)
     new = workload_usage(policy, obj)
-    group_name, problem = resolve_group(policy, obj)
+    group_name, why, problem = _resolve(policy, obj)
     if group_name is None:
+        assert why is not None
         if problem is None:
-            return Decision(True, op, reason="unlabelled", total=new.total, parts=new.parts,
-                            notes=["unlabelled and the policy allows it; not charged"])
-        return Decision(False, op, reason="unknown-group" if "unknown" in problem else "unlabelled",
-                        total=new.total, parts=new.parts, error=problem)
+            return Decision(True, op, reason=why, total=new.total, parts=new.parts,
+                            notes=_notes(["unlabelled and the policy allows it; not charged"], note),
+                            stored=stored, dry_run=dry_run)
+        return Decision(False, op, reason=why, total=new.total, parts=new.parts, notes=_notes([], note),
+                        error=problem, stored=stored, dry_run=dry_run)
     group = policy.groups[group_name]
     charges: dict[str, dict[str, int]] = {}
     notes: list[str] = []
@@ -189,10 +202,15 @@ def _workload(
     else:
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, new, old is not None, source)
-    if not check_only and delta:
+    denied = bool(violations) and group.mode == "enforce"
+    if denied or check_only:
+        charges = {}
+    elif delta:
         charges[group_name] = delta
-    decision = Decision(
-        allowed=True,
+    if violations and group.mode == "warn":
+        warnings = [clip(f"{group.name}: {v.describe()}") for v in violations] + warnings
+    return Decision(
+        allowed=not denied,
         operation=op,
         group=group_name,
         path=group.path,
@@ -204,15 +222,16 @@ def _workload(
         violations=violations,
         warnings=warnings,
         parts=new.parts,
-        notes=notes,
+        notes=_notes(notes, note),
+        stored=stored,
+        dry_run=dry_run,
     )
-    if violations:
-        if group.mode == "enforce":
-            decision.allowed = False
-            decision.charges = {}
-        elif group.mode == "warn":
-            decision.warnings = [clip(f"{group.name}: {v.describe()}") for v in violations] + warnings
-    return decision
+
+
+def _notes(notes: list[str], last: str | None) -> list[str]:
+    if last is not None:
+        notes.append(last)
+    return notes
 
 
 def charged_owner(policy: CompiledPolicy, obj: Mapping[str, Any]) -> str | None:
@@ -310,7 +329,8 @@ def _check(
             violations.append(Violation(key, delta.get(key, 0), spent, 0, budget.budget, "", period))
         elif spent * warn_at.denominator >= budget.budget * warn_at.numerator:
             warnings.append(
-                clip(f"{group.name} has spent {hours(spent)} of {hours(budget.budget)} cash {key} per {period}")
+                clip(f"{group.name} has spent {format_hours(spent)} of {format_hours(budget.budget)} "
+                     f"cash {key} per {period}")
             )
     return violations, warnings
 
@@ -318,50 +338,51 @@ def _check(
 def _scale(
     policy: CompiledPolicy,
     scale: Mapping[str, Any],
-    old_scale: Mapping[str, Any] | None,
     source: UsageSource,
     parent: Mapping[str, Any] | None,
+    dry_run: bool,
 ) -> Decision:
-    name = _name(scale)
+    """A `/scale` UPDATE: decided as an UPDATE of the parent to the scaled parent.
+
+    The one place a Scale's stored body is built: `Decision.stored` carries it
+    to the ledger stores and to `quotalang test`'s chain.
+    """
+    name = name_of(scale)
     if parent is None:
         return Decision(False, "UPDATE", reason="scale-parent-missing",
                         error=f"cannot find the workload {name} being scaled; "
-                        "denied so that quota cannot be evaded, retry shortly")
+                        "denied so that quota cannot be evaded, retry shortly", dry_run=dry_run)
     rule = policy.rule_for(parent)
     if rule is None:
-        return Decision(True, "UPDATE", reason="no-rule", notes=["no kind rule for the scaled kind"])
+        return Decision(True, "UPDATE", reason="no-rule", notes=["no kind rule for the scaled kind"], dry_run=dry_run)
     replicas = _int_field(scale, ("spec", "replicas"), "Scale spec.replicas")
     if rule.scale_path is None:
         return Decision(True, "UPDATE", reason="no-rule",
-                        notes=[f"kind rule {rule.kind} names no scale path; not charged"])
+                        notes=[f"kind rule {rule.kind} names no scale path; not charged"], dry_run=dry_run)
     scaled = rule.with_replicas(parent, replicas)
-    decision = _workload(policy, scaled, "UPDATE", parent, source)
-    decision.notes.append(f"scale of {rule.kind} {name} to {replicas} replicas")
-    return decision
+    return _workload(policy, scaled, "UPDATE", parent, source, dry_run,
+                     note=f"scale of {rule.kind} {name} to {replicas} replicas")
 
 
 def _hpa(
-    policy: CompiledPolicy, hpa: Mapping[str, Any], source: UsageSource, target: Mapping[str, Any] | None
+    policy: CompiledPolicy,
+    hpa: Mapping[str, Any],
+    source: UsageSource,
+    target: Mapping[str, Any] | None,
+    dry_run: bool,
 ) -> Decision:
+    """An HPA: its target at maxReplicas must fit; checked, never charged, nothing stored."""
     if target is None:
         return Decision(True, "CREATE", reason="hpa-target-missing",
-                        warnings=[clip(f"HPA {_name(hpa)}: target not found, maxReplicas not checked")])
+                        warnings=[clip(f"HPA {name_of(hpa)}: target not found, maxReplicas not checked")],
+                        dry_run=dry_run)
     rule = policy.rule_for(target)
     if rule is None or rule.scale_path is None:
-        return Decision(True, "CREATE", reason="no-rule", notes=["HPA target kind is not charged"])
+        return Decision(True, "CREATE", reason="no-rule", notes=["HPA target kind is not charged"], dry_run=dry_run)
     max_replicas = _int_field(hpa, ("spec", "maxReplicas"), "HPA spec.maxReplicas")
     at_max = rule.with_replicas(target, max_replicas)
-    decision = _workload(policy, at_max, "UPDATE", target, source, check_only=True)
-    decision.charges = {}
-    decision.notes.append(f"HPA maxReplicas {max_replicas}: room is checked, nothing is charged")
-    return decision
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    if isinstance(meta, Mapping):
-        return f"{meta.get('namespace', '')}/{meta.get('name', '')}".lstrip("/")
-    return "<unnamed>"
+    return _workload(policy, at_max, "UPDATE", target, source, dry_run, check_only=True,
+                     note=f"HPA maxReplicas {max_replicas}: room is checked, nothing is charged")
 
 
 def _int_field(obj: Mapping[str, Any], path: tuple[str, ...], what: str) -> int:

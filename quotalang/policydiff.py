@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from quotalang import checker, loader, nodes
-from quotalang.compiler import cash_budget_nanos
 from quotalang.errors import InputError
 from quotalang.evaluator import Snapshot
 from quotalang.quantity import QuantityError, parse_quantity
+from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import to_quantity
 
 
@@ -75,7 +75,7 @@ def groups_of(sources: loader.Sources) -> dict[str, Group]:
                 elif isinstance(stmt, nodes.Cash):
                     period = stmt.period or "lifetime"
                     text = f"{stmt.hours}h" + (f" per {stmt.period}" if stmt.period else "")
-                    cash[name][stmt.key] = Cash(cash_budget_nanos(stmt.hours), period, text)
+                    cash[name][stmt.key] = Cash(hours_to_nanos(stmt.hours), period, text)
                 else:
                     own_mode[name] = stmt.mode
             except (QuantityError, ValueError, ZeroDivisionError):
@@ -215,7 +215,7 @@ def _over(name: str, group: Group, before: Group | None, snapshot: Snapshot) -> 
                 Over(
                     name,
                     f"cash {key}",
-                    _hours(spent),
+                    format_hours(spent),
                     "0h",
                     budget.text,
                     old_cash.text if old_cash else None,
@@ -224,12 +224,6 @@ def _over(name: str, group: Group, before: Group | None, snapshot: Snapshot) -> 
                 )
             )
     return out
-
-
-def _hours(nanos: int) -> str:
-    from quotalang.decision import hours
-
-    return hours(nanos)
 
 
 def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None) -> PolicyDiff:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+from quotalang.errors import QuantityError
+from quotalang.units import NANO
+
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
 
-NANO = 10**9
 MAX_UNITS = 2**63 - 1  # the cap Kubernetes puts on BinarySI values
 _MAX_NANOS = MAX_UNITS * NANO
 
@@ -24,9 +26,7 @@ _BINARY_BY_EXPONENT = {0: "", **{v: k for k, v in _BINARY_SUFFIXES.items()}}
 _SUFFIX_CHARS = frozenset("eEinumkKMGTP")
 _DIGITS = frozenset("0123456789")
 
-
-class QuantityError(ValueError):
-    """Text that Kubernetes would not accept as a quantity."""
+__all__ = ["MAX_UNITS", "NANO", "Format", "Quantity", "QuantityError", "canonical", "parse_quantity"]
 
 
 class Quantity:

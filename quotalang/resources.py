@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
+
+from quotalang.nodes import ModelKind
 
 ResourceClass = Literal["cpu", "memory", "ephemeral-storage", "hugepages", "extended", "count"]
 
@@ -106,6 +109,20 @@ def extended_name(base: str) -> str | None:
     """`requests.nvidia.com/gpu` → `nvidia.com/gpu`; None for other keys."""
     match = _EXTENDED.match(base)
     return match.group(1) if match else None
+
+
+@lru_cache(maxsize=4096)
+def model_kind(base: str, gpu_resources: frozenset[str]) -> ModelKind | None:
+    """Which model label a base key reads: cpu, memory, gpu, or none at all.
+
+    Cached: the evaluator asks it for every key of every new pod shape.
+    """
+    klass = resource_class(base)
+    if klass == "cpu" or klass == "memory":
+        return klass
+    if klass == "extended" and extended_name(base) in gpu_resources:
+        return "gpu"
+    return None
 
 
 def suggest(name: str) -> str | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from quotalang.compiler import CompiledGroup, CompiledPolicy
-from quotalang.decision import hours, qty
+from quotalang.decision import qty
 from quotalang.evaluator import UsageSource
+from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows
+from quotalang.units import format_hours
 
 
 def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
@@ -14,34 +15,18 @@ def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
 
 
 def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
-    used = usage.used(group.name)
-    rows = []
-    for key, hard in group.hard.items():
-        carved = group.carved.get(key, 0)
-        own = used.get(key, 0)
-        rows.append(
-            {
-                "key": key,
-                "hard": qty(key, hard),
-                "carved": qty(key, carved),
-                "used": qty(key, own),
-                "free": qty(key, max(hard - carved - own, 0)),
-            }
-        )
-    return rows
+    return [
+        {"key": r.key, "hard": qty(r.key, r.hard), "carved": qty(r.key, r.carved), "used": qty(r.key, r.used),
+         "free": qty(r.key, r.free)}
+        for r in limit_rows(group, usage.used(group.name))
+    ]
 
 
 def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
-    spent = usage.cash_used(group.name)
     return [
-        {
-            "key": key,
-            "period": budget.period or "lifetime",
-            "budget": hours(budget.budget),
-            "used": hours(spent.get(key, 0)),
-            "free": hours(max(budget.budget - spent.get(key, 0), 0)),
-        }
-        for key, budget in group.cash.items()
+        {"key": c.key, "period": c.period, "budget": format_hours(c.budget), "used": format_hours(c.used),
+         "free": format_hours(c.free)}
+        for c in cash_rows(group, usage.cash_used(group.name))
     ]
 
 

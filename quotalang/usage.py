@@ -5,29 +5,36 @@ cache is keyed by the canonical JSON of only the fields pod usage reads
 (containers' names and resources, init containers' restart policy, overhead,
 pod-level resources, status and deletion marks), so templates that differ in
 images, env or labels -- every Deployment of a team, the same object seen again
-at UPDATE -- share one entry and cost a small dump and a dict lookup.
+at UPDATE -- share one entry and cost a small dump and a cache lookup.
+
+The cache is keyed by content alone (the shape, the models, the policy's gpu
+resource names), so it is shared by every policy and never written into one:
+a compiled policy stays immutable, and a reload starts warm. It is a bounded
+LRU, so a stream of new shapes evicts the oldest rather than emptying it. The
+webhook and the controller's threads share it, hence the lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+from cachetools import LRUCache
 
 from quotalang import pods
 from quotalang.kinds import CompiledKind
+from quotalang.objects import labels_of
+from quotalang.policy import CompiledPolicy
 from quotalang.quantity import Format, Quantity
-from quotalang.resources import resource_class, split_key
-
-if TYPE_CHECKING:
-    from quotalang.compiler import CompiledPolicy
+from quotalang.resources import model_kind, resource_class, split_key
 
 MODEL_KINDS = ("cpu", "gpu", "memory")
-_CACHE_LIMIT = 8192
-_NO_LABELS: Mapping[str, Any] = {}
-Vector = tuple[tuple[str, int], ...]
+CACHE_SIZE = 8192  # distinct (pod shape, models) pairs; a few hundred bytes each
+Vector = tuple[tuple[str, int], ...]  # (key, nanos), sorted by key
+Models = tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +45,7 @@ class PartUsage:
     replicas: int
     per_pod: Vector  # model keys included
     surge: int
-    models: tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
+    models: Models
     template: Mapping[str, Any] | None  # compared at UPDATE: a changed template is a rollout
     missing_template: bool
 
@@ -99,15 +106,9 @@ def usage_key(template: Mapping[str, Any]) -> bytes:
     return _dump(shape)
 
 
-def _labels(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    meta = node.get("metadata") if type(node) is dict or isinstance(node, Mapping) else None
-    labels = meta.get("labels") if type(meta) is dict or isinstance(meta, Mapping) else None
-    return labels if type(labels) is dict or isinstance(labels, Mapping) else _NO_LABELS
-
-
 def workload_models(
     policy: CompiledPolicy, obj_labels: Mapping[str, Any], template: Mapping[str, Any] | None
-) -> tuple[tuple[str, str, str], ...]:
+) -> Models:
     """The models a part runs on: workload labels first, then pod template labels."""
     found = []
     template_labels: Mapping[str, Any] | None = None
@@ -119,7 +120,7 @@ def workload_models(
         where = "workload label"
         if value is None:
             if template_labels is None:
-                template_labels = _labels(template)
+                template_labels = labels_of(template)
             value = template_labels.get(label)
             where = "pod template label"
         if isinstance(value, str) and value:
@@ -127,52 +128,36 @@ def workload_models(
     return tuple(found)
 
 
-def _pod_vector(policy: CompiledPolicy, template: Mapping[str, Any], key: bytes) -> dict[str, int]:
-    cache: dict[Any, Any] = policy._cache
-    hit = cache.get(key)
-    if hit is None:
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
-        hit = {k: q.nanos for k, q in pods.pod_usage(pods.apply_defaults(template)).items()}
-        cache[key] = hit
-    return hit
+# (usage_key, models, gpu resource names) -> the pod's usage vector, model keys included
+_per_pod: LRUCache[tuple[bytes, Models, frozenset[str]], Vector] = LRUCache(CACHE_SIZE)
+_per_pod_lock = threading.Lock()
 
 
-def _model_kind(policy: CompiledPolicy, key: str) -> str | None:
-    cache: dict[Any, Any] = policy._cache
-    slot = ("model-kind", key)
-    if slot in cache:
-        return cache[slot]  # type: ignore[no-any-return]
-    from quotalang.compiler import model_kind_of
+def per_pod(policy: CompiledPolicy, template: Mapping[str, Any], models: Models, key: bytes) -> Vector:
+    """The usage of one pod of `template` on `models`, model keys included; `key` is `usage_key(template)`."""
+    gpus = policy.settings.gpu_resources
+    slot = (key, models, gpus)
+    with _per_pod_lock:
+        try:
+            return _per_pod[slot]
+        except KeyError:
+            pass
+    vector = _compute(template, models, gpus)  # outside the lock: a race computes one shape twice, harmlessly
+    with _per_pod_lock:
+        _per_pod[slot] = vector
+    return vector
 
-    found = model_kind_of(key, policy.settings.gpu_resources)
-    cache[slot] = found
-    return found
 
-
-def per_pod(
-    policy: CompiledPolicy,
-    template: Mapping[str, Any],
-    models: tuple[tuple[str, str, str], ...],
-    key: bytes,
-) -> Vector:
-    """The usage of one pod of `template` on `models`, model keys included."""
-    cache: dict[Any, Any] = policy._cache
-    slot = (key, models)
-    hit = cache.get(slot)
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
-    base = _pod_vector(policy, template, key)
+def _compute(template: Mapping[str, Any], models: Models, gpus: frozenset[str]) -> Vector:
+    base = {k: q.nanos for k, q in pods.pod_usage(pods.apply_defaults(template)).items()}
     out = dict(base)
     if models:
         chosen = {kind: model for kind, model, _ in models}
         for k, v in base.items():
-            kind = _model_kind(policy, k)
+            kind = model_kind(k, gpus)
             if kind is not None and kind in chosen:
                 out[f"{k}.{chosen[kind]}"] = v
-    vector = tuple(sorted(out.items()))
-    cache[slot] = vector
-    return vector
+    return tuple(sorted(out.items()))
 
 
 def workload_usage(policy: CompiledPolicy, obj: Mapping[str, Any]) -> WorkloadUsage:
@@ -180,7 +165,7 @@ def workload_usage(policy: CompiledPolicy, obj: Mapping[str, Any]) -> WorkloadUs
     rule = policy.rule_for(obj)
     if rule is None:
         return WorkloadUsage(None, (), {})
-    obj_labels = _labels(obj)
+    obj_labels = labels_of(obj)
     parts = []
     total: dict[str, int] = {}
     for pod_set in rule.pods_of(obj):

@@ -31,17 +31,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from quotalang.compiler import CompiledGroup
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
-from quotalang.decision import hours, qty
+from quotalang.decision import qty
 from quotalang.errors import InputError
+from quotalang.evaluator import evaluate
+from quotalang.policy import CompiledGroup, cash_rows, limit_rows
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
 from quotalang.server.engine import Engine, FailureMode, Outcome, hpa_target
 from quotalang.server.logs import log_decision, log_event
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder
 from quotalang.server.responses import encode, status_body
+from quotalang.units import format_hours
 
 JSON = "application/json"
 LOG = logging.getLogger("quotalang.server")
@@ -179,7 +181,7 @@ def create_app(
         if target is None and obj.get("kind") == "HorizontalPodAutoscaler":
             target = _hpa_target(obj, ledger)
         try:
-            decision = policy.evaluate(obj, operation, old=old, usage=ledger, parent=target)
+            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
         except InputError as exc:
             return _error(400, str(exc))
         return _json({"object": _describe(obj), **decision.as_json()})
@@ -221,33 +223,27 @@ def _summary(group: CompiledGroup) -> dict[str, Any]:
 def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
     """`used` is observed + reserved (what admission checks); `free` = hard − carved − used."""
     numbers = ledger.group_usage(group.name)
-    used = numbers.used
-    limits = []
-    for key, hard in group.hard.items():
-        carved = group.carved.get(key, 0)
-        taken = used.get(key, 0)
-        limits.append(
-            {
-                "key": key,
-                "hard": qty(key, hard),
-                "carved": qty(key, carved),
-                "used": qty(key, taken),
-                "reserved": qty(key, numbers.reserved.get(key, 0)),
-                "free": qty(key, max(hard - carved - taken, 0)),
-            }
-        )
-    cash = []
-    for key, budget in group.cash.items():
-        spent = numbers.cash.get(key, 0)
-        cash.append(
-            {
-                "key": key,
-                "period": budget.period or "lifetime",
-                "budget": hours(budget.budget),
-                "used": hours(spent),
-                "free": hours(max(budget.budget - spent, 0)),
-            }
-        )
+    limits = [
+        {
+            "key": r.key,
+            "hard": qty(r.key, r.hard),
+            "carved": qty(r.key, r.carved),
+            "used": qty(r.key, r.used),
+            "reserved": qty(r.key, numbers.reserved.get(r.key, 0)),
+            "free": qty(r.key, r.free),
+        }
+        for r in limit_rows(group, numbers.used)
+    ]
+    cash = [
+        {
+            "key": c.key,
+            "period": c.period,
+            "budget": format_hours(c.budget),
+            "used": format_hours(c.used),
+            "free": format_hours(c.free),
+        }
+        for c in cash_rows(group, numbers.cash)
+    ]
     return {
         **_summary(group),
         "limits": limits,

@@ -1,11 +1,12 @@
 """The `quotalang` console script: the core verbs plus `serve` and `manifests`.
 
 The core CLI (`quotalang.cli`) knows nothing of the server (imports point one
-way); this module adds the two server verbs to its parser and runs through the
-core's `main`, so every verb shares one error handling: no tracebacks, exit
-0 ok / 1 findings / 2 usage or input errors. uvicorn, starlette and
-cryptography are imported only when `serve` or `manifests` runs, so
-`quotalang lint` stays fast.
+way); this module hands it `add_server_verbs` as an extension of its parser
+and runs through the core's `main`, so every verb shares one error handling:
+no tracebacks, exit 0 ok / 1 findings / 2 usage or input errors. uvicorn,
+starlette, kubernetes and cryptography are imported only when `serve` or
+`manifests` runs, so the core verbs work (and stay fast) in an install
+without the `[server]` extra.
 """
 
 from __future__ import annotations
@@ -20,16 +21,7 @@ import orjson
 
 from quotalang import cli as core
 
-_core_build_parser = core.build_parser
 MIB = 1024 * 1024
-
-
-def _verbs(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The core parser's subcommand table (argparse offers no public accessor)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("the core parser has no subcommands")
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -112,18 +104,14 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The core parser with `serve` and `manifests` added."""
+def add_server_verbs(verbs: core.Verbs) -> None:
+    """Add `serve` and `manifests` to the core parser (a `quotalang.cli.build_parser` extension)."""
     from quotalang.server.manifests import DEFAULT_IMAGE
 
-    parser = _core_build_parser()
-    verbs = _verbs(parser)
-
-    serve = verbs.add_parser(
-        "serve", help="run the admission webhook (no cluster needed: in-memory ledger)",
+    serve = verbs.add(
+        "serve", "run the admission webhook (no cluster needed: in-memory ledger)", cmd_serve, formats=(),
         description="Run the admission webhook: POST /validate, /healthz, /readyz, /metrics, /api/*.",
     )
-    serve.set_defaults(func=cmd_serve)
     serve.add_argument("--policy", action="append", required=True, metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8443)
@@ -161,12 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--lease-duration", type=_positive_float, default=15.0, metavar="SECONDS",
                          help="kubernetes store: how long a dead leader holds the Lease (default 15)")
 
-    man = verbs.add_parser(
-        "manifests", help="print the Kubernetes manifests that run the webhook",
+    man = verbs.add(
+        "manifests", "print the Kubernetes manifests that run the webhook", cmd_manifests, formats=(),
         description="Print ready-to-apply YAML: RBAC, policy ConfigMap, TLS Secret, Deployment, "
         "Service, PodDisruptionBudget and ValidatingWebhookConfiguration.",
     )
-    man.set_defaults(func=cmd_manifests)
     man.add_argument("--format", choices=["text", "json"], default="text", help="text is YAML")
     man.add_argument("--policy", action="append", required=True, metavar="DIR")
     man.add_argument("--namespace", required=True, metavar="NS")
@@ -175,22 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--replicas", type=_positive_int, default=2)
     man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
     man.add_argument("--ca-bundle", metavar="FILE", help="PEM CA that signed --tls-secret's certificate")
-    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The core parser with `serve` and `manifests` added."""
+    return core.build_parser(add_server_verbs)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run through `quotalang.cli.main` with the extended parser.
-
-    The core `main` builds its parser with the module-level `build_parser`;
-    it has no parameter for another one, so the extended builder is put in
-    its place for the duration of the call (see the report: a `parser=`
-    parameter on the core `main` would make this one line).
-    """
-    core.build_parser = build_parser
-    try:
-        return core.main(argv, out)
-    finally:
-        core.build_parser = _core_build_parser
+    """The console script: `quotalang.cli.main` with the server verbs."""
+    return core.main(argv, out, extensions=(add_server_verbs,))
 
 
 if __name__ == "__main__":

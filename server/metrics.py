@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.controller import Ledger
+from quotalang.policy import CompiledPolicy, cash_rows, limit_rows
+from quotalang.units import NANO
 
-NANO = 1e9
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -135,14 +135,12 @@ class LedgerCollector(Collector):
         if policy is not None:
             for name, group in policy.groups.items():
                 numbers = self._ledger.group_usage(name)
-                now = numbers.used
-                for key, limit in group.hard.items():
-                    taken = now.get(key, 0)
-                    hard.add_metric([name, key], limit / NANO)
-                    used.add_metric([name, key], taken / NANO)
-                    reserved.add_metric([name, key], numbers.reserved.get(key, 0) / NANO)
-                    free.add_metric([name, key], max(limit - group.carved.get(key, 0) - taken, 0) / NANO)
-                for key, budget in group.cash.items():
-                    cash_used.add_metric([name, key], numbers.cash.get(key, 0) / NANO)
-                    cash_budget.add_metric([name, key], budget.budget / NANO)
+                for r in limit_rows(group, numbers.used):
+                    hard.add_metric([name, r.key], r.hard / NANO)
+                    used.add_metric([name, r.key], r.used / NANO)
+                    reserved.add_metric([name, r.key], numbers.reserved.get(r.key, 0) / NANO)
+                    free.add_metric([name, r.key], r.free / NANO)
+                for c in cash_rows(group, numbers.cash):
+                    cash_used.add_metric([name, c.key], c.used / NANO)
+                    cash_budget.add_metric([name, c.key], c.budget / NANO)
         yield from (hard, used, reserved, free, cash_used, cash_budget)

@@ -3,10 +3,10 @@
 It books an admitted decision the way the webhook's ledger does: the
 decision's `charges` (a CREATE its full usage, an UPDATE its delta, a label
 move a release in the old group and the full usage in the new). Denied and
-dry-run requests book nothing; cash is what the file's snapshot says (no time
-passes between cases). It also keeps the last admitted version of every
-object, so an UPDATE or a scale without `old:` sees what is stored, as the
-apiserver's `oldObject` would be.
+dry-run requests and HPAs book nothing (`Decision.reserves`); cash is what the
+file's snapshot says (no time passes between cases). It also keeps the last
+admitted version of every object (`Decision.stored`), so an UPDATE or a scale
+without `old:` sees what is stored, as the apiserver's `oldObject` would be.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.decision import Decision
 from quotalang.evaluator import Snapshot
 
@@ -45,11 +44,14 @@ class Chain:
     def stored(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self._stored.get(identity(obj))
 
-    def book(
-        self, policy: CompiledPolicy, decision: Decision, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
-    ) -> None:
-        """Carry an allowed decision into the chain (the caller skips dry runs)."""
-        if not decision.allowed:
+    def book(self, decision: Decision) -> None:
+        """Carry a decision into the chain: as a store would, only when it `reserves`.
+
+        Denied requests, dry runs and HPAs book nothing; the body kept is the
+        decision's `stored` (for a Scale, the parent with the new replicas).
+        """
+        stored = decision.stored
+        if not decision.reserves or stored is None:
             return
         for group, delta in decision.charges.items():
             keys = self._used.setdefault(group, {})
@@ -57,13 +59,4 @@ class Chain:
                 # Never below zero: an UPDATE's old object is assumed to be part of the
                 # starting usage; if it was not, the release has nothing to take back.
                 keys[key] = max(keys.get(key, 0) + value, 0)
-        body: Mapping[str, Any] = obj
-        if obj.get("kind") == "Scale" and parent is not None:
-            rule = policy.rule_for(parent)
-            spec = obj.get("spec")
-            replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
-            if rule is None or rule.scale_path is None or not isinstance(replicas, int):
-                return
-            body = rule.with_replicas(parent, replicas)
-        if obj.get("kind") != "HorizontalPodAutoscaler":
-            self._stored[identity(body)] = dict(body)
+        self._stored[identity(stored)] = dict(stored)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from quotalang import loader
-from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.compiler import compile_sources
 from quotalang.decision import Decision
 from quotalang.errors import InputError, PolicyError
-from quotalang.evaluator import Snapshot
+from quotalang.evaluator import Snapshot, evaluate
+from quotalang.policy import CompiledPolicy
 from quotalang.policytest.chain import Chain
 from quotalang.policytest.expect import Mismatch, compare, message_text, outcome
 from quotalang.policytest.spec import Case, TestFile, load_test_file
@@ -221,7 +222,8 @@ class Runner:
             if old is None:
                 return error(f"UPDATE without old: and no earlier case in this file admitted {_describe(obj)}")
         try:
-            decision = policy.evaluate(obj, case.operation, old=old, usage=chain, parent=parent)
+            decision = evaluate(policy, obj, case.operation, old=old, usage=chain, parent=parent,
+                                dry_run=case.dry_run)
         except InputError as exc:
             return error(f"cannot evaluate the workload: {exc}")
         except Exception as exc:  # a bug in quotalang: an ERROR for this case, never a traceback
@@ -238,8 +240,7 @@ class Runner:
         if rule is not None:
             coverage.kinds_hit.add(f"{rule.api_version} {rule.kind}")
         coverage.groups_hit.update(g for g in (decision.group, *decision.charges) if g)
-        if not case.dry_run:
-            chain.book(policy, decision, obj, parent)
+        chain.book(decision)
         used = {group: chain.used(group) for group, _ in case.expect.used}
         mismatches = compare(case.expect, decision, used)
         return CaseResult(

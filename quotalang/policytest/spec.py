@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from quotalang.errors import InputError
+from quotalang.errors import InputError, UserInputError
 from quotalang.policytest.yamlsrc import Located, LocatedError, PathKey, parse_located, read_documents, read_text
 from quotalang.quantity import QuantityError, parse_quantity
 
@@ -29,7 +29,7 @@ CASE_KEYS = ("name", "description", "workload", "patch", "operation", "old", "pa
 EXPECT_KEYS = ("decision", "resources", "message", "message_regex", "group", "usage", "delta", "used")
 
 
-class SpecError(Exception):
+class SpecError(UserInputError):
     """A problem at `path` inside the test file (turned into file:line)."""
 
     def __init__(self, path: PathKey, message: str) -> None:

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from quotalang import compile_policy
+from quotalang.evaluator import evaluate
 from quotalang.quantity import parse_quantity
+from quotalang.usage import workload_usage
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = REPO / "examples" / "policies"
@@ -121,7 +123,7 @@ def test_library_covers_every_kind_with_an_example(policy: Any) -> None:
 
 @pytest.mark.parametrize("name", sorted(GROUP_PATHS))
 def test_every_example_workload_is_admitted_into_its_group(policy: Any, name: str) -> None:
-    decision = policy.evaluate(load(name), operation="CREATE")
+    decision = evaluate(policy, load(name), operation="CREATE")
     assert decision.allowed, decision.message
     assert decision.path == GROUP_PATHS[name]
     assert decision.violations == []
@@ -132,7 +134,7 @@ def test_every_example_workload_is_admitted_into_its_group(policy: Any, name: st
 
 
 def test_pod_with_sidecar_and_init_container(policy: Any) -> None:
-    usage = policy.workload_usage(load("pod.yaml"))
+    usage = workload_usage(policy, load("pod.yaml")).quantities()
     # requests: app containers + sidecars vs each init container + sidecars before it
     #   cpu     max(jupyter 4 + log-shipper 0.5, fetch-data 6 + log-shipper 0.5) = 6.5
     #   memory  max(16Gi + 512Mi, 4Gi + 512Mi) = 16.5Gi = 16896Mi
@@ -160,7 +162,7 @@ def test_pod_with_sidecar_and_init_container(policy: Any) -> None:
 
 
 def test_deployment(policy: Any) -> None:
-    usage = policy.workload_usage(load("deployment.yaml"))
+    usage = workload_usage(policy, load("deployment.yaml")).quantities()
     # per pod: api + envoy = requests 2 + 0.5 cpu, 4Gi + 512Mi; limits 4 + 1 cpu, 8Gi + 1Gi
     expect(
         usage,
@@ -179,7 +181,7 @@ def test_deployment(policy: Any) -> None:
 def test_deployment_replicas_default_to_one(policy: Any) -> None:
     obj = load("deployment.yaml")
     del obj["spec"]["replicas"]
-    usage = policy.workload_usage(obj)
+    usage = workload_usage(policy, obj).quantities()
     expect(usage, {"pods": "1", "limits.cpu": "5", "requests.memory": "4608Mi"})  # 1 × (4Gi + 512Mi)
 
 
@@ -191,13 +193,13 @@ def test_deployment_rollout_needs_room_for_max_surge(policy: Any) -> None:
     # The new template changes nothing in size (delta 0) but the rollout needs
     # room for maxSurge 2 × 5 cpu = 10 more: 95 + 10 = 105 > 100.
     used = {"frank": {"limits.cpu.A4": "95", "limits.cpu": "95"}}
-    decision = policy.evaluate(new, operation="UPDATE", old=old, usage=used)
+    decision = evaluate(policy, new, operation="UPDATE", old=old, usage=used)
     assert not decision.allowed
     assert "limits.cpu.A4" in decision.message
     # A change that leaves the pod template alone needs no surge room.
     relabelled = copy.deepcopy(old)
     relabelled["metadata"]["labels"]["tier"] = "frontend"
-    decision = policy.evaluate(relabelled, operation="UPDATE", old=old, usage=used)
+    decision = evaluate(policy, relabelled, operation="UPDATE", old=old, usage=used)
     assert decision.allowed, decision.message
 
 
@@ -211,17 +213,17 @@ def test_deployment_scale_charges_the_difference(policy: Any) -> None:
     }
     # 6 → 30 replicas: limits.cpu.A4 +24 × 5 = +120; used 30 (the 6 replicas) + 120 = 150 > 100.
     used = {"frank": {"limits.cpu.A4": "30", "limits.cpu": "30"}}
-    decision = policy.evaluate(scale, operation="UPDATE", usage=used, parent=deployment)
+    decision = evaluate(policy, scale, operation="UPDATE", usage=used, parent=deployment)
     assert not decision.allowed
     assert "limits.cpu.A4" in decision.message
     # 6 → 10 replicas: +4 × 5 = +20 → 50 of 100: fits.
     scale["spec"]["replicas"] = 10
-    decision = policy.evaluate(scale, operation="UPDATE", usage=used, parent=deployment)
+    decision = evaluate(policy, scale, operation="UPDATE", usage=used, parent=deployment)
     assert decision.allowed, decision.message
 
 
 def test_replicaset(policy: Any) -> None:
-    usage = policy.workload_usage(load("replicaset.yaml"))
+    usage = workload_usage(policy, load("replicaset.yaml")).quantities()
     expect(
         usage,
         {
@@ -236,7 +238,7 @@ def test_replicaset(policy: Any) -> None:
 
 
 def test_statefulset(policy: Any) -> None:
-    usage = policy.workload_usage(load("statefulset.yaml"))
+    usage = workload_usage(policy, load("statefulset.yaml")).quantities()
     expect(
         usage,
         {
@@ -253,7 +255,7 @@ def test_statefulset(policy: Any) -> None:
 
 
 def test_job_init_container_dominates(policy: Any) -> None:
-    usage = policy.workload_usage(load("job.yaml"))
+    usage = workload_usage(policy, load("job.yaml")).quantities()
     # per pod: max(app, init): cpu req max(1, 2) = 2, lim max(2, 2) = 2;
     #                          mem req max(2Gi, 8Gi) = 8Gi, lim max(4Gi, 8Gi) = 8Gi
     # parallelism 4 (completions 16 do not matter)
@@ -274,11 +276,11 @@ def test_job_init_container_dominates(policy: Any) -> None:
 def test_job_parallelism_defaults_to_one(policy: Any) -> None:
     obj = load("job.yaml")
     del obj["spec"]["parallelism"]
-    expect(policy.workload_usage(obj), {"pods": "1", "requests.cpu": "2", "requests.memory": "8Gi"})
+    expect(workload_usage(policy, obj).quantities(), {"pods": "1", "requests.cpu": "2", "requests.memory": "8Gi"})
 
 
 def test_cronjob_charges_one_run(policy: Any) -> None:
-    usage = policy.workload_usage(load("cronjob.yaml"))
+    usage = workload_usage(policy, load("cronjob.yaml")).quantities()
     # one Job of parallelism 2 × (req 2 cpu / 8Gi / 1 GPU, lim 4 cpu / 16Gi / 1 GPU)
     expect(
         usage,
@@ -298,14 +300,14 @@ def test_cronjob_charges_one_run(policy: Any) -> None:
 def test_cronjob_parallelism_defaults_to_one(policy: Any) -> None:
     obj = load("cronjob.yaml")
     del obj["spec"]["jobTemplate"]["spec"]["parallelism"]
-    expect(policy.workload_usage(obj), {"pods": "1", GPU: "1", "limits.cpu": "4"})
+    expect(workload_usage(policy, obj).quantities(), {"pods": "1", GPU: "1", "limits.cpu": "4"})
 
 
 # --------------------------------------------------------------------------- argo
 
 
 def test_rollout(policy: Any) -> None:
-    usage = policy.workload_usage(load("rollout.yaml"))
+    usage = workload_usage(policy, load("rollout.yaml")).quantities()
     expect(
         usage,
         {
@@ -323,7 +325,7 @@ def test_rollout_over_quota_in_audit_mode_is_allowed_and_recorded(policy: Any) -
     obj = load("rollout.yaml")
     obj["spec"]["replicas"] = 60
     # 60 × 2 = 120 limit cores > heidi's limits.cpu 100 (and 120 > limits.cpu.A4 50)
-    decision = policy.evaluate(obj, operation="CREATE")
+    decision = evaluate(policy, obj, operation="CREATE")
     assert decision.allowed
     assert decision.mode == "audit"
     assert {v.resource for v in decision.violations} >= {"limits.cpu", "limits.cpu.A4"}
@@ -334,7 +336,7 @@ def test_rollout_over_quota_in_audit_mode_is_allowed_and_recorded(policy: Any) -
 
 
 def test_tfjob(policy: Any) -> None:
-    usage = policy.workload_usage(load("tfjob.yaml"))
+    usage = workload_usage(policy, load("tfjob.yaml")).quantities()
     expect(
         usage,
         {
@@ -354,11 +356,11 @@ def test_tfjob_replicas_default_to_one(policy: Any) -> None:
     obj = load("tfjob.yaml")
     del obj["spec"]["tfReplicaSpecs"]["Worker"]["replicas"]
     # 1 chief × 1 + 1 worker × 4 = 5 GPUs; 1 + 2 + 1 = 4 pods
-    expect(policy.workload_usage(obj), {GPU: "5", "pods": "4"})
+    expect(workload_usage(policy, obj).quantities(), {GPU: "5", "pods": "4"})
 
 
 def test_model_keys_are_charged_with_generic_keys(policy: Any) -> None:
-    usage = policy.workload_usage(load("tfjob.yaml"))
+    usage = workload_usage(policy, load("tfjob.yaml")).quantities()
     # prefix rule: gpu-type A100 charges both the generic and the model key, and no other model
     assert usage[GPU] == usage[f"{GPU}.A100"] == Q("9")
     assert models_of(usage, GPU) == {"A100"}
@@ -368,17 +370,17 @@ def test_model_keys_are_charged_with_generic_keys(policy: Any) -> None:
     obj = load("tfjob.yaml")
     # Either key can deny. bob: requests.nvidia.com/gpu 32, .A100 16.
     # A100 used 10: 10 + 9 = 19 > 16, while generic 10 + 9 = 19 ≤ 32.
-    decision = policy.evaluate(obj, usage={"bob": {GPU: "10", f"{GPU}.A100": "10"}})
+    decision = evaluate(policy, obj, usage={"bob": {GPU: "10", f"{GPU}.A100": "10"}})
     assert not decision.allowed
     assert [v.resource for v in decision.violations] == [f"{GPU}.A100"]
     # Generic used 30 (by workloads without a gpu-type): 30 + 9 = 39 > 32, while A100 0 + 9 ≤ 16.
-    decision = policy.evaluate(obj, usage={"bob": {GPU: "30"}})
+    decision = evaluate(policy, obj, usage={"bob": {GPU: "30"}})
     assert not decision.allowed
     assert [v.resource for v in decision.violations] == [GPU]
 
 
 def test_tfjob_too_big_is_denied_naming_the_model_key(policy: Any) -> None:
-    decision = policy.evaluate(load("tfjob-too-big.yaml"), operation="CREATE")
+    decision = evaluate(policy, load("tfjob-too-big.yaml"), operation="CREATE")
     # A100: 1 chief × 1 + 5 workers × 4 = 21 > bob's 16; generic 21 ≤ 32 fits.
     assert not decision.allowed
     assert decision.group == "bob"
@@ -395,13 +397,13 @@ def test_tfjob_too_big_is_denied_naming_the_model_key(policy: Any) -> None:
 def test_tfjob_denied_when_cash_is_spent(policy: Any) -> None:
     # bob has spent his 1000 GPU-hours this week: no new GPU workloads.
     spent = {"bob": {"cash": {GPU: "1000h"}}}
-    decision = policy.evaluate(load("tfjob.yaml"), usage=spent)
+    decision = evaluate(policy, load("tfjob.yaml"), usage=spent)
     assert not decision.allowed
     assert GPU in decision.message
 
 
 def test_pytorchjob(policy: Any) -> None:
-    usage = policy.workload_usage(load("pytorchjob.yaml"))
+    usage = workload_usage(policy, load("pytorchjob.yaml")).quantities()
     expect(
         usage,
         {
@@ -417,14 +419,14 @@ def test_pytorchjob(policy: Any) -> None:
 
 def test_pytorchjob_warns_near_the_limit(policy: Any) -> None:
     # alice: A100 16; used 7 + 8 = 15 → 93% ≥ 90%: allowed, with a warning.
-    decision = policy.evaluate(load("pytorchjob.yaml"), usage={"alice": {GPU: "7", f"{GPU}.A100": "7"}})
+    decision = evaluate(policy, load("pytorchjob.yaml"), usage={"alice": {GPU: "7", f"{GPU}.A100": "7"}})
     assert decision.allowed
     assert any(f"{GPU}.A100" in w for w in decision.warnings), decision.warnings
     assert all(len(w) <= 120 for w in decision.warnings)
 
 
 def test_mpijob_v1(policy: Any) -> None:
-    usage = policy.workload_usage(load("mpijob-v1.yaml"))
+    usage = workload_usage(policy, load("mpijob-v1.yaml")).quantities()
     expect(
         usage,
         {
@@ -439,7 +441,7 @@ def test_mpijob_v1(policy: Any) -> None:
 
 
 def test_mpijob_v2beta1(policy: Any) -> None:
-    usage = policy.workload_usage(load("mpijob-v2beta1.yaml"))
+    usage = workload_usage(policy, load("mpijob-v2beta1.yaml")).quantities()
     expect(
         usage,
         {
@@ -458,7 +460,7 @@ def test_mpijob_defaults_launcher_one_worker_zero(policy: Any, name: str) -> Non
     obj = load(name)
     del obj["spec"]["mpiReplicaSpecs"]["Launcher"]["replicas"]
     del obj["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"]
-    usage = policy.workload_usage(obj)
+    usage = workload_usage(policy, obj).quantities()
     # Launcher defaults to 1, Worker to 0 (both operators): only the launcher, no GPUs.
     expect(usage, {"pods": "1"})
     assert GPU not in usage
@@ -468,7 +470,7 @@ def test_mpijob_v2beta1_over_quota_in_warn_mode_is_allowed_with_warnings(policy:
     obj = load("mpijob-v2beta1.yaml")
     obj["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] = 10
     # V100: 10 × 2 = 20 > dave's 16; vision is in mode warn.
-    decision = policy.evaluate(obj, operation="CREATE")
+    decision = evaluate(policy, obj, operation="CREATE")
     assert decision.allowed
     assert decision.mode == "warn"
     assert f"{GPU}.V100" in {v.resource for v in decision.violations}
@@ -479,7 +481,7 @@ def test_mpijob_v2beta1_over_quota_in_warn_mode_is_allowed_with_warnings(policy:
 
 
 def test_raycluster_models_from_template_labels(policy: Any) -> None:
-    usage = policy.workload_usage(load("raycluster.yaml"))
+    usage = workload_usage(policy, load("raycluster.yaml")).quantities()
     expect(
         usage,
         {
@@ -497,8 +499,6 @@ def test_raycluster_models_from_template_labels(policy: Any) -> None:
 
 
 def test_ray_worker_groups_are_named_by_group_name(policy: Any) -> None:
-    from quotalang.usage import workload_usage
-
     parts = workload_usage(policy, load("raycluster.yaml")).parts
     assert [(p.name, p.replicas) for p in parts] == [("head", 1), ("t4-workers", 4), ("v100-workers", 2)]
 
@@ -507,14 +507,14 @@ def test_raycluster_replicas_default_zero_and_num_of_hosts(policy: Any) -> None:
     obj = load("raycluster.yaml")
     del obj["spec"]["workerGroupSpecs"][0]["replicas"]  # t4-workers: CRD default 0
     obj["spec"]["workerGroupSpecs"][1]["numOfHosts"] = 2  # v100-workers: 2 replicas × 2 hosts
-    usage = policy.workload_usage(obj)
+    usage = workload_usage(policy, obj).quantities()
     # pods: 1 head + 0 + 2 × 2 = 5; GPUs: 4 × 2 = 8, all V100
     expect(usage, {"pods": "5", GPU: "8", f"{GPU}.V100": "8"})
     assert f"{GPU}.T4" not in usage
 
 
 def test_rayjob(policy: Any) -> None:
-    usage = policy.workload_usage(load("rayjob.yaml"))
+    usage = workload_usage(policy, load("rayjob.yaml")).quantities()
     expect(
         usage,
         {
@@ -533,20 +533,20 @@ def test_rayjob_without_submitter_template_or_with_existing_cluster(policy: Any)
     obj = load("rayjob.yaml")
     del obj["spec"]["submitterPodTemplate"]
     # KubeRay's default submitter is not in the object: head + 2 workers only.
-    expect(policy.workload_usage(obj), {"pods": "3", "requests.cpu": "10"})  # 2 + 2 × 4
+    expect(workload_usage(policy, obj).quantities(), {"pods": "3", "requests.cpu": "10"})  # 2 + 2 × 4
 
     on_existing = load("rayjob.yaml")
     del on_existing["spec"]["rayClusterSpec"]
     del on_existing["spec"]["submitterPodTemplate"]
     on_existing["spec"]["clusterSelector"] = {"ray.io/cluster": "shared"}
-    assert policy.workload_usage(on_existing) == {}
+    assert workload_usage(policy, on_existing).quantities() == {}
 
 
 # --------------------------------------------------------------------------- lws, jobset
 
 
 def test_leaderworkerset(policy: Any) -> None:
-    usage = policy.workload_usage(load("leaderworkerset.yaml"))
+    usage = workload_usage(policy, load("leaderworkerset.yaml")).quantities()
     expect(
         usage,
         {
@@ -564,13 +564,13 @@ def test_leaderworkerset_leader_falls_back_to_worker_template(policy: Any) -> No
     obj = load("leaderworkerset.yaml")
     del obj["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
     # every pod from workerTemplate: 6 × (4 cpu, 2 GPU)
-    expect(policy.workload_usage(obj), {"pods": "6", "requests.cpu": "24", GPU: "12"})
+    expect(workload_usage(policy, obj).quantities(), {"pods": "6", "requests.cpu": "24", GPU: "12"})
 
     obj = load("leaderworkerset.yaml")
     del obj["spec"]["leaderWorkerTemplate"]["size"]
     del obj["spec"]["replicas"]
     # size 1, replicas 1: one leader, no workers
-    expect(policy.workload_usage(obj), {"pods": "1", "requests.cpu": "8", GPU: "2"})
+    expect(workload_usage(policy, obj).quantities(), {"pods": "1", "requests.cpu": "8", GPU: "2"})
 
 
 def test_leaderworkerset_scale_adds_whole_groups(policy: Any) -> None:
@@ -583,13 +583,13 @@ def test_leaderworkerset_scale_adds_whole_groups(policy: Any) -> None:
     }
     # 2 → 3 groups: +1 leader × 2 + 2 workers × 2 = +6 A100; used 12 + 6 = 18 > carol's 16.
     used = {"carol": {GPU: "12", f"{GPU}.A100": "12"}}
-    decision = policy.evaluate(scale, operation="UPDATE", usage=used, parent=lws)
+    decision = evaluate(policy, scale, operation="UPDATE", usage=used, parent=lws)
     assert not decision.allowed
     assert f"{GPU}.A100" in decision.message
 
 
 def test_jobset(policy: Any) -> None:
-    usage = policy.workload_usage(load("jobset.yaml"))
+    usage = workload_usage(policy, load("jobset.yaml")).quantities()
     expect(
         usage,
         {
@@ -607,7 +607,7 @@ def test_jobset_replicas_default_to_one(policy: Any) -> None:
     obj = load("jobset.yaml")
     del obj["spec"]["replicatedJobs"][1]["replicas"]
     # workers: 1 replica × parallelism 4 → 1 + 4 = 5 pods, 4 GPUs
-    expect(policy.workload_usage(obj), {"pods": "5", GPU: "4"})
+    expect(workload_usage(policy, obj).quantities(), {"pods": "5", GPU: "4"})
 
 
 # --------------------------------------------------------------------------- other objects
@@ -620,20 +620,20 @@ def test_kind_without_rule_charges_nothing(policy: Any) -> None:
         "metadata": {"name": "settings", "namespace": "nlp", "labels": {"biz.group.resource.quota": "alice"}},
         "data": {"batch_size": "256"},
     }
-    assert policy.workload_usage(config_map) == {}
-    decision = policy.evaluate(config_map, operation="CREATE")
+    assert workload_usage(policy, config_map).quantities() == {}
+    decision = evaluate(policy, config_map, operation="CREATE")
     assert decision.allowed
     assert decision.usage == {}
 
 
 def test_unlabelled_deployment_is_denied(policy: Any) -> None:
-    decision = policy.evaluate(load("deployment-unlabelled.yaml"), operation="CREATE")
+    decision = evaluate(policy, load("deployment-unlabelled.yaml"), operation="CREATE")
     assert not decision.allowed
     assert "biz.group.resource.quota" in decision.message
 
 
 def test_unknown_group_is_denied_with_near_names(policy: Any) -> None:
-    decision = policy.evaluate(load("deployment-unknown-group.yaml"), operation="CREATE")
+    decision = evaluate(policy, load("deployment-unknown-group.yaml"), operation="CREATE")
     assert not decision.allowed
     assert "alcie" in decision.message
     assert "alice" in decision.message

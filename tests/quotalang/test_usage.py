@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from quotalang.compiler import compile_sources
+from quotalang.evaluator import evaluate
 from quotalang.loader import load_text
 from quotalang.usage import usage_key, workload_usage
 
@@ -88,8 +89,8 @@ def test_an_image_change_is_still_a_rollout_that_needs_surge_room() -> None:
     new = copy.deepcopy(old)
     new["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
     # 3 pods × 2 cores used; the rollout needs one surge pod of 2 cores more.
-    decision = policy.evaluate(new, "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
+    decision = evaluate(policy, new, "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
     assert not decision.allowed
     assert [v.resource for v in decision.violations] == ["requests.cpu"]
-    same = policy.evaluate(copy.deepcopy(old), "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
+    same = evaluate(policy, copy.deepcopy(old), "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
     assert same.allowed

@@ -1,0 +1,137 @@
+"""The compiled policy: what the compiler produces and everything downstream reads.
+
+Its own module so that the stages point one way (`compiler → policy ←
+evaluator, usage, decision`): the evaluator needs these types, never the
+compile stage. A `CompiledPolicy` is immutable and holds no caches; what is
+derived from it at run time is cached by content elsewhere (`usage`).
+
+Limits are integer nano units and cash budgets integer nano-unit-seconds, so a
+decision does no parsing. `limit_rows` / `cash_rows` are the one place a
+group's hard / carved / used / free numbers are put side by side, for `tree`,
+the JSON API and the metrics alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+from quotalang import nodes
+from quotalang.errors import Diagnostic
+from quotalang.kinds import CompiledKind
+
+DEFAULT_GROUP_LABEL = "quotalang.dev/group"
+
+Period = Literal["day", "week", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class CashBudget:
+    """`amount` unit-hours per period, kept as nano-unit-seconds (exact ints)."""
+
+    key: str
+    budget: int
+    period: Period | None
+    hours: str  # as written, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledGroup:
+    name: str
+    parent: str | None
+    path: str  # root/ai-lab/nlp
+    mode: nodes.Mode  # after inheritance
+    # Plain dicts, never mutated after compile: dict.get is the hot path.
+    hard: Mapping[str, int]  # key -> nanos
+    carved: Mapping[str, int]  # key -> Σ children hard, nanos
+    cash: Mapping[str, CashBudget]
+    children: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    group_label: str
+    model_labels: Mapping[str, str]  # model kind -> label key
+    gpu_resources: frozenset[str]
+    unlabelled: str  # allow | deny | group
+    unlabelled_group: str | None
+    warn_at: Fraction  # 0.9 for 90%
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    settings: Settings
+    groups: Mapping[str, CompiledGroup]
+    kinds: Mapping[tuple[str, str], CompiledKind]
+    warnings: tuple[Diagnostic, ...]
+    checksum: str
+
+    def group_path(self, name: str) -> str:
+        return self.groups[name].path
+
+    def near_groups(self, name: str) -> list[str]:
+        return difflib.get_close_matches(name, list(self.groups), n=3, cutoff=0.5)
+
+    def rule_for(self, obj: Mapping[str, Any]) -> CompiledKind | None:
+        return self.kinds.get((obj.get("apiVersion"), obj.get("kind")))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRow:
+    """One key a group limits, in nanos: `used` is the group's own usage (observed + reserved)."""
+
+    key: str
+    hard: int
+    carved: int  # Σ children hard
+    used: int
+
+    @property
+    def free(self) -> int:
+        """What the group's own workloads may still start: hard − carved − used, never below 0."""
+        return max(self.hard - self.carved - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CashRow:
+    """One cash budget of a group, in nano-unit-seconds."""
+
+    key: str
+    period: str  # day | week | month | lifetime
+    budget: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return max(self.budget - self.used, 0)
+
+
+def limit_rows(group: CompiledGroup, used: Mapping[str, int]) -> list[LimitRow]:
+    """Every key `group` limits, in declaration order, against its own usage `used`."""
+    carved = group.carved
+    return [LimitRow(key, hard, carved.get(key, 0), used.get(key, 0)) for key, hard in group.hard.items()]
+
+
+def cash_rows(group: CompiledGroup, spent: Mapping[str, int]) -> list[CashRow]:
+    """Every cash budget of `group`, in declaration order, against what it has `spent` this period."""
+    return [
+        CashRow(key, budget.period or "lifetime", budget.budget, spent.get(key, 0))
+        for key, budget in group.cash.items()
+    ]
+
+
+__all__ = [
+    "DEFAULT_GROUP_LABEL",
+    "CashBudget",
+    "CashRow",
+    "CompiledGroup",
+    "CompiledPolicy",
+    "LimitRow",
+    "Period",
+    "Settings",
+    "cash_rows",
+    "limit_rows",
+]
