@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
+from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.controller.reconcile import PODS, Reconciler
 from quotalang.controller.runner import sources
 from quotalang.loader import load_text

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
-from quotalang.controller.ledger.memory import CashState
+from quotalang.controller.kube.times import parse_time
+from quotalang.controller.ledger.base import CashState
 from quotalang.usage import per_pod, usage_key, workload_models
 
 _TERMINAL = ("Succeeded", "Failed")
@@ -77,12 +78,9 @@ def _parse_time(text: Any) -> float | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def scheduled_at(pod: Mapping[str, Any]) -> float | None:

@@ -20,26 +20,18 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from quotalang.controller.ledger.memory import CashState
-from quotalang.errors import QuotalangError
+from quotalang.controller.ledger.base import CashState, CashStore
+from quotalang.errors import InternalError
 
 VERSION = 1
 
 
-class CashFileError(QuotalangError):
+class CashFileError(InternalError):
     """A cash state file that cannot be read, parsed or written."""
-
-
-class CashLedger(Protocol):
-    """What persistence needs from a ledger (`MemoryLedger` has it)."""
-
-    def cash_state(self, group: str) -> CashState: ...
-
-    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState: ...
 
 
 def _encode(state: CashState) -> dict[str, Any]:
@@ -50,7 +42,7 @@ def _encode(state: CashState) -> dict[str, Any]:
     }
 
 
-def save(path: str | os.PathLike[str], ledger: CashLedger, groups: Iterable[str]) -> None:
+def save(path: str | os.PathLike[str], ledger: CashStore, groups: Iterable[str]) -> None:
     """Write the cash state of `groups` to `path`, atomically. Raises `CashFileError` when it cannot."""
     target = Path(path)
     body = {
@@ -135,7 +127,7 @@ def _parse(target: Path, text: str) -> dict[str, CashState]:
         raise CashFileError(f"cash state file {target}: {exc}") from exc
 
 
-def load(path: str | os.PathLike[str], ledger: CashLedger) -> int:
+def load(path: str | os.PathLike[str], ledger: CashStore) -> int:
     """Restore cash from `path` into `ledger`; return how many groups were restored.
 
     A missing file restores nothing (0). The whole file is checked before any
@@ -169,4 +161,4 @@ def load(path: str | os.PathLike[str], ledger: CashLedger) -> int:
     return restored
 
 
-__all__ = ["VERSION", "CashFileError", "CashLedger", "load", "save"]
+__all__ = ["VERSION", "CashFileError", "load", "save"]

@@ -24,11 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.controller.cash import PodRun, accrue, pod_run
-from quotalang.controller.ledger.memory import CashState, ObjectKey, Observation, Usage
+from quotalang.controller.ledger.base import CashState, ControllerLedger, ObjectKey, Observation, Usage
 from quotalang.evaluator import charged_owner, resolve_group
 from quotalang.usage import workload_usage
 
@@ -36,32 +36,6 @@ LOG = logging.getLogger("quotalang.controller")
 PODS = "pods"  # the source name of the pod watch
 _OWNER_DEPTH = 4  # Deployment → ReplicaSet → Pod is two; leave room for operators that nest
 BATCH = 500  # observations per ledger call in a listing: one write per group touched (kubernetes store)
-
-
-class ControllerLedger(Protocol):
-    """The ledger calls the controller makes (both stores implement them)."""
-
-    def observe(
-        self,
-        identity: ObjectKey,
-        group: str | None,
-        usage: Usage,
-        *,
-        resource_version: str | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-    def observe_many(self, observations: Iterable[Observation]) -> None: ...
-
-    def forget(self, identity: ObjectKey) -> None: ...
-
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None: ...
-
-    def expire(self, now: float | None = None) -> int: ...
-
-    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState: ...
-
-    def cash_state(self, group: str) -> CashState: ...
 
 
 @dataclass(slots=True)
@@ -373,4 +347,4 @@ def _version(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-__all__ = ["PODS", "ControllerLedger", "Reconciler", "slim"]
+__all__ = ["PODS", "Reconciler", "slim"]

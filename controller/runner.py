@@ -23,7 +23,8 @@ from quotalang.controller import cash_file
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import api_version_parts, plural
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.reconcile import PODS, ControllerLedger, Reconciler
+from quotalang.controller.ledger.base import ControllerLedger
+from quotalang.controller.reconcile import PODS, Reconciler
 
 LOG = logging.getLogger("quotalang.controller")
 DEFAULT_RESYNC = 300.0  # like the native quota controller

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from quotalang.controller.kube.election import DEFAULT_LEASE
-from quotalang.controller.ledger.memory import DEFAULT_RESERVATION_TTL, Ledger, MemoryLedger
+from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
+from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
     import uvicorn
 
     from quotalang.controller.kube.api import KubeApi
+    from quotalang.controller.ledger.base import ControllerLedger
     from quotalang.controller.ledger.kubestore import KubernetesLedger
-    from quotalang.controller.reconcile import ControllerLedger
     from quotalang.server.stores import KubernetesStore
 
 LOG = logging.getLogger("quotalang.serve")

@@ -19,8 +19,10 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 
+from quotalang.errors import InternalError
 
-class KubeError(Exception):
+
+class KubeError(InternalError):
     """Base of the errors a call can end in."""
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
-from quotalang.controller.ledger.crd import format_time
+from quotalang.controller.kube.times import format_time
 
 LOG = logging.getLogger("quotalang.election")
 DEFAULT_LEASE = 15.0

@@ -46,11 +46,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-from quotalang.controller.ledger.memory import ObjectKey
+from quotalang.controller.kube import times
+from quotalang.controller.kube.times import format_time
+from quotalang.controller.ledger.base import ObjectKey
+from quotalang.errors import InternalError
 
 GROUP = "quotalang.dev"
 VERSION = "v1alpha1"
@@ -64,7 +65,7 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _INTEGER = "^-?[0-9]+$"
 
 
-class LedgerFormatError(ValueError):
+class LedgerFormatError(InternalError, ValueError):
     """A ledger object that cannot be read (hand-edited, or written by an incompatible version)."""
 
 
@@ -93,16 +94,10 @@ def parse_identity(text: str) -> ObjectKey:
     return ObjectKey(*parts)
 
 
-@lru_cache(maxsize=8192)  # a reservation's deadline is written again with every write of its object
-def format_time(epoch: float) -> str:
-    """RFC 3339 with microseconds in UTC, as Kubernetes writes MicroTime."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@lru_cache(maxsize=8192)  # ... and read again from every answer and watch event
 def parse_time(text: str) -> float:
+    """A time in a ledger object as epoch seconds; `LedgerFormatError` if it is not RFC 3339."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return times.parse_time(text)
     except ValueError:
         raise LedgerFormatError(f"{text!r} is not an RFC 3339 time") from None
 
@@ -331,6 +326,6 @@ def crd() -> dict[str, Any]:
 
 __all__ = [
     "API_VERSION", "COLLECTION_PATH", "CRD_NAME", "KIND", "LedgerFormatError", "LedgerState", "Reservation",
-    "crd", "format_time", "from_object", "identity_key", "object_name", "object_path", "parse_identity",
+    "crd", "from_object", "identity_key", "object_name", "object_path", "parse_identity",
     "parse_time", "to_object",
 ]

@@ -8,7 +8,7 @@ cannot both win: the loser gets 409 Conflict, re-reads and decides again
 against the winner's reservation, so N concurrent requests that fit k admit
 exactly k, across processes as within one (native ResourceQuota works the
 same way). Conflicts are retried until the request's deadline (the apiserver's
-`?timeout=`, see `controller.deadline`); past it `LedgerUnavailable` is
+`?timeout=`, see `kube.deadline`); past it `LedgerUnavailable` is
 raised, which the engine answers per `--failure-mode`.
 
 Decisions:
@@ -44,14 +44,34 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
-
-import orjson
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube import deadline as deadlines
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.ledger.base import (
+    DEFAULT_RESERVATION_TTL,
+    EMPTY,
+    NO_USAGE,
+    CashState,
+    GroupUsage,
+    LedgerUnavailable,
+    NotLeader,
+    ObjectKey,
+    Observation,
+    Observed,
+    Usage,
+    accrue_into,
+    add_usage,
+    at_or_after,
+    look_up,
+    newer,
+    pack,
+    positive,
+    summed,
+    version_of,
+    workload_after,
+)
 from quotalang.controller.ledger.crd import (
     COLLECTION_PATH,
     LedgerFormatError,
@@ -60,39 +80,15 @@ from quotalang.controller.ledger.crd import (
     from_object,
     identity_key,
     object_path,
+    parse_identity,
     to_object,
 )
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
-from quotalang.controller.ledger.memory import (
-    DEFAULT_RESERVATION_TTL,
-    CashState,
-    GroupUsage,
-    ObjectKey,
-    Observation,
-    Observed,
-    Usage,
-    accrued,
-    add_usage,
-    at_or_after,
-    positive,
-    summed,
-    version_of,
-    workload_after,
-)
 from quotalang.decision import Decision
 from quotalang.evaluator import evaluate, resolve_group
 
 LOG = logging.getLogger("quotalang.kubestore")
-_EMPTY: Mapping[str, int] = MappingProxyType({})
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
-
-
-class LedgerUnavailable(RuntimeError):
-    """The ledger could not be read or written in time; the engine answers per failure mode."""
-
-
-class NotLeader(RuntimeError):
-    """A controller write by a replica that is not (or no longer) the leader."""
 
 
 @dataclass(slots=True)
@@ -117,10 +113,10 @@ class _View:
     cash: Mapping[str, int]
 
     def used(self, group: str) -> Mapping[str, int]:
-        return self.used_now if group == self.group else _EMPTY
+        return self.used_now if group == self.group else EMPTY
 
     def cash_used(self, group: str) -> Mapping[str, int]:
-        return self.cash if group == self.group else _EMPTY
+        return self.cash if group == self.group else EMPTY
 
 
 @dataclass(slots=True)
@@ -140,17 +136,6 @@ class _Request:
 class _Pending:
     deadline: float
     body: bytes = field(repr=False)
-
-
-def _newer(candidate: str | None, current: str | None) -> bool:
-    if current is None:
-        return True
-    if candidate is None:
-        return False
-    try:
-        return int(candidate) > int(current)
-    except ValueError:
-        return candidate != current
 
 
 def _folder(slot: str, resource_version: str | None) -> Callable[[LedgerState], bool]:
@@ -252,14 +237,14 @@ class KubernetesLedger:
         """Keep `state` if it is newer than what the cache holds (the watch and every call feed it)."""
         with self._cache_lock:
             cached = self._cache.get(state.group)
-            if cached is None or _newer(state.resource_version, cached.resource_version):
+            if cached is None or newer(state.resource_version, cached.resource_version):
                 self._cache[state.group] = state
 
     def drop(self, group: str, resource_version: str | None = None) -> None:
         """The object is gone (a watch DELETED event)."""
         with self._cache_lock:
             cached = self._cache.get(group)
-            if cached is not None and (resource_version is None or not _newer(cached.resource_version,
+            if cached is not None and (resource_version is None or not newer(cached.resource_version,
                                                                                resource_version)):
                 del self._cache[group]
 
@@ -276,30 +261,23 @@ class KubernetesLedger:
 
     def used(self, group: str) -> Mapping[str, int]:
         state = self._cache.get(group)
-        return state.used(self._clock()) if state is not None else _EMPTY
+        return state.used(self._clock()) if state is not None else EMPTY
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         state = self._cache.get(group)
-        return state.cash if state is not None else _EMPTY
+        return state.cash if state is not None else EMPTY
 
     def group_usage(self, group: str) -> GroupUsage:
         state = self._cache.get(group)
         if state is None:
-            return GroupUsage(_EMPTY, _EMPTY, _EMPTY, 0, 0)
+            return NO_USAGE
         now = self._clock()
         live = sum(1 for r in state.reservations.values() if r.deadline > now)
         return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live)
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
-        pending = self._pending.get(identity)
-        raw = pending.body if pending is not None and pending.deadline > self._clock() else None
-        if raw is None:
-            raw = self._bodies.get(identity)
-        if raw is not None:
-            body: dict[str, Any] = orjson.loads(raw)
-            return body
-        return self.fallback_lookup(identity) if self.fallback_lookup is not None else None
+        return look_up(identity, self._pending, self._bodies, self._clock(), self.fallback_lookup)
 
     # ------------------------------------------------------------ API calls
     def read(self, group: str, until: float, *, create: bool = True) -> LedgerState:
@@ -431,7 +409,7 @@ class KubernetesLedger:
             with self._index_lock:
                 for key, body in written:
                     if body is not None:
-                        self._pending[key] = _Pending(now + self._ttl, orjson.dumps(body, default=str))
+                        self._pending[key] = _Pending(now + self._ttl, pack(body))
             for slot, decision in zip(batch, decisions, strict=True):
                 slot.result = decision
             return
@@ -454,7 +432,7 @@ class KubernetesLedger:
                             usage=_View(group, used, update.cash), parent=request.parent)
         if not decision.allowed or request.dry_run or obj.get("kind") == "HorizontalPodAutoscaler":
             return decision, None
-        charge = positive(decision.charges.get(group, _EMPTY))
+        charge = positive(decision.charges.get(group, EMPTY))
         if not charge:
             return decision, None
         self._reserve(update, slot, charge, op, admitted_rv, now)
@@ -557,7 +535,7 @@ class KubernetesLedger:
                 previous = self._observed.get(seen.identity)
                 self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
                 if seen.body is not None:
-                    self._bodies[seen.identity] = orjson.dumps(seen.body, default=str)
+                    self._bodies[seen.identity] = pack(seen.body)
             same = previous is not None and previous.group == seen.group
             fold = _folder(slot, seen.resource_version)
             if seen.group is not None:
@@ -672,15 +650,9 @@ class KubernetesLedger:
         result: list[CashState] = []
 
         def change(state: LedgerState) -> bool:
-            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
-            new = accrued(group, stored, accrue)
-            result[:] = [stored]
-            if new is None:
-                return False
-            state.cash = {k: v for k, v in new.used.items() if v}
-            state.period_start, state.last_accrual = new.period_start, new.last_accrual
-            result[:] = [new]
-            return True
+            now, changed = accrue_into(group, state, accrue)
+            result[:] = [now]
+            return changed
 
         self.mutate(group, change)
         return result[0]
@@ -691,8 +663,6 @@ class KubernetesLedger:
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a reservation in any cached ledger."""
-        from quotalang.controller.ledger.crd import parse_identity
-
         slots = {k for state in list(self._cache.values()) for k in state.reservations}
         return [parse_identity(k) for k in slots]
 
@@ -752,4 +722,4 @@ def _left(until: float) -> float:
     return max(until - time.monotonic(), 0.001)
 
 
-__all__ = ["CashState", "KubernetesLedger", "LedgerUnavailable", "NotLeader", "StoreStats"]
+__all__ = ["CONTROLLER_TIMEOUT", "KubernetesLedger", "StoreStats"]

@@ -26,8 +26,9 @@ from prometheus_client.registry import Collector
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
 from quotalang.controller.kube.election import LeaderElector
+from quotalang.controller.ledger.base import NotLeader
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
-from quotalang.controller.ledger.kubestore import KubernetesLedger, NotLeader
+from quotalang.controller.ledger.kubestore import KubernetesLedger
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60

@@ -1,13 +1,13 @@
-"""The usage ledger: per group, observed usage, pending reservations and cash.
+"""The memory store: the ledger in one process, with no cluster needed (the default of `serve`).
 
-Admission asks the ledger two things at once: "does this fit?" and "then it is
-mine". Both happen under the lock of the one group the request is checked
-against (groups are carved from their parents, so a request never needs a
-second group's room), which makes N concurrent requests that fit k at a time
-admit exactly k. There is no global lock across groups: requests for
-different groups never wait for each other. A short index lock guards the
-per-object tables; it is always taken innermost and never held while
-evaluating.
+Per group it holds observed usage, pending reservations and cash. Admission
+asks the ledger two things at once: "does this fit?" and "then it is mine".
+Both happen under the lock of the one group the request is checked against
+(groups are carved from their parents, so a request never needs a second
+group's room), which makes N concurrent requests that fit k at a time admit
+exactly k. There is no global lock across groups: requests for different
+groups never wait for each other. A short index lock guards the per-object
+tables; it is always taken innermost and never held while evaluating.
 
 Two ways to run:
 
@@ -38,134 +38,31 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
-
-import orjson
+from typing import Any
 
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller.ledger.base import (
+    DEFAULT_RESERVATION_TTL,
+    EMPTY,
+    NO_USAGE,
+    CashState,
+    GroupUsage,
+    ObjectKey,
+    Observation,
+    Observed,
+    Usage,
+    accrue_into,
+    add_usage,
+    at_or_after,
+    look_up,
+    pack,
+    positive,
+    summed,
+    version_of,
+    workload_after,
+)
 from quotalang.decision import Decision
 from quotalang.evaluator import evaluate, resolve_group
-
-DEFAULT_RESERVATION_TTL = 30.0
-_EMPTY: Mapping[str, int] = MappingProxyType({})
-
-Usage = Mapping[str, int]  # resource key -> nano units
-
-
-class ObjectKey(NamedTuple):
-    """An object's identity: API group, kind, namespace, name.
-
-    The API group is part of the identity so that two kinds with one name
-    (a CRD `Deployment` in another group) cannot collide; the version is not,
-    because one object is served under several versions.
-    """
-
-    api_group: str  # "" for the core group
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> ObjectKey:
-        """The identity of a Kubernetes object (`apps/v1` → group `apps`; `v1` → core)."""
-        api_version = str(obj.get("apiVersion") or "")
-        meta = obj.get("metadata")
-        if not isinstance(meta, Mapping):
-            meta = _EMPTY
-        return cls(
-            api_version.rpartition("/")[0],
-            str(obj.get("kind") or ""),
-            str(meta.get("namespace") or ""),
-            str(meta.get("name") or ""),
-        )
-
-    def __str__(self) -> str:
-        kind = f"{self.kind}.{self.api_group}" if self.api_group else self.kind
-        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
-
-
-class Observation(NamedTuple):
-    """What the watch saw of one object: the usage it charges to a group (None: to none)."""
-
-    identity: ObjectKey
-    group: str | None
-    usage: Usage
-    resource_version: str | None = None
-    body: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GroupUsage:
-    """A consistent copy of one group's numbers, for the API and metrics."""
-
-    observed: Mapping[str, int]
-    reserved: Mapping[str, int]
-    cash: Mapping[str, int]
-    objects: int  # observed objects charging this group
-    reservations: int  # pending reservations charging this group
-
-    @property
-    def used(self) -> dict[str, int]:
-        """What admission checks against: observed plus reserved."""
-        out = dict(self.observed)
-        for key, value in self.reserved.items():
-            out[key] = out.get(key, 0) + value
-        return out
-
-
-@dataclass(slots=True)
-class CashState:
-    """A group's cash as stored: what `update_cash` hands to the accrual function and takes back.
-
-    `used` is nano-unit-seconds per key; times are UTC epoch seconds.
-    """
-
-    used: dict[str, int]
-    period_start: float | None
-    last_accrual: float | None
-
-
-def accrued(group: str, stored: CashState, accrue: Callable[[CashState], CashState | None]) -> CashState | None:
-    """Run an accrual on a copy of the stored cash; refuse one that would move the last accrual back."""
-    new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
-    if new is not None and stored.last_accrual is not None and (
-        new.last_accrual is None or new.last_accrual < stored.last_accrual
-    ):
-        raise ValueError(f"cash of group {group}: the last accrual time cannot move back")
-    return new
-
-
-class Ledger(Protocol):
-    """What admission needs from a ledger store (memory today, kubernetes next).
-
-    It is a `quotalang.evaluator.UsageSource`: `used(group)` is observed usage
-    plus unexpired reservations, `cash_used(group)` the cash spent this period.
-    """
-
-    @property
-    def standalone(self) -> bool: ...
-
-    def used(self, group: str) -> Mapping[str, int]: ...
-
-    def cash_used(self, group: str) -> Mapping[str, int]: ...
-
-    def admit(
-        self,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        identity: ObjectKey | None = None,
-    ) -> Decision: ...
-
-    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None: ...
-
-    def forget(self, identity: ObjectKey) -> None: ...
-
-    def group_usage(self, group: str) -> GroupUsage: ...
 
 
 class _Group:
@@ -194,103 +91,12 @@ class _Group:
         add_usage(self.used, usage, sign)
 
 
-def add_usage(target: dict[str, int], usage: Usage, sign: int = 1) -> None:
-    """Add (or, with sign -1, subtract) usage in place; keys that reach zero leave."""
-    for key, value in usage.items():
-        total = target.get(key, 0) + sign * value
-        if total:
-            target[key] = total
-        else:
-            target.pop(key, None)
-
-
-def positive(usage: Usage) -> dict[str, int]:
-    """The part of a delta that needs room (reservations hold only that)."""
-    return {k: v for k, v in usage.items() if v > 0}
-
-
-@dataclass(slots=True)
-class Observed:
-    """One object's observed usage and the group it charges (None: none)."""
-
-    group: str | None
-    usage: dict[str, int]
-
-
 @dataclass(slots=True)
 class _Pending:
     charges: dict[str, dict[str, int]]  # group -> key -> reserved (positive) nanos
     deadline: float
     resource_version: str | None
-    body: bytes | None = None  # JSON, see MemoryLedger._pack
-
-
-def _pack(body: Mapping[str, Any]) -> bytes:
-    """Index bodies are kept as JSON bytes, not dicts.
-
-    Ten thousand objects as nested dicts are a million objects the cyclic GC
-    traverses on every full collection, and each admission would add a
-    hundred more; one bytes object per body is invisible to it (and smaller).
-    Bodies are read back only for a `Scale` or an HPA, which are rare.
-    """
-    return orjson.dumps(body, default=str)
-
-
-def _unpack(raw: bytes) -> dict[str, Any]:
-    body: dict[str, Any] = orjson.loads(raw)
-    return body
-
-
-def version_of(obj: Mapping[str, Any] | None) -> str | None:
-    """An object's metadata.resourceVersion, if any."""
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-    return str(value) if value else None
-
-
-def at_or_after(seen: str | None, admitted: str | None) -> bool:
-    """Whether an observation at `seen` includes an admission made at `admitted`.
-
-    resourceVersions are opaque, but etcd's are integers; an object admitted on
-    CREATE has none yet, so any observation of it counts.
-    """
-    if admitted is None or seen is None:
-        return True
-    try:
-        return int(seen) > int(admitted)
-    except ValueError:
-        return seen != admitted
-
-
-def workload_after(
-    policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
-) -> Mapping[str, Any] | None:
-    """The workload as it will be after this request: a Scale applies its replicas to its parent."""
-    if obj.get("kind") != "Scale":
-        return obj
-    if parent is None:
-        return None
-    rule = policy.rule_for(parent)
-    spec = obj.get("spec")
-    replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
-    if rule is None or rule.scale_path is None or not isinstance(replicas, int):
-        return None
-    return rule.with_replicas(parent, replicas)
-
-
-def summed(
-    observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]],
-) -> tuple[dict[ObjectKey, Observed], dict[str, tuple[dict[str, int], int]]]:
-    """A resync's listing as the per-object index and, per group, (total usage, object count)."""
-    fresh: dict[ObjectKey, Observed] = {}
-    sums: dict[str, tuple[dict[str, int], int]] = {}
-    for group, objects in observed_by_group.items():
-        total: dict[str, int] = {}
-        for identity, usage in objects.items():
-            fresh[identity] = Observed(group, dict(usage))
-            add_usage(total, usage)
-        sums[group] = (total, len(objects))
-    return fresh, sums
+    body: bytes | None = None  # JSON, see base.pack
 
 
 class MemoryLedger:
@@ -317,7 +123,7 @@ class MemoryLedger:
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, Observed] = {}
         self._pending: dict[ObjectKey, _Pending] = {}
-        self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see _pack)
+        self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
 
     # ------------------------------------------------------------ reading
@@ -333,16 +139,16 @@ class MemoryLedger:
 
     def used(self, group: str) -> Mapping[str, int]:
         state = self._groups.get(group)
-        return state.used if state is not None else _EMPTY
+        return state.used if state is not None else EMPTY
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         state = self._groups.get(group)
-        return state.cash if state is not None else _EMPTY
+        return state.cash if state is not None else EMPTY
 
     def group_usage(self, group: str) -> GroupUsage:
         state = self._groups.get(group)
         if state is None:
-            return GroupUsage(_EMPTY, _EMPTY, _EMPTY, 0, 0)
+            return NO_USAGE
         with state.lock:
             return GroupUsage(
                 dict(state.observed),
@@ -358,13 +164,7 @@ class MemoryLedger:
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """The admitted (pending) version of an object, else its observed one, else the fallback's."""
-        pending = self._pending.get(identity)
-        raw = pending.body if pending is not None and pending.deadline > self._clock() else None
-        if raw is None:
-            raw = self._bodies.get(identity)
-        if raw is not None:
-            return _unpack(raw)
-        return self._fallback_lookup(identity) if self._fallback_lookup is not None else None
+        return look_up(identity, self._pending, self._bodies, self._clock(), self._fallback_lookup)
 
     def __len__(self) -> int:
         """Observed objects."""
@@ -444,7 +244,7 @@ class MemoryLedger:
             previous = self._observed.get(key)
             self._observed[key] = Observed(group_name, usage)
             if body is not None:
-                self._bodies[key] = _pack(body)
+                self._bodies[key] = pack(body)
         if previous is not None and previous.group == group_name:
             # The same object again (a retry, an update): apply only what changed.
             if state is not None and previous.usage != usage:
@@ -475,7 +275,7 @@ class MemoryLedger:
             if pending is None:
                 pending = self._pending[key] = _Pending({}, deadline, resource_version)
             pending.deadline = deadline
-            pending.body = _pack(body)
+            pending.body = pack(body)
             if resource_version is not None:
                 pending.resource_version = resource_version
             for group, usage in charges.items():
@@ -510,7 +310,7 @@ class MemoryLedger:
             previous = self._observed.get(identity)
             self._observed[identity] = Observed(group, dict(usage))
             if body is not None:
-                self._bodies[identity] = _pack(body)
+                self._bodies[identity] = pack(body)
             pending = self._pending.get(identity)
             if pending is not None and at_or_after(resource_version, pending.resource_version):
                 folded = self._pending.pop(identity)
@@ -598,13 +398,7 @@ class MemoryLedger:
         """Apply an accrual to the group's stored cash under its lock (see `KubernetesLedger.update_cash`)."""
         state = self._group(group)
         with state.lock:
-            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
-            new = accrued(group, stored, accrue)
-            if new is None:
-                return stored
-            state.cash = {k: v for k, v in new.used.items() if v}
-            state.period_start, state.last_accrual = new.period_start, new.last_accrual
-            return new
+            return accrue_into(group, state, accrue)[0]
 
     def cash_state(self, group: str) -> CashState:
         state = self._group(group)
@@ -617,20 +411,4 @@ class MemoryLedger:
             return list(self._pending)
 
 
-__all__ = [
-    "DEFAULT_RESERVATION_TTL",
-    "CashState",
-    "GroupUsage",
-    "Ledger",
-    "MemoryLedger",
-    "ObjectKey",
-    "Observation",
-    "Observed",
-    "accrued",
-    "add_usage",
-    "at_or_after",
-    "positive",
-    "summed",
-    "version_of",
-    "workload_after",
-]
+__all__ = ["MemoryLedger"]

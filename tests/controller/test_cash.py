@@ -23,8 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quotalang.compiler import CashBudget, CompiledPolicy, compile_policy
+from quotalang.controller import MemoryLedger
 from quotalang.controller.cash import PodRun, accrue, finished_at, period_start, pod_run, scheduled_at
-from quotalang.controller.ledger.memory import CashState, MemoryLedger
+from quotalang.controller.ledger.base import CashState
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"

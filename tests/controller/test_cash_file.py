@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from quotalang.controller import MemoryLedger
 from quotalang.controller.cash_file import CashFileError, load, save
-from quotalang.controller.ledger.memory import CashState, MemoryLedger
+from quotalang.controller.ledger.base import CashState
 from quotalang.errors import QuotalangError
 
 GPU = "requests.nvidia.com/gpu"

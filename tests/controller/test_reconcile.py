@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.controller.kube.watch import Gone
-from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
 from quotalang.controller.reconcile import PODS, Reconciler, slim
 from quotalang.loader import load_text
 

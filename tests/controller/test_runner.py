@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.controller import MemoryLedger
 from quotalang.controller.kube.api import KubeApi
-from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.runner import Controller, collection_path, sources
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import apiserver, client
@@ -125,7 +125,7 @@ def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: 
 def test_no_cash_is_accrued_before_the_first_sync(apiserver: Cluster) -> None:
     # An apiserver that never answers: the pods are unknown, so an accrual would advance the last
     # accrual time over time no pod was counted for, and that cash would be lost for good.
-    from kube_cluster import free_port
+    from tests.e2e.kube_cluster import free_port
 
     api = client(apiserver)
     api.host = f"https://127.0.0.1:{free_port()}"

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller import MemoryLedger
 from quotalang.server.app import create_app
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder

@@ -18,7 +18,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
+from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.decision import Decision
 from quotalang.server.app import create_app
 from quotalang.server.metrics import Metrics

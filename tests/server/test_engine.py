@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
+from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.server.admission import AdmissionRequest
 from quotalang.server.engine import Engine
 from quotalang.server.reload import PolicyHolder

@@ -6,7 +6,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller import MemoryLedger
 from tests.server.webhook_helpers import deployment, review
 
 NANO = 10**9

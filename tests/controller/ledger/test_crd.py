@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quotalang.controller.kube.deadline import budget, parse_timeout
+from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.crd import (
     LedgerFormatError,
     LedgerState,
@@ -16,7 +17,6 @@ from quotalang.controller.ledger.crd import (
     parse_identity,
     to_object,
 )
-from quotalang.controller.ledger.memory import ObjectKey
 
 
 def test_group_names_map_to_object_names() -> None:

@@ -18,10 +18,10 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
-from quotalang.controller.ledger.kubestore import CashState, KubernetesLedger, LedgerUnavailable, NotLeader
+from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
-from quotalang.controller.ledger.memory import ObjectKey, Observation
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 

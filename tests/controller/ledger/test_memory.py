@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.ledger.memory import MemoryLedger, ObjectKey
+from quotalang.controller.ledger.base import ObjectKey
+from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.loader import load_text
 
 NANO = 10**9

@@ -1,0 +1,400 @@
+"""The store contract: what every ledger store promises, the values it trades in, the arithmetic they share.
+
+Admission and the controller talk to a store only through the two protocols
+here: `Ledger` (admission: check and reserve, look an object up) and
+`ControllerLedger` (the controller: observe, forget, expire, resync, cash).
+Two stores implement both — `memory.MemoryLedger` (one process) and
+`kubestore.KubernetesLedger` (shared by every replica through the
+apiserver) — and a new store starts from this module, not from a copy of
+either: the usage arithmetic, the resourceVersion ordering, the reading of a
+Scale as its parent and the cash bookkeeping live here once.
+
+Usage is a mapping of resource key to nano units (exact integers, never
+floats). Reservations are conservative in every store: only the positive
+part of a delta is reserved (`positive`), and a shrink releases quota when
+the controller observes it, not when it is admitted, because an admitted
+request may never persist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from quotalang.compiler import CompiledPolicy
+from quotalang.decision import Decision
+from quotalang.errors import InternalError
+
+DEFAULT_RESERVATION_TTL = 30.0
+EMPTY: Mapping[str, int] = MappingProxyType({})
+
+Usage = Mapping[str, int]  # resource key -> nano units
+
+
+# ----------------------------------------------------------------- errors
+class LedgerUnavailable(InternalError):
+    """The ledger could not be read or written in time; the engine answers per failure mode."""
+
+
+class NotLeader(InternalError):
+    """A controller write by a replica that is not (or no longer) the leader."""
+
+
+class CashError(InternalError, ValueError):
+    """An accrual that would break cash's invariants (move the last accrual time back)."""
+
+
+# ----------------------------------------------------------------- values
+class ObjectKey(NamedTuple):
+    """An object's identity: API group, kind, namespace, name.
+
+    The API group is part of the identity so that two kinds with one name
+    (a CRD `Deployment` in another group) cannot collide; the version is not,
+    because one object is served under several versions.
+    """
+
+    api_group: str  # "" for the core group
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectKey:
+        """The identity of a Kubernetes object (`apps/v1` → group `apps`; `v1` → core)."""
+        api_version = str(obj.get("apiVersion") or "")
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            meta = EMPTY
+        return cls(
+            api_version.rpartition("/")[0],
+            str(obj.get("kind") or ""),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name") or ""),
+        )
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.api_group}" if self.api_group else self.kind
+        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+
+
+class Observation(NamedTuple):
+    """What the watch saw of one object: the usage it charges to a group (None: to none)."""
+
+    identity: ObjectKey
+    group: str | None
+    usage: Usage
+    resource_version: str | None = None
+    body: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Observed:
+    """One object's observed usage and the group it charges (None: none), as a store indexes it."""
+
+    group: str | None
+    usage: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUsage:
+    """A consistent copy of one group's numbers, for the API and metrics."""
+
+    observed: Mapping[str, int]
+    reserved: Mapping[str, int]
+    cash: Mapping[str, int]
+    objects: int  # observed objects charging this group
+    reservations: int  # pending reservations charging this group
+
+    @property
+    def used(self) -> dict[str, int]:
+        """What admission checks against: observed plus reserved."""
+        out = dict(self.observed)
+        for key, value in self.reserved.items():
+            out[key] = out.get(key, 0) + value
+        return out
+
+
+NO_USAGE = GroupUsage(EMPTY, EMPTY, EMPTY, 0, 0)  # a group a store holds nothing for
+
+
+@dataclass(slots=True)
+class CashState:
+    """A group's cash as stored: what `update_cash` hands to the accrual function and takes back.
+
+    `used` is nano-unit-seconds per key; times are UTC epoch seconds.
+    """
+
+    used: dict[str, int]
+    period_start: float | None
+    last_accrual: float | None
+
+
+# -------------------------------------------------------------- contract
+class Ledger(Protocol):
+    """What admission needs from a ledger store.
+
+    It is a `quotalang.evaluator.UsageSource`: `used(group)` is observed usage
+    plus unexpired reservations, `cash_used(group)` the cash spent this period.
+    """
+
+    @property
+    def standalone(self) -> bool: ...
+
+    def used(self, group: str) -> Mapping[str, int]: ...
+
+    def cash_used(self, group: str) -> Mapping[str, int]: ...
+
+    def admit(
+        self,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        operation: str,
+        old: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        identity: ObjectKey | None = None,
+    ) -> Decision: ...
+
+    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None: ...
+
+    def forget(self, identity: ObjectKey) -> None: ...
+
+    def group_usage(self, group: str) -> GroupUsage: ...
+
+
+class CashStore(Protocol):
+    """Where cash is kept: what accrual and its state file need from a store."""
+
+    def cash_state(self, group: str) -> CashState: ...
+
+    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState: ...
+
+
+class ControllerLedger(CashStore, Protocol):
+    """The calls the controller makes (both stores implement them)."""
+
+    def observe(
+        self,
+        identity: ObjectKey,
+        group: str | None,
+        usage: Usage,
+        *,
+        resource_version: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def observe_many(self, observations: Iterable[Observation]) -> None: ...
+
+    def forget(self, identity: ObjectKey) -> None: ...
+
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None: ...
+
+    def expire(self, now: float | None = None) -> int: ...
+
+
+# ------------------------------------------------------------ arithmetic
+def add_usage(target: dict[str, int], usage: Usage, sign: int = 1) -> None:
+    """Add (or, with sign -1, subtract) usage in place; keys that reach zero leave."""
+    for key, value in usage.items():
+        total = target.get(key, 0) + sign * value
+        if total:
+            target[key] = total
+        else:
+            target.pop(key, None)
+
+
+def positive(usage: Usage) -> dict[str, int]:
+    """The part of a delta that needs room (reservations hold only that)."""
+    return {k: v for k, v in usage.items() if v > 0}
+
+
+def summed(
+    observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]],
+) -> tuple[dict[ObjectKey, Observed], dict[str, tuple[dict[str, int], int]]]:
+    """A resync's listing as the per-object index and, per group, (total usage, object count)."""
+    fresh: dict[ObjectKey, Observed] = {}
+    sums: dict[str, tuple[dict[str, int], int]] = {}
+    for group, objects in observed_by_group.items():
+        total: dict[str, int] = {}
+        for identity, usage in objects.items():
+            fresh[identity] = Observed(group, dict(usage))
+            add_usage(total, usage)
+        sums[group] = (total, len(objects))
+    return fresh, sums
+
+
+# ------------------------------------------------------ resource versions
+def version_of(obj: Mapping[str, Any] | None) -> str | None:
+    """An object's metadata.resourceVersion, if any."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return str(value) if value else None
+
+
+def later(candidate: str, current: str) -> bool:
+    """Whether resourceVersion `candidate` comes after `current`.
+
+    resourceVersions are opaque, but etcd's are integers; anything else
+    counts as later when it differs.
+    """
+    try:
+        return int(candidate) > int(current)
+    except ValueError:
+        return candidate != current
+
+
+def at_or_after(seen: str | None, admitted: str | None) -> bool:
+    """Whether an observation at `seen` includes an admission made at `admitted`.
+
+    An object admitted on CREATE has no version yet, so any observation of it counts.
+    """
+    if admitted is None or seen is None:
+        return True
+    return later(seen, admitted)
+
+
+def newer(candidate: str | None, current: str | None) -> bool:
+    """Whether a copy at `candidate` should replace a cached one at `current` (nothing cached: yes)."""
+    if current is None:
+        return True
+    if candidate is None:
+        return False
+    return later(candidate, current)
+
+
+# ---------------------------------------------------------------- objects
+def workload_after(
+    policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The workload as it will be after this request: a Scale applies its replicas to its parent."""
+    if obj.get("kind") != "Scale":
+        return obj
+    if parent is None:
+        return None
+    rule = policy.rule_for(parent)
+    spec = obj.get("spec")
+    replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+    if rule is None or rule.scale_path is None or not isinstance(replicas, int):
+        return None
+    return rule.with_replicas(parent, replicas)
+
+
+def pack(body: Mapping[str, Any]) -> bytes:
+    """Stores keep indexed bodies as JSON bytes, not dicts.
+
+    Ten thousand objects as nested dicts are a million objects the cyclic GC
+    traverses on every full collection, and each admission would add a
+    hundred more; one bytes object per body is invisible to it (and smaller).
+    Bodies are read back only for a `Scale` or an HPA, which are rare.
+    """
+    return orjson.dumps(body, default=str)
+
+
+def unpack(raw: bytes) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(raw)
+    return body
+
+
+class Admitted(Protocol):
+    """An admitted object's body, held until its reservation's deadline."""
+
+    @property
+    def deadline(self) -> float: ...
+
+    @property
+    def body(self) -> bytes | None: ...
+
+
+def look_up(
+    identity: ObjectKey,
+    admitted: Mapping[ObjectKey, Admitted],
+    observed: Mapping[ObjectKey, bytes],
+    now: float,
+    fallback: Callable[[ObjectKey], Mapping[str, Any] | None] | None,
+) -> Mapping[str, Any] | None:
+    """`Ledger.lookup` for every store.
+
+    The admitted body (until its reservation's deadline), else the observed
+    one, else what `fallback` finds.
+    """
+    pending = admitted.get(identity)
+    raw = pending.body if pending is not None and pending.deadline > now else None
+    if raw is None:
+        raw = observed.get(identity)
+    if raw is not None:
+        return unpack(raw)
+    return fallback(identity) if fallback is not None else None
+
+
+# -------------------------------------------------------------------- cash
+class CashFields(Protocol):
+    """A store's record of one group's cash (its in-memory group, a ledger object's state)."""
+
+    cash: dict[str, int]
+    period_start: float | None
+    last_accrual: float | None
+
+
+def accrued(group: str, stored: CashState, accrue: Callable[[CashState], CashState | None]) -> CashState | None:
+    """Run an accrual on a copy of the stored cash; refuse one that would move the last accrual back."""
+    new = accrue(CashState(dict(stored.used), stored.period_start, stored.last_accrual))
+    if new is not None and stored.last_accrual is not None and (
+        new.last_accrual is None or new.last_accrual < stored.last_accrual
+    ):
+        raise CashError(f"cash of group {group}: the last accrual time cannot move back")
+    return new
+
+
+def accrue_into(
+    group: str, record: CashFields, accrue: Callable[[CashState], CashState | None]
+) -> tuple[CashState, bool]:
+    """`update_cash` for every store: apply an accrual to a group's record in place.
+
+    Returns the cash now stored and whether the record changed (the caller
+    holds whatever makes the read-modify-write atomic: a lock, a CAS).
+    """
+    stored = CashState(dict(record.cash), record.period_start, record.last_accrual)
+    new = accrued(group, stored, accrue)
+    if new is None:
+        return stored, False
+    record.cash = {k: v for k, v in new.used.items() if v}
+    record.period_start, record.last_accrual = new.period_start, new.last_accrual
+    return new, True
+
+
+__all__ = [
+    "DEFAULT_RESERVATION_TTL",
+    "EMPTY",
+    "NO_USAGE",
+    "Admitted",
+    "CashError",
+    "CashFields",
+    "CashState",
+    "CashStore",
+    "ControllerLedger",
+    "GroupUsage",
+    "Ledger",
+    "LedgerUnavailable",
+    "NotLeader",
+    "ObjectKey",
+    "Observation",
+    "Observed",
+    "Usage",
+    "accrue_into",
+    "accrued",
+    "add_usage",
+    "at_or_after",
+    "later",
+    "look_up",
+    "newer",
+    "pack",
+    "positive",
+    "summed",
+    "unpack",
+    "version_of",
+    "workload_after",
+]
