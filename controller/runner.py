@@ -21,7 +21,7 @@ from pathlib import Path
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import cash_file
 from quotalang.controller.kube.api import KubeApi
-from quotalang.controller.kube.naming import api_version_parts, plural
+from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
 from quotalang.controller.ledger.base import ControllerLedger
 from quotalang.controller.reconcile import PODS, Reconciler
@@ -30,13 +30,6 @@ LOG = logging.getLogger("quotalang.controller")
 DEFAULT_RESYNC = 300.0  # like the native quota controller
 DEFAULT_ACCRUE_EVERY = 30.0
 POD_PATH = "/api/v1/pods"
-
-
-def collection_path(api_version: str, kind: str) -> str:
-    """The cluster-wide collection of a kind: `apps/v1 Deployment` → `/apis/apps/v1/deployments`."""
-    group, version = api_version_parts(api_version)
-    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    return f"{base}/{plural(kind)}"
 
 
 def sources(policy: CompiledPolicy) -> dict[str, str]:
@@ -172,4 +165,4 @@ class Controller:
                 LOG.error("controller upkeep failed: %s: %s", type(exc).__name__, exc)
 
 
-__all__ = ["DEFAULT_ACCRUE_EVERY", "DEFAULT_RESYNC", "Controller", "collection_path", "sources"]
+__all__ = ["DEFAULT_ACCRUE_EVERY", "DEFAULT_RESYNC", "Controller", "sources"]

@@ -22,7 +22,7 @@ from typing import Any
 from quotalang.controller.kube.api import KubeApi, KubeError
 from quotalang.controller.kube.deadline import current
 from quotalang.controller.kube.election import DEFAULT_LEASE, LeaderElector
-from quotalang.controller.kube.naming import api_version_parts, plural
+from quotalang.controller.kube.naming import api_group, collection_path
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, ObjectKey
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.controller.ledger.kubestore_runtime import StoreRuntime, install_crd
@@ -69,10 +69,8 @@ def live_lookup(api: KubeApi, holder: PolicyHolder, timeout: float = 2.0) -> Cal
         if policy is None:
             return None
         for api_version, kind in policy.kinds:
-            group, version = api_version_parts(api_version)
-            if kind == identity.kind and group == identity.api_group:
-                base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-                path = f"{base}/namespaces/{identity.namespace}/{plural(kind)}/{identity.name}"
+            if kind == identity.kind and api_group(api_version) == identity.api_group:
+                path = f"{collection_path(api_version, kind, identity.namespace)}/{identity.name}"
                 try:
                     return api.request("GET", path, timeout=min(timeout, max(current() - time.monotonic(), 0.1)))
                 except KubeError:

@@ -1,4 +1,4 @@
-"""Naming: API groups from apiVersions, resource plurals from kinds.
+"""Naming: API groups from apiVersions, resource plurals from kinds, API paths from both.
 
 Plurals are derived the way Kubernetes' own `UnsafeGuessKindToResource`
 guesses them (lowercase, then `s` → `ses`, `y` → `ies`, else `+s`), plus a
@@ -39,6 +39,19 @@ def plural(kind: str) -> str:
     if lower.endswith("y"):
         return lower[:-1] + "ies"
     return lower + "s"
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None = None) -> str:
+    """The API path of a kind's objects, cluster-wide or in one namespace.
+
+    `apps/v1 Deployment` → `/apis/apps/v1/deployments`; with namespace `ns`,
+    `/apis/apps/v1/namespaces/ns/deployments`; `v1 Pod` → `/api/v1/pods`.
+    """
+    group, version = api_version_parts(api_version)
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace:
+        base = f"{base}/namespaces/{namespace}"
+    return f"{base}/{plural(kind)}"
 
 
 def policy_kinds(policy: CompiledPolicy) -> Iterator[tuple[str, str, str, bool]]:

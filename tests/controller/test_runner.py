@@ -17,9 +17,10 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller import MemoryLedger
 from quotalang.controller.kube.api import KubeApi
-from quotalang.controller.runner import Controller, collection_path, sources
+from quotalang.controller.runner import Controller, sources
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import apiserver, client
+from tests.controller.test_metrics import scrape
 from tests.e2e.kube_cluster import Cluster, wait_until
 
 __all__ = ["apiserver"]
@@ -71,26 +72,9 @@ def api(apiserver: Cluster) -> Iterator[KubeApi]:
     made.close()
 
 
-def scrape(controller: Controller | None) -> dict[str, float]:
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from quotalang.controller.metrics import ControllerCollector
-
-    registry = CollectorRegistry()
-    registry.register(ControllerCollector(lambda: controller))
-    lines = generate_latest(registry).decode().splitlines()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")}
-
-
-def test_a_follower_reports_no_controller_but_says_so() -> None:
-    assert scrape(None) == {"quotalang_controller_synced": 0.0}
-
-
 def test_sources_are_every_kind_of_the_policy_and_pods() -> None:
     policy = compile_text(POLICY.replace("kind apps/v1 Deployment", "kind kubeflow.org/v1 TFJob"))
     assert sources(policy) == {"pods": "/api/v1/pods", "kubeflow.org/v1/tfjobs": "/apis/kubeflow.org/v1/tfjobs"}
-    assert collection_path("v1", "Pod") == "/api/v1/pods"
-    assert collection_path("ray.io/v1", "RayCluster") == "/apis/ray.io/v1/rayclusters"
 
 
 def test_first_sync_then_a_new_policy_recomputes_usage_and_stop_saves_cash(api: KubeApi, tmp_path: Path) -> None:

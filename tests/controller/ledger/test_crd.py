@@ -1,10 +1,9 @@
-"""The ledger object's format and names, and the request deadline: pure, no apiserver."""
+"""The ledger object's format and names: pure, no apiserver."""
 
 from __future__ import annotations
 
 import pytest
 
-from quotalang.controller.kube.deadline import budget, parse_timeout
 from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.crd import (
     LedgerFormatError,
@@ -65,16 +64,3 @@ def test_the_crd_is_structural_and_cluster_scoped() -> None:
     assert "subresources" not in version  # one PUT replaces spec and status together
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert status["properties"]["observed"]["additionalProperties"] == {"type": "string", "pattern": "^-?[0-9]+$"}
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("10s", 10.0), ("1m30s", 90.0), ("500ms", 0.5), ("", None), (None, None), ("10", None), ("s", None)],
-)
-def test_apiserver_timeouts_parse(text: str | None, seconds: float | None) -> None:
-    assert parse_timeout(text) == seconds
-
-
-def test_the_budget_leaves_time_for_the_answer() -> None:
-    assert budget(10) == 9.5
-    assert budget(1) == 0.5

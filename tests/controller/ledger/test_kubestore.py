@@ -21,7 +21,6 @@ from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
-from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
@@ -319,39 +318,6 @@ def test_past_the_deadline_an_unreachable_apiserver_is_a_clear_error(policy: Com
         ledger.admit(policy, deployment("web"), "CREATE")
     assert time.monotonic() - started < 1.0  # budget(1 s) = 0.5 s, plus the last try
     assert ledger.stats.unavailable == 1
-
-
-def test_groups_get_ledgers_and_removed_ones_are_kept_until_empty(
-    apis: list[KubeApi], policy: CompiledPolicy
-) -> None:
-    ledger = KubernetesLedger(apis[0], replica="r0")
-    ledger.observe(key("legacy-app"), "retired", {"requests.cpu": 1 * CPU})  # a group no longer in the policy
-    runtime = StoreRuntime(ledger, lambda: policy)
-    runtime.maintain()
-    names = {item["spec"]["group"]: item["metadata"]["name"]
-             for item in apis[0].request("GET", "/apis/quotalang.dev/v1alpha1/quotaledgers")["items"]}
-    assert names["root"] == "root" and names["ml"] == "ml"
-    assert names["lab_x"].startswith("lab-x-") and len(names["lab_x"]) == len("lab-x-") + 10  # `_` is not DNS
-    assert runtime.orphans == ["retired"] and "retired" in names
-    ledger.forget(key("legacy-app"))
-    runtime.maintain()
-    assert runtime.orphans == ["retired"]  # reported on the round it was seen empty, deleted on that round
-    listed = apis[0].request("GET", "/apis/quotalang.dev/v1alpha1/quotaledgers")["items"]
-    assert "retired" not in {item["spec"]["group"] for item in listed}
-
-
-def test_the_watch_keeps_another_replicas_cache_current(apis: list[KubeApi], policy: CompiledPolicy) -> None:
-    writer, reader = KubernetesLedger(apis[0], replica="w"), KubernetesLedger(apis[1], replica="r")
-    runtime = StoreRuntime(reader, lambda: policy, interval=3600)
-    runtime.start()
-    try:
-        assert writer.admit(policy, deployment("web", replicas=2), "CREATE").allowed
-        deadline_at = time.monotonic() + 5
-        while reader.used("ml").get("requests.cpu") != 2 * CPU:
-            assert time.monotonic() < deadline_at, "the watch never delivered the write"
-            time.sleep(0.05)
-    finally:
-        runtime.stop()
 
 
 def test_a_follower_finds_a_scale_parent_by_a_live_get(apis: list[KubeApi], policy: CompiledPolicy) -> None:

@@ -100,15 +100,6 @@ def usage(pods: int) -> dict[str, int]:
     return {"requests.cpu": pods * CPU, "cpu": pods * CPU, "pods": pods * NANO}
 
 
-# ------------------------------------------------------------ identities
-def test_object_key_of_an_object_and_its_text() -> None:
-    assert ObjectKey.of(deployment("web")) == key("web")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
-    assert ObjectKey.of(pod) == ObjectKey("", "Pod", "", "p")
-    assert str(key("web")) == "Deployment.apps ns/web"
-    assert str(ObjectKey("", "Pod", "", "p")) == "Pod p"
-
-
 # ------------------------------------------------------------ standalone
 def test_an_admitted_create_is_folded_into_observed_usage(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
