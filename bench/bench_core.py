@@ -19,25 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quotalang import Snapshot, compile_policy
+from quotalang import Snapshot, compile_policy, evaluate
 
-KIND_RULES = """
-kind apps/v1 Deployment {
-  pods {
-    replicas spec.replicas default 1
-    template spec.template
-  }
-  scale spec.replicas
-  surge spec.strategy.rollingUpdate.maxSurge default 25%
-}
-
-kind kubeflow.org/v1 TFJob {
-  pods each spec.tfReplicaSpecs.* {
-    replicas .replicas default 1
-    template .template
-  }
-}
-"""
+# The shipped kind rules (Deployment, TFJob, ...), as a real policy imports them.
+IMPORTS = 'import "quotalang:policies/core.quota"\nimport "quotalang:policies/kubeflow.quota"\n\n'
 
 KEYS = (
     ("limits.cpu", 8),
@@ -61,6 +46,7 @@ def generate_policy(directory: Path, groups: int) -> None:
     platforms = max(1, int((groups - 1) ** 0.5))
     teams_per = max(1, (groups - 1 - platforms) // platforms)
     lines = [
+        IMPORTS,
         "settings {",
         '  group label "quota.group"',
         '  model label gpu "quota.group/gpu-type"',
@@ -80,7 +66,7 @@ def generate_policy(directory: Path, groups: int) -> None:
         block(f"platform-{p}", "root", teams_per + 1)
         for t in range(teams_per):
             block(f"team-{p}-{t}", f"platform-{p}", 1)
-    (directory / "org.quota").write_text("\n".join(lines) + "\n" + KIND_RULES)
+    (directory / "org.quota").write_text("\n".join(lines) + "\n")
 
 
 def deployment(tag: int = 0) -> dict[str, Any]:
@@ -163,24 +149,24 @@ def main() -> None:
     # Some usage already there, well below the 90% warning threshold: the common case.
     usage = Snapshot.parse({"team-0-0": {"limits.cpu": "2", "requests.cpu": "1", "pods": "3"}})
     warm_deploy, warm_tf = deployment(), tfjob()
-    assert policy.evaluate(warm_deploy, usage=usage).allowed
-    assert policy.evaluate(warm_tf, usage=usage).allowed
+    assert evaluate(policy, warm_deploy, usage=usage).allowed
+    assert evaluate(policy, warm_tf, usage=usage).allowed
     cold_deploys = [deployment(i + 1) for i in range(200_000)]
     cold_tfs = [tfjob(i + 1) for i in range(100_000)]
 
     def cold(objs: list[dict[str, Any]]) -> Callable[[int], object]:
-        return lambda i: policy.evaluate(objs[i % len(objs)], usage=usage)
+        return lambda i: evaluate(policy, objs[i % len(objs)], usage=usage)
 
     results = {
-        "Deployment warm": rate(lambda i: policy.evaluate(warm_deploy, usage=usage), args.seconds),
+        "Deployment warm": rate(lambda i: evaluate(policy, warm_deploy, usage=usage), args.seconds),
         "Deployment cold": rate(cold(cold_deploys), args.seconds),
-        "TFJob warm": rate(lambda i: policy.evaluate(warm_tf, usage=usage), args.seconds),
+        "TFJob warm": rate(lambda i: evaluate(policy, warm_tf, usage=usage), args.seconds),
         "TFJob cold": rate(cold(cold_tfs), args.seconds),
     }
     old, new = deployment(), copy.deepcopy(deployment())
     new["spec"]["replicas"] = 3
     results["Deployment UPDATE warm"] = rate(
-        lambda i: policy.evaluate(new, "UPDATE", old=old, usage=usage), args.seconds
+        lambda i: evaluate(policy, new, "UPDATE", old=old, usage=usage), args.seconds
     )
     print(f"{'decision':<24} {'per second':>12} {'µs each':>9}")
     for name, (per_s, us) in results.items():

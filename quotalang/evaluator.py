@@ -20,7 +20,7 @@ from quotalang.objects import labels_of, name_of
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
 from quotalang.units import format_hours, hours_to_nanos
-from quotalang.usage import PartUsage, WorkloadUsage, workload_usage
+from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
 
 _EMPTY: Mapping[str, int] = {}
 
@@ -164,7 +164,8 @@ def _workload(
     `note` closes the explanation.
     """
     stored = None if check_only else obj
-    if policy.rule_for(obj) is None:
+    rule = policy.rule_for(obj)
+    if rule is None:
         return Decision(True, op, reason="no-rule", notes=_notes(["no kind rule matches; not charged"], note),
                         stored=stored, dry_run=dry_run)
     owner = charged_owner(policy, obj)
@@ -172,7 +173,7 @@ def _workload(
         return Decision(True, op, reason="owned",
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),
                         stored=stored, dry_run=dry_run)
-    new = workload_usage(policy, obj)
+    new = usage_of(policy, rule, obj)
     group_name, why, problem = _resolve(policy, obj)
     if group_name is None:
         assert why is not None
@@ -243,7 +244,7 @@ def charged_owner(policy: CompiledPolicy, obj: Mapping[str, Any]) -> str | None:
     no rule covers are charged themselves.
     """
     meta = obj.get("metadata")
-    refs = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    refs = meta.get("ownerReferences") if type(meta) is dict or isinstance(meta, Mapping) else None
     if not refs or not isinstance(refs, list):
         return None
     for ref in refs:

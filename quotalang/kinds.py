@@ -156,7 +156,7 @@ class CompiledKind:
         template = None
         for get in part.templates:
             found = get(root, item)
-            if isinstance(found, Mapping):
+            if type(found) is dict or isinstance(found, Mapping):
                 template = found
                 break
         surge = 0

@@ -165,6 +165,11 @@ def workload_usage(policy: CompiledPolicy, obj: Mapping[str, Any]) -> WorkloadUs
     rule = policy.rule_for(obj)
     if rule is None:
         return WorkloadUsage(None, (), {})
+    return usage_of(policy, rule, obj)
+
+
+def usage_of(policy: CompiledPolicy, rule: CompiledKind, obj: Mapping[str, Any]) -> WorkloadUsage:
+    """What `obj` charges under `rule`, its kind rule (`workload_usage` when the caller has not looked it up)."""
     obj_labels = labels_of(obj)
     parts = []
     total: dict[str, int] = {}
