@@ -14,6 +14,15 @@ logging (tests, an embedding program) gets ordinary records again.
 On stderr, decision lines go through a block buffer that is flushed at most
 `FLUSH_AFTER` seconds after the first unflushed line (and by every ordinary
 record): a write system call per decision was 7 % of the server's time.
+
+Lines are bounded: every field of a decision line is clipped (`FIELD_LIMIT`,
+`MESSAGE_LIMIT` for the denial and the error), so a request cannot make a
+line longer than a few KiB whatever names, kinds or labels it carries; event
+fields are clipped at `EVENT_FIELD_LIMIT` (a rejected policy's carets fit).
+
+This module knows nothing of the engine: a decision is anything with the
+fields of `DecisionRecord` (the engine's `Outcome` is one), so logging sits
+below every module that logs and no import runs back up.
 """
 
 from __future__ import annotations
@@ -23,15 +32,16 @@ import atexit
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
 import orjson
 
-if TYPE_CHECKING:
-    from quotalang.server.engine import Outcome
-
 LogFormat = Literal["json", "text"]
 FLUSH_AFTER = 0.1  # seconds a decision line may wait in the buffer
+FIELD_LIMIT = 256  # characters of one field of a decision line (names, kinds, uids, groups)
+MESSAGE_LIMIT = 1024  # characters of a decision's denial or error message
+EVENT_FIELD_LIMIT = 16384  # characters of one field of an event line
 DECISIONS = logging.getLogger("quotalang.admission")
 OUR_LOGGERS = ("quotalang", "uvicorn")
 
@@ -41,6 +51,48 @@ _direct: logging.StreamHandler[Any] | None = None
 _direct_json = True
 _flush_pending = False
 _buffered: Any = None
+
+
+class DecisionRecord(Protocol):
+    """What a decision line reads: the engine's `Outcome` has these fields."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def response(self) -> Mapping[str, Any]: ...
+
+
+def clip_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more]"
+
+
+def bounded(value: Any, limit: int) -> Any:
+    """`value` as is when its text fits in `limit` characters, else its text clipped; scalars pass."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clip_text(value, limit)
+    text = str(value)
+    return value if len(text) <= limit else clip_text(text, limit)
 
 
 def _timestamp(created: float) -> str:
@@ -111,29 +163,29 @@ def configure(fmt: LogFormat = "text", level: str = "info", stream: Any = None) 
     return handler
 
 
-def log_decision(outcome: Outcome, seconds: float) -> None:
-    """The one info line per decision (cheap when info is off)."""
+def log_decision(outcome: DecisionRecord, seconds: float) -> None:
+    """The one info line per decision (cheap when info is off); every field bounded."""
     if not DECISIONS.isEnabledFor(logging.INFO):
         return
     fields: dict[str, Any] = {
-        "uid": outcome.uid,
-        "operation": outcome.operation,
-        "kind": outcome.kind,
-        "namespace": outcome.namespace,
-        "name": outcome.name,
-        "group": outcome.group,
+        "uid": clip_text(outcome.uid, FIELD_LIMIT),
+        "operation": clip_text(outcome.operation, FIELD_LIMIT),
+        "kind": clip_text(outcome.kind, FIELD_LIMIT),
+        "namespace": clip_text(outcome.namespace, FIELD_LIMIT),
+        "name": clip_text(outcome.name, FIELD_LIMIT),
+        "group": clip_text(outcome.group, FIELD_LIMIT),
         "decision": outcome.verdict,
         "reason": outcome.reason,
         "latency_ms": round(seconds * 1000, 3),
     }
     status = outcome.response.get("status")
-    if status is not None and "message" in status:
-        fields["denial"] = status["message"]
+    if isinstance(status, Mapping) and "message" in status:
+        fields["denial"] = clip_text(str(status["message"]), MESSAGE_LIMIT)
     warnings = outcome.response.get("warnings")
     if warnings:
         fields["warnings"] = len(warnings)
     if outcome.error is not None:
-        fields["error"] = outcome.error
+        fields["error"] = clip_text(outcome.error, MESSAGE_LIMIT)
     handler = _direct
     if handler is None or DECISIONS.handlers or handler not in logging.getLogger("quotalang").handlers:
         DECISIONS.info("decision", extra={"fields": fields})  # logging was set up by someone else
@@ -185,5 +237,6 @@ def _flush(handler: logging.StreamHandler[Any]) -> None:
 
 
 def log_event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
-    """A non-decision event (reloads, TLS, startup) with structured fields."""
-    logger.log(level, message, extra={"fields": fields})
+    """A non-decision event (reloads, TLS, startup) with structured fields, each bounded."""
+    clipped = {key: bounded(value, EVENT_FIELD_LIMIT) for key, value in fields.items()}
+    logger.log(level, message, extra={"fields": clipped})
