@@ -15,10 +15,16 @@ What passes untouched: DELETE, CONNECT and every other subresource
 DELETE review, when the webhook configuration sends one, releases the
 object's usage; nothing else would.
 
-A dry run is evaluated and answered but reserves nothing. An object that
-cannot be read (a replica count that is not a number, ...) is denied with the
-reason; any other error is answered per the failure mode (`deny`, the
-default, or `allow`) with the error in the message.
+A dry run (`dryRun: true`, the boolean; `admission` refuses any other type)
+is evaluated and answered but reserves nothing.
+
+An object that cannot be read (a replica count that is not a number, a
+malformed or negative quantity, ...) is denied with the reason, whatever the
+failure mode: the failure mode is for our own failures (a bug, a ledger that
+cannot be reached), never for a bad object, or `--failure-mode allow` would
+admit exactly the objects that cannot be charged. Every other error is
+answered per the failure mode (`deny`, the default, or `allow`) with the error
+in the message.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.controller import Ledger, ObjectKey
 from quotalang.controller.kube.naming import api_group, kind_of_resource
 from quotalang.decision import Decision, clip
-from quotalang.errors import InputError
+from quotalang.errors import UserInputError
+from quotalang.policy import CompiledPolicy
 from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
 from quotalang.server.reload import PolicyHolder
@@ -104,7 +110,7 @@ class Engine:
             return self._failed(outcome, "no policy is loaded yet")
         try:
             decision = self._decide(policy, request, outcome)
-        except InputError as exc:
+        except UserInputError as exc:  # the object is invalid: denied in every failure mode
             where = f"{outcome.namespace}/{outcome.name}".lstrip("/")
             message = f"cannot read {outcome.kind} {where}: {exc}"
             outcome.response = responses.deny(uid, message)
@@ -129,7 +135,7 @@ class Engine:
         operation = request["operation"]
         gvk = request["kind"]
         sub = request.get("subResource") or ""
-        dry_run = bool(request.get("dryRun"))
+        dry_run = request.get("dryRun") is True  # only the boolean; admission refuses other types
         if operation not in ("CREATE", "UPDATE"):
             if operation == "DELETE" and not sub and not dry_run and self.ledger.standalone:
                 gone = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name)

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from quotalang import loader
-from quotalang.compiler import CompiledPolicy, compile_sources
+from quotalang.compiler import compile_sources
 from quotalang.errors import PolicyError
+from quotalang.policy import CompiledPolicy
 from quotalang.server.logs import log_event
 
 if TYPE_CHECKING:
