@@ -34,7 +34,7 @@ from starlette.routing import Route
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
 from quotalang.decision import qty
-from quotalang.errors import InputError
+from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, cash_rows, limit_rows
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
@@ -121,8 +121,6 @@ def create_app(
             outcome = engine.review(review)
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
-        if outcome.verdict == "error":
-            metrics.errors.labels(outcome.kind).inc()
         log_decision(outcome, elapsed)
         return Response(encode(outcome.response), media_type=JSON)
 
@@ -182,7 +180,7 @@ def create_app(
             target = _hpa_target(obj, ledger)
         try:
             decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
-        except InputError as exc:
+        except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
             return _error(400, str(exc))
         return _json({"object": _describe(obj), **decision.as_json()})
 
