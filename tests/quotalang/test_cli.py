@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +156,35 @@ def test_tree_text_and_json(tmp_path: Path) -> None:
     assert root["children"][0]["name"] == "a"
     code, out = run("tree", "--policy", str(tmp_path))
     assert code == 0 and "└── a" in out
+
+
+def test_extensions_add_verbs_through_the_public_table() -> None:
+    from quotalang.cli import EXIT_FINDINGS, Verbs, build_parser
+
+    def hello(args: Any, out: Any) -> int:
+        out.write(f"hello {args.who} as {args.format}\n")
+        return EXIT_FINDINGS
+
+    def extend(verbs: Verbs) -> None:
+        verbs.add("hello", "say hello", hello).add_argument("who")
+
+    parser = build_parser(extend)
+    assert parser.parse_args(["lint", "x"]).paths == ["x"]  # the core verbs are all there
+    out = io.StringIO()
+    assert main(["hello", "you", "--format", "json"], out=out, extensions=(extend,)) == EXIT_FINDINGS
+    assert out.getvalue() == "hello you as json\n"
+    assert main(["hello", "you"], out=io.StringIO()) == 2  # unknown without the extension: a usage error
+
+
+def test_core_verbs_of_the_console_script_import_no_server_dependency() -> None:
+    """`quotalang lint` must run in an install without the [server] extra."""
+    code = (
+        "import sys\n"
+        "from quotalang.server.cli import main\n"
+        f"assert main(['lint', {str(EXAMPLES)!r}]) == 0\n"
+        "heavy = {'starlette', 'uvicorn', 'kubernetes', 'cryptography', 'prometheus_client'}\n"
+        "loaded = sorted(heavy & {m.split('.')[0] for m in sys.modules})\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr

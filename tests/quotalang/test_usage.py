@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from quotalang import usage
 from quotalang.compiler import compile_sources
 from quotalang.evaluator import evaluate
 from quotalang.loader import load_text
@@ -39,6 +40,11 @@ def template(cpu: str = "500m", image: str = "app:1", app: str = "web") -> dict[
             "initContainers": [{"name": "init", "image": "busybox", "resources": {"requests": {"cpu": "2"}}}],
         },
     }
+
+
+def deployment(tmpl: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"team": "ml"}},
+            "spec": {"replicas": replicas, "template": tmpl}}
 
 
 def test_images_env_and_labels_do_not_change_the_key() -> None:
@@ -94,3 +100,27 @@ def test_an_image_change_is_still_a_rollout_that_needs_surge_room() -> None:
     assert [v.resource for v in decision.violations] == ["requests.cpu"]
     same = evaluate(policy, copy.deepcopy(old), "UPDATE", old=old, usage={"ml": {"requests.cpu": "99"}})
     assert same.allowed
+
+
+def test_the_cache_is_a_bounded_lru_that_evicts_the_oldest_not_everything(monkeypatch: Any) -> None:
+    from cachetools import LRUCache
+
+    small: LRUCache[Any, Any] = LRUCache(3)
+    monkeypatch.setattr(usage, "_per_pod", small)
+    policy = compile_sources(load_text(POLICY, "p.quota"))
+    keys = []
+    for cpu in ("1", "2", "3"):
+        workload_usage(policy, deployment(template(cpu=cpu)))
+        keys.append(next(k for k in small if k not in keys))
+    workload_usage(policy, deployment(template(cpu="1")))  # a hit: now the most recent
+    workload_usage(policy, deployment(template(cpu="4")))  # evicts cpu=2, the least recent
+    assert len(small) == 3
+    assert keys[0] in small and keys[1] not in small and keys[2] in small
+
+
+def test_the_cache_is_keyed_by_content_and_shared_by_policies() -> None:
+    first = compile_sources(load_text(POLICY, "p.quota"))
+    second = compile_sources(load_text(POLICY + "\n# reloaded\n", "p.quota"))
+    obj = deployment(template(cpu="777m"))
+    assert workload_usage(first, obj).total == workload_usage(second, obj).total
+    assert sum(1 for k in usage._per_pod if k[0] == usage_key(obj["spec"]["template"])) == 1

@@ -1,0 +1,77 @@
+"""The compiled policy: immutable, cache-free, and the one place a group's rows are computed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from quotalang.compiler import compile_sources
+from quotalang.evaluator import evaluate
+from quotalang.loader import load_text
+from quotalang.policy import CashRow, CompiledPolicy, LimitRow, cash_rows, limit_rows
+from quotalang.units import NANO, NANOS_PER_HOUR
+
+POLICY = """\
+import "quotalang:policies/core.quota"
+
+settings {
+  group label "g"
+}
+
+group root {
+  requests.cpu 10
+  limits.memory 4Gi
+  cash requests.cpu 100h per week
+}
+
+group kid in root {
+  requests.cpu 4
+  limits.memory 1Gi
+  cash requests.cpu 40h per week
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy() -> CompiledPolicy:
+    return compile_sources(load_text(POLICY, "p.quota"))
+
+
+def test_limit_rows_put_hard_carved_used_and_free_side_by_side(policy: CompiledPolicy) -> None:
+    rows = limit_rows(policy.groups["root"], {"requests.cpu": 5 * NANO})
+    assert rows == [LimitRow("requests.cpu", 10 * NANO, 4 * NANO, 5 * NANO), LimitRow("limits.memory", 4 * 2**30 * NANO,
+                                                                                     2**30 * NANO, 0)]
+    assert [r.free for r in rows] == [1 * NANO, 3 * 2**30 * NANO]
+
+
+def test_free_is_never_negative(policy: CompiledPolicy) -> None:
+    (row, _) = limit_rows(policy.groups["root"], {"requests.cpu": 9 * NANO})
+    assert row.free == 0
+
+
+def test_cash_rows(policy: CompiledPolicy) -> None:
+    rows = cash_rows(policy.groups["kid"], {"requests.cpu": 50 * NANOS_PER_HOUR})
+    assert rows == [CashRow("requests.cpu", "week", 40 * NANOS_PER_HOUR, 50 * NANOS_PER_HOUR)]
+    assert rows[0].free == 0
+
+
+def test_the_compiled_policy_is_frozen_and_holds_no_cache(policy: CompiledPolicy) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.checksum = "x"  # type: ignore[misc]
+    before = {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)}
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "labels": {"g": "kid"}},
+           "spec": {"replicas": 2, "template": {"spec": {"containers": [
+               {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}}}
+    assert evaluate(policy, obj).allowed
+    assert {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)} == before
+    assert not hasattr(policy, "_cache") and not hasattr(policy, "__dict__")
+    assert not hasattr(policy, "evaluate") and not hasattr(policy, "workload_usage")
+
+
+def test_the_compiler_still_names_the_policy_types() -> None:
+    from quotalang import compiler, policy
+
+    assert compiler.CompiledPolicy is policy.CompiledPolicy
+    assert compiler.CashBudget is policy.CashBudget
+    assert not hasattr(compiler, "STAGES")
