@@ -38,7 +38,8 @@ def post(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
 
 def used(client: TestClient, group: str, key: str) -> str:
     rows = client.get(f"/api/groups/{group}").json()["limits"]
-    return next(r["used"] for r in rows if r["key"] == key)
+    found: str = next(r["used"] for r in rows if r["key"] == key)
+    return found
 
 
 # ------------------------------------------------------------ decisions
