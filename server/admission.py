@@ -262,16 +262,15 @@ def _object(request: Mapping[str, Any], field: str, typed: bool) -> None:
         return
     if not isinstance(meta, dict):
         raise BadReview(f"request.{field}.metadata is {_describe(meta)}, not an object")
-    for key in ("name", "namespace", "generateName", "resourceVersion", "uid"):
+    # What the engine and the ledger read (names, the admitted version, the labels that pick
+    # the group and models); the rest of metadata is nobody's business here.
+    for key in ("name", "namespace", "resourceVersion"):
         item = meta.get(key)
-        if item is not None and not isinstance(item, str):
+        if item is not None and type(item) is not str:
             raise BadReview(f"request.{field}.metadata.{key} is {_describe(item)}, not a string")
-    for key in ("labels", "annotations"):
-        item = meta.get(key)
-        if item is not None and not (
-            isinstance(item, dict) and all(isinstance(v, str) for v in item.values())
-        ):
-            raise BadReview(f"request.{field}.metadata.{key} is not an object of strings")
+    labels = meta.get("labels")
+    if labels is not None and not (type(labels) is dict and all(type(v) is str for v in labels.values())):
+        raise BadReview(f"request.{field}.metadata.labels is not an object of strings")
 
 
 def validate_request(request: dict[str, Any]) -> AdmissionRequest:
