@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from quotalang.pods import pod_limits, pod_requests, pod_usage
+from quotalang.pods import InvalidPod, pod_constraints, pod_limits, pod_requests, pod_usage
 from quotalang.quantity import parse_quantity
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, 0, tzinfo=dt.UTC)
@@ -955,11 +955,11 @@ def canonical(resources: R) -> R:
                          ids=list(REQUESTS_AND_LIMITS))
 def test_pod_requests_and_limits(body: dict[str, Any], requests: R | None, limits: R | None) -> None:
     if requests is not None:
-        got = pod_requests(body)
+        got = pod_requests(body, use_status=True)  # the quota evaluator's options, as the table records them
         assert {k: str(v) for k, v in got.items()} == canonical(requests)
         assert all(got[k] == parse_quantity(v) for k, v in requests.items())
     if limits is not None:
-        got = pod_limits(body)
+        got = pod_limits(body, use_status=True)
         assert {k: str(v) for k, v in got.items()} == canonical(limits)
         assert all(got[k] == parse_quantity(v) for k, v in limits.items())
 
@@ -973,3 +973,123 @@ def test_extended_resource_names() -> None:
     assert "requests.deviceclass.resource.kubernetes.io/gpu" in usage
     assert "requests.notkubernetes.io/x" not in usage and "requests.foo.kubernetes.io/y" not in usage
     assert usage["hugepages-2Mi"] == usage["requests.hugepages-2Mi"] == parse_quantity("2Mi")
+
+
+# PodRequests / PodLimits with their default options (PodResourcesOptions{}): the spec alone, never the status.
+# helpers_test.go cases run without UseStatusResources, with Go's own expectation.
+DEFAULT_OPTIONS: dict[str, tuple[dict[str, Any], R | None, R | None]] = {
+    "TestPodResourceRequests/resized, infeasible, but don't use status": (
+        mk([ctr("container-1", {"cpu": "4"})], statuses=[cstatus("container-1", req={"cpu": "2"})],
+           conditions=INFEASIBLE, populate=True),
+        {"cpu": "4"}, None),
+    "TestPodResourceRequests/resized, restartable init container, infeasible, but don't use status": (
+        mk(init=[ctr("restartable-init-1", {"cpu": "4"}, sidecar=True)],
+           init_statuses=[cstatus("restartable-init-1", req={"cpu": "2"})], conditions=INFEASIBLE, populate=True),
+        {"cpu": "4"}, None),
+    "TestPodResourceLimits/pod scaled down, don't use status": (
+        mk([ctr("container-1", lim={"memory": "1Gi"})], statuses=[cstatus("container-1", lim={"memory": "2Gi"})],
+           populate=True),
+        None, {"memory": "1Gi"}),
+    "TestAggregateContainerRequestsAndLimits/regularcontainers with empty requests, but status with non-empty requests": (  # noqa: E501
+        mk([ctr("container-1")], statuses=[cstatus("container-1", req={"cpu": "2"})]), {}, {}),
+}
+
+
+@pytest.mark.parametrize(("body", "requests", "limits"), list(DEFAULT_OPTIONS.values()), ids=list(DEFAULT_OPTIONS))
+def test_pod_requests_and_limits_default_options_read_the_spec_only(
+    body: dict[str, Any], requests: R | None, limits: R | None
+) -> None:
+    if requests is not None:
+        assert {k: str(v) for k, v in pod_requests(body).items()} == canonical(requests)
+    if limits is not None:
+        assert {k: str(v) for k, v in pod_limits(body).items()} == canonical(limits)
+
+
+def test_container_statuses_match_by_name_also_when_names_are_empty() -> None:
+    """findContainerStatus compares Go strings: a container with no name finds the status with no name."""
+    body = {"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]},
+            "status": {"containerStatuses": [{"resources": {"requests": {"cpu": "3"}}}]}}
+    assert pod_usage(body, now=NOW)["requests.cpu"] == parse_quantity("3")
+    assert pod_requests(body)["cpu"] == parse_quantity("1")  # default options: the spec alone
+    named = {"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]},
+             "status": {"containerStatuses": [{"resources": {"requests": {"cpu": "3"}}}]}}
+    assert pod_usage(named, now=NOW)["requests.cpu"] == parse_quantity("1")  # "a" != ""
+
+
+def _c(name: str | None, req: R | None = None, lim: R | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"resources": {}}
+    if name is not None:
+        body["name"] = name
+    if req is not None:
+        body["resources"]["requests"] = req
+    if lim is not None:
+        body["resources"]["limits"] = lim
+    return body
+
+
+CPU_ONLY = ({"cpu": "1m"}, {"cpu": "2m"})
+
+# pods_test.go TestPodConstraintsFunc, and cases in its style for what the Go code does beyond the table.
+CONSTRAINTS: dict[str, tuple[dict[str, Any], list[str], str | None]] = {
+    "init container resource missing": (
+        {"spec": {"initContainers": [_c("dummy", *CPU_ONLY)]}}, ["memory"], "must specify memory for: dummy"),
+    "multiple init container resource missing": (
+        {"spec": {"initContainers": [_c("foo", *CPU_ONLY), _c("bar", *CPU_ONLY)]}}, ["memory"],
+        "must specify memory for: bar,foo"),
+    "container resource missing": (
+        {"spec": {"containers": [_c("dummy", *CPU_ONLY)]}}, ["memory"], "must specify memory for: dummy"),
+    "multiple container resource missing": (
+        {"spec": {"containers": [_c("foo", *CPU_ONLY), _c("bar", *CPU_ONLY)]}}, ["memory"],
+        "must specify memory for: bar,foo"),
+    "container resource missing multiple": (
+        {"spec": {"containers": [_c("foo"), _c("bar")]}}, ["memory", "cpu"],
+        "must specify cpu for: bar,foo; memory for: bar,foo"),
+    "pod-level resource set, container-level required resources missing": (
+        {"spec": {"resources": {"requests": {"cpu": "1m"}}, "containers": [_c("foo"), _c("bar")]}},
+        ["memory", "cpu"], None),
+    # beyond the table: what enforcePodContainerConstraints and the validation set do
+    "resources outside the validation set are never required": (
+        {"spec": {"containers": [_c("foo")]}}, ["requests.nvidia.com/gpu", "ephemeral-storage", "pods"], None),
+    "limits.cpu needs a cpu limit, not a request": (
+        {"spec": {"containers": [_c("a", {"cpu": "1"})]}}, ["limits.cpu", "requests.cpu"],
+        "must specify limits.cpu for: a"),
+    "a zero counts as specified": (
+        {"spec": {"containers": [_c("a", {"cpu": "0", "memory": "0"}, {"cpu": "0", "memory": "0"})]}},
+        ["cpu", "memory", "limits.cpu", "limits.memory"], None),
+    "containers and init containers together, each name once, resources sorted": (
+        {"spec": {"containers": [_c("web", {"cpu": "1"}), _c("web", {"cpu": "1"})],
+                  "initContainers": [_c("init", {"memory": "1Gi"})]}},
+        ["requests.memory", "limits.cpu", "requests.cpu"],
+        "must specify limits.cpu for: init,web; requests.cpu for: init; requests.memory for: web"),
+    "a container with no name is the empty name": (
+        {"spec": {"containers": [_c(None), _c("b")]}}, ["cpu"], "must specify cpu for: ,b"),
+    "pod-level limits alone also skip the check": (
+        {"spec": {"resources": {"limits": {"memory": "1Gi"}}, "containers": [_c("foo")]}}, ["cpu"], None),
+    "pod-level resources of an unsupported name do not": (
+        {"spec": {"resources": {"requests": {"example.com/x": "1"}}, "containers": [_c("foo")]}}, ["cpu"],
+        "must specify cpu for: foo"),
+    "nothing required": ({"spec": {"containers": [_c("foo")]}}, [], None),
+}
+
+
+@pytest.mark.parametrize(("body", "required", "error"), list(CONSTRAINTS.values()), ids=list(CONSTRAINTS))
+def test_pod_constraints(body: dict[str, Any], required: list[str], error: str | None) -> None:
+    assert pod_constraints(body, required) == error
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"spec": {"containers": [_c("c", {"nvidia.com/gpu": "-8"})]}}, "container c resources.requests.nvidia.com/gpu"),
+    ({"spec": {"containers": [_c("c", lim={"cpu": "1.5.5"})]}}, "container c resources.limits.cpu"),
+    ({"spec": {"initContainers": [_c("i", {"memory": "-1Gi"})]}}, "init container i resources.requests.memory"),
+    ({"spec": {"containers": [_c("c")], "overhead": {"cpu": "-1"}}}, "spec.overhead.cpu"),
+    ({"spec": {"containers": [_c("c")], "resources": {"limits": {"cpu": "-2"}}}}, "spec.resources.limits.cpu"),
+    ({"spec": {"containers": [{"name": "c", "resources": {"limits": "lots"}}]}}, "container c resources.limits"),
+    ({"spec": {"containers": [{"name": "c", "resources": ["cpu"]}]}}, "container c resources"),
+    ({"spec": {"containers": [_c("c", {"cpu": True})]}}, "container c resources.requests.cpu"),
+    ({"spec": {"containers": "web"}}, "spec.containers"),
+    ({"spec": {"containers": ["web"]}}, "spec.containers[0]"),
+])
+def test_invalid_pods_raise_naming_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidPod) as caught:
+        pod_usage(body, now=NOW)
+    assert field in str(caught.value)
