@@ -50,12 +50,16 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             lease_namespace=args.lease_namespace,
             lease_duration=args.lease_duration,
             reservation_ttl=args.reservation_ttl,
+            cert_secret=args.cert_secret,
+            cert_service=args.cert_service,
+            webhook_configuration=args.webhook_configuration,
+            cert_validity=args.cert_validity,
         )
     )
 
 
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
-    from quotalang.server.manifests import manifests, render_yaml
+    from quotalang.server.manifests import manifests, parse_kube_version, render_yaml
 
     ca_bundle = None
     if args.ca_bundle:
@@ -71,7 +75,14 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         replicas=args.replicas,
         tls_secret=args.tls_secret,
         ca_bundle=ca_bundle,
+        cert_manager=args.cert_manager,
+        embed_self_signed=args.embed_self_signed,
+        priority_class=args.priority_class or None,
+        kube_version=parse_kube_version(args.kube_version),
     )
+    if args.embed_self_signed:
+        print("quotalang manifests: warning: --embed-self-signed prints a private key; keep the output out of "
+              "Git and CI logs, and note that nothing renews this certificate", file=sys.stderr)
     if args.format == "json":
         out.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs},
                                option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -149,6 +160,19 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     cluster.add_argument("--lease-duration", type=_positive_float, default=15.0, metavar="SECONDS",
                          help="kubernetes store: how long a dead leader holds the Lease (default 15)")
 
+    certs = serve.add_argument_group(
+        "certificates", "keep a CA and serving pair in a Secret, renew them, and publish the CA to the webhook"
+    )
+    certs.add_argument("--cert-secret", metavar="NAME",
+                       help="the Secret (in the pod's namespace) holding the CA and serving pair; created if missing")
+    certs.add_argument("--cert-service", default="quotalang", metavar="NAME",
+                       help="the Service the apiserver calls: the certificate names it (default quotalang)")
+    certs.add_argument("--webhook-configuration", metavar="NAME",
+                       help="the ValidatingWebhookConfiguration whose caBundle is kept equal to the Secret's CAs")
+    certs.add_argument("--cert-validity", type=_positive_float, metavar="SECONDS",
+                       help="serving certificate lifetime (default 90 days; the CA lives 4x as long); "
+                       "renewed with a third left")
+
     man = verbs.add(
         "manifests", "print the Kubernetes manifests that run the webhook", cmd_manifests, formats=(),
         description="Print ready-to-apply YAML: RBAC, policy ConfigMap, TLS Secret, Deployment, "
@@ -162,6 +186,15 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--replicas", type=_positive_int, default=2)
     man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
     man.add_argument("--ca-bundle", metavar="FILE", help="PEM CA that signed --tls-secret's certificate")
+    man.add_argument("--cert-manager", action="store_true",
+                     help="cert-manager issues and renews the certificate (Issuer, Certificate, CA injection)")
+    man.add_argument("--embed-self-signed", action="store_true",
+                     help="print a self-signed serving pair, private key included (a warning; nothing renews it)")
+    man.add_argument("--kube-version", default="1.21", metavar="X.Y",
+                     help="the oldest Kubernetes to apply to (default 1.21; 1.20 uses policy/v1beta1 and "
+                     "exempts namespaces by a label quotalang guards)")
+    man.add_argument("--priority-class", default="system-cluster-critical", metavar="NAME",
+                     help="the webhook pods' priorityClassName ('' for none; default system-cluster-critical)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from quotalang.controller.kube.api import KubeApi
     from quotalang.controller.ledger.base import ControllerLedger
     from quotalang.controller.ledger.kubestore import KubernetesLedger
+    from quotalang.server.certs import SecretCertificates
     from quotalang.server.stores import KubernetesStore
 
 LOG = logging.getLogger("quotalang.serve")
@@ -75,6 +76,11 @@ class ServeOptions:
     lease_namespace: str | None = None
     lease_duration: float = DEFAULT_LEASE
     reservation_ttl: float = DEFAULT_RESERVATION_TTL
+    # Certificates kept in a Secret (quotalang.server.certs); None: files or self-signed.
+    cert_secret: str | None = None
+    cert_service: str = "quotalang"
+    webhook_configuration: str | None = None
+    cert_validity: float | None = None
 
     @property
     def cluster(self) -> bool:
@@ -96,6 +102,10 @@ def serve(opts: ServeOptions) -> int:
         raise ServeError("--store kubernetes keeps the ledger on the apiserver: give --kubeconfig or --in-cluster")
     if opts.state_file and not opts.cluster:
         raise ServeError("--state keeps accrued cash, which needs a cluster: give --kubeconfig or --in-cluster")
+    if opts.cert_secret and (opts.tls_cert or opts.insecure_http):
+        raise ServeError("--cert-secret keeps the serving pair in a Secret: no --tls-cert or --insecure-http with it")
+    if opts.cert_secret and not opts.cluster:
+        raise ServeError("--cert-secret keeps the serving pair on the apiserver: give --kubeconfig or --in-cluster")
     if opts.state_file and opts.store == "kubernetes":
         raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
     logs.configure(opts.log_format, opts.log_level)
@@ -108,7 +118,8 @@ def serve(opts: ServeOptions) -> int:
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
                      waiting_for=runtime.waiting_for)
 
-    cert, key, ca = _tls_files(opts)
+    keeper = _cert_keeper(opts, metrics)
+    cert, key, ca = _tls_files(opts, keeper)
     import uvicorn
 
     # Everything built so far (modules, the parser, the compiled policy) lives as long as the
@@ -140,7 +151,7 @@ def serve(opts: ServeOptions) -> int:
     runtime.start()
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
-            runner.run(_run(server, config, reloader, metrics, cert, key))
+            runner.run(_run(server, config, reloader, metrics, cert, key, keeper))
     except SystemExit as exc:  # uvicorn exits when it cannot bind; it has logged why
         if exc.code not in (0, None):
             raise ServeError(f"could not serve on {opts.host}:{opts.port}") from None
@@ -236,7 +247,37 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _tls_files(opts: ServeOptions) -> tuple[str | None, str | None, Path | None]:
+def _cert_keeper(opts: ServeOptions, metrics: Metrics) -> SecretCertificates | None:
+    """With --cert-secret: the Secret's pair, created or renewed now, before the server listens."""
+    if not opts.cert_secret:
+        return None
+    from quotalang.controller.kube.api import KubeApi
+    from quotalang.server.certs import (
+        DEFAULT_VALIDITY,
+        CertificateError,
+        CertSettings,
+        SecretCertificates,
+        default_folder,
+    )
+    from quotalang.server.stores import lease_namespace
+
+    try:
+        api = KubeApi.from_config(opts.kubeconfig)
+    except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
+        raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
+    settings = CertSettings(lease_namespace(), opts.cert_secret, opts.cert_service, opts.webhook_configuration,
+                            opts.cert_validity or DEFAULT_VALIDITY)
+    keeper = SecretCertificates(api, settings, default_folder(), metrics)
+    try:
+        keeper.start()
+    except CertificateError as exc:
+        raise ServeError(str(exc)) from None
+    return keeper
+
+
+def _tls_files(opts: ServeOptions, keeper: SecretCertificates | None) -> tuple[str | None, str | None, Path | None]:
+    if keeper is not None:
+        return str(keeper.cert_file), str(keeper.key_file), None
     if opts.insecure_http:
         LOG.warning("serving plain HTTP (--insecure-http): the apiserver will not call this; local use only")
         return None, None, None
@@ -268,6 +309,7 @@ async def _run(
     metrics: Metrics,
     cert: str | None,
     key: str | None,
+    keeper: SecretCertificates | None = None,
 ) -> None:
     config.load()  # builds the SSLContext now, so the certificate watcher can hold on to it
     tasks = [asyncio.create_task(reloader.run(), name="policy-reload")]
@@ -276,6 +318,8 @@ async def _run(
 
         watcher = CertReloader(config.ssl, Path(cert), Path(key), metrics, reloader.interval)
         tasks.append(asyncio.create_task(watcher.run(), name="tls-reload"))
+        if keeper is not None:  # a renewed pair is loaded at once, not at the watcher's next look
+            tasks.append(asyncio.create_task(keeper.run(watcher.check), name="tls-secret"))
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
         loop.add_signal_handler(signal.SIGHUP, reloader.request_reload)

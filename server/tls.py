@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from quotalang.server.logs import log_event
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     from quotalang.server.metrics import Metrics
 
 LOG = logging.getLogger("quotalang.tls")
@@ -74,8 +77,8 @@ def _key_pem(key: Any) -> bytes:
     )
 
 
-def make_ca(common_name: str = "quotalang local CA", days: int = CA_DAYS) -> Pem:
-    """A fresh CA (EC P-256) that may sign serving certificates only."""
+def make_ca(common_name: str = "quotalang local CA", days: float = CA_DAYS, now: dt.datetime | None = None) -> Pem:
+    """A fresh CA (EC P-256) that may sign serving certificates only; valid from `now` (default: the clock)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -83,7 +86,7 @@ def make_ca(common_name: str = "quotalang local CA", days: int = CA_DAYS) -> Pem
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _now()
+    now = now or _now()
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -107,8 +110,8 @@ def make_ca(common_name: str = "quotalang local CA", days: int = CA_DAYS) -> Pem
     return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def issue(ca: Pem, hosts: Sequence[str], days: int = SERVING_DAYS) -> Pem:
-    """A serving certificate for `hosts` (DNS names or IP addresses) signed by `ca`."""
+def issue(ca: Pem, hosts: Sequence[str], days: float = SERVING_DAYS, now: dt.datetime | None = None) -> Pem:
+    """A serving certificate for `hosts` (DNS names or IP addresses) signed by `ca`, valid from `now`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -125,7 +128,7 @@ def issue(ca: Pem, hosts: Sequence[str], days: int = SERVING_DAYS) -> Pem:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    now = _now()
+    now = now or _now()
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
@@ -164,7 +167,8 @@ def local_hosts(host: str) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
-def _write(path: Path, data: bytes, private: bool) -> None:
+def write_pem(path: Path, data: bytes, private: bool) -> None:
+    """Write atomically (a reader sees the old file or the new one, never half), keys as 0600."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as out:
@@ -212,16 +216,38 @@ def self_signed(state_dir: Path, hosts: Sequence[str]) -> SelfSigned:
     created = False
     if not (ca_key.exists() and _usable(ca_cert, (), None)):
         ca = make_ca()
-        _write(ca_key, ca.key, private=True)
-        _write(ca_cert, ca.cert, private=False)
+        write_pem(ca_key, ca.key, private=True)
+        write_pem(ca_cert, ca.cert, private=False)
         created = True
     ca = Pem(ca_cert.read_bytes(), ca_key.read_bytes())
     if created or not (key.exists() and _usable(cert, hosts, ca.cert)):
         pair = issue(ca, hosts)
-        _write(key, pair.key, private=True)
-        _write(cert, pair.cert, private=False)
+        write_pem(key, pair.key, private=True)
+        write_pem(cert, pair.cert, private=False)
         created = True
     return SelfSigned(cert, key, ca_cert, created)
+
+
+_EXPIRY: weakref.WeakKeyDictionary[Metrics, Gauge] = weakref.WeakKeyDictionary()
+
+
+def expiry_gauge(metrics: Metrics) -> Gauge:
+    """`quotalang_tls_not_after_seconds{certificate}`: when the served certificate (and CA) expire.
+
+    An alert on `quotalang_tls_not_after_seconds - time() < 7 * 86400` catches a
+    renewal that stopped (cert-manager gone, RBAC removed) weeks before TLS fails.
+    Registered once per `Metrics`, by whichever of the Secret keeper or the file
+    reloader runs.
+    """
+    gauge = _EXPIRY.get(metrics)
+    if gauge is None:
+        from prometheus_client import Gauge
+
+        gauge = Gauge("quotalang_tls_not_after_seconds",
+                      "When the certificate expires (unix seconds): serving, and ca when serve keeps its own.",
+                      ["certificate"], registry=metrics.registry)
+        _EXPIRY[metrics] = gauge
+    return gauge
 
 
 class CertReloader:
@@ -241,6 +267,17 @@ class CertReloader:
         self.metrics = metrics
         self.interval = interval
         self._digest = self._checksum()
+        self._report_expiry()
+
+    def _report_expiry(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            when = _not_after_time(self.cert.read_bytes())
+        except OSError:
+            return
+        if when is not None:
+            expiry_gauge(self.metrics).labels("serving").set(when.timestamp())
 
     def _read(self) -> Pem:
         return Pem(self.cert.read_bytes(), self.key.read_bytes())
@@ -268,8 +305,8 @@ class CertReloader:
         self._digest = digest
         with tempfile.TemporaryDirectory(prefix="quotalang-tls-") as tmp:
             cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-            _write(cert, pem.cert, private=False)
-            _write(key, pem.key, private=True)
+            write_pem(cert, pem.cert, private=False)
+            write_pem(key, pem.key, private=True)
             try:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
             except (ssl.SSLError, ValueError) as exc:
@@ -277,6 +314,7 @@ class CertReloader:
             self.context.load_cert_chain(cert, key)
         if self.metrics is not None:
             self.metrics.tls_reloads.inc()
+        self._report_expiry()
         log_event(LOG, logging.INFO, "serving certificate reloaded", cert=str(self.cert),
                   not_after=not_after(pem.cert))
         return True
@@ -294,10 +332,15 @@ class CertReloader:
             await asyncio.to_thread(self.check)
 
 
-def not_after(cert_pem: bytes) -> str | None:
+def _not_after_time(cert_pem: bytes) -> dt.datetime | None:
     from cryptography import x509
 
     try:
-        return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc.isoformat()
+        return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
     except ValueError:
         return None
+
+
+def not_after(cert_pem: bytes) -> str | None:
+    when = _not_after_time(cert_pem)
+    return when.isoformat() if when is not None else None

@@ -49,7 +49,6 @@ def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> Non
         "Role",
         "RoleBinding",
         "ConfigMap",
-        "Secret",
         "Service",
         "Deployment",
         "PodDisruptionBudget",
@@ -101,28 +100,73 @@ def test_the_webhook_rules_cover_every_kind_its_scale_and_hpas(docs: list[dict[s
     } in expressions
 
 
-def test_rbac_only_reads_the_policy_kinds_and_pods(docs: list[dict[str, Any]]) -> None:
+def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> None:
     rules = find(docs, "ClusterRole")["rules"]
-    ledger = rules.pop()  # the one thing it writes: its own QuotaLedger objects
-    assert ledger == {"apiGroups": ["quotalang.dev"], "resources": ["quotaledgers"],
-                      "verbs": ["get", "list", "watch", "create", "update", "delete"]}
-    assert all(r["verbs"] == ["get", "list", "watch"] for r in rules)
-    by_group = {r["apiGroups"][0]: r["resources"] for r in rules}
-    assert by_group[""] == ["pods"]
-    assert by_group["apps"] == ["deployments", "replicasets", "statefulsets"]
-    assert "tfjobs" in by_group["kubeflow.org"]
+    by_verbs: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    for rule in rules:
+        by_verbs.setdefault(tuple(rule["verbs"]), {})[rule["apiGroups"][0]] = rule["resources"]
+    watched = by_verbs[("list", "watch")]
+    assert watched[""] == ["pods"]
+    assert watched["apps"] == ["deployments", "replicasets", "statefulsets"]
+    assert "tfjobs" in watched["kubeflow.org"]
+    assert by_verbs[("get",)]["apps"] == ["deployments", "replicasets", "statefulsets"]  # /scale parents
+    assert {"apiGroups": ["quotalang.dev"], "resources": ["quotaledgers"],
+            "verbs": ["get", "list", "watch", "create", "update", "delete"]} in rules
+    # serve --store kubernetes reads the CRD at start (it exited 2 with 403 without this rule).
+    assert {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+            "resourceNames": ["quotaledgers.quotalang.dev"], "verbs": ["get"]} in rules
+    assert {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+            "resourceNames": ["quotalang"], "verbs": ["get", "update"]} in rules
+    assert not any(verb in r["verbs"] for r in rules for verb in ("patch", "*", "deletecollection"))
     role = find(docs, "Role")
     assert role["rules"] == [
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
-        }
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["quotalang-ledger-leader"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["quotalang-tls"], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
     ]
     binding = find(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "quotalang", "namespace": "quota-system"}
     ]
+
+
+def test_by_default_nothing_secret_is_printed_and_serve_keeps_the_certificate(docs: list[dict[str, Any]]) -> None:
+    assert "Secret" not in [d["kind"] for d in docs]
+    assert "PRIVATE KEY" not in yaml.safe_dump_all(docs)
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--cert-secret") + 1] == "quotalang-tls"
+    assert args[args.index("--webhook-configuration") + 1] == "quotalang"
+    assert "--tls-cert" not in args
+    assert "caBundle" not in find(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca() -> None:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--cert-manager")
+    assert code == 0 and "PRIVATE KEY" not in text
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    certificate = find(docs, "Certificate")
+    assert certificate["spec"]["secretName"] == "quotalang-tls"
+    assert certificate["spec"]["issuerRef"] == {"name": "quotalang-selfsigned", "kind": "Issuer"}
+    assert "quotalang.q.svc" in certificate["spec"]["dnsNames"]
+    hook = find(docs, "ValidatingWebhookConfiguration")
+    assert hook["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "q/quotalang-serving"}
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "quotalang-tls"}} in pod["volumes"]
+    rules = find(docs, "ClusterRole")["rules"] + find(docs, "Role")["rules"]
+    assert not any("secrets" in r["resources"] or "validatingwebhookconfigurations" in r["resources"] for r in rules)
+
+
+def test_ways_to_get_a_certificate_exclude_each_other() -> None:
+    with pytest.raises(InputError, match="choose one"):
+        manifests([str(EXAMPLES)], "q", cert_manager=True, embed_self_signed=True)
+
+
+def test_the_pdb_api_follows_the_kube_version() -> None:
+    old = manifests([str(EXAMPLES)], "q", kube_version=(1, 20))
+    assert find(old, "PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
+    assert run("--policy", str(EXAMPLES), "--namespace", "q", "--kube-version", "banana")[0] == 2
 
 
 def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> None:
@@ -154,7 +198,12 @@ def test_the_configmap_holds_the_policy_files_and_not_the_library(docs: list[dic
     assert data["settings.quota"] == (EXAMPLES / "settings.quota").read_text()
 
 
-def test_the_ca_bundle_verifies_the_serving_certificate(docs: list[dict[str, Any]]) -> None:
+def test_embed_self_signed_prints_a_key_with_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "quota-system", "--embed-self-signed")
+    assert code == 0
+    assert "warning: --embed-self-signed prints a private key" in capsys.readouterr().err
+    assert "# WARNING: this output holds a private key" in text
+    docs = [d for d in yaml.safe_load_all(text) if d]
     secret = find(docs, "Secret")
     assert secret["type"] == "kubernetes.io/tls"
     cert = base64.b64decode(secret["data"]["tls.crt"])
