@@ -41,6 +41,7 @@ from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadRe
 from quotalang.server.engine import Engine, FailureMode, Outcome, hpa_target
 from quotalang.server.logs import log_decision, log_event
 from quotalang.server.metrics import Metrics
+from quotalang.server.pages import routes as page_routes
 from quotalang.server.reload import PolicyHolder
 from quotalang.server.responses import encode, status_body
 from quotalang.units import format_hours
@@ -198,6 +199,8 @@ def create_app(
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
+            # The pages (/, /groups/..., /what-if, /propose, /static): self-contained, to move to the API port.
+            *page_routes(holder, ledger),
         ],
         exception_handlers={Exception: internal_error},
     )

@@ -1,0 +1,349 @@
+"""The pages: the quota tree, a group, what-if and propose-a-change, server-rendered.
+
+| route                     | what                                                           |
+|---------------------------|----------------------------------------------------------------|
+| GET  /                    | the tree: every group, its fullest keys as bars, cash; `?q=` filters |
+| GET  /groups/{name}       | one group: every key (models under their generic key), cash, children |
+| GET  /what-if             | paste a workload, get the webhook's decision (reserves nothing) |
+| POST /what-if             |                                                                |
+| GET  /propose             | edit a group's limits or cash, or add a child                  |
+| POST /propose             | what lint and diff say about it against the live usage         |
+| POST /propose/diff        | the change as a unified diff of the `.quota` file (a download) |
+| GET  /pages/tree.json     | the numbers the tree page polls                                |
+| GET  /pages/groups/{name}.json | the numbers a group page polls                            |
+| GET  /static/...          | the one stylesheet and the one script                          |
+
+`routes(holder, ledger)` returns them as a list with no reference to the app
+they are mounted in, so that moving the pages from the admission port to the
+API port (issue 15) is one line: the same `routes(...)` added to the other
+app's route list. Pages read the policy from the holder once per request and
+the ledger through its public contract only, like the JSON API.
+
+Pages never answer 500 for what a person typed: hostile or broken input
+(a huge body, YAML that is not a workload, nesting past the admission bound,
+aliases, an unknown group, a value that is not a quantity) is a 400, 404 or
+413 page that says what to fix, with the input kept in the form. Everything
+is escaped (Jinja2 autoescape, on for every template), and the Content
+Security Policy allows only this origin's script and stylesheet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import jinja2
+import orjson
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from quotalang.controller import Ledger
+from quotalang.errors import UserInputError
+from quotalang.evaluator import evaluate
+from quotalang.policy import CompiledGroup, CompiledPolicy
+from quotalang.server.admission import MAX_DEPTH, BadReview, check_depth
+from quotalang.server.engine import hpa_target
+from quotalang.server.pages import propose, views
+from quotalang.server.reload import PolicyHolder
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+MAX_FORM = 256 * 1024  # bytes: a pasted workload or a proposal form is far smaller
+MAX_FIELDS = 400  # a group declares a few dozen keys; the form has two fields per key at most
+POLL_SECONDS = 3
+# Only this origin's script and stylesheet; inline style *attributes* (bar widths) only.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class PageError(UserInputError):
+    """A request a page cannot answer as asked; `status` is what the page returns."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every template is HTML: escape everything, always
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = lambda s: quote(str(s), safe="")
+    return env
+
+
+class _NoAliases(yaml.SafeLoader):
+    """SafeLoader refusing anchors' aliases: `*a` repeated makes a small paste expand without bound."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_object(text: str, what: str) -> dict[str, Any]:
+    """A pasted workload (YAML or JSON), or `PageError` saying what is wrong with it."""
+    if not text.strip():
+        raise PageError(f"{what}: paste a workload (YAML or JSON) with apiVersion, kind and metadata")
+    try:
+        data = yaml.load(text, Loader=_NoAliases)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PageError(f"{what} is not YAML or JSON: {str(exc)[:400]}") from None
+    except RecursionError:
+        raise PageError(f"{what} nests too deeply; no workload needs more than {MAX_DEPTH} levels") from None
+    if not isinstance(data, dict):
+        raise PageError(f"{what} is {type(data).__name__ if data is not None else 'empty'}, not a workload object")
+    try:
+        check_depth(text.encode(), data)
+    except BadReview:
+        raise PageError(f"{what} nests more than {MAX_DEPTH} levels deep; no workload needs that many") from None
+    if not data.get("kind") or not isinstance(data.get("kind"), str):
+        raise PageError(f"{what} has no kind: paste an object with apiVersion and kind")
+    return data
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An url-encoded form body, bounded in size and field count (413 / 400 past them)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM:
+        raise PageError(f"the form is {int(declared)} bytes, over the limit of {MAX_FORM} bytes", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM:
+            raise PageError(f"the form is over the limit of {MAX_FORM} bytes", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    kind = request.headers.get("content-type", "")
+    if body and "application/x-www-form-urlencoded" not in kind:
+        raise PageError("post the page's form (application/x-www-form-urlencoded)", 415)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise PageError("the form is not UTF-8") from None
+    except ValueError:
+        raise PageError(f"the form has more than {MAX_FIELDS} fields") from None
+    return dict(pairs)
+
+
+def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_SECONDS) -> list[BaseRoute]:
+    """The pages' routes over a policy holder and a ledger: mount them in any Starlette app."""
+    templates = Jinja2Templates(env=_environment())
+
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+        context = {"poll_seconds": poll_seconds, "nav": name, **context}
+        return templates.TemplateResponse(request, name, context, status_code=status, headers=HEADERS)
+
+    def policy_or_error() -> CompiledPolicy:
+        policy = holder.policy
+        if policy is None:
+            raise PageError("no policy loaded yet", 503)
+        return policy
+
+    def group_or_error(policy: CompiledPolicy, name: str) -> CompiledGroup:
+        found = policy.groups.get(name)
+        if found is None:
+            near = policy.near_groups(name)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise PageError(f"no group {name!r} in the policy{hint}", 404)
+        return found
+
+    def guarded(handler: Handler) -> Handler:
+        """Any `UserInputError` becomes an error page with its status: never a traceback, never a 500."""
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except PageError as exc:
+                return render(request, "error.html", {"message": exc.message}, exc.status)
+            except UserInputError as exc:
+                return render(request, "error.html", {"message": str(exc)}, 400)
+
+        return page
+
+    async def tree(request: Request) -> Response:
+        policy = policy_or_error()
+        query = request.query_params.get("q", "").strip()[:100]
+        at = now()
+        shown = _matching(policy, query)
+        rows = [
+            (group, depth, views.numbers(policy, group, ledger, at))
+            for group, depth in views.walk(policy)
+            if shown is None or group.name in shown
+        ]
+        return render(request, "tree.html", {
+            "policy": policy, "rows": rows, "top": views.top_bars, "query": query,
+            "count": len(policy.groups), "poll_url": "/pages/tree.json",
+        })
+
+    async def group_page(request: Request) -> Response:
+        policy = policy_or_error()
+        group = group_or_error(policy, request.path_params["name"])
+        n = views.numbers(policy, group, ledger, now())
+        return render(request, "group.html", {
+            "policy": policy, "group": group, "n": n,
+            "rows": views.nested(n.limits, policy.settings.gpu_resources),
+            "ancestors": _ancestors(policy, group), "source": views.source_line(group),
+            "workloads": views.objects_of(ledger, group.name),
+            "poll_url": f"/pages/groups/{quote(group.name, safe='')}.json",
+        })
+
+    async def tree_json(request: Request) -> Response:
+        policy = policy_or_error()
+        return _json(views.tree_state(policy, ledger, now()))
+
+    async def group_json(request: Request) -> Response:
+        policy = policy_or_error()
+        group = group_or_error(policy, request.path_params["name"])
+        state = views.group_state(policy, group, ledger, now())
+        return _json({"policy": state.pop("policy"), "groups": {group.name: state}})
+
+    async def json_errors(handler: Handler, request: Request) -> Response:
+        try:
+            return await handler(request)
+        except PageError as exc:
+            return _json({"error": exc.message}, exc.status)
+
+    async def what_if(request: Request) -> Response:
+        policy = policy_or_error()
+        context: dict[str, Any] = {"workload": "", "old": "", "operation": "CREATE", "decision": None,
+                                   "error": None, "described": None}
+        if request.method == "GET":
+            return render(request, "whatif.html", context)
+        try:
+            form = await read_form(request)
+            context.update(workload=form.get("workload", ""), old=form.get("old", ""),
+                           operation=form.get("operation", "CREATE"))
+            obj = load_object(context["workload"], "the workload")
+            operation = context["operation"]
+            if operation not in ("CREATE", "UPDATE"):
+                raise PageError(f"operation {operation[:20]!r} is not CREATE or UPDATE")
+            old = load_object(context["old"], "the stored object") if operation == "UPDATE" else None
+            target: Mapping[str, Any] | None = None
+            if obj.get("kind") == "HorizontalPodAutoscaler":
+                meta = obj.get("metadata")
+                namespace = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
+                identity = hpa_target(obj, namespace)
+                target = ledger.lookup(identity) if identity is not None else None
+            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
+        except PageError as exc:
+            context["error"] = exc.message
+            return render(request, "whatif.html", context, exc.status)
+        except UserInputError as exc:  # a malformed quantity, a bad replica count: the webhook denies these
+            context["error"] = str(exc)
+            return render(request, "whatif.html", context, 400)
+        context["decision"] = decision
+        context["described"] = _describe(obj)
+        return render(request, "whatif.html", context)
+
+    async def propose_page(request: Request) -> Response:
+        policy = policy_or_error()
+        context: dict[str, Any] = {"policy": policy, "group": None, "values": None, "form": {},
+                                   "review": None, "error": None}
+        if request.method == "GET":
+            name = request.query_params.get("group", "").strip()
+            if name:
+                context["group"] = group_or_error(policy, name)
+                context["values"] = propose.form_values(policy, name)
+            return render(request, "propose.html", context)
+        form = await read_form(request)
+        name = form.get("group", "").strip()
+        context["form"] = form
+        status = 200
+        try:
+            context["group"] = group_or_error(policy, name)
+            context["values"] = propose.form_values(policy, name)
+            context["review"] = propose.review(policy, ledger, propose.parse_form(form))
+        except PageError as exc:
+            context["error"], status = exc.message, exc.status
+        except UserInputError as exc:
+            context["error"], status = str(exc), 400
+        return render(request, "propose.html", context, status)
+
+    async def propose_diff(request: Request) -> Response:
+        policy = policy_or_error()
+        form = await read_form(request)
+        proposal = propose.parse_form(form)
+        group_or_error(policy, proposal.group)
+        result = propose.review(policy, ledger, proposal)
+        if not result.patch:
+            raise PageError("nothing changed: edit a value or add a child first")
+        filename = f"quotalang-{proposal.group}.diff"
+        return Response(result.patch, media_type="text/x-diff; charset=utf-8", headers={
+            **HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'})
+
+    def json_route(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            return await json_errors(handler, request)
+        return wrapped
+
+    return [
+        Route("/", guarded(tree), methods=["GET"], name="pages-tree"),
+        Route("/groups/{name}", guarded(group_page), methods=["GET"], name="pages-group"),
+        Route("/what-if", guarded(what_if), methods=["GET", "POST"], name="pages-what-if"),
+        Route("/propose", guarded(propose_page), methods=["GET", "POST"], name="pages-propose"),
+        Route("/propose/diff", guarded(propose_diff), methods=["POST"], name="pages-propose-diff"),
+        Route("/pages/tree.json", json_route(tree_json), methods=["GET"]),
+        Route("/pages/groups/{name}.json", json_route(group_json), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+def _matching(policy: CompiledPolicy, query: str) -> set[str] | None:
+    """Groups whose name contains `query`, and their ancestors (so the tree still reads as a tree)."""
+    if not query:
+        return None
+    needle = query.lower()
+    shown: set[str] = set()
+    for name, group in policy.groups.items():
+        if needle in name.lower():
+            node: CompiledGroup | None = group
+            while node is not None and node.name not in shown:
+                shown.add(node.name)
+                node = policy.groups.get(node.parent) if node.parent else None
+    return shown
+
+
+def _ancestors(policy: CompiledPolicy, group: CompiledGroup) -> list[CompiledGroup]:
+    out: list[CompiledGroup] = []
+    node = group
+    while node.parent is not None and node.parent in policy.groups and len(out) < len(policy.groups):
+        node = policy.groups[node.parent]
+        out.append(node)
+    return out[::-1]
+
+
+def _describe(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    name = meta.get("name", "<unnamed>") if isinstance(meta, Mapping) else "<unnamed>"
+    return f"{obj.get('kind', '?')} {str(name)[:200]} ({str(obj.get('apiVersion', '?'))[:100]})"
+
+
+__all__ = ["PageError", "load_object", "read_form", "routes"]

@@ -1,0 +1,222 @@
+"""What the pages show, as plain data: one view model for the HTML and the JSON the pages poll.
+
+Every number comes from `limit_rows` / `cash_rows` (the one place hard,
+carved, used and free are put side by side) and the ledger's `group_usage`;
+this module only turns them into percentages of hard and canonical
+quantities. The templates and the polling script read the same dicts, so the
+first render and every later update agree by construction.
+
+Bars are shares of the group's hard limit: `own` (observed usage of the
+group's own workloads), `reserved` (admitted, not yet observed), `carved`
+(handed down to children); the rest is free. Percentages are rounded to two
+decimals, and clamped so that an over-committed row (a policy lowered under
+its usage) still draws within its box and says "over".
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from quotalang.controller import GroupUsage, Ledger
+from quotalang.decision import qty
+from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows
+from quotalang.resources import split_key
+from quotalang.units import format_hours
+
+TREE_KEYS = 3  # bars per group on the tree page: its most-used keys (the page must stay light at 1,000 groups)
+
+
+def _pct(part: int, whole: int) -> float:
+    if whole <= 0 or part <= 0:
+        return 0.0
+    return round(min(part * 100 / whole, 100.0), 2)
+
+
+def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int) -> dict[str, Any]:
+    """One key's bar and numbers: shares of hard, canonical quantities, warn/over flags."""
+    key, hard = row.key, row.hard
+    own = max(row.used - reserved, 0)
+    own_pct = _pct(own, hard)
+    reserved_pct = min(_pct(reserved, hard), round(100 - own_pct, 2))
+    carved_pct = min(_pct(row.carved, hard), round(100 - own_pct - reserved_pct, 2))
+    taken = row.used + row.carved
+    return {
+        "key": key,
+        "hard": qty(key, hard),
+        "carved": qty(key, row.carved),
+        "used": qty(key, row.used),
+        "reserved": qty(key, reserved),
+        "free": qty(key, row.free),
+        "own_pct": own_pct,
+        "reserved_pct": max(reserved_pct, 0.0),
+        "carved_pct": max(carved_pct, 0.0),
+        "warn": row.used > 0 and hard > 0 and taken * warn_den >= hard * warn_num,
+        "over": taken > hard,
+    }
+
+
+def _rank(bar: dict[str, Any], row: LimitRow) -> float:
+    """How full a key is (own + carved over hard): the tree shows the fullest keys of each group."""
+    return (row.used + row.carved) / row.hard if row.hard > 0 else -1.0
+
+
+def cash_bar(row: CashRow, burn: int, now: dt.datetime, warn_num: int, warn_den: int) -> dict[str, Any]:
+    """A cash budget: spent of budget this period, and when it runs out at `burn` nanos per second.
+
+    `burn` is the group's observed usage of the key: what its running workloads
+    hold, which is exactly what accrual charges per second.
+    """
+    left = row.free
+    ends = period_end(row.period, now)
+    if burn <= 0:
+        runs_out = "not at the current rate (nothing running)"
+    elif left <= 0:
+        runs_out = "spent"
+    else:
+        seconds = left / burn
+        at = now + dt.timedelta(seconds=seconds)
+        if ends is not None and at >= ends:
+            runs_out = f"not this {row.period} (resets {ends:%Y-%m-%d %H:%M} UTC)"
+        else:
+            runs_out = f"in {_duration(seconds)} ({at:%Y-%m-%d %H:%M} UTC)"
+    return {
+        "key": row.key,
+        "period": row.period,
+        "budget": format_hours(row.budget),
+        "used": format_hours(row.used),
+        "free": format_hours(row.free),
+        "used_pct": _pct(row.used, row.budget) if row.budget else (100.0 if row.used else 0.0),
+        "burn": format_hours(burn * 3600) + " an hour",
+        "runs_out": runs_out,
+        "warn": row.budget > 0 and row.used * warn_den >= row.budget * warn_num,
+        "over": row.used >= row.budget,
+    }
+
+
+def period_end(period: str, now: dt.datetime) -> dt.datetime | None:
+    """When a cash window resets (UTC; weeks start on Monday); None for a lifetime budget."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day + dt.timedelta(days=1)
+    if period == "week":
+        return day + dt.timedelta(days=7 - day.weekday())
+    if period == "month":
+        days = calendar.monthrange(day.year, day.month)[1]
+        return day.replace(day=1) + dt.timedelta(days=days)
+    return None
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """One group's rows as the pages show them, with the ledger copy they came from."""
+
+    group: CompiledGroup
+    usage: GroupUsage
+    limits: list[dict[str, Any]]
+    ranks: list[float]
+    cash: list[dict[str, Any]]
+
+
+def numbers(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime) -> Numbers:
+    usage = ledger.group_usage(group.name)
+    warn = policy.settings.warn_at
+    num, den = warn.numerator, warn.denominator
+    rows = limit_rows(group, usage.used)
+    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den) for r in rows]
+    ranks = [_rank(b, r) for b, r in zip(bars, rows, strict=True)]
+    cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
+    return Numbers(group, usage, bars, ranks, cash)
+
+
+def top_bars(n: Numbers, count: int = TREE_KEYS) -> list[dict[str, Any]]:
+    """The `count` fullest keys, in declaration order among equals (a stable sort)."""
+    order = sorted(range(len(n.limits)), key=lambda i: -n.ranks[i])
+    return [n.limits[i] for i in order[:count]]
+
+
+def walk(policy: CompiledPolicy) -> Iterator[tuple[CompiledGroup, int]]:
+    """Every group depth-first from the roots, with its depth (roots first in declaration order)."""
+    stack = [(g, 0) for g in reversed([g for g in policy.groups.values() if g.parent is None])]
+    while stack:
+        group, depth = stack.pop()
+        yield group, depth
+        stack.extend((policy.groups[c], depth + 1) for c in reversed(group.children))
+
+
+def tree_state(policy: CompiledPolicy, ledger: Ledger, now: dt.datetime) -> dict[str, Any]:
+    """What the tree page polls: per group, the bars it shows and its cash."""
+    out: dict[str, Any] = {}
+    for group in policy.groups.values():
+        n = numbers(policy, group, ledger, now)
+        out[group.name] = {"limits": top_bars(n), "cash": n.cash, "objects": n.usage.objects,
+                           "reservations": n.usage.reservations}
+    return {"policy": policy.checksum, "groups": out}
+
+
+def group_state(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime) -> dict[str, Any]:
+    """What a group page polls: every key, its cash, its counts."""
+    n = numbers(policy, group, ledger, now)
+    return {"policy": policy.checksum, "name": group.name, "limits": n.limits, "cash": n.cash,
+            "objects": n.usage.objects, "reservations": n.usage.reservations}
+
+
+def nested(limits: list[dict[str, Any]], gpu_resources: frozenset[str]) -> list[tuple[dict[str, Any], bool]]:
+    """Rows with each model key right under its generic key: (row, is_model).
+
+    A model key whose generic key the group does not limit stays where it is declared.
+    """
+    by_key = {row["key"]: row for row in limits}
+    models: dict[str, list[dict[str, Any]]] = {}
+    placed: set[str] = set()
+    for row in limits:
+        split = split_key(row["key"], gpu_resources)
+        if split.model is not None and split.base in by_key:
+            models.setdefault(split.base, []).append(row)
+            placed.add(row["key"])
+    out: list[tuple[dict[str, Any], bool]] = []
+    for row in limits:
+        if row["key"] in placed:
+            continue
+        out.append((row, False))
+        out.extend((m, True) for m in models.get(row["key"], []))
+    return out
+
+
+def source_line(group: CompiledGroup) -> str:
+    """`file:line` of the group's declaration (the compiled source is `file:line:col`)."""
+    file, _, rest = group.source.rpartition(":")
+    return file if file and rest.isdigit() else group.source
+
+
+def objects_of(ledger: Ledger, group: str) -> list[dict[str, Any]] | None:
+    """The workloads charged to `group`, largest first, if the store can list them (None if not).
+
+    The ledger contract has no listing yet; a store that offers
+    `objects_of(group) -> Iterable[(ObjectKey, usage)]` is shown, others are
+    counted only.
+    """
+    lister = getattr(ledger, "objects_of", None)
+    if lister is None:
+        return None
+    rows = []
+    for identity, usage in lister(group):
+        cells: Mapping[str, int] = usage
+        rows.append({"identity": str(identity), "kind": identity.kind,
+                     "name": f"{identity.namespace}/{identity.name}" if identity.namespace else identity.name,
+                     "usage": ", ".join(f"{k} {qty(k, v)}" for k, v in sorted(cells.items()) if v),
+                     "weight": sum(cells.values())})
+    rows.sort(key=lambda r: -int(r["weight"]))
+    return rows

@@ -1,0 +1,112 @@
+// quotalang pages: live numbers and the tree filter. Plain JavaScript, no dependencies.
+// Everything works without it (the filter also submits to the server); with it, the
+// numbers follow the ledger without a reload, updated in place so that focus and the
+// open/closed state of the tree are kept.
+(function () {
+  "use strict";
+
+  function text(el, value) { if (el && el.textContent !== String(value)) { el.textContent = value; } }
+
+  function setWidths(row, widths) {
+    var segments = row.querySelectorAll(".bar i");
+    for (var i = 0; i < segments.length && i < widths.length; i++) {
+      segments[i].style.width = widths[i] + "%";
+    }
+  }
+
+  function updateRow(row, data, fields) {
+    fields.forEach(function (f) {
+      row.querySelectorAll('[data-f="' + f + '"]').forEach(function (el) { text(el, data[f]); });
+    });
+    row.classList.toggle("warn", !!data.warn);
+    row.classList.toggle("over", !!data.over);
+  }
+
+  // Rows by "group\u0000key", indexed once: the tree page of 1,000 groups holds thousands of them.
+  var index = null;
+  function rows() {
+    if (index === null) {
+      index = {};
+      document.querySelectorAll("[data-g]").forEach(function (el) {
+        var id = el.dataset.g + "\u0000" + (el.dataset.k || (el.dataset.cash ? "cash " + el.dataset.cash : el.dataset.f));
+        (index[id] = index[id] || []).push(el);
+      });
+    }
+    return index;
+  }
+
+  function apply(state, policy) {
+    var groups = state.groups || {};
+    var all = rows();
+    Object.keys(groups).forEach(function (name) {
+      var g = groups[name];
+      (g.limits || []).forEach(function (b) {
+        (all[name + "\u0000" + b.key] || []).forEach(function (row) {
+          setWidths(row, [b.own_pct, b.reserved_pct, b.carved_pct]);
+          updateRow(row, b, ["hard", "carved", "used", "reserved", "free"]);
+          var bar = row.querySelector(".bar");
+          if (bar) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
+        });
+      });
+      (g.cash || []).forEach(function (c) {
+        (all[name + "\u0000cash " + c.key] || []).forEach(function (row) {
+          setWidths(row, [c.used_pct]);
+          updateRow(row, c, ["used", "budget", "free", "burn", "runs_out"]);
+        });
+      });
+      ["objects", "reservations"].forEach(function (f) {
+        (all[name + "\u0000" + f] || []).forEach(function (el) { text(el, g[f]); });
+      });
+    });
+    if (policy && state.policy !== policy) {
+      text(document.getElementById("live"), "The policy was reloaded: reload the page to see its groups.");
+    }
+  }
+
+  function poll(live) {
+    var url = live.dataset.poll;
+    var every = Math.max(1, Number(live.dataset.every) || 3) * 1000;
+    var policy = null;
+    function tick() {
+      fetch(url, { headers: { accept: "application/json" }, cache: "no-store", credentials: "same-origin" })
+        .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+        .then(function (state) {
+          if (policy === null) { policy = state.policy; }
+          apply(state, policy);
+          live.dataset.updated = String(Date.now());
+          if (state.policy === policy) { text(live, "Live: updated " + new Date().toLocaleTimeString() + "."); }
+        })
+        .catch(function (e) { text(live, "Live updates paused (" + e.message + "); retrying."); })
+        .then(function () { window.setTimeout(tick, every); });
+    }
+    window.setTimeout(tick, every);
+  }
+
+  function filter(input) {
+    var tree = document.getElementById("tree");
+    var status = document.getElementById("matches");
+    if (!tree) { return; }
+    var items = Array.prototype.slice.call(tree.querySelectorAll("li.group"));
+    input.addEventListener("input", function () {
+      var q = input.value.trim().toLowerCase();
+      var shown = 0;
+      // Deepest first: a group is shown if it matches or a descendant is shown.
+      for (var i = items.length - 1; i >= 0; i--) {
+        var li = items[i];
+        var hit = !q || li.dataset.name.toLowerCase().indexOf(q) >= 0;
+        var kids = li.querySelector(":scope > details > ul");
+        var below = kids && kids.querySelector(":scope > li.group:not([hidden])");
+        li.hidden = !(hit || below);
+        if (!li.hidden) { shown++; if (q && below) { li.querySelector(":scope > details").open = true; } }
+      }
+      text(status, q ? shown + " shown" : "");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var live = document.getElementById("live");
+    if (live && live.dataset.poll) { poll(live); }
+    var input = document.getElementById("filter");
+    if (input) { filter(input); }
+  });
+})();
