@@ -22,6 +22,7 @@ MAX_WARNING = 120
 Reason = Literal[
     "charged",  # checked against its group and fits (or, in warn/audit mode, does not and is allowed)
     "over-quota",  # does not fit its group: see `violations`
+    "must-specify",  # a container leaves unset a cpu or memory resource its group limits (as native quota)
     "no-rule",  # no kind rule charges the kind (or the scaled kind has no scale path)
     "owned",  # controlled by an owner a kind rule already charges
     "unlabelled",  # no group label: allowed or denied per the policy's `unlabelled` setting

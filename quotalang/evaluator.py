@@ -7,18 +7,29 @@ in CI, the ledger in the webhook), and what it decides goes out in a
 the compile stage. A workload in group G is
 checked against G alone: for each key G limits,
 `used + reserved + Σ children hard + delta ≤ hard`.
+
+Pods are charged as they will be stored: with the namespace's LimitRange
+defaults (`limit_ranges`) applied. When G limits cpu or memory (requests or
+limits, a model key counting for workloads of that model), every container
+must then specify it, as native quota requires (`must specify limits.cpu
+for: …`); that is checked only for pods that leave something unset, so the
+common case costs one test per part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Protocol
 
 from quotalang.decision import Decision, Reason, Violation, clip, qty
 from quotalang.errors import InputError
+from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import labels_of, name_of
+from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
+from quotalang.resources import model_kind, split_key
 from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
 
@@ -125,13 +136,18 @@ def evaluate(
     usage: UsageSource | Mapping[str, Any] | None = None,
     parent: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    limit_ranges: LimitRanges | None = None,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
     `parent` is the stored workload a `Scale` or HPA refers to; the caller
     finds it (ledger, cache, live GET). A `dry_run` is decided the same way
-    and marked so that nothing is reserved for it. Raises `InputError` for
-    objects that cannot be read.
+    and marked so that nothing is reserved for it. `limit_ranges` gives each
+    namespace's LimitRange objects (a mapping or a function of the
+    namespace); their container defaults apply to every pod template first.
+    Raises `InputError` for objects that cannot be read: a negative or
+    malformed quantity, a `resources` that is not a mapping, a bad replica
+    count, an invalid LimitRange.
     """
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise InputError("the object is not a mapping")
@@ -140,11 +156,22 @@ def evaluate(
         return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
+    defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, _namespace(obj, parent))
     if kind == "Scale":
-        return _scale(policy, obj, source, parent, dry_run)
+        return _scale(policy, obj, source, parent, dry_run, defaults)
     if kind == "HorizontalPodAutoscaler" and str(obj.get("apiVersion", "")).startswith("autoscaling/"):
-        return _hpa(policy, obj, source, parent, dry_run)
-    return _workload(policy, obj, op, old if op == "UPDATE" else None, source, dry_run)
+        return _hpa(policy, obj, source, parent, dry_run, defaults)
+    return _workload(policy, obj, op, old if op == "UPDATE" else None, source, dry_run, defaults)
+
+
+def _namespace(obj: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
+    """The namespace whose LimitRanges apply: the object's, else its parent's, else `default` (as kubectl)."""
+    for node in (obj, parent):
+        meta = node.get("metadata") if node is not None else None
+        namespace = meta.get("namespace") if isinstance(meta, Mapping) else None
+        if isinstance(namespace, str) and namespace:
+            return namespace
+    return "default"
 
 
 def _workload(
@@ -154,6 +181,7 @@ def _workload(
     old: Mapping[str, Any] | None,
     source: UsageSource,
     dry_run: bool,
+    defaults: ContainerDefaults = NO_DEFAULTS,
     *,
     check_only: bool = False,
     note: str | None = None,
@@ -173,7 +201,7 @@ def _workload(
         return Decision(True, op, reason="owned",
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),
                         stored=stored, dry_run=dry_run)
-    new = usage_of(policy, rule, obj)
+    new = usage_of(policy, rule, obj, defaults)
     group_name, why, problem = _resolve(policy, obj)
     if group_name is None:
         assert why is not None
@@ -187,8 +215,17 @@ def _workload(
     charges: dict[str, dict[str, int]] = {}
     notes: list[str] = []
     extra: dict[str, int] = {}
+    unset = _must_specify(policy, group, new.parts)
+    if unset is not None and group.mode == "enforce":
+        return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason="must-specify",
+                        total=new.total, parts=new.parts, notes=_notes([], note), error=unset, stored=stored,
+                        dry_run=dry_run)
     if old is not None:
-        old_usage = workload_usage(policy, old)
+        try:
+            old_usage = workload_usage(policy, old, defaults)
+        except InputError:  # stored before it was checked: charge the new object in full (over-count, never under)
+            old_usage = WorkloadUsage(rule, (), {})
+            notes.append("the stored object cannot be read; the new one is charged in full")
         old_group, _ = resolve_group(policy, old)
         if old_group == group_name:
             delta = _subtract(new.total, old_usage.total)
@@ -203,6 +240,10 @@ def _workload(
     else:
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, new, old is not None, source)
+    if unset is not None:  # warn or audit mode: allowed, and said
+        if group.mode == "warn":
+            warnings.insert(0, clip(f"{group.name}: {unset}"))
+        notes.append(unset)
     denied = bool(violations) and group.mode == "enforce"
     if denied or check_only:
         charges = {}
@@ -233,6 +274,58 @@ def _notes(notes: list[str], last: str | None) -> list[str]:
     if last is not None:
         notes.append(last)
     return notes
+
+
+@lru_cache(maxsize=4096)
+def _validation_key(key: str, gpus: frozenset[str]) -> tuple[str, str | None] | None:
+    """(generic name, model) of a key in the quota evaluator's validation set (cpu and memory); else None."""
+    split = split_key(key, gpus)
+    return (split.base, split.model) if split.base in VALIDATION_SET else None
+
+
+def _required(policy: CompiledPolicy, group: CompiledGroup, part: PartUsage) -> set[str]:
+    """The resources every container of `part` must specify in `group`: what the group limits of
+    cpu and memory, a model key (`limits.cpu.A4`) counting as its generic key for a part of that model."""
+    gpus = policy.settings.gpu_resources
+    chosen = {kind: model for kind, model, _ in part.models}
+    required = set()
+    for key in group.hard:
+        found = _validation_key(key, gpus)
+        if found is None:
+            continue
+        base, model = found
+        if model is None or chosen.get(model_kind(base, gpus) or "") == model:
+            required.add(base)
+    return required
+
+
+_HINT_FIELD = {"cpu": "requests.cpu", "memory": "requests.memory"}
+
+
+def _must_specify(policy: CompiledPolicy, group: CompiledGroup, parts: tuple[PartUsage, ...]) -> str | None:
+    """Kubernetes' `must specify …` for the containers of every part that leave a required resource unset.
+
+    Kubernetes' wording per resource (`must specify limits.cpu for: …`), each
+    container named with its part, then the group and a hint.
+    """
+    missing: dict[str, list[str]] = {}
+    for part in parts:
+        if not part.unspecified or not part.replicas:
+            continue
+        required = _required(policy, group, part)
+        for resource, containers in part.unspecified:
+            if resource in required:
+                missing.setdefault(resource, []).extend(f"{c} (part {part.name})" for c in containers)
+    if not missing:
+        return None
+    resources = sorted(missing)
+    listed = "; ".join(f"{r} for: {', '.join(missing[r])}" for r in resources)
+    fields = sorted({_HINT_FIELD.get(r, r) for r in resources})
+    return (
+        f"must specify {listed} (group {group.path} limits {', '.join(resources)}: set "
+        f"resources.{', resources.'.join(fields)} on every container and init container, "
+        "or add a LimitRange default to the namespace)"
+    )
 
 
 def charged_owner(policy: CompiledPolicy, obj: Mapping[str, Any]) -> str | None:
@@ -342,6 +435,7 @@ def _scale(
     source: UsageSource,
     parent: Mapping[str, Any] | None,
     dry_run: bool,
+    defaults: ContainerDefaults = NO_DEFAULTS,
 ) -> Decision:
     """A `/scale` UPDATE: decided as an UPDATE of the parent to the scaled parent.
 
@@ -361,7 +455,7 @@ def _scale(
         return Decision(True, "UPDATE", reason="no-rule",
                         notes=[f"kind rule {rule.kind} names no scale path; not charged"], dry_run=dry_run)
     scaled = rule.with_replicas(parent, replicas)
-    return _workload(policy, scaled, "UPDATE", parent, source, dry_run,
+    return _workload(policy, scaled, "UPDATE", parent, source, dry_run, defaults,
                      note=f"scale of {rule.kind} {name} to {replicas} replicas")
 
 
@@ -371,6 +465,7 @@ def _hpa(
     source: UsageSource,
     target: Mapping[str, Any] | None,
     dry_run: bool,
+    defaults: ContainerDefaults = NO_DEFAULTS,
 ) -> Decision:
     """An HPA: its target at maxReplicas must fit; checked, never charged, nothing stored."""
     if target is None:
@@ -382,7 +477,7 @@ def _hpa(
         return Decision(True, "CREATE", reason="no-rule", notes=["HPA target kind is not charged"], dry_run=dry_run)
     max_replicas = _int_field(hpa, ("spec", "maxReplicas"), "HPA spec.maxReplicas")
     at_max = rule.with_replicas(target, max_replicas)
-    return _workload(policy, at_max, "UPDATE", target, source, dry_run, check_only=True,
+    return _workload(policy, at_max, "UPDATE", target, source, dry_run, defaults, check_only=True,
                      note=f"HPA maxReplicas {max_replicas}: room is checked, nothing is charged")
 
 
@@ -393,5 +488,8 @@ def _int_field(obj: Mapping[str, Any], path: tuple[str, ...], what: str) -> int:
     if node is None:
         return 0
     if isinstance(node, bool) or not isinstance(node, int):
-        raise InputError(f"{what} is {node!r}, not an integer")
+        text = repr(node)
+        raise InputError(f"{what} is {text if len(text) <= 60 else text[:59] + '…'}, not an integer")
+    if node < 0:
+        raise InputError(f"{what} is {node}: must be greater than or equal to 0")
     return node

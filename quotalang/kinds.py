@@ -50,8 +50,12 @@ def compile_getter(path: nodes.Path) -> Getter:
 
 
 def _as_count(value: Any, where: str) -> int:
+    """A count read from the object: an integer, never negative (the API server would reject either)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{where} is {value!r}, not an integer")
+        text = repr(value)
+        raise InputError(f"{where} is {text if len(text) <= 60 else text[:59] + '…'}, not an integer")
+    if value < 0:
+        raise InputError(f"{where} is {value}: must be greater than or equal to 0")
     return value
 
 

@@ -12,6 +12,16 @@ resource names), so it is shared by every policy and never written into one:
 a compiled policy stays immutable, and a reload starts warm. It is a bounded
 LRU, so a stream of new shapes evicts the oldest rather than emptying it. The
 webhook and the controller's threads share it, hence the lock.
+
+A pod is charged as it will be stored: the API server's defaults (requests
+from limits), then the namespace's LimitRange defaults (`limitranges`), are
+applied before its usage is computed, and the entry also records which
+containers leave cpu or memory unset afterwards (for the must-specify rule).
+The LimitRange defaults are part of the cache key.
+
+An invalid template (a negative or malformed quantity, a `resources` that is
+not a mapping) raises `InvalidPod` naming the workload, the part and the
+field; nothing is cached for it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ import orjson
 from cachetools import LRUCache
 
 from quotalang import pods
+from quotalang.errors import InputError
 from quotalang.kinds import CompiledKind
+from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, apply_limit_ranges
 from quotalang.objects import labels_of
 from quotalang.policy import CompiledPolicy
 from quotalang.quantity import Format, Quantity
@@ -35,6 +47,8 @@ MODEL_KINDS = ("cpu", "gpu", "memory")
 CACHE_SIZE = 8192  # distinct (pod shape, models) pairs; a few hundred bytes each
 Vector = tuple[tuple[str, int], ...]  # (key, nanos), sorted by key
 Models = tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
+# resource of pods.VALIDATION_SET -> the containers that leave it unset (`container c`), sorted by resource
+Unspecified = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,7 @@ class PartUsage:
     models: Models
     template: Mapping[str, Any] | None  # compared at UPDATE: a changed template is a rollout
     missing_template: bool
+    unspecified: Unspecified = ()  # after defaults; empty for nearly every pod, so checking it costs nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,28 +143,53 @@ def workload_models(
     return tuple(found)
 
 
-# (usage_key, models, gpu resource names) -> the pod's usage vector, model keys included
-_per_pod: LRUCache[tuple[bytes, Models, frozenset[str]], Vector] = LRUCache(CACHE_SIZE)
+# (usage_key, models, gpu resource names, LimitRange defaults) -> (usage vector with model keys, unspecified)
+_per_pod: LRUCache[tuple[bytes, Models, frozenset[str], ContainerDefaults], tuple[Vector, Unspecified]] = LRUCache(
+    CACHE_SIZE
+)
 _per_pod_lock = threading.Lock()
 
 
-def per_pod(policy: CompiledPolicy, template: Mapping[str, Any], models: Models, key: bytes) -> Vector:
-    """The usage of one pod of `template` on `models`, model keys included; `key` is `usage_key(template)`."""
+def pod_shape(
+    policy: CompiledPolicy,
+    template: Mapping[str, Any],
+    models: Models,
+    key: bytes,
+    defaults: ContainerDefaults = NO_DEFAULTS,
+) -> tuple[Vector, Unspecified]:
+    """One pod of `template` on `models` after defaults: its usage (model keys included) and what it leaves unset.
+
+    `key` is `usage_key(template)`; `defaults` the namespace's LimitRange defaults.
+    """
     gpus = policy.settings.gpu_resources
-    slot = (key, models, gpus)
+    slot = (key, models, gpus, defaults)
     with _per_pod_lock:
         try:
             return _per_pod[slot]
         except KeyError:
             pass
-    vector = _compute(template, models, gpus)  # outside the lock: a race computes one shape twice, harmlessly
+    shape = _compute(template, models, gpus, defaults)  # outside the lock: a race computes one twice, harmlessly
     with _per_pod_lock:
-        _per_pod[slot] = vector
-    return vector
+        _per_pod[slot] = shape
+    return shape
 
 
-def _compute(template: Mapping[str, Any], models: Models, gpus: frozenset[str]) -> Vector:
-    base = {k: q.nanos for k, q in pods.pod_usage(pods.apply_defaults(template)).items()}
+def per_pod(
+    policy: CompiledPolicy,
+    template: Mapping[str, Any],
+    models: Models,
+    key: bytes,
+    defaults: ContainerDefaults = NO_DEFAULTS,
+) -> Vector:
+    """The usage of one pod of `template` on `models`, model keys included; `key` is `usage_key(template)`."""
+    return pod_shape(policy, template, models, key, defaults)[0]
+
+
+def _compute(
+    template: Mapping[str, Any], models: Models, gpus: frozenset[str], defaults: ContainerDefaults
+) -> tuple[Vector, Unspecified]:
+    pod = apply_limit_ranges(pods.apply_defaults(template), defaults)
+    base = {k: q.nanos for k, q in pods.pod_usage(pod).items()}
     out = dict(base)
     if models:
         chosen = {kind: model for kind, model, _ in models}
@@ -157,33 +197,53 @@ def _compute(template: Mapping[str, Any], models: Models, gpus: frozenset[str]) 
             kind = model_kind(k, gpus)
             if kind is not None and kind in chosen:
                 out[f"{k}.{chosen[kind]}"] = v
-    return tuple(sorted(out.items()))
+    unset = tuple(
+        (resource, tuple(label for label, _ in containers))
+        for resource, containers in sorted(pods.unspecified(pod).items())
+    )
+    return tuple(sorted(out.items())), unset
 
 
-def workload_usage(policy: CompiledPolicy, obj: Mapping[str, Any]) -> WorkloadUsage:
+def workload_usage(
+    policy: CompiledPolicy, obj: Mapping[str, Any], defaults: ContainerDefaults = NO_DEFAULTS
+) -> WorkloadUsage:
     """What `obj` charges; a kind with no rule charges nothing."""
     rule = policy.rule_for(obj)
     if rule is None:
         return WorkloadUsage(None, (), {})
-    return usage_of(policy, rule, obj)
+    return usage_of(policy, rule, obj, defaults)
 
 
-def usage_of(policy: CompiledPolicy, rule: CompiledKind, obj: Mapping[str, Any]) -> WorkloadUsage:
-    """What `obj` charges under `rule`, its kind rule (`workload_usage` when the caller has not looked it up)."""
+def usage_of(
+    policy: CompiledPolicy, rule: CompiledKind, obj: Mapping[str, Any], defaults: ContainerDefaults = NO_DEFAULTS
+) -> WorkloadUsage:
+    """What `obj` charges under `rule`, its kind rule (`workload_usage` when the caller has not looked it up).
+
+    `defaults` are the LimitRange defaults of the object's namespace. Raises
+    `InputError` (an `InvalidPod` for a template) naming the part and field
+    for an object that cannot be charged as it is.
+    """
     obj_labels = labels_of(obj)
     parts = []
     total: dict[str, int] = {}
-    for pod_set in rule.pods_of(obj):
+    try:
+        pod_sets = rule.pods_of(obj)
+    except InputError as exc:
+        raise type(exc)(f"{rule.kind}: {exc}") from None
+    for pod_set in pod_sets:
         template = pod_set.template
         if template is None:
             parts.append(PartUsage(pod_set.name, pod_set.replicas, (), pod_set.surge, (), None, True))
             continue
         models = workload_models(policy, obj_labels, template)
         key = usage_key(template)
-        vector = per_pod(policy, template, models, key)
+        try:
+            vector, unset = pod_shape(policy, template, models, key, defaults)
+        except InputError as exc:
+            raise type(exc)(f"{rule.kind} part {pod_set.name}: {exc}") from None
         replicas = pod_set.replicas
         if replicas:
             for k, v in vector:
                 total[k] = total.get(k, 0) + v * replicas
-        parts.append(PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, template, False))
+        parts.append(PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, template, False, unset))
     return WorkloadUsage(rule, tuple(parts), total)

@@ -154,8 +154,8 @@ def test_an_unknown_group_is_told_from_the_label_not_the_message() -> None:
 
 def test_reasons_are_a_closed_set() -> None:
     assert set(REASONS) == set(get_args(Reason))
-    assert {"charged", "over-quota", "no-rule", "owned", "unlabelled", "unknown-group", "not-intercepted",
-            "scale-parent-missing", "hpa-target-missing"} == set(REASONS)
+    assert {"charged", "over-quota", "must-specify", "no-rule", "owned", "unlabelled", "unknown-group",
+            "not-intercepted", "scale-parent-missing", "hpa-target-missing"} == set(REASONS)
 
 
 def test_a_decision_is_not_changed_after_it_is_built(policy: CompiledPolicy) -> None:

@@ -219,7 +219,7 @@ def test_kind_without_rule_is_not_charged(policy: CompiledPolicy) -> None:
 def test_tfjob_parts_in_the_message(policy: CompiledPolicy) -> None:
     def spec(n: int, gpus: int) -> dict[str, Any]:
         return {"replicas": n, "template": {"spec": {"containers": [
-            {"name": "t", "resources": {"requests": {"nvidia.com/gpu": gpus}}}]}}}
+            {"name": "t", "resources": {"requests": {"cpu": "100m", "nvidia.com/gpu": gpus}}}]}}}
 
     job = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
            "metadata": {"name": "j", "labels": {"g": "ai", "g/gpu": "A100"}},
@@ -301,3 +301,143 @@ def test_objects_controlled_by_a_charged_owner_are_not_charged_twice(policy: Com
     assert not evaluate(policy, rs, usage={"ai": {"requests.cpu": "60"}}).allowed
     rs["metadata"]["ownerReferences"][0].update(kind="Deployment", controller=False)
     assert not evaluate(policy, rs, usage={"ai": {"requests.cpu": "60"}}).allowed
+
+
+# ---- issue 13: what the pods will really be charged, and invalid objects
+
+MUST_SPECIFY = """\
+import "quotalang:policies/core.quota"
+import "quotalang:policies/kubeflow.quota"
+
+settings {
+  group label "g"
+  model label cpu "g/cpu"
+  model label gpu "g/gpu"
+}
+
+group root {
+  limits.cpu      10
+  limits.cpu.A4    4
+  requests.nvidia.com/gpu 16
+}
+
+group loose in root {
+  mode warn
+  limits.cpu       2
+  limits.cpu.A4    1
+  requests.nvidia.com/gpu 0
+}
+
+group gpus {
+  requests.nvidia.com/gpu 16
+}
+
+group a4only {
+  limits.cpu.A4 4
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def strict() -> CompiledPolicy:
+    return compile_sources(load_text(MUST_SPECIFY, "p.quota"))
+
+
+def burst(group: str, cpu_type: str | None = "A4", replicas: Any = 15, resources: Any = None,
+          namespace: str = "team") -> dict[str, Any]:
+    """Finding 1: 15 replicas with requests.cpu 100m and no limits."""
+    labels = {"g": group}
+    if cpu_type:
+        labels["g/cpu"] = cpu_type
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "burst", "namespace": namespace, "labels": labels},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                {"name": "c", "resources": {"requests": {"cpu": "100m"}} if resources is None else resources}]}}}}
+
+
+def test_a_container_without_the_limit_its_group_limits_is_denied_as_native_quota_does(strict: CompiledPolicy) -> None:
+    d = evaluate(strict, burst("root"))
+    assert not d.allowed and d.reason == "must-specify" and d.charges == {} and d.reservation == {}
+    assert d.message.startswith("must specify limits.cpu for: container c (part pod) (group root limits limits.cpu:")
+    assert "or add a LimitRange default" in d.message
+
+
+def test_a_model_key_requires_its_generic_key_only_for_workloads_of_that_model(strict: CompiledPolicy) -> None:
+    assert not evaluate(strict, burst("a4only", "A4")).allowed
+    assert evaluate(strict, burst("a4only", "A2")).allowed  # limits.cpu.A4 does not concern an A2 workload
+    assert evaluate(strict, burst("a4only", None)).allowed
+
+
+def test_groups_that_limit_no_cpu_or_memory_require_nothing(strict: CompiledPolicy) -> None:
+    assert evaluate(strict, burst("gpus")).allowed
+
+
+def test_must_specify_in_warn_mode_is_allowed_with_a_warning(strict: CompiledPolicy) -> None:
+    d = evaluate(strict, burst("loose", replicas=1))
+    assert d.allowed and any("must specify limits.cpu" in w for w in d.warnings)
+
+
+def test_a_limit_range_default_is_charged_and_satisfies_must_specify(strict: CompiledPolicy) -> None:
+    lr = {"kind": "LimitRange", "metadata": {"name": "defaults", "namespace": "team"},
+          "spec": {"limits": [{"type": "Container", "default": {"cpu": "200m"}}]}}
+    # 15 × limits.cpu 200m = 3 of limits.cpu 10 and of limits.cpu.A4 4
+    d = evaluate(strict, burst("root"), limit_ranges={"team": [lr]})
+    assert d.allowed, d.message
+    assert d.total["limits.cpu"] == d.total["limits.cpu.A4"] == parse_quantity("3").nanos
+    assert d.total["requests.cpu"] == parse_quantity("1500m").nanos  # the container's own 100m, kept
+    # 25 × 200m = 5 > limits.cpu.A4 4: denied as over quota, with the defaults charged
+    d = evaluate(strict, burst("root", replicas=25), limit_ranges=lambda ns: [lr])
+    assert not d.allowed and d.reason == "over-quota" and "limits.cpu.A4: requested 5" in d.message
+    # another namespace's LimitRanges do not apply
+    assert evaluate(strict, burst("root", namespace="other"), limit_ranges={"team": [lr]}).reason == "must-specify"
+
+
+def test_an_invalid_limit_range_is_an_input_error(strict: CompiledPolicy) -> None:
+    lr = {"kind": "LimitRange", "metadata": {"name": "bad"},
+          "spec": {"limits": [{"type": "Container", "default": {"cpu": "-1"}}]}}
+    with pytest.raises(InputError, match=r"LimitRange bad: spec.limits\[0\].default.cpu"):
+        evaluate(strict, burst("root"), limit_ranges={"team": [lr]})
+
+
+def negative_tfjob() -> dict[str, Any]:
+    """Finding 2: a Chief of -8 GPUs and two Workers of 8 each."""
+    def spec(n: int, gpus: str) -> dict[str, Any]:
+        return {"replicas": n, "template": {"spec": {"containers": [
+            {"name": "t", "resources": {"requests": {"nvidia.com/gpu": gpus}}}]}}}
+
+    return {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "j", "labels": {"g": "gpus"}},
+            "spec": {"tfReplicaSpecs": {"Chief": spec(1, "-8"), "Worker": spec(2, "8")}}}
+
+
+@pytest.mark.parametrize(("obj", "field"), [
+    (negative_tfjob(), "TFJob part Chief: container t resources.requests.nvidia.com/gpu is -8"),
+    (burst("gpus", resources={"limits": "lots"}), "Deployment part pod: container c resources.limits is 'lots'"),
+    (burst("gpus", resources={"requests": {"cpu": "1e1.5"}}), "container c resources.requests.cpu"),
+    (burst("gpus", resources=["cpu"]), "container c resources is ['cpu'], not a mapping"),
+    (burst("gpus", replicas="3"), "Deployment: spec.replicas is '3', not an integer"),
+    (burst("gpus", replicas=-1), "Deployment: spec.replicas is -1: must be greater than or equal to 0"),
+    (burst("gpus", replicas=2.5), "spec.replicas is 2.5, not an integer"),
+])
+def test_invalid_objects_raise_an_input_error_naming_the_field(strict: CompiledPolicy, obj: dict[str, Any],
+                                                                field: str) -> None:
+    with pytest.raises(InputError) as caught:
+        evaluate(strict, obj)
+    assert field in str(caught.value)
+
+
+def test_overhead_and_pod_level_resources_are_checked_too(strict: CompiledPolicy) -> None:
+    obj = burst("gpus")
+    obj["spec"]["template"]["spec"]["overhead"] = {"cpu": "-1"}
+    with pytest.raises(InputError, match=r"spec.overhead.cpu is -1"):
+        evaluate(strict, obj)
+    obj = burst("gpus")
+    obj["spec"]["template"]["spec"]["resources"] = {"requests": {"memory": "-1Gi"}}
+    with pytest.raises(InputError, match=r"spec.resources.requests.memory is -1Gi"):
+        evaluate(strict, obj)
+
+
+def test_a_negative_scale_is_an_input_error(strict: CompiledPolicy) -> None:
+    parent = burst("gpus", replicas=1)
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "burst"}, "spec": {"replicas": -3}}
+    with pytest.raises(InputError, match=r"Scale spec\.replicas is -3"):
+        evaluate(strict, scale, "UPDATE", parent=parent)

@@ -62,7 +62,7 @@ def test_the_compiled_policy_is_frozen_and_holds_no_cache(policy: CompiledPolicy
     before = {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)}
     obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "labels": {"g": "kid"}},
            "spec": {"replicas": 2, "template": {"spec": {"containers": [
-               {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}}}
+               {"name": "c", "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "100Mi"}}}]}}}}
     assert evaluate(policy, obj).allowed
     assert {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)} == before
     assert not hasattr(policy, "_cache") and not hasattr(policy, "__dict__")
