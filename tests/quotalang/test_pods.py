@@ -1085,7 +1085,7 @@ def test_pod_constraints(body: dict[str, Any], required: list[str], error: str |
     ({"spec": {"containers": [_c("c")], "resources": {"limits": {"cpu": "-2"}}}}, "spec.resources.limits.cpu"),
     ({"spec": {"containers": [{"name": "c", "resources": {"limits": "lots"}}]}}, "container c resources.limits"),
     ({"spec": {"containers": [{"name": "c", "resources": ["cpu"]}]}}, "container c resources"),
-    ({"spec": {"containers": [_c("c", {"cpu": True})  # type: ignore[dict-item]]}}, "container c resources.requests.cpu"),
+    ({"spec": {"containers": [_c("c", {"cpu": True})]}}, "container c resources.requests.cpu"),  # type: ignore[dict-item]
     ({"spec": {"containers": "web"}}, "spec.containers"),
     ({"spec": {"containers": ["web"]}}, "spec.containers[0]"),
 ])
