@@ -179,6 +179,9 @@ class Cluster:
     _etcd: subprocess.Popen[bytes] | None = None
     _apiserver: subprocess.Popen[bytes] | None = None
     _etcd_url: str = ""
+    # More kube-apiserver flags (the install test routes webhook calls to Endpoints with
+    # --enable-aggregator-routing, since nothing here implements ClusterIPs).
+    apiserver_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -232,7 +235,7 @@ class Cluster:
              "--service-account-issuer", "https://kubernetes.default.svc",
              "--service-account-key-file", str(self.service_accounts.cert),
              "--service-account-signing-key-file", str(self.service_accounts.key),
-             "--allow-privileged=true"])
+             "--allow-privileged=true", *self.apiserver_args])
         wait_until(self._ready, "kube-apiserver /readyz", 90, self._apiserver, log)
 
     def _ready(self) -> bool:

@@ -1,0 +1,335 @@
+"""Install quotalang as a platform engineer would, on a real kube-apiserver, with the webhook run from the image.
+
+1. `quotalang manifests` prints the install; exactly that text goes to
+   `kubectl apply -f -` (CRD, namespace, RBAC, ConfigMap, Service,
+   Deployment, PDB, webhook configuration).
+2. There is no kubelet: the test plays it. Two replicas of the Deployment's
+   container run from the image (`buildah run --isolation chroot`, host
+   network) with the Deployment's own args, `POD_NAME`/`POD_NAMESPACE` as the
+   downward API would set them, the in-cluster service environment
+   (`KUBERNETES_SERVICE_HOST/PORT`), the ConfigMap projected at the policy
+   mount, an emptyDir at /tmp, and a ServiceAccount token from the
+   TokenRequest API with the cluster CA mounted at
+   /var/run/secrets/kubernetes.io/serviceaccount — so the webhook talks to
+   the apiserver as `system:serviceaccount:quota-system:quotalang` and can do
+   only what the manifests' RBAC grants. (The mount goes to /run/...: the
+   image's /var/run is a symlink to /run, which buildah's chroot mounts do
+   not follow.)
+3. There is no endpoints controller and no kube-proxy: the test writes the
+   Service's Endpoints itself (this host's address, one replica's port), and
+   the apiserver runs with `--enable-aggregator-routing`, which makes it
+   resolve a webhook Service to its Endpoints instead of a ClusterIP nothing
+   routes. The apiserver still calls `quotalang.quota-system.svc` over TLS and
+   checks the certificate against the caBundle that serve published.
+
+Numbers by hand: team-a may use 4 cpu; every `web`/`batch` pod requests 1 cpu.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+from tests.e2e.conftest import REQUIRED, wait_for_webhook
+from tests.e2e.kube_cluster import ROOT, Cluster, _stop, assets, free_port, kubectl_binary, wait_until
+
+NS = "quota-system"
+IMAGE = os.environ.get("QUOTALANG_IMAGE", "")
+SA_MOUNT = "/run/secrets/kubernetes.io/serviceaccount"  # = /var/run/..., see the module docstring
+BUILDAH = ["buildah", "--storage-driver", "vfs"]
+
+POLICY = """\
+import "quotalang:policies/core.quota"
+
+settings {
+  group label  "quota.group"
+}
+
+group root {
+  requests.cpu   20
+}
+
+group team-a in root {
+  requests.cpu    4
+}
+"""
+
+
+def deployment(name: str, replicas: int, group: str = "team-a") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "team-a", "labels": {"quota.group": group}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                                         "resources": {"requests": {"cpu": "1"}}}]},
+            },
+        },
+    }
+
+
+def require() -> Path:
+    """The kube binaries, buildah and the image, or fail (QUOTALANG_E2E_REQUIRED=1) / skip."""
+    folder = assets()
+    problems = []
+    if folder is None:
+        problems.append("no kube-apiserver/etcd (scripts/provision-kube.sh)")
+    elif kubectl_binary(folder) is None:
+        problems.append("no kubectl (scripts/provision-kube.sh)")
+    if shutil.which("buildah") is None:
+        problems.append("no buildah (scripts/provision-image.sh)")
+    elif not IMAGE:
+        problems.append("QUOTALANG_IMAGE is not set (QUOTALANG_IMAGE=$(scripts/build-image.sh))")
+    elif subprocess.run([*BUILDAH, "inspect", "--type", "image", IMAGE], capture_output=True).returncode != 0:
+        problems.append(f"no image {IMAGE} in buildah's vfs storage (scripts/build-image.sh)")
+    if problems:
+        message = "; ".join(problems)
+        if REQUIRED:
+            pytest.fail(f"QUOTALANG_E2E_REQUIRED=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    assert folder is not None
+    return folder
+
+
+def host_address() -> str:
+    """This machine's address on its default route: an Endpoints address may not be loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent; the kernel picks the source address
+        address: str = probe.getsockname()[0]
+    if address.startswith("127."):
+        pytest.fail("this machine has no non-loopback IPv4 address for the webhook's Endpoints")
+    return address
+
+
+@dataclass
+class Replica:
+    """One pod of the Deployment, as the kubelet would run it, from the image."""
+
+    name: str
+    port: int
+    folder: Path
+    container: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "serve.log"
+
+
+@dataclass
+class Install:
+    cluster: Cluster
+    folder: Path
+    text: str  # what `quotalang manifests` printed
+    address: str
+    replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        return [d for d in yaml.safe_load_all(self.text) if d]
+
+    def find(self, kind: str) -> dict[str, Any]:
+        return next(d for d in self.docs if d["kind"] == kind)
+
+    def get(self, *args: str) -> dict[str, Any]:
+        out: dict[str, Any] = orjson.loads(self.cluster.kubectl("get", *args, "-o", "json").stdout)
+        return out
+
+    def service_account(self) -> Path:
+        """A bound token for the manifests' ServiceAccount (TokenRequest) and the cluster CA, as mounted."""
+        folder = self.folder / "serviceaccount"
+        folder.mkdir(mode=0o755)
+        with self.cluster.http() as client:
+            answer = client.post(f"/api/v1/namespaces/{NS}/serviceaccounts/quotalang/token",
+                                 json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                       "spec": {"expirationSeconds": 3600}})
+        assert answer.status_code == 201, answer.text
+        (folder / "token").write_text(answer.json()["status"]["token"])
+        (folder / "ca.crt").write_bytes(self.cluster.authority.cert.read_bytes())
+        (folder / "namespace").write_text(NS)
+        for file in folder.iterdir():
+            file.chmod(0o644)
+        return folder
+
+    def policy_volume(self) -> Path:
+        """The ConfigMap as the kubelet projects it (read back from the apiserver, not from the text)."""
+        folder = self.folder / "policy"
+        folder.mkdir(mode=0o755)
+        for name, text in self.get("configmap", "quotalang-policy", "-n", NS)["data"].items():
+            (folder / name).write_text(text)
+            (folder / name).chmod(0o644)
+        return folder
+
+    def start(self, replica: Replica, serviceaccount: Path, policy: Path) -> None:
+        container = self.find("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        args = list(container["args"])
+        args[args.index("--port") + 1] = str(replica.port)  # two replicas share this host's network
+        env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.cluster.port)}
+        for item in container["env"]:
+            path = item["valueFrom"]["fieldRef"]["fieldPath"]
+            env[item["name"]] = {"metadata.name": replica.name, "metadata.namespace": NS}[path]
+        volumes = [f"{serviceaccount}:{SA_MOUNT}:ro"]
+        for mount in container["volumeMounts"]:
+            if mount["name"] == "policy":
+                volumes.append(f"{policy}:{mount['mountPath']}:ro")
+            elif mount["name"] == "tmp":  # an emptyDir
+                tmp = replica.folder / "tmp"
+                tmp.mkdir(parents=True)
+                tmp.chmod(0o1777)
+                volumes.append(f"{tmp}:{mount['mountPath']}")
+            else:
+                raise AssertionError(f"the Deployment mounts {mount['name']}, which this test cannot provide")
+        replica.folder.mkdir(parents=True, exist_ok=True)
+        replica.container = subprocess.run(
+            [*BUILDAH, "from", "--pull=never", "--name", f"quotalang-e2e-{uuid.uuid4().hex[:8]}", IMAGE],
+            capture_output=True, text=True, check=True).stdout.strip()
+        command = [*BUILDAH, "run", "--isolation", "chroot", "--network", "host"]
+        for volume in volumes:
+            command += ["--volume", volume]
+        for name, value in env.items():
+            command += ["--env", f"{name}={value}"]
+        command += [replica.container, "--", "/opt/quotalang/bin/quotalang", *args]
+        with replica.log.open("ab") as out:
+            replica.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.replicas.append(replica)
+
+    def ready(self, replica: Replica) -> bool:
+        try:
+            with httpx.Client(verify=False, timeout=2) as client:  # readiness only; TLS is checked by the apiserver
+                return client.get(f"https://{self.address}:{replica.port}/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def route_to(self, replica: Replica) -> None:
+        """The Endpoints the endpoints controller would write, with only this replica in them."""
+        self.cluster.apply({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "quotalang", "namespace": NS},
+            "subsets": [{"addresses": [{"ip": self.address}],
+                         "ports": [{"name": "https", "port": replica.port, "protocol": "TCP"}]}],
+        })
+
+    def holder(self) -> str | None:
+        done = self.cluster.kubectl("get", "lease", "quotalang-ledger-leader", "-n", NS, "-o",
+                                    "jsonpath={.spec.holderIdentity}", check=False)
+        return done.stdout or None if done.returncode == 0 else None
+
+    def stop(self) -> None:
+        for replica in self.replicas:
+            _stop(replica.process)
+            if replica.container:
+                subprocess.run([*BUILDAH, "rm", replica.container], capture_output=True)
+
+
+def _ready(install: Install, replica: Replica) -> Callable[[], bool]:
+    return lambda: install.ready(replica)
+
+
+@pytest.fixture(scope="module")
+def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    folder = require()
+    work = tmp_path_factory.mktemp("install")
+    cluster = Cluster(folder, work / "cluster", apiserver_args=("--enable-aggregator-routing=true",))
+    policy = work / "policy-src"
+    policy.mkdir()
+    (policy / "org.quota").write_text(POLICY)
+    printed = subprocess.run(
+        [sys.executable, "-m", "quotalang.server.cli", "manifests", "--policy", str(policy),
+         "--namespace", NS, "--image", IMAGE, "--kube-version", "1.20"],
+        capture_output=True, text=True, cwd=ROOT)
+    assert printed.returncode == 0, printed.stderr
+    done: Install | None = None
+    try:
+        cluster.start()
+        done = Install(cluster, work, printed.stdout, host_address())
+        cluster.kubectl("apply", "-f", "-", stdin=printed.stdout)  # exactly what was printed
+        cluster.ensure_namespace("team-a")
+        serviceaccount, projected = done.service_account(), done.policy_volume()
+        pods = [Replica(f"quotalang-{i}", free_port(), work / f"r{i}") for i in range(2)]  # --replicas 2
+        for replica in pods:
+            done.start(replica, serviceaccount, projected)
+        for replica in pods:
+            assert replica.process is not None
+            wait_until(_ready(done, replica), f"{replica.name} /readyz", 120, replica.process, replica.log)
+        wait_until(lambda: done.holder() is not None, "a replica to take the Lease", 60)
+        # Admissions go to the replica that does not lead: it must fetch /scale parents itself.
+        follower = next(r for r in done.replicas if r.name != done.holder())
+        done.route_to(follower)
+        wait_for_webhook(cluster, deployment("probe", 1, group="no-such-group"))
+        yield done
+    finally:
+        if done is not None:
+            done.stop()
+        cluster.stop()
+
+
+def test_the_default_manifests_hold_no_private_key_and_serve_publishes_its_ca(install: Install) -> None:
+    from cryptography import x509
+
+    assert "PRIVATE KEY" not in install.text
+    assert "quotalang.dev/ignore" not in install.text  # no opt-out by label
+    secret = install.get("secret", "quotalang-tls", "-n", NS)["data"]
+    hook = install.get("validatingwebhookconfiguration", "quotalang")["webhooks"][0]
+    bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
+    serving = x509.load_pem_x509_certificate(base64.b64decode(secret["tls.crt"]))
+    serving.verify_directly_issued_by(x509.load_pem_x509_certificate(bundle))
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"quotalang.{NS}.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_admitted_denied_and_scaled_through_the_service(install: Install) -> None:
+    cluster = install.cluster
+    cluster.create(deployment("web", 3))
+    denied = cluster.create(deployment("batch", 2), check=False)
+    assert denied.returncode != 0
+    assert denied.stderr.strip() == (
+        'Error from server (Forbidden): error when creating "STDIN": admission webhook "quota.quotalang.dev" '
+        "denied the request: quota exceeded in group root/team-a: "
+        "requests.cpu: requested 2 (2 × pod 1), used 3 of 4, 1 free"
+    )
+    cluster.kubectl("scale", "deployment", "web", "-n", "team-a", "--replicas=4")  # 4 of 4: fits
+    denied = cluster.kubectl("scale", "deployment", "web", "-n", "team-a", "--replicas=5", check=False)
+    assert denied.returncode != 0
+    assert "denied the request: quota exceeded in group root/team-a: requests.cpu" in denied.stderr
+    assert "used 4 of 4, 0 free" in denied.stderr
+    replicas = cluster.kubectl("get", "deployment", "web", "-n", "team-a", "-o", "jsonpath={.spec.replicas}")
+    assert replicas.stdout == "4"
+
+    # The ledger objects the replicas wrote, as the ServiceAccount (the RBAC let them).
+    def charged() -> bool:
+        ledger = install.get("quotaledgers", "team-a")
+        status = ledger.get("status") or {}
+        total = sum(int(v.get("usage", {}).get("requests.cpu", 0)) for v in status.get("reservations", {}).values())
+        return total + int((status.get("observed") or {}).get("requests.cpu", 0)) == 4 * 10**9
+    wait_until(charged, "team-a's QuotaLedger to hold 4 cpu", 30)
+
+
+def test_the_lease_is_held_by_one_replica_and_both_serve(install: Install) -> None:
+    holder = install.holder()
+    assert holder in {"quotalang-0", "quotalang-1"}
+    leader = next(r for r in install.replicas if r.name == holder)
+    # Now the leader answers: an admission through it, too.
+    install.route_to(leader)
+    time.sleep(1)
+    install.cluster.create(deployment("small", 0))
+    for replica in install.replicas:
+        assert replica.process is not None and replica.process.poll() is None, replica.log.read_text()[-2000:]
+    text = "".join(r.log.read_text(errors="replace") for r in install.replicas)
+    assert "403" not in text and "Forbidden" not in text, text[-3000:]
