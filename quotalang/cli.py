@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,6 +22,7 @@ from quotalang.checker import check
 from quotalang.compiler import compile_sources
 from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError, UserInputError
 from quotalang.evaluator import Snapshot, evaluate
+from quotalang.limitranges import LimitRanges, limit_range_documents
 from quotalang.policy import CompiledPolicy
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -146,18 +147,39 @@ def _describe(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', '?')} {name} ({obj.get('apiVersion', '?')})"
 
 
+def load_limit_ranges(paths: Sequence[str] | None) -> LimitRanges | None:
+    """`--limit-range FILE`s: LimitRanges that apply to the workload whatever its namespace."""
+    if not paths:
+        return None
+    found: list[Mapping[str, Any]] = []
+    for path in paths:
+        found.extend(limit_range_documents(read_yaml(path), path))
+    ranges = tuple(found)
+    return lambda namespace: ranges
+
+
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 2 with one line naming the file, the document and the field when an object is invalid."""
     policy = load_policy(args.policy)
     snapshot = load_snapshot(args.usage)
     old = read_one(args.old, "old") if args.old else None
     parent = read_one(args.parent, "parent") if args.parent else None
+    limit_ranges = load_limit_ranges(args.limit_range)
     operation = args.operation or ("UPDATE" if old is not None else "CREATE")
     results = []
     denied = False
-    for obj in read_yaml(args.workload):
+    for index, obj in enumerate(read_yaml(args.workload)):
+        where = f"{args.workload}: document {index}"
         if not isinstance(obj, dict):
-            raise InputError(f"{args.workload}: a document is not an object")
-        decision = evaluate(policy, obj, operation, old=old, usage=snapshot, parent=parent)
+            raise InputError(f"{where}: not an object")
+        missing = [f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj.get(f)]
+        if missing:
+            raise InputError(f"{where}: no {' or '.join(missing)}: not a Kubernetes object")
+        try:
+            decision = evaluate(policy, obj, operation, old=old, usage=snapshot, parent=parent,
+                                limit_ranges=limit_ranges)
+        except UserInputError as exc:
+            raise InputError(f"{where} ({_describe(obj)}): {exc}") from None
         denied = denied or not decision.allowed
         results.append((obj, decision))
     if not results:
@@ -310,6 +332,8 @@ def build_parser(*extensions: Extension) -> argparse.ArgumentParser:
     ev.add_argument("--old", metavar="FILE", help="the stored object, for an UPDATE")
     ev.add_argument("--parent", metavar="FILE", help="the scaled workload, for a Scale or HPA")
     ev.add_argument("--operation", type=str.upper, choices=["CREATE", "UPDATE"])
+    ev.add_argument("--limit-range", action="append", metavar="FILE",
+                    help="the namespace's LimitRanges (YAML/JSON, repeatable): their container defaults apply first")
 
     tree = verb("tree", "show the group tree with hard / carved / free per key", cmd_tree)
     tree.add_argument("--policy", action="append", required=True, metavar="DIR")

@@ -150,6 +150,32 @@ def container_defaults(limit_ranges: Iterable[Any]) -> ContainerDefaults:
     )
 
 
+def limit_range_documents(documents: Iterable[Any], where: str) -> tuple[Mapping[str, Any], ...]:
+    """The LimitRanges of YAML/JSON documents (`kind: List` / `LimitRangeList` items flattened), checked.
+
+    For `eval --limit-range` and policy test files: raises `InvalidLimitRange`
+    naming `where`, the document and the field.
+    """
+    found: list[Mapping[str, Any]] = []
+    for index, doc in enumerate(documents):
+        if isinstance(doc, Mapping) and doc.get("kind") in ("List", "LimitRangeList"):
+            items = doc.get("items")
+            if not isinstance(items, list):
+                raise InvalidLimitRange(f"{where}: document {index}: items is not a list")
+            found.extend(items)
+        else:
+            found.append(doc)
+    for index, item in enumerate(found):
+        if not isinstance(item, Mapping) or item.get("kind") != "LimitRange":
+            kind = item.get("kind") if isinstance(item, Mapping) else None
+            raise InvalidLimitRange(f"{where}: LimitRange #{index}: kind is {kind!r}, not LimitRange")
+        try:
+            _one(item, index)
+        except InvalidLimitRange as exc:
+            raise InvalidLimitRange(f"{where}: {exc}") from None
+    return tuple(found)
+
+
 def defaults_for(limit_ranges: LimitRanges | None, namespace: str) -> ContainerDefaults:
     """The container defaults of `namespace`, from a mapping or a function; none when not given."""
     if limit_ranges is None:
@@ -230,4 +256,5 @@ __all__ = [
     "apply_limit_ranges",
     "container_defaults",
     "defaults_for",
+    "limit_range_documents",
 ]

@@ -222,8 +222,9 @@ class Runner:
             if old is None:
                 return error(f"UPDATE without old: and no earlier case in this file admitted {_describe(obj)}")
         try:
+            ranges = test.limit_ranges
             decision = evaluate(policy, obj, case.operation, old=old, usage=chain, parent=parent,
-                                dry_run=case.dry_run)
+                                dry_run=case.dry_run, limit_ranges=(lambda ns: ranges) if ranges else None)
         except InputError as exc:
             return error(f"cannot evaluate the workload: {exc}")
         except Exception as exc:  # a bug in quotalang: an ERROR for this case, never a traceback

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from quotalang.errors import InputError, UserInputError
+from quotalang.limitranges import limit_range_documents
 from quotalang.policytest.yamlsrc import Located, LocatedError, PathKey, parse_located, read_documents, read_text
 from quotalang.quantity import QuantityError, parse_quantity
 
@@ -24,7 +25,7 @@ Outcome = Literal["allow", "deny", "warn", "audit"]
 OUTCOMES: tuple[Outcome, ...] = ("allow", "deny", "warn", "audit")
 Vector = tuple[tuple[str, int], ...]
 
-FILE_KEYS = ("policy", "usage", "cases", "description")
+FILE_KEYS = ("policy", "usage", "limit_ranges", "cases", "description")
 CASE_KEYS = ("name", "description", "workload", "patch", "operation", "old", "parent", "scale", "dry_run", "expect")
 EXPECT_KEYS = ("decision", "resources", "message", "message_regex", "group", "usage", "delta", "used")
 
@@ -74,6 +75,8 @@ class TestFile:
     usage: Mapping[str, Any]  # a snapshot {group: {key: qty, cash: {...}}}
     usage_line: int
     cases: tuple[Case, ...] = field(default=())
+    # the namespace's LimitRanges, for every workload of the file (as `eval --limit-range`)
+    limit_ranges: tuple[Mapping[str, Any], ...] = ()
 
 
 # ----------------------------------------------------------------- helpers
@@ -245,6 +248,23 @@ def _policy_paths(raw: Any, base: Path) -> tuple[str, ...]:
     return tuple(str(base / p) for p in _strings(raw, ("policy",), "policy"))
 
 
+def _limit_ranges(raw: Any, base: Path) -> tuple[Mapping[str, Any], ...]:
+    """`limit_ranges:` a LimitRange, a file path (relative to the test file), or a list of either."""
+    if raw is None:
+        return ()
+    entries = raw if isinstance(raw, list) else [raw]
+    docs: list[Any] = []
+    try:
+        for entry in entries:
+            if isinstance(entry, str):
+                docs.extend(read_documents(base / entry, entry))
+            else:
+                docs.append(entry)
+        return limit_range_documents(docs, "limit_ranges")
+    except InputError as exc:
+        raise SpecError(("limit_ranges",), str(exc)) from None
+
+
 def load_test_file(path: Path, shown: str) -> TestFile:
     """Parse one test file; raise `LocatedError` when it has no usable shape."""
     doc = parse_located(read_text(path, shown), shown)
@@ -265,6 +285,7 @@ def load_test_file(path: Path, shown: str) -> TestFile:
             usage = docs[0] if docs else {}
         if not isinstance(usage, Mapping):
             raise SpecError(("usage",), "usage must be a snapshot {group: {key: quantity}} or a file path")
+        limit_ranges = _limit_ranges(data.get("limit_ranges"), base)
         cases = data.get("cases")
         if not cases:
             raise SpecError(("cases",) if "cases" in data else (), "no cases: a test file without cases tests nothing")
@@ -282,4 +303,5 @@ def load_test_file(path: Path, shown: str) -> TestFile:
         usage=usage,
         usage_line=doc.line(("usage",)),
         cases=tuple(_case(raw, i, doc, base) for i, raw in enumerate(cases)),
+        limit_ranges=limit_ranges,
     )

@@ -188,3 +188,90 @@ def test_core_verbs_of_the_console_script_import_no_server_dependency() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
+
+
+# ---- issue 13: invalid objects exit 2 with one line; LimitRanges without a cluster
+
+def _strip_limits(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "resources" and isinstance(value, dict):
+                value.pop("limits", None)
+            _strip_limits(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_limits(value)
+
+
+LIMIT_RANGE = """\
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults, namespace: ai}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: "1", memory: 1Gi}
+"""
+
+
+@pytest.mark.parametrize("workload", sorted(p.name for p in WORKLOADS.glob("*.yaml")))
+def test_eval_without_limits_must_specify_and_a_limit_range_default_admits(tmp_path: Path, workload: str) -> None:
+    """Must show: each example workload without container limits, in a group that limits limits.cpu, is denied
+    with the must-specify message; with --limit-range giving a default it is admitted and charged the default."""
+    import yaml
+
+    from quotalang.cli import load_policy
+    from quotalang.evaluator import resolve_group
+
+    docs = [d for d in yaml.safe_load_all((WORKLOADS / workload).read_text()) if d]
+    policy = load_policy([str(EXAMPLES)])
+    group, _ = resolve_group(policy, docs[0])
+    if group is None or "limits.cpu" not in policy.groups[group].hard or workload.startswith("tfjob-too-big"):
+        pytest.skip("its group does not limit limits.cpu (or it is over quota anyway)")
+    for doc in docs:
+        _strip_limits(doc)
+    stripped = tmp_path / workload
+    stripped.write_text(yaml.safe_dump_all(docs))
+    code, out = run("eval", str(stripped), "--policy", str(EXAMPLES))
+    assert "must specify limits.cpu for: container " in out and "or add a LimitRange default" in out
+    if policy.groups[group].mode == "enforce":
+        assert code == 1 and "DENIED" in out
+    else:  # warn and audit modes allow it, and say so
+        assert code == 0 and "ALLOWED" in out
+    (tmp_path / "lr.yaml").write_text(LIMIT_RANGE)
+    code, out = run("eval", str(stripped), "--policy", str(EXAMPLES), "--limit-range", str(tmp_path / "lr.yaml"),
+                    "--format", "json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["allowed"] and result["reason"] == "charged" and "limits.cpu" in result["usage"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: {biz.group.resource.quota: frank}}\n"
+     "spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        resources: {requests: {cpu: 1.5.5}}\n",
+     "document 0 (Deployment d (apps/v1)): Deployment part pod: container c resources.requests.cpu"),
+    ("metadata: {name: x}\nspec: {}\n", "document 0: no apiVersion or kind: not a Kubernetes object"),
+    ("apiVersion: v1\nkind: Pod\n---\nkind: Pod\n", "document 1: no apiVersion: not a Kubernetes object"),
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  replicas: -2\n",
+     "spec.replicas is -2: must be greater than or equal to 0"),
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n"
+     "      containers: [{name: c, resources: {limits: lots}}]\n", "container c resources.limits is 'lots'"),
+])
+def test_eval_of_an_invalid_object_exits_2_with_one_line_naming_file_document_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    code, out = run("eval", str(path), "--policy", str(EXAMPLES))
+    err = capsys.readouterr().err
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and expected in err, err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_eval_limit_range_file_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lr.yaml").write_text(LIMIT_RANGE.replace('cpu: "1"', 'cpu: "-1"'))
+    code, _ = run("eval", str(WORKLOADS / "deployment.yaml"), "--policy", str(EXAMPLES),
+                  "--limit-range", str(tmp_path / "lr.yaml"))
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'lr.yaml'}: LimitRange defaults: spec.limits[0].default.cpu is -1" in err
