@@ -38,53 +38,13 @@ export DEBIAN_FRONTEND=noninteractive
 # Every tool the build and the end-to-end tests use, as command:Debian-package.
 # Kubernetes' build copies each binary it makes with `rsync -pc` (hack/lib/golang.sh)
 # and leaves empty, non-executable files behind without it; dpkg-source needs
-# patch and xz; the tests call git and curl.
-TOOLS="apt-get:apt dpkg-deb:dpkg dpkg-source:dpkg-dev go:golang-go make:make rsync:rsync
-       etcd:etcd-server patch:patch xz:xz-utils tar:tar find:findutils sed:sed
-       git:git curl:curl python3:python3"
-REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
-REFLECT2_PACKAGE=golang-github-modern-go-reflect2-dev
-
-# Packages not installed yet (dpkg's word, so a tool hidden from PATH is not "fixed" by apt).
-absent_packages() {
-  local pair
-  for pair in $TOOLS "reflect2:$REFLECT2_PACKAGE"; do
-    dpkg-query -W -f='${Status}\n' "${pair#*:}" 2>/dev/null | grep -q '^install ok installed$' \
-      || echo "${pair#*:}"
-  done | sort -u
-}
-# Tools the rest of this script cannot find, as "command (package)".
-missing_tools() {
-  local pair
-  for pair in $TOOLS; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || echo "${pair%%:*} (Debian package ${pair#*:})"
-  done
-  [ -d "$REFLECT2" ] || echo "$REFLECT2 (Debian package $REFLECT2_PACKAGE)"
-}
-
-updated=
-apt_update() { [ -n "$updated" ] || { log "apt-get update"; apt-get update -qq; updated=1; }; }
-
-if command -v dpkg-query >/dev/null 2>&1; then
-  absent="$(absent_packages | tr '\n' ' ')"
-  if [ -n "${absent// /}" ]; then
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-      echo "provision-kube: needs these Debian packages: $absent- install them as root (or set KUBEBUILDER_ASSETS)" >&2
-      exit 2
-    fi
-    apt_update
-    log "installing $absent"
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $absent >/dev/null
-  fi
-fi
-# Before the long build: every tool is there, or stop now and say which are not.
-missing="$(missing_tools)"
-if [ -n "$missing" ]; then
-  echo "provision-kube: missing tools (the build or the tests need them):" >&2
-  echo "$missing" | sed 's/^/  /' >&2
-  exit 2
-fi
+# patch and xz; the tests call git and curl. Debian's reflect2 1.0.2 sources
+# replace the vendored 1.0.1, which breaks on Go >= 1.18.
+# shellcheck source=scripts/lib/tools.sh
+. "$HERE/lib/tools.sh"
+provision_tools provision-kube "apt-get:apt dpkg-deb:dpkg dpkg-source:dpkg-dev go:golang-go make:make
+  rsync:rsync etcd:etcd-server patch:patch xz:xz-utils tar:tar find:findutils sed:sed git:git curl:curl
+  python3:python3 /usr/share/gocode/src/github.com/modern-go/reflect2:golang-github-modern-go-reflect2-dev"
 mkdir -p "$ASSETS"
 
 # A deb-src entry for bookworm main, in a file of our own, with the address and
@@ -96,7 +56,7 @@ if [ ! -x "$ASSETS/kube-apiserver" ]; then
   if [ ! -f "$SRC_LIST" ] || [ "$(cat "$SRC_LIST")" != "$entry" ]; then
     [ "$(id -u)" = 0 ] || { echo "provision-kube: writing $SRC_LIST needs root" >&2; exit 2; }
     printf '%s\n' "$entry" > "$SRC_LIST"
-    updated=
+    PROVISION_APT_UPDATED=
   fi
 fi
 install -m 0755 "$(command -v etcd)" "$ASSETS/etcd"
@@ -104,7 +64,7 @@ install -m 0755 "$(command -v etcd)" "$ASSETS/etcd"
 # kubectl 1.20 from Debian's kubernetes-client, unpacked rather than installed:
 # it would clash with any other package that owns /usr/bin/kubectl.
 if ! "$ASSETS/kubectl" version --client 2>/dev/null | grep -q 'v1\.20'; then
-  apt_update
+  apt_update_once provision-kube
   DEB_DIR="$(mktemp -d /tmp/quotalang-kubectl.XXXXXX)"
   (cd "$DEB_DIR" && apt-get download -qq kubernetes-client >/dev/null && dpkg-deb -x ./kubernetes-client_*.deb root)
   install -m 0755 "$DEB_DIR/root/usr/bin/kubectl" "$ASSETS/kubectl"
@@ -115,7 +75,7 @@ if [ ! -x "$ASSETS/kube-apiserver" ]; then
   WORK="$(mktemp -d /tmp/quotalang-kube-build.XXXXXX)"
   trap 'rm -rf "$WORK"' EXIT
   cd "$WORK"
-  apt_update
+  apt_update_once provision-kube
   log "apt-get source kubernetes/bookworm (into $WORK)"
   apt-get source -qq --download-only kubernetes/bookworm >/dev/null
   dpkg-source --no-check -x ./kubernetes_*.dsc src >/dev/null
