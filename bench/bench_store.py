@@ -100,7 +100,7 @@ def replicas(cluster: Cluster, policy: Path, folder: Path, store: str, count: in
             log = folder / f"{store}-{count}-{i}.log"
             with log.open("ab") as out:
                 shared = ["--kubeconfig", str(cluster.kubeconfig), "--store", "kubernetes",
-                          "--lease-namespace", "default"] if store == "kubernetes" else []
+                          "--lease-namespace", "default"] if store == "kubernetes" else ["--store", "memory"]
                 process = subprocess.Popen(
                     [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(policy), "--insecure-http",
                      "--host", "127.0.0.1", "--port", str(port), "--log-format", "json", *shared],

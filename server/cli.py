@@ -120,7 +120,7 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     from quotalang.server.manifests import DEFAULT_IMAGE
 
     serve = verbs.add(
-        "serve", "run the admission webhook (no cluster needed: in-memory ledger)", cmd_serve, formats=(),
+        "serve", "run the admission webhook (no cluster needed: a local SQLite ledger)", cmd_serve, formats=(),
         description="Run the admission webhook: POST /validate, /healthz, /readyz, /metrics, /api/*.",
     )
     serve.add_argument("--policy", action="append", required=True, metavar="DIR")
@@ -143,11 +143,14 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
     cluster.add_argument("--in-cluster", action="store_true",
                          help="the cluster this pod runs in (its service account)")
-    cluster.add_argument("--store", choices=["memory", "kubernetes"], default="memory",
-                         help="memory: this process's ledger (one replica); kubernetes: a ledger object per group "
-                         "on the apiserver, shared by every replica (default memory)")
-    cluster.add_argument("--state", metavar="FILE",
-                         help="memory store: keep accrued cash in FILE so a restart loses nothing")
+    cluster.add_argument("--store", choices=["memory", "sqlite", "kubernetes"], default=None,
+                         help="sqlite: this process's ledger in a local SQLite file, kept across restarts "
+                         "(the default with no cluster); memory: in this process only (the default with a "
+                         "cluster); kubernetes: a ledger object per group on the apiserver, shared by every replica")
+    cluster.add_argument("--state", metavar="PATH",
+                         help="sqlite store: the ledger file (default $XDG_STATE_HOME/quotalang/ledger.sqlite3; "
+                         "an old cash JSON file there is imported once); memory store with a cluster: a JSON "
+                         "file that keeps accrued cash")
     cluster.add_argument("--resync-interval", type=_positive_float, default=300.0, metavar="SECONDS",
                          help="full relist and usage recomputation (default 300, like native quota)")
     cluster.add_argument("--accrue-interval", type=_positive_float, default=30.0, metavar="SECONDS",

@@ -2,11 +2,15 @@
 
 Three ways to run, by what is configured:
 
-* no cluster (the embedded default): the memory ledger in standalone mode,
-  so quota is enforced across requests from the server's own admissions;
-* a cluster (`--kubeconfig` or `--in-cluster`) with the memory store: the
-  controller watches the cluster and reconciles the memory ledger; cash is
-  kept in `--state FILE` across restarts;
+* no cluster (the embedded default): the SQLite ledger (`--state PATH`,
+  default under `$XDG_STATE_HOME/quotalang/`) in standalone mode, so quota
+  is enforced across requests from the server's own admissions and a
+  restart loses nothing (`--store memory`: the same in memory, forgotten on
+  exit);
+* a cluster (`--kubeconfig` or `--in-cluster`) with the memory store (the
+  default there) or `--store sqlite`: the controller watches the cluster and
+  reconciles that ledger; the memory store keeps cash in `--state FILE` (a
+  JSON file), the SQLite one in its database;
 * `--store kubernetes`: the shared ledger on the apiserver; every replica
   admits, the Lease holder runs the controller.
 
@@ -29,12 +33,14 @@ from typing import TYPE_CHECKING, Literal
 from quotalang.controller.kube.election import DEFAULT_LEASE
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
 from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
 from quotalang.server.admission import DEFAULT_MAX_BODY
 from quotalang.server.app import create_app
 from quotalang.server.engine import FailureMode
+from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
 
@@ -69,7 +75,7 @@ class ServeOptions:
     reload_interval: float = DEFAULT_INTERVAL
     kubeconfig: str | None = None
     in_cluster: bool = False
-    store: Literal["memory", "kubernetes"] = "memory"
+    store: Literal["memory", "sqlite", "kubernetes"] | None = None  # None: sqlite alone, memory with a cluster
     state_file: str | None = None
     resync_interval: float = DEFAULT_RESYNC
     accrue_interval: float = DEFAULT_ACCRUE_EVERY
@@ -86,6 +92,10 @@ class ServeOptions:
     def cluster(self) -> bool:
         return self.in_cluster or self.kubeconfig is not None
 
+    @property
+    def ledger_store(self) -> Literal["memory", "sqlite", "kubernetes"]:
+        return self.store or ("memory" if self.cluster else "sqlite")
+
 
 class ServeError(QuotalangError):
     """The server could not start (exit 2)."""
@@ -100,13 +110,13 @@ def serve(opts: ServeOptions) -> int:
         raise ServeError("--kubeconfig and --in-cluster are two ways to name the cluster: give one")
     if opts.store == "kubernetes" and not opts.cluster:
         raise ServeError("--store kubernetes keeps the ledger on the apiserver: give --kubeconfig or --in-cluster")
-    if opts.state_file and not opts.cluster:
-        raise ServeError("--state keeps accrued cash, which needs a cluster: give --kubeconfig or --in-cluster")
+    if opts.state_file and opts.ledger_store == "memory" and not opts.cluster:
+        raise ServeError("--state names the ledger file; the memory store keeps nothing: drop --store memory")
     if opts.cert_secret and (opts.tls_cert or opts.insecure_http):
         raise ServeError("--cert-secret keeps the serving pair in a Secret: no --tls-cert or --insecure-http with it")
     if opts.cert_secret and not opts.cluster:
         raise ServeError("--cert-secret keeps the serving pair on the apiserver: give --kubeconfig or --in-cluster")
-    if opts.state_file and opts.store == "kubernetes":
+    if opts.state_file and opts.ledger_store == "kubernetes":
         raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
@@ -170,15 +180,19 @@ class _Runtime:
         self.controller: Controller | None = None
         self.store: KubernetesStore | None = None
         self.api: KubeApi | None = None
+        self.sqlite: SqliteLedger | None = None
 
     def build(self) -> Ledger:
         opts = self.opts
         if not opts.cluster:
-            return MemoryLedger(standalone=True)
+            if opts.ledger_store == "memory":
+                return MemoryLedger(standalone=True)
+            self.sqlite = open_embedded(opts.state_file, standalone=True)
+            return self.sqlite
         from quotalang.controller.metrics import ControllerCollector
 
         self.metrics.registry.register(ControllerCollector(lambda: self.controller))
-        if opts.store == "kubernetes":
+        if opts.ledger_store == "kubernetes":
             from quotalang.server.stores import kubernetes_store
 
             self.store = kubernetes_store(
@@ -196,15 +210,22 @@ class _Runtime:
         from quotalang.server.stores import live_lookup
 
         # A /scale parent the watch has not indexed (an owned ReplicaSet, say) is fetched by a GET.
-        ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl,
-                              fallback_lookup=live_lookup(self.api, self.holder))
+        lookup = live_lookup(self.api, self.holder)
+        ledger: ControllerLedger
+        if opts.ledger_store == "sqlite":
+            ledger = self.sqlite = open_embedded(opts.state_file, standalone=False,
+                                                 reservation_ttl=opts.reservation_ttl, fallback_lookup=lookup)
+        else:
+            ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl, fallback_lookup=lookup)
         self.controller = self._controller(self.api, ledger)
+        assert isinstance(ledger, MemoryLedger | SqliteLedger)
         return ledger
 
     def _controller(self, api: KubeApi, ledger: ControllerLedger) -> Controller:
         opts = self.opts
         return Controller(api, lambda: self.holder.policy, ledger, resync=opts.resync_interval,
-                          accrue_every=opts.accrue_interval, state_file=opts.state_file)
+                          accrue_every=opts.accrue_interval,
+                          state_file=opts.state_file if opts.ledger_store == "memory" else None)
 
     def _lead(self, ledger: KubernetesLedger) -> None:
         assert self.store is not None
@@ -219,9 +240,10 @@ class _Runtime:
     def describe(self) -> str:
         if self.store is not None:
             return "kubernetes (shared; the Lease holder reconciles)"
+        where = f"sqlite at {self.sqlite.path}" if self.sqlite is not None else "memory"
         if self.controller is not None:
-            return "memory, reconciled from the cluster"
-        return "memory (standalone: usage comes from admissions)"
+            return f"{where}, reconciled from the cluster"
+        return f"{where} (standalone: usage comes from admissions)"
 
     def waiting_for(self) -> str | None:
         controller = self.controller
@@ -241,6 +263,8 @@ class _Runtime:
             self.store.stop()
         elif self.controller is not None:
             self.controller.stop()
+        if self.sqlite is not None:
+            self.sqlite.close()
 
 
 def _url_host(host: str) -> str:

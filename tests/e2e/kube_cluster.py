@@ -281,10 +281,11 @@ class Cluster:
             self.kubectl("create", "namespace", name)
 
 
-def _spawn(log: Path, command: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(log: Path, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `command` with its output appended to `log` (the child keeps its own descriptor)."""
     with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **env} if env else None)
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -325,7 +326,9 @@ class Webhook:
         self.process = _spawn(self.log,
             [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy), "--host", "127.0.0.1",
              "--port", str(self.port), "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
-             "--log-format", "json", *self.args])
+             "--log-format", "json", *self.args],
+            # serve's default SQLite ledger lives under $XDG_STATE_HOME: one per webhook, never the user's.
+            env={"XDG_STATE_HOME": str(self.folder / "state")})
         wait_until(self.ready, "quotalang serve /readyz", 60, self.process, self.log)
 
     def ready(self) -> bool:

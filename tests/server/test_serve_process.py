@@ -134,7 +134,8 @@ def start(folder: Path, *args: str, ca: Path, env: dict[str, str] | None = None)
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # serve's default SQLite ledger lives under $XDG_STATE_HOME: this server's own, never the user's.
+            env={**os.environ, "XDG_STATE_HOME": str(folder / "state"), **(env or {})},
         )
     served = Served(process, f"https://127.0.0.1:{port}", ca, log, policy, folder / "tls")
     try:

@@ -21,6 +21,12 @@ EXAMPLES = ROOT / "examples" / "policies"
 
 
 @pytest.fixture(autouse=True)
+def own_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`serve` may open its default SQLite ledger before it fails: this test's, never the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(autouse=True)
 def keep_logging() -> Iterator[None]:
     """`serve` configures logging before it fails; put the loggers back afterwards."""
     names = (*logs.OUR_LOGGERS, "uvicorn.access")
@@ -69,14 +75,14 @@ def test_core_verbs_still_run_and_the_core_parser_is_restored() -> None:
             "no such file: /nonexistent/a.pem",
         ),
         (["--store", "kubernetes"], "--store kubernetes keeps the ledger on the apiserver"),
-        (["--state", "cash.json"], "--state keeps accrued cash, which needs a cluster"),
+        (["--store", "memory", "--state", "cash.json"], "the memory store keeps nothing"),
         (["--kubeconfig", "k", "--in-cluster"], "--kubeconfig and --in-cluster are two ways"),
         (["--kubeconfig", "k", "--store", "kubernetes", "--state", "c"], "--state is for the memory store"),
         (["--kubeconfig", "/nonexistent/kubeconfig", "--port", "1"], "cannot configure the kubernetes client"),
         (["--resync-interval", "0"], "is not a positive number of seconds"),
     ],
     ids=["cert-without-key", "insecure-with-cert", "missing-files", "store-without-cluster",
-         "state-without-cluster", "two-clusters", "state-with-kubernetes-store", "bad-kubeconfig", "zero-resync"],
+         "state-with-memory-store", "two-clusters", "state-with-kubernetes-store", "bad-kubeconfig", "zero-resync"],
 )
 def test_serve_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     assert main(["serve", "--policy", str(EXAMPLES), *args]) == 2
