@@ -145,10 +145,14 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
         for ancestor in chain:
             mode = own_mode[ancestor] or mode
         carved: dict[str, int] = {}
+        cash_carved: dict[str, int] = {}
         for child in children[g.name]:
             for key, value in hard[child].items():
                 if key in hard[g.name]:
                     carved[key] = carved.get(key, 0) + value
+            for key, budget in cash[child].items():
+                if key in cash[g.name]:
+                    cash_carved[key] = cash_carved.get(key, 0) + budget.budget
         out[g.name] = CompiledGroup(
             name=g.name,
             parent=g.parent,
@@ -159,6 +163,7 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
             cash=cash[g.name],
             children=tuple(children[g.name]),
             source=str(g.name_span),
+            cash_carved=cash_carved,
         )
     return out
 

@@ -56,9 +56,10 @@ class Violation:
 
     def describe(self) -> str:
         if self.cash_period is not None:
+            carved = f" ({format_hours(self.carved)} carved for children)" if self.carved else ""
             return (
                 f"cash {self.resource} per {self.cash_period} spent: "
-                f"used {format_hours(self.used)} of {format_hours(self.hard)}"
+                f"used {format_hours(self.used)} of {format_hours(self.hard)}{carved}"
             )
         k = self.resource
         taken = self.used + self.carved
@@ -77,8 +78,9 @@ class Violation:
                 "period": self.cash_period,
                 "requested": qty(self.resource, self.requested),
                 "used": format_hours(self.used),
+                "carved": format_hours(self.carved),
                 "hard": format_hours(self.hard),
-                "free": format_hours(max(self.hard - self.used, 0)),
+                "free": format_hours(self.free),
             }
         return {
             "resource": self.resource,

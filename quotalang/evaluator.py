@@ -414,18 +414,18 @@ def _check(
         elif after * warn_den >= hard * warn_num:
             percent = after * 100 // hard if hard else 100
             warnings.append(clip(f"{group.name} at {percent}% of {key} ({qty(key, after)} of {qty(key, hard)})"))
+    cash_carved = group.cash_carved
     for key, budget in group.cash.items():
         if delta.get(key, 0) <= 0 and extra.get(key, 0) <= 0:
             continue
         spent = source.cash_used(group.name).get(key, 0)
+        carved = cash_carved.get(key, 0)  # the children's budgets: the group's own share is the rest
         period = budget.period or "lifetime"
-        if spent >= budget.budget:
-            violations.append(Violation(key, delta.get(key, 0), spent, 0, budget.budget, "", period))
-        elif spent * warn_at.denominator >= budget.budget * warn_at.numerator:
-            warnings.append(
-                clip(f"{group.name} has spent {format_hours(spent)} of {format_hours(budget.budget)} "
-                     f"cash {key} per {period}")
-            )
+        if spent + carved >= budget.budget:
+            violations.append(Violation(key, delta.get(key, 0), spent, carved, budget.budget, "", period))
+        elif (spent + carved) * warn_at.denominator >= budget.budget * warn_at.numerator:
+            of = f"{format_hours(budget.budget - carved)} (own share)" if carved else format_hours(budget.budget)
+            warnings.append(clip(f"{group.name} has spent {format_hours(spent)} of {of} cash {key} per {period}"))
     return violations, warnings
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -50,6 +50,9 @@ class CompiledGroup:
     cash: Mapping[str, CashBudget]
     children: tuple[str, ...]
     source: str
+    # key -> Σ children's cash budgets (nano-unit-seconds): cash carves like hard limits, so the
+    # group's own workloads may spend budget − this (DESIGN "Cash budgets carve the same way")
+    cash_carved: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +100,18 @@ class LimitRow:
 
 @dataclass(frozen=True, slots=True)
 class CashRow:
-    """One cash budget of a group, in nano-unit-seconds."""
+    """One cash budget of a group, in nano-unit-seconds: `used` is what the group's own pods spent."""
 
     key: str
     period: str  # day | week | month | lifetime
     budget: int
     used: int
+    carved: int = 0  # Σ children's budgets
 
     @property
     def free(self) -> int:
-        return max(self.budget - self.used, 0)
+        """What the group's own workloads may still spend: budget − carved − used, never below 0."""
+        return max(self.budget - self.carved - self.used, 0)
 
 
 def limit_rows(group: CompiledGroup, used: Mapping[str, int]) -> list[LimitRow]:
@@ -117,8 +122,9 @@ def limit_rows(group: CompiledGroup, used: Mapping[str, int]) -> list[LimitRow]:
 
 def cash_rows(group: CompiledGroup, spent: Mapping[str, int]) -> list[CashRow]:
     """Every cash budget of `group`, in declaration order, against what it has `spent` this period."""
+    carved = group.cash_carved
     return [
-        CashRow(key, budget.period or "lifetime", budget.budget, spent.get(key, 0))
+        CashRow(key, budget.period or "lifetime", budget.budget, spent.get(key, 0), carved.get(key, 0))
         for key, budget in group.cash.items()
     ]
 

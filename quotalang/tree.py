@@ -24,8 +24,8 @@ def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
 
 def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
     return [
-        {"key": c.key, "period": c.period, "budget": format_hours(c.budget), "used": format_hours(c.used),
-         "free": format_hours(c.free)}
+        {"key": c.key, "period": c.period, "budget": format_hours(c.budget), "carved": format_hours(c.carved),
+         "used": format_hours(c.used), "free": format_hours(c.free)}
         for c in cash_rows(group, usage.cash_used(group.name))
     ]
 
@@ -62,7 +62,8 @@ def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
                 )
         for c in _cash_rows(group, usage):
             lines.append(
-                f"{inner}  cash {c['key']} per {c['period']}: {c['used']} of {c['budget']}, {c['free']} free"
+                f"{inner}  cash {c['key']} per {c['period']}: budget {c['budget']}, carved {c['carved']},"
+                f" used {c['used']}, {c['free']} free"
             )
         for index, child in enumerate(group.children):
             walk(policy.groups[child], inner, index == len(group.children) - 1, False)

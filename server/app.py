@@ -240,6 +240,7 @@ def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
             "key": c.key,
             "period": c.period,
             "budget": format_hours(c.budget),
+            "carved": format_hours(c.carved),
             "used": format_hours(c.used),
             "free": format_hours(c.free),
         }

@@ -172,6 +172,11 @@ class LedgerCollector(Collector):
         cash_budget = GaugeMetricFamily(
             "quotalang_cash_budget_seconds", "Cash budget per period, in unit-seconds.", labels=labels
         )
+        cash_free = GaugeMetricFamily(
+            "quotalang_cash_free_seconds",
+            "Cash the group's own workloads may still spend: budget − children's budgets − used, floored at 0.",
+            labels=labels,
+        )
         policy = self._policy()
         if policy is not None:
             for name, group in policy.groups.items():
@@ -184,4 +189,5 @@ class LedgerCollector(Collector):
                 for c in cash_rows(group, numbers.cash):
                     cash_used.add_metric([name, c.key], c.used / NANO)
                     cash_budget.add_metric([name, c.key], c.budget / NANO)
-        yield from (hard, used, reserved, free, cash_used, cash_budget)
+                    cash_free.add_metric([name, c.key], c.free / NANO)
+        yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free)

@@ -441,3 +441,42 @@ def test_a_negative_scale_is_an_input_error(strict: CompiledPolicy) -> None:
     scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "burst"}, "spec": {"replicas": -3}}
     with pytest.raises(InputError, match=r"Scale spec\.replicas is -3"):
         evaluate(strict, scale, "UPDATE", parent=parent)
+
+
+CARVED_CASH = """\
+import "quotalang:policies/core.quota"
+
+settings {
+  group label "g"
+}
+
+group lab {
+  requests.nvidia.com/gpu 16
+  cash requests.nvidia.com/gpu 2000h per week
+}
+
+group team in lab {
+  requests.nvidia.com/gpu 8
+  cash requests.nvidia.com/gpu 1000h per week
+}
+"""
+
+
+def gpu_pod(group: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"g": group}},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1"}}}]}}
+
+
+def test_a_parents_own_cash_is_its_budget_less_its_childrens() -> None:
+    """Finding 3: lab's own share is 2000h − 1000h = 1000h; at 1200h spent it may not start GPU pods."""
+    policy = compile_sources(load_text(CARVED_CASH, "p.quota"))
+    assert policy.groups["lab"].cash_carved == {"requests.nvidia.com/gpu": 1000 * 3600 * 10**9}
+    d = evaluate(policy, gpu_pod("lab"), usage={"lab": {"cash": {"requests.nvidia.com/gpu": "1200h"}}})
+    assert not d.allowed
+    assert "cash requests.nvidia.com/gpu per week spent: used 1200h of 2000h (1000h carved for children)" \
+        in d.message
+    # 899h + 1000h carved = 1899h < 2000h: allowed, and past 90% of it a warning on the own share
+    d = evaluate(policy, gpu_pod("lab"), usage={"lab": {"cash": {"requests.nvidia.com/gpu": "899h"}}})
+    assert d.allowed and d.warnings == ["lab has spent 899h of 1000h (own share) cash requests.nvidia.com/gpu per week"]
+    # the child keeps its whole budget
+    assert evaluate(policy, gpu_pod("team"), usage={"team": {"cash": {"requests.nvidia.com/gpu": "999h"}}}).allowed

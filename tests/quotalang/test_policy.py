@@ -75,3 +75,20 @@ def test_the_compiler_still_names_the_policy_types() -> None:
     assert compiler.CompiledPolicy is policy.CompiledPolicy
     assert compiler.CashBudget is policy.CashBudget
     assert not hasattr(compiler, "STAGES")
+
+
+def test_cash_rows_carve_the_childrens_budgets(policy: CompiledPolicy) -> None:
+    """root's own cash is 100h − kid's 40h = 60h: after 50h, 10h are free (not 50h)."""
+    (row,) = cash_rows(policy.groups["root"], {"requests.cpu": 50 * NANOS_PER_HOUR})
+    assert row == CashRow("requests.cpu", "week", 100 * NANOS_PER_HOUR, 50 * NANOS_PER_HOUR, 40 * NANOS_PER_HOUR)
+    assert row.free == 10 * NANOS_PER_HOUR
+
+
+def test_tree_shows_carved_cash(policy: CompiledPolicy) -> None:
+    from quotalang.evaluator import Snapshot
+    from quotalang.tree import render_tree, tree_json
+
+    usage = Snapshot.parse({"root": {"cash": {"requests.cpu": "50h"}}})
+    assert "cash requests.cpu per week: budget 100h, carved 40h, used 50h, 10h free" in render_tree(policy, usage)
+    assert tree_json(policy, usage)[0]["cash"] == [
+        {"key": "requests.cpu", "period": "week", "budget": "100h", "carved": "40h", "used": "50h", "free": "10h"}]
