@@ -206,7 +206,7 @@ def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_S
             "policy": policy, "group": group, "n": n,
             "rows": views.nested(n.limits, policy.settings.gpu_resources),
             "ancestors": _ancestors(policy, group), "source": views.source_line(group),
-            "workloads": views.objects_of(ledger, group.name),
+            "workloads": views.objects_of(ledger, group),
             "poll_url": f"/pages/groups/{quote(group.name, safe='')}.json",
         })
 

@@ -59,7 +59,7 @@ def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int) -> dic
     }
 
 
-def _rank(bar: dict[str, Any], row: LimitRow) -> float:
+def _rank(row: LimitRow) -> float:
     """How full a key is (own + carved over hard): the tree shows the fullest keys of each group."""
     return (row.used + row.carved) / row.hard if row.hard > 0 else -1.0
 
@@ -93,7 +93,7 @@ def cash_bar(row: CashRow, burn: int, now: dt.datetime, warn_num: int, warn_den:
         "burn": format_hours(burn * 3600) + " an hour",
         "runs_out": runs_out,
         "warn": row.budget > 0 and row.used * warn_den >= row.budget * warn_num,
-        "over": row.used >= row.budget,
+        "over": row.budget > 0 and row.used >= row.budget,  # a 0h budget is "none", said by the numbers
     }
 
 
@@ -136,7 +136,7 @@ def numbers(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: d
     num, den = warn.numerator, warn.denominator
     rows = limit_rows(group, usage.used)
     bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den) for r in rows]
-    ranks = [_rank(b, r) for b, r in zip(bars, rows, strict=True)]
+    ranks = [_rank(r) for r in rows]
     cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
     return Numbers(group, usage, bars, ranks, cash)
 
@@ -201,8 +201,11 @@ def source_line(group: CompiledGroup) -> str:
     return file if file and rest.isdigit() else group.source
 
 
-def objects_of(ledger: Ledger, group: str) -> list[dict[str, Any]] | None:
+def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | None:
     """The workloads charged to `group`, largest first, if the store can list them (None if not).
+
+    "Largest" is the largest share of one of the group's hard limits, so that
+    GPUs, cores and bytes compare.
 
     The ledger contract has no listing yet; a store that offers
     `objects_of(group) -> Iterable[(ObjectKey, usage)]` is shown, others are
@@ -212,11 +215,12 @@ def objects_of(ledger: Ledger, group: str) -> list[dict[str, Any]] | None:
     if lister is None:
         return None
     rows = []
-    for identity, usage in lister(group):
+    for identity, usage in lister(group.name):
         cells: Mapping[str, int] = usage
+        shares = [v / group.hard[k] for k, v in cells.items() if group.hard.get(k)]
         rows.append({"identity": str(identity), "kind": identity.kind,
                      "name": f"{identity.namespace}/{identity.name}" if identity.namespace else identity.name,
                      "usage": ", ".join(f"{k} {qty(k, v)}" for k, v in sorted(cells.items()) if v),
-                     "weight": sum(cells.values())})
-    rows.sort(key=lambda r: -int(r["weight"]))
+                     "weight": max(shares, default=0.0)})
+    rows.sort(key=lambda r: -float(r["weight"]))
     return rows

@@ -35,8 +35,55 @@
     return index;
   }
 
+  // The tree shows each group's fullest keys: when they change, that group's bars are rebuilt
+  // (with textContent only, so nothing from the server is parsed as HTML).
+  function el(tag, cls, content) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (content !== undefined) { e.textContent = content; }
+    return e;
+  }
+
+  function limitRow(name, b) {
+    var row = el("div", "row");
+    row.dataset.g = name;
+    row.dataset.k = b.key;
+    row.appendChild(el("span", "k", b.key));
+    var bar = el("span", "bar");
+    bar.setAttribute("role", "img");
+    ["o", "r", "c"].forEach(function (c) { bar.appendChild(el("i", c)); });
+    row.appendChild(bar);
+    var n = el("span", "n");
+    var used = el("b", null, b.used);
+    used.dataset.f = "used";
+    var hard = el("span", null, b.hard);
+    hard.dataset.f = "hard";
+    n.appendChild(used);
+    n.appendChild(document.createTextNode("/"));
+    n.appendChild(hard);
+    row.appendChild(n);
+    return row;
+  }
+
+  function reshape(groups) {
+    var changed = false;
+    document.querySelectorAll("[data-bars]").forEach(function (box) {
+      var g = groups[box.dataset.bars];
+      if (!g) { return; }
+      var shown = Array.prototype.map.call(box.querySelectorAll("[data-k]"), function (r) { return r.dataset.k; });
+      var wanted = g.limits.map(function (b) { return b.key; });
+      if (shown.join("\u0000") === wanted.join("\u0000")) { return; }
+      box.querySelectorAll("[data-k]").forEach(function (r) { r.remove(); });
+      var first = box.firstChild;
+      g.limits.forEach(function (b) { box.insertBefore(limitRow(box.dataset.bars, b), first); });
+      changed = true;
+    });
+    if (changed) { index = null; }
+  }
+
   function apply(state, policy) {
     var groups = state.groups || {};
+    reshape(groups);
     var all = rows();
     Object.keys(groups).forEach(function (name) {
       var g = groups[name];
