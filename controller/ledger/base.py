@@ -6,8 +6,10 @@ here: `Ledger` (admission: check and reserve, look an object up) and
 Two stores implement both — `memory.MemoryLedger` (one process) and
 `kubestore.KubernetesLedger` (shared by every replica through the
 apiserver) — and a new store starts from this module, not from a copy of
-either: the usage arithmetic, the resourceVersion ordering, the reading of a
-Scale as its parent and the cash bookkeeping live here once.
+either: the usage arithmetic, the resourceVersion ordering, the object index
+lookup and the cash bookkeeping live here once. What to record for a request
+is the decision's to say (`Decision.stored`, `reservation`, `stored_usage`):
+a store never reads the request again.
 
 Usage is a mapping of resource key to nano units (exact integers, never
 floats). Reservations are conservative in every store: only the positive
@@ -267,22 +269,6 @@ def newer(candidate: str | None, current: str | None) -> bool:
 
 
 # ---------------------------------------------------------------- objects
-def workload_after(
-    policy: CompiledPolicy, obj: Mapping[str, Any], parent: Mapping[str, Any] | None
-) -> Mapping[str, Any] | None:
-    """The workload as it will be after this request: a Scale applies its replicas to its parent."""
-    if obj.get("kind") != "Scale":
-        return obj
-    if parent is None:
-        return None
-    rule = policy.rule_for(parent)
-    spec = obj.get("spec")
-    replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
-    if rule is None or rule.scale_path is None or not isinstance(replicas, int):
-        return None
-    return rule.with_replicas(parent, replicas)
-
-
 def pack(body: Mapping[str, Any]) -> bytes:
     """Stores keep indexed bodies as JSON bytes, not dicts.
 
@@ -396,5 +382,4 @@ __all__ = [
     "summed",
     "unpack",
     "version_of",
-    "workload_after",
 ]

@@ -67,10 +67,8 @@ from quotalang.controller.ledger.base import (
     look_up,
     newer,
     pack,
-    positive,
     summed,
     version_of,
-    workload_after,
 )
 from quotalang.controller.ledger.crd import (
     COLLECTION_PATH,
@@ -351,12 +349,15 @@ class KubernetesLedger:
         dry_run: bool = False,
         identity: ObjectKey | None = None,
     ) -> Decision:
-        """Decide and, when allowed (and not a dry run), reserve in the group's ledger object."""
-        kind = obj.get("kind")
-        target = parent if kind in ("Scale", "HorizontalPodAutoscaler") and parent is not None else obj
-        group, _ = resolve_group(policy, target)
+        """Decide and, when the decision `reserves`, reserve in the group's ledger object.
+
+        The group label of `parent` (a Scale's workload, an HPA's target), else
+        of `obj`, picks the ledger object; what is reserved comes from the
+        decision alone.
+        """
+        group, _ = resolve_group(policy, parent if parent is not None else obj)
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
-            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
+            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
         until = deadlines.current()
         request = _Request(policy, obj, operation, old, parent, dry_run, identity)
 
@@ -419,8 +420,7 @@ class KubernetesLedger:
     ) -> tuple[Decision, tuple[ObjectKey, Mapping[str, Any] | None] | None]:
         """Decide one request against `update`; when it reserves, add the reservation to `update`."""
         obj, operation = request.obj, request.operation
-        body = workload_after(request.policy, obj, request.parent)
-        key = request.identity or ObjectKey.of(body if body is not None else obj)
+        key = request.identity or ObjectKey.of(obj)
         slot = identity_key(key)
         admitted_rv = version_of(request.old)
         op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
@@ -429,14 +429,15 @@ class KubernetesLedger:
         if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
             add_usage(used, existing.usage, -1)  # about to be superseded: check without it
         decision = evaluate(request.policy, obj, operation, old=request.old,
-                            usage=_View(group, used, update.cash), parent=request.parent)
-        if not decision.allowed or request.dry_run or obj.get("kind") == "HorizontalPodAutoscaler":
-            return decision, None
-        charge = positive(decision.charges.get(group, EMPTY))
+                            usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run)
+        charge = decision.reservation.get(group)
         if not charge:
             return decision, None
+        if request.identity is None and decision.stored is not None:  # a Scale names its parent's identity
+            key = ObjectKey.of(decision.stored)
+            slot = identity_key(key)
         self._reserve(update, slot, charge, op, admitted_rv, now)
-        return decision, (key, body)
+        return decision, (key, decision.stored)
 
     def _reserve(
         self, state: LedgerState, slot: str, charge: dict[str, int], op: str, admitted_rv: str | None, now: float

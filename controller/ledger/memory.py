@@ -33,6 +33,7 @@ it, not when it is admitted, because an admitted request may never persist.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -56,12 +57,11 @@ from quotalang.controller.ledger.base import (
     at_or_after,
     look_up,
     pack,
-    positive,
     summed,
     version_of,
-    workload_after,
 )
 from quotalang.decision import Decision
+from quotalang.errors import InternalError
 from quotalang.evaluator import evaluate, resolve_group
 
 
@@ -181,29 +181,27 @@ class MemoryLedger:
         dry_run: bool = False,
         identity: ObjectKey | None = None,
     ) -> Decision:
-        """Decide and, when allowed (and not a dry run), reserve: atomically per group.
+        """Decide and, when the decision `reserves`, record it: atomically per group.
 
         For a `Scale`, `parent` is the stored workload and `identity` names it;
-        for an HPA, `parent` is its target (checked, never charged). Raises
-        `quotalang.InputError` for an object that cannot be read.
+        for an HPA, `parent` is its target (checked, never charged). What is
+        recorded comes from the decision alone (`stored`, `reservation`,
+        `stored_usage`); the group label of `parent` (else `obj`) only picks
+        the lock. Raises `quotalang.InputError` for an object that cannot be
+        read, before anything is written.
         """
-        kind = obj.get("kind")
-        target = parent if kind in ("Scale", "HorizontalPodAutoscaler") and parent is not None else obj
-        group_name, _ = resolve_group(policy, target)
+        group_name, _ = resolve_group(policy, parent if parent is not None else obj)
         if self._pending and self._clock() >= self._next_deadline:
             self.expire()
-        if group_name is None:  # unlabelled or unknown: nothing to check, no lock to take
-            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
-            if not decision.allowed or dry_run or kind == "HorizontalPodAutoscaler":
+        state = self._group(group_name) if group_name is not None else None
+        with state.lock if state is not None else contextlib.nullcontext():
+            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
+            if not decision.reserves:
                 return decision
-            released = self._record(None, None, policy, obj, old, parent, identity, decision)
-        else:
-            state = self._group(group_name)
-            with state.lock:
-                decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent)
-                if not decision.allowed or dry_run or kind == "HorizontalPodAutoscaler":
-                    return decision
-                released = self._record(group_name, state, policy, obj, old, parent, identity, decision)
+            if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
+                raise InternalError(f"decided in group {decision.group} under the lock of {group_name}")
+            released = self._record(state if decision.group is not None else None, identity, decision,
+                                    version_of(old))
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
@@ -211,24 +209,16 @@ class MemoryLedger:
         return decision
 
     def _record(
-        self,
-        group_name: str | None,
-        state: _Group | None,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        old: Mapping[str, Any] | None,
-        parent: Mapping[str, Any] | None,
-        identity: ObjectKey | None,
-        decision: Decision,
+        self, state: _Group | None, identity: ObjectKey | None, decision: Decision, admitted_rv: str | None
     ) -> list[tuple[str, dict[str, int]]]:
-        """Record an allowed decision (caller holds `state.lock`); return releases due elsewhere."""
-        body = workload_after(policy, obj, parent)
-        if body is None:
-            return []
+        """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
+        body = decision.stored
+        assert body is not None  # `reserves` implies it
         key = identity or ObjectKey.of(body)
+        packed = pack(body)  # before anything is written: a body that cannot be packed writes nothing
         if self._standalone:
-            return self._fold(key, group_name, state, dict(decision.total) if group_name else {}, body)
-        self._reserve(key, state, decision, body, version_of(old))
+            return self._fold(key, decision.group, state, decision.stored_usage, packed)
+        self._reserve(key, state, decision, packed, admitted_rv)
         return []
 
     def _fold(
@@ -237,14 +227,13 @@ class MemoryLedger:
         group_name: str | None,
         state: _Group | None,
         usage: dict[str, int],
-        body: Mapping[str, Any] | None,
+        body: bytes,
     ) -> list[tuple[str, dict[str, int]]]:
         """Make `usage` the object's observed usage in `group_name`; the caller holds its lock."""
         with self._index_lock:
             previous = self._observed.get(key)
             self._observed[key] = Observed(group_name, usage)
-            if body is not None:
-                self._bodies[key] = pack(body)
+            self._bodies[key] = body
         if previous is not None and previous.group == group_name:
             # The same object again (a retry, an update): apply only what changed.
             if state is not None and previous.usage != usage:
@@ -264,18 +253,18 @@ class MemoryLedger:
         key: ObjectKey,
         state: _Group | None,
         decision: Decision,
-        body: Mapping[str, Any],
+        body: bytes,
         resource_version: str | None,
     ) -> None:
-        """Add the decision's positive charges to the object's pending reservation."""
+        """Add the decision's reservation to the object's pending reservation."""
         deadline = self._clock() + self._ttl
-        charges = {g: pos for g, delta in decision.charges.items() if (pos := positive(delta))}
+        charges = decision.reservation
         with self._index_lock:
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = _Pending({}, deadline, resource_version)
             pending.deadline = deadline
-            pending.body = pack(body)
+            pending.body = body
             if resource_version is not None:
                 pending.resource_version = resource_version
             for group, usage in charges.items():
