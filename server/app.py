@@ -18,7 +18,7 @@ problem) that never reach the engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
@@ -86,6 +86,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     metrics: Metrics | None = None,
     waiting_for: Callable[[], str | None] | None = None,
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The webhook app over a policy holder and a ledger (one of each per process).
 
@@ -201,6 +202,7 @@ def create_app(
             Route("/api/explain", explain, methods=["POST"]),
             # The pages (/, /groups/..., /what-if, /propose, /static): self-contained, to move to the API port.
             *page_routes(holder, ledger),
+            *routes,  # more webhooks' routes (serve adds server/exemptions.py's)
         ],
         exception_handlers={Exception: internal_error},
     )

@@ -54,12 +54,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             cert_service=args.cert_service,
             webhook_configuration=args.webhook_configuration,
             cert_validity=args.cert_validity,
+            exempt_namespaces=tuple(args.exempt_namespace or ()),
         )
     )
 
 
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
-    from quotalang.server.manifests import manifests, parse_kube_version, render_yaml
+    from quotalang.server.manifests import manifests, parse_kube_version, render_yaml, write_dir
 
     ca_bundle = None
     if args.ca_bundle:
@@ -79,11 +80,19 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         embed_self_signed=args.embed_self_signed,
         priority_class=args.priority_class or None,
         kube_version=parse_kube_version(args.kube_version),
+        exempt_namespaces=args.exempt_namespace or (),
+        webhook_from=args.webhook_from or (),
+        metrics_from_namespace=args.metrics_from_namespace,
     )
     if args.embed_self_signed:
         print("quotalang manifests: warning: --embed-self-signed prints a private key; keep the output out of "
               "Git and CI logs, and note that nothing renews this certificate", file=sys.stderr)
-    if args.format == "json":
+    if args.output_dir:
+        if args.format == "json":
+            raise core.UsageError("--output-dir writes YAML files: leave out --format json")
+        written = write_dir(docs, args.namespace, Path(args.output_dir))
+        out.write(f"wrote {len(written)} files to {args.output_dir}; apply with: kubectl apply -k {args.output_dir}\n")
+    elif args.format == "json":
         out.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs},
                                option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -175,6 +184,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     certs.add_argument("--cert-validity", type=_positive_float, metavar="SECONDS",
                        help="serving certificate lifetime (default 90 days; the CA lives 4x as long); "
                        "renewed with a third left")
+    serve.add_argument("--exempt-namespace", action="append", metavar="NS",
+                       help="a namespace that may carry the exemption label (repeatable; kube-system and the pod's "
+                       "own namespace always may); the same list `quotalang manifests` was given")
 
     man = verbs.add(
         "manifests", "print the Kubernetes manifests that run the webhook", cmd_manifests, formats=(),
@@ -198,6 +210,17 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                      "exempts namespaces by a label quotalang guards)")
     man.add_argument("--priority-class", default="system-cluster-critical", metavar="NAME",
                      help="the webhook pods' priorityClassName ('' for none; default system-cluster-critical)")
+    man.add_argument("--exempt-namespace", action="append", metavar="NS",
+                     help="a namespace quota does not apply to (repeatable), fixed at install time; kube-system and "
+                     "--namespace always are")
+    man.add_argument("--webhook-from", action="append", metavar="CIDR",
+                     help="NetworkPolicy: admit webhook calls only from these addresses (repeatable; the control "
+                     "plane's); default anywhere")
+    man.add_argument("--metrics-from-namespace", metavar="NS",
+                     help="NetworkPolicy: also admit the namespace that scrapes /metrics (Kubernetes >= 1.21)")
+    man.add_argument("--output-dir", metavar="DIR",
+                     help="write one file per object and a kustomization.yaml (kubectl apply -k DIR) instead of "
+                     "printing")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,28 @@ Decisions:
 * The webhook registers CREATE and UPDATE of every kind in the policy, the
   `/scale` subresource of kinds whose rule names a scale path (others are
   not charged on scale anyway), and HorizontalPodAutoscalers; DELETE is not
-  intercepted. kube-system and the webhook's own namespace are excluded by
-  name (the `kubernetes.io/metadata.name` label, which Kubernetes >= 1.21
-  sets and guards); there is no opt-out label anyone could set.
+  intercepted. Exempt namespaces are a list fixed here (`--exempt-namespace`;
+  kube-system and the webhook's own are always in it, or a webhook that is
+  down would block the pods that restart it) and passed to `serve` too. On
+  Kubernetes >= 1.21 the `namespaceSelector` names them through
+  `kubernetes.io/metadata.name`, which the apiserver sets and guards. 1.20
+  has no such label: the manifests label the listed namespaces
+  `quotalang.dev/exempt`, the selector skips labelled namespaces, and a
+  second webhook (namespaces, only when the label is involved) lets serve
+  refuse the label on any namespace not in the list (server/exemptions.py).
+  There is no opt-out label anyone could set.
+* Production: restricted Pod Security (namespace labels, and a pod that
+  satisfies them: non-root, RuntimeDefault seccomp, no capabilities, no
+  privilege escalation, read-only root with an emptyDir /tmp); a
+  NetworkPolicy that admits only the webhook port (from `--webhook-from`
+  CIDRs, else anywhere: the apiserver's source address is not known in
+  general) and the same port for /metrics from `--metrics-from-namespace`;
+  requests and limits from the benchmarks (`RESOURCES`); a
+  PodDisruptionBudget of maxUnavailable 1, which lets a drain evict one pod
+  even at one replica (minAvailable 1 would block a single-node drain
+  forever); `priorityClassName`.
+* `--output-dir DIR`: one file per object and a `kustomization.yaml` listing
+  them in apply order (`kubectl apply -k DIR`).
 * The ConfigMap holds the policy directory's `*.quota` files flat; the shipped
   kind library (`quotalang:policies`) is in the image. A policy that imports a
   file from outside its directory cannot be put in one ConfigMap: an error.
@@ -32,8 +51,9 @@ Decisions:
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,10 +65,14 @@ from quotalang.controller.kube.election import DEFAULT_NAME as DEFAULT_LEASE_NAM
 from quotalang.controller.kube.naming import plural, policy_kinds
 from quotalang.controller.ledger import crd as ledger_crd
 from quotalang.errors import InputError
+from quotalang.server.exemptions import LABEL as EXEMPT_LABEL
+from quotalang.server.exemptions import PATH as NAMESPACES_PATH
+from quotalang.server.exemptions import exempt_list, namespace_name
 
 DEFAULT_IMAGE = "ghcr.io/quotalang/quotalang:0.1.0"
 NAME = "quotalang"
 WEBHOOK_NAME = "quota.quotalang.dev"
+NAMESPACE_WEBHOOK_NAME = "namespaces.quotalang.dev"  # Kubernetes < 1.21: guards the exemption label
 POLICY_MOUNT = "/etc/quotalang/policy"
 TLS_MOUNT = "/etc/quotalang/tls"
 PORT = 8443
@@ -57,6 +81,18 @@ CERTIFICATE = f"{NAME}-serving"  # the cert-manager Certificate
 LEASE_NAME = DEFAULT_LEASE_NAME
 DEFAULT_PRIORITY_CLASS = "system-cluster-critical"
 DEFAULT_KUBE_VERSION = (1, 21)
+NAME_LABEL_SINCE = (1, 21)  # kubernetes.io/metadata.name: set and guarded by the apiserver from 1.21
+# Restricted Pod Security for the webhook's namespace (enforced by the PodSecurity admission from
+# 1.23, alpha in 1.22; older clusters keep the labels for when they upgrade). The pod spec satisfies it.
+POD_SECURITY = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+# Sized from the benchmarks (README "Install on a cluster"): bench/bench_controller.py at 100k pods,
+# 20k workloads and 1,000 groups estimates a controller process at 170 MB (36 MB with the policy
+# compiled + 134 MB of reconciler and ledger state), and an idle `serve` with the example policy holds
+# 46 MB: the request, 256Mi, is the leader's steady state at that size. A full relist holds a listing
+# beside the state (the bench's 136k generated objects took ~400 MB): the limit, 1Gi, covers
+# 170 + 46 + 400 MB with headroom. No CPU limit: throttling would show up as admission latency.
+RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "200m", "memory": "256Mi"},
+                                        "limits": {"memory": "1Gi"}}
 
 
 def parse_kube_version(text: str) -> tuple[int, int]:
@@ -206,9 +242,11 @@ TlsMode = Literal["secret", "cert-manager", "embedded", "existing"]
 
 def deployment(
     namespace: str, image: str, replicas: int, tls: TlsMode, tls_secret: str, failure_mode: str,
-    priority_class: str | None,
+    priority_class: str | None, exempt: Sequence[str] = (),
 ) -> dict[str, Any]:
     args = ["serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT)]
+    for name in exempt:  # the same list the webhook configuration skips (serve judges the label by it)
+        args += ["--exempt-namespace", name]
     mounts: list[dict[str, Any]] = [{"name": "policy", "mountPath": POLICY_MOUNT, "readOnly": True}]
     volumes: list[dict[str, Any]] = [{"name": "policy", "configMap": {"name": f"{NAME}-policy"}}]
     if tls == "secret":
@@ -239,10 +277,11 @@ def deployment(
         "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", **probe}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "failureThreshold": 3},
-        # No CPU limit: throttling would show up as admission latency at the apiserver.
-        "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": {k: dict(v) for k, v in RESOURCES.items()},
+        # Everything Pod Security "restricted" asks of a container, and a read-only root.
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {
@@ -295,6 +334,9 @@ def manifests(
     embed_self_signed: bool = False,
     priority_class: str | None = DEFAULT_PRIORITY_CLASS,
     kube_version: tuple[int, int] = DEFAULT_KUBE_VERSION,
+    exempt_namespaces: Sequence[str] = (),
+    webhook_from: Sequence[str] = (),
+    metrics_from_namespace: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every object, in apply order (the webhook configuration last).
 
@@ -302,7 +344,19 @@ def manifests(
     a Secret (nothing secret is printed); `cert_manager` asks cert-manager for
     them; `tls_secret` + `ca_bundle` mount a Secret made elsewhere; and only
     `embed_self_signed` prints a private key (the caller warns).
+    `exempt_namespaces` adds to kube-system and `namespace`, which are always exempt.
     """
+    namespace = namespace_name(namespace)
+    exempt = exempt_list(namespace, exempt_namespaces)
+    by_name = kube_version >= NAME_LABEL_SINCE
+    if metrics_from_namespace is not None:
+        namespace_name(metrics_from_namespace)
+        if not by_name:
+            raise InputError(
+                "--metrics-from-namespace selects the namespace by its kubernetes.io/metadata.name label, which "
+                "Kubernetes sets (and guards) from 1.21; on an older cluster any namespace could claim it. "
+                "Leave it out, or give --kube-version 1.21 or later")
+    blocks = [_cidr(c) for c in webhook_from]
     if (tls_secret is None) != (ca_bundle is None):
         raise InputError(
             "--tls-secret and --ca-bundle go together: the Secret to mount and the CA that signed it"
@@ -317,7 +371,7 @@ def manifests(
     hosts = service_hosts(namespace)
     docs: list[dict[str, Any]] = [
         ledger_crd.crd(),
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        *namespaces(namespace, exempt, by_name),
         *rbac(policy, namespace, keeps_secret=tls == "secret"),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"{NAME}-policy", namespace),
          "data": files},
@@ -342,7 +396,7 @@ def manifests(
         assert ca_bundle is not None
         client_config["caBundle"] = base64.b64encode(ca_bundle).decode()
     elif tls == "cert-manager":
-        # cert-manager's cainjector copies the Certificate's CA into caBundle.
+        # cert-manager's cainjector copies the Certificate's CA into every webhook's caBundle.
         annotations["cert-manager.io/inject-ca-from"] = f"{namespace}/{CERTIFICATE}"
     # tls == "secret": no caBundle here; every replica writes it (server/certs.py). Re-applying
     # these manifests leaves it alone: kubectl apply only touches fields it set.
@@ -355,35 +409,113 @@ def manifests(
     webhook_meta = _meta(NAME)
     if annotations:
         webhook_meta["annotations"] = annotations
+    quota_hook: dict[str, Any] = {
+        "name": WEBHOOK_NAME,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "NoneOnDryRun",
+        "timeoutSeconds": 5,
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "clientConfig": client_config,
+        "namespaceSelector": {"matchExpressions": [
+            # By name where Kubernetes guards the name label; else by a label only listed namespaces
+            # may carry (the namespaces webhook below refuses it elsewhere).
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": list(exempt)} if by_name
+            else {"key": EXEMPT_LABEL, "operator": "DoesNotExist"},
+        ]},
+        "rules": webhook_rules(policy),
+    }
+    hooks = [quota_hook]
+    if not by_name:
+        hooks.append(namespace_webhook(client_config))
     docs += [
-        deployment(namespace, image, replicas, tls, tls_secret or TLS_SECRET, failure_mode, priority_class),
-        # policy/v1 arrived in 1.21; v1beta1 is the same object for older clusters.
+        deployment(namespace, image, replicas, tls, tls_secret or TLS_SECRET, failure_mode, priority_class, exempt),
+        # maxUnavailable, not minAvailable: at one replica (or on a one-node cluster) minAvailable 1
+        # would block every drain forever. policy/v1 arrived in 1.21; v1beta1 is the same object.
         {"apiVersion": "policy/v1" if kube_version >= (1, 21) else "policy/v1beta1",
          "kind": "PodDisruptionBudget", "metadata": _meta(NAME, namespace),
-         "spec": {"minAvailable": 1, "selector": {"matchLabels": _labels()}}},
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels()}}},
+        network_policy(namespace, blocks, metrics_from_namespace),
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": webhook_meta,
-            "webhooks": [{
-                "name": WEBHOOK_NAME,
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "NoneOnDryRun",
-                "timeoutSeconds": 5,
-                "failurePolicy": failure_policy,
-                "matchPolicy": "Equivalent",
-                "clientConfig": client_config,
-                # By name, never by a label anyone may set: Kubernetes >= 1.21 sets this label on
-                # every namespace and refuses changes to it.
-                "namespaceSelector": {"matchExpressions": [
-                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                     "values": sorted({"kube-system", namespace})},
-                ]},
-                "rules": webhook_rules(policy),
-            }],
+            "webhooks": hooks,
         },
     ]
     return docs
+
+
+def namespaces(namespace: str, exempt: Sequence[str], by_name: bool) -> list[dict[str, Any]]:
+    """The webhook's namespace (restricted Pod Security) and, before 1.21, the exemption labels.
+
+    Only kube-system besides the own namespace is labelled here: `kubectl delete -f`
+    of this output would delete any other namespace it names (kube-system cannot be
+    deleted). Other listed namespaces are labelled by hand; the header says how.
+    """
+    own: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": namespace, "labels": dict(POD_SECURITY)}}
+    if by_name:
+        return [own]
+    own["metadata"]["labels"][EXEMPT_LABEL] = "true"
+    docs = [own]
+    if "kube-system" in exempt and namespace != "kube-system":
+        docs.insert(0, {"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": "kube-system", "labels": {EXEMPT_LABEL: "true"}}})
+    return docs
+
+
+def namespace_webhook(client_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Kubernetes < 1.21: namespace CREATE/UPDATE that involve the exemption label go to serve.
+
+    The objectSelector sends only namespaces whose old or new labels carry the
+    label, so creating or editing any other namespace never waits on quotalang.
+    failurePolicy is always Fail: a label taken while the webhook is down would
+    outlive the outage. The price: while no replica answers, the labelled
+    namespaces' own objects (not their pods) cannot be updated.
+    """
+    service = dict(client_config["service"], path=NAMESPACES_PATH)
+    return {
+        "name": NAMESPACE_WEBHOOK_NAME,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "failurePolicy": "Fail",
+        "matchPolicy": "Equivalent",
+        "clientConfig": {**client_config, "service": service},
+        "objectSelector": {"matchExpressions": [{"key": EXEMPT_LABEL, "operator": "Exists"}]},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                   "resources": ["namespaces"], "scope": "Cluster"}],
+    }
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise InputError(f"--webhook-from {text!r} is not a CIDR like 10.0.0.0/16") from None
+
+
+def network_policy(namespace: str, webhook_from: Sequence[str], metrics_from: str | None) -> dict[str, Any]:
+    """Ingress to the webhook pods: the webhook port only.
+
+    From `webhook_from` (ipBlocks: the control plane's addresses) when given,
+    else from anywhere: where the apiserver's calls come from depends on the
+    cluster (host network, a cloud's control plane). /metrics and the JSON API
+    are served on the same port today, so `metrics_from` (a namespace, by the
+    name label Kubernetes guards) adds that port from there; it matters when
+    `webhook_from` narrows the first rule. Egress is left open: the
+    apiserver's address is not known here either.
+    """
+    port = [{"protocol": "TCP", "port": PORT}]
+    ingress: list[dict[str, Any]] = [
+        {"ports": port, **({"from": [{"ipBlock": {"cidr": c}} for c in webhook_from]} if webhook_from else {})},
+    ]
+    if metrics_from is not None:
+        ingress.append({"ports": port, "from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": metrics_from}}}]})
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(NAME, namespace),
+            "spec": {"podSelector": {"matchLabels": _labels()}, "policyTypes": ["Ingress"], "ingress": ingress}}
 
 
 def service_hosts(namespace: str) -> list[str]:
@@ -396,12 +528,98 @@ def has_private_key(docs: list[dict[str, Any]]) -> bool:
     return any(d.get("kind") == "Secret" and "tls.key" in (d.get("data") or {}) for d in docs)
 
 
-def render_yaml(docs: list[dict[str, Any]], namespace: str, replicas: int) -> str:
-    header = [
+def _hand_labelled(docs: list[dict[str, Any]]) -> list[str]:
+    """Exempt namespaces this output does not label itself (before 1.21): the header says to."""
+    hooks: list[dict[str, Any]] = next(
+        (d["webhooks"] for d in docs if d.get("kind") == "ValidatingWebhookConfiguration"), [])
+    if not any(h.get("name") == NAMESPACE_WEBHOOK_NAME for h in hooks):
+        return []
+    labelled = {d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"}
+    deploy = next((d for d in docs if d.get("kind") == "Deployment"), None)
+    args: list[str] = deploy["spec"]["template"]["spec"]["containers"][0]["args"] if deploy else []
+    listed = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--exempt-namespace"]
+    return [n for n in listed if n not in labelled]
+
+
+def header(docs: list[dict[str, Any]], namespace: str, apply: str) -> list[str]:
+    lines = [
         f"# quotalang webhook for namespace {namespace}: generated by `quotalang manifests`.",
-        "# Apply with: quotalang manifests ... | kubectl apply -f -",
+        f"# Apply with: {apply}",
     ]
+    for name in _hand_labelled(docs):
+        lines.append(f"# Exempt namespace {name}: kubectl label namespace {name} {EXEMPT_LABEL}=true")
     if has_private_key(docs):
-        header.append("# WARNING: this output holds a private key (--embed-self-signed); keep it out of Git and logs.")
+        lines.append("# WARNING: this output holds a private key (--embed-self-signed); keep it out of Git and logs.")
+    return lines
+
+
+def render_yaml(docs: list[dict[str, Any]], namespace: str, replicas: int) -> str:
     body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120)
-    return "\n".join(header) + "\n" + body
+    return "\n".join(header(docs, namespace, "quotalang manifests ... | kubectl apply -f -")) + "\n" + body
+
+
+KUSTOMIZATION = "kustomization.yaml"
+_MARK = "# written by `quotalang manifests --output-dir`"
+
+
+def file_name(index: int, doc: Mapping[str, Any]) -> str:
+    """`03-clusterrole-quotalang.yaml`: apply order first, then what the object is."""
+    name = str(doc["metadata"]["name"]).replace(":", "-")
+    return f"{index:02d}-{str(doc['kind']).lower()}-{name}.yaml"
+
+
+def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path) -> list[Path]:
+    """One file per object and a kustomization.yaml naming them in apply order; returns what was written.
+
+    A folder that holds other files is refused (the output would mix with them);
+    one written by an earlier run is replaced whole, so an object dropped since
+    does not linger as a file nobody applies. A private key (--embed-self-signed)
+    goes into a file only its owner can read.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--output-dir {folder} is a file, not a directory")
+    if folder.is_dir():
+        present = sorted(p.name for p in folder.iterdir())
+        ours = _previous_output(folder)
+        foreign = [n for n in present if n not in ours]
+        if foreign:
+            raise InputError(
+                f"--output-dir {folder} holds files this command did not write ({', '.join(foreign[:5])}); "
+                "give an empty or new directory")
+        for name in ours & set(present):
+            (folder / name).unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    names: list[str] = []
+    for index, doc in enumerate(docs, start=1):
+        name = file_name(index, doc)
+        secret = doc.get("kind") == "Secret" and "tls.key" in (doc.get("data") or {})
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "w") as out:
+            out.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120))
+        names.append(name)
+        written.append(path)
+    lines = [_MARK, *header(docs, namespace, f"kubectl apply -k {folder}")]
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": names}
+    path = folder / KUSTOMIZATION
+    path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(kustomization, sort_keys=False))
+    written.append(path)
+    return written
+
+
+def _previous_output(folder: Path) -> set[str]:
+    """The files an earlier `--output-dir` run wrote here (its kustomization and what that lists)."""
+    path = folder / KUSTOMIZATION
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    if not text.startswith(_MARK):
+        return set()
+    try:
+        listed = (yaml.safe_load(text) or {}).get("resources") or []
+    except yaml.YAMLError:
+        return set()
+    return {KUSTOMIZATION, *(n for n in listed if isinstance(n, str) and "/" not in n and n != "..")}

@@ -46,6 +46,7 @@ from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReload
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.routing import BaseRoute
 
     from quotalang.controller.kube.api import KubeApi
     from quotalang.controller.ledger.base import ControllerLedger
@@ -87,6 +88,9 @@ class ServeOptions:
     cert_service: str = "quotalang"
     webhook_configuration: str | None = None
     cert_validity: float | None = None
+    # Namespaces that may carry the exemption label (quotalang.server.exemptions); kube-system and
+    # the pod's own namespace are added.
+    exempt_namespaces: tuple[str, ...] = ()
 
     @property
     def cluster(self) -> bool:
@@ -126,7 +130,7 @@ def serve(opts: ServeOptions) -> int:
     runtime = _Runtime(opts, holder, metrics)
     ledger = runtime.build()
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
-                     waiting_for=runtime.waiting_for)
+                     waiting_for=runtime.waiting_for, routes=_exemption_routes(opts))
 
     keeper = _cert_keeper(opts, metrics)
     cert, key, ca = _tls_files(opts, keeper)
@@ -265,6 +269,19 @@ class _Runtime:
             self.controller.stop()
         if self.sqlite is not None:
             self.sqlite.close()
+
+
+def _exemption_routes(opts: ServeOptions) -> list[BaseRoute]:
+    """The namespace webhook's route, judging the exemption label by the install-time list."""
+    from quotalang.errors import InputError
+    from quotalang.server import exemptions
+    from quotalang.server.stores import lease_namespace
+
+    try:
+        exempt = exemptions.exempt_list(lease_namespace(), opts.exempt_namespaces)
+    except InputError as exc:
+        raise ServeError(str(exc)) from None
+    return exemptions.routes(exempt, opts.max_body)
 
 
 def _url_host(host: str) -> str:

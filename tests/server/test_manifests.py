@@ -52,6 +52,7 @@ def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> Non
         "Service",
         "Deployment",
         "PodDisruptionBudget",
+        "NetworkPolicy",
         "ValidatingWebhookConfiguration",
     ]
     namespaced = [
@@ -92,12 +93,12 @@ def test_the_webhook_rules_cover_every_kind_its_scale_and_hpas(docs: list[dict[s
     assert "mpijobs" in rules["kubeflow.org", "v2beta1"]["resources"]
     assert {"rayclusters", "rayjobs"} <= set(rules["ray.io", "v1"]["resources"])
     assert rules["autoscaling", "*"]["resources"] == ["horizontalpodautoscalers"]
-    expressions = hook["namespaceSelector"]["matchExpressions"]
-    assert {
-        "key": "kubernetes.io/metadata.name",
-        "operator": "NotIn",
-        "values": ["kube-system", "quota-system"],
-    } in expressions
+    assert hook["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "quota-system"]},
+    ]}
+    # From 1.21 the name label is the apiserver's: no label of ours, no namespace webhook.
+    assert len(find(docs, "ValidatingWebhookConfiguration")["webhooks"]) == 1
+    assert "quotalang.dev/exempt" not in yaml.safe_dump_all(docs)
 
 
 def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> None:
@@ -180,7 +181,7 @@ def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> N
     assert container["args"][-3:] == ["--in-cluster", "--store", "kubernetes"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "scheme": "HTTPS", "port": "https"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["resources"]["requests"] == {"cpu": "200m", "memory": "256Mi"}
+    assert container["resources"] == {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
     assert (
         pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
             "podAffinityTerm"
@@ -188,7 +189,21 @@ def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> N
         == "kubernetes.io/hostname"
     )
     assert pod["serviceAccountName"] == "quotalang"
-    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    # maxUnavailable 1: a drain may always evict one pod, even at one replica on one node.
+    assert find(docs, "PodDisruptionBudget")["spec"] == {
+        "maxUnavailable": 1, "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
+    # Pod Security "restricted", and the pod satisfies it with a read-only root and an emptyDir /tmp.
+    labels = find(docs, "Namespace")["metadata"]["labels"]
+    assert {labels[f"pod-security.kubernetes.io/{m}"] for m in ("enforce", "audit", "warn")} == {"restricted"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    args = container["args"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--exempt-namespace"] == ["kube-system", "quota-system"]
     assert find(docs, "Service")["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
 
 
@@ -281,3 +296,101 @@ def test_issue_names_every_host() -> None:
     )
     assert names.get_values_for_type(x509.DNSName) == ["a.example"]
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.1"]
+
+
+def test_before_1_21_exemption_is_a_label_only_listed_namespaces_may_carry() -> None:
+    docs = manifests([str(EXAMPLES)], "q", kube_version=(1, 20), exempt_namespaces=["monitoring"])
+    label = "quotalang.dev/exempt"
+    quota, guard = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert quota["namespaceSelector"] == {"matchExpressions": [{"key": label, "operator": "DoesNotExist"}]}
+    # The guard sees namespace writes where the old or new object has the label, and fails closed.
+    assert guard["name"] == "namespaces.quotalang.dev"
+    assert guard["objectSelector"] == {"matchExpressions": [{"key": label, "operator": "Exists"}]}
+    assert guard["failurePolicy"] == "Fail"
+    assert guard["sideEffects"] == "None"
+    assert guard["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                               "resources": ["namespaces"], "scope": "Cluster"}]
+    assert guard["clientConfig"]["service"] == {"namespace": "q", "name": "quotalang", "path": "/validate-namespaces",
+                                                "port": 443}
+    # The manifests label kube-system and their own namespace, before the webhooks exist.
+    namespaces = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Namespace"}
+    assert namespaces["kube-system"] == {label: "true"}
+    assert namespaces["q"][label] == "true"
+    assert "monitoring" not in namespaces  # `kubectl delete -f` would delete it
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--exempt-namespace"] == ["kube-system", "monitoring", "q"]
+
+
+def test_the_header_says_which_exempt_namespaces_to_label_by_hand() -> None:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--kube-version", "1.20",
+                     "--exempt-namespace", "monitoring")
+    assert code == 0
+    assert "# Exempt namespace monitoring: kubectl label namespace monitoring quotalang.dev/exempt=true" in text
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--exempt-namespace", "monitoring")
+    assert code == 0 and "kubectl label" not in text  # 1.21: by name, nothing to label
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    selector = find(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]
+    assert selector["matchExpressions"][0]["values"] == ["kube-system", "monitoring", "q"]
+
+
+@pytest.mark.parametrize("name", ["Kube-System", "a b", "-x", "x" * 64, "a/b", ""])
+def test_a_bad_namespace_name_is_a_clear_error(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InputError, match="is not a namespace name"):
+        manifests([str(EXAMPLES)], "q", exempt_namespaces=[name])
+    assert run("--policy", str(EXAMPLES), "--namespace", name or "''")[0] == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_network_policy_admits_only_the_webhook_port() -> None:
+    default = find(manifests([str(EXAMPLES)], "q"), "NetworkPolicy")
+    assert default["spec"]["policyTypes"] == ["Ingress"]
+    assert default["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "quotalang",
+                                                              "app.kubernetes.io/component": "webhook"}}
+    assert default["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+    narrowed = find(manifests([str(EXAMPLES)], "q", webhook_from=["10.0.0.0/24", "192.168.1.7"],
+                              metrics_from_namespace="monitoring"), "NetworkPolicy")
+    assert narrowed["spec"]["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": 8443}],
+         "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "192.168.1.7/32"}}]},
+        {"ports": [{"protocol": "TCP", "port": 8443}],
+         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+    ]
+    with pytest.raises(InputError, match="not a CIDR"):
+        manifests([str(EXAMPLES)], "q", webhook_from=["anywhere"])
+    # Before 1.21 any namespace could claim the name label: refused, not silently weak.
+    with pytest.raises(InputError, match=r"from 1\.21"):
+        manifests([str(EXAMPLES)], "q", kube_version=(1, 20), metrics_from_namespace="monitoring")
+
+
+def test_output_dir_writes_one_file_per_object_and_a_kustomization(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    code, said = run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder))
+    assert code == 0 and "kubectl apply -k" in said
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    files = kustomization["resources"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*files, "kustomization.yaml"])
+    docs = [yaml.safe_load((folder / name).read_text()) for name in files]
+    assert [d["kind"] for d in docs] == [d["kind"] for d in manifests([str(EXAMPLES)], "q")]
+    assert files[0] == "01-customresourcedefinition-quotaledgers.quotalang.dev.yaml"
+    assert files[-1] == f"{len(files):02d}-validatingwebhookconfiguration-quotalang.yaml"
+    # A second run replaces its own output (a dropped object leaves no file behind) ...
+    code, _ = run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder), "--kube-version",
+                  "1.20")
+    assert code == 0
+    again = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*again, "kustomization.yaml"])
+    # ... but never mixes with files it did not write.
+    (folder / "mine.yaml").write_text("keep: me\n")
+    assert run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder))[0] == 2
+    assert (folder / "mine.yaml").read_text() == "keep: me\n"
+    assert run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder / "mine.yaml"))[0] == 2
+
+
+def test_output_dir_keeps_an_embedded_key_private(tmp_path: Path) -> None:
+    code, _ = run("--policy", str(EXAMPLES), "--namespace", "q", "--embed-self-signed", "--output-dir",
+                  str(tmp_path / "out"))
+    assert code == 0
+    secret = next((tmp_path / "out").glob("*-secret-quotalang-tls.yaml"))
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert "WARNING: this output holds a private key" in (tmp_path / "out" / "kustomization.yaml").read_text()
