@@ -29,7 +29,7 @@ import orjson
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.decision import Decision
-from quotalang.errors import InternalError
+from quotalang.errors import InputError, InternalError
 
 DEFAULT_RESERVATION_TTL = 30.0
 EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -209,6 +209,15 @@ def add_usage(target: dict[str, int], usage: Usage, sign: int = 1) -> None:
             target.pop(key, None)
 
 
+def maximum(a: Usage, b: Usage) -> dict[str, int]:
+    """Per key, the larger of two usages: what to hold when either may be the one that exists."""
+    out = dict(a)
+    for key, value in b.items():
+        if value > out.get(key, 0):
+            out[key] = value
+    return out
+
+
 def positive(usage: Usage) -> dict[str, int]:
     """The part of a delta that needs room (reservations hold only that)."""
     return {k: v for k, v in usage.items() if v > 0}
@@ -276,8 +285,25 @@ def pack(body: Mapping[str, Any]) -> bytes:
     traverses on every full collection, and each admission would add a
     hundred more; one bytes object per body is invisible to it (and smaller).
     Bodies are read back only for a `Scale` or an HPA, which are rare.
+    A body orjson cannot encode (nested past its depth limit) is an
+    `InputError`: stores pack before they write anything, so such an object
+    is denied and leaves no trace.
     """
-    return orjson.dumps(body, default=str)
+    try:
+        return orjson.dumps(body, default=str)
+    except orjson.JSONEncodeError as exc:
+        raise InputError(f"the object cannot be recorded: {exc}") from None
+
+
+def pack_observed(body: Mapping[str, Any] | None) -> bytes | None:
+    """`pack` for what the watch saw: an object the index cannot hold is still counted, only not indexed
+    (a `/scale` of it is then looked up live)."""
+    if body is None:
+        return None
+    try:
+        return pack(body)
+    except InputError:
+        return None
 
 
 def unpack(raw: bytes) -> dict[str, Any]:
@@ -376,8 +402,10 @@ __all__ = [
     "at_or_after",
     "later",
     "look_up",
+    "maximum",
     "newer",
     "pack",
+    "pack_observed",
     "positive",
     "summed",
     "unpack",

@@ -67,6 +67,7 @@ from quotalang.controller.ledger.base import (
     look_up,
     newer,
     pack,
+    pack_observed,
     summed,
     version_of,
 )
@@ -532,11 +533,12 @@ class KubernetesLedger:
         edits: dict[str, list[Callable[[LedgerState], bool]]] = {}
         for seen in observations:
             slot = identity_key(seen.identity)
+            packed = pack_observed(seen.body)
             with self._index_lock:
                 previous = self._observed.get(seen.identity)
                 self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
-                if seen.body is not None:
-                    self._bodies[seen.identity] = pack(seen.body)
+                if packed is not None:
+                    self._bodies[seen.identity] = packed
             same = previous is not None and previous.group == seen.group
             fold = _folder(slot, seen.resource_version)
             if seen.group is not None:

@@ -12,10 +12,24 @@ tables; it is always taken innermost and never held while evaluating.
 Two ways to run:
 
 * **standalone** (the default; what `quotalang serve` uses with no cluster):
-  nobody watches the cluster, so usage comes from admissions alone. An
-  admitted request is folded straight into observed usage as the object's new
-  usage (replacing what the same object was recorded with before), and a
-  DELETE review, when one is sent, releases it (`forget`).
+  nobody watches the cluster, so usage comes from admissions alone, and what
+  an object holds (per group) errs toward over-counting, as native quota
+  does:
+
+  - CREATE of a name the ledger does not hold: its group holds its usage.
+  - CREATE of a name it already holds (a retry, or a re-create the apiserver
+    will refuse with AlreadyExists — the webhook is asked first): never
+    lowers anything. The same group holds the per-key maximum of the two;
+    another group is charged as well, and the first keeps what it held.
+  - UPDATE: the object holds what the updated object charges, in its group
+    (a shrink frees quota at once, a label move releases the old group,
+    unlabelled releases all); an object the UPDATE leaves with no kind rule
+    keeps what it held, as the decision's charges (none) say.
+  - DELETE (when the webhook configuration sends it): every group it held is
+    released.
+
+  Nothing is written before the object's body is packed and the decision is
+  complete: an object that fails anywhere leaves no trace.
 * **reconciled** (`standalone=False`; for the controller): an admitted request
   becomes a pending reservation keyed by the object's identity, holding the
   usage delta per group it was admitted with, a deadline and the admitted
@@ -56,7 +70,9 @@ from quotalang.controller.ledger.base import (
     add_usage,
     at_or_after,
     look_up,
+    maximum,
     pack,
+    pack_observed,
     summed,
     version_of,
 )
@@ -122,6 +138,7 @@ class MemoryLedger:
         self._groups: dict[str, _Group] = {}
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, Observed] = {}
+        self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, _Pending] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
@@ -167,8 +184,8 @@ class MemoryLedger:
         return look_up(identity, self._pending, self._bodies, self._clock(), self._fallback_lookup)
 
     def __len__(self) -> int:
-        """Observed objects."""
-        return len(self._observed)
+        """Objects recorded: observed (reconciled), or admitted and not deleted (standalone)."""
+        return len(self._held) if self._standalone else len(self._observed)
 
     # ---------------------------------------------------------- admission
     def admit(
@@ -217,36 +234,41 @@ class MemoryLedger:
         key = identity or ObjectKey.of(body)
         packed = pack(body)  # before anything is written: a body that cannot be packed writes nothing
         if self._standalone:
-            return self._fold(key, decision.group, state, decision.stored_usage, packed)
+            return self._fold(key, decision, state, packed)
         self._reserve(key, state, decision, packed, admitted_rv)
         return []
 
     def _fold(
-        self,
-        key: ObjectKey,
-        group_name: str | None,
-        state: _Group | None,
-        usage: dict[str, int],
-        body: bytes,
+        self, key: ObjectKey, decision: Decision, state: _Group | None, body: bytes
     ) -> list[tuple[str, dict[str, int]]]:
-        """Make `usage` the object's observed usage in `group_name`; the caller holds its lock."""
+        """Standalone: what the object holds after `decision` (the rules are in the module doc).
+
+        The caller holds `state.lock` (the decision's group); the groups the
+        object leaves are returned, to be released after that lock is let go.
+        """
+        group, new = decision.group, decision.stored_usage
         with self._index_lock:
-            previous = self._observed.get(key)
-            self._observed[key] = Observed(group_name, usage)
+            held = self._held.get(key, {})
+            if decision.operation == "CREATE":
+                after = dict(held)
+                if group is not None:
+                    after[group] = maximum(held.get(group, EMPTY), new)
+            elif decision.reason == "no-rule":
+                after = held  # the new object says nothing about usage: keep what it held (as its charges do)
+            else:
+                after = {group: new} if group is not None else {}
+            self._held[key] = after
             self._bodies[key] = body
-        if previous is not None and previous.group == group_name:
-            # The same object again (a retry, an update): apply only what changed.
-            if state is not None and previous.usage != usage:
-                diff = {k: v - previous.usage.get(k, 0) for k, v in usage.items()}
-                diff.update({k: -v for k, v in previous.usage.items() if k not in usage})
-                add_usage(state.observed, diff, +1)
-                add_usage(state.used, diff, +1)
-            return []
-        if state is not None:
-            state.add_observed(usage, +1)
-        if previous is None or previous.group is None:
-            return []
-        return [(previous.group, previous.usage)]
+        if state is not None and group is not None:
+            before = held.get(group)
+            if before is None:
+                state.add_observed(after[group], +1)
+            elif before != after[group]:
+                diff = dict(after[group])
+                add_usage(diff, before, -1)
+                add_usage(state.observed, diff)
+                add_usage(state.used, diff)
+        return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
         self,
@@ -295,11 +317,12 @@ class MemoryLedger:
         observation is at or after the version it was admitted at.
         """
         folded: _Pending | None = None
+        packed = pack_observed(body)
         with self._index_lock:
             previous = self._observed.get(identity)
             self._observed[identity] = Observed(group, dict(usage))
-            if body is not None:
-                self._bodies[identity] = pack(body)
+            if packed is not None:
+                self._bodies[identity] = packed
             pending = self._pending.get(identity)
             if pending is not None and at_or_after(resource_version, pending.resource_version):
                 folded = self._pending.pop(identity)
@@ -320,15 +343,18 @@ class MemoryLedger:
             self.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version, body=seen.body)
 
     def forget(self, identity: ObjectKey) -> None:
-        """The object is gone: release its observed usage and any reservation."""
+        """The object is gone: release its observed usage (standalone: every group it held) and any reservation."""
         with self._index_lock:
             previous = self._observed.pop(identity, None)
+            held = self._held.pop(identity, {})
             pending = self._pending.pop(identity, None)
             self._bodies.pop(identity, None)
         if previous is not None and previous.group is not None:
-            state = self._group(previous.group)
+            held = {**held, previous.group: previous.usage}
+        for group, usage in held.items():
+            state = self._group(group)
             with state.lock:
-                state.add_observed(previous.usage, -1)
+                state.add_observed(usage, -1)
         if pending is not None:
             self._release(identity, pending)
 

@@ -16,6 +16,7 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.errors import InputError
 from quotalang.loader import load_text
 
 NANO = 10**9
@@ -158,6 +159,73 @@ def test_forget_releases_an_object(policy: CompiledPolicy) -> None:
     assert ledger.lookup(key("web")) is None
 
 
+# Standalone rules (README, "Ledger"): never under-count, err toward over-counting.
+def test_standalone_recreate_of_a_held_name_never_lowers_its_usage(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    assert ledger.admit(policy, deployment("web", replicas=10), "CREATE").allowed  # 40 of 40
+    # `kubectl create` of the same name with nothing: the apiserver will answer AlreadyExists,
+    # but the webhook is asked first. The 40 stay charged, so a second 40 cannot get in.
+    assert ledger.admit(policy, deployment("web", replicas=0), "CREATE").allowed
+    assert cpu(ledger, "a") == 10 * CPU
+    assert not ledger.admit(policy, deployment("other", replicas=10), "CREATE").allowed
+
+
+def test_standalone_recreate_with_more_holds_the_larger(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    ledger.admit(policy, deployment("web", replicas=3), "CREATE")
+    assert cpu(ledger, "a") == 3 * CPU
+    assert ledger.group_usage("a").objects == 1
+
+
+def test_standalone_recreate_in_another_group_charges_both_until_delete(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
+    ledger.admit(policy, deployment("web", "b", replicas=3), "CREATE")  # either may be the one that exists
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (2 * CPU, 3 * CPU)
+    ledger.forget(key("web"))  # DELETE releases every group the name held
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 0)
+    assert (ledger.group_usage("a").objects, ledger.group_usage("b").objects, len(ledger)) == (0, 0, 0)
+
+
+def test_standalone_update_holds_what_the_updated_object_charges(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
+    ledger.admit(policy, deployment("web", "b", replicas=3), "CREATE")
+    # An UPDATE proves which object exists: the name holds what the updated object charges, and only that.
+    ledger.admit(policy, deployment("web", "b", replicas=1), "UPDATE", old=deployment("web", "b", replicas=3))
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 1 * CPU)
+
+
+def test_standalone_update_to_no_kind_rule_keeps_the_usage_its_charges_keep(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    served_as = {**deployment("web", replicas=0), "apiVersion": "apps/v1beta2"}  # no kind rule reads it
+    decision = ledger.admit(policy, served_as, "UPDATE", old=deployment("web", replicas=2))
+    assert decision.allowed and decision.reason == "no-rule" and decision.charges == {}
+    assert cpu(ledger, "a") == 2 * CPU  # nothing released, as the charges say
+
+
+def test_an_object_that_cannot_be_recorded_leaves_no_trace(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger()
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(300):  # past orjson's depth limit: the body cannot be packed
+        node["x"] = {}
+        node = node["x"]
+    poisoned = deployment("web", replicas=10)
+    poisoned["metadata"] = {**poisoned["metadata"], "annotations": {"deep": deep}}
+    with pytest.raises(InputError):
+        ledger.admit(policy, poisoned, "CREATE")
+    assert (cpu(ledger, "a"), len(ledger), ledger.lookup(key("web"))) == (0, 0, None)
+    assert ledger.admit(policy, deployment("web", replicas=10), "CREATE").allowed  # charged in full
+    assert cpu(ledger, "a") == 10 * CPU
+    reconciled = MemoryLedger(standalone=False)
+    with pytest.raises(InputError):
+        reconciled.admit(policy, poisoned, "CREATE")
+    assert (cpu(reconciled, "a"), list(reconciled.pending())) == (0, [])
+
+
 def test_dry_runs_and_denials_reserve_nothing(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
     assert ledger.admit(policy, deployment("web", replicas=2), "CREATE", dry_run=True).allowed
@@ -191,7 +259,7 @@ def test_scale_reads_the_indexed_parent_and_updates_it(policy: CompiledPolicy) -
 def test_an_hpa_is_checked_and_never_recorded(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
     ledger.admit(policy, deployment("web", replicas=2), "CREATE")
-    hpa = {
+    hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "web", "namespace": "ns"},
