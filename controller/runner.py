@@ -20,10 +20,11 @@ from pathlib import Path
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import cash_file
+from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.ledger.base import ControllerLedger
+from quotalang.controller.ledger.base import ControllerLedger, TakesLimitRanges
 from quotalang.controller.reconcile import PODS, Reconciler
 
 LOG = logging.getLogger("quotalang.controller")
@@ -68,8 +69,17 @@ class Controller:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.limit_ranges = limit_ranges.LimitRangeIndex()
+        self._limit_watch: Watcher | None = None
 
     def start(self) -> None:
+        if isinstance(self.ledger, TakesLimitRanges) and self.ledger.limit_ranges is None:
+            # Pods are charged as the LimitRanger will store them (a kubernetes store's runtime
+            # already watches them on every replica).
+            self.ledger.limit_ranges = self.limit_ranges
+            self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
+                                        resync=self.resync)
+            self._limit_watch.start()
         if self.state_file is not None:
             restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
             if restored:
@@ -84,6 +94,8 @@ class Controller:
         with self._lock:
             for watcher in self.watchers.values():
                 watcher.stop()
+        if self._limit_watch is not None:
+            self._limit_watch.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:
@@ -94,7 +106,9 @@ class Controller:
 
     @property
     def synced(self) -> bool:
-        """Every watcher has listed its collection once (readiness)."""
+        """Every watcher (LimitRanges too) has listed its collection once (readiness)."""
+        if self._limit_watch is not None and not self._limit_watch.listed.is_set():
+            return False
         with self._lock:
             return bool(self.watchers) and all(w.listed.is_set() for w in self.watchers.values())
 

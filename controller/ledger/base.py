@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import orjson
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.decision import Decision
 from quotalang.errors import InputError, InternalError
+from quotalang.limitranges import LimitRanges
 
 DEFAULT_RESERVATION_TTL = 30.0
 EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -166,6 +167,18 @@ class Ledger(Protocol):
     def forget(self, identity: ObjectKey) -> None: ...
 
     def group_usage(self, group: str) -> GroupUsage: ...
+
+
+@runtime_checkable
+class TakesLimitRanges(Protocol):
+    """A store that hands the namespace's LimitRanges to the evaluator (`evaluate(..., limit_ranges=)`).
+
+    Not part of `Ledger`: the controller installs its LimitRange index into a
+    store that has the attribute (`controller.kube.limit_ranges`); None (no
+    cluster) applies no defaults.
+    """
+
+    limit_ranges: LimitRanges | None
 
 
 class CashStore(Protocol):
@@ -395,6 +408,7 @@ __all__ = [
     "ObjectKey",
     "Observation",
     "Observed",
+    "TakesLimitRanges",
     "Usage",
     "accrue_into",
     "accrued",

@@ -85,6 +85,7 @@ from quotalang.controller.ledger.crd import (
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.decision import Decision
 from quotalang.evaluator import evaluate, resolve_group
+from quotalang.limitranges import LimitRanges
 
 LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
@@ -230,6 +231,7 @@ class KubernetesLedger:
         self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
         self._pending: dict[ObjectKey, _Pending] = {}  # what this replica admitted, for lookups
         self._tokens = itertools.count(1)  # controller writes, for their tokens
+        self.limit_ranges: LimitRanges | None = None  # every replica's runtime installs its index
 
     # ------------------------------------------------------------ the cache
     def remember(self, state: LedgerState) -> None:
@@ -358,7 +360,8 @@ class KubernetesLedger:
         """
         group, _ = resolve_group(policy, parent if parent is not None else obj)
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
-            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
+            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
+                            limit_ranges=self.limit_ranges)
         until = deadlines.current()
         request = _Request(policy, obj, operation, old, parent, dry_run, identity)
 
@@ -430,7 +433,8 @@ class KubernetesLedger:
         if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
             add_usage(used, existing.usage, -1)  # about to be superseded: check without it
         decision = evaluate(request.policy, obj, operation, old=request.old,
-                            usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run)
+                            usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run,
+                            limit_ranges=self.limit_ranges)
         charge = decision.reservation.get(group)
         if not charge:
             return decision, None

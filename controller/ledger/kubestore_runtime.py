@@ -24,8 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from quotalang.compiler import CompiledPolicy
+from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
 from quotalang.controller.kube.election import LeaderElector
+from quotalang.controller.kube.watch import Watcher
 from quotalang.controller.ledger.base import NotLeader
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
 from quotalang.controller.ledger.kubestore import KubernetesLedger
@@ -115,6 +117,10 @@ class StoreRuntime:
         self._synced_checksum: str | None = None
         if elector is not None:
             ledger.fence = elector.epoch
+        # Every replica admits, so every replica charges pods with their namespace's LimitRange defaults.
+        self.limit_ranges = limit_ranges.LimitRangeIndex()
+        ledger.limit_ranges = self.limit_ranges
+        self._limit_watch: Watcher | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -123,6 +129,8 @@ class StoreRuntime:
     def start(self, wait: float = 30.0) -> None:
         """Start the watch (waiting up to `wait` s for its first LIST), the upkeep and the election."""
         self._stop.clear()
+        self._limit_watch = Watcher(self.ledger.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges)
+        self._limit_watch.start()
         self._spawn(self.watch.run, "ledger-watch")
         if not self.watch.synced.wait(wait):
             LOG.warning("the ledger cache is not filled yet; admission reads the ledger objects directly")
@@ -139,6 +147,8 @@ class StoreRuntime:
     def stop(self, release: bool = True) -> None:
         """Stop upkeep and watch; hand the Lease back when leading (a successor starts at once)."""
         self._stop.set()
+        if self._limit_watch is not None:
+            self._limit_watch.stop()
         if self.elector is not None:
             self.elector.stop(release=release)
         for thread in self._threads:

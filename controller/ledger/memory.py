@@ -79,6 +79,7 @@ from quotalang.controller.ledger.base import (
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
 from quotalang.evaluator import evaluate, resolve_group
+from quotalang.limitranges import LimitRanges
 
 
 class _Group:
@@ -142,6 +143,7 @@ class MemoryLedger:
         self._pending: dict[ObjectKey, _Pending] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
+        self.limit_ranges: LimitRanges | None = None  # the controller installs its index (base.TakesLimitRanges)
 
     # ------------------------------------------------------------ reading
     @property
@@ -212,7 +214,8 @@ class MemoryLedger:
             self.expire()
         state = self._group(group_name) if group_name is not None else None
         with state.lock if state is not None else contextlib.nullcontext():
-            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
+            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
+                                limit_ranges=self.limit_ranges)
             if not decision.reserves:
                 return decision
             if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
