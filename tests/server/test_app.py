@@ -372,7 +372,8 @@ def test_api_group_shows_hard_used_reserved_free_and_cash(client: TestClient, le
     }
     assert rows["pods"]["used"] == "2"
     assert body["cash"] == [
-        {"key": "requests.nvidia.com/gpu", "period": "week", "budget": "500h", "used": "90h", "free": "410h"}
+        {"key": "requests.nvidia.com/gpu", "period": "week", "budget": "500h", "carved": "0h", "used": "90h",
+         "free": "410h"}
     ]
     assert (body["objects"], body["reservations"]) == (1, 0)
     root = {r["key"]: r for r in client.get("/api/groups/root").json()["limits"]}
