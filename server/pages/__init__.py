@@ -189,12 +189,12 @@ def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_S
         at = now()
         shown = _matching(policy, query)
         rows = [
-            (group, depth, views.numbers(policy, group, ledger, at))
+            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS))
             for group, depth in views.walk(policy)
             if shown is None or group.name in shown
         ]
         return render(request, "tree.html", {
-            "policy": policy, "rows": rows, "top": views.top_bars, "query": query,
+            "policy": policy, "rows": rows, "query": query,
             "count": len(policy.groups), "poll_url": "/pages/tree.json",
         })
 

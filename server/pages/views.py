@@ -19,6 +19,7 @@ import calendar
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from quotalang.controller import GroupUsage, Ledger
@@ -27,7 +28,7 @@ from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, c
 from quotalang.resources import split_key
 from quotalang.units import format_hours
 
-TREE_KEYS = 3  # bars per group on the tree page: its most-used keys (the page must stay light at 1,000 groups)
+TREE_KEYS = 2  # bars per group on the tree page: its most-used keys (the page must stay light at 1,000 groups)
 
 
 def _pct(part: int, whole: int) -> float:
@@ -36,27 +37,37 @@ def _pct(part: int, whole: int) -> float:
     return round(min(part * 100 / whole, 100.0), 2)
 
 
-def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int) -> dict[str, Any]:
-    """One key's bar and numbers: shares of hard, canonical quantities, warn/over flags."""
+@lru_cache(maxsize=65536)
+def _qty(key: str, nanos: int) -> str:
+    """`qty`, remembered: a tree repeats the same few limits across its groups, and formatting
+    a quantity is most of what rendering a 1,000-group tree costs."""
+    return qty(key, nanos)
+
+
+def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int, full: bool = True) -> dict[str, Any]:
+    """One key's bar and numbers: shares of hard, canonical quantities, warn/over flags.
+
+    The tree shows only used of hard (`full=False`); a group page shows every number.
+    """
     key, hard = row.key, row.hard
     own = max(row.used - reserved, 0)
     own_pct = _pct(own, hard)
     reserved_pct = min(_pct(reserved, hard), round(100 - own_pct, 2))
     carved_pct = min(_pct(row.carved, hard), round(100 - own_pct - reserved_pct, 2))
     taken = row.used + row.carved
-    return {
+    bar = {
         "key": key,
-        "hard": qty(key, hard),
-        "carved": qty(key, row.carved),
-        "used": qty(key, row.used),
-        "reserved": qty(key, reserved),
-        "free": qty(key, row.free),
+        "hard": _qty(key, hard),
+        "used": _qty(key, row.used),
         "own_pct": own_pct,
         "reserved_pct": max(reserved_pct, 0.0),
         "carved_pct": max(carved_pct, 0.0),
         "warn": row.used > 0 and hard > 0 and taken * warn_den >= hard * warn_num,
         "over": taken > hard,
     }
+    if full:
+        bar.update(carved=_qty(key, row.carved), reserved=_qty(key, reserved), free=_qty(key, row.free))
+    return bar
 
 
 def _rank(row: LimitRow) -> float:
@@ -126,25 +137,27 @@ class Numbers:
     group: CompiledGroup
     usage: GroupUsage
     limits: list[dict[str, Any]]
-    ranks: list[float]
     cash: list[dict[str, Any]]
 
 
-def numbers(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime) -> Numbers:
+def numbers(
+    policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime, top: int | None = None
+) -> Numbers:
+    """The group's rows; with `top`, only its `top` fullest keys (declaration order among equals).
+
+    Ranking is integer arithmetic on the rows; only the rows shown are formatted
+    as quantities, which is what a 1,000-group tree page spends its time on.
+    """
     usage = ledger.group_usage(group.name)
     warn = policy.settings.warn_at
     num, den = warn.numerator, warn.denominator
     rows = limit_rows(group, usage.used)
-    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den) for r in rows]
-    ranks = [_rank(r) for r in rows]
+    if top is not None:
+        order = sorted(range(len(rows)), key=lambda i: -_rank(rows[i]))
+        rows = [rows[i] for i in order[:top]]
+    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, top is None) for r in rows]
     cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
-    return Numbers(group, usage, bars, ranks, cash)
-
-
-def top_bars(n: Numbers, count: int = TREE_KEYS) -> list[dict[str, Any]]:
-    """The `count` fullest keys, in declaration order among equals (a stable sort)."""
-    order = sorted(range(len(n.limits)), key=lambda i: -n.ranks[i])
-    return [n.limits[i] for i in order[:count]]
+    return Numbers(group, usage, bars, cash)
 
 
 def walk(policy: CompiledPolicy) -> Iterator[tuple[CompiledGroup, int]]:
@@ -160,8 +173,8 @@ def tree_state(policy: CompiledPolicy, ledger: Ledger, now: dt.datetime) -> dict
     """What the tree page polls: per group, the bars it shows and its cash."""
     out: dict[str, Any] = {}
     for group in policy.groups.values():
-        n = numbers(policy, group, ledger, now)
-        out[group.name] = {"limits": top_bars(n), "cash": n.cash, "objects": n.usage.objects,
+        n = numbers(policy, group, ledger, now, TREE_KEYS)
+        out[group.name] = {"limits": n.limits, "cash": n.cash, "objects": n.usage.objects,
                            "reservations": n.usage.reservations}
     return {"policy": policy.checksum, "groups": out}
 

@@ -7,15 +7,27 @@
 
   function text(el, value) { if (el && el.textContent !== String(value)) { el.textContent = value; } }
 
+  // Segments of a bar, in order; the tree leaves out empty ones (its HTML must stay small).
+  var SEGMENTS = ["o", "r", "c"];
   function setWidths(row, widths) {
-    var segments = row.querySelectorAll(".bar i");
-    for (var i = 0; i < segments.length && i < widths.length; i++) {
-      segments[i].style.width = widths[i] + "%";
+    var bar = row.querySelector(".bar");
+    if (!bar) { return; }
+    for (var i = 0; i < widths.length; i++) {
+      var seg = bar.querySelector("i." + SEGMENTS[i]);
+      if (!seg && widths[i] > 0) {
+        seg = document.createElement("i");
+        seg.className = SEGMENTS[i];
+        var next = null;
+        for (var j = i + 1; j < SEGMENTS.length && !next; j++) { next = bar.querySelector("i." + SEGMENTS[j]); }
+        bar.insertBefore(seg, next);
+      }
+      if (seg) { seg.style.width = widths[i] + "%"; }
     }
   }
 
   function updateRow(row, data, fields) {
     fields.forEach(function (f) {
+      if (data[f] === undefined) { return; }
       row.querySelectorAll('[data-f="' + f + '"]').forEach(function (el) { text(el, data[f]); });
     });
     row.classList.toggle("warn", !!data.warn);
@@ -27,8 +39,10 @@
   function rows() {
     if (index === null) {
       index = {};
-      document.querySelectorAll("[data-g]").forEach(function (el) {
-        var id = el.dataset.g + "\u0000" + (el.dataset.k || (el.dataset.cash ? "cash " + el.dataset.cash : el.dataset.f));
+      // A group page marks each row with its group (data-g); the tree marks the group's box (data-bars).
+      document.querySelectorAll("[data-g], [data-bars] > [data-k], [data-bars] > [data-cash]").forEach(function (el) {
+        var g = el.dataset.g || el.parentNode.dataset.bars;
+        var id = g + "\u0000" + (el.dataset.k || (el.dataset.cash ? "cash " + el.dataset.cash : el.dataset.f));
         (index[id] = index[id] || []).push(el);
       });
     }
@@ -46,12 +60,11 @@
 
   function limitRow(name, b) {
     var row = el("div", "row");
-    row.dataset.g = name;
     row.dataset.k = b.key;
     row.appendChild(el("span", "k", b.key));
     var bar = el("span", "bar");
-    bar.setAttribute("role", "img");
-    ["o", "r", "c"].forEach(function (c) { bar.appendChild(el("i", c)); });
+    bar.setAttribute("aria-hidden", "true");
+    SEGMENTS.forEach(function (c) { bar.appendChild(el("i", c)); });
     row.appendChild(bar);
     var n = el("span", "n");
     var used = el("b", null, b.used);
@@ -91,8 +104,8 @@
         (all[name + "\u0000" + b.key] || []).forEach(function (row) {
           setWidths(row, [b.own_pct, b.reserved_pct, b.carved_pct]);
           updateRow(row, b, ["hard", "carved", "used", "reserved", "free"]);
-          var bar = row.querySelector(".bar");
-          if (bar) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
+          var bar = row.querySelector(".bar[aria-label]");
+          if (bar && b.free !== undefined) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
         });
       });
       (g.cash || []).forEach(function (c) {

@@ -52,14 +52,13 @@ def test_a_bar_is_as_wide_as_the_json_api_says(page: Page, served: Served) -> No
     row = _row(served, "alice", A100)
     expected = _share(row, "used") - _share(row, "reserved")  # own, observed usage
     assert expected > 0  # the fixture's TFJob charges alice 9 of 16
-    segment = f'.row[data-g="alice"][data-k="{A100}"] .bar i.o'
     page.goto("/")
-    assert abs(_drawn(page, segment) - expected) < 1.0
+    assert abs(_drawn(page, f'[data-bars="alice"] > [data-k="{A100}"] .bar i.o') - expected) < 1.0
     page.goto("/groups/alice")
-    assert abs(_drawn(page, segment) - expected) < 1.0
+    assert abs(_drawn(page, f'tr[data-g="alice"][data-k="{A100}"] .bar i.o') - expected) < 1.0
     carved = _share(_row(served, "nlp", A100), "carved")
-    assert abs(_drawn(page.goto("/groups/nlp") and page, f'.row[data-g="nlp"][data-k="{A100}"] .bar i.c')
-               - carved) < 1.0
+    page.goto("/groups/nlp")
+    assert abs(_drawn(page, f'tr[data-g="nlp"][data-k="{A100}"] .bar i.c') - carved) < 1.0
     page.goto("/groups/alice")
     cells = page.locator(f'tr[data-g="alice"][data-k="{A100}"] td')
     assert [cells.nth(i).inner_text() for i in range(1, 6)] == [row[f] for f in
@@ -150,7 +149,7 @@ def test_a_page_updates_after_an_admission_without_a_reload(page: Page, served: 
     page.evaluate("window.__notReloaded = true")
     tree = page.context.new_page()
     tree.goto("/")
-    segment = f'.row[data-g="carol"][data-k="{A100}"] .bar i.o'
+    segment = f'[data-bars="carol"] > [data-k="{A100}"] .bar i.o'
     # An idle group's tree bars are its first keys; once A100 is its fullest key, the tree shows it.
     assert tree.locator(segment).count() == 0
     assert served.admit(relabelled(workload("tfjob.yaml"), "carol", "bert-carol"))["allowed"]
@@ -159,7 +158,7 @@ def test_a_page_updates_after_an_admission_without_a_reload(page: Page, served: 
     assert page.evaluate("window.__notReloaded") is True
     expected = _share(_row(served, "carol", A100), "used")
     assert abs(_width(page, f'tr[data-g="carol"][data-k="{A100}"] .bar i.o') - expected) < 0.01
-    expect(tree.locator(f'.row[data-g="carol"][data-k="{A100}"] [data-f="used"]')).to_have_text("9", timeout=15_000)
+    expect(tree.locator(f'[data-bars="carol"] > [data-k="{A100}"] [data-f="used"]')).to_have_text("9", timeout=15_000)
     assert abs(_width(tree, segment) - expected) < 0.01
     tree.close()
 

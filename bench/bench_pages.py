@@ -1,0 +1,98 @@
+"""The tree page at scale: server-side render time and weight for a 1,000-group policy.
+
+Run: `python bench/bench_pages.py [--groups 1000] [--workloads 5000] [--rounds 20]`.
+Prints figures; asserts nothing. The budget (issue 17): the tree page renders
+in under 200 ms and weighs under 1 MB.
+
+In one run, on this machine, through the ASGI app in-process (Starlette's
+TestClient, so no socket and no TLS are measured):
+
+1. the 1,000-group policy of bench_server.py (root → platforms → teams, every
+   key carved, 16 keys and a cash budget per group), with `--workloads`
+   Deployments admitted into the memory ledger;
+2. GET / (the tree page), GET /pages/tree.json (what the page polls), and two
+   baselines measured the same way: GET /api/groups (the JSON API's list of
+   the same tree) and `quotalang tree --format json`'s data (`tree_json`, every
+   group's rows, serialised with orjson, no HTTP);
+3. the median of `--rounds` requests each, as milliseconds and as ratios to
+   the baselines (absolute times drift on a shared machine; ratios in one run
+   do not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from starlette.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import generate_policy, workloads  # a sibling script, not a package
+
+from quotalang.compiler import compile_policy
+from quotalang.controller import MemoryLedger
+from quotalang.server.app import create_app
+from quotalang.server.reload import PolicyHolder
+from quotalang.tree import tree_json
+
+
+def median_ms(run: Callable[[], int], rounds: int) -> tuple[float, int]:
+    """Median wall time of `run` in ms, and the size it returned (bytes)."""
+    size = run()  # warm: template compile, caches
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        size = run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--workloads", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as folder:
+        teams = generate_policy(Path(folder), args.groups)
+        policy = compile_policy([folder])
+    ledger = MemoryLedger()
+    admitted = sum(ledger.admit(policy, obj, "CREATE").allowed for obj in workloads(teams, args.workloads))
+    client = TestClient(create_app(PolicyHolder(policy), ledger))
+
+    def get(path: str) -> Callable[[], int]:
+        def run() -> int:
+            answer = client.get(path)
+            assert answer.status_code == 200, answer.text[:300]
+            return len(answer.content)
+        return run
+
+    def core() -> int:
+        return len(orjson.dumps(tree_json(policy, ledger)))
+
+    figures = {
+        "GET / (tree page)": median_ms(get("/"), args.rounds),
+        "GET /pages/tree.json (poll)": median_ms(get("/pages/tree.json"), args.rounds),
+        "GET /api/groups (baseline)": median_ms(get("/api/groups"), args.rounds),
+        "tree_json + orjson (baseline)": median_ms(core, args.rounds),
+    }
+    print(f"{len(policy.groups)} groups, {admitted} of {args.workloads} Deployments admitted, "
+          f"median of {args.rounds} rounds, in-process ASGI")
+    api_ms, _ = figures["GET /api/groups (baseline)"]
+    core_ms, core_size = figures["tree_json + orjson (baseline)"]
+    print(f"{'':32} {'ms':>8} {'bytes':>10} {'× api ms':>9} {'× core ms':>10} {'× core bytes':>13}")
+    for name, (ms, size) in figures.items():
+        print(f"{name:32} {ms:8.1f} {size:10,d} {ms / api_ms:9.2f} {ms / core_ms:10.2f} {size / core_size:13.2f}")
+    page_ms, page_size = figures["GET / (tree page)"]
+    print(f"tree page: {page_ms:.0f} ms (budget 200 ms: {'within' if page_ms < 200 else 'OVER'}), "
+          f"{page_size / 1e6:.2f} MB (budget 1 MB: {'within' if page_size < 1e6 else 'OVER'})")
+
+
+if __name__ == "__main__":
+    main()
