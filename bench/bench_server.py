@@ -1,8 +1,8 @@
 """Webhook throughput: a no-op starlette endpoint vs `quotalang serve`, same load, same TLS.
 
 Run: `python bench/bench_server.py [--seconds 4] [--groups 1000] [--workloads 10000]
-[--connections 1,16,64]`. Prints figures; asserts nothing; stops by itself;
-listens on 127.0.0.1 only.
+[--connections 1,16,64] [--stores sqlite,memory] [--mix create|update]`. Prints
+figures; asserts nothing; stops by itself; listens on 127.0.0.1 only.
 
 In one run, on this machine:
 
@@ -11,17 +11,23 @@ In one run, on this machine:
 2. (a) a no-op endpoint: starlette + uvicorn, one worker, `async def`, orjson
    parses the AdmissionReview and answers allowed with its uid;
    (b) `quotalang serve` on the same uvicorn settings, JSON logs on, with
-   10,000 Deployments admitted first (so the memory ledger holds 10,000
-   objects' usage across the teams);
+   10,000 Deployments admitted first (so the ledger holds 10,000 objects'
+   usage across the teams), once per store in `--stores`: `sqlite` (the
+   embedded default: a file in the run's temporary folder) and `memory`;
 3. the same load generator against both at 1, 16 and 64 connections: Debian's
    `wrk` (one thread, a Lua script that cycles through pre-built review
    bodies) when installed, else a Python asyncio + httpx client; the output
    says which.
 
-The measured requests re-submit (CREATE) the already admitted Deployments —
-a full decision each: group lookup, usage from the pod-usage cache, the
-check, and the fold into the ledger — with one request in 20 over quota and
-denied with a message. Both endpoints get the very same bodies.
+With `--mix create` (the default) the measured requests re-submit (CREATE)
+the already admitted Deployments — a full decision each: group lookup, usage
+from the pod-usage cache, the check, and the fold into the ledger — with one
+request in 20 over quota and denied with a message. A re-submitted CREATE
+changes nothing a store holds, so the SQLite store writes nothing for it.
+`--mix update` measures the writes: pairs of UPDATEs that flip a Deployment
+between 1 and 2 replicas, so that every allowed request changes what the
+ledger holds (one SQLite transaction each). Every endpoint gets the very
+same bodies.
 """
 
 from __future__ import annotations
@@ -166,7 +172,7 @@ def deployment(name: str, team: str, replicas: int = 1, image: int = 0) -> dict[
     }
 
 
-def review(obj: dict[str, Any], uid: str) -> bytes:
+def review(obj: dict[str, Any], uid: str, old: dict[str, Any] | None = None) -> bytes:
     meta = obj["metadata"]
     return orjson.dumps({
         "apiVersion": "admission.k8s.io/v1",
@@ -179,12 +185,12 @@ def review(obj: dict[str, Any], uid: str) -> bytes:
             "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
             "name": meta["name"],
             "namespace": meta["namespace"],
-            "operation": "CREATE",
+            "operation": "CREATE" if old is None else "UPDATE",
             "userInfo": {"username": "system:serviceaccount:ci:deployer", "groups": ["system:authenticated"]},
             "object": obj,
-            "oldObject": None,
+            "oldObject": old,
             "dryRun": False,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" if old is None else "UpdateOptions"},
         },
     })
 
@@ -301,6 +307,9 @@ def main() -> None:
     parser.add_argument("--workloads", type=int, default=10_000)
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
+    parser.add_argument("--stores", default="sqlite,memory", help="webhook ledger stores to measure, in order")
+    parser.add_argument("--mix", choices=["create", "update"], default="create",
+                        help="create: re-submitted CREATEs (no ledger change); update: every request a change")
     parser.add_argument("--noop-server", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_server:
@@ -311,6 +320,9 @@ def main() -> None:
     from quotalang.server.tls import issue, make_ca
 
     levels = [int(c) for c in args.connections.split(",")]
+    stores = [s for s in args.stores.split(",") if s]
+    if not stores or any(s not in ("sqlite", "memory") for s in stores):
+        raise SystemExit("--stores takes sqlite and/or memory, comma-separated")
     use_wrk = shutil.which("wrk") is not None and not args.python_client
     with tempfile.TemporaryDirectory(prefix="quotalang-bench-") as tmp:
         folder = Path(tmp)
@@ -329,9 +341,14 @@ def main() -> None:
         for i in range(2000):
             if i % 20 == 19:  # one in 20: 60 GPU pods in a team allowed 32 GPUs: denied with a message
                 obj = deployment(f"huge-{i}", teams[(i * 7) % len(teams)], replicas=60)
+                measured.append(review(obj, f"bench-{i}"))
+            elif args.mix == "update":  # 1 -> 2 replicas, then the next request 2 -> 1: each one a change
+                base = objects[((i // 2) * 37) % len(objects)]
+                one, two = (dict(base, spec={**base["spec"], "replicas": n}) for n in (1, 2))
+                new, old = (two, one) if i % 2 == 0 else (one, two)
+                measured.append(review(new, f"bench-{i}", old=old))
             else:
-                obj = objects[(i * 37) % len(objects)]
-            measured.append(review(obj, f"bench-{i}"))
+                measured.append(review(objects[(i * 37) % len(objects)], f"bench-{i}"))
         bodies = folder / "bodies.txt"
         bodies.write_bytes(b"\n".join(measured) + b"\n")
         script = folder / "bench.lua"
@@ -353,33 +370,53 @@ def main() -> None:
         with running([sys.executable, str(Path(__file__).resolve()), "--noop-server", str(noop_port), cert, key],
                      noop_url, context, folder / "noop.log"):
             noop = measure(noop_url)
-        serve = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(folder / "policy"),
-                 "--port", str(hook_port), "--tls-cert", cert, "--tls-key", key, "--log-format", "json"]
-        with running(serve, hook_url, context, folder / "serve.log"):
-            started = time.perf_counter()
-            allowed = asyncio.run(preload(hook_url, context, load))
-            preload_s = time.perf_counter() - started
-            ready = httpx.get(f"{hook_url}/readyz", verify=context).json()
-            hook = measure(hook_url)
+        hooks: dict[str, dict[int, dict[str, float]]] = {}
+        preloads: dict[str, tuple[int, float]] = {}
+        for store in stores:
+            serve = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(folder / "policy"),
+                     "--port", str(hook_port), "--tls-cert", cert, "--tls-key", key, "--log-format", "json",
+                     "--store", store]
+            if store == "sqlite":
+                serve += ["--state", str(folder / "ledger.sqlite3")]
+            with running(serve, hook_url, context, folder / f"serve-{store}.log"):
+                started = time.perf_counter()
+                allowed = asyncio.run(preload(hook_url, context, load))
+                preloads[store] = (allowed, time.perf_counter() - started)
+                ready = httpx.get(f"{hook_url}/readyz", verify=context).json()
+                hooks[store] = measure(hook_url)
 
     generator = ("wrk (Debian, 1 thread, Lua script cycling 2,000 pre-built reviews)" if use_wrk
                  else "Python asyncio + httpx client (wrk not installed)")
     print(f"load generator: {generator}; TLS on 127.0.0.1; {args.seconds:g} s per point after 1 s warm-up")
-    print(f"policy: {ready['groups']} groups, {ready['kinds']} kind rules; ledger preloaded with "
-          f"{allowed:,} of {len(load):,} Deployments admitted in {preload_s:.1f} s")
-    print("requests: CREATE of admitted Deployments (2 containers), 1 in 20 over quota and denied")
+    for store, (allowed, took) in preloads.items():
+        print(f"{store}: policy {ready['groups']} groups, {ready['kinds']} kind rules; ledger preloaded with "
+              f"{allowed:,} of {len(load):,} Deployments admitted in {took:.1f} s")
+    if args.mix == "update":
+        print("requests: UPDATEs flipping admitted Deployments between 1 and 2 replicas (each allowed one a ledger "
+              "change), 1 in 20 a CREATE over quota and denied")
+    else:
+        print("requests: CREATE of admitted Deployments (2 containers; no ledger change), 1 in 20 over quota, denied")
     print()
-    header = (f"{'conns':>5} | {'no-op req/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
-              f"{'webhook req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'req/s ratio':>11} {'p99 ratio':>9}")
+    header = f"{'conns':>5} | {'no-op req/s':>11} {'p50 ms':>7} {'p99 ms':>7}"
+    for store in stores:
+        header += f" | {store + ' req/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'vs no-op':>8}"
+    if len(stores) == 2:
+        header += f" | {stores[0] + '/' + stores[1]:>14}"
     print(header)
     print("-" * len(header))
     for connections in levels:
-        a, b = noop[connections], hook[connections]
-        print(f"{connections:>5} | {a['rps']:>11,.0f} {a['p50']:>7.2f} {a['p99']:>7.2f} | "
-              f"{b['rps']:>13,.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} | "
-              f"{b['rps'] / a['rps']:>10.0%} {b['p99'] / a['p99']:>8.2f}×")
-        if a["errors"] or b["errors"]:
-            print(f"      errors: no-op {a['errors']:.0f}, webhook {b['errors']:.0f}")
+        a = noop[connections]
+        line = f"{connections:>5} | {a['rps']:>11,.0f} {a['p50']:>7.2f} {a['p99']:>7.2f}"
+        for store in stores:
+            b = hooks[store][connections]
+            line += f" | {b['rps']:>13,.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} {b['rps'] / a['rps']:>8.0%}"
+        if len(stores) == 2:
+            ratio = hooks[stores[0]][connections]["rps"] / hooks[stores[1]][connections]["rps"]
+            line += f" | {ratio:>14.0%}"
+        print(line)
+        errors = {name: hooks[name][connections]["errors"] for name in stores}
+        if a["errors"] or any(errors.values()):
+            print(f"      errors: no-op {a['errors']:.0f}, " + ", ".join(f"{k} {v:.0f}" for k, v in errors.items()))
     print()
     print("target at 16 connections: webhook ≥ 70 % of the no-op's req/s and p99 within 2× of it")
     print(f"machine: {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")

@@ -35,12 +35,16 @@ Modes, as in the memory store:
 
 * **standalone** (no cluster confirms anything): an admission that reserves
   (`Decision.reserves`: allowed, not a dry run, a workload is stored) is
-  recorded usage at once — the object's `Decision.stored_usage` in
-  `Decision.group` replaces whatever the object was recorded with before (an
-  update's shrink or a label move takes effect at once, since no watch will
-  ever report it). There are no reservations, so nothing expires; usage
-  leaves only by `forget` (a DELETE review) or by a later admission of the
-  same object.
+  recorded usage at once, by the memory store's standalone rules (which err
+  toward over-counting, as native quota does): a CREATE of a new name holds
+  `Decision.stored_usage` in `Decision.group`; a CREATE of a name already
+  held (a retry, or a re-create the apiserver will refuse) never lowers
+  anything — the same group holds the per-key maximum, another group is
+  charged as well; an UPDATE makes the object hold what the updated object
+  charges (a shrink or a label move takes effect at once, since no watch
+  will ever report it), except that an update no kind rule reads keeps what
+  it held; `forget` (a DELETE review) releases every group it held. There are
+  no reservations, so nothing expires: recorded usage is not a reservation.
 * **reconciled** (a controller feeds it): an admission becomes a pending
   reservation (`Decision.reservation`, the positive part of the charges) with
   a deadline `reservation_ttl` seconds ahead; `observe` at or after the
@@ -104,8 +108,9 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects (
     api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    grp TEXT,                -- the group charged, NULL for none (the body is still kept for lookups)
-    usage TEXT NOT NULL,     -- JSON {key: nanos}
+    grp TEXT,                -- reconciled: the group charged, NULL for none (the body is still kept for lookups)
+    usage TEXT NOT NULL,     -- reconciled: JSON {key: nanos}
+    held TEXT,               -- standalone: JSON {group: {key: nanos}}, NULL for an observed object
     body BLOB,               -- JSON of the stored object (base.pack)
     PRIMARY KEY (api_group, kind, namespace, name)
 ) WITHOUT ROWID;
@@ -128,11 +133,16 @@ CREATE TABLE IF NOT EXISTS cash (
 _UPSERT_OBJECT = (
     "INSERT INTO objects (api_group, kind, namespace, name, grp, usage, body) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
-    "body = coalesce(excluded.body, objects.body)"
+    "held = NULL, body = coalesce(excluded.body, objects.body)"
+)
+_UPSERT_HELD = (
+    "INSERT OR REPLACE INTO objects (api_group, kind, namespace, name, grp, usage, held, body) "
+    "VALUES (?, ?, ?, ?, NULL, '{}', ?, ?)"
 )
 _UPSERT_USAGE = (
     "INSERT INTO objects (api_group, kind, namespace, name, grp, usage) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET grp = excluded.grp, usage = excluded.usage"
+    "ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
+    "held = NULL"
 )
 _DELETE_OBJECT = "DELETE FROM objects WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ?"
 _UPSERT_RESERVATION = (
@@ -167,6 +177,37 @@ def _usage(raw: Any, where: str) -> dict[str, int]:
     ):
         raise ValueError(f"{where}: expected an object of key -> integer")
     return value
+
+
+def _encode_held(held: Mapping[str, Mapping[str, int]]) -> str:
+    return json.dumps(held, separators=(",", ":"), sort_keys=True)
+
+
+def _maximum(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Per key, the larger of two usages: what to hold when either may be the one that exists."""
+    out = dict(a)
+    for key, value in b.items():
+        if value > out.get(key, 0):
+            out[key] = value
+    return out
+
+
+def standalone_after(held: Mapping[str, dict[str, int]], decision: Decision) -> dict[str, dict[str, int]]:
+    """What an object holds per group after a decision that reserves, in standalone mode.
+
+    The memory store's rules (see the module docstring), restated here
+    because `ledger.base` has no shared helper for them yet; the contract
+    test runs both stores over the same cases.
+    """
+    group, new = decision.group, decision.stored_usage
+    if decision.operation == "CREATE":
+        after = {g: dict(u) for g, u in held.items()}
+        if group is not None:
+            after[group] = _maximum(held.get(group, EMPTY), new)
+        return after
+    if decision.reason == "no-rule":
+        return {g: dict(u) for g, u in held.items()}  # the new object says nothing about usage
+    return {group: dict(new)} if group is not None else {}
 
 
 def _charges(raw: Any, where: str) -> dict[str, dict[str, int]]:
@@ -244,7 +285,8 @@ class SqliteLedger:
         self._fallback_lookup = fallback_lookup
         self._groups: dict[str, _Group] = {}
         self._db_lock = threading.Lock()  # the connection and the object tables below; always innermost
-        self._observed: dict[ObjectKey, Observed] = {}
+        self._observed: dict[ObjectKey, Observed] = {}  # reconciled: what the watch saw
+        self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, _Pending] = {}
         self._bodies: dict[ObjectKey, bytes] = {}
         self._next_deadline = math.inf
@@ -276,7 +318,7 @@ class SqliteLedger:
                 raise LedgerFileError(f"the ledger database {self.path} cannot use a WAL journal (got {mode})")
             db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first admission
-            for statement in _SCHEMA.split(";"):
+            for statement in _SCHEMA.split(";"):  # no ";" inside the schema's comments
                 if statement.strip():
                     db.execute(statement)
             row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
@@ -308,10 +350,18 @@ class SqliteLedger:
         """Rebuild the mirror from the database; a row that does not read is an error naming it."""
         db = self._db
         try:
-            for api_group, kind, namespace, name, grp, usage, body in db.execute(
-                "SELECT api_group, kind, namespace, name, grp, usage, body FROM objects"
+            for api_group, kind, namespace, name, grp, usage, held, body in db.execute(
+                "SELECT api_group, kind, namespace, name, grp, usage, held, body FROM objects"
             ):
                 key = ObjectKey(api_group, kind, namespace, name)
+                if held is not None:
+                    holding = _charges(held, f"object {key}")
+                    self._held[key] = holding
+                    if body is not None:
+                        self._bodies[key] = bytes(body)
+                    for group, part in holding.items():
+                        self._group(group).add_observed(part, +1)
+                    continue
                 recorded = _usage(usage, f"object {key}")
                 self._observed[key] = Observed(grp, recorded)
                 if body is not None:
@@ -404,6 +454,7 @@ class SqliteLedger:
         """The objects recorded against `group` and their usage (a copy; for the pages)."""
         with self._db_lock:
             rows = [(k, dict(o.usage)) for k, o in self._observed.items() if o.group == group]
+            rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
         return iter(rows)
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
@@ -416,8 +467,8 @@ class SqliteLedger:
             return list(self._pending)
 
     def __len__(self) -> int:
-        """Recorded objects."""
-        return len(self._observed)
+        """Recorded objects: observed (reconciled), or admitted and not deleted (standalone)."""
+        return len(self._held) if self._standalone else len(self._observed)
 
     # ---------------------------------------------------------- admission
     def admit(
@@ -468,35 +519,38 @@ class SqliteLedger:
         key = identity or ObjectKey.of(stored)
         body = pack(stored)  # before any write: what cannot be encoded fails with nothing written
         if self._standalone:
-            return self._fold(key, decision.group if state is not None else None, state, decision.stored_usage, body)
+            return self._fold(key, decision, state, body)
         self._reserve(key, state, decision, body, version_of(old))
         return []
 
     def _fold(
-        self, key: ObjectKey, group_name: str | None, state: _Group | None, usage: dict[str, int], body: bytes
+        self, key: ObjectKey, decision: Decision, state: _Group | None, body: bytes
     ) -> list[tuple[str, dict[str, int]]]:
-        """Standalone: make `usage` the object's recorded usage in `group_name` (caller holds its lock)."""
-        encoded = _encode(usage)
+        """Standalone: commit what the object holds after `decision`, then the mirror.
+
+        The caller holds `state.lock` (the decision's group); the groups the
+        object leaves are returned, to be released after that lock is let go.
+        """
+        group = decision.group
         with self._db_lock:
-            previous = self._observed.get(key)
-            if previous is not None and previous.group == group_name and previous.usage == usage \
-                    and self._bodies.get(key) == body:
+            known = key in self._held
+            held = self._held.get(key, {})
+            after = standalone_after(held, decision)
+            if known and after == held and self._bodies.get(key) == body:
                 return []  # a retry of what is recorded: nothing to write
-            self._commit([(_UPSERT_OBJECT, (*key, group_name, encoded, body))])
-            self._observed[key] = Observed(group_name, usage)
+            self._commit([(_UPSERT_HELD, (*key, _encode_held(after), body))])
+            self._held[key] = after
             self._bodies[key] = body
-        if previous is not None and previous.group == group_name:
-            if state is not None and previous.usage != usage:
-                diff = {k: v - previous.usage.get(k, 0) for k, v in usage.items()}
-                diff.update({k: -v for k, v in previous.usage.items() if k not in usage})
-                add_usage(state.observed, diff, +1)
-                add_usage(state.used, diff, +1)
-            return []
-        if state is not None:
-            state.add_observed(usage, +1)
-        if previous is None or previous.group is None:
-            return []
-        return [(previous.group, previous.usage)]
+        if state is not None and group is not None and group in after:
+            before = held.get(group)
+            if before is None:
+                state.add_observed(after[group], +1)
+            elif before != after[group]:
+                diff = dict(after[group])
+                add_usage(diff, before, -1)
+                add_usage(state.observed, diff)
+                add_usage(state.used, diff)
+        return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
         self, key: ObjectKey, state: _Group | None, decision: Decision, body: bytes, resource_version: str | None
@@ -581,16 +635,19 @@ class SqliteLedger:
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone (a watch DELETE, or a DELETE review in standalone mode): release it all."""
         with self._db_lock:
-            if identity not in self._observed and identity not in self._pending:
+            if identity not in self._observed and identity not in self._pending and identity not in self._held:
                 return
             self._commit([(_DELETE_OBJECT, tuple(identity)), (_DELETE_RESERVATION, tuple(identity))])
             previous = self._observed.pop(identity, None)
+            held = self._held.pop(identity, {})
             pending = self._pending.pop(identity, None)
             self._bodies.pop(identity, None)
         if previous is not None and previous.group is not None:
-            state = self._group(previous.group)
+            held = {**held, previous.group: previous.usage}
+        for group, usage in held.items():
+            state = self._group(group)
             with state.lock:
-                state.add_observed(previous.usage, -1)
+                state.add_observed(usage, -1)
         if pending is not None:
             self._release(identity, pending)
 
@@ -621,9 +678,10 @@ class SqliteLedger:
         fresh, sums = summed(observed_by_group)
         rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items()]
         with self._db_lock:
-            gone = [tuple(k) for k in self._observed.keys() - fresh.keys()]
+            gone = [tuple(k) for k in (self._observed.keys() | self._held.keys()) - fresh.keys()]
             self._commit([], [(_DELETE_OBJECT, gone), (_UPSERT_USAGE, rows)])
             self._observed = fresh
+            self._held = {}  # a LIST is the truth: what admissions alone recorded gives way to it
             for key in self._bodies.keys() - fresh.keys():
                 del self._bodies[key]
         for name in set(self._groups) | set(sums):

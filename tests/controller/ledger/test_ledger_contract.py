@@ -87,6 +87,19 @@ def test_updates_charge_the_delta_and_shrinks_release(policy: CompiledPolicy, ma
     assert cpu(ledger, "a") == 1 * CPU
 
 
+def test_a_create_of_a_held_name_never_lowers_usage(policy: CompiledPolicy, make: Make) -> None:
+    """Standalone: a retry, or a re-create the apiserver will refuse (AlreadyExists), over-counts rather than under."""
+    ledger = make()
+    ledger.admit(policy, deployment("web", replicas=3), "CREATE")
+    ledger.admit(policy, deployment("web", replicas=1), "CREATE")
+    assert cpu(ledger, "a") == 3 * CPU  # the per-key maximum of the two
+    ledger.admit(policy, deployment("web", "b", replicas=2), "CREATE")  # another group: charged as well
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (3 * CPU, 2 * CPU)
+    ledger.forget(key("web"))  # a DELETE releases every group the name held
+    assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 0)
+    assert len(ledger) == 0
+
+
 def test_a_group_label_change_moves_the_usage(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
     ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")

@@ -213,7 +213,8 @@ def test_another_schema_version_is_refused(path: Path) -> None:
 def test_a_corrupt_row_is_refused_naming_it(path: Path) -> None:
     SqliteLedger(path).close()
     db = sqlite3.connect(path)
-    db.execute("INSERT INTO objects VALUES ('apps', 'Deployment', 'ns', 'bad', 'a', '{\"cpu\": \"lots\"}', NULL)")
+    held = '{"a": {"cpu": "lots"}}'
+    db.execute("INSERT INTO objects VALUES ('apps', 'Deployment', 'ns', 'bad', NULL, '{}', ?, NULL)", (held,))
     db.commit()
     db.close()
     with pytest.raises(LedgerFileError, match=r"cannot be read: object Deployment.apps ns/bad"):
