@@ -4,8 +4,8 @@ Run: `python bench/bench_pages.py [--groups 1000] [--workloads 5000] [--rounds 2
 Prints figures; asserts nothing. The budget (issue 17): the tree page renders
 in under 200 ms and weighs under 1 MB.
 
-In one run, on this machine, through the ASGI app in-process (Starlette's
-TestClient, so no socket and no TLS are measured):
+In one run, on this machine, calling the ASGI app directly (one `asyncio`
+loop, no client library, no socket, no TLS: the server's own time to answer):
 
 1. the 1,000-group policy of bench_server.py (root → platforms → teams, every
    key carved, 16 keys and a cash budget per group), with `--workloads`
@@ -22,6 +22,7 @@ TestClient, so no socket and no TLS are measured):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import generate_policy, workloads  # a sibling script, not a package
@@ -40,6 +41,28 @@ from quotalang.controller import MemoryLedger
 from quotalang.server.app import create_app
 from quotalang.server.reload import PolicyHolder
 from quotalang.tree import tree_json
+
+
+async def asgi_get(app: ASGIApp, path: str) -> tuple[int, bytes]:
+    """GET `path` from the app as a server would call it; the status and the body."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("bench", 80)}
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
 
 
 def median_ms(run: Callable[[], int], rounds: int) -> tuple[float, int]:
@@ -64,13 +87,14 @@ def main() -> None:
         policy = compile_policy([folder])
     ledger = MemoryLedger()
     admitted = sum(ledger.admit(policy, obj, "CREATE").allowed for obj in workloads(teams, args.workloads))
-    client = TestClient(create_app(PolicyHolder(policy), ledger))
+    app = create_app(PolicyHolder(policy), ledger)
+    loop = asyncio.new_event_loop()
 
     def get(path: str) -> Callable[[], int]:
         def run() -> int:
-            answer = client.get(path)
-            assert answer.status_code == 200, answer.text[:300]
-            return len(answer.content)
+            status, body = loop.run_until_complete(asgi_get(app, path))
+            assert status == 200, body[:300]
+            return len(body)
         return run
 
     def core() -> int:
@@ -83,7 +107,7 @@ def main() -> None:
         "tree_json + orjson (baseline)": median_ms(core, args.rounds),
     }
     print(f"{len(policy.groups)} groups, {admitted} of {args.workloads} Deployments admitted, "
-          f"median of {args.rounds} rounds, in-process ASGI")
+          f"median of {args.rounds} rounds, the ASGI app called directly")
     api_ms, _ = figures["GET /api/groups (baseline)"]
     core_ms, core_size = figures["tree_json + orjson (baseline)"]
     print(f"{'':32} {'ms':>8} {'bytes':>10} {'× api ms':>9} {'× core ms':>10} {'× core bytes':>13}")
