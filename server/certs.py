@@ -366,7 +366,12 @@ class SecretCertificates:
                 time.sleep(1.0)
 
     async def run(self, on_change: Callable[[], object]) -> None:
-        """Every `check_every`: one round in a thread; `on_change` (reload the pair) when the files changed."""
+        """Every `check_every`: one round in a thread; `on_change` (reload the pair) when the files changed.
+
+        `on_change` runs on the event loop's thread, not in a worker: it swaps the
+        pair in the live SSLContext, which must not race the loop accepting a
+        connection (tls.CertReloader.run says why).
+        """
         while True:
             await asyncio.sleep(self.settings.check_every)
             try:
@@ -376,7 +381,7 @@ class SecretCertificates:
                           error=str(exc))
                 continue
             if changed:
-                await asyncio.to_thread(on_change)
+                on_change()
 
 
 def default_folder() -> Path:

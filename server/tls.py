@@ -326,10 +326,24 @@ class CertReloader:
                   error=error)
         return False
 
+    def changed(self) -> bool:
+        """The files differ from the pair last looked at (a cheap look, fine in a worker thread)."""
+        return self._checksum() != self._digest
+
     async def run(self) -> None:
+        """Look in a worker thread; reload on the event loop's own thread.
+
+        `load_cert_chain` on the live context sets the certificate, then the key:
+        in between, the context holds a certificate without its key. A
+        connection accepted in that window would fail its handshake, so the swap
+        must not run beside the loop that accepts connections; on the loop
+        thread, no connection starts between the two steps (each connection
+        copies the pair when it starts, so handshakes under way are untouched).
+        """
         while True:
             await asyncio.sleep(self.interval)
-            await asyncio.to_thread(self.check)
+            if await asyncio.to_thread(self.changed):
+                self.check()
 
 
 def _not_after_time(cert_pem: bytes) -> dt.datetime | None:

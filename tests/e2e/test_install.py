@@ -333,3 +333,44 @@ def test_the_lease_is_held_by_one_replica_and_both_serve(install: Install) -> No
         assert replica.process is not None and replica.process.poll() is None, replica.log.read_text()[-2000:]
     text = "".join(r.log.read_text(errors="replace") for r in install.replicas)
     assert "403" not in text and "Forbidden" not in text, text[-3000:]
+
+
+def test_a_user_who_may_label_namespaces_cannot_leave_quota(install: Install) -> None:
+    """Kubernetes 1.20 has no name label: exemption is a label only the listed namespaces may carry.
+
+    `lena` may create, patch and update namespaces (RBAC), and acts through
+    impersonation (`kubectl --as`). The manifests labelled kube-system and
+    quota-system; the namespaces webhook, answered by serve from the image,
+    refuses the label anywhere else.
+    """
+    cluster = install.cluster
+    label = "quotalang.dev/exempt"
+    cluster.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": "ns-labeller"},
+                   "rules": [{"apiGroups": [""], "resources": ["namespaces"],
+                              "verbs": ["get", "list", "create", "patch", "update"]}]})
+    cluster.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "ns-labeller"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ns-labeller"},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lena"}]})
+    refused = cluster.kubectl("--as", "lena", "label", "namespace", "team-a", f"{label}=true", check=False)
+    assert refused.returncode != 0
+    assert ('admission webhook "namespaces.quotalang.dev" denied the request: namespace team-a may not carry '
+            f"the label {label}: only the namespaces exempted at install time (kube-system, quota-system)"
+            ) in refused.stderr
+    created = cluster.kubectl("--as", "lena", "create", "-f", "-", check=False, stdin=orjson.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "escape", "labels": {label: "yes"}}}).decode())
+    assert created.returncode != 0 and "may not carry the label" in created.stderr
+    assert cluster.kubectl("get", "namespace", "escape", check=False).returncode != 0
+    # Her other labels are none of quotalang's business, on any namespace.
+    cluster.kubectl("--as", "lena", "label", "namespace", "team-a", "owner=lena", "--overwrite")
+    cluster.kubectl("--as", "lena", "label", "namespace", "kube-system", "owner=platform", "--overwrite")
+    assert label not in install.get("namespace", "team-a")["metadata"]["labels"]
+    # team-a is still under quota (4 cpu); the listed namespaces are not (no call reaches the webhook).
+    over = deployment("escape-attempt", 9)
+    denied = cluster.create(over, check=False)
+    assert denied.returncode != 0 and "quota exceeded in group root/team-a" in denied.stderr
+    for namespace in ("kube-system", NS):
+        exempt = {**over, "metadata": {**over["metadata"], "namespace": namespace}}
+        cluster.create(exempt)
+        cluster.kubectl("delete", "deployment", "escape-attempt", "-n", namespace)

@@ -135,3 +135,38 @@ def test_missing_files_are_reported_once(tmp_path: Path, ca: Pem) -> None:
     assert reloader.check() is False
     assert reloader.check() is False
     assert metrics.registry.get_sample_value("quotalang_tls_reload_errors_total") == 1
+
+
+def test_the_live_context_is_swapped_on_the_event_loop_thread(tmp_path: Path, ca: Pem) -> None:
+    """The swap sets the certificate, then the key: run beside the accepting loop, a connection
+    accepted in between failed its handshake (seen under load in tests/e2e/test_cert_renewal.py)."""
+    import asyncio
+    import threading
+    from typing import Any
+
+    cert, key = write(tmp_path, issue(ca, ["localhost"]))
+    context = server_context(cert, key)
+    threads: list[str] = []
+    original = context.load_cert_chain
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread().name)
+        original(*args, **kwargs)
+
+    context.load_cert_chain = recording  # type: ignore[method-assign]
+    reloader = CertReloader(context, cert, key, interval=0.01)
+    second = issue(ca, ["localhost"])
+
+    async def main() -> None:
+        task = asyncio.create_task(reloader.run())
+        await asyncio.sleep(0.05)
+        write(tmp_path, second)
+        for _ in range(200):
+            if threads:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(main())
+    assert threads == [threading.main_thread().name]
+    assert served_certificate(context, ca.cert) == der(second.cert)
