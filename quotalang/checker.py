@@ -371,19 +371,42 @@ def _limit_quantity(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:
 
 
 def _malformed(limit: nodes.Limit) -> Diagnostic:
-    """E109: the compiler cannot turn this text into a number."""
-    try:
-        parse_quantity(limit.quantity)
-    except QuantityError as exc:
-        reason = str(exc)
-    else:  # pragma: no cover - only called for quantities that failed to parse
-        reason = "cannot be read"
+    """E109: the compiler cannot turn this text into a number.
+
+    The grammar reads a whole number-like run as the quantity (`1.5.5`,
+    `12Qi`), so this is where a typo in a value is reported: at the value's
+    column, saying what part of it is wrong, rather than as a syntax error at
+    whatever followed its well-formed prefix.
+    """
     return Diagnostic(
         "E109",
-        f"malformed quantity {limit.quantity} for {limit.key}: {reason}",
+        f"malformed quantity {limit.quantity} for {limit.key}: {_malformed_reason(limit.quantity)}",
         limit.quantity_span,
-        "write a Kubernetes quantity: 2000, 500m, 8Ti, 1.5Gi",
+        "write a number with an optional suffix (m, k, M, G, T, Ki, Mi, Gi, Ti or an exponent e3): "
+        "2000, 500m, 1.5, 8Ti, 1e3",
     )
+
+
+_NUMBER_PREFIX = re.compile(r"[+-]?[0-9.]*")
+_EXPONENT = re.compile(r"[eE][+-]?[0-9]+")
+
+
+def _malformed_reason(text: str) -> str:
+    """What is wrong with a quantity `parse_quantity` rejects, in words (not its regular expression)."""
+    number = _NUMBER_PREFIX.match(text)
+    digits = number.group() if number else ""
+    rest = text[len(digits) :]
+    if digits.count(".") > 1:
+        return f"{digits} has more than one decimal point"
+    if _EXPONENT.fullmatch(rest):
+        return f"the exponent {rest[1:]} is out of range"
+    if rest:
+        return f"{rest!r} is not a unit suffix or exponent"
+    try:
+        parse_quantity(text)
+    except QuantityError as exc:
+        return str(exc)
+    return "cannot be read"  # pragma: no cover - only called for quantities that failed to parse
 
 
 def _negative(limit: nodes.Limit) -> Diagnostic:

@@ -399,7 +399,7 @@ def _split_path(body: str) -> list[str]:
 # lark as before, so results and syntax errors are lark's own.
 _NAME = re.compile(r"[a-z0-9]([a-z0-9\-_.]*[a-z0-9])?")
 _KEY = re.compile(r"[a-z][A-Za-z0-9_.\-\/]*")
-_QUANTITY = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?")
+_QUANTITY = re.compile(r"[+-]?\.?[0-9][A-Za-z0-9.+\-]*")  # grammar.lark's QUANTITY
 _HOURS = re.compile(r"[0-9]+(\.[0-9]+)?h")
 _RUN = re.compile(r"[^ \t]+")
 # `KEY QUANTITY`, the line most groups are made of.

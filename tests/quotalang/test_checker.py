@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from quotalang import parser
 from quotalang.checker import check
 from quotalang.errors import Diagnostic
 from quotalang.loader import load, load_text
@@ -340,6 +341,47 @@ def test_e109_malformed_quantity() -> None:
     # "  limits.cpu " is 13 characters: the quantity starts at column 14.
     assert (d.code, str(d.span)) == ("E109", "p.quota:2:14")
     assert d.message.startswith("malformed quantity 1e99999999999 for limits.cpu: ")
+
+
+MALFORMED = [
+    # (value, what the message says is wrong with it)
+    ("1.5.5", "1.5.5 has more than one decimal point"),
+    ("1e1.5", "'e1.5' is not a unit suffix or exponent"),
+    ("12Qi", "'Qi' is not a unit suffix or exponent"),
+    ("0x10", "'x10' is not a unit suffix or exponent"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), MALFORMED)
+@pytest.mark.parametrize("path", ["fast", "lark"])
+def test_e109_a_typo_in_a_value_is_reported_at_the_value(
+    value: str, reason: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not E001 "unexpected '.5'" after the well-formed prefix: the whole run is the
+    # quantity, the same on the parser's line-by-line path and on lark's.
+    if path == "lark":
+        monkeypatch.setattr(parser, "_fast_items", lambda text, filename: None)
+    d = only(f"group root {{\n  limits.cpu {value}\n}}\n")
+    # "  limits.cpu " is 13 characters: the quantity starts at column 14 and spans the value.
+    assert (d.code, str(d.span), d.span and d.span.end_column) == ("E109", "p.quota:2:14", 14 + len(value))
+    assert d.message == f"malformed quantity {value} for limits.cpu: {reason}"
+    assert d.hint is not None and "500m" in d.hint and "suffix" in d.hint
+
+
+@pytest.mark.parametrize("path", ["fast", "lark"])
+def test_a_negative_value_is_e110_at_the_value(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `-3` is a well-formed quantity (Kubernetes reads it), so it is not E109: it does
+    # not fit a hard limit, which is E110, at the same column on both paths.
+    if path == "lark":
+        monkeypatch.setattr(parser, "_fast_items", lambda text, filename: None)
+    d = only("group root {\n  limits.cpu -3\n}\n")
+    assert (d.code, str(d.span), d.message) == ("E110", "p.quota:2:14", "limits.cpu -3 is negative")
+
+
+def test_e109_does_not_hide_other_findings() -> None:
+    # A syntax error stops at the first one; E109 is a finding among the rest.
+    text = "group root {\n  limits.cpu 1.5.5\n  limits.cpu 2\n}\ngroup a in nowhere {\n}\n"
+    assert where(findings(text)) == [("E109", "p.quota:2:14"), ("E107", "p.quota:3:3"), ("E102", "p.quota:5:12")]
 
 
 def test_e109_skips_carving_with_an_unknown_value() -> None:

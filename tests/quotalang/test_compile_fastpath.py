@@ -111,6 +111,18 @@ def test_edge_cases_agree(text: str) -> None:
     _agree(text)
 
 
+@pytest.mark.parametrize("value", ["1.5.5", "1e1.5", "-3", "12Qi", "0x10", "1..2", "5+", ".5.", "1e+3x"])
+def test_malformed_quantities_are_read_whole_on_both_paths(value: str) -> None:
+    # The checker reports these as E109 (E110 for -3) at the value's column, so both
+    # readings must hand it the whole run as the quantity, with the same spans.
+    text = f"group a {{\n  limits.cpu {value}  # c\n}}\n"
+    fast = parser._fast_items(text, "f.quota")
+    assert fast is not None
+    (limit,) = fast[0].body
+    assert (limit.quantity, str(limit.quantity_span)) == (value, "f.quota:2:14")
+    _agree(text)
+
+
 def test_keywords_lark_reads_as_names_and_keys_stay_fast() -> None:
     text = "group default {\n  cpu 8\n  memory 1Gi\n  cash cpu 1h\n}\ngroup gpu in default {\n  cpu 1\n}\n"
     assert parser._fast_items(text, "f.quota") is not None
@@ -137,7 +149,8 @@ def test_many_slices_between_groups_agree() -> None:
 TOKENS = [
     "group", "in", "a", "b", "root", "{", "}", "mode", "warn", "enforce", "cash", "per", "week", "year",
     "pods", "limits.cpu", "requests.nvidia.com/gpu.A100", "Limits.cpu", "8", "500m", "8Ti", "1e3", "1E5i",
-    ".5", "+1", "-1", "1e", "10h", "1.5h", "#c", "\t", "\r", "", '"x"', "settings", "kind", "a.b.",
+    ".5", "+1", "-1", "1e", "1.5.5", "0x10", "12Qi", "10h", "1.5h", "#c", "\t", "\r", "", '"x"', "settings",
+    "kind", "a.b.",
 ]
 
 STATEMENTS = [
