@@ -109,6 +109,43 @@ def require() -> Path:
     return folder
 
 
+def read_only_root(container: str, mount_points: list[str]) -> Path | None:
+    """Make the container's root filesystem read-only, as `readOnlyRootFilesystem: true` does.
+
+    buildah 1.28 has no `run --read-only`; as root, the container's rootfs is
+    bind-mounted read-only onto itself. The mount points buildah binds into it
+    (the volumes and /run/.containerenv) are made first, while it is writable.
+    Not root: None, and the test that checks the root is read-only skips.
+    """
+    if os.geteuid() != 0:
+        return None
+    rootfs = Path(subprocess.run([*BUILDAH, "mount", container], capture_output=True, text=True,
+                                 check=True).stdout.strip())
+    for point in mount_points:
+        (rootfs / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (rootfs / "run" / ".containerenv").touch()
+    subprocess.run(["mount", "--bind", str(rootfs), str(rootfs)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(rootfs), str(rootfs)], check=True)
+    return rootfs
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for child in children.get(current, []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def host_address() -> str:
     """This machine's address on its default route: an Endpoints address may not be loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -128,6 +165,21 @@ class Replica:
     folder: Path
     container: str = ""
     process: subprocess.Popen[bytes] | None = None
+    rootfs: Path | None = None  # bind-mounted read-only onto itself while the replica runs
+
+    def root_mount_options(self) -> list[str]:
+        """The mount options of `/` as the webhook process itself sees it (its /proc/PID/mountinfo)."""
+        assert self.process is not None
+        for pid in _descendants(self.process.pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                mounts = Path(f"/proc/{pid}/mountinfo").read_text()
+            except OSError:
+                continue
+            if b"/opt/quotalang/bin/quotalang\0serve" in command or b"quotalang\0serve" in command:
+                roots = [line.split() for line in mounts.splitlines() if line.split()[4] == "/"]
+                return roots[-1][5].split(",")  # the topmost mount on /
+        raise AssertionError(f"no webhook process under {self.process.pid}")
 
     @property
     def log(self) -> Path:
@@ -201,6 +253,8 @@ class Install:
         replica.container = subprocess.run(
             [*BUILDAH, "from", "--pull=never", "--name", f"quotalang-e2e-{uuid.uuid4().hex[:8]}", IMAGE],
             capture_output=True, text=True, check=True).stdout.strip()
+        if container["securityContext"].get("readOnlyRootFilesystem"):
+            replica.rootfs = read_only_root(replica.container, [v.split(":")[1] for v in volumes])
         command = [*BUILDAH, "run", "--isolation", "chroot", "--network", "host"]
         for volume in volumes:
             command += ["--volume", volume]
@@ -234,6 +288,8 @@ class Install:
     def stop(self) -> None:
         for replica in self.replicas:
             _stop(replica.process)
+            if replica.rootfs is not None:
+                subprocess.run(["umount", str(replica.rootfs)], capture_output=True)
             if replica.container:
                 subprocess.run([*BUILDAH, "rm", replica.container], capture_output=True)
 
@@ -374,3 +430,14 @@ def test_a_user_who_may_label_namespaces_cannot_leave_quota(install: Install) ->
         exempt = {**over, "metadata": {**over["metadata"], "namespace": namespace}}
         cluster.create(exempt)
         cluster.kubectl("delete", "deployment", "escape-attempt", "-n", namespace)
+
+
+def test_the_webhook_runs_with_a_read_only_root_filesystem(install: Install) -> None:
+    """The Deployment says readOnlyRootFilesystem; the replicas ran (and served every test above) so."""
+    if os.geteuid() != 0:
+        pytest.skip("making the container's root read-only needs root (buildah 1.28 has no run --read-only)")
+    container = install.find("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for replica in install.replicas:
+        assert replica.process is not None and replica.process.poll() is None, replica.log.read_text()[-2000:]
+        assert "ro" in replica.root_mount_options()
