@@ -26,7 +26,16 @@ _BINARY_BY_EXPONENT = {0: "", **{v: k for k, v in _BINARY_SUFFIXES.items()}}
 _SUFFIX_CHARS = frozenset("eEinumkKMGTP")
 _DIGITS = frozenset("0123456789")
 
-__all__ = ["MAX_UNITS", "NANO", "Format", "Quantity", "QuantityError", "canonical", "parse_quantity"]
+__all__ = [
+    "MAX_UNITS",
+    "NANO",
+    "Format",
+    "Quantity",
+    "QuantityError",
+    "canonical",
+    "canonical_together",
+    "parse_quantity",
+]
 
 
 class Quantity:
@@ -154,6 +163,49 @@ def canonical(nanos: int, format: Format) -> str:
         found = _DECIMAL_BY_EXPONENT.get(exponent)
         suffix = found if found is not None else f"e{exponent}"
     return f"{sign}{mantissa}{suffix}"
+
+
+# Units a group of figures may share, largest first: (nanos per unit, suffix).
+_DECIMAL_UNITS = tuple(
+    (10 ** (exponent + 9), suffix) for suffix, exponent in sorted(_DECIMAL_SUFFIXES.items(), key=lambda i: -i[1])
+)
+_BYTE_UNITS = tuple(
+    sorted(
+        [(NANO << power, suffix) for suffix, power in _BINARY_SUFFIXES.items()]
+        + [(unit, suffix) for unit, suffix in _DECIMAL_UNITS if unit >= 1000 * NANO],
+        reverse=True,
+    )
+)
+_SMALL_BYTES = ((NANO, ""),)  # plain bytes, shared only while every figure has at most 6 digits
+
+
+def canonical_together(values: list[int], format: Format) -> list[str]:
+    """Print several figures of one message in one unit: `500m, 8600m of 10000m`, never `8600m of 10`.
+
+    Each figure alone would print canonically (`canonical`), but a reader then
+    compares `8600m` with `10` across units. Here they share the largest unit
+    in which every one of them is exact, printed the way Kubernetes prints a
+    quantity (digits and a suffix): for decimal figures that is always found
+    (`n` at worst). Byte figures (`BinarySI`) share a binary or decimal suffix
+    of at least `Ki`/`k` (`1024Mi, 512Mi of 2048Mi`); when none is exact for all
+    of them (`1500M` against `2Gi`), a column of bare byte counts would be
+    harder to read than mixed suffixes, so each keeps its own canonical form;
+    bare bytes are shared only by small figures (`512 of 1000`, not `512 of 1k`).
+    Zero prints as `0` in any unit. Figures that all print alike already (the
+    common case: whole numbers) come out exactly as `canonical` prints them.
+    """
+    alone = [canonical(v, format) for v in values]
+    suffixes = {text.lstrip("-0123456789") for text, v in zip(alone, values, strict=True) if v}
+    if len(suffixes) <= 1:
+        return alone
+    nonzero = [abs(v) for v in values if v]
+    units = _DECIMAL_UNITS
+    if format == "BinarySI":
+        units = _BYTE_UNITS + _SMALL_BYTES if max(nonzero) < _SMALL_BYTES[0][0] * 10**6 else _BYTE_UNITS
+    for unit, suffix in units:
+        if all(v % unit == 0 for v in nonzero):
+            return [f"{v // unit}{suffix}" if v else "0" for v in values]
+    return alone
 
 
 def _split(text: str) -> tuple[bool, str, str, str]:

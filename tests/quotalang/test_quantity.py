@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pytest
 
-from quotalang.quantity import Format, Quantity, QuantityError, parse_quantity
+from quotalang.quantity import Format, Quantity, QuantityError, canonical_together, parse_quantity
 
 MAX_ALLOWED = 2**63 - 1  # `maxAllowed`: where Kubernetes caps a BinarySI value
 MOST_NEGATIVE = -(2**63)
@@ -689,3 +689,25 @@ AS_SCALED = [
                          ids=[f"TestInt64AmountAsScaledInt64/{r[0]}" for r in AS_SCALED])
 def test_as_scaled_value(value: int, scale: int, to: int, expect: int) -> None:
     assert q(value, scale, "DecimalSI").scaled_value(to) == expect
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        # the largest unit every figure is exact in; zero is `0` in any unit
+        (["500m", "8600m", "10", "0"], "DecimalSI", ["500m", "8600m", "10000m", "0"]),
+        (["2k", "10k"], "DecimalSI", ["2k", "10k"]),
+        (["1500", "10k"], "DecimalSI", ["1500", "10000"]),
+        (["1n", "1"], "DecimalSI", ["1n", "1000000000n"]),
+        (["-500m", "2"], "DecimalSI", ["-500m", "2000m"]),
+        (["1Gi", "512Mi", "2Gi"], "BinarySI", ["1024Mi", "512Mi", "2048Mi"]),
+        # 2G alone prints 1953125Ki (as Kubernetes' BinarySI does); 1Gi joins it in Ki
+        (["2G", "1Gi"], "BinarySI", ["1953125Ki", "1048576Ki"]),
+        (["1500M", "2Gi"], "BinarySI", ["1500000000", "2Gi"]),  # as canonical prints each alone
+        (["512", "1Ki"], "BinarySI", ["512", "1024"]),  # small: bare bytes
+        (["21", "0", "16"], "DecimalSI", ["21", "0", "16"]),  # alike already: as canonical
+    ],
+)
+def test_canonical_together_prints_one_unit(values: list[str], fmt: Format, expected: list[str]) -> None:
+    nanos = [parse_quantity(v).nanos for v in values]
+    assert canonical_together(nanos, fmt) == expected
