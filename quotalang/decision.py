@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from quotalang.quantity import Quantity
+from quotalang.quantity import Quantity, canonical_together
 from quotalang.units import format_hours
 from quotalang.usage import PartUsage, to_quantity
 
@@ -38,23 +38,46 @@ def qty(key: str, nanos: int) -> str:
     return str(to_quantity(key, nanos))
 
 
+def qtys(key: str, *nanos: int) -> list[str]:
+    """Several figures of `key` for one message, in one unit (`quantity.canonical_together`)."""
+    return canonical_together(list(nanos), to_quantity(key, 0).format)
+
+
+# (pods, part name, one pod's quantity of the key): `2 × Worker 4`
+Term = tuple[int, str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """A key that does not fit: the numbers a person needs to act."""
+    """A key that does not fit: the numbers a person needs to act.
+
+    `terms` (and, on an UPDATE, `added` and `surge`) say where `requested`
+    comes from; they are kept as numbers, not text, so that `describe` prints
+    every figure of the violation in one unit. `detail` is text given by a
+    caller that has no terms; it is printed as it is.
+    """
 
     resource: str
-    requested: int
+    requested: int  # for an UPDATE: what it adds, plus the room its rollout's surge pods need
     used: int  # the group's own usage plus pending reservations
     carved: int  # Σ children hard
     hard: int
-    detail: str  # "2 × Worker 4"
+    detail: str  # "2 × Worker 4", when there are no `terms`
     cash_period: str | None = None  # set for cash violations ("week", "lifetime")
+    terms: tuple[Term, ...] = ()  # the workload's parts that charge the key
+    added: int | None = None  # an UPDATE: what it adds to the key (`+4 to 11 × pod 4`)
+    surge: tuple[Term, ...] = ()  # an UPDATE that rolls pods out: the surge pods it needs room for
 
     @property
     def free(self) -> int:
         return max(self.hard - self.carved - self.used, 0)
 
-    def describe(self) -> str:
+    def describe(self, detail: bool = True) -> str:
+        """`requests.cpu: requested 500m (…), used 8600m of 10000m, 900m free`, one unit throughout.
+
+        `detail=False` leaves out the breakdown in parentheses (for a warning
+        that must stay short); the figures are the same.
+        """
         if self.cash_period is not None:
             carved = f" ({format_hours(self.carved)} carved for children)" if self.carved else ""
             return (
@@ -62,13 +85,32 @@ class Violation:
                 f"used {format_hours(self.used)} of {format_hours(self.hard)}{carved}"
             )
         k = self.resource
-        taken = self.used + self.carved
-        carved = f" ({qty(k, self.carved)} carved for children)" if self.carved else ""
-        detail = f" ({self.detail})" if self.detail else ""
-        return (
-            f"{k}: requested {qty(k, self.requested)}{detail}, "
-            f"used {qty(k, taken)} of {qty(k, self.hard)}{carved}, {qty(k, self.free)} free"
+        figures = [self.requested, self.used + self.carved, self.hard, self.free, self.carved]
+        figures += [nanos for _, _, nanos in self.terms + self.surge]
+        if self.added is not None:
+            figures.append(self.added)
+        texts = qtys(k, *figures)
+        requested, taken, hard, free, carved_text = texts[:5]
+        carved = f" ({carved_text} carved for children)" if self.carved else ""
+        shown = self._breakdown(texts[5:]) if detail else ""
+        shown = f" ({shown})" if shown else ""
+        return f"{k}: requested {requested}{shown}, used {taken} of {hard}{carved}, {free} free"
+
+    def _breakdown(self, texts: list[str]) -> str:
+        """`+4 to 11 × pod 4, including rollout surge: 2 × pod 500m`, from figures already printed."""
+        if not self.terms and not self.surge:
+            return self.detail
+        count = len(self.terms)
+        parts = " + ".join(f"{n} × {name} {t}" for (n, name, _), t in zip(self.terms, texts, strict=False))
+        surge = " + ".join(
+            f"{n} × {name} {t}" for (n, name, _), t in zip(self.surge, texts[count:], strict=False)
         )
+        if self.added is not None:  # an UPDATE: what it adds, to what the workload becomes
+            parts = f"+{texts[-1]} to {parts}" if parts and self.added > 0 else ""
+        if not surge:
+            return parts
+        surge = f"including rollout surge: {surge}"
+        return f"{parts}, {surge}" if parts else surge
 
     def as_json(self) -> dict[str, Any]:
         if self.cash_period is not None:

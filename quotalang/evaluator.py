@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Protocol
 
-from quotalang.decision import Decision, Reason, Violation, clip, qty
+from quotalang.decision import MAX_WARNING, Decision, Reason, Term, Violation, clip, qtys
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import labels_of, name_of
@@ -215,6 +215,7 @@ def _workload(
     charges: dict[str, dict[str, int]] = {}
     notes: list[str] = []
     extra: dict[str, int] = {}
+    rolling: tuple[PartUsage, ...] = ()
     unset = _must_specify(policy, group, new.parts)
     if unset is not None and group.mode == "enforce":
         return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason="must-specify",
@@ -229,7 +230,8 @@ def _workload(
         old_group, _ = resolve_group(policy, old)
         if old_group == group_name:
             delta = _subtract(new.total, old_usage.total)
-            extra = _surge_room(new, old_usage)
+            rolling = _rolling_out(new, old_usage)
+            extra = _surge_room(rolling)
             if extra:
                 notes.append("rollout: room for surge pods is checked, not charged")
         else:
@@ -239,7 +241,7 @@ def _workload(
                 notes.append(f"moves from group {policy.groups[old_group].path}: released there")
     else:
         delta = dict(new.total)
-    violations, warnings = _check(policy, group, delta, extra, new, old is not None, source)
+    violations, warnings = _check(policy, group, delta, extra, rolling, new, old is not None, source)
     if unset is not None:  # warn or audit mode: allowed, and said
         if group.mode == "warn":
             warnings.insert(0, clip(f"{group.name}: {unset}"))
@@ -250,7 +252,7 @@ def _workload(
     elif delta:
         charges[group_name] = delta
     if violations and group.mode == "warn":
-        warnings = [clip(f"{group.name}: {v.describe()}") for v in violations] + warnings
+        warnings = [_warning(group.name, v) for v in violations] + warnings
     return Decision(
         allowed=not denied,
         operation=op,
@@ -268,6 +270,12 @@ def _workload(
         stored=stored,
         dry_run=dry_run,
     )
+
+
+def _warning(group: str, violation: Violation) -> str:
+    """A warn-mode violation as one warning: the breakdown goes first when all of it would not fit."""
+    text = f"{group}: {violation.describe()}"
+    return text if len(text) <= MAX_WARNING else clip(f"{group}: {violation.describe(detail=False)}")
 
 
 def _notes(notes: list[str], last: str | None) -> list[str]:
@@ -356,24 +364,30 @@ def _subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _surge_room(new: WorkloadUsage, old: WorkloadUsage) -> dict[str, int]:
-    """Extra room a rollout needs: surge × new pod, for parts whose template changed."""
+def _rolling_out(new: WorkloadUsage, old: WorkloadUsage) -> tuple[PartUsage, ...]:
+    """The parts an UPDATE rolls out: a surge in their kind rule and a changed pod template."""
     before = {p.name: p.template for p in old.parts}
+    return tuple(p for p in new.parts if p.surge and p.name in before and before[p.name] != p.template)
+
+
+def _surge_room(rolling: tuple[PartUsage, ...]) -> dict[str, int]:
+    """Extra room a rollout needs: surge × new pod, for each part it rolls out."""
     extra: dict[str, int] = {}
-    for part in new.parts:
-        if part.surge and part.name in before and before[part.name] != part.template:
-            for key, value in part.per_pod:
-                extra[key] = extra.get(key, 0) + value * part.surge
+    for part in rolling:
+        for key, value in part.per_pod:
+            extra[key] = extra.get(key, 0) + value * part.surge
     return extra
 
 
-def _detail(key: str, parts: tuple[PartUsage, ...]) -> str:
+def _terms(key: str, parts: tuple[PartUsage, ...], surge: bool = False) -> tuple[Term, ...]:
+    """(pods, part, one pod's `key`) of each part charging `key`: its replicas, or its surge pods."""
     shown = []
     for part in parts:
+        pods = part.surge if surge else part.replicas
         for k, v in part.per_pod:
-            if k == key and part.replicas:
-                shown.append(f"{part.replicas} × {part.name} {qty(key, v)}")
-    return " + ".join(shown)
+            if k == key and pods:
+                shown.append((pods, part.name, v))
+    return tuple(shown)
 
 
 def _check(
@@ -381,6 +395,7 @@ def _check(
     group: CompiledGroup,
     delta: Mapping[str, int],
     extra: Mapping[str, int],
+    rolling: tuple[PartUsage, ...],
     new: WorkloadUsage,
     is_update: bool,
     source: UsageSource,
@@ -406,14 +421,15 @@ def _check(
         own = used.get(key, 0)
         carved = carved_of.get(key, 0)
         after = own + carved + need
-        if after > hard:
-            detail = _detail(key, new.parts)
-            if is_update:
-                detail = f"+{qty(key, need)} to {detail}" if detail else ""
-            violations.append(Violation(key, need, own, carved, hard, detail))
+        if after > hard:  # only now are the figures of the message gathered
+            terms = _terms(key, new.parts)
+            surge = _terms(key, rolling, surge=True) if extra.get(key) else ()
+            added = delta.get(key, 0) if is_update else None
+            violations.append(Violation(key, need, own, carved, hard, "", None, terms, added, surge))
         elif after * warn_den >= hard * warn_num:
             percent = after * 100 // hard if hard else 100
-            warnings.append(clip(f"{group.name} at {percent}% of {key} ({qty(key, after)} of {qty(key, hard)})"))
+            shown, limit = qtys(key, after, hard)
+            warnings.append(clip(f"{group.name} at {percent}% of {key} ({shown} of {limit})"))
     cash_carved = group.cash_carved
     for key, budget in group.cash.items():
         if delta.get(key, 0) <= 0 and extra.get(key, 0) <= 0:
