@@ -190,7 +190,7 @@ def add_server_verbs(verbs: core.Verbs) -> None:
 
     man = verbs.add(
         "manifests", "print the Kubernetes manifests that run the webhook", cmd_manifests, formats=(),
-        description="Print ready-to-apply YAML: RBAC, policy ConfigMap, TLS Secret, Deployment, "
+        description="Print ready-to-apply YAML: RBAC, policy ConfigMap, Deployment, NetworkPolicy, "
         "Service, PodDisruptionBudget and ValidatingWebhookConfiguration.",
     )
     man.add_argument("--format", choices=["text", "json"], default="text", help="text is YAML")

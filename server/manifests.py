@@ -1,8 +1,9 @@
 """`quotalang manifests`: everything needed to run the webhook in a cluster, as YAML.
 
-The output applies as is (`quotalang manifests ... | kubectl apply -f -`):
-the QuotaLedger CRD, Namespace, ServiceAccount, least-privilege RBAC, the
-policy as a ConfigMap, Service, Deployment, PodDisruptionBudget and the
+The output applies as is (`quotalang manifests ... | kubectl apply -f -`, or
+`--output-dir DIR` and `kubectl apply -k DIR`): the QuotaLedger CRD, the
+namespaces, ServiceAccount, least-privilege RBAC, the policy as a ConfigMap,
+Service, Deployment, PodDisruptionBudget, NetworkPolicy and the
 ValidatingWebhookConfiguration.
 
 Decisions:
