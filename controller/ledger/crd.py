@@ -13,12 +13,12 @@ object every admission would contend on.
     status:
       observed: {requests.cpu: "4000000000000"}     # nanos, exact, as strings
       objects: 3                                     # observed objects charging the group
-      reservations:
-        apps/Deployment/team-a/web:                  # api group/kind/namespace/name
-          usage: {requests.cpu: "2000000000000"}     # the positive delta admitted
-          deadline: "2026-11-23T06:22:31.123456Z"    # wall clock: replicas share no monotonic clock
-          resourceVersion: "4702"                    # the object's version it was admitted against
-          replica: quotalang-7d9f-abcde
+      reservations:                                  # one entry per webhook replica, never per object
+        quotalang-7d9f-abcde:
+          usage: {requests.cpu: "2000000000000"}     # Σ of that replica's unconfirmed admissions
+          count: 5                                   # how many they are
+          expires: "2026-11-23T06:22:31.123456Z"     # the last one's deadline (wall clock)
+      folded: ["apps/Deployment/team-a/web@4711"]    # what the leader's last fold write observed
       cash: {requests.nvidia.com/gpu: "36000000000000"}   # nano-unit-seconds this period
       periodStart: "2026-11-23T00:00:00Z"
       lastAccrual: "2026-11-23T06:22:00.000000Z"
@@ -27,6 +27,14 @@ object every admission would contend on.
 
 Decisions:
 
+* The object's size is bounded by keys × replicas, never by the admissions
+  in flight: each replica keeps its unconfirmed admissions (per object) in
+  memory and writes only their sum; the leader lists what a fold write
+  observed in `folded` (at most `FOLD_CAP` identities, replaced by the
+  next write), and each replica drops its own matching admissions from its
+  sum (see `kubestore` and docs/architecture.md). `status` is an atomic map
+  for server-side apply, so `managedFields` hold one entry per writer
+  whatever the keys.
 * Quantities are nano-unit integers in decimal strings: JSON numbers lose
   exactness past 2^53 in many clients, and 8 Ti of memory is 8.8e21 nanos.
 * Everything lives in `.status` of a CRD *without* a status subresource, so
@@ -61,6 +69,7 @@ PLURAL = "quotaledgers"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 COLLECTION_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 
+FOLD_CAP = 256  # identities one fold write lists in `status.folded`: the leader splits bigger batches
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _INTEGER = "^-?[0-9]+$"
 
@@ -103,13 +112,12 @@ def parse_time(text: str) -> float:
 
 
 @dataclass(slots=True)
-class Reservation:
-    """An admitted request not yet seen by the controller: it holds quota until folded or expired."""
+class Held:
+    """One replica's unconfirmed admissions in a group, summed: they hold quota until folded or expired."""
 
     usage: dict[str, int]
-    deadline: float  # epoch seconds
-    resource_version: str | None  # the object's version it was admitted against (None on CREATE)
-    replica: str
+    count: int
+    expires: float  # epoch seconds: the latest deadline among them (a dead replica's entry goes then)
 
 
 @dataclass(slots=True)
@@ -120,7 +128,8 @@ class LedgerState:
     resource_version: str | None = None
     observed: dict[str, int] = field(default_factory=dict)
     objects: int = 0
-    reservations: dict[str, Reservation] = field(default_factory=dict)
+    reservations: dict[str, Held] = field(default_factory=dict)  # replica -> its unconfirmed admissions
+    folded: list[str] = field(default_factory=list)  # `identity@resourceVersion` the last fold write observed
     cash: dict[str, int] = field(default_factory=dict)
     period_start: float | None = None
     last_accrual: float | None = None
@@ -128,10 +137,10 @@ class LedgerState:
     last_write: str | None = None  # the token of the last controller write (see KubernetesLedger.mutate)
 
     def reserved(self, now: float) -> dict[str, int]:
-        """Σ usage of reservations still within their deadline."""
+        """Σ usage of replicas' reservations not yet expired."""
         total: dict[str, int] = {}
         for item in self.reservations.values():
-            if item.deadline > now:
+            if item.expires > now:
                 for key, value in item.usage.items():
                     total[key] = total.get(key, 0) + value
         return total
@@ -153,8 +162,8 @@ class LedgerState:
             self.resource_version,
             dict(self.observed),
             self.objects,
-            {k: Reservation(dict(r.usage), r.deadline, r.resource_version, r.replica)
-             for k, r in self.reservations.items()},
+            {k: Held(dict(r.usage), r.count, r.expires) for k, r in self.reservations.items()},
+            list(self.folded),
             dict(self.cash),
             self.period_start,
             self.last_accrual,
@@ -190,14 +199,10 @@ def to_object(state: LedgerState) -> dict[str, Any]:
         "observed": _nanos(state.observed),
         "objects": state.objects,
         "reservations": {
-            key: {
-                "usage": _nanos(item.usage),
-                "deadline": format_time(item.deadline),
-                **({"resourceVersion": item.resource_version} if item.resource_version else {}),
-                "replica": item.replica,
-            }
+            key: {"usage": _nanos(item.usage), "count": item.count, "expires": format_time(item.expires)}
             for key, item in sorted(state.reservations.items())
         },
+        "folded": list(state.folded),
         "cash": _nanos(state.cash),
         "leaderEpoch": state.leader_epoch,
     }
@@ -227,20 +232,23 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
             f"QuotaLedger {name} belongs to group {owner!r}, not {group!r}: two group names map to one "
             "object name; rename one of the groups"
         )
-    reservations: dict[str, Reservation] = {}
+    reservations: dict[str, Held] = {}
     raw = status.get("reservations") or {}
     if not isinstance(raw, Mapping):
         raise LedgerFormatError(f"QuotaLedger {name}: status.reservations is not a mapping")
     for key, item in raw.items():
         if not isinstance(item, Mapping):
             raise LedgerFormatError(f"QuotaLedger {name}: reservation {key} is not a mapping")
-        rv = item.get("resourceVersion")
-        reservations[str(key)] = Reservation(
+        # An entry of v0.x (one per object, with a `deadline`) reads as a replica of one until it expires.
+        expires = item.get("expires") or item.get("deadline")
+        reservations[str(key)] = Held(
             _read_nanos(item.get("usage"), f"reservations.{key}.usage"),
-            parse_time(str(item.get("deadline") or "")),
-            str(rv) if rv else None,
-            str(item.get("replica") or ""),
+            int(item.get("count") or 1),
+            parse_time(str(expires or "")),
         )
+    folded = status.get("folded") or []
+    if not isinstance(folded, list):
+        raise LedgerFormatError(f"QuotaLedger {name}: status.folded is not a list")
     period = status.get("periodStart")
     last = status.get("lastAccrual")
     rv = meta.get("resourceVersion")
@@ -250,6 +258,7 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         observed=_read_nanos(status.get("observed"), "status.observed"),
         objects=int(status.get("objects") or 0),
         reservations=reservations,
+        folded=[str(item) for item in folded],
         cash=_read_nanos(status.get("cash"), "status.cash"),
         period_start=parse_time(str(period)) if period else None,
         last_accrual=parse_time(str(last)) if last else None,
@@ -267,23 +276,27 @@ def crd() -> dict[str, Any]:
     """The CustomResourceDefinition (apiextensions.k8s.io/v1; served by Kubernetes ≥ 1.16)."""
     reservation = {
         "type": "object",
-        "required": ["usage", "deadline"],
+        "required": ["usage"],
+        "x-kubernetes-preserve-unknown-fields": True,  # entries of older versions carry more fields
         "properties": {
-            "usage": _nanos_map("The positive usage delta admitted, per key, in nanos."),
-            "deadline": {"type": "string", "description": "When the reservation expires (RFC 3339)."},
-            "resourceVersion": {"type": "string", "description": "The object version it was admitted against."},
-            "replica": {"type": "string", "description": "The webhook replica that admitted it."},
+            "usage": _nanos_map("Σ of the replica's unconfirmed admissions (positive deltas), per key, in nanos."),
+            "count": {"type": "integer", "description": "How many admissions the sum holds."},
+            "expires": {"type": "string", "description": "The latest of their deadlines (RFC 3339)."},
         },
     }
     status = {
         "type": "object",
         # Fields a newer quotalang adds survive an older replica's schema during a rolling upgrade.
         "x-kubernetes-preserve-unknown-fields": True,
+        # One managedFields entry per writer, whatever the keys: status is always written whole.
+        "x-kubernetes-map-type": "atomic",
         "properties": {
             "observed": _nanos_map("Usage of the workloads the controller has seen, per key, in nanos."),
             "objects": {"type": "integer", "description": "Observed objects charging this group."},
             "reservations": {"type": "object", "additionalProperties": reservation,
-                             "description": "Admitted, not yet observed: object identity → reservation."},
+                             "description": "Admitted, not yet observed: webhook replica → the sum it holds."},
+            "folded": {"type": "array", "items": {"type": "string"},
+                       "description": "identity@resourceVersion observed by the leader's last fold write."},
             "cash": _nanos_map("Cash spent this period per key, in nano-unit-seconds."),
             "periodStart": {"type": "string", "description": "Start of the current cash period (RFC 3339)."},
             "lastAccrual": {"type": "string", "description": "Cash is accrued up to this time (RFC 3339)."},
@@ -325,7 +338,7 @@ def crd() -> dict[str, Any]:
 
 
 __all__ = [
-    "API_VERSION", "COLLECTION_PATH", "CRD_NAME", "KIND", "LedgerFormatError", "LedgerState", "Reservation",
+    "API_VERSION", "COLLECTION_PATH", "CRD_NAME", "FOLD_CAP", "KIND", "Held", "LedgerFormatError", "LedgerState",
     "crd", "from_object", "identity_key", "object_name", "object_path", "parse_identity",
     "parse_time", "to_object",
 ]

@@ -21,17 +21,27 @@ Decisions:
   batch against one version and written with one CAS (`group_commit`), in
   arrival order, each checked against the ones before it: replicas contend
   with each other once per batch, never with themselves.
-* A reservation is keyed by the object's identity. A CREATE, or an UPDATE
-  against the same object version as the pending one, *replaces* that
-  reservation (only one of them can persist), so a retried or re-sent
-  request is never charged twice; an UPDATE against a newer version adds to
-  it. Only the positive part of a delta is reserved (as in `MemoryLedger`).
+* Reservations never grow the ledger object: each replica keeps its
+  unconfirmed admissions (per object) in memory and writes only their sum,
+  count and last deadline under its own name in `status.reservations` — a
+  size bounded by keys × replicas. Within a replica, an admission is keyed
+  by the object's identity: a CREATE, or an UPDATE against the same object
+  version as the pending one, *replaces* it (only one of them can persist),
+  so a retried request is never charged twice; an UPDATE against a newer
+  version adds to it. Only the positive part of a delta is reserved.
+* The leader folds observations in batches (`flush`: one write per group per
+  `fold_interval`): the write adds the observed usage and lists the
+  identities it observed in `status.folded`; every replica, seeing that
+  version (watch or answer), drops its matching admissions from its sum and
+  writes the smaller sum with its next admission or `tidy`. Totals first,
+  sum second: a moment of double counting, never a moment of none. An
+  admission never confirmed leaves its replica's sum at its deadline; a
+  replica that dies leaves its whole entry, which the leader drops when the
+  entry's last deadline passes.
 * The controller's writes (`observe`, `forget`, `expire`, `resync`, cash) are
   the leader's alone and fenced: each write stamps the leader's epoch (the
   Lease's transition count when it was acquired), and a writer whose epoch is
-  older than the object's steps back with `NotLeader`. A folded reservation
-  leaves in the same write that adds the object's observed usage: there is
-  never a moment where both or neither count.
+  older than the object's steps back with `NotLeader`.
 * Deadlines of reservations are wall-clock times (replicas share no monotonic
   clock); a replica whose clock runs ahead frees quota early by that skew.
 """
@@ -73,9 +83,10 @@ from quotalang.controller.ledger.base import (
 )
 from quotalang.controller.ledger.crd import (
     COLLECTION_PATH,
+    FOLD_CAP,
+    Held,
     LedgerFormatError,
     LedgerState,
-    Reservation,
     from_object,
     identity_key,
     object_path,
@@ -138,36 +149,29 @@ class _Pending:
     body: bytes = field(repr=False)
 
 
-def _folder(slot: str, resource_version: str | None) -> Callable[[LedgerState], bool]:
-    """Drop the slot's reservation once an observation at or after its version includes it."""
+@dataclass(slots=True)
+class _Mine:
+    """One of this replica's unconfirmed admissions (the ledger object holds only their sum)."""
 
-    def fold(state: LedgerState) -> bool:
-        pending = state.reservations.get(slot)
-        if pending is not None and at_or_after(resource_version, pending.resource_version):
-            del state.reservations[slot]
-            return True
-        return False
-
-    return fold
+    usage: dict[str, int]
+    deadline: float  # wall clock
+    resource_version: str | None  # the object's version it was admitted against (None on CREATE)
 
 
-def _adder(
-    diff: Mapping[str, int], new_object: bool, fold: Callable[[LedgerState], bool]
-) -> Callable[[LedgerState], bool]:
+def _adder(diff: Mapping[str, int], new_object: bool) -> Callable[[LedgerState], bool]:
     def add(state: LedgerState) -> bool:
         add_usage(state.observed, diff)
         if new_object:
             state.objects += 1
-        return fold(state) or bool(diff) or new_object
+        return bool(diff) or new_object
 
     return add
 
 
-def _releaser(usage: Mapping[str, int], fold: Callable[[LedgerState], bool]) -> Callable[[LedgerState], bool]:
+def _releaser(usage: Mapping[str, int]) -> Callable[[LedgerState], bool]:
     def release(state: LedgerState) -> bool:
         add_usage(state.observed, usage, -1)
         state.objects = max(state.objects - 1, 0)
-        fold(state)
         return True
 
     return release
@@ -185,9 +189,28 @@ def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerSta
     return apply
 
 
-def _replaces(existing: Reservation, operation: str, admitted_rv: str | None) -> bool:
+def _confirming(state: LedgerState) -> bool:
+    """A fold write that confirms admissions is written even when the totals do not change."""
+    return True
+
+
+def _replaces(existing: _Mine, operation: str, admitted_rv: str | None) -> bool:
     """Whether a new admission of the same object supersedes its pending reservation (see module doc)."""
     return operation == "CREATE" or existing.resource_version == admitted_rv
+
+
+def _summed(mine: Mapping[str, _Mine]) -> Held | None:
+    """What the ledger object holds for a replica's admissions: their sum, count and last deadline."""
+    if not mine:
+        return None
+    total: dict[str, int] = {}
+    for item in mine.values():
+        add_usage(total, item.usage)
+    return Held(total, len(mine), max(item.deadline for item in mine.values()))
+
+
+def _fold_entry(slot: str, resource_version: str | None) -> str:
+    return f"{slot}@{resource_version or ''}"
 
 
 class KubernetesLedger:
@@ -215,6 +238,7 @@ class KubernetesLedger:
         clock: Callable[[], float] = time.time,
         fence: Callable[[], int | None] | None = None,
         fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
+        fold_interval: float = 0.0,
     ) -> None:
         self.api = api
         self.replica = replica
@@ -230,16 +254,47 @@ class KubernetesLedger:
         self._observed: dict[ObjectKey, Observed] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
         self._pending: dict[ObjectKey, _Pending] = {}  # what this replica admitted, for lookups
+        # This replica's unconfirmed admissions, group -> identity slot -> admission; the ledger
+        # objects hold only their sum (`reservations[replica]`). Guarded by `_index_lock`.
+        self._mine: dict[str, dict[str, _Mine]] = {}
+        self._dirty: set[str] = set()  # groups whose sum went down since it was written (`tidy`)
+        # The leader's observations waiting for the next fold write of their group (`flush`); with
+        # `fold_interval` 0 every observation is written at once (tests, tools).
+        self.fold_interval = fold_interval
+        self._queue: dict[str, list[tuple[Callable[[LedgerState], bool], str | None]]] = {}
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time keeps each group's folds in order
         self._tokens = itertools.count(1)  # controller writes, for their tokens
         self.limit_ranges: LimitRanges | None = None  # every replica's runtime installs its index
 
     # ------------------------------------------------------------ the cache
     def remember(self, state: LedgerState) -> None:
-        """Keep `state` if it is newer than what the cache holds (the watch and every call feed it)."""
+        """Keep `state` if it is newer than what the cache holds (the watch and every call feed it).
+
+        Whatever its age, a version's `folded` list confirms this replica's
+        admissions it names: they leave this replica's sum (written by the
+        next admission or `tidy`). That version's `observed` includes them,
+        and any write of the sum is a compare-and-swap on a version at least
+        as new, so the sum never drops one before the totals hold it.
+        """
         with self._cache_lock:
             cached = self._cache.get(state.group)
             if cached is None or newer(state.resource_version, cached.resource_version):
                 self._cache[state.group] = state
+        if state.folded:
+            self._confirm(state.group, state.folded)
+
+    def _confirm(self, group: str, folded: Iterable[str]) -> None:
+        with self._index_lock:
+            mine = self._mine.get(group)
+            if not mine:
+                return
+            for entry in folded:
+                slot, _, version = entry.rpartition("@")
+                item = mine.get(slot)
+                if item is not None and at_or_after(version or None, item.resource_version):
+                    del mine[slot]
+                    self._dirty.add(group)
 
     def drop(self, group: str, resource_version: str | None = None) -> None:
         """The object is gone (a watch DELETED event)."""
@@ -273,7 +328,7 @@ class KubernetesLedger:
         if state is None:
             return NO_USAGE
         now = self._clock()
-        live = sum(1 for r in state.reservations.values() if r.deadline > now)
+        live = sum(r.count for r in state.reservations.values() if r.expires > now)
         return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live)
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
@@ -380,7 +435,12 @@ class KubernetesLedger:
         return commit
 
     def _decide(self, group: str, batch: list[Slot[_Request]]) -> None:
-        """Decide a batch in arrival order against one version of the ledger; write it with one CAS."""
+        """Decide a batch in arrival order against one version of the ledger; write it with one CAS.
+
+        The write sets this replica's entry to the sum of its unconfirmed
+        admissions, the batch's included; they join `_mine` only once the
+        write succeeded.
+        """
         until = min(slot.until for slot in batch)
         state, fresh = self._cache.get(group), False
         if state is None:
@@ -388,11 +448,18 @@ class KubernetesLedger:
         while True:
             now = self._clock()
             update = state.copy()
+            with self._index_lock:
+                mine = {k: v for k, v in self._mine.get(group, {}).items() if v.deadline > now}
+            others: dict[str, int] = dict(update.observed)
+            for replica, held in update.reservations.items():
+                if replica != self.replica and held.expires > now:
+                    add_usage(others, held.usage)
             decisions: list[Decision] = []
-            written: list[tuple[ObjectKey, Mapping[str, Any] | None]] = []
+            written: list[tuple[ObjectKey, bytes]] = []
+            changed: dict[str, _Mine] = {}
             stale = False
             for slot in batch:
-                decision, reserved = self._evaluate(group, update, slot.item, now)
+                decision, reserved = self._evaluate(group, update, slot.item, now, others, mine, changed)
                 decisions.append(decision)
                 if reserved is not None:
                     written.append(reserved)
@@ -401,63 +468,73 @@ class KubernetesLedger:
             if stale:
                 state, fresh = self.read(group, until), True
                 continue
-            if written and self.write(update, until) is None:
-                if time.monotonic() >= until:
-                    self.stats.unavailable += 1
-                    raise LedgerUnavailable(
-                        f"the ledger of group {group} kept changing under concurrent writes: "
-                        "gave up at the request deadline"
-                    )
-                state, fresh = self.read(group, until), True
-                continue
+            if written:
+                self._set_mine(update, mine)
+                if self.write(update, until) is None:
+                    if time.monotonic() >= until:
+                        self.stats.unavailable += 1
+                        raise LedgerUnavailable(
+                            f"the ledger of group {group} kept changing under concurrent writes: "
+                            "gave up at the request deadline"
+                        )
+                    state, fresh = self.read(group, until), True
+                    continue
             self.stats.reserved += len(written)
             with self._index_lock:
+                self._mine.setdefault(group, {}).update(changed)
                 for key, body in written:
-                    if body is not None:
-                        self._pending[key] = _Pending(now + self._ttl, pack(body))
+                    self._pending[key] = _Pending(now + self._ttl, body)
             for slot, decision in zip(batch, decisions, strict=True):
                 slot.result = decision
             return
 
+    def _set_mine(self, update: LedgerState, mine: Mapping[str, _Mine]) -> None:
+        """Put this replica's sum into `update`; clear the last fold's list (every replica saw that version)."""
+        held = _summed(mine)
+        if held is None:
+            update.reservations.pop(self.replica, None)
+        else:
+            update.reservations[self.replica] = held
+        update.folded = []
+
     def _evaluate(
-        self, group: str, update: LedgerState, request: _Request, now: float
-    ) -> tuple[Decision, tuple[ObjectKey, Mapping[str, Any] | None] | None]:
-        """Decide one request against `update`; when it reserves, add the reservation to `update`."""
+        self,
+        group: str,
+        update: LedgerState,
+        request: _Request,
+        now: float,
+        others: Mapping[str, int],
+        mine: dict[str, _Mine],
+        changed: dict[str, _Mine],
+    ) -> tuple[Decision, tuple[ObjectKey, bytes] | None]:
+        """Decide one request against observed + others' sums + `mine`; when it reserves, add it to `mine`."""
         obj, operation = request.obj, request.operation
         key = request.identity or ObjectKey.of(obj)
         slot = identity_key(key)
         admitted_rv = version_of(request.old)
         op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
-        used = update.used(now)
-        existing = update.reservations.get(slot)
-        if existing is not None and existing.deadline > now and _replaces(existing, op, admitted_rv):
-            add_usage(used, existing.usage, -1)  # about to be superseded: check without it
+        used = dict(others)
+        for item_slot, item in mine.items():
+            if item_slot != slot or not _replaces(item, op, admitted_rv):  # a superseded one is checked without
+                add_usage(used, item.usage)
         decision = evaluate(request.policy, obj, operation, old=request.old,
                             usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run,
                             limit_ranges=self.limit_ranges)
         charge = decision.reservation.get(group)
-        if not charge:
+        if not charge or decision.stored is None:
             return decision, None
-        if request.identity is None and decision.stored is not None:  # a Scale names its parent's identity
+        body = pack(decision.stored)  # before anything is written
+        if request.identity is None:  # a Scale names its parent's identity
             key = ObjectKey.of(decision.stored)
             slot = identity_key(key)
-        self._reserve(update, slot, charge, op, admitted_rv, now)
-        return decision, (key, decision.stored)
-
-    def _reserve(
-        self, state: LedgerState, slot: str, charge: dict[str, int], op: str, admitted_rv: str | None, now: float
-    ) -> None:
-        existing = state.reservations.get(slot)
-        usage = dict(charge)
-        rv = admitted_rv
-        if existing is not None and existing.deadline > now and not _replaces(existing, op, admitted_rv):
+        existing = mine.get(slot)
+        usage, rv = dict(charge), admitted_rv
+        if existing is not None and not _replaces(existing, op, admitted_rv):
             add_usage(usage, existing.usage)
             rv = admitted_rv or existing.resource_version
-        state.reservations[slot] = Reservation(usage, now + self._ttl, rv, self.replica)
-        # Hygiene: reservations long past their deadline (no leader to expire them) go with this write.
-        for name in [k for k, r in state.reservations.items() if r.deadline + self._ttl < now]:
-            del state.reservations[name]
+        mine[slot] = changed[slot] = _Mine(usage, now + self._ttl, rv)
         self._prune_pending(now)
+        return decision, (key, body)
 
     def _prune_pending(self, now: float) -> None:
         if len(self._pending) > 1024:
@@ -467,7 +544,12 @@ class KubernetesLedger:
 
     # ------------------------------------------------ the controller's API
     def mutate(
-        self, group: str, change: Callable[[LedgerState], bool], *, timeout: float = CONTROLLER_TIMEOUT
+        self,
+        group: str,
+        change: Callable[[LedgerState], bool],
+        *,
+        timeout: float = CONTROLLER_TIMEOUT,
+        folded: list[str] | None = None,
     ) -> LedgerState | None:
         """Apply `change` to the group's ledger by CAS, re-reading and re-applying on conflict.
 
@@ -475,7 +557,9 @@ class KubernetesLedger:
         (nothing is written otherwise). Fenced by the leader epoch when a
         fence is set. Each write carries a unique token in `status.lastWrite`,
         so a write whose answer was lost is recognised on re-read instead of
-        being applied twice. Returns the state written, or None if nothing
+        being applied twice. `folded` (a fold write) lists the identities
+        observed, for the replicas to confirm their admissions; any other
+        write clears the list. Returns the state written, or None if nothing
         changed.
         """
         until = time.monotonic() + timeout
@@ -498,6 +582,7 @@ class KubernetesLedger:
             if epoch is not None:
                 update.leader_epoch = epoch
             update.last_write = token
+            update.folded = list(folded or [])
             written = self.write(update, until)
             if written is not None:
                 return written
@@ -528,15 +613,16 @@ class KubernetesLedger:
         self.observe_many([Observation(identity, group, usage, resource_version, body)])
 
     def observe_many(self, observations: Iterable[Observation]) -> None:
-        """Several observations with one write per group touched, not one per object.
+        """Several observations, folded in batches: one write per group touched, not one per object.
 
-        A new leader's first listing observes every object in the cluster;
-        object by object that would be one compare-and-swap each. The result
-        is the same as observing them one after another.
+        Each group's changes wait in a queue for the next `flush` (every
+        `fold_interval`, by the runtime's fold thread; at once when it is 0),
+        which writes them with one compare-and-swap and lists the identities
+        observed there in `status.folded`. The result is the same as
+        observing them one after another.
         """
-        edits: dict[str, list[Callable[[LedgerState], bool]]] = {}
+        edits: dict[str, list[tuple[Callable[[LedgerState], bool], str | None]]] = {}
         for seen in observations:
-            slot = identity_key(seen.identity)
             packed = pack_observed(seen.body)
             with self._index_lock:
                 previous = self._observed.get(seen.identity)
@@ -544,58 +630,109 @@ class KubernetesLedger:
                 if packed is not None:
                     self._bodies[seen.identity] = packed
             same = previous is not None and previous.group == seen.group
-            fold = _folder(slot, seen.resource_version)
             if seen.group is not None:
                 diff = dict(seen.usage)
                 if same and previous is not None:
                     add_usage(diff, previous.usage, -1)
-                edits.setdefault(seen.group, []).append(_adder(diff, not same, fold))
+                fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
+                edits.setdefault(seen.group, []).append((_adder(diff, not same), fold))
             if previous is not None and previous.group is not None and not same:
-                edits.setdefault(previous.group, []).append(_releaser(previous.usage, fold))
-            for other in self._holding(slot, exclude={seen.group, previous.group if previous else None}):
-                edits.setdefault(other, []).append(fold)
-        for group, changes in edits.items():
-            self.mutate(group, _all_of(changes))
+                edits.setdefault(previous.group, []).append((_releaser(previous.usage), None))
+        self._enqueue(edits)
 
     def forget(self, identity: ObjectKey) -> None:
-        """The object is gone: release its observed usage and drop its reservations."""
-        slot = identity_key(identity)
+        """The object is gone: release its observed usage; any replica's admission of it is confirmed too."""
         with self._index_lock:
             previous = self._observed.pop(identity, None)
             self._bodies.pop(identity, None)
             self._pending.pop(identity, None)
-
-        def drop(state: LedgerState) -> bool:
-            return state.reservations.pop(slot, None) is not None
-
+        fold = _fold_entry(identity_key(identity), None)
         if previous is not None and previous.group is not None:
-            gone = previous
+            self._enqueue({previous.group: [(_releaser(previous.usage), fold)]})
+            return
+        # Never observed (admitted, then deleted before the watch folded it): confirm it where it is held.
+        with self._cache_lock:
+            holding = [g for g, state in self._cache.items() if state.reservations]
+        self._enqueue({group: [(_confirming, fold)] for group in holding})
 
-            def release(state: LedgerState) -> bool:
-                add_usage(state.observed, gone.usage, -1)
-                state.objects = max(state.objects - 1, 0)
-                drop(state)
-                return True
+    def _enqueue(self, edits: Mapping[str, list[tuple[Callable[[LedgerState], bool], str | None]]]) -> None:
+        if not edits:
+            return
+        with self._queue_lock:
+            for group, changes in edits.items():
+                self._queue.setdefault(group, []).extend(changes)
+        if self.fold_interval <= 0:
+            self.flush()
 
-            self.mutate(previous.group, release)
-        for other in self._holding(slot, exclude={previous.group if previous else None}):
-            self.mutate(other, drop)
+    def flush(self) -> int:
+        """Write every group's waiting observations, at most `FOLD_CAP` per write; return the writes made.
 
-    def _holding(self, slot: str, exclude: set[str | None]) -> list[str]:
-        """Groups whose cached ledger holds a reservation for `slot`."""
-        return [g for g, s in list(self._cache.items()) if g not in exclude and slot in s.reservations]
+        Fold writes retry on conflict like any controller write; admissions
+        between two flushes are not held up by them (a flush is one write per
+        group per `fold_interval`, not one per event).
+        """
+        writes = 0
+        with self._flush_lock:
+            with self._queue_lock:
+                queue, self._queue = self._queue, {}
+            for group, changes in queue.items():
+                for start in range(0, len(changes), FOLD_CAP):
+                    chunk = changes[start:start + FOLD_CAP]
+                    folded = [fold for _, fold in chunk if fold is not None]
+                    edits = [change for change, _ in chunk] + ([_confirming] if folded else [])
+                    self.mutate(group, _all_of(edits), folded=folded)
+                    writes += 1
+        return writes
+
+    def tidy(self, now: float | None = None, timeout: float = 5.0) -> int:
+        """Write this replica's sum where it went down (confirmed or expired admissions); return the writes.
+
+        An admission batch writes the sum anyway; this catches a replica that
+        is idle. Not fenced: every replica owns its own entry.
+        """
+        now = self._clock() if now is None else now
+        writes = 0
+        with self._index_lock:
+            for group, mine in self._mine.items():
+                expired = [k for k, v in mine.items() if v.deadline <= now]
+                for slot in expired:
+                    del mine[slot]
+                if expired:
+                    self._dirty.add(group)
+            dirty, self._dirty = self._dirty, set()
+        for group in dirty:
+            until = time.monotonic() + timeout
+            state = self._cache.get(group) or self.read(group, until)
+            while True:
+                with self._index_lock:
+                    held = _summed(self._mine.get(group, {}))
+                if state.reservations.get(self.replica) == held:
+                    break
+                update = state.copy()
+                with self._index_lock:
+                    self._set_mine(update, self._mine.get(group, {}))
+                if self.write(update, until) is not None:
+                    writes += 1
+                    break
+                if time.monotonic() >= until:
+                    with self._index_lock:
+                        self._dirty.add(group)  # next round
+                    break
+                state = self.read(group, until)
+        return writes
 
     def expire(self, now: float | None = None) -> int:
-        """Drop reservations past their deadline from every cached ledger; return how many were dropped."""
+        """The leader drops replicas' entries past their last deadline (a replica that died or went quiet)
+        from every cached ledger; return how many were dropped."""
         now = self._clock() if now is None else now
         dropped = 0
         for group, state in list(self._cache.items()):
-            if not any(r.deadline <= now for r in state.reservations.values()):
+            if not any(r.expires <= now for r in state.reservations.values()):
                 continue
             count: list[int] = []
 
             def prune(update: LedgerState, count: list[int] = count) -> bool:
-                gone = [k for k, r in update.reservations.items() if r.deadline <= now]
+                gone = [k for k, r in update.reservations.items() if r.expires <= now]
                 for key in gone:
                     del update.reservations[key]
                 count[:] = [len(gone)]
@@ -669,9 +806,15 @@ class KubernetesLedger:
         return CashState(dict(state.cash), state.period_start, state.last_accrual)
 
     def pending(self) -> Iterable[ObjectKey]:
-        """Identities with a reservation in any cached ledger."""
-        slots = {k for state in list(self._cache.values()) for k in state.reservations}
+        """Identities this replica admitted and nobody has confirmed yet (other replicas' are only sums)."""
+        with self._index_lock:
+            slots = {k for mine in self._mine.values() for k in mine}
         return [parse_identity(k) for k in slots]
+
+    def reservations(self, group: str) -> dict[str, dict[str, int]]:
+        """This replica's unconfirmed admissions in `group`: identity slot -> the usage it holds."""
+        with self._index_lock:
+            return {k: dict(v.usage) for k, v in self._mine.get(group, {}).items()}
 
     # ------------------------------------------------------ ledger objects
     def load_all(self, timeout: float = CONTROLLER_TIMEOUT) -> str:

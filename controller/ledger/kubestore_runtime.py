@@ -105,8 +105,13 @@ class StoreRuntime:
         elector: LeaderElector | None = None,
         *,
         interval: float = 2.0,
+        fold_interval: float = 0.1,
     ) -> None:
         self.ledger = ledger
+        # The leader's observations are written once per group per fold interval, as native quota
+        # batches a namespace's admissions; every replica writes its confirmed admissions' sum as often.
+        self.fold_interval = fold_interval
+        ledger.fold_interval = fold_interval
         self.policy = policy
         self.elector = elector
         self.interval = interval
@@ -136,6 +141,8 @@ class StoreRuntime:
             LOG.warning("the ledger cache is not filled yet; admission reads the ledger objects directly")
         self.maintain()
         self._spawn(self._upkeep, "ledger-upkeep")
+        if self.fold_interval > 0:
+            self._spawn(self._folds, "ledger-folds")
         if self.elector is not None:
             self.elector.start()
 
@@ -165,6 +172,19 @@ class StoreRuntime:
             except Exception as exc:
                 LOG.error("ledger upkeep failed: %s: %s", type(exc).__name__, exc)
 
+    def _folds(self) -> None:
+        while not self._stop.wait(self.fold_interval):
+            try:
+                self.ledger.flush()
+            except NotLeader:
+                pass  # the queue goes with the lease: the next leader lists everything again
+            except Exception as exc:
+                LOG.error("ledger fold failed: %s: %s", type(exc).__name__, exc)
+            try:
+                self.ledger.tidy()
+            except Exception as exc:
+                LOG.error("ledger tidy failed: %s: %s", type(exc).__name__, exc)
+
     def maintain(self) -> None:
         """One round: ledger objects for a new policy, orphans reported, the leader's cleanup."""
         policy = self.policy()
@@ -182,6 +202,7 @@ class StoreRuntime:
                             ", ".join(orphans))
             self.orphans = orphans
         if self.elector is None or self.is_leader:
+            self.ledger.flush()  # what the fold thread has not written yet, before judging a ledger empty
             self.ledger.expire()
             for group in orphans:
                 if self.ledger.delete_if_empty(group):

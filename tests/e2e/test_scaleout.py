@@ -217,8 +217,8 @@ def ledger(cluster: Cluster, group: str) -> dict[str, Any]:
 
 
 def reserved(status: dict[str, Any]) -> dict[str, int]:
-    return {name.rsplit("/", 1)[1]: int(item["usage"]["requests.cpu"])
-            for name, item in (status.get("reservations") or {}).items()}
+    """requests.cpu each webhook replica holds for its unconfirmed admissions (one entry per replica)."""
+    return {name: int(item["usage"]["requests.cpu"]) for name, item in (status.get("reservations") or {}).items()}
 
 
 def holder(cluster: Cluster) -> str:
@@ -240,8 +240,8 @@ def test_concurrent_creates_over_three_replicas_admit_exactly_what_fits(
     with ThreadPoolExecutor(30) as pool:
         results = list(pool.map(one, range(30)))
     assert results.count(True) == 5  # 30 requests of 1 cpu each against 5 cpu: exactly 5
-    taken = reserved(ledger(cluster, "ml"))
-    assert sorted(taken) == sorted(f"web-{i}" for i, ok in enumerate(results) if ok)
+    taken = reserved(ledger(cluster, "ml"))  # per replica now: the object does not grow with admissions
+    assert set(taken) <= {"r1", "r2", "r3"}
     assert sum(taken.values()) == 5 * CPU
     denied = hooks[0].admit("web-late")
     assert not denied["allowed"] and "used 5 of 5" in denied["status"]["message"]
@@ -255,7 +255,7 @@ def test_a_restarted_replica_decides_from_the_shared_ledger_at_once(cluster: Clu
     assert not b.admit("second", cpu="2")["allowed"]  # 4 + 2 > 5: it knows its predecessor's 4
     assert a.admit("third", cpu="1")["allowed"]  # 4 + 1 = 5 of 5
     assert not b.admit("fourth", cpu="1")["allowed"]  # 5 + 1 > 5: and r1's 1, written a moment ago
-    assert reserved(ledger(cluster, "ml")) == {"first": 4 * CPU, "third": 1 * CPU}
+    assert reserved(ledger(cluster, "ml")) == {"r2": 4 * CPU, "r1": 1 * CPU}  # the dead r2's 4 until they expire
 
 
 NANOS_PER_MS = 2 * CPU // 1000  # 2 cpu for 1 ms = 2 × 10⁹ nano-cpu × 0.001 s = 2,000,000 nano-cpu-seconds
@@ -331,8 +331,8 @@ def test_leader_failover_within_the_lease_and_cash_never_accrued_twice(
 
 def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: StartReplica) -> None:
     mode = {"r1": "deny", "r2": "allow"}
-    r1 = replicas("r1", "--lease-duration", "3", "--reservation-ttl", "30")
-    r2 = replicas("r2", "--lease-duration", "3", "--reservation-ttl", "30", "--failure-mode", "allow")
+    r1 = replicas("r1", "--lease-duration", "3", "--reservation-ttl", "60")
+    r2 = replicas("r2", "--lease-duration", "3", "--reservation-ttl", "60", "--failure-mode", "allow")
     answers: list[tuple[str, str, dict[str, Any]]] = []
     stop = threading.Event()
 
@@ -366,14 +366,14 @@ def test_an_apiserver_restart_while_requests_arrive(cluster: Cluster, replicas: 
             assert response["allowed"] and "failure mode allow" in response["warnings"][0]
     decided = {name for _, name, r in answers if r["allowed"] and "could not decide" not in str(r)}
     assert len(decided) >= 10  # before and after the outage
-    taken = reserved(ledger(cluster, "lab"))
-    assert decided <= set(taken)  # every admitted request holds its reservation...
-    assert set(taken.values()) == {CPU // 10}  # ...once: 100m each, never twice
+    taken = reserved(ledger(cluster, "lab"))  # one sum per replica
     failed_names = {name for _, name, r in answers if "could not decide" in str(r)}
-    assert set(taken) - decided <= failed_names  # extra ones: writes whose answers were lost
+    # Every admitted request holds its reservation, once (100m each, never twice); extra ones are
+    # writes whose answers were lost.
+    assert len(decided) * (CPU // 10) <= sum(taken.values()) <= len(decided | failed_names) * (CPU // 10)
     # Nothing was created in the cluster, so usage converges to nothing: the leader's controller
-    # (re-elected after the outage, its watches relisted) expires every reservation once its 30 s
-    # deadline passes (the restart alone takes 10-15 s here, so a shorter one would expire before
-    # the check above).
-    wait_until(lambda: not ledger(cluster, "lab").get("reservations"), "the reservations to expire", 45)
+    # (re-elected after the outage) and each replica let every reservation go once its 60 s deadline
+    # passes (the restart alone takes 10-15 s here and replicas drop their own at the deadline, so a
+    # shorter one could expire before the check above).
+    wait_until(lambda: not ledger(cluster, "lab").get("reservations"), "the reservations to expire", 80)
     assert holder(cluster) in mode

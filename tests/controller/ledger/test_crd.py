@@ -6,9 +6,9 @@ import pytest
 
 from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.crd import (
+    Held,
     LedgerFormatError,
     LedgerState,
-    Reservation,
     crd,
     from_object,
     identity_key,
@@ -31,14 +31,22 @@ def test_a_state_round_trips_with_exact_nanos() -> None:
     big = 8 * 1024**4 * 10**9  # 8Ti of memory in nanos: past 2^53, exact only as a string
     state = LedgerState(
         "ai-lab", "42", {"limits.memory": big, "requests.cpu": 1500 * 10**6}, 3,
-        {"apps/Deployment/ns/web": Reservation({"requests.cpu": 10**9}, 1_700_000_000.25, "41", "r1")},
+        {"r1": Held({"requests.cpu": 10**9}, 4, 1_700_000_000.25)}, ["apps/Deployment/ns/web@41"],
         {"requests.nvidia.com/gpu": 36 * 10**12}, 1_699_920_000.0, 1_699_999_999.5, 7, "r1/7/3",
     )
     obj = to_object(state)
     assert obj["status"]["observed"]["limits.memory"] == str(big)
-    assert obj["status"]["reservations"]["apps/Deployment/ns/web"]["deadline"] == "2023-11-14T22:13:20.250000Z"
+    assert obj["status"]["reservations"]["r1"]["expires"] == "2023-11-14T22:13:20.250000Z"
     assert obj["metadata"] == {"name": "ai-lab", "resourceVersion": "42"}
     assert from_object(obj, "ai-lab") == state
+
+
+def test_an_older_per_object_reservation_reads_as_a_replica_of_one() -> None:
+    obj = to_object(LedgerState("one"))
+    obj["status"]["reservations"] = {"apps/Deployment/ns/web": {
+        "usage": {"requests.cpu": "1000000000"}, "deadline": "2023-11-14T22:13:20.250000Z", "replica": "r1"}}
+    held = from_object(obj, "one").reservations["apps/Deployment/ns/web"]
+    assert held == Held({"requests.cpu": 10**9}, 1, 1_700_000_000.25)  # counted until it expires, then dropped
 
 
 def test_a_foreign_or_broken_object_is_refused() -> None:

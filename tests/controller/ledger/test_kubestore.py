@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
@@ -106,10 +107,12 @@ def test_an_admission_reserves_exact_nanos_in_its_groups_object(apis: list[KubeA
     assert decision.allowed
     raw = stored(apis[0], "ml")
     assert raw["spec"] == {"group": "ml"}
-    entry = raw["status"]["reservations"]["apps/Deployment/default/web-1"]
+    entry = raw["status"]["reservations"]["r0"]  # the replica's sum, not one entry per object
     assert entry["usage"]["requests.cpu"] == "3000000000"  # 2 × 1500m
-    assert entry["replica"] == "r0"
-    assert "resourceVersion" not in entry  # a CREATE is admitted against no version
+    assert entry["count"] == 1
+    mine = ledger.reservations("ml")  # per object, in the admitting replica's memory only
+    assert list(mine) == ["apps/Deployment/default/web-1"]
+    assert mine["apps/Deployment/default/web-1"]["requests.cpu"] == 3 * CPU
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU
     # Only the checked group's object was touched: lab_x has none yet.
     assert ledger.cached("lab_x") is None
@@ -162,6 +165,7 @@ def test_a_stale_cache_never_denies_what_fits(apis: list[KubeApi], policy: Compi
     assert a.admit(policy, deployment("first", replicas=4), "CREATE").allowed
     b.read("ml", time.monotonic() + 10)  # b caches 4 cpu reserved
     a.forget(key("first"))  # the leader saw it deleted: 4 cpu free again
+    a.tidy()  # a, its admitter, saw the confirmation and writes its smaller sum (the runtime does, every 0.1 s)
     assert b.used("ml")["requests.cpu"] == 4 * CPU  # b's cache has not heard (no watch here)
     assert b.admit(policy, deployment("second", replicas=2), "CREATE").allowed  # denied by the cache, re-read
     assert b.admit(policy, deployment("second", replicas=2), "CREATE", dry_run=True).allowed
@@ -188,9 +192,11 @@ def test_updates_add_up_across_versions_and_replace_on_the_same_version(
     assert reserved_cpu(apis[0], "ml") == 1 * CPU
     v2 = deployment("web", replicas=2, rv="101")
     assert ledger.admit(policy, deployment("web", replicas=4), "UPDATE", old=v2).allowed  # newer: +2 on top
-    state = from_object(stored(apis[0], "ml"), "ml")
-    entry = state.reservations["apps/Deployment/default/web"]
-    assert entry.usage["requests.cpu"] == 3 * CPU and entry.resource_version == "101"
+    assert ledger.reservations("ml")["apps/Deployment/default/web"]["requests.cpu"] == 3 * CPU
+    ledger.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="101")  # the version admitted against
+    assert ledger.reservations("ml")  # not after it: still unconfirmed
+    ledger.observe(key("web"), "ml", {"requests.cpu": 4 * CPU}, resource_version="102")
+    assert ledger.reservations("ml") == {}
 
 
 def test_observe_folds_the_reservation_in_the_same_write(apis: list[KubeApi], policy: CompiledPolicy) -> None:
@@ -198,9 +204,14 @@ def test_observe_folds_the_reservation_in_the_same_write(apis: list[KubeApi], po
     assert admitting.admit(policy, deployment("web", replicas=2), "CREATE").allowed
     leader.read("ml", time.monotonic() + 10)
     leader.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="500")
-    assert leader.stats.writes == 1  # usage in, reservation out: one write
+    assert leader.stats.writes == 1  # usage in, and the identity listed for its admitter: one write
     state = from_object(stored(apis[1], "ml"), "ml")
-    assert state.observed == {"requests.cpu": 2 * CPU} and state.objects == 1 and state.reservations == {}
+    assert state.observed == {"requests.cpu": 2 * CPU} and state.objects == 1
+    assert state.folded == ["apps/Deployment/default/web@500"]
+    assert state.reservations["a"].count == 1  # counted twice for a moment, never not at all
+    admitting.read("ml", time.monotonic() + 10)  # sees the fold (the watch does this in a replica)
+    assert admitting.tidy() == 1
+    assert from_object(stored(apis[1], "ml"), "ml").reservations == {}
     # Scaled to 3 and seen again: the diff only; then deleted: released.
     leader.observe(key("web"), "ml", {"requests.cpu": 3 * CPU}, resource_version="501")
     assert from_object(stored(apis[1], "ml"), "ml").observed == {"requests.cpu": 3 * CPU}
@@ -226,7 +237,9 @@ def test_observing_a_listing_writes_once_per_group_with_the_same_result(
     assert leader.stats.writes - before == 2  # one per group, not one per object
     ml, lab = from_object(stored(apis[1], "ml"), "ml"), from_object(stored(apis[1], "lab_x"), "lab_x")
     # ml: 1 + 2 = 3 cpu over 2 objects, b's reservation gone; lab_x: 3 + 4 = 7 cpu over 2 objects.
-    assert (ml.observed, ml.objects, ml.reservations) == ({"requests.cpu": 3 * CPU}, 2, {})
+    assert (ml.observed, ml.objects) == ({"requests.cpu": 3 * CPU}, 2)
+    admitting.remember(ml)
+    assert admitting.reservations("ml") == {}  # b's admission was confirmed by the fold
     assert (lab.observed, lab.objects) == ({"requests.cpu": 7 * CPU}, 2)
     # c moves to ml in a later batch: released from lab_x, added to ml.
     leader.observe_many([Observation(key("c"), "ml", {"requests.cpu": 3 * CPU}, "710")])
@@ -244,6 +257,7 @@ def test_an_update_reservation_stays_until_a_newer_version_is_seen(
     ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="100")  # a re-list of the old one
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU  # 1 observed + 2 reserved: still held
     ledger.observe(key("web"), "ml", {"requests.cpu": 3 * CPU}, resource_version="104")
+    ledger.tidy()
     state = from_object(stored(apis[0], "ml"), "ml")
     assert state.observed == {"requests.cpu": 3 * CPU} and state.reservations == {}
 
@@ -258,11 +272,48 @@ def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     ledger.resync({"ml": {key("other"): {"requests.cpu": 1 * CPU}}})
     assert ledger.used("ml")["requests.cpu"] == 4 * CPU
     now[0] += 25  # `gone` is 35 s old, `pending` 25 s
-    assert ledger.expire() == 1
+    assert ledger.expire() == 0  # the replica's entry lives until its last deadline
+    assert ledger.tidy() == 1  # its admitter lets `gone` go
+    assert list(ledger.reservations("ml")) == ["apps/Deployment/default/pending"]
     state = from_object(stored(apis[0], "ml"), "ml")
-    assert list(state.reservations) == ["apps/Deployment/default/pending"]
+    assert state.reservations["r0"].count == 1
     assert state.observed == {"requests.cpu": 1 * CPU} and state.objects == 1
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU
+    # A replica that died leaves its entry: the leader drops it at the entry's last deadline.
+    dead = KubernetesLedger(apis[1], replica="dead", clock=lambda: now[0], reservation_ttl=30)
+    assert dead.admit(policy, deployment("orphan"), "CREATE").allowed
+    now[0] += 31
+    assert ledger.expire() == 2  # r0's (its `pending` is past too) and the dead replica's
+    assert from_object(stored(apis[0], "ml"), "ml").reservations == {}
+
+
+def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    replicas = [KubernetesLedger(api, replica=f"webhook-{i}") for i, api in enumerate(apis)]
+    sizes = []
+    for i in range(500):  # nothing folds them: no leader runs
+        assert replicas[i % 3].admit(policy, deployment(f"web-{i:03}", cpu="100m", group="root"), "CREATE").allowed
+        if i % 100 == 99:
+            sizes.append(len(orjson.dumps(stored(apis[0], "root"))))
+    raw = stored(apis[0], "root")
+    assert sum(len(r.reservations("root")) for r in replicas) == 500
+    assert {k: v["count"] for k, v in raw["status"]["reservations"].items()} == {
+        "webhook-0": 167, "webhook-1": 167, "webhook-2": 166}
+    assert max(sizes) < 3000, sizes  # keys × replicas, whatever is in flight (was ~170 bytes per admission)
+    assert len(raw["metadata"].get("managedFields") or []) <= 1  # one writer, status written whole
+
+
+def test_the_leader_folds_many_events_with_one_write_per_group(apis: list[KubeApi]) -> None:
+    leader = KubernetesLedger(apis[0], replica="leader", fold_interval=0.1)  # the runtime's fold thread flushes
+    leader.read("ml", time.monotonic() + 10)
+    before = leader.stats.writes
+    for i in range(20):
+        leader.observe(key(f"w{i}"), "ml", {"requests.cpu": CPU // 10}, resource_version=str(900 + i))
+    assert leader.stats.writes == before  # queued, not one write per event
+    assert leader.flush() == 1
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert (state.observed, state.objects, len(state.folded)) == ({"requests.cpu": 2 * CPU}, 20, 20)
 
 
 def test_a_fenced_old_leader_cannot_write_after_a_newer_one(apis: list[KubeApi]) -> None:
