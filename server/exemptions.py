@@ -48,11 +48,11 @@ ALWAYS = ("kube-system",)  # plus the webhook's own namespace
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def namespace_name(text: str) -> str:
-    """A namespace name as Kubernetes accepts it (a DNS-1123 label), or InputError saying why not."""
+def namespace_name(text: str, what: str = "exempt namespace") -> str:
+    """A namespace name as Kubernetes accepts it (a DNS-1123 label), or InputError naming `what` was wrong."""
     if not isinstance(text, str) or len(text) > 63 or not _DNS_LABEL.fullmatch(text):
         raise InputError(
-            f"exempt namespace {text!r} is not a namespace name (lowercase letters, digits and '-', "
+            f"{what} {text!r} is not a namespace name (lowercase letters, digits and '-', "
             "at most 63 characters, starting and ending with a letter or digit)"
         )
     return text

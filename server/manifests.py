@@ -347,11 +347,11 @@ def manifests(
     `embed_self_signed` prints a private key (the caller warns).
     `exempt_namespaces` adds to kube-system and `namespace`, which are always exempt.
     """
-    namespace = namespace_name(namespace)
+    namespace = namespace_name(namespace, "--namespace")
     exempt = exempt_list(namespace, exempt_namespaces)
     by_name = kube_version >= NAME_LABEL_SINCE
     if metrics_from_namespace is not None:
-        namespace_name(metrics_from_namespace)
+        namespace_name(metrics_from_namespace, "--metrics-from-namespace")
         if not by_name:
             raise InputError(
                 "--metrics-from-namespace selects the namespace by its kubernetes.io/metadata.name label, which "

@@ -337,8 +337,11 @@ def test_the_header_says_which_exempt_namespaces_to_label_by_hand() -> None:
 def test_a_bad_namespace_name_is_a_clear_error(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(InputError, match="is not a namespace name"):
         manifests([str(EXAMPLES)], "q", exempt_namespaces=[name])
-    assert run("--policy", str(EXAMPLES), "--namespace", name or "''")[0] == 2
-    assert "Traceback" not in capsys.readouterr().err
+    assert run("--policy", str(EXAMPLES), f"--namespace={name}")[0] == 2
+    err = capsys.readouterr().err
+    assert "--namespace" in err and "is not a namespace name" in err and "Traceback" not in err
+    with pytest.raises(InputError, match="--metrics-from-namespace"):
+        manifests([str(EXAMPLES)], "q", metrics_from_namespace=name)
 
 
 def test_the_network_policy_admits_only_the_webhook_port() -> None:
