@@ -99,6 +99,7 @@ from quotalang.evaluator import evaluate, resolve_group
 
 SCHEMA_VERSION = 1
 DEFAULT_FILE = "ledger.sqlite3"
+WAL_CHECKPOINT_PAGES = 4000
 Synchronous = Literal["NORMAL", "FULL"]
 
 _SCHEMA = """
@@ -113,7 +114,7 @@ CREATE TABLE IF NOT EXISTS objects (
     held TEXT,               -- standalone: JSON {group: {key: nanos}}, NULL for an observed object
     body BLOB,               -- JSON of the stored object (base.pack)
     PRIMARY KEY (api_group, kind, namespace, name)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS reservations (
     api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     charges TEXT NOT NULL,   -- JSON {group: {key: nanos}}, positive
@@ -121,7 +122,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     resource_version TEXT,
     body BLOB,
     PRIMARY KEY (api_group, kind, namespace, name)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS cash (
     grp TEXT PRIMARY KEY,
     used TEXT NOT NULL,      -- JSON {key: nano-unit-seconds}
@@ -136,8 +137,9 @@ _UPSERT_OBJECT = (
     "held = NULL, body = coalesce(excluded.body, objects.body)"
 )
 _UPSERT_HELD = (
-    "INSERT OR REPLACE INTO objects (api_group, kind, namespace, name, grp, usage, held, body) "
-    "VALUES (?, ?, ?, ?, NULL, '{}', ?, ?)"
+    "INSERT INTO objects (api_group, kind, namespace, name, grp, usage, held, body) "
+    "VALUES (?, ?, ?, ?, NULL, '{}', ?, ?) ON CONFLICT (api_group, kind, namespace, name) "
+    "DO UPDATE SET grp = NULL, usage = '{}', held = excluded.held, body = excluded.body"
 )
 _UPSERT_USAGE = (
     "INSERT INTO objects (api_group, kind, namespace, name, grp, usage) VALUES (?, ?, ?, ?, ?, ?) "
@@ -146,8 +148,10 @@ _UPSERT_USAGE = (
 )
 _DELETE_OBJECT = "DELETE FROM objects WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ?"
 _UPSERT_RESERVATION = (
-    "INSERT OR REPLACE INTO reservations (api_group, kind, namespace, name, charges, deadline, resource_version, "
-    "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO reservations (api_group, kind, namespace, name, charges, deadline, resource_version, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET "
+    "charges = excluded.charges, deadline = excluded.deadline, resource_version = excluded.resource_version, "
+    "body = excluded.body"
 )
 _DELETE_RESERVATION = "DELETE FROM reservations WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ?"
 _UPSERT_CASH = "INSERT OR REPLACE INTO cash (grp, used, period_start, last_accrual) VALUES (?, ?, ?, ?)"
@@ -317,6 +321,9 @@ class SqliteLedger:
             if str(mode).lower() != "wal":
                 raise LedgerFileError(f"the ledger database {self.path} cannot use a WAL journal (got {mode})")
             db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+            # A checkpoint (copying the WAL into the database, with an fsync) every ~4,000 pages rather
+            # than SQLite's 1,000: it halves an admission's cost; the WAL stays under ~16 MiB.
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first admission
             for statement in _SCHEMA.split(";"):  # no ";" inside the schema's comments
                 if statement.strip():
@@ -396,12 +403,20 @@ class SqliteLedger:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
-    def _commit(self, statements: Iterable[Statement], many: Sequence[Statement] = ()) -> None:
+    def _commit(self, statements: Sequence[Statement], many: Sequence[Statement] = ()) -> None:
         """Run statements in one transaction (caller holds `_db_lock`); all or nothing.
 
         `many` are (sql, rows) pairs for executemany (a resync's thousands of rows).
+        One statement alone (an admission's) runs as its own implicit
+        transaction: as atomic, and two calls fewer on the hot path.
         """
         db = self._db
+        if len(statements) == 1 and not many:
+            try:
+                db.execute(*statements[0])
+            except sqlite3.Error as exc:
+                raise LedgerUnavailable(f"the ledger database {self.path} could not be written: {exc}") from None
+            return
         try:
             db.execute("BEGIN")
             for sql, params in statements:
