@@ -55,6 +55,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             webhook_configuration=args.webhook_configuration,
             cert_validity=args.cert_validity,
             exempt_namespaces=tuple(args.exempt_namespace or ()),
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            max_headers=args.max_headers,
+            max_header_bytes=args.max_header_bytes,
+            max_connections=args.max_connections,
         )
     )
 
@@ -148,6 +153,19 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                        help="largest AdmissionReview accepted (default 3 MiB, like the apiserver)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS",
                        help="how often the policy and certificate files are checked (default 2)")
+    clients = serve.add_argument_group("clients", "bound what slow or many clients can hold (every limit answers "
+                                       "408, 431 or closes the connection; none reaches the app)")
+    clients.add_argument("--header-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                         help="a request's line and headers must arrive within this (default 10)")
+    clients.add_argument("--body-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                         help="a request's body must arrive within this after its headers (default 10)")
+    clients.add_argument("--max-headers", type=_positive_int, default=100, metavar="N",
+                         help="header fields per request (default 100)")
+    clients.add_argument("--max-header-bytes", type=_positive_int, default=32 * 1024, metavar="N",
+                         help="bytes of request target plus headers (default 32 KiB)")
+    clients.add_argument("--max-connections", type=_positive_int, metavar="N",
+                         help="open connections; over it the longest-idle one is closed, else the new one "
+                         "(default 1000, or the file-descriptor limit minus 64)")
     cluster = serve.add_argument_group("cluster", "watch a cluster: usage and cash come from what runs there")
     cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
     cluster.add_argument("--in-cluster", action="store_true",

@@ -41,6 +41,16 @@ from quotalang.server.admission import DEFAULT_MAX_BODY
 from quotalang.server.app import create_app
 from quotalang.server.engine import FailureMode
 from quotalang.server.ledgerfile import open_embedded
+from quotalang.server.limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    ConnectionLimits,
+    default_max_connections,
+    limited_protocol,
+    quiet_disconnects,
+)
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
 
@@ -91,6 +101,12 @@ class ServeOptions:
     # Namespaces that may carry the exemption label (quotalang.server.exemptions); kube-system and
     # the pod's own namespace are added.
     exempt_namespaces: tuple[str, ...] = ()
+    # Slow and many clients (quotalang.server.limits); max_connections None: below the fd limit.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_connections: int | None = None
 
     @property
     def cluster(self) -> bool:
@@ -141,8 +157,11 @@ def serve(opts: ServeOptions) -> int:
     gc.collect()
     gc.freeze()
 
+    limits = ConnectionLimits(opts.header_timeout, opts.body_timeout, opts.max_headers, opts.max_header_bytes,
+                              opts.max_connections or default_max_connections())
     config = uvicorn.Config(
-        app,
+        quiet_disconnects(app),
+        http=limited_protocol(limits),
         host=opts.host,
         port=opts.port,
         ssl_certfile=cert,
