@@ -22,9 +22,9 @@ the apiserver cannot connect either. Its own `limit_concurrency` only answers
   `max_header_bytes` bytes of request target plus header names and values,
   else `431` and close, before the request reaches the app;
 * **a connection cap** (`max_connections`): a connection over the cap first
-  evicts the longest-idle kept-alive connection (one waiting between
-  requests, which its client reopens at no cost); if none is idle, the new
-  connection is closed at once. Every connection costs a file descriptor:
+  evicts the longest-idle kept-alive connection (one that has waited at
+  least `EVICT_AFTER_IDLE` between requests, which its client reopens at no
+  cost); if none is, the new connection is closed at once. Every connection costs a file descriptor:
   the default cap stays below the process's descriptor limit, leaving room
   for the ledger, the policy files and the apiserver's connections.
 
@@ -54,6 +54,9 @@ DEFAULT_BODY_TIMEOUT = 10.0  # the apiserver's default webhook timeout: past it 
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DESCRIPTOR_RESERVE = 64  # kept free for everything else the process opens
+# Only a connection idle this long is evicted: a busy client (the apiserver) is idle for milliseconds
+# between requests, and a flood of new connections must not be able to cut it off.
+EVICT_AFTER_IDLE = 1.0
 
 
 def default_max_connections() -> int:
@@ -109,7 +112,9 @@ class LimitedProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout, "the request headers")
 
     def _evict_idle(self) -> bool:
-        idle = [c for c in self.connections if isinstance(c, LimitedProtocol) and c._idle_since is not None]
+        settled = self.loop.time() - EVICT_AFTER_IDLE
+        idle = [c for c in self.connections
+                if isinstance(c, LimitedProtocol) and c._idle_since is not None and c._idle_since <= settled]
         if not idle:
             return False
         oldest = min(idle, key=lambda c: c._idle_since or 0.0)
@@ -230,6 +235,7 @@ __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_HEADERS",
     "DEFAULT_MAX_HEADER_BYTES",
+    "EVICT_AFTER_IDLE",
     "ConnectionLimits",
     "LimitedProtocol",
     "default_max_connections",

@@ -22,7 +22,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from quotalang.server.cli import build_parser
-from quotalang.server.limits import ConnectionLimits, default_max_connections, limited_protocol, quiet_disconnects
+from quotalang.server.limits import (
+    EVICT_AFTER_IDLE,
+    ConnectionLimits,
+    default_max_connections,
+    limited_protocol,
+    quiet_disconnects,
+)
 
 FAST = 0.4
 REQUEST = b"POST /validate HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"
@@ -170,6 +176,9 @@ def test_over_the_cap_the_longest_idle_connection_makes_room() -> None:
         for sock in (first, second):  # both answered once, now idle between requests
             sock.sendall(REQUEST)
             assert one_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(EVICT_AFTER_IDLE + 0.1)
+        second.sendall(REQUEST)  # busy again: only `first` has been idle long enough to be evicted
+        assert one_response(second).startswith(b"HTTP/1.1 200")
         with connect(port) as third:
             third.sendall(REQUEST)
             assert one_response(third).startswith(b"HTTP/1.1 200")
