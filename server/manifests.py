@@ -159,7 +159,10 @@ def rbac(policy: CompiledPolicy, namespace: str, *, keeps_secret: bool) -> list[
     `keeps_secret`: serve keeps its certificates in a Secret and publishes the CA
     to the webhook configuration (the default), which needs three more rules.
     """
-    watched: dict[str, set[str]] = {"": {"pods"}}  # the controller accrues cash per pod
+    # pods: the controller accrues cash per pod. limitranges: every replica (the kubernetes store's
+    # runtime) and the controller list + watch them to charge templates with their namespace's
+    # LimitRange defaults, as the LimitRanger will fill them in (controller/kube/limit_ranges.py).
+    watched: dict[str, set[str]] = {"": {"pods", "limitranges"}}
     scaled: dict[str, set[str]] = {}
     for group, _version, kind, scales in policy_kinds(policy):
         watched.setdefault(group, set()).add(plural(kind))

@@ -107,7 +107,7 @@ def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> Non
     for rule in rules:
         by_verbs.setdefault(tuple(rule["verbs"]), {})[rule["apiGroups"][0]] = rule["resources"]
     watched = by_verbs[("list", "watch")]
-    assert watched[""] == ["pods"]
+    assert watched[""] == ["limitranges", "pods"]  # LimitRange defaults: every replica watches them
     assert watched["apps"] == ["deployments", "replicasets", "statefulsets"]
     assert "tfjobs" in watched["kubeflow.org"]
     assert by_verbs[("get",)]["apps"] == ["deployments", "replicasets", "statefulsets"]  # /scale parents
