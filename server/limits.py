@@ -84,6 +84,18 @@ def _response(status: bytes, message: str) -> bytes:
     )
 
 
+_refusals = {"count": 0, "logged": -1e9}
+REFUSAL_LOG_EVERY = 5.0  # seconds: a flood of connections must not become a flood of log lines
+
+
+def _note_refusal(now: float, open_connections: int) -> None:
+    _refusals["count"] += 1
+    if now - _refusals["logged"] >= REFUSAL_LOG_EVERY:
+        LOG.warning("refused %d connection(s) over --max-connections (%d open)", _refusals["count"],
+                    open_connections)
+        _refusals["count"], _refusals["logged"] = 0, now
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop httptools feeding the rest of the data."""
 
@@ -106,7 +118,7 @@ class LimitedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections and not self._evict_idle():
             self._refused = True
-            LOG.warning("connection refused: %d connections open (--max-connections)", len(self.connections) - 1)
+            _note_refusal(self.loop.time(), len(self.connections) - 1)
             transport.abort()  # no answer: writing one would cost what the cap saves
             return
         self._arm(self.limits.header_timeout, "the request headers")
