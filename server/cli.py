@@ -60,6 +60,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             max_headers=args.max_headers,
             max_header_bytes=args.max_header_bytes,
             max_connections=args.max_connections,
+            client_ca=args.client_ca,
+            client_names=tuple(args.client_name or ()),
         )
     )
 
@@ -166,6 +168,11 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     clients.add_argument("--max-connections", type=_positive_int, metavar="N",
                          help="open connections; over it the longest-idle one is closed, else the new one "
                          "(default 1000, or the file-descriptor limit minus 64)")
+    clients.add_argument("--client-ca", metavar="FILE",
+                         help="mutual TLS: only clients with a certificate from this CA may call anything but "
+                         "/healthz and /readyz (the apiserver presents one through an AdmissionConfiguration)")
+    clients.add_argument("--client-name", action="append", metavar="NAME",
+                         help="with --client-ca: the certificate must also name this (CN or SAN; repeatable)")
     cluster = serve.add_argument_group("cluster", "watch a cluster: usage and cash come from what runs there")
     cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
     cluster.add_argument("--in-cluster", action="store_true",

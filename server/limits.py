@@ -47,6 +47,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from quotalang.server.clientauth import OPEN_PATHS, ClientAuth, unauthorized
+
 LOG = logging.getLogger("quotalang.server")
 
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -84,16 +86,16 @@ def _response(status: bytes, message: str) -> bytes:
     )
 
 
-_refusals = {"count": 0, "logged": -1e9}
 REFUSAL_LOG_EVERY = 5.0  # seconds: a flood of connections must not become a flood of log lines
+_refusals: dict[str, list[float]] = {}  # what -> [count since the last line, when it was logged]
 
 
-def _note_refusal(now: float, open_connections: int) -> None:
-    _refusals["count"] += 1
-    if now - _refusals["logged"] >= REFUSAL_LOG_EVERY:
-        LOG.warning("refused %d connection(s) over --max-connections (%d open)", _refusals["count"],
-                    open_connections)
-        _refusals["count"], _refusals["logged"] = 0, now
+def _note_refusal(what: str, now: float, detail: str) -> None:
+    counted = _refusals.setdefault(what, [0, -1e9])
+    counted[0] += 1
+    if now - counted[1] >= REFUSAL_LOG_EVERY:
+        LOG.warning("refused %d %s(s): %s", counted[0], what, detail)
+        counted[0], counted[1] = 0, now
 
 
 class _Refused(Exception):
@@ -104,6 +106,7 @@ class LimitedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of the module docstring (set by `limited_protocol`)."""
 
     limits = ConnectionLimits()
+    client_auth: ClientAuth | None = None  # mutual TLS (server/clientauth.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,15 +115,19 @@ class LimitedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._refused = False
         self._idle_since: float | None = None  # between requests on a kept-alive connection: since when
+        self._client_problem: str | None = None  # why this connection may not call protected paths
 
     # --------------------------------------------------------------- cap
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections and not self._evict_idle():
             self._refused = True
-            _note_refusal(self.loop.time(), len(self.connections) - 1)
+            _note_refusal("connection", self.loop.time(),
+                          f"{len(self.connections) - 1} open, the --max-connections cap")
             transport.abort()  # no answer: writing one would cost what the cap saves
             return
+        if self.client_auth is not None:
+            self._client_problem = self.client_auth.problem(transport.get_extra_info("peercert"))
         self._arm(self.limits.header_timeout, "the request headers")
 
     def _evict_idle(self) -> bool:
@@ -208,6 +215,13 @@ class LimitedProtocol(HttpToolsProtocol):
             raise _Refused
 
     def on_headers_complete(self) -> None:
+        if self._client_problem is not None and httptools.parse_url(self.url).path.decode() not in OPEN_PATHS:
+            self._refused = True
+            self._disarm()
+            _note_refusal("unauthenticated request", self.loop.time(), self._client_problem)
+            self.transport.write(unauthorized(self._client_problem))
+            self.transport.close()
+            raise _Refused  # the app never sees it
         self._arm(self.limits.body_timeout, "the request body")
         super().on_headers_complete()
 
@@ -220,9 +234,9 @@ class LimitedProtocol(HttpToolsProtocol):
         self._idle_since = self.loop.time()
 
 
-def limited_protocol(limits: ConnectionLimits) -> type[LimitedProtocol]:
-    """A protocol class for `uvicorn.Config(http=...)` with these limits."""
-    return type("LimitedHttpToolsProtocol", (LimitedProtocol,), {"limits": limits})
+def limited_protocol(limits: ConnectionLimits, client_auth: ClientAuth | None = None) -> type[LimitedProtocol]:
+    """A protocol class for `uvicorn.Config(http=...)` with these limits (and mutual TLS, if given)."""
+    return type("LimitedHttpToolsProtocol", (LimitedProtocol,), {"limits": limits, "client_auth": client_auth})
 
 
 def quiet_disconnects(app: ASGIApp) -> ASGIApp:

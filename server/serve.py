@@ -39,6 +39,7 @@ from quotalang.errors import QuotalangError
 from quotalang.server import logs
 from quotalang.server.admission import DEFAULT_MAX_BODY
 from quotalang.server.app import create_app
+from quotalang.server.clientauth import ClientAuth, ClientAuthError
 from quotalang.server.engine import FailureMode
 from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.limits import (
@@ -107,6 +108,9 @@ class ServeOptions:
     max_headers: int = DEFAULT_MAX_HEADERS
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int | None = None
+    # Mutual TLS on the admission port (quotalang.server.clientauth).
+    client_ca: str | None = None
+    client_names: tuple[str, ...] = ()
 
     @property
     def cluster(self) -> bool:
@@ -136,6 +140,15 @@ def serve(opts: ServeOptions) -> int:
         raise ServeError("--cert-secret keeps the serving pair in a Secret: no --tls-cert or --insecure-http with it")
     if opts.cert_secret and not opts.cluster:
         raise ServeError("--cert-secret keeps the serving pair on the apiserver: give --kubeconfig or --in-cluster")
+    if opts.client_names and not opts.client_ca:
+        raise ServeError("--client-name narrows --client-ca: give --client-ca FILE")
+    if opts.client_ca and opts.insecure_http:
+        raise ServeError("--client-ca is mutual TLS: it cannot take --insecure-http")
+    if opts.client_ca:
+        try:
+            ClientAuth(opts.client_ca, opts.client_names).check_file()
+        except ClientAuthError as exc:
+            raise ServeError(str(exc)) from None
     if opts.state_file and opts.ledger_store == "kubernetes":
         raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
     logs.configure(opts.log_format, opts.log_level)
@@ -159,9 +172,11 @@ def serve(opts: ServeOptions) -> int:
 
     limits = ConnectionLimits(opts.header_timeout, opts.body_timeout, opts.max_headers, opts.max_header_bytes,
                               opts.max_connections or default_max_connections())
+    client_auth = ClientAuth(opts.client_ca, opts.client_names) if opts.client_ca else None
     config = uvicorn.Config(
         quiet_disconnects(app),
-        http=limited_protocol(limits),
+        http=limited_protocol(limits, client_auth),
+        **(client_auth.uvicorn_options() if client_auth is not None else {}),
         host=opts.host,
         port=opts.port,
         ssl_certfile=cert,
