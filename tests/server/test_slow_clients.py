@@ -29,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from quotalang.server.serve import ServeOptions
 from tests.server.webhook_helpers import POLICY, deployment, review
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def api_args() -> list[str]:
+    """A free port for the JSON API once it has one of its own (`--api-port`), so that servers never collide."""
+    return ["--api-port", str(free_port())] if "api_port" in ServeOptions.__dataclass_fields__ else []
 
 
 def latencies(conn: http.client.HTTPConnection, bodies: list[bytes]) -> list[float]:
@@ -124,7 +130,7 @@ def test_slow_header_and_body_clients_leave_admission_latency_within_2x(tmp_path
     with (tmp_path / "serve.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(tmp_path / "policy"),
-             "--insecure-http", "--port", str(port), "--state", str(tmp_path / "ledger.sqlite3"),
+             "--insecure-http", "--port", str(port), "--state", str(tmp_path / "ledger.sqlite3"), *api_args(),
              "--header-timeout", "300", "--body-timeout", "300", "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
         )
@@ -182,7 +188,7 @@ def test_300_idle_connections_under_a_256_descriptor_limit_leave_admission_worki
     with (tmp_path / "serve.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(tmp_path / "policy"),
-             "--insecure-http", "--port", str(port), "--state", str(tmp_path / "ledger.sqlite3"),
+             "--insecure-http", "--port", str(port), "--state", str(tmp_path / "ledger.sqlite3"), *api_args(),
              "--header-timeout", "3"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
             preexec_fn=limit,
