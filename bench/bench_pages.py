@@ -38,7 +38,7 @@ from bench_server import generate_policy, workloads  # a sibling script, not a p
 
 from quotalang.compiler import compile_policy
 from quotalang.controller import MemoryLedger
-from quotalang.server.app import create_app
+from quotalang.server.api import create_api_app
 from quotalang.server.reload import PolicyHolder
 from quotalang.tree import tree_json
 
@@ -87,7 +87,7 @@ def main() -> None:
         policy = compile_policy([folder])
     ledger = MemoryLedger()
     admitted = sum(ledger.admit(policy, obj, "CREATE").allowed for obj in workloads(teams, args.workloads))
-    app = create_app(PolicyHolder(policy), ledger)
+    app = create_api_app(PolicyHolder(policy), ledger)
     loop = asyncio.new_event_loop()
 
     def get(path: str) -> Callable[[], int]:

@@ -1,14 +1,15 @@
-"""The HTTP routes: admission, health, metrics and a small JSON API.
+"""The admission port's app: admission and health, nothing that reads the tree.
 
 | route                   | what                                                        |
 |-------------------------|-------------------------------------------------------------|
 | POST /validate          | AdmissionReview v1 in, AdmissionReview v1 out               |
+| POST /validate/...      | more webhooks' routes (`exemptions`: the namespace webhook) |
 | GET  /healthz           | the process answers                                         |
 | GET  /readyz            | a policy is loaded and the first sync done (503 before)     |
-| GET  /metrics           | Prometheus text                                             |
-| GET  /api/groups        | every group: name, path, parent, mode, children             |
-| GET  /api/groups/{name} | one group: hard, carved, used, reserved, free per key; cash |
-| POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
+
+Metrics, the JSON API and the pages are the API port's (`quotalang.server.api`):
+whoever can reach the webhook (the apiserver; anyone, where no NetworkPolicy
+says otherwise) must not read the tree, usage or near group names from it.
 
 `/validate` is the hot path: orjson in and out, no per-request objects beyond
 the decision, and answers for bad bodies (400/413 with a `Status` naming the
@@ -18,13 +19,11 @@ problem) that never reach the engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
 import orjson
-import yaml
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,18 +32,12 @@ from starlette.routing import BaseRoute, Route
 
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
-from quotalang.decision import qty
-from quotalang.errors import UserInputError
-from quotalang.evaluator import evaluate
-from quotalang.policy import CompiledGroup, cash_rows, limit_rows
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
-from quotalang.server.engine import Engine, FailureMode, Outcome, hpa_target
+from quotalang.server.engine import Engine, FailureMode, Outcome
 from quotalang.server.logs import log_decision, log_event
 from quotalang.server.metrics import Metrics
-from quotalang.server.pages import routes as page_routes
 from quotalang.server.reload import PolicyHolder
 from quotalang.server.responses import encode, status_body
-from quotalang.units import format_hours
 
 JSON = "application/json"
 LOG = logging.getLogger("quotalang.server")
@@ -88,7 +81,7 @@ def create_app(
     waiting_for: Callable[[], str | None] | None = None,
     routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The webhook app over a policy holder and a ledger (one of each per process).
+    """The admission app over a policy holder and a ledger (one of each per process).
 
     `waiting_for` names what readiness still waits for (the controller's first
     full sync), or None once there is nothing to wait for.
@@ -146,46 +139,6 @@ def create_app(
             }
         )
 
-    async def prometheus(request: Request) -> Response:
-        # Rendering reads every group's numbers: off the event loop, so admissions keep flowing.
-        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)
-
-    async def groups(request: Request) -> Response:
-        policy = holder.policy
-        if policy is None:
-            return _error(503, "no policy loaded")
-        return _json([_summary(g) for g in policy.groups.values()])
-
-    async def group(request: Request) -> Response:
-        policy = holder.policy
-        if policy is None:
-            return _error(503, "no policy loaded")
-        name = request.path_params["name"]
-        found = policy.groups.get(name)
-        if found is None:
-            near = policy.near_groups(name)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            return _error(404, f"no group {name!r} in the policy{hint}")
-        return _json(_detail(found, ledger))
-
-    async def explain(request: Request) -> Response:
-        policy = holder.policy
-        if policy is None:
-            return _error(503, "no policy loaded")
-        try:
-            body = await read_body(request, max_body)
-            obj, operation, old, parent = _explain_input(body, request.headers.get("content-type", ""))
-        except BadReview as exc:
-            return bad_request(exc, request)
-        target: Mapping[str, Any] | None = parent
-        if target is None and obj.get("kind") == "HorizontalPodAutoscaler":
-            target = _hpa_target(obj, ledger)
-        try:
-            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
-        except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
-            return _error(400, str(exc))
-        return _json({"object": _describe(obj), **decision.as_json()})
-
     async def internal_error(request: Request, exc: Exception) -> Response:
         error = f"{type(exc).__name__}: {exc}"
         log_event(LOG, logging.ERROR, "internal error", path=request.url.path, error=error)
@@ -196,12 +149,6 @@ def create_app(
             Route("/validate", validate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
-            Route("/api/groups", groups, methods=["GET"]),
-            Route("/api/groups/{name}", group, methods=["GET"]),
-            Route("/api/explain", explain, methods=["POST"]),
-            # The pages (/, /groups/..., /what-if, /propose, /static): self-contained, to move to the API port.
-            *page_routes(holder, ledger),
             *routes,  # more webhooks' routes (serve adds server/exemptions.py's)
         ],
         exception_handlers={Exception: internal_error},
@@ -211,98 +158,3 @@ def create_app(
     app.state.metrics = metrics
     app.state.engine = engine
     return app
-
-
-def _summary(group: CompiledGroup) -> dict[str, Any]:
-    return {
-        "name": group.name,
-        "path": group.path,
-        "parent": group.parent,
-        "mode": group.mode,
-        "children": list(group.children),
-    }
-
-
-def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
-    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used."""
-    numbers = ledger.group_usage(group.name)
-    limits = [
-        {
-            "key": r.key,
-            "hard": qty(r.key, r.hard),
-            "carved": qty(r.key, r.carved),
-            "used": qty(r.key, r.used),
-            "reserved": qty(r.key, numbers.reserved.get(r.key, 0)),
-            "free": qty(r.key, r.free),
-        }
-        for r in limit_rows(group, numbers.used)
-    ]
-    cash = [
-        {
-            "key": c.key,
-            "period": c.period,
-            "budget": format_hours(c.budget),
-            "carved": format_hours(c.carved),
-            "used": format_hours(c.used),
-            "free": format_hours(c.free),
-        }
-        for c in cash_rows(group, numbers.cash)
-    ]
-    return {
-        **_summary(group),
-        "limits": limits,
-        "cash": cash,
-        "objects": numbers.objects,
-        "reservations": numbers.reservations,
-    }
-
-
-def _explain_input(
-    body: bytes, content_type: str
-) -> tuple[dict[str, Any], str, dict[str, Any] | None, dict[str, Any] | None]:
-    """A bare workload, or `{object, oldObject?, operation?, parent?}`; JSON, or YAML when so declared."""
-    if not body.strip():
-        raise BadReview("empty body: post a workload (JSON, or YAML with Content-Type application/yaml)",
-                        reason="empty")
-    data: Any
-    if "yaml" in content_type:
-        try:
-            data = yaml.safe_load(body)
-        except yaml.YAMLError as exc:
-            raise BadReview(f"body is not YAML: {exc}", reason="not-yaml") from None
-    else:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadReview(f"body is not JSON: {exc} (send YAML with Content-Type application/yaml)",
-                            reason="not-json") from None
-    if not isinstance(data, dict):
-        raise BadReview(f"body is a {type(data).__name__}, not a workload object", reason="invalid")
-    if "object" in data and "kind" not in data:
-        obj, old, parent = data.get("object"), data.get("oldObject"), data.get("parent")
-        operation = data.get("operation") or ("UPDATE" if old is not None else "CREATE")
-    else:
-        obj, old, parent, operation = data, None, None, "CREATE"
-    if not isinstance(obj, dict) or not obj.get("kind"):
-        raise BadReview("no workload: post an object with apiVersion and kind, or {\"object\": ...}",
-                        reason="invalid")
-    for what, value in (("oldObject", old), ("parent", parent)):
-        if value is not None and not isinstance(value, dict):
-            raise BadReview(f"{what} is not an object", reason="invalid")
-    if operation not in ("CREATE", "UPDATE"):
-        raise BadReview(f"operation {operation!r} is not CREATE or UPDATE", reason="operation")
-    return obj, operation, old, parent
-
-
-def _hpa_target(hpa: Mapping[str, Any], ledger: Ledger) -> Mapping[str, Any] | None:
-    meta = hpa.get("metadata")
-    namespace = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
-    identity = hpa_target(hpa, namespace)
-    return ledger.lookup(identity) if identity is not None else None
-
-
-def _describe(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    name = meta.get("name", "<unnamed>") if isinstance(meta, Mapping) else "<unnamed>"
-    return f"{obj.get('kind', '?')} {name} ({obj.get('apiVersion', '?')})"
-

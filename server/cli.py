@@ -62,6 +62,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             max_connections=args.max_connections,
             client_ca=args.client_ca,
             client_names=tuple(args.client_name or ()),
+            api_host=args.api_host,
+            api_port=args.api_port,
+            api_insecure=args.api_insecure,
         )
     )
 
@@ -137,11 +140,19 @@ def add_server_verbs(verbs: core.Verbs) -> None:
 
     serve = verbs.add(
         "serve", "run the admission webhook (no cluster needed: a local SQLite ledger)", cmd_serve, formats=(),
-        description="Run the admission webhook: POST /validate, /healthz, /readyz, /metrics, /api/*.",
+        description="Run the admission webhook: POST /validate, /healthz, /readyz on --port; /metrics, /api/* "
+        "and the pages on --api-port.",
     )
     serve.add_argument("--policy", action="append", required=True, metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8443)
+    serve.add_argument("--api-port", type=_port, default=8444,
+                       help="the API port: /metrics, /api/* and the pages (default 8444)")
+    serve.add_argument("--api-host", metavar="ADDR",
+                       help="address the API port listens on (default: --host with a cluster, else 127.0.0.1)")
+    serve.add_argument("--api-insecure", action="store_true",
+                       help="no token check on the API port: anyone who reaches it reads the tree and usage "
+                       "(lets a non-loopback --api-host without a cluster; with one, turns TokenReview off)")
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (reloaded when it changes)")
     serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
     serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local experiments only")

@@ -80,7 +80,8 @@ def encode(response: AdmissionResponse) -> bytes:
 
 def status_body(code: int, message: str) -> bytes:
     """A `metav1.Status` for answers that are not AdmissionReviews (4xx)."""
-    reason = {400: "BadRequest", 404: "NotFound", 413: "RequestEntityTooLarge"}.get(code, "InternalError")
+    reason = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 413: "RequestEntityTooLarge",
+              503: "ServiceUnavailable"}.get(code, "InternalError")
     return orjson.dumps(
         {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
          "message": message}

@@ -14,9 +14,18 @@ Three ways to run, by what is configured:
 * `--store kubernetes`: the shared ledger on the apiserver; every replica
   admits, the Lease holder runs the controller.
 
-uvicorn runs one worker on one event loop (a second worker would have a
-second ledger). Policy and certificate watchers run as tasks beside it and
-SIGHUP forces a policy reload; the controller runs in threads.
+Two ports, two uvicorn servers on one event loop (a second worker would
+have a second ledger): the admission port (`--port`, `server/app.py`) and
+the API port (`--api-port`, `server/api.py`: metrics, the JSON API, the
+pages). In a cluster the API port asks for a bearer token the apiserver
+accepts and RBAC allows (`server/apiauth.py`); with no cluster it binds to
+127.0.0.1 and asks for nothing, and a non-loopback `--api-host` is refused
+unless `--api-insecure` says that anyone who reaches it may read it
+(`--api-insecure` in a cluster turns the token check off, for tests and
+for a proxy in front that does it). Both ports serve the same certificate
+and follow its reloads (each its own SSLContext: only the admission port
+asks for client certificates). Policy and certificate watchers run as tasks
+beside them and SIGHUP forces a policy reload; the controller runs in threads.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 from dataclasses import dataclass
@@ -38,6 +48,8 @@ from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Co
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
 from quotalang.server.admission import DEFAULT_MAX_BODY
+from quotalang.server.api import create_api_app
+from quotalang.server.apiauth import Gate, KubeReviews
 from quotalang.server.app import create_app
 from quotalang.server.clientauth import ClientAuth, ClientAuthError
 from quotalang.server.engine import FailureMode
@@ -111,6 +123,10 @@ class ServeOptions:
     # Mutual TLS on the admission port (quotalang.server.clientauth).
     client_ca: str | None = None
     client_names: tuple[str, ...] = ()
+    # The API port (quotalang.server.api); api_host None: --host in a cluster, 127.0.0.1 without one.
+    api_host: str | None = None
+    api_port: int = 8444
+    api_insecure: bool = False
 
     @property
     def cluster(self) -> bool:
@@ -151,6 +167,7 @@ def serve(opts: ServeOptions) -> int:
             raise ServeError(str(exc)) from None
     if opts.state_file and opts.ledger_store == "kubernetes":
         raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
+    api_host = _api_host(opts)
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
     holder = PolicyHolder()
@@ -160,6 +177,8 @@ def serve(opts: ServeOptions) -> int:
     ledger = runtime.build()
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
                      waiting_for=runtime.waiting_for, routes=_exemption_routes(opts))
+    gate = _gate(opts, runtime)
+    api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate)
 
     keeper = _cert_keeper(opts, metrics)
     cert, key, ca = _tls_files(opts, keeper)
@@ -187,22 +206,39 @@ def serve(opts: ServeOptions) -> int:
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+    # The API port: the same certificate and client limits, no client certificates (tokens instead).
+    api_config = uvicorn.Config(
+        quiet_disconnects(api_app),
+        http=limited_protocol(limits),
+        host=api_host,
+        port=opts.api_port,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     scheme = "http" if cert is None else "https"
     logs.log_event(
         LOG, logging.INFO, "starting",
         url=f"{scheme}://{_url_host(opts.host)}:{opts.port}/validate",
+        api=f"{scheme}://{_url_host(api_host)}:{opts.api_port}/",
+        api_auth="bearer token (TokenReview, SubjectAccessReview)" if gate is not None else "none",
         policy=policy.checksum, groups=len(policy.groups), kinds=len(policy.kinds),
         ledger=runtime.describe(), failure_mode=opts.failure_mode,
         ca=str(ca) if ca is not None else None,
     )
-    server = uvicorn.Server(config)
+    servers = (uvicorn.Server(config), uvicorn.Server(api_config))
     runtime.start()
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
-            runner.run(_run(server, config, reloader, metrics, cert, key, keeper))
+            runner.run(_run(servers, reloader, metrics, cert, key, keeper))
     except SystemExit as exc:  # uvicorn exits when it cannot bind; it has logged why
         if exc.code not in (0, None):
-            raise ServeError(f"could not serve on {opts.host}:{opts.port}") from None
+            raise ServeError(f"could not serve on {_url_host(opts.host)}:{opts.port} "
+                             f"and {_url_host(api_host)}:{opts.api_port}") from None
     finally:
         runtime.stop()
     return 0
@@ -305,6 +341,47 @@ class _Runtime:
             self.sqlite.close()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
+
+
+def _api_host(opts: ServeOptions) -> str:
+    """Where the API port listens: never beyond this machine without a cluster to check tokens, unless told."""
+    if opts.api_port == opts.port:
+        raise ServeError(f"--api-port {opts.api_port} is the admission port too: give the API a port of its own")
+    if opts.cluster:
+        return opts.api_host or opts.host
+    host = opts.api_host or "127.0.0.1"
+    if not _is_loopback(host) and not opts.api_insecure:
+        raise ServeError(f"--api-host {host} is not a loopback address, and with no cluster nothing checks who "
+                         "reads the tree: give --kubeconfig or --in-cluster, or --api-insecure to let anyone "
+                         "who reaches it read it")
+    return host
+
+
+def _gate(opts: ServeOptions, runtime: _Runtime) -> Gate | None:
+    """The API port's token check: in a cluster unless --api-insecure; through the controller's client."""
+    if not opts.cluster:
+        return None
+    if opts.api_insecure:
+        LOG.warning("--api-insecure: the API port serves the tree, usage and metrics to anyone who reaches it")
+        return None
+    api = runtime.api or (runtime.store.api if runtime.store is not None else None)
+    if api is None:
+        from quotalang.controller.kube.api import KubeApi
+
+        try:
+            api = KubeApi.from_config(opts.kubeconfig)
+        except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
+            raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
+    return Gate(KubeReviews(api))
+
+
 def _exemption_routes(opts: ServeOptions) -> list[BaseRoute]:
     """The namespace webhook's route, judging the exemption label by the install-time list."""
     from quotalang.errors import InputError
@@ -378,20 +455,21 @@ def _stopped(signum: int, frame: object) -> None:
 
 
 async def _run(
-    server: uvicorn.Server,
-    config: uvicorn.Config,
+    servers: tuple[uvicorn.Server, uvicorn.Server],
     reloader: PolicyReloader,
     metrics: Metrics,
     cert: str | None,
     key: str | None,
     keeper: SecretCertificates | None = None,
 ) -> None:
-    config.load()  # builds the SSLContext now, so the certificate watcher can hold on to it
+    for server in servers:
+        server.config.load()  # builds the SSLContexts now, so the certificate watchers can hold on to them
     tasks = [asyncio.create_task(reloader.run(), name="policy-reload")]
-    if config.ssl is not None and cert is not None and key is not None:
+    contexts = [server.config.ssl for server in servers if server.config.ssl is not None]
+    if contexts and cert is not None and key is not None:
         from quotalang.server.tls import CertReloader
 
-        watcher = CertReloader(config.ssl, Path(cert), Path(key), metrics, reloader.interval)
+        watcher = CertReloader(contexts[0], Path(cert), Path(key), metrics, reloader.interval, also=contexts[1:])
         tasks.append(asyncio.create_task(watcher.run(), name="tls-reload"))
         if keeper is not None:  # a renewed pair is loaded at once, not at the watcher's next look
             tasks.append(asyncio.create_task(keeper.run(watcher.check), name="tls-secret"))
@@ -402,9 +480,20 @@ async def _run(
     # installed; a handler that only notes it makes a graceful stop exit 0 instead of -15.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
-        await server.serve()
+        await _serve_together(servers)
     finally:
         signal.signal(signal.SIGTERM, previous)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _serve_together(servers: tuple[uvicorn.Server, ...]) -> None:
+    """Serve until one server stops (a signal, or a failure), then stop the others gracefully."""
+    tasks = [asyncio.create_task(server.serve(), name=f"serve-{server.config.port}") for server in servers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)

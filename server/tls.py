@@ -260,8 +260,10 @@ class CertReloader:
         key: Path,
         metrics: Metrics | None = None,
         interval: float = 2.0,
+        also: Sequence[ssl.SSLContext] = (),
     ) -> None:
         self.context = context
+        self.also = tuple(also)  # more ports' contexts serving the same pair (serve's API port)
         self.cert = Path(cert)
         self.key = Path(key)
         self.metrics = metrics
@@ -311,7 +313,8 @@ class CertReloader:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
             except (ssl.SSLError, ValueError) as exc:
                 return self._failed(f"{self.cert} / {self.key} do not hold a valid pair: {exc}")
-            self.context.load_cert_chain(cert, key)
+            for context in (self.context, *self.also):
+                context.load_cert_chain(cert, key)
         if self.metrics is not None:
             self.metrics.tls_reloads.inc()
         self._report_expiry()

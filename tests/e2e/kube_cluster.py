@@ -310,10 +310,16 @@ class Webhook:
     args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    api_port: int = 0  # /metrics, /api/*: the API port
+    api_auth: bool = False  # True: bearer tokens checked against the cluster; False: --api-insecure
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
 
     @property
     def log(self) -> Path:
@@ -323,9 +329,11 @@ class Webhook:
         self.folder.mkdir(parents=True, exist_ok=True)
         pair = self.cluster.authority.issue(f"webhook-{free_port()}", hosts=["127.0.0.1", "localhost"])
         self.port = self.port or free_port()
+        self.api_port = self.api_port or free_port()
         self.process = _spawn(self.log,
             [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy), "--host", "127.0.0.1",
              "--port", str(self.port), "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
+             "--api-port", str(self.api_port), *(() if self.api_auth else ("--api-insecure",)),
              "--log-format", "json", *self.args],
             # serve's default SQLite ledger lives under $XDG_STATE_HOME: one per webhook, never the user's.
             env={"XDG_STATE_HOME": str(self.folder / "state")})
@@ -342,12 +350,15 @@ class Webhook:
         _stop(self.process)
         self.process = None
 
-    def http(self, timeout: float = 10) -> httpx.Client:
+    def http(self, timeout: float = 10, *, api: bool = False, token: str | None = None) -> httpx.Client:
+        """A client of the admission port, or of the API port (`api`), with a bearer `token` if given."""
         context = ssl.create_default_context(cafile=str(self.cluster.authority.cert))
-        return httpx.Client(base_url=self.url, verify=context, timeout=timeout)
+        headers = {"authorization": f"Bearer {token}"} if token is not None else None
+        return httpx.Client(base_url=self.api_url if api else self.url, verify=context, timeout=timeout,
+                            headers=headers)
 
     def group(self, name: str) -> dict[str, Any]:
-        with self.http() as client:
+        with self.http(api=True) as client:
             answer = client.get(f"/api/groups/{name}")
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()

@@ -151,7 +151,7 @@ def renewing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Renewing]:
                  "--host", "0.0.0.0", "--port", str(state.port), "--kubeconfig", str(cluster.kubeconfig),
                  "--store", "memory", "--cert-secret", "quotalang-tls", "--cert-service", "quotalang",
                  "--webhook-configuration", "quotalang", "--cert-validity", str(VALIDITY),
-                 "--log-format", "json"],
+                 "--api-port", str(free_port()), "--log-format", "json"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         wait_until(lambda: bool(state.bundle()), "serve to publish its CA", 60, state.process, state.log)
         wait_for_webhook(cluster, workload("probe", 9))

@@ -90,7 +90,7 @@ def cpu_reserved(hook: Webhook) -> str:
 
 def cpu_seconds(hook: Webhook) -> float:
     """Cash spent, from /metrics (unit-seconds, unrounded; /api/groups rounds to 0.01 h)."""
-    with hook.http() as client:
+    with hook.http(api=True) as client:
         text = client.get("/metrics").text
     line = next(line for line in text.splitlines()
                 if line.startswith('quotalang_cash_used_seconds{') and 'group="ctl-a"' in line)

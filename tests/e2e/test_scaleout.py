@@ -88,6 +88,7 @@ class Replica:
     def __init__(self, cluster: Cluster, policy: Path, folder: Path, name: str, *args: str) -> None:
         self.cluster, self.policy, self.name, self.args = cluster, policy, name, args
         self.port = free_port()
+        self.api_port = free_port()  # /metrics: the API port (--api-insecure: no tokens in this test)
         self.log = folder / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -96,6 +97,7 @@ class Replica:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy),
                  "--insecure-http", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--api-port", str(self.api_port), "--api-insecure",
                  "--kubeconfig", str(self.cluster.kubeconfig), "--store", "kubernetes",
                  "--lease-namespace", "default", "--log-format", "json", *self.args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "POD_NAME": self.name},
@@ -132,7 +134,7 @@ class Replica:
         return response
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{self.api_port}/metrics", timeout=5).text
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])

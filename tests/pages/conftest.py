@@ -73,15 +73,16 @@ def _free_port() -> int:
 
 @dataclass
 class Served:
-    base: str
+    base: str  # the API port (pages, /api, /metrics): 127.0.0.1, no token, with no cluster
     log: Path
+    admission: str  # the admission port: /validate, /readyz
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=10)
+    def client(self, *, admission: bool = False) -> httpx.Client:
+        return httpx.Client(base_url=self.admission if admission else self.base, timeout=10)
 
     def admit(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Send `obj` through /validate as the apiserver would; the answer's `response`."""
-        with self.client() as client:
+        with self.client(admission=True) as client:
             answer = client.post("/validate", content=orjson.dumps(review(obj)),
                                  headers={"content-type": "application/json"})
         assert answer.status_code == 200, answer.text
@@ -97,21 +98,21 @@ class Served:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("pages-serve")
-    port = _free_port()
+    port, api_port = _free_port(), _free_port()
     log = folder / "server.log"
     command = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", "examples/policies",
-               "--host", "127.0.0.1", "--port", str(port), "--insecure-http"]
+               "--host", "127.0.0.1", "--port", str(port), "--api-port", str(api_port), "--insecure-http"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                    env={**os.environ, "XDG_STATE_HOME": str(folder / "state")})
-    server = Served(f"http://127.0.0.1:{port}", log)
+    server = Served(f"http://127.0.0.1:{api_port}", log, f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
                 pytest.fail(f"quotalang serve exited with {process.returncode}:\n{log.read_text()}")
             try:
-                with server.client() as client:
+                with server.client(admission=True) as client:
                     if client.get("/readyz").status_code == 200:
                         break
             except httpx.HTTPError:

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from quotalang.compiler import compile_policy
 from quotalang.controller import MemoryLedger
-from quotalang.server.app import create_app
+from quotalang.server.api import create_api_app
 from quotalang.server.pages import MAX_FORM
 from quotalang.server.reload import PolicyHolder
 from tests.pages.conftest import ROOT
@@ -23,7 +23,7 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.chdir(ROOT)  # proposals read the policy files by the names the served policy has
     holder = PolicyHolder(compile_policy(["examples/policies"]))
-    with TestClient(create_app(holder, MemoryLedger()), raise_server_exceptions=False) as test:
+    with TestClient(create_api_app(holder, MemoryLedger()), raise_server_exceptions=False) as test:
         yield test
 
 

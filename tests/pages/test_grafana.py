@@ -16,7 +16,9 @@ from starlette.testclient import TestClient
 
 from quotalang.compiler import compile_policy
 from quotalang.controller import MemoryLedger
+from quotalang.server.api import create_api_app
 from quotalang.server.app import create_app
+from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder
 from tests.pages.conftest import ROOT, workload
 from tests.server.webhook_helpers import review
@@ -41,12 +43,14 @@ def _family(name: str) -> str:
 
 
 def _live() -> set[str]:
-    app = create_app(PolicyHolder(compile_policy([str(ROOT / "examples" / "policies")])), MemoryLedger())
-    with TestClient(app) as client:
+    holder = PolicyHolder(compile_policy([str(ROOT / "examples" / "policies")]))
+    ledger, metrics = MemoryLedger(), Metrics()
+    app = create_app(holder, ledger, metrics=metrics)
+    with TestClient(app) as client, TestClient(create_api_app(holder, ledger, metrics=metrics)) as api:
         client.post("/validate", content=orjson.dumps(review(workload("deployment.yaml"))),
                     headers={"content-type": "application/json"})
         client.post("/validate", content=b"not json", headers={"content-type": "application/json"})
-        text = client.get("/metrics").text
+        text = api.get("/metrics").text
     names = set(re.findall(r"^(quotalang_[a-z_]+)", text, re.M))
     names |= set(re.findall(r"^# TYPE (quotalang_[a-z_]+)", text, re.M))
     return names

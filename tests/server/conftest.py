@@ -1,4 +1,4 @@
-"""Fixtures for the server tests: one app per test over a fresh memory ledger."""
+"""Fixtures for the server tests: the two apps (admission, API) per test over one fresh memory ledger."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import MemoryLedger
+from quotalang.server.api import create_api_app
 from quotalang.server.app import create_app
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder
@@ -44,4 +45,16 @@ def app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics) -> Starlet
 @pytest.fixture
 def client(app: Starlette) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics, app: Starlette) -> Starlette:
+    """The API port's app over the admission app's holder, ledger and metrics (`app` first: it watches the ledger)."""
+    return create_api_app(holder, ledger, metrics=metrics)
+
+
+@pytest.fixture
+def api(api_app: Starlette) -> Iterator[TestClient]:
+    with TestClient(api_app) as test_client:
         yield test_client

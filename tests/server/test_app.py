@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 from starlette.testclient import TestClient
 
 from quotalang.compiler import CompiledPolicy
@@ -36,20 +35,21 @@ def post(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
     return response_of(answer.json())
 
 
-def used(client: TestClient, group: str, key: str) -> str:
-    rows = client.get(f"/api/groups/{group}").json()["limits"]
+def used(api: TestClient, group: str, key: str) -> str:
+    """What the API port shows as used (the admission app has no /api)."""
+    rows = api.get(f"/api/groups/{group}").json()["limits"]
     found: str = next(r["used"] for r in rows if r["key"] == key)
     return found
 
 
 # ------------------------------------------------------------ decisions
-def test_an_allowed_create_answers_with_the_same_uid(client: TestClient) -> None:
+def test_an_allowed_create_answers_with_the_same_uid(client: TestClient, api: TestClient) -> None:
     response = post(client, review(deployment("web", replicas=2), uid="7f0c-uid"))
     assert response == {"uid": "7f0c-uid", "allowed": True}
-    assert used(client, "ml", "requests.cpu") == "8"
+    assert used(api, "ml", "requests.cpu") == "8"
 
 
-def test_a_denial_reads_like_kubernetes_with_the_arithmetic(client: TestClient) -> None:
+def test_a_denial_reads_like_kubernetes_with_the_arithmetic(client: TestClient, api: TestClient) -> None:
     response = post(client, review(deployment("big", replicas=11), uid="u-1"))  # 11 × 4 = 44 > 40
     assert response["uid"] == "u-1"
     assert response["allowed"] is False
@@ -59,13 +59,13 @@ def test_a_denial_reads_like_kubernetes_with_the_arithmetic(client: TestClient) 
         "message": "quota exceeded in group root/ml: requests.cpu: requested 44 (11 × pod 4), "
         "used 0 of 40, 40 free",
     }
-    assert used(client, "ml", "requests.cpu") == "0"
+    assert used(api, "ml", "requests.cpu") == "0"
 
 
-def test_quota_is_enforced_across_requests(client: TestClient) -> None:
+def test_quota_is_enforced_across_requests(client: TestClient, api: TestClient) -> None:
     answers = [post(client, review(deployment(f"w{i}")))["allowed"] for i in range(11)]
     assert answers == [True] * 10 + [False]
-    assert used(client, "ml", "requests.cpu") == "40"
+    assert used(api, "ml", "requests.cpu") == "40"
 
 
 def test_the_tenth_pod_warns_at_ninety_percent(client: TestClient) -> None:
@@ -76,13 +76,13 @@ def test_the_tenth_pod_warns_at_ninety_percent(client: TestClient) -> None:
     assert any("requests.cpu" in w and "100%" in w for w in response["warnings"])
 
 
-def test_warn_mode_allows_with_short_warnings(client: TestClient) -> None:
+def test_warn_mode_allows_with_short_warnings(client: TestClient, api: TestClient) -> None:
     response = post(client, review(deployment("big", "lab", replicas=3)))  # 12 > 10
     assert response["allowed"] is True
     assert "status" not in response
     assert response["warnings"] == ["lab: requests.cpu: requested 12 (3 × pod 4), used 0 of 10, 10 free"]
     assert all(len(w) < 120 for w in response["warnings"])
-    assert used(client, "lab", "requests.cpu") == "12"  # admitted, so charged
+    assert used(api, "lab", "requests.cpu") == "12"  # admitted, so charged
 
 
 def test_audit_mode_allows_and_annotates(client: TestClient) -> None:
@@ -106,36 +106,36 @@ def test_unlabelled_workloads_are_denied_when_the_policy_says_so(client: TestCli
     assert "no label team" in response["status"]["message"]
 
 
-def test_a_dry_run_is_answered_and_reserves_nothing(client: TestClient) -> None:
+def test_a_dry_run_is_answered_and_reserves_nothing(client: TestClient, api: TestClient) -> None:
     assert post(client, review(deployment("web", replicas=5), dry_run=True))["allowed"] is True
-    assert used(client, "ml", "requests.cpu") == "0"
+    assert used(api, "ml", "requests.cpu") == "0"
     denied = post(client, review(deployment("web", replicas=11), dry_run=True))
     assert denied["allowed"] is False
 
 
-def test_updates_charge_the_difference(client: TestClient) -> None:
+def test_updates_charge_the_difference(client: TestClient, api: TestClient) -> None:
     post(client, review(deployment("web", replicas=5)))
     grown = post(client, review(deployment("web", replicas=10), "UPDATE", deployment("web", replicas=5)))
     assert grown["allowed"] is True
-    assert used(client, "ml", "requests.cpu") == "40"
+    assert used(api, "ml", "requests.cpu") == "40"
     over = post(client, review(deployment("web", replicas=11), "UPDATE", deployment("web", replicas=10)))
     assert over["allowed"] is False
     assert over["status"]["message"].startswith("quota exceeded in group root/ml: requests.cpu: requested 4 ")
 
 
-def test_delete_passes_untouched_and_releases_in_standalone_mode(client: TestClient) -> None:
+def test_delete_passes_untouched_and_releases_in_standalone_mode(client: TestClient, api: TestClient) -> None:
     post(client, review(deployment("web", replicas=5)))
     response = post(client, review(None, "DELETE", deployment("web", replicas=5)))
     assert response == {"uid": response["uid"], "allowed": True}
-    assert used(client, "ml", "requests.cpu") == "0"
+    assert used(api, "ml", "requests.cpu") == "0"
 
 
-def test_other_subresources_pass_untouched(client: TestClient) -> None:
+def test_other_subresources_pass_untouched(client: TestClient, api: TestClient) -> None:
     status_update = review(
         deployment("web", replicas=50), "UPDATE", deployment("web", replicas=50), sub_resource="status"
     )
     assert post(client, status_update)["allowed"] is True
-    assert used(client, "ml", "requests.cpu") == "0"
+    assert used(api, "ml", "requests.cpu") == "0"
 
 
 def test_connect_passes_untouched(client: TestClient) -> None:
@@ -144,10 +144,10 @@ def test_connect_passes_untouched(client: TestClient) -> None:
 
 
 # ------------------------------------------------------------ scale and HPA
-def test_scale_finds_its_parent_in_the_ledger(client: TestClient) -> None:
+def test_scale_finds_its_parent_in_the_ledger(client: TestClient, api: TestClient) -> None:
     post(client, review(deployment("web", replicas=2)))
     assert post(client, scale_review("web", 10, 2))["allowed"] is True  # 10 × 4 = 40
-    assert used(client, "ml", "requests.cpu") == "40"
+    assert used(api, "ml", "requests.cpu") == "40"
     denied = post(client, scale_review("web", 11, 10))
     assert denied["allowed"] is False
     assert (
@@ -155,10 +155,10 @@ def test_scale_finds_its_parent_in_the_ledger(client: TestClient) -> None:
     )
 
 
-def test_a_dry_run_scale_reserves_nothing(client: TestClient) -> None:
+def test_a_dry_run_scale_reserves_nothing(client: TestClient, api: TestClient) -> None:
     post(client, review(deployment("web", replicas=2)))
     assert post(client, scale_review("web", 10, 2, dry_run=True))["allowed"] is True
-    assert used(client, "ml", "requests.cpu") == "8"
+    assert used(api, "ml", "requests.cpu") == "8"
 
 
 def test_scaling_an_unknown_workload_is_denied(client: TestClient) -> None:
@@ -171,10 +171,10 @@ def test_scaling_a_kind_the_policy_does_not_charge_passes(client: TestClient) ->
     assert post(client, scale_review("db", 30, 1, resource="statefulsets"))["allowed"] is True
 
 
-def test_an_hpa_is_checked_against_its_target(client: TestClient) -> None:
+def test_an_hpa_is_checked_against_its_target(client: TestClient, api: TestClient) -> None:
     post(client, review(deployment("web", replicas=2)))
     assert post(client, review(hpa("web", "web", 10)))["allowed"] is True  # 10 × 4 = 40 fits
-    assert used(client, "ml", "requests.cpu") == "8"  # checked, not charged
+    assert used(api, "ml", "requests.cpu") == "8"  # checked, not charged
     too_big = post(client, review(hpa("web", "web", 11)))
     assert too_big["allowed"] is False
     assert "requests.cpu" in too_big["status"]["message"]
@@ -227,7 +227,7 @@ def test_with_no_policy_loaded_requests_fail_per_mode_and_readyz_says_no(ledger:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["ready"] is False
-        assert client.get("/api/groups").status_code == 503
+        assert client.get("/api/groups").status_code == 404  # the API port's, not this one's
 
 
 # ------------------------------------------------------------ bad bodies
@@ -328,7 +328,14 @@ def test_unknown_routes_and_methods_are_plain_4xx(client: TestClient) -> None:
     assert client.get("/nope").status_code == 404
 
 
-# ------------------------------------------------------------ health and API
+@pytest.mark.parametrize("path", ["/metrics", "/api/groups", "/api/groups/ml", "/api/groups/mll", "/", "/what-if"])
+def test_the_admission_port_serves_nothing_that_reads_the_tree(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert "ml" not in answer.text
+
+
+# ------------------------------------------------------------ health
 def test_healthz(client: TestClient) -> None:
     answer = client.get("/healthz")
     assert answer.status_code == 200
@@ -342,100 +349,6 @@ def test_readyz_reports_the_policy_checksum(client: TestClient, policy: Compiled
     assert body["ready"] is True
     assert body["policy"] == policy.checksum
     assert (body["groups"], body["kinds"]) == (4, 2)
-
-
-def test_api_groups_lists_the_tree(client: TestClient) -> None:
-    groups = {g["name"]: g for g in client.get("/api/groups").json()}
-    assert set(groups) == {"root", "ml", "lab", "audited"}
-    assert groups["root"]["children"] == ["ml", "lab", "audited"]
-    assert groups["lab"] == {
-        "name": "lab",
-        "path": "root/lab",
-        "parent": "root",
-        "mode": "warn",
-        "children": [],
-    }
-
-
-def test_api_group_shows_hard_used_reserved_free_and_cash(client: TestClient, ledger: MemoryLedger) -> None:
-    post(client, review(deployment("web", replicas=2)))
-    ledger.set_cash("ml", {"requests.nvidia.com/gpu": 90 * 3600 * NANO})
-    body = client.get("/api/groups/ml").json()
-    rows = {r["key"]: r for r in body["limits"]}
-    assert rows["requests.cpu"] == {
-        "key": "requests.cpu",
-        "hard": "40",
-        "carved": "0",
-        "used": "8",
-        "reserved": "0",
-        "free": "32",
-    }
-    assert rows["pods"]["used"] == "2"
-    assert body["cash"] == [
-        {"key": "requests.nvidia.com/gpu", "period": "week", "budget": "500h", "carved": "0h", "used": "90h",
-         "free": "410h"}
-    ]
-    assert (body["objects"], body["reservations"]) == (1, 0)
-    root = {r["key"]: r for r in client.get("/api/groups/root").json()["limits"]}
-    assert (root["requests.cpu"]["carved"], root["requests.cpu"]["free"]) == ("60", "40")
-
-
-def test_api_group_unknown_is_404_with_near_names(client: TestClient) -> None:
-    answer = client.get("/api/groups/mll")
-    assert answer.status_code == 404
-    assert answer.json()["message"] == "no group 'mll' in the policy; did you mean ml?"
-
-
-def test_explain_decides_without_reserving(client: TestClient) -> None:
-    answer = client.post("/api/explain", content=orjson.dumps(deployment("big", replicas=11)))
-    assert answer.status_code == 200
-    body = answer.json()
-    assert body["object"] == "Deployment big (apps/v1)"
-    assert body["allowed"] is False
-    assert body["violations"][0]["resource"] == "requests.cpu"
-    assert body["message"].endswith("requested 44 (11 × pod 4), used 0 of 40, 40 free")
-    assert client.post("/api/explain", content=orjson.dumps(deployment("ok", replicas=2))).json()["allowed"]
-    assert used(client, "ml", "requests.cpu") == "0"
-
-
-def test_explain_takes_yaml_and_an_update_envelope(client: TestClient) -> None:
-    post(client, review(deployment("web", replicas=5)))
-    text = yaml.safe_dump(
-        {"object": deployment("web", replicas=7), "oldObject": deployment("web", replicas=5)}
-    )
-    answer = client.post("/api/explain", content=text.encode(), headers={"content-type": "application/yaml"})
-    body = answer.json()
-    assert body["operation"] == "UPDATE"
-    assert body["delta"]["requests.cpu"] == "8"  # 2 more pods × 4
-    assert body["allowed"] is True
-    assert used(client, "ml", "requests.cpu") == "20"
-
-
-def test_explain_finds_an_hpa_target_in_the_ledger(client: TestClient) -> None:
-    post(client, review(deployment("web", replicas=2)))
-    body = client.post("/api/explain", content=orjson.dumps(hpa("web", "web", 11))).json()
-    assert body["allowed"] is False
-
-
-@pytest.mark.parametrize(
-    ("body", "headers", "message"),
-    [
-        (b"{nope", {}, "body is not JSON"),
-        (b"a: [", {"content-type": "application/yaml"}, "body is not YAML"),
-        (b"[]", {}, "body is a list, not a workload object"),
-        (b'{"metadata": {}}', {}, "no workload"),
-        (b"", {}, "empty body"),
-        (orjson.dumps({"object": deployment(), "operation": "DELETE"}), {}, "operation 'DELETE'"),
-        (orjson.dumps(deployment(replicas="x")), {}, "spec.replicas"),
-    ],
-    ids=["not-json", "not-yaml", "list", "no-kind", "empty", "bad-operation", "unreadable"],
-)
-def test_explain_bad_input_is_a_400(
-    client: TestClient, body: bytes, headers: dict[str, str], message: str
-) -> None:
-    answer = client.post("/api/explain", content=body, headers=headers)
-    assert answer.status_code == 400
-    assert message in answer.json()["message"]
 
 
 # ------------------------------------------------------------ concurrency through the app

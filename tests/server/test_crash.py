@@ -64,6 +64,7 @@ class Server:
         (self.policy / "org.quota").write_text(POLICY)
         self.ledger = folder / "ledger.sqlite3"
         self.port = free_port()
+        self.api_port = free_port()  # /api/groups: the API port's
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -72,7 +73,7 @@ class Server:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(self.policy),
                  "--insecure-http", "--host", "127.0.0.1", "--port", str(self.port), "--state", str(self.ledger),
-                 "--log-level", "warning"],
+                 "--api-port", str(self.api_port), "--log-level", "warning"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                 env={**os.environ, "XDG_STATE_HOME": str(self.folder / "state")},
             )
@@ -98,8 +99,8 @@ class Server:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def get(self, path: str) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+    def get(self, path: str, *, api: bool = False) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.api_port if api else self.port, timeout=5)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
@@ -215,7 +216,7 @@ def test_kill_9_under_concurrent_admissions_loses_nothing_and_counts_nothing_twi
             assert len(held) * CPU_EACH <= 40
 
             restarts.append(server.start())
-            status, group = server.get("/api/groups/ml")
+            status, group = server.get("/api/groups/ml", api=True)
             assert status == 200
             used = {row["key"]: row["used"] for row in group["limits"]}
             assert used["requests.cpu"] == str(CPU_EACH * len(held)), (round_, used, len(held))

@@ -154,7 +154,7 @@ def test_a_boolean_false_dry_run_reserves(client: TestClient, ledger: MemoryLedg
     assert ledger.group_usage("ml").used["requests.cpu"] == 4 * NANO
 
 
-def test_metric_labels_come_from_a_closed_set(client: TestClient) -> None:
+def test_metric_labels_come_from_a_closed_set(client: TestClient, api: TestClient) -> None:
     """Finding 9: every request kind became a label value never freed (/metrics grew to 21 MB)."""
     for n in range(200):
         obj = deployment(f"w{n}", group=f"made-up-{n}")
@@ -162,7 +162,7 @@ def test_metric_labels_come_from_a_closed_set(client: TestClient) -> None:
         body = review(obj, kind={"group": "apps", "version": "v1", "kind": f"Kind{n}"})
         assert client.post("/validate", content=orjson.dumps(body)).status_code == 200
     client.post("/validate", content=orjson.dumps(review(deployment("real", group="nope"))))
-    text = client.get("/metrics").text
+    text = api.get("/metrics").text
     kinds, groups = set(), set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -189,8 +189,8 @@ def test_decision_log_lines_are_bounded(
     assert len(orjson.dumps(fields)) < 4096
 
 
-def test_explain_answers_a_malformed_quantity_with_a_400(client: TestClient) -> None:
+def test_explain_answers_a_malformed_quantity_with_a_400(api: TestClient) -> None:
     """Finding 5: /api/explain caught only InputError; a QuantityError was a 500 with its traceback logged."""
-    answer = client.post("/api/explain", content=orjson.dumps(deployment("bad", cpu="1.5.5")))
+    answer = api.post("/api/explain", content=orjson.dumps(deployment("bad", cpu="1.5.5")))
     assert answer.status_code == 400
     assert "1.5.5" in answer.json()["message"]

@@ -1,4 +1,4 @@
-"""Prometheus text: counters from admissions, ledger gauges computed at scrape time."""
+"""Prometheus text: admissions counted (admission app), scraped from the API app; ledger gauges at scrape time."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from tests.server.webhook_helpers import deployment, review
 NANO = 10**9
 
 
-def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    answer = client.get("/metrics")
+def scrape(api: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    answer = api.get("/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     return {
@@ -31,11 +31,11 @@ def admit(client: TestClient, obj: dict[str, object]) -> None:
     assert client.post("/validate", content=orjson.dumps(review(obj))).status_code == 200
 
 
-def test_admissions_are_counted_by_kind_operation_decision_and_group(client: TestClient) -> None:
+def test_admissions_are_counted_by_kind_operation_decision_and_group(client: TestClient, api: TestClient) -> None:
     admit(client, deployment("a", replicas=2))
     admit(client, deployment("b", replicas=11))
     admit(client, deployment("c", "lab", replicas=3))
-    found = scrape(client)
+    found = scrape(api)
     key = "quotalang_admissions_total"
     assert found[key, labels(kind="Deployment", operation="CREATE", decision="allow", group="ml")] == 1
     assert found[key, labels(kind="Deployment", operation="CREATE", decision="deny", group="ml")] == 1
@@ -43,10 +43,12 @@ def test_admissions_are_counted_by_kind_operation_decision_and_group(client: Tes
     assert found["quotalang_admission_duration_seconds_count", labels()] == 3
 
 
-def test_ledger_gauges_follow_the_ledger_at_each_scrape(client: TestClient, ledger: MemoryLedger) -> None:
+def test_ledger_gauges_follow_the_ledger_at_each_scrape(
+    client: TestClient, api: TestClient, ledger: MemoryLedger
+) -> None:
     admit(client, deployment("a", replicas=2))  # 8 cpu, 2 pods in ml
     ledger.set_cash("ml", {"requests.nvidia.com/gpu": 3600 * NANO})
-    found = scrape(client)
+    found = scrape(api)
     ml_cpu = labels(group="ml", resource="requests.cpu")
     assert found["quotalang_ledger_hard", ml_cpu] == 40
     assert found["quotalang_ledger_used", ml_cpu] == 8
@@ -60,12 +62,12 @@ def test_ledger_gauges_follow_the_ledger_at_each_scrape(client: TestClient, ledg
     assert found["quotalang_cash_used_seconds", gpu] == 3600
     assert found["quotalang_cash_budget_seconds", gpu] == 500 * 3600
     admit(client, deployment("b", replicas=3))
-    assert scrape(client)["quotalang_ledger_used", ml_cpu] == 20
+    assert scrape(api)["quotalang_ledger_used", ml_cpu] == 20
 
 
-def test_bad_requests_and_reload_counters_are_exported(client: TestClient) -> None:
+def test_bad_requests_and_reload_counters_are_exported(client: TestClient, api: TestClient) -> None:
     client.post("/validate", content=b"nope")
-    found = scrape(client)
+    found = scrape(api)
     assert found["quotalang_bad_requests_total", labels(reason="not-json")] == 1
     assert found["quotalang_policy_reloads_total", labels()] == 0
     assert found["quotalang_policy_reload_errors_total", labels()] == 0

@@ -82,10 +82,11 @@ class Served:
     log: Path
     policy: Path
     tls: Path
+    api_base: str = ""  # the API port: /metrics, /api/*, the pages
 
-    def client(self, ca: Path | None = None) -> httpx.Client:
+    def client(self, ca: Path | None = None, *, api: bool = False) -> httpx.Client:
         context = ssl.create_default_context(cafile=str(ca or self.ca))
-        return httpx.Client(base_url=self.base, verify=context, timeout=10)
+        return httpx.Client(base_url=self.api_base if api else self.base, verify=context, timeout=10)
 
     def validate(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.client() as client:
@@ -113,7 +114,7 @@ class Served:
 def start(folder: Path, *args: str, ca: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     policy = folder / "policy"
     shutil.copytree(EXAMPLES / "policies", policy)
-    port = free_port()
+    port, api_port = free_port(), free_port()
     log = folder / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -128,6 +129,8 @@ def start(folder: Path, *args: str, ca: Path, env: dict[str, str] | None = None)
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--api-port",
+                str(api_port),
                 "--log-format",
                 "json",
                 *args,
@@ -137,7 +140,8 @@ def start(folder: Path, *args: str, ca: Path, env: dict[str, str] | None = None)
             # serve's default SQLite ledger lives under $XDG_STATE_HOME: this server's own, never the user's.
             env={**os.environ, "XDG_STATE_HOME": str(folder / "state"), **(env or {})},
         )
-    served = Served(process, f"https://127.0.0.1:{port}", ca, log, policy, folder / "tls")
+    served = Served(process, f"https://127.0.0.1:{port}", ca, log, policy, folder / "tls",
+                    f"https://127.0.0.1:{api_port}")
     try:
         wait_until(served.answers, "the server to answer /readyz", process, log)
         yield served
@@ -192,9 +196,11 @@ def test_real_admission_reviews_over_https(served: Served) -> None:
     again = served.validate(review(second, uid="second"))  # usage comes from the server's own admissions
     assert again["status"]["message"] == SECOND_TFJOB_MESSAGE
 
-    with served.client() as client:
+    with served.client(api=True) as client:  # the API port: same certificate, no token with no cluster
         bob = client.get("/api/groups/bob").json()
         metrics = client.get("/metrics").text
+    with served.client() as client:
+        assert client.get("/api/groups/bob").status_code == 404  # never on the admission port
     a100 = next(r for r in bob["limits"] if r["key"] == "requests.nvidia.com/gpu.A100")
     assert (a100["used"], a100["free"]) == ("9", "7")
     assert (
@@ -255,7 +261,7 @@ def test_policy_changes_are_picked_up_and_bad_ones_rejected(served: Served) -> N
     (served.policy / "broken.quota").write_text("group {\n")
     wait_until(lambda: served.ready()["last_reload_error"] is not None, "the broken policy to be rejected")
     assert served.ready()["policy"] == second  # the last good one keeps serving
-    with served.client() as client:
+    with served.client(api=True) as client:
         assert "quotalang_policy_reload_errors_total 1.0" in client.get("/metrics").text
 
     (served.policy / "broken.quota").unlink()
@@ -270,9 +276,11 @@ def test_a_renewed_certificate_is_served_without_a_restart(served: Served) -> No
     write_pair(served.tls, issue(new_ca, ["127.0.0.1", "localhost"]))
 
     def trusts_new_ca() -> bool:
-        try:
+        try:  # both ports: one pair, reloaded into each port's context
             with served.client(served.tls / "new-ca.crt") as client:
-                return client.get("/healthz").status_code == 200
+                admission = client.get("/healthz").status_code == 200
+            with served.client(served.tls / "new-ca.crt", api=True) as client:
+                return admission and client.get("/api/groups").status_code == 200
         except (httpx.HTTPError, ssl.SSLError):
             return False
 

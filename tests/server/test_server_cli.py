@@ -80,9 +80,13 @@ def test_core_verbs_still_run_and_the_core_parser_is_restored() -> None:
         (["--kubeconfig", "k", "--store", "kubernetes", "--state", "c"], "--state is for the memory store"),
         (["--kubeconfig", "/nonexistent/kubeconfig", "--port", "1"], "cannot configure the kubernetes client"),
         (["--resync-interval", "0"], "is not a positive number of seconds"),
+        (["--api-host", "0.0.0.0"], "--api-host 0.0.0.0 is not a loopback address, and with no cluster nothing checks"),
+        (["--api-host", "quotalang.example"], "give --kubeconfig or --in-cluster, or --api-insecure"),
+        (["--api-port", "8443"], "--api-port 8443 is the admission port too"),
     ],
     ids=["cert-without-key", "insecure-with-cert", "missing-files", "store-without-cluster",
-         "state-with-memory-store", "two-clusters", "state-with-kubernetes-store", "bad-kubeconfig", "zero-resync"],
+         "state-with-memory-store", "two-clusters", "state-with-kubernetes-store", "bad-kubeconfig", "zero-resync",
+         "api-host-without-cluster", "api-host-a-name", "api-port-is-the-port"],
 )
 def test_serve_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     assert main(["serve", "--policy", str(EXAMPLES), *args]) == 2

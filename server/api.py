@@ -1,0 +1,237 @@
+"""The API port's app: metrics, the JSON API of groups and usage, and the pages.
+
+| route                   | what                                                        |
+|-------------------------|-------------------------------------------------------------|
+| GET  /metrics           | Prometheus text                                             |
+| GET  /api/groups        | every group: name, path, parent, mode, children             |
+| GET  /api/groups/{name} | one group: hard, carved, used, reserved, free per key; cash |
+| POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
+| /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
+
+A port of its own (`--api-port`, default 8444), apart from the admission
+port: whoever reaches the webhook must not read the tree, usage and near
+group names. In a cluster the app is wrapped in `apiauth.BearerAuth` (a
+token the apiserver accepts and RBAC allows); with no cluster it binds to
+127.0.0.1. It shares only the holder, the ledger and the metrics with the
+admission app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import yaml
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from quotalang.controller import Ledger
+from quotalang.decision import qty
+from quotalang.errors import UserInputError
+from quotalang.evaluator import evaluate
+from quotalang.policy import CompiledGroup, cash_rows, limit_rows
+from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
+from quotalang.server.apiauth import BearerAuth, Gate
+from quotalang.server.app import JSON, read_body
+from quotalang.server.engine import hpa_target
+from quotalang.server.logs import log_event
+from quotalang.server.metrics import Metrics
+from quotalang.server.pages import routes as page_routes
+from quotalang.server.reload import PolicyHolder
+from quotalang.server.responses import status_body
+from quotalang.units import format_hours
+
+LOG = logging.getLogger("quotalang.server.api")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status_body(status, message), status_code=status, media_type=JSON)
+
+
+def create_api_app(
+    holder: PolicyHolder,
+    ledger: Ledger,
+    *,
+    metrics: Metrics | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    gate: Gate | None = None,
+) -> Starlette:
+    """The API app over the admission app's holder, ledger and metrics.
+
+    `metrics`: the admission app's (it counts decisions); a new one watching
+    the ledger when None. `gate`: who may ask (a cluster); None lets every
+    request through, for a loopback bind with no cluster.
+    """
+    if metrics is None:
+        metrics = Metrics()
+        metrics.watch_ledger(ledger, lambda: holder.policy)
+    shown = metrics
+
+    async def prometheus(request: Request) -> Response:
+        # Rendering reads every group's numbers: off the event loop, so admissions keep flowing.
+        return Response(await run_in_threadpool(shown.render), media_type=CONTENT_TYPE_LATEST)
+
+    async def groups(request: Request) -> Response:
+        policy = holder.policy
+        if policy is None:
+            return _error(503, "no policy loaded")
+        return _json([_summary(g) for g in policy.groups.values()])
+
+    async def group(request: Request) -> Response:
+        policy = holder.policy
+        if policy is None:
+            return _error(503, "no policy loaded")
+        name = request.path_params["name"]
+        found = policy.groups.get(name)
+        if found is None:
+            # Near names are shown only to someone allowed to read the whole tree (the gate ran first).
+            near = policy.near_groups(name)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            return _error(404, f"no group {name!r} in the policy{hint}")
+        return _json(_detail(found, ledger))
+
+    async def explain(request: Request) -> Response:
+        policy = holder.policy
+        if policy is None:
+            return _error(503, "no policy loaded")
+        try:
+            body = await read_body(request, max_body)
+            obj, operation, old, parent = _explain_input(body, request.headers.get("content-type", ""))
+        except BadReview as exc:
+            shown.bad_requests.labels(exc.reason).inc()
+            return _error(exc.status, exc.message)
+        target: Mapping[str, Any] | None = parent
+        if target is None and obj.get("kind") == "HorizontalPodAutoscaler":
+            target = _hpa_target(obj, ledger)
+        try:
+            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
+        except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
+            return _error(400, str(exc))
+        return _json({"object": _describe(obj), **decision.as_json()})
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        error = f"{type(exc).__name__}: {exc}"
+        log_event(LOG, logging.ERROR, "internal error", path=request.url.path, error=error)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app = Starlette(
+        routes=[
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/api/groups", groups, methods=["GET"]),
+            Route("/api/groups/{name}", group, methods=["GET"]),
+            Route("/api/explain", explain, methods=["POST"]),
+            *page_routes(holder, ledger),  # /, /groups/..., /what-if, /propose, /static
+        ],
+        exception_handlers={Exception: internal_error},
+    )
+    app.state.holder = holder
+    app.state.ledger = ledger
+    app.state.metrics = shown
+    if gate is not None:
+        app.add_middleware(BearerAuth, gate=gate)
+    return app
+
+
+def _summary(group: CompiledGroup) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "path": group.path,
+        "parent": group.parent,
+        "mode": group.mode,
+        "children": list(group.children),
+    }
+
+
+def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
+    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used."""
+    numbers = ledger.group_usage(group.name)
+    limits = [
+        {
+            "key": r.key,
+            "hard": qty(r.key, r.hard),
+            "carved": qty(r.key, r.carved),
+            "used": qty(r.key, r.used),
+            "reserved": qty(r.key, numbers.reserved.get(r.key, 0)),
+            "free": qty(r.key, r.free),
+        }
+        for r in limit_rows(group, numbers.used)
+    ]
+    cash = [
+        {
+            "key": c.key,
+            "period": c.period,
+            "budget": format_hours(c.budget),
+            "carved": format_hours(c.carved),
+            "used": format_hours(c.used),
+            "free": format_hours(c.free),
+        }
+        for c in cash_rows(group, numbers.cash)
+    ]
+    return {
+        **_summary(group),
+        "limits": limits,
+        "cash": cash,
+        "objects": numbers.objects,
+        "reservations": numbers.reservations,
+    }
+
+
+def _explain_input(
+    body: bytes, content_type: str
+) -> tuple[dict[str, Any], str, dict[str, Any] | None, dict[str, Any] | None]:
+    """A bare workload, or `{object, oldObject?, operation?, parent?}`; JSON, or YAML when so declared."""
+    if not body.strip():
+        raise BadReview("empty body: post a workload (JSON, or YAML with Content-Type application/yaml)",
+                        reason="empty")
+    data: Any
+    if "yaml" in content_type:
+        try:
+            data = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            raise BadReview(f"body is not YAML: {exc}", reason="not-yaml") from None
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadReview(f"body is not JSON: {exc} (send YAML with Content-Type application/yaml)",
+                            reason="not-json") from None
+    if not isinstance(data, dict):
+        raise BadReview(f"body is a {type(data).__name__}, not a workload object", reason="invalid")
+    if "object" in data and "kind" not in data:
+        obj, old, parent = data.get("object"), data.get("oldObject"), data.get("parent")
+        operation = data.get("operation") or ("UPDATE" if old is not None else "CREATE")
+    else:
+        obj, old, parent, operation = data, None, None, "CREATE"
+    if not isinstance(obj, dict) or not obj.get("kind"):
+        raise BadReview("no workload: post an object with apiVersion and kind, or {\"object\": ...}",
+                        reason="invalid")
+    for what, value in (("oldObject", old), ("parent", parent)):
+        if value is not None and not isinstance(value, dict):
+            raise BadReview(f"{what} is not an object", reason="invalid")
+    if operation not in ("CREATE", "UPDATE"):
+        raise BadReview(f"operation {operation!r} is not CREATE or UPDATE", reason="operation")
+    return obj, operation, old, parent
+
+
+def _hpa_target(hpa: Mapping[str, Any], ledger: Ledger) -> Mapping[str, Any] | None:
+    meta = hpa.get("metadata")
+    namespace = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
+    identity = hpa_target(hpa, namespace)
+    return ledger.lookup(identity) if identity is not None else None
+
+
+def _describe(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    name = meta.get("name", "<unnamed>") if isinstance(meta, Mapping) else "<unnamed>"
+    return f"{obj.get('kind', '?')} {name} ({obj.get('apiVersion', '?')})"
+
