@@ -253,7 +253,8 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                      help="NetworkPolicy: admit webhook calls only from these addresses (repeatable; the control "
                      "plane's); default anywhere")
     man.add_argument("--metrics-from-namespace", metavar="NS",
-                     help="NetworkPolicy: also admit the namespace that scrapes /metrics (Kubernetes >= 1.21)")
+                     help="NetworkPolicy: admit the API port (/metrics, /api, the pages) only from this namespace "
+                     "(default anywhere: a token RBAC allows is needed there anyway; Kubernetes >= 1.21)")
     man.add_argument("--output-dir", metavar="DIR",
                      help="write one file per object and a kustomization.yaml (kubectl apply -k DIR) instead of "
                      "printing")

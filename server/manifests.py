@@ -37,11 +37,19 @@ Decisions:
   privilege escalation, read-only root with an emptyDir /tmp); a
   NetworkPolicy that admits only the webhook port (from `--webhook-from`
   CIDRs, else anywhere: the apiserver's source address is not known in
-  general) and the same port for /metrics from `--metrics-from-namespace`;
+  general) and the API port (from `--metrics-from-namespace` when given,
+  else anywhere: every request there needs a token RBAC allows);
   requests and limits from the benchmarks (`RESOURCES`); a
   PodDisruptionBudget of maxUnavailable 1, which lets a drain evict one pod
   even at one replica (minAvailable 1 would block a single-node drain
   forever); `priorityClassName`.
+* Two ports: the webhook port (8443, Service port 443) answers only
+  admission and health; the API port (8444, Service port `api`) serves
+  /metrics, the JSON API and the pages to bearer tokens the apiserver
+  accepts and RBAC allows (server/apiauth.py). The ClusterRole
+  `quotalang-viewer` grants reading the whole tree (and what-if), and
+  `quotalang-metrics-reader` scraping /metrics: bind teams and Prometheus
+  to them.
 * `--output-dir DIR`: one file per object and a `kustomization.yaml` listing
   them in apply order (`kubectl apply -k DIR`).
 * The ConfigMap holds the policy directory's `*.quota` files flat; the shipped
@@ -77,6 +85,9 @@ NAMESPACE_WEBHOOK_NAME = "namespaces.quotalang.dev"  # Kubernetes < 1.21: guards
 POLICY_MOUNT = "/etc/quotalang/policy"
 TLS_MOUNT = "/etc/quotalang/tls"
 PORT = 8443
+API_PORT = 8444  # /metrics, the JSON API and the pages, behind TokenReview + SubjectAccessReview
+VIEWER = f"{NAME}-viewer"
+METRICS_READER = f"{NAME}-metrics-reader"
 TLS_SECRET = f"{NAME}-tls"
 CERTIFICATE = f"{NAME}-serving"  # the cert-manager Certificate
 LEASE_NAME = DEFAULT_LEASE_NAME
@@ -187,6 +198,12 @@ def rbac(policy: CompiledPolicy, namespace: str, *, keeps_secret: bool) -> list[
     # (controller/ledger/kubestore_runtime.py install_crd); it never creates it, the manifests do.
     rules.append({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                   "resourceNames": [ledger_crd.CRD_NAME], "verbs": ["get"]})
+    # create: the API port asks who a bearer token belongs to (TokenReview) and whether that user may
+    # read what it asks for (SubjectAccessReview); server/apiauth.py KubeReviews. Both are reviews,
+    # not objects: create is the only verb they have.
+    rules.append({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]})
+    rules.append({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+                  "verbs": ["create"]})
     if keeps_secret:
         # get + update: every replica keeps the caBundle of this webhook configuration equal to the
         # CAs in its certificate Secret (server/certs.py _publish).
@@ -215,12 +232,32 @@ def rbac(policy: CompiledPolicy, namespace: str, *, keeps_secret: bool) -> list[
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(NAME),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
          "subjects": subject},
+        *readers(),
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(NAME, namespace),
          "rules": role_rules},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": _meta(NAME, namespace),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
          "subjects": subject},
+    ]
+
+
+def readers() -> list[dict[str, Any]]:
+    """ClusterRoles for the API port's readers, bound by admins (nothing is bound here).
+
+    `quotalang-viewer`: the whole tree or nothing (server/apiauth.py: `get` on
+    `groups.quotalang.dev` for the JSON API and the pages, `create` on
+    `groups/explain` for what-if and propose, which reserve nothing).
+    `quotalang-metrics-reader`: `get` on the non-resource URL /metrics, for Prometheus.
+    """
+    from quotalang.server.apiauth import API_GROUP, EXPLAIN, RESOURCE
+
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(VIEWER),
+         "rules": [{"apiGroups": [API_GROUP], "resources": [RESOURCE], "verbs": ["get"]},
+                   {"apiGroups": [API_GROUP], "resources": [f"{RESOURCE}/{EXPLAIN}"], "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(METRICS_READER),
+         "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
     ]
 
 
@@ -248,7 +285,7 @@ def deployment(
     namespace: str, image: str, replicas: int, tls: TlsMode, tls_secret: str, failure_mode: str,
     priority_class: str | None, exempt: Sequence[str] = (),
 ) -> dict[str, Any]:
-    args = ["serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT)]
+    args = ["serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), "--api-port", str(API_PORT)]
     for name in exempt:  # the same list the webhook configuration skips (serve judges the label by it)
         args += ["--exempt-namespace", name]
     mounts: list[dict[str, Any]] = [{"name": "policy", "mountPath": POLICY_MOUNT, "readOnly": True}]
@@ -273,7 +310,7 @@ def deployment(
         "name": "webhook",
         "image": image,
         "args": args,
-        "ports": [{"name": "https", "containerPort": PORT}],
+        "ports": [{"name": "https", "containerPort": PORT}, {"name": "api", "containerPort": API_PORT}],
         # The kubernetes store names each replica (reservations, the Lease holder) and finds the
         # Lease's (and the certificate Secret's) namespace from these.
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -407,7 +444,8 @@ def manifests(
     failure_mode = "deny" if failure_policy == "Fail" else "allow"
     docs.append(
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(NAME, namespace),
-         "spec": {"selector": _labels(), "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}})
+         "spec": {"selector": _labels(), "ports": [{"name": "https", "port": 443, "targetPort": "https"},
+                                                   {"name": "api", "port": API_PORT, "targetPort": "api"}]}})
     if tls == "cert-manager":
         docs += cert_manager_objects(namespace, hosts)
     webhook_meta = _meta(NAME)
@@ -501,23 +539,26 @@ def _cidr(text: str) -> str:
 
 
 def network_policy(namespace: str, webhook_from: Sequence[str], metrics_from: str | None) -> dict[str, Any]:
-    """Ingress to the webhook pods: the webhook port only.
+    """Ingress to the webhook pods: the webhook port and the API port, nothing else.
 
-    From `webhook_from` (ipBlocks: the control plane's addresses) when given,
-    else from anywhere: where the apiserver's calls come from depends on the
-    cluster (host network, a cloud's control plane). /metrics and the JSON API
-    are served on the same port today, so `metrics_from` (a namespace, by the
-    name label Kubernetes guards) adds that port from there; it matters when
-    `webhook_from` narrows the first rule. Egress is left open: the
-    apiserver's address is not known here either.
+    The webhook port from `webhook_from` (ipBlocks: the control plane's
+    addresses) when given, else from anywhere: where the apiserver's calls come
+    from depends on the cluster (host network, a cloud's control plane). The
+    API port (/metrics, the JSON API, the pages) from `metrics_from` (a
+    namespace, by the name label Kubernetes guards) when given, else from
+    anywhere: every request there needs a token RBAC allows. Egress is left
+    open: the apiserver's address is not known here either.
     """
     port = [{"protocol": "TCP", "port": PORT}]
+    api = [{"protocol": "TCP", "port": API_PORT}]
     ingress: list[dict[str, Any]] = [
         {"ports": port, **({"from": [{"ipBlock": {"cidr": c}} for c in webhook_from]} if webhook_from else {})},
     ]
     if metrics_from is not None:
-        ingress.append({"ports": port, "from": [{"namespaceSelector": {"matchLabels": {
+        ingress.append({"ports": api, "from": [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": metrics_from}}}]})
+    else:
+        ingress.append({"ports": api})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(NAME, namespace),
             "spec": {"podSelector": {"matchLabels": _labels()}, "policyTypes": ["Ingress"], "ingress": ingress}}
 

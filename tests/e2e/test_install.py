@@ -234,6 +234,8 @@ class Install:
         container = self.find("Deployment")["spec"]["template"]["spec"]["containers"][0]
         args = list(container["args"])
         args[args.index("--port") + 1] = str(replica.port)  # two replicas share this host's network
+        if "--api-port" in args:  # ... and each needs an API port of its own
+            args[args.index("--api-port") + 1] = str(free_port())
         env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.cluster.port)}
         for item in container["env"]:
             path = item["valueFrom"]["fieldRef"]["fieldPath"]

@@ -46,6 +46,8 @@ def test_every_object_is_there_in_apply_order(docs: list[dict[str, Any]]) -> Non
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "ClusterRole",  # quotalang-viewer
+        "ClusterRole",  # quotalang-metrics-reader
         "Role",
         "RoleBinding",
         "ConfigMap",
@@ -118,6 +120,9 @@ def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> Non
             "resourceNames": ["quotaledgers.quotalang.dev"], "verbs": ["get"]} in rules
     assert {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
             "resourceNames": ["quotalang"], "verbs": ["get", "update"]} in rules
+    # The API port's TokenReview and SubjectAccessReview (server/apiauth.py): create, the reviews' one verb.
+    assert {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]} in rules
+    assert {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]} in rules
     assert not any(verb in r["verbs"] for r in rules for verb in ("patch", "*", "deletecollection"))
     role = find(docs, "Role")
     assert role["rules"] == [
@@ -131,6 +136,17 @@ def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> Non
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "quotalang", "namespace": "quota-system"}
     ]
+
+
+def test_reader_roles_grant_the_whole_tree_or_metrics_and_bind_nobody(docs: list[dict[str, Any]]) -> None:
+    roles = {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
+    assert roles["quotalang-viewer"] == [
+        {"apiGroups": ["quotalang.dev"], "resources": ["groups"], "verbs": ["get"]},
+        {"apiGroups": ["quotalang.dev"], "resources": ["groups/explain"], "verbs": ["create"]},
+    ]
+    assert roles["quotalang-metrics-reader"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    bound = {d["roleRef"]["name"] for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")}
+    assert bound == {"quotalang"}  # admins bind teams and Prometheus themselves
 
 
 def test_by_default_nothing_secret_is_printed_and_serve_keeps_the_certificate(docs: list[dict[str, Any]]) -> None:
@@ -177,6 +193,8 @@ def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> N
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"][:3] == ["serve", "--policy", "/etc/quotalang/policy"]
+    assert container["args"][3:9] == ["--host", "0.0.0.0", "--port", "8443", "--api-port", "8444"]
+    assert container["ports"] == [{"name": "https", "containerPort": 8443}, {"name": "api", "containerPort": 8444}]
     # Two replicas must share one ledger: a memory store each would admit up to twice the quota.
     assert container["args"][-3:] == ["--in-cluster", "--store", "kubernetes"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "scheme": "HTTPS", "port": "https"}
@@ -204,7 +222,8 @@ def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> N
     assert pod["priorityClassName"] == "system-cluster-critical"
     args = container["args"]
     assert [args[i + 1] for i, a in enumerate(args) if a == "--exempt-namespace"] == ["kube-system", "quota-system"]
-    assert find(docs, "Service")["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
+    assert find(docs, "Service")["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https"},
+                                                      {"name": "api", "port": 8444, "targetPort": "api"}]
 
 
 def test_the_configmap_holds_the_policy_files_and_not_the_library(docs: list[dict[str, Any]]) -> None:
@@ -344,18 +363,19 @@ def test_a_bad_namespace_name_is_a_clear_error(name: str, capsys: pytest.Capture
         manifests([str(EXAMPLES)], "q", metrics_from_namespace=name)
 
 
-def test_the_network_policy_admits_only_the_webhook_port() -> None:
+def test_the_network_policy_admits_only_the_webhook_and_api_ports() -> None:
     default = find(manifests([str(EXAMPLES)], "q"), "NetworkPolicy")
     assert default["spec"]["policyTypes"] == ["Ingress"]
     assert default["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "quotalang",
                                                               "app.kubernetes.io/component": "webhook"}}
-    assert default["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+    assert default["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]},
+                                          {"ports": [{"protocol": "TCP", "port": 8444}]}]
     narrowed = find(manifests([str(EXAMPLES)], "q", webhook_from=["10.0.0.0/24", "192.168.1.7"],
                               metrics_from_namespace="monitoring"), "NetworkPolicy")
     assert narrowed["spec"]["ingress"] == [
         {"ports": [{"protocol": "TCP", "port": 8443}],
          "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "192.168.1.7/32"}}]},
-        {"ports": [{"protocol": "TCP", "port": 8443}],
+        {"ports": [{"protocol": "TCP", "port": 8444}],  # the API port: metrics, /api, pages
          "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
     ]
     with pytest.raises(InputError, match="not a CIDR"):
