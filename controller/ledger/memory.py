@@ -51,7 +51,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,13 @@ class MemoryLedger:
     def group_names(self) -> list[str]:
         """Groups the ledger holds numbers for (not necessarily in the policy)."""
         return list(self._groups)
+
+    def objects_of(self, group: str) -> Iterator[tuple[ObjectKey, dict[str, int]]]:
+        """The objects recorded against `group` and their usage (a copy; the group page lists them)."""
+        with self._index_lock:
+            rows = [(k, dict(o.usage)) for k, o in self._observed.items() if o.group == group]
+            rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
+        return iter(rows)
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """The admitted (pending) version of an object, else its observed one, else the fallback's."""

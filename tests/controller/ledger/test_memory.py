@@ -452,3 +452,16 @@ def test_lookup_falls_back_for_what_the_index_does_not_hold(policy: CompiledPoli
     assert ledger.lookup(key("live"))["spec"]["replicas"] == 7  # type: ignore[index]
     assert ledger.lookup(key("gone")) is None
     assert asked == [key("live"), key("gone")]
+
+
+def test_objects_of_lists_what_each_group_holds_with_its_usage(policy: CompiledPolicy) -> None:
+    standalone = MemoryLedger()
+    standalone.admit(policy, deployment("web", replicas=2), "CREATE")
+    standalone.admit(policy, deployment("api", "b", replicas=3), "CREATE")
+    listed = {k.name: u for k, u in standalone.objects_of("a")}
+    assert list(listed) == ["web"]
+    assert listed["web"]["requests.cpu"] == 2 * CPU and listed["web"]["pods"] == 2 * NANO
+    reconciled = MemoryLedger(standalone=False)
+    reconciled.observe(key("db"), "b", {"requests.cpu": 3 * CPU})
+    assert [(k.name, u) for k, u in reconciled.objects_of("b")] == [("db", {"requests.cpu": 3 * CPU})]
+    assert list(reconciled.objects_of("a")) == []
