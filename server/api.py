@@ -38,24 +38,16 @@ from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, cash_rows, limit_rows
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
 from quotalang.server.apiauth import BearerAuth, Gate
-from quotalang.server.app import JSON, read_body
 from quotalang.server.engine import hpa_target
-from quotalang.server.logs import log_event
+from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
 from quotalang.server.pages import routes as page_routes
 from quotalang.server.reload import PolicyHolder
-from quotalang.server.responses import status_body
 from quotalang.units import format_hours
 
 LOG = logging.getLogger("quotalang.server.api")
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
-
-
-def _error(status: int, message: str) -> Response:
-    return Response(status_body(status, message), status_code=status, media_type=JSON)
 
 
 def create_api_app(
@@ -84,45 +76,41 @@ def create_api_app(
     async def groups(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
-            return _error(503, "no policy loaded")
-        return _json([_summary(g) for g in policy.groups.values()])
+            return error_response(503, "no policy loaded")
+        return json_response([_summary(g) for g in policy.groups.values()])
 
     async def group(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
-            return _error(503, "no policy loaded")
+            return error_response(503, "no policy loaded")
         name = request.path_params["name"]
         found = policy.groups.get(name)
         if found is None:
             # Near names are shown only to someone allowed to read the whole tree (the gate ran first).
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
-            return _error(404, f"no group {name!r} in the policy{hint}")
-        return _json(_detail(found, ledger))
+            return error_response(404, f"no group {name!r} in the policy{hint}")
+        return json_response(_detail(found, ledger))
 
     async def explain(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
-            return _error(503, "no policy loaded")
+            return error_response(503, "no policy loaded")
         try:
             body = await read_body(request, max_body)
             obj, operation, old, parent = _explain_input(body, request.headers.get("content-type", ""))
         except BadReview as exc:
             shown.bad_requests.labels(exc.reason).inc()
-            return _error(exc.status, exc.message)
+            return error_response(exc.status, exc.message)
         target: Mapping[str, Any] | None = parent
         if target is None and obj.get("kind") == "HorizontalPodAutoscaler":
             target = _hpa_target(obj, ledger)
         try:
             decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
         except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
-            return _error(400, str(exc))
-        return _json({"object": _describe(obj), **decision.as_json()})
+            return error_response(400, str(exc))
+        return json_response({"object": _describe(obj), **decision.as_json()})
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        error = f"{type(exc).__name__}: {exc}"
-        log_event(LOG, logging.ERROR, "internal error", path=request.url.path, error=error)
-        return _error(500, f"internal error: {type(exc).__name__}")
 
     app = Starlette(
         routes=[
@@ -132,7 +120,7 @@ def create_api_app(
             Route("/api/explain", explain, methods=["POST"]),
             *page_routes(holder, ledger),  # /, /groups/..., /what-if, /propose, /static
         ],
-        exception_handlers={Exception: internal_error},
+        exception_handlers={Exception: internal_error_handler(LOG)},
     )
     app.state.holder = holder
     app.state.ledger = ledger

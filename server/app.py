@@ -21,9 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,43 +30,17 @@ from starlette.routing import BaseRoute, Route
 
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
-from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review, too_large
+from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review
 from quotalang.server.engine import Engine, FailureMode, Outcome
+from quotalang.server.http import JSON, error_response, internal_error_handler, json_response, read_body
 from quotalang.server.logs import log_decision, log_event
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder
-from quotalang.server.responses import encode, status_body
+from quotalang.server.responses import encode
 
-JSON = "application/json"
 LOG = logging.getLogger("quotalang.server")
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
-
-
-def _error(status: int, message: str) -> Response:
-    return Response(status_body(status, message), status_code=status, media_type=JSON)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadReview(f"Content-Length {declared!r} is not a number", reason="invalid") from None
-        if size > limit:
-            raise too_large(size, limit)
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise too_large(received, limit)
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def create_app(
@@ -102,7 +74,7 @@ def create_app(
         client = request.client.host if request.client else None
         log_event(LOG, logging.WARNING, "bad admission request", status=exc.status, reason=exc.reason,
                   error=exc.message[:300], client=client)
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     async def validate(request: Request) -> Response:
         start = perf_counter()
@@ -120,16 +92,16 @@ def create_app(
         return Response(encode(outcome.response), media_type=JSON)
 
     async def healthz(request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
-            return _json({"ready": False, "reason": "no policy loaded", "error": holder.last_error}, 503)
+            return json_response({"ready": False, "reason": "no policy loaded", "error": holder.last_error}, 503)
         pending = waiting_for() if waiting_for is not None else None
         if pending is not None:
-            return _json({"ready": False, "reason": pending, "policy": policy.checksum}, 503)
-        return _json(
+            return json_response({"ready": False, "reason": pending, "policy": policy.checksum}, 503)
+        return json_response(
             {
                 "ready": True,
                 "policy": policy.checksum,
@@ -139,10 +111,6 @@ def create_app(
             }
         )
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        error = f"{type(exc).__name__}: {exc}"
-        log_event(LOG, logging.ERROR, "internal error", path=request.url.path, error=error)
-        return _error(500, f"internal error: {type(exc).__name__}")
 
     app = Starlette(
         routes=[
@@ -151,7 +119,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             *routes,  # more webhooks' routes (serve adds server/exemptions.py's)
         ],
-        exception_handlers={Exception: internal_error},
+        exception_handlers={Exception: internal_error_handler(LOG)},
     )
     app.state.holder = holder
     app.state.ledger = ledger

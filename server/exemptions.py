@@ -109,7 +109,7 @@ def routes(exempt: Iterable[str], max_body: int = DEFAULT_MAX_BODY) -> list[Base
     from starlette.routing import Route
 
     from quotalang.server.admission import BadReview, parse_review
-    from quotalang.server.app import read_body
+    from quotalang.server.http import read_body
     from quotalang.server.responses import allow, deny, encode, status_body
 
     names = tuple(sorted(set(exempt)))
