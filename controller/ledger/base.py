@@ -20,6 +20,7 @@ request may never persist.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -425,3 +426,59 @@ __all__ = [
     "unpack",
     "version_of",
 ]
+
+
+# ------------------------------------------------- in-process stores
+class GroupNumbers:
+    """One group's numbers as an in-process store keeps them (memory, and SQLite's mirror). Guarded by `lock`."""
+
+    __slots__ = ("cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start", "reserved", "used")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.observed: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+        self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
+        self.cash: dict[str, int] = {}
+        self.period_start: float | None = None
+        self.last_accrual: float | None = None
+        self.objects = 0
+        self.pending: set[ObjectKey] = set()
+
+    def add_observed(self, usage: Usage, sign: int) -> None:
+        add_usage(self.observed, usage, sign)
+        add_usage(self.used, usage, sign)
+        self.objects += sign
+
+    def add_reserved(self, usage: Usage, sign: int) -> None:
+        add_usage(self.reserved, usage, sign)
+        add_usage(self.used, usage, sign)
+
+
+@dataclass(slots=True)
+class PendingAdmission:
+    charges: dict[str, dict[str, int]]  # group -> key -> reserved (positive) nanos
+    deadline: float
+    resource_version: str | None
+    body: bytes | None = None  # JSON, see base.pack
+
+
+def standalone_after(held: Mapping[str, dict[str, int]], decision: Decision) -> dict[str, dict[str, int]]:
+    """What an object holds per group after a decision that reserves, in standalone mode.
+
+    Nothing confirms an admission there, so the rules err toward over-counting
+    (as native ResourceQuota does): a CREATE of a name already held keeps the
+    per-key maximum in its group and keeps what it holds elsewhere (the
+    apiserver will answer AlreadyExists to one of them); an UPDATE holds what
+    the updated object charges; an UPDATE no kind rule reads keeps what it held,
+    as its charges say.
+    """
+    group, new = decision.group, decision.stored_usage
+    if decision.operation == "CREATE":
+        after = {g: dict(u) for g, u in held.items()}
+        if group is not None:
+            after[group] = maximum(held.get(group, EMPTY), new)
+        return after
+    if decision.reason == "no-rule":
+        return {g: dict(u) for g, u in held.items()}
+    return {group: dict(new)} if group is not None else {}

@@ -52,7 +52,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from quotalang.compiler import CompiledPolicy
@@ -61,18 +60,20 @@ from quotalang.controller.ledger.base import (
     EMPTY,
     NO_USAGE,
     CashState,
+    GroupNumbers,
     GroupUsage,
     ObjectKey,
     Observation,
     Observed,
+    PendingAdmission,
     Usage,
     accrue_into,
     add_usage,
     at_or_after,
     look_up,
-    maximum,
     pack,
     pack_observed,
+    standalone_after,
     summed,
     version_of,
 )
@@ -80,40 +81,6 @@ from quotalang.decision import Decision
 from quotalang.errors import InternalError
 from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
-
-
-class _Group:
-    """One group's numbers. Every field is guarded by `lock`."""
-
-    __slots__ = ("cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start", "reserved", "used")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.observed: dict[str, int] = {}
-        self.reserved: dict[str, int] = {}
-        self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
-        self.cash: dict[str, int] = {}
-        self.period_start: float | None = None
-        self.last_accrual: float | None = None
-        self.objects = 0
-        self.pending: set[ObjectKey] = set()
-
-    def add_observed(self, usage: Usage, sign: int) -> None:
-        add_usage(self.observed, usage, sign)
-        add_usage(self.used, usage, sign)
-        self.objects += sign
-
-    def add_reserved(self, usage: Usage, sign: int) -> None:
-        add_usage(self.reserved, usage, sign)
-        add_usage(self.used, usage, sign)
-
-
-@dataclass(slots=True)
-class _Pending:
-    charges: dict[str, dict[str, int]]  # group -> key -> reserved (positive) nanos
-    deadline: float
-    resource_version: str | None
-    body: bytes | None = None  # JSON, see base.pack
 
 
 class MemoryLedger:
@@ -136,11 +103,11 @@ class MemoryLedger:
         self._fallback_lookup = fallback_lookup
         self._ttl = reservation_ttl
         self._clock = clock
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, GroupNumbers] = {}
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, Observed] = {}
         self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
-        self._pending: dict[ObjectKey, _Pending] = {}
+        self._pending: dict[ObjectKey, PendingAdmission] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
         self.limit_ranges: LimitRanges | None = None  # the controller installs its index (base.TakesLimitRanges)
@@ -150,10 +117,10 @@ class MemoryLedger:
     def standalone(self) -> bool:
         return self._standalone
 
-    def _group(self, name: str) -> _Group:
+    def _group(self, name: str) -> GroupNumbers:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups.setdefault(name, _Group())  # atomic: one wins
+            group = self._groups.setdefault(name, GroupNumbers())  # atomic: one wins
         return group
 
     def used(self, group: str) -> Mapping[str, int]:
@@ -236,7 +203,7 @@ class MemoryLedger:
         return decision
 
     def _record(
-        self, state: _Group | None, identity: ObjectKey | None, decision: Decision, admitted_rv: str | None
+        self, state: GroupNumbers | None, identity: ObjectKey | None, decision: Decision, admitted_rv: str | None
     ) -> list[tuple[str, dict[str, int]]]:
         """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
         body = decision.stored
@@ -249,24 +216,17 @@ class MemoryLedger:
         return []
 
     def _fold(
-        self, key: ObjectKey, decision: Decision, state: _Group | None, body: bytes
+        self, key: ObjectKey, decision: Decision, state: GroupNumbers | None, body: bytes
     ) -> list[tuple[str, dict[str, int]]]:
         """Standalone: what the object holds after `decision` (the rules are in the module doc).
 
         The caller holds `state.lock` (the decision's group); the groups the
         object leaves are returned, to be released after that lock is let go.
         """
-        group, new = decision.group, decision.stored_usage
+        group = decision.group
         with self._index_lock:
             held = self._held.get(key, {})
-            if decision.operation == "CREATE":
-                after = dict(held)
-                if group is not None:
-                    after[group] = maximum(held.get(group, EMPTY), new)
-            elif decision.reason == "no-rule":
-                after = held  # the new object says nothing about usage: keep what it held (as its charges do)
-            else:
-                after = {group: new} if group is not None else {}
+            after = standalone_after(held, decision)
             self._held[key] = after
             self._bodies[key] = body
         if state is not None and group is not None:
@@ -283,7 +243,7 @@ class MemoryLedger:
     def _reserve(
         self,
         key: ObjectKey,
-        state: _Group | None,
+        state: GroupNumbers | None,
         decision: Decision,
         body: bytes,
         resource_version: str | None,
@@ -294,7 +254,7 @@ class MemoryLedger:
         with self._index_lock:
             pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[key] = _Pending({}, deadline, resource_version)
+                pending = self._pending[key] = PendingAdmission({}, deadline, resource_version)
             pending.deadline = deadline
             pending.body = body
             if resource_version is not None:
@@ -326,7 +286,7 @@ class MemoryLedger:
         folded (dropped: the observed usage now includes it) when the
         observation is at or after the version it was admitted at.
         """
-        folded: _Pending | None = None
+        folded: PendingAdmission | None = None
         packed = pack_observed(body)
         with self._index_lock:
             previous = self._observed.get(identity)
@@ -380,7 +340,7 @@ class MemoryLedger:
             self._release(key, pending)
         return len(expired)
 
-    def _release(self, identity: ObjectKey, pending: _Pending) -> None:
+    def _release(self, identity: ObjectKey, pending: PendingAdmission) -> None:
         for group, usage in pending.charges.items():
             state = self._group(group)
             with state.lock:

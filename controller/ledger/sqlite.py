@@ -69,7 +69,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,17 +78,20 @@ from quotalang.controller.ledger.base import (
     EMPTY,
     NO_USAGE,
     CashState,
+    GroupNumbers,
     GroupUsage,
     LedgerUnavailable,
     ObjectKey,
     Observation,
     Observed,
+    PendingAdmission,
     Usage,
     accrued,
     add_usage,
     at_or_after,
     look_up,
     pack,
+    standalone_after,
     summed,
     version_of,
 )
@@ -187,33 +189,6 @@ def _encode_held(held: Mapping[str, Mapping[str, int]]) -> str:
     return json.dumps(held, separators=(",", ":"), sort_keys=True)
 
 
-def _maximum(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    """Per key, the larger of two usages: what to hold when either may be the one that exists."""
-    out = dict(a)
-    for key, value in b.items():
-        if value > out.get(key, 0):
-            out[key] = value
-    return out
-
-
-def standalone_after(held: Mapping[str, dict[str, int]], decision: Decision) -> dict[str, dict[str, int]]:
-    """What an object holds per group after a decision that reserves, in standalone mode.
-
-    The memory store's rules (see the module docstring), restated here
-    because `ledger.base` has no shared helper for them yet; the contract
-    test runs both stores over the same cases.
-    """
-    group, new = decision.group, decision.stored_usage
-    if decision.operation == "CREATE":
-        after = {g: dict(u) for g, u in held.items()}
-        if group is not None:
-            after[group] = _maximum(held.get(group, EMPTY), new)
-        return after
-    if decision.reason == "no-rule":
-        return {g: dict(u) for g, u in held.items()}  # the new object says nothing about usage
-    return {group: dict(new)} if group is not None else {}
-
-
 def _charges(raw: Any, where: str) -> dict[str, dict[str, int]]:
     value = json.loads(raw)
     if not isinstance(value, dict):
@@ -227,40 +202,6 @@ def _time(value: Any, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{where}: expected epoch seconds, not {value!r}")
     return float(value)
-
-
-class _Group:
-    """One group's numbers (the mirror of the database). Every field is guarded by `lock`."""
-
-    __slots__ = ("cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start", "reserved", "used")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.observed: dict[str, int] = {}
-        self.reserved: dict[str, int] = {}
-        self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
-        self.cash: dict[str, int] = {}
-        self.period_start: float | None = None
-        self.last_accrual: float | None = None
-        self.objects = 0
-        self.pending: set[ObjectKey] = set()
-
-    def add_observed(self, usage: Usage, sign: int) -> None:
-        add_usage(self.observed, usage, sign)
-        add_usage(self.used, usage, sign)
-        self.objects += sign
-
-    def add_reserved(self, usage: Usage, sign: int) -> None:
-        add_usage(self.reserved, usage, sign)
-        add_usage(self.used, usage, sign)
-
-
-@dataclass(slots=True)
-class _Pending:
-    charges: dict[str, dict[str, int]]  # group -> key -> reserved (positive) nanos
-    deadline: float
-    resource_version: str | None
-    body: bytes | None = None
 
 
 class SqliteLedger:
@@ -287,11 +228,11 @@ class SqliteLedger:
         self._ttl = reservation_ttl
         self._clock = clock
         self._fallback_lookup = fallback_lookup
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, GroupNumbers] = {}
         self._db_lock = threading.Lock()  # the connection and the object tables below; always innermost
         self._observed: dict[ObjectKey, Observed] = {}  # reconciled: what the watch saw
         self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
-        self._pending: dict[ObjectKey, _Pending] = {}
+        self._pending: dict[ObjectKey, PendingAdmission] = {}
         self._bodies: dict[ObjectKey, bytes] = {}
         self._next_deadline = math.inf
         self._db = self._open(synchronous)
@@ -379,8 +320,9 @@ class SqliteLedger:
                 "SELECT api_group, kind, namespace, name, charges, deadline, resource_version, body FROM reservations"
             ):
                 key = ObjectKey(api_group, kind, namespace, name)
-                pending = _Pending(_charges(charges, f"reservation {key}"), _time(deadline, f"reservation {key}")
-                                   or 0.0, rv, bytes(body) if body is not None else None)
+                where = f"reservation {key}"
+                pending = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
+                                           bytes(body) if body is not None else None)
                 self._pending[key] = pending
                 self._next_deadline = min(self._next_deadline, pending.deadline)
                 for group, usage_ in pending.charges.items():
@@ -439,10 +381,10 @@ class SqliteLedger:
         """The controller keeps its observations until its first full sync (see reconcile)."""
         return True
 
-    def _group(self, name: str) -> _Group:
+    def _group(self, name: str) -> GroupNumbers:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups.setdefault(name, _Group())  # atomic: one wins
+            group = self._groups.setdefault(name, GroupNumbers())  # atomic: one wins
         return group
 
     def used(self, group: str) -> Mapping[str, int]:
@@ -526,7 +468,7 @@ class SqliteLedger:
         return decision
 
     def _record(
-        self, state: _Group | None, decision: Decision, identity: ObjectKey | None, old: Mapping[str, Any] | None
+        self, state: GroupNumbers | None, decision: Decision, identity: ObjectKey | None, old: Mapping[str, Any] | None
     ) -> list[tuple[str, dict[str, int]]]:
         """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
         stored = decision.stored
@@ -539,7 +481,7 @@ class SqliteLedger:
         return []
 
     def _fold(
-        self, key: ObjectKey, decision: Decision, state: _Group | None, body: bytes
+        self, key: ObjectKey, decision: Decision, state: GroupNumbers | None, body: bytes
     ) -> list[tuple[str, dict[str, int]]]:
         """Standalone: commit what the object holds after `decision`, then the mirror.
 
@@ -568,7 +510,7 @@ class SqliteLedger:
         return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
-        self, key: ObjectKey, state: _Group | None, decision: Decision, body: bytes, resource_version: str | None
+        self, key: ObjectKey, state: GroupNumbers | None, decision: Decision, body: bytes, resource_version: str | None
     ) -> None:
         """Reconciled: add the decision's reservation to the object's pending one (caller holds `state.lock`)."""
         deadline = self._clock() + self._ttl
@@ -583,7 +525,7 @@ class SqliteLedger:
             version = resource_version if resource_version is not None else (
                 current.resource_version if current is not None else None)
             self._commit([(_UPSERT_RESERVATION, (*key, json.dumps(merged), deadline, version, body))])
-            self._pending[key] = _Pending(merged, deadline, version, body)
+            self._pending[key] = PendingAdmission(merged, deadline, version, body)
             self._next_deadline = min(self._next_deadline, deadline)
         # Only the checked group can be charged positively (a move's old group is released, not
         # reserved), and the caller holds its lock.
@@ -614,7 +556,7 @@ class SqliteLedger:
         if not batch:
             return
         packed = [pack(seen.body) if seen.body is not None else None for seen in batch]
-        changes: list[tuple[Observed | None, Observation, _Pending | None]] = []
+        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]] = []
         with self._db_lock:
             statements: list[Statement] = []
             folding: set[ObjectKey] = set()
@@ -680,7 +622,7 @@ class SqliteLedger:
             self._release(key, pending)
         return len(expired)
 
-    def _release(self, identity: ObjectKey, pending: _Pending) -> None:
+    def _release(self, identity: ObjectKey, pending: PendingAdmission) -> None:
         for group, usage in pending.charges.items():
             state = self._group(group)
             with state.lock:
@@ -709,7 +651,7 @@ class SqliteLedger:
                 add_usage(state.used, state.reserved, +1)
 
     # ---------------------------------------------------------------- cash
-    def _store_cash(self, group: str, state: _Group, new: CashState) -> None:
+    def _store_cash(self, group: str, state: GroupNumbers, new: CashState) -> None:
         """Write a group's cash, then the mirror (caller holds `state.lock`)."""
         used = {k: v for k, v in new.used.items() if v}
         with self._db_lock:
