@@ -163,7 +163,13 @@ class Reconciler:
         self.recompute()
 
     def recompute(self) -> None:
-        """Hand the ledger every group's observed usage, summed from scratch (a resync)."""
+        """Hand the ledger every group's observed usage, summed from scratch (a resync).
+
+        The watchers go on meanwhile: an object observed between this
+        snapshot and the ledger's write is newer than the snapshot, and the
+        store merges what it was told since its last resync over it (see
+        `ControllerLedger.resync`), so the snapshot's age never undoes a fold.
+        """
         by_group: dict[str, dict[ObjectKey, Usage]] = {}
         with self._lock:
             for key, seen in self._seen.items():

@@ -207,7 +207,15 @@ class ControllerLedger(CashStore, Protocol):
 
     def forget(self, identity: ObjectKey) -> None: ...
 
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None: ...
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
+        """Replace observed usage with a listing; keep reservations.
+
+        The listing was taken before the call, and `observe`/`forget` go on
+        meanwhile: a store must order the replacement with them (what it was
+        told since its previous resync is merged in by `summed`), or a fold
+        between the listing and the write is counted nowhere.
+        """
+        ...
 
     def expire(self, now: float | None = None) -> int: ...
 
@@ -239,16 +247,41 @@ def positive(usage: Usage) -> dict[str, int]:
 
 def summed(
     observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]],
+    told: Mapping[ObjectKey, Observed | None] | None = None,
 ) -> tuple[dict[ObjectKey, Observed], dict[str, tuple[dict[str, int], int]]]:
-    """A resync's listing as the per-object index and, per group, (total usage, object count)."""
+    """A resync's listing as the per-object index and, per group, (total usage, object count).
+
+    `told` is what the store was told (`observe`: its entry; `forget`:
+    None) of objects since the listing may have been taken, i.e. since its
+    previous resync. Either may be the newer of the two: the listing can
+    predate a call (a fold that confirmed an admission must not be undone),
+    or a call can still be on its way with what the listing shows (it will
+    be applied as a difference against this index). So a told object keeps
+    its told group; in that group it counts the per-key larger of the two
+    usages (a growth the listing saw first is counted now, whether or not an
+    admission reserved it); a forgotten one stays gone (a re-created object
+    was admitted, and its reservation holds it until its own call folds it).
+    Neither order counts an object as less than it holds; the next call, or
+    the next resync, makes the number exact.
+    """
     fresh: dict[ObjectKey, Observed] = {}
-    sums: dict[str, tuple[dict[str, int], int]] = {}
     for group, objects in observed_by_group.items():
-        total: dict[str, int] = {}
         for identity, usage in objects.items():
             fresh[identity] = Observed(group, dict(usage))
-            add_usage(total, usage)
-        sums[group] = (total, len(objects))
+    for identity, seen in (told or {}).items():
+        listed = fresh.pop(identity, None)
+        if seen is None:
+            continue
+        usage = dict(seen.usage)
+        if listed is not None and listed.group == seen.group:
+            usage = maximum(usage, listed.usage)
+        fresh[identity] = Observed(seen.group, usage)
+    sums: dict[str, tuple[dict[str, int], int]] = {group: ({}, 0) for group in observed_by_group}
+    for observed in fresh.values():
+        if observed.group is not None:
+            total, count = sums.get(observed.group, ({}, 0))
+            add_usage(total, observed.usage)
+            sums[observed.group] = (total, count + 1)
     return fresh, sums
 
 

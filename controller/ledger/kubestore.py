@@ -38,6 +38,11 @@ Decisions:
   admission never confirmed leaves its replica's sum at its deadline; a
   replica that dies leaves its whole entry, which the leader drops when the
   entry's last deadline passes.
+* A resync joins the fold queue: the index and the queue change together
+  under one lock for an observation and for a resync, and the listing is
+  merged with what the leader was told since its last resync, so a fold
+  after the listing was taken is never undone by it (see `resync`). A fold
+  write that fails keeps its group's observations queued (`flush`).
 * The controller's writes (`observe`, `forget`, `expire`, `resync`, cash) are
   the leader's alone and fenced: each write stamps the leader's epoch (the
   Lease's transition count when it was acquired), and a writer whose epoch is
@@ -149,6 +154,10 @@ class _Pending:
     body: bytes = field(repr=False)
 
 
+# One queued change to a group's ledger and the fold entry it lists (None: it confirms nothing).
+_Edit = tuple[Callable[[LedgerState], bool], str | None]
+
+
 @dataclass(slots=True)
 class _Mine:
     """One of this replica's unconfirmed admissions (the ledger object holds only their sum)."""
@@ -187,6 +196,18 @@ def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerSta
         return changed
 
     return apply
+
+
+def _replacer(observed: Mapping[str, int], count: int) -> Callable[[LedgerState], bool]:
+    """A resync's change: the group's totals become the merged index's (see `resync`)."""
+
+    def replace(state: LedgerState) -> bool:
+        if state.observed == observed and state.objects == count:
+            return False
+        state.observed, state.objects = dict(observed), count
+        return True
+
+    return replace
 
 
 def _confirming(state: LedgerState) -> bool:
@@ -261,9 +282,19 @@ class KubernetesLedger:
         # The leader's observations waiting for the next fold write of their group (`flush`); with
         # `fold_interval` 0 every observation is written at once (tests, tools).
         self.fold_interval = fold_interval
-        self._queue: dict[str, list[tuple[Callable[[LedgerState], bool], str | None]]] = {}
+        self._queue: dict[str, list[_Edit]] = {}
+        # A group whose last fold write failed after it may have landed: its token and size, so the
+        # retry recognises it instead of applying it twice (`flush`).
+        self._unsure: dict[str, tuple[str, int]] = {}
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps each group's folds in order
+        # Orders the index and the queue: `observe_many` and `forget` (index change + enqueue) against
+        # `resync` (index replaced + its replacement enqueued), so every queued difference is against
+        # the index it was computed from. Taken first, before `_index_lock` or `_queue_lock`.
+        self._order_lock = threading.Lock()
+        # Identities observed or forgotten since the last resync, with the leader epoch they were told
+        # in: a resync's listing may predate them (`base.summed`); another term's calls do not count.
+        self._told: dict[ObjectKey, int | None] = {}
         self._tokens = itertools.count(1)  # controller writes, for their tokens
         self.limit_ranges: LimitRanges | None = None  # every replica's runtime installs its index
 
@@ -550,6 +581,7 @@ class KubernetesLedger:
         *,
         timeout: float = CONTROLLER_TIMEOUT,
         folded: list[str] | None = None,
+        token: str | None = None,
     ) -> LedgerState | None:
         """Apply `change` to the group's ledger by CAS, re-reading and re-applying on conflict.
 
@@ -559,16 +591,19 @@ class KubernetesLedger:
         so a write whose answer was lost is recognised on re-read instead of
         being applied twice. `folded` (a fold write) lists the identities
         observed, for the replicas to confirm their admissions; any other
-        write clears the list. Returns the state written, or None if nothing
-        changed.
+        write clears the list. `token` (a retried fold) names an earlier
+        attempt: if it landed, nothing is applied again. Returns the state
+        written, or None if nothing changed.
         """
         until = time.monotonic() + timeout
         epoch = self._epoch()
-        token = f"{self.replica}/{epoch}/{next(self._tokens)}"
+        token = token or self._token(epoch)
         state = self._cache.get(group)
         if state is None:
             state = self.read(group, until)
         while True:
+            if state.last_write == token:  # the write landed after all (its answer was lost)
+                return state
             update = state.copy()
             if epoch is not None and update.leader_epoch > epoch:
                 self.stats.fenced += 1
@@ -589,8 +624,9 @@ class KubernetesLedger:
             if time.monotonic() >= until:
                 raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded within {timeout:g} s")
             state = self.read(group, until)
-            if state.last_write == token:  # the write landed after all (its answer was lost)
-                return state
+
+    def _token(self, epoch: int | None) -> str:
+        return f"{self.replica}/{epoch}/{next(self._tokens)}"
 
     def _epoch(self) -> int | None:
         if self.fence is None:
@@ -621,46 +657,60 @@ class KubernetesLedger:
         observed there in `status.folded`. The result is the same as
         observing them one after another.
         """
-        edits: dict[str, list[tuple[Callable[[LedgerState], bool], str | None]]] = {}
-        for seen in observations:
-            packed = pack_observed(seen.body)
-            with self._index_lock:
-                previous = self._observed.get(seen.identity)
-                self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
-                if packed is not None:
-                    self._bodies[seen.identity] = packed
-            same = previous is not None and previous.group == seen.group
-            if seen.group is not None:
-                diff = dict(seen.usage)
-                if same and previous is not None:
-                    add_usage(diff, previous.usage, -1)
-                fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
-                edits.setdefault(seen.group, []).append((_adder(diff, not same), fold))
-            if previous is not None and previous.group is not None and not same:
-                edits.setdefault(previous.group, []).append((_releaser(previous.usage), None))
-        self._enqueue(edits)
+        edits: dict[str, list[_Edit]] = {}
+        epoch = self._told_epoch()
+        with self._order_lock:
+            for seen in observations:
+                packed = pack_observed(seen.body)
+                with self._index_lock:
+                    previous = self._observed.get(seen.identity)
+                    self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
+                    self._told[seen.identity] = epoch
+                    if packed is not None:
+                        self._bodies[seen.identity] = packed
+                same = previous is not None and previous.group == seen.group
+                if seen.group is not None:
+                    diff = dict(seen.usage)
+                    if same and previous is not None:
+                        add_usage(diff, previous.usage, -1)
+                    fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
+                    edits.setdefault(seen.group, []).append((_adder(diff, not same), fold))
+                if previous is not None and previous.group is not None and not same:
+                    edits.setdefault(previous.group, []).append((_releaser(previous.usage), None))
+            self._enqueue(edits)
+        self._flush_now()
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage; any replica's admission of it is confirmed too."""
-        with self._index_lock:
-            previous = self._observed.pop(identity, None)
-            self._bodies.pop(identity, None)
-            self._pending.pop(identity, None)
+        epoch = self._told_epoch()
         fold = _fold_entry(identity_key(identity), None)
-        if previous is not None and previous.group is not None:
-            self._enqueue({previous.group: [(_releaser(previous.usage), fold)]})
-            return
-        # Never observed (admitted, then deleted before the watch folded it): confirm it where it is held.
-        with self._cache_lock:
-            holding = [g for g, state in self._cache.items() if state.reservations]
-        self._enqueue({group: [(_confirming, fold)] for group in holding})
+        with self._order_lock:
+            with self._index_lock:
+                previous = self._observed.pop(identity, None)
+                self._told[identity] = epoch
+                self._bodies.pop(identity, None)
+                self._pending.pop(identity, None)
+            if previous is not None and previous.group is not None:
+                self._enqueue({previous.group: [(_releaser(previous.usage), fold)]})
+            else:
+                # Never observed (admitted, then deleted before the watch folded it): confirm it where it is held.
+                with self._cache_lock:
+                    holding = [g for g, state in self._cache.items() if state.reservations]
+                self._enqueue({group: [(_confirming, fold)] for group in holding})
+        self._flush_now()
 
-    def _enqueue(self, edits: Mapping[str, list[tuple[Callable[[LedgerState], bool], str | None]]]) -> None:
-        if not edits:
-            return
+    def _told_epoch(self) -> int | None:
+        """The epoch a call is told in (None: unfenced, or not leading: it counts in no leader's resync)."""
+        return self.fence() if self.fence is not None else None
+
+    def _enqueue(self, edits: Mapping[str, list[_Edit]]) -> None:
+        """Queue edits behind what each group already waits for (the caller holds `_order_lock`)."""
         with self._queue_lock:
             for group, changes in edits.items():
                 self._queue.setdefault(group, []).extend(changes)
+
+    def _flush_now(self) -> None:
+        """With no fold thread (`fold_interval` 0: tests, tools), write what was just queued at once."""
         if self.fold_interval <= 0:
             self.flush()
 
@@ -669,19 +719,43 @@ class KubernetesLedger:
 
         Fold writes retry on conflict like any controller write; admissions
         between two flushes are not held up by them (a flush is one write per
-        group per `fold_interval`, not one per event).
+        group per `fold_interval`, not one per event). A group whose write
+        fails keeps what it had not written at the head of its queue (with
+        the failed write's token: it may have landed) and the other groups
+        are written; the first error is raised at the end. `NotLeader`
+        drops the queue: it goes with the lease, and the next leader's
+        resync lists everything again.
         """
         writes = 0
+        failed: Exception | None = None
         with self._flush_lock:
             with self._queue_lock:
                 queue, self._queue = self._queue, {}
+                unsure, self._unsure = self._unsure, {}
+            if not queue:
+                return 0
+            epoch = self._epoch()
             for group, changes in queue.items():
-                for start in range(0, len(changes), FOLD_CAP):
-                    chunk = changes[start:start + FOLD_CAP]
-                    folded = [fold for _, fold in chunk if fold is not None]
-                    edits = [change for change, _ in chunk] + ([_confirming] if folded else [])
-                    self.mutate(group, _all_of(edits), folded=folded)
-                    writes += 1
+                start = 0
+                token, size = unsure.get(group, (self._token(epoch), FOLD_CAP))
+                try:
+                    while start < len(changes):
+                        chunk = changes[start:start + size]
+                        folded = [fold for _, fold in chunk if fold is not None]
+                        edits = [change for change, _ in chunk] + ([_confirming] if folded else [])
+                        self.mutate(group, _all_of(edits), folded=folded, token=token)
+                        writes += 1
+                        start += len(chunk)
+                        token, size = self._token(epoch), FOLD_CAP
+                except NotLeader:
+                    raise
+                except Exception as exc:  # LedgerUnavailable, or a bug: keep the rest for the next flush
+                    with self._queue_lock:
+                        self._queue[group] = changes[start:] + self._queue.get(group, [])
+                        self._unsure[group] = (token, min(size, len(changes) - start))  # the chunk it wrote
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
         return writes
 
     def tidy(self, now: float | None = None, timeout: float = 5.0) -> int:
@@ -747,23 +821,26 @@ class KubernetesLedger:
 
         Every ledger object is listed first, so that all of them are covered
         (and, for a new leader, stamped with its epoch), not only those cached.
+        The listing was taken before this call while folds went on, so the
+        index is replaced by the listing merged with what this leader was
+        told since its last resync (`base.summed`), and each group's
+        replacement joins the fold queue under `_order_lock`: the folds
+        queued before it are written before (or with) it, and a fold after
+        it is a difference against the merged index. No fold, confirmed or
+        not, is undone by a listing that predates it.
         """
-        fresh, sums = summed(observed_by_group)
-        with self._index_lock:
-            self._observed = fresh
-            for gone in self._bodies.keys() - fresh.keys():
-                del self._bodies[gone]
         self.load_all()
-        for group in sorted(set(self._cache) | set(sums)):
-            observed, count = sums.get(group, ({}, 0))
-
-            def replace(state: LedgerState, observed: dict[str, int] = observed, count: int = count) -> bool:
-                if state.observed == observed and state.objects == count:
-                    return False
-                state.observed, state.objects = dict(observed), count
-                return True
-
-            self.mutate(group, replace)
+        epoch = self._epoch()  # a follower raises here, as its writes would
+        with self._order_lock:
+            with self._index_lock:
+                told = {k: self._observed.get(k) for k, e in self._told.items() if e == epoch}
+                fresh, sums = summed(observed_by_group, told)
+                self._observed, self._told = fresh, {}
+                for gone in self._bodies.keys() - fresh.keys():
+                    del self._bodies[gone]
+            groups = sorted(set(self._cache) | set(sums))
+            self._enqueue({g: [(_replacer(*sums.get(g, ({}, 0))), None)] for g in groups})
+        self.flush()
 
     def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
         """Cash spent this period per key, in nano-unit-seconds."""

@@ -110,6 +110,11 @@ class MemoryLedger:
         self._pending: dict[ObjectKey, PendingAdmission] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
+        # Orders observe/forget (index, then totals) against resync (both replaced): taken first, before
+        # any group lock or `_index_lock`, and never by admission.
+        self._order_lock = threading.Lock()
+        # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
+        self._told: set[ObjectKey] = set()
         self.limit_ranges: LimitRanges | None = None  # the controller installs its index (base.TakesLimitRanges)
 
     # ------------------------------------------------------------ reading
@@ -288,23 +293,25 @@ class MemoryLedger:
         """
         folded: PendingAdmission | None = None
         packed = pack_observed(body)
-        with self._index_lock:
-            previous = self._observed.get(identity)
-            self._observed[identity] = Observed(group, dict(usage))
-            if packed is not None:
-                self._bodies[identity] = packed
-            pending = self._pending.get(identity)
-            if pending is not None and at_or_after(resource_version, pending.resource_version):
-                folded = self._pending.pop(identity)
-        if group is not None:
-            state = self._group(group)
-            with state.lock:
-                state.add_observed(usage, +1)
-        if previous is not None and previous.group is not None:
-            state = self._group(previous.group)
-            with state.lock:
-                state.add_observed(previous.usage, -1)
-        if folded is not None:
+        with self._order_lock:
+            with self._index_lock:
+                previous = self._observed.get(identity)
+                self._observed[identity] = Observed(group, dict(usage))
+                self._told.add(identity)
+                if packed is not None:
+                    self._bodies[identity] = packed
+                pending = self._pending.get(identity)
+                if pending is not None and at_or_after(resource_version, pending.resource_version):
+                    folded = self._pending.pop(identity)
+            if group is not None:
+                state = self._group(group)
+                with state.lock:
+                    state.add_observed(usage, +1)
+            if previous is not None and previous.group is not None:
+                state = self._group(previous.group)
+                with state.lock:
+                    state.add_observed(previous.usage, -1)
+        if folded is not None:  # after observed holds it: counted twice for a moment, never not at all
             self._release(identity, folded)
 
     def observe_many(self, observations: Iterable[Observation]) -> None:
@@ -314,17 +321,20 @@ class MemoryLedger:
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage (standalone: every group it held) and any reservation."""
-        with self._index_lock:
-            previous = self._observed.pop(identity, None)
-            held = self._held.pop(identity, {})
-            pending = self._pending.pop(identity, None)
-            self._bodies.pop(identity, None)
-        if previous is not None and previous.group is not None:
-            held = {**held, previous.group: previous.usage}
-        for group, usage in held.items():
-            state = self._group(group)
-            with state.lock:
-                state.add_observed(usage, -1)
+        with self._order_lock:
+            with self._index_lock:
+                previous = self._observed.pop(identity, None)
+                held = self._held.pop(identity, {})
+                pending = self._pending.pop(identity, None)
+                self._bodies.pop(identity, None)
+                if not self._standalone:
+                    self._told.add(identity)
+            if previous is not None and previous.group is not None:
+                held = {**held, previous.group: previous.usage}
+            for group, usage in held.items():
+                state = self._group(group)
+                with state.lock:
+                    state.add_observed(usage, -1)
         if pending is not None:
             self._release(identity, pending)
 
@@ -352,21 +362,27 @@ class MemoryLedger:
         """Replace all observed usage with a fresh LIST: `{group: {identity: usage}}`.
 
         Pending reservations are kept (only `observe` and `expire` drop them);
-        bodies of objects the LIST no longer holds leave the index.
+        bodies of objects the LIST no longer holds leave the index. The
+        listing was taken before this call: what `observe`/`forget` were told
+        since the last resync is merged in (`base.summed`), under the lock
+        they take, so an observation that folded a reservation after the
+        listing is never replaced by the listing's older view.
         """
-        fresh, sums = summed(observed_by_group)
-        with self._index_lock:
-            self._observed = fresh
-            for gone in self._bodies.keys() - fresh.keys():
-                del self._bodies[gone]
-        for name in set(self._groups) | set(sums):
-            state = self._group(name)
-            observed, count = sums.get(name, ({}, 0))
-            with state.lock:
-                state.observed = dict(observed)
-                state.objects = count
-                state.used = dict(observed)
-                add_usage(state.used, state.reserved, +1)
+        with self._order_lock:
+            with self._index_lock:
+                told = {k: self._observed.get(k) for k in self._told}
+                fresh, sums = summed(observed_by_group, told)
+                self._observed, self._told = fresh, set()
+                for gone in self._bodies.keys() - fresh.keys():
+                    del self._bodies[gone]
+            for name in set(self._groups) | set(sums):
+                state = self._group(name)
+                observed, count = sums.get(name, ({}, 0))
+                with state.lock:
+                    state.observed = dict(observed)
+                    state.objects = count
+                    state.used = dict(observed)
+                    add_usage(state.used, state.reserved, +1)
 
     def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
         """Cash spent this period per key, in nano-unit-seconds (the controller accrues it)."""

@@ -196,6 +196,27 @@ def test_a_resync_while_an_admission_is_unobserved_does_not_over_admit(
     assert (usage.observed["requests.cpu"], dict(usage.reserved)) == (40 * NANO, {})
 
 
+def test_an_event_between_a_recomputes_snapshot_and_its_write_is_kept(
+    reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # recompute has summed what it has seen (no web yet); before the ledger takes the totals, the
+    # watch shows web, which folds web's reservation. The older totals must not count web out.
+    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    resync = ledger.resync
+
+    def late(observed_by_group: Any) -> None:
+        reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2, rv="20"))
+        assert ledger.group_usage("a").reserved == {}  # folded: only observed holds web now
+        resync(observed_by_group)
+
+    monkeypatch.setattr(ledger, "resync", late)
+    reconciler.recompute()
+    assert cpu(ledger, "a") == 2 * CPU  # was 0 until the next recompute
+    monkeypatch.setattr(ledger, "resync", resync)
+    reconciler.recompute()
+    assert cpu(ledger, "a") == 2 * CPU and len(ledger) == 1
+
+
 def test_concurrent_admissions_during_resyncs_admit_exactly_what_fits(
     reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy
 ) -> None:

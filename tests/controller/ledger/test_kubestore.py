@@ -18,7 +18,7 @@ import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
-from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.kube.api import ApiError, KubeApi
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
@@ -285,6 +285,76 @@ def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     now[0] += 31
     assert ledger.expire() == 2  # r0's (its `pending` is past too) and the dead replica's
     assert from_object(stored(apis[0], "ml"), "ml").reservations == {}
+
+
+def counted_cpu(api: KubeApi, group: str) -> int:
+    """What the group's ledger object charges: observed plus every replica's reservations."""
+    return from_object(stored(api, group), group).observed.get("requests.cpu", 0) + reserved_cpu(api, group)
+
+
+def test_a_resync_from_a_listing_older_than_a_fold_never_undoes_it(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    # The leader admits web, the watch shows it, the fold confirms it and the admitter lets its
+    # reservation go; only then does a resync land with a listing taken before web was seen.
+    ledger = KubernetesLedger(apis[0], replica="r0", fold_interval=0.1)  # flushed by hand, as the fold thread
+    assert ledger.admit(policy, deployment("web"), "CREATE").allowed
+    listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # recompute's snapshot: no web yet
+    ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
+    assert ledger.flush() == 1
+    assert ledger.tidy() == 1
+    assert reserved_cpu(apis[0], "ml") == 0  # confirmed: only observed holds it now
+    ledger.resync(listing)
+    assert counted_cpu(apis[0], "ml") == 1 * CPU  # was 0: web counted nowhere until the next resync
+    # The same with the fold still queued when the resync comes: written before the replacement.
+    ledger.observe(key("api"), "ml", {"requests.cpu": 2 * CPU}, resource_version="901")
+    ledger.resync({"ml": {key("web"): {"requests.cpu": 1 * CPU}}})
+    assert counted_cpu(apis[0], "ml") == 3 * CPU
+    # Told nothing since: the next listing is the truth again.
+    ledger.resync({"ml": {key("web"): {"requests.cpu": 1 * CPU}}})
+    assert counted_cpu(apis[0], "ml") == 1 * CPU
+
+
+def test_a_new_terms_listing_outranks_what_an_earlier_term_was_told(apis: list[KubeApi]) -> None:
+    epoch = [10]
+    ledger = KubernetesLedger(apis[0], replica="r0", fence=lambda: epoch[0])
+    ledger.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="900")
+    epoch[0] = 20  # the lease was lost and won back: this term's reconciler listed web at 1 cpu
+    ledger.resync({"ml": {key("web"): {"requests.cpu": 1 * CPU}}})
+    assert counted_cpu(apis[0], "ml") == 1 * CPU
+
+
+def test_a_failed_fold_write_keeps_its_observations_and_the_other_groups_are_written(
+    apis: list[KubeApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0", fold_interval=0.1)
+    for group in ("ml", "lab_x"):
+        ledger.read(group, time.monotonic() + 10)
+    real = apis[0].request
+    failures = {"ml": 1}  # ml's next write is refused once
+    lost = {"lab_x": 1}  # lab_x's next write lands, but its answer is lost
+
+    def request(method: str, path: str, **kwargs: Any) -> Any:
+        group = next((g for g in ("ml", "lab_x") if path == object_path(g)), "")
+        if method == "PUT" and failures.get(group):
+            failures[group] -= 1
+            raise ApiError(422, "Invalid", "refused once")
+        answer = real(method, path, **kwargs)
+        if method == "PUT" and lost.get(group):
+            lost[group] -= 1
+            raise ApiError(422, "Invalid", "the answer went missing")
+        return answer
+
+    monkeypatch.setattr(apis[0], "request", request)
+    ledger.observe(key("a"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
+    ledger.observe(key("b"), "lab_x", {"requests.cpu": 2 * CPU}, resource_version="901")
+    with pytest.raises(LedgerUnavailable, match="refused once"):
+        ledger.flush()
+    ledger.observe(key("c"), "ml", {"requests.cpu": 3 * CPU}, resource_version="902")
+    assert ledger.flush() == 3  # ml: a again (its token), then c; lab_x: its write is found, not made twice
+    for group, cpu, objects in (("ml", 4, 2), ("lab_x", 2, 1)):
+        state = from_object(stored(apis[0], group), group)
+        assert (state.observed, state.objects) == ({"requests.cpu": cpu * CPU}, objects), group
 
 
 def test_the_ledger_object_stays_small_while_500_admissions_are_pending(

@@ -351,6 +351,19 @@ def test_resync_replaces_observed_usage_and_keeps_reservations(policy: CompiledP
     assert len(ledger) == 0
 
 
+def test_a_resync_from_a_listing_older_than_an_observation_keeps_it(policy: CompiledPolicy) -> None:
+    ledger = MemoryLedger(standalone=False, clock=Clock())
+    assert ledger.admit(policy, deployment("web", replicas=1), "CREATE").allowed
+    listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # taken before the watch showed web
+    ledger.observe(key("web"), "a", usage(1))  # folds web's reservation
+    ledger.observe(key("old"), "a", usage(2))
+    ledger.forget(key("old"))  # gone after the listing: stays gone
+    ledger.resync(listing)
+    assert cpu(ledger, "a") == 1 * CPU  # was 0: web counted nowhere
+    ledger.resync({})  # told nothing since: the listing is the truth again
+    assert cpu(ledger, "a") == 0
+
+
 def test_forget_drops_both_the_reservation_and_the_observation(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger(standalone=False, clock=Clock())
     ledger.observe(key("web"), "a", usage(2), resource_version="1")
