@@ -230,6 +230,11 @@ class SqliteLedger:
         self._fallback_lookup = fallback_lookup
         self._groups: dict[str, GroupNumbers] = {}
         self._db_lock = threading.Lock()  # the connection and the object tables below; always innermost
+        # Orders observe/forget (rows, then mirror totals) against resync (both replaced): taken first,
+        # before any group lock or `_db_lock`, and never by admission (as in the memory store).
+        self._order_lock = threading.Lock()
+        # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
+        self._told: set[ObjectKey] = set()
         self._observed: dict[ObjectKey, Observed] = {}  # reconciled: what the watch saw
         self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, PendingAdmission] = {}
@@ -557,6 +562,19 @@ class SqliteLedger:
             return
         packed = [pack(seen.body) if seen.body is not None else None for seen in batch]
         changes: list[tuple[Observed | None, Observation, PendingAdmission | None]] = []
+        with self._order_lock:
+            self._observe_batch(batch, packed, changes)
+        for _, seen, folded in changes:  # after observed holds it: counted twice for a moment, never not at all
+            if folded is not None:
+                self._release(seen.identity, folded)
+
+    def _observe_batch(
+        self,
+        batch: list[Observation],
+        packed: list[bytes | None],
+        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]],
+    ) -> None:
+        """Rows and mirror for `observe_many` (the caller holds `_order_lock`); fills `changes`."""
         with self._db_lock:
             statements: list[Statement] = []
             folding: set[ObjectKey] = set()
@@ -572,12 +590,13 @@ class SqliteLedger:
             for seen, body in zip(batch, packed, strict=True):
                 previous = self._observed.get(seen.identity)
                 self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
+                self._told.add(seen.identity)
                 if body is not None:
                     self._bodies[seen.identity] = body
                 folded = self._pending.pop(seen.identity, None) if seen.identity in folding else None
                 folding.discard(seen.identity)
                 changes.append((previous, seen, folded))
-        for previous, seen, folded in changes:
+        for previous, seen, _ in changes:
             if seen.group is not None:
                 state = self._group(seen.group)
                 with state.lock:
@@ -586,25 +605,26 @@ class SqliteLedger:
                 state = self._group(previous.group)
                 with state.lock:
                     state.add_observed(previous.usage, -1)
-            if folded is not None:
-                self._release(seen.identity, folded)
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone (a watch DELETE, or a DELETE review in standalone mode): release it all."""
-        with self._db_lock:
-            if identity not in self._observed and identity not in self._pending and identity not in self._held:
-                return
-            self._commit([(_DELETE_OBJECT, tuple(identity)), (_DELETE_RESERVATION, tuple(identity))])
-            previous = self._observed.pop(identity, None)
-            held = self._held.pop(identity, {})
-            pending = self._pending.pop(identity, None)
-            self._bodies.pop(identity, None)
-        if previous is not None and previous.group is not None:
-            held = {**held, previous.group: previous.usage}
-        for group, usage in held.items():
-            state = self._group(group)
-            with state.lock:
-                state.add_observed(usage, -1)
+        with self._order_lock:
+            with self._db_lock:
+                if not self._standalone:
+                    self._told.add(identity)
+                if identity not in self._observed and identity not in self._pending and identity not in self._held:
+                    return
+                self._commit([(_DELETE_OBJECT, tuple(identity)), (_DELETE_RESERVATION, tuple(identity))])
+                previous = self._observed.pop(identity, None)
+                held = self._held.pop(identity, {})
+                pending = self._pending.pop(identity, None)
+                self._bodies.pop(identity, None)
+            if previous is not None and previous.group is not None:
+                held = {**held, previous.group: previous.usage}
+            for group, usage in held.items():
+                state = self._group(group)
+                with state.lock:
+                    state.add_observed(usage, -1)
         if pending is not None:
             self._release(identity, pending)
 
@@ -631,24 +651,32 @@ class SqliteLedger:
                     state.pending.discard(identity)
 
     def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
-        """Replace all recorded usage with a fresh LIST (one transaction); reservations are kept."""
-        fresh, sums = summed(observed_by_group)
-        rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items()]
-        with self._db_lock:
-            gone = [tuple(k) for k in (self._observed.keys() | self._held.keys()) - fresh.keys()]
-            self._commit([], [(_DELETE_OBJECT, gone), (_UPSERT_USAGE, rows)])
-            self._observed = fresh
-            self._held = {}  # a LIST is the truth: what admissions alone recorded gives way to it
-            for key in self._bodies.keys() - fresh.keys():
-                del self._bodies[key]
-        for name in set(self._groups) | set(sums):
-            state = self._group(name)
-            observed, count = sums.get(name, ({}, 0))
-            with state.lock:
-                state.observed = dict(observed)
-                state.objects = count
-                state.used = dict(observed)
-                add_usage(state.used, state.reserved, +1)
+        """Replace all recorded usage with a fresh LIST (one transaction); reservations are kept.
+
+        The listing was taken before this call: what `observe`/`forget` were
+        told since the last resync is merged in (`base.summed`), under the lock
+        they take, so an observation that folded a reservation after the
+        listing is never replaced by the listing's older view.
+        """
+        with self._order_lock:
+            with self._db_lock:
+                told = {k: self._observed.get(k) for k in self._told}
+                fresh, sums = summed(observed_by_group, told)
+                rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items()]
+                gone = [tuple(k) for k in (self._observed.keys() | self._held.keys()) - fresh.keys()]
+                self._commit([], [(_DELETE_OBJECT, gone), (_UPSERT_USAGE, rows)])
+                self._observed, self._told = fresh, set()
+                self._held = {}  # a LIST is the truth: what admissions alone recorded gives way to it
+                for key in self._bodies.keys() - fresh.keys():
+                    del self._bodies[key]
+            for name in set(self._groups) | set(sums):
+                state = self._group(name)
+                observed, count = sums.get(name, ({}, 0))
+                with state.lock:
+                    state.observed = dict(observed)
+                    state.objects = count
+                    state.used = dict(observed)
+                    add_usage(state.used, state.reserved, +1)
 
     # ---------------------------------------------------------------- cash
     def _store_cash(self, group: str, state: GroupNumbers, new: CashState) -> None:

@@ -354,3 +354,17 @@ def test_lookup_falls_back_for_what_the_index_does_not_hold(policy: CompiledPoli
     assert ledger.lookup(key("live"))["spec"]["replicas"] == 7  # type: ignore[index]
     assert ledger.lookup(key("gone")) is None
     assert asked == [key("live"), key("gone")]
+
+
+def test_a_resync_from_a_listing_older_than_an_observation_keeps_it(policy: CompiledPolicy, make: Make) -> None:
+    """A listing taken before the watch showed an object never undoes its fold (kubernetes#123434's twin)."""
+    ledger = make(standalone=False, clock=Clock())
+    assert ledger.admit(policy, deployment("web", replicas=1), "CREATE").allowed
+    listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # taken before the watch showed web
+    ledger.observe(key("web"), "a", usage(1))  # folds web's reservation
+    ledger.observe(key("old"), "a", usage(2))
+    ledger.forget(key("old"))  # gone after the listing: stays gone
+    ledger.resync(listing)
+    assert cpu(ledger, "a") == 1 * CPU  # without the merge: 0, web counted nowhere
+    ledger.resync({})  # told nothing since: the listing is the truth again
+    assert cpu(ledger, "a") == 0
