@@ -12,8 +12,9 @@ without the `[server]` extra.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +25,26 @@ from quotalang import cli as core
 MIB = 1024 * 1024
 
 
+def _server_extra(verb: Callable[[argparse.Namespace, TextIO], int]) -> Callable[[argparse.Namespace, TextIO], int]:
+    """A base install (`pip install quotalang`) lacks what `serve` and `manifests` import: say which extra."""
+
+    @functools.wraps(verb)
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        try:
+            return verb(args, out)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if not missing or missing == "quotalang":
+                raise
+            raise core.UsageError(
+                f"quotalang {args.verb} needs the server extra (no module named {missing!r}): "
+                "pip install 'quotalang[server]'"
+            ) from None
+
+    return run
+
+
+@_server_extra
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from quotalang.server.serve import ServeOptions, serve
 
@@ -69,8 +90,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
+@_server_extra
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
-    from quotalang.server.manifests import manifests, parse_kube_version, render_yaml, write_dir
+    from quotalang.server.manifests import DEFAULT_IMAGE, manifests, parse_kube_version, render_yaml, write_dir
 
     ca_bundle = None
     if args.ca_bundle:
@@ -81,7 +103,7 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
     docs = manifests(
         args.policy,
         args.namespace,
-        image=args.image,
+        image=args.image or DEFAULT_IMAGE,
         failure_policy=args.failure_policy,
         replicas=args.replicas,
         tls_secret=args.tls_secret,
@@ -136,8 +158,6 @@ def _port(text: str) -> int:
 
 def add_server_verbs(verbs: core.Verbs) -> None:
     """Add `serve` and `manifests` to the core parser (a `quotalang.cli.build_parser` extension)."""
-    from quotalang.server.manifests import DEFAULT_IMAGE
-
     serve = verbs.add(
         "serve", "run the admission webhook (no cluster needed: a local SQLite ledger)", cmd_serve, formats=(),
         description="Run the admission webhook: POST /validate, /healthz, /readyz on --port; /metrics, /api/* "
@@ -232,7 +252,7 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--format", choices=["text", "json"], default="text", help="text is YAML")
     man.add_argument("--policy", action="append", required=True, metavar="DIR")
     man.add_argument("--namespace", required=True, metavar="NS")
-    man.add_argument("--image", default=DEFAULT_IMAGE)
+    man.add_argument("--image", help="the image the Deployment runs (default: this version's release image)")
     man.add_argument("--failure-policy", choices=["Fail", "Ignore"], default="Fail")
     man.add_argument("--replicas", type=_positive_int, default=2)
     man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
