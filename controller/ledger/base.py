@@ -425,41 +425,6 @@ def accrue_into(
     return new, True
 
 
-__all__ = [
-    "DEFAULT_RESERVATION_TTL",
-    "EMPTY",
-    "NO_USAGE",
-    "Admitted",
-    "CashError",
-    "CashFields",
-    "CashState",
-    "CashStore",
-    "ControllerLedger",
-    "GroupUsage",
-    "Ledger",
-    "LedgerUnavailable",
-    "NotLeader",
-    "ObjectKey",
-    "Observation",
-    "Observed",
-    "TakesLimitRanges",
-    "Usage",
-    "accrue_into",
-    "accrued",
-    "add_usage",
-    "at_or_after",
-    "later",
-    "look_up",
-    "maximum",
-    "newer",
-    "pack",
-    "pack_observed",
-    "positive",
-    "summed",
-    "unpack",
-    "version_of",
-]
-
 
 # ------------------------------------------------- in-process stores
 class GroupNumbers:
@@ -486,6 +451,42 @@ class GroupNumbers:
     def add_reserved(self, usage: Usage, sign: int) -> None:
         add_usage(self.reserved, usage, sign)
         add_usage(self.used, usage, sign)
+
+
+class GroupTable:
+    """The group numbers an in-process store keeps (memory, SQLite's mirror) and the reads admission makes.
+
+    A subclass sets `self._groups = {}` and guards each entry's fields by its
+    own lock; these reads are the same for every such store.
+    """
+
+    _groups: dict[str, GroupNumbers]
+
+    def _group(self, name: str) -> GroupNumbers:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups.setdefault(name, GroupNumbers())  # atomic: one wins
+        return group
+
+    def used(self, group: str) -> Mapping[str, int]:
+        state = self._groups.get(group)
+        return state.used if state is not None else EMPTY
+
+    def cash_used(self, group: str) -> Mapping[str, int]:
+        state = self._groups.get(group)
+        return state.cash if state is not None else EMPTY
+
+    def group_usage(self, group: str) -> GroupUsage:
+        state = self._groups.get(group)
+        if state is None:
+            return NO_USAGE
+        with state.lock:
+            return GroupUsage(dict(state.observed), dict(state.reserved), dict(state.cash), state.objects,
+                              len(state.pending))
+
+    def group_names(self) -> list[str]:
+        """Groups the ledger holds numbers for (not necessarily in the policy)."""
+        return list(self._groups)
 
 
 @dataclass(slots=True)
@@ -515,3 +516,43 @@ def standalone_after(held: Mapping[str, dict[str, int]], decision: Decision) -> 
     if decision.reason == "no-rule":
         return {g: dict(u) for g, u in held.items()}
     return {group: dict(new)} if group is not None else {}
+
+
+__all__ = [
+    "DEFAULT_RESERVATION_TTL",
+    "EMPTY",
+    "NO_USAGE",
+    "Admitted",
+    "CashError",
+    "CashFields",
+    "CashState",
+    "CashStore",
+    "ControllerLedger",
+    "GroupNumbers",
+    "GroupTable",
+    "GroupUsage",
+    "Ledger",
+    "LedgerUnavailable",
+    "NotLeader",
+    "ObjectKey",
+    "Observation",
+    "Observed",
+    "PendingAdmission",
+    "TakesLimitRanges",
+    "Usage",
+    "accrue_into",
+    "accrued",
+    "add_usage",
+    "at_or_after",
+    "later",
+    "look_up",
+    "maximum",
+    "newer",
+    "pack",
+    "pack_observed",
+    "positive",
+    "standalone_after",
+    "summed",
+    "unpack",
+    "version_of",
+]

@@ -57,11 +57,9 @@ from typing import Any
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
-    EMPTY,
-    NO_USAGE,
     CashState,
     GroupNumbers,
-    GroupUsage,
+    GroupTable,
     ObjectKey,
     Observation,
     Observed,
@@ -83,7 +81,7 @@ from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
 
 
-class MemoryLedger:
+class MemoryLedger(GroupTable):
     """The in-memory ledger: one process, no cluster needed.
 
     `clock` is injectable (monotonic seconds) so tests can move reservation
@@ -121,37 +119,6 @@ class MemoryLedger:
     @property
     def standalone(self) -> bool:
         return self._standalone
-
-    def _group(self, name: str) -> GroupNumbers:
-        group = self._groups.get(name)
-        if group is None:
-            group = self._groups.setdefault(name, GroupNumbers())  # atomic: one wins
-        return group
-
-    def used(self, group: str) -> Mapping[str, int]:
-        state = self._groups.get(group)
-        return state.used if state is not None else EMPTY
-
-    def cash_used(self, group: str) -> Mapping[str, int]:
-        state = self._groups.get(group)
-        return state.cash if state is not None else EMPTY
-
-    def group_usage(self, group: str) -> GroupUsage:
-        state = self._groups.get(group)
-        if state is None:
-            return NO_USAGE
-        with state.lock:
-            return GroupUsage(
-                dict(state.observed),
-                dict(state.reserved),
-                dict(state.cash),
-                state.objects,
-                len(state.pending),
-            )
-
-    def group_names(self) -> list[str]:
-        """Groups the ledger holds numbers for (not necessarily in the policy)."""
-        return list(self._groups)
 
     def objects_of(self, group: str) -> Iterator[tuple[ObjectKey, dict[str, int]]]:
         """The objects recorded against `group` and their usage (a copy; the group page lists them)."""

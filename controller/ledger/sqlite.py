@@ -75,11 +75,9 @@ from typing import Any, Literal
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
-    EMPTY,
-    NO_USAGE,
     CashState,
     GroupNumbers,
-    GroupUsage,
+    GroupTable,
     LedgerUnavailable,
     ObjectKey,
     Observation,
@@ -204,7 +202,7 @@ def _time(value: Any, where: str) -> float | None:
     return float(value)
 
 
-class SqliteLedger:
+class SqliteLedger(GroupTable):
     """The durable embedded ledger (see the module docstring).
 
     `clock` is injectable (epoch seconds; deadlines are stored as such).
@@ -385,32 +383,6 @@ class SqliteLedger:
     def durable(self) -> bool:
         """The controller keeps its observations until its first full sync (see reconcile)."""
         return True
-
-    def _group(self, name: str) -> GroupNumbers:
-        group = self._groups.get(name)
-        if group is None:
-            group = self._groups.setdefault(name, GroupNumbers())  # atomic: one wins
-        return group
-
-    def used(self, group: str) -> Mapping[str, int]:
-        state = self._groups.get(group)
-        return state.used if state is not None else EMPTY
-
-    def cash_used(self, group: str) -> Mapping[str, int]:
-        state = self._groups.get(group)
-        return state.cash if state is not None else EMPTY
-
-    def group_usage(self, group: str) -> GroupUsage:
-        state = self._groups.get(group)
-        if state is None:
-            return NO_USAGE
-        with state.lock:
-            return GroupUsage(dict(state.observed), dict(state.reserved), dict(state.cash), state.objects,
-                              len(state.pending))
-
-    def group_names(self) -> list[str]:
-        """Groups the ledger holds numbers for (not necessarily in the policy)."""
-        return list(self._groups)
 
     def objects_of(self, group: str) -> Iterator[tuple[ObjectKey, dict[str, int]]]:
         """The objects recorded against `group` and their usage (a copy; for the pages)."""
