@@ -79,8 +79,10 @@ class Reconciler:
         policy: Callable[[], CompiledPolicy | None],
         *,
         clock: Callable[[], float] = time.time,
+        cluster: str = "",
     ) -> None:
         self.ledger = ledger
+        self.cluster = cluster  # every identity it builds is this cluster's, and its resync replaces only those
         self._policy = policy
         self._clock = clock
         self._lock = threading.Lock()
@@ -130,7 +132,7 @@ class Reconciler:
                 if self._pods.get(uid) != (_version(obj), policy.checksum) or uid in self._unresolved:
                     self._pod("MODIFIED", obj, policy)
             if workloads:
-                key = ObjectKey.of(obj)
+                key = ObjectKey.of(obj, self.cluster)
                 listed.add(key)
                 seen = self._seen.get(key)
                 if seen is None or seen.version != _version(obj) or seen.checksum != policy.checksum:
@@ -180,7 +182,7 @@ class Reconciler:
     # --------------------------------------------------------- workloads
     def _workload(self, source: str, event: str, obj: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
         if event == "DELETED":
-            self._forget(source, ObjectKey.of(obj))
+            self._forget(source, ObjectKey.of(obj, self.cluster))
             return
         seen = self._read(source, obj, policy or self._policy())
         if seen is not None and not self._holding:
@@ -191,7 +193,7 @@ class Reconciler:
         """Index a workload; what the ledger should observe of it (None: nothing, e.g. owned or stale)."""
         if policy is None:
             return None
-        key = ObjectKey.of(obj)
+        key = ObjectKey.of(obj, self.cluster)
         version = _version(obj)
         seen_before = self._seen.get(key)
         if seen_before is not None and _older(version, seen_before.version):

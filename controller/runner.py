@@ -56,14 +56,16 @@ class Controller:
         accrue_every: float = DEFAULT_ACCRUE_EVERY,
         state_file: str | Path | None = None,
         clock: Callable[[], float] = time.time,
+        cluster: str = "",
     ) -> None:
         self.api = api
+        self.cluster = cluster
         self.policy = policy
         self.ledger = ledger
         self.resync = resync
         self.accrue_every = accrue_every
         self.state_file = Path(state_file) if state_file else None
-        self.reconciler = Reconciler(ledger, policy, clock=clock)
+        self.reconciler = Reconciler(ledger, policy, clock=clock, cluster=cluster)
         self.watchers: dict[str, Watcher] = {}
         self._checksum: str | None = None
         self._lock = threading.Lock()

@@ -54,21 +54,24 @@ class CashError(InternalError, ValueError):
 
 # ----------------------------------------------------------------- values
 class ObjectKey(NamedTuple):
-    """An object's identity: API group, kind, namespace, name.
+    """An object's identity: API group, kind, namespace, name, and the cluster it lives in.
 
     The API group is part of the identity so that two kinds with one name
     (a CRD `Deployment` in another group) cannot collide; the version is not,
-    because one object is served under several versions.
+    because one object is served under several versions. The cluster is last
+    and defaults to "" (the one cluster of a single-cluster install), so that
+    the same namespace/name in two clusters are two objects, charged twice.
     """
 
     api_group: str  # "" for the core group
     kind: str
     namespace: str
     name: str
+    cluster: str = ""  # a registered cluster's name (a DNS label); "" when there is one cluster
 
     @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> ObjectKey:
-        """The identity of a Kubernetes object (`apps/v1` → group `apps`; `v1` → core)."""
+    def of(cls, obj: Mapping[str, Any], cluster: str = "") -> ObjectKey:
+        """The identity of a Kubernetes object (`apps/v1` → group `apps`; `v1` → core) in `cluster`."""
         api_version = str(obj.get("apiVersion") or "")
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
@@ -78,11 +81,13 @@ class ObjectKey(NamedTuple):
             str(obj.get("kind") or ""),
             str(meta.get("namespace") or ""),
             str(meta.get("name") or ""),
+            cluster,
         )
 
     def __str__(self) -> str:
         kind = f"{self.kind}.{self.api_group}" if self.api_group else self.kind
-        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+        text = f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+        return f"{self.cluster}: {text}" if self.cluster else text
 
 
 class Observation(NamedTuple):

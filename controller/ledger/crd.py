@@ -19,6 +19,7 @@ object every admission would contend on.
           count: 5                                   # how many they are
           expires: "2026-11-23T06:22:31.123456Z"     # the last one's deadline (wall clock)
       folded: ["apps/Deployment/team-a/web@4711"]    # what the leader's last fold write observed
+                                                     # (`eu-1:apps/Deployment/team-a/web@…` in cluster eu-1)
       cash: {requests.nvidia.com/gpu: "36000000000000"}   # nano-unit-seconds this period
       periodStart: "2026-11-23T00:00:00Z"
       lastAccrual: "2026-11-23T06:22:00.000000Z"
@@ -92,15 +93,23 @@ def object_path(group: str) -> str:
 
 
 def identity_key(identity: ObjectKey) -> str:
-    """`apps/Deployment/ns/name`; no part of an identity can hold a `/` but the first may be empty."""
-    return "/".join(identity)
+    """`apps/Deployment/ns/name`, or `NAME:apps/Deployment/ns/name` for an object of cluster NAME.
+
+    No part of an identity can hold a `/` (the first may be empty), and an API
+    group cannot hold a `:`, so both forms read back unambiguously; the one
+    cluster's form ("") is the one older versions wrote and still read.
+    """
+    key = "/".join(identity[:4])
+    return f"{identity.cluster}:{key}" if identity.cluster else key
 
 
 def parse_identity(text: str) -> ObjectKey:
+    """`identity_key` read back; an entry written without a cluster is cluster ""."""
     parts = text.split("/", 3)
     if len(parts) != 4:
-        raise LedgerFormatError(f"reservation key {text!r} is not group/kind/namespace/name")
-    return ObjectKey(*parts)
+        raise LedgerFormatError(f"reservation key {text!r} is not [cluster:]group/kind/namespace/name")
+    cluster, _, api_group = parts[0].rpartition(":")
+    return ObjectKey(api_group, parts[1], parts[2], parts[3], cluster)
 
 
 def parse_time(text: str) -> float:

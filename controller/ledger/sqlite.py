@@ -97,7 +97,7 @@ from quotalang.decision import Decision
 from quotalang.errors import InternalError
 from quotalang.evaluator import evaluate, resolve_group
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the cluster is part of an object's key (1 is migrated on open)
 DEFAULT_FILE = "ledger.sqlite3"
 WAL_CHECKPOINT_PAGES = 4000
 Synchronous = Literal["NORMAL", "FULL"]
@@ -109,19 +109,21 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects (
     api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    cluster TEXT NOT NULL DEFAULT '',  -- ObjectKey.cluster: "" in a single-cluster install
     grp TEXT,                -- reconciled: the group charged, NULL for none (the body is still kept for lookups)
     usage TEXT NOT NULL,     -- reconciled: JSON {key: nanos}
     held TEXT,               -- standalone: JSON {group: {key: nanos}}, NULL for an observed object
     body BLOB,               -- JSON of the stored object (base.pack)
-    PRIMARY KEY (api_group, kind, namespace, name)
+    PRIMARY KEY (api_group, kind, namespace, name, cluster)
 );
 CREATE TABLE IF NOT EXISTS reservations (
     api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    cluster TEXT NOT NULL DEFAULT '',
     charges TEXT NOT NULL,   -- JSON {group: {key: nanos}}, positive
     deadline REAL NOT NULL,  -- epoch seconds
     resource_version TEXT,
     body BLOB,
-    PRIMARY KEY (api_group, kind, namespace, name)
+    PRIMARY KEY (api_group, kind, namespace, name, cluster)
 );
 CREATE TABLE IF NOT EXISTS cash (
     grp TEXT PRIMARY KEY,
@@ -131,32 +133,48 @@ CREATE TABLE IF NOT EXISTS cash (
 ) WITHOUT ROWID;
 """
 
+_KEY = "api_group, kind, namespace, name, cluster"  # ObjectKey's fields, in its order (statements pass *key)
 _UPSERT_OBJECT = (
-    "INSERT INTO objects (api_group, kind, namespace, name, grp, usage, body) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
+    f"INSERT INTO objects ({_KEY}, grp, usage, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT ({_KEY}) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
     "held = NULL, body = coalesce(excluded.body, objects.body)"
 )
 _UPSERT_HELD = (
-    "INSERT INTO objects (api_group, kind, namespace, name, grp, usage, held, body) "
-    "VALUES (?, ?, ?, ?, NULL, '{}', ?, ?) ON CONFLICT (api_group, kind, namespace, name) "
+    f"INSERT INTO objects ({_KEY}, grp, usage, held, body) "
+    f"VALUES (?, ?, ?, ?, ?, NULL, '{{}}', ?, ?) ON CONFLICT ({_KEY}) "
     "DO UPDATE SET grp = NULL, usage = '{}', held = excluded.held, body = excluded.body"
 )
 _UPSERT_USAGE = (
-    "INSERT INTO objects (api_group, kind, namespace, name, grp, usage) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
-    "held = NULL"
+    f"INSERT INTO objects ({_KEY}, grp, usage) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT ({_KEY}) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, held = NULL"
 )
-_DELETE_OBJECT = "DELETE FROM objects WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ?"
+_WHERE_KEY = "WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ? AND cluster = ?"
+_DELETE_OBJECT = f"DELETE FROM objects {_WHERE_KEY}"
 _UPSERT_RESERVATION = (
-    "INSERT INTO reservations (api_group, kind, namespace, name, charges, deadline, resource_version, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (api_group, kind, namespace, name) DO UPDATE SET "
+    f"INSERT INTO reservations ({_KEY}, charges, deadline, resource_version, body) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ({_KEY}) DO UPDATE SET "
     "charges = excluded.charges, deadline = excluded.deadline, resource_version = excluded.resource_version, "
     "body = excluded.body"
 )
-_DELETE_RESERVATION = "DELETE FROM reservations WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ?"
+_DELETE_RESERVATION = f"DELETE FROM reservations {_WHERE_KEY}"
 _UPSERT_CASH = "INSERT OR REPLACE INTO cash (grp, used, period_start, last_accrual) VALUES (?, ?, ?, ?)"
 
 Statement = tuple[str, Sequence[Any]]
+
+
+def _migrate_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 → 2 inside the opening transaction: every row is the one cluster's (cluster "").
+
+    SQLite cannot change a primary key in place, so the two keyed tables are
+    rebuilt; an aborted open rolls the whole copy back.
+    """
+    for table in ("objects", "reservations"):
+        columns = ", ".join(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+        db.execute(next(s for s in _SCHEMA.split(";") if f"TABLE IF NOT EXISTS {table} " in s))
+        db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_v1")
+        db.execute(f"DROP TABLE {table}_v1")
+    db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
 
 
 class LedgerFileError(InternalError):
@@ -273,6 +291,9 @@ class SqliteLedger(GroupTable):
                 if statement.strip():
                     db.execute(statement)
             row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if row is not None and row[0] == "1":
+                _migrate_from_1(db)
+                row = (str(SCHEMA_VERSION),)
             if row is None:
                 db.execute("INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
@@ -301,10 +322,10 @@ class SqliteLedger(GroupTable):
         """Rebuild the mirror from the database; a row that does not read is an error naming it."""
         db = self._db
         try:
-            for api_group, kind, namespace, name, grp, usage, held, body in db.execute(
-                "SELECT api_group, kind, namespace, name, grp, usage, held, body FROM objects"
+            for api_group, kind, namespace, name, cluster, grp, usage, held, body in db.execute(
+                f"SELECT {_KEY}, grp, usage, held, body FROM objects"
             ):
-                key = ObjectKey(api_group, kind, namespace, name)
+                key = ObjectKey(api_group, kind, namespace, name, cluster)
                 if held is not None:
                     holding = _charges(held, f"object {key}")
                     self._held[key] = holding
@@ -319,10 +340,10 @@ class SqliteLedger(GroupTable):
                     self._bodies[key] = bytes(body)
                 if grp is not None:
                     self._group(grp).add_observed(recorded, +1)
-            for api_group, kind, namespace, name, charges, deadline, rv, body in db.execute(
-                "SELECT api_group, kind, namespace, name, charges, deadline, resource_version, body FROM reservations"
+            for api_group, kind, namespace, name, cluster, charges, deadline, rv, body in db.execute(
+                f"SELECT {_KEY}, charges, deadline, resource_version, body FROM reservations"
             ):
-                key = ObjectKey(api_group, kind, namespace, name)
+                key = ObjectKey(api_group, kind, namespace, name, cluster)
                 where = f"reservation {key}"
                 pending = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
                                            bytes(body) if body is not None else None)

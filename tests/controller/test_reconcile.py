@@ -167,6 +167,19 @@ def test_unlabelled_and_owned_objects_are_not_charged(reconciler: Reconciler, le
     assert set(ledger.group_names()) == {"a"}
 
 
+def test_a_cluster_reconciler_keys_every_object_by_its_cluster(ledger: MemoryLedger, policy: CompiledPolicy) -> None:
+    in_a = Reconciler(ledger, lambda: policy, clock=Clock(MONDAY), cluster="a")
+    in_b = Reconciler(ledger, lambda: policy, clock=Clock(MONDAY), cluster="b")
+    in_a.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2))
+    in_b.replace(DEPLOYMENTS, [deployment("web", replicas=3)])  # the same ns/name in cluster b: another object
+    usage = ledger.group_usage("a")
+    assert (usage.observed["requests.cpu"], usage.objects) == (5 * CPU, 2)
+    assert ledger.lookup(ObjectKey("apps", "Deployment", "ns", "web", "b")) is not None
+    assert ledger.lookup(key("web")) is None  # nothing of cluster ""
+    in_b.apply(DEPLOYMENTS, "DELETED", deployment("web", replicas=3, rv="11"))
+    assert cpu(ledger, "a") == 2 * CPU  # b's deletion frees b's object only
+
+
 # ------------------------------------------------- reservations and resync
 def test_an_observation_folds_the_reservation_admission_made(
     reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy

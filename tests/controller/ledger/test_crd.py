@@ -64,6 +64,18 @@ def test_identities_round_trip() -> None:
     assert identity_key(ObjectKey("", "Pod", "ns", "p")) == "/Pod/ns/p"
 
 
+def test_identities_carry_their_cluster_and_old_entries_read_as_the_one_cluster() -> None:
+    in_a = ObjectKey("apps", "Deployment", "ns", "web", "a")
+    assert identity_key(in_a) == "a:apps/Deployment/ns/web"
+    assert identity_key(ObjectKey("", "Pod", "ns", "p", "eu-1")) == "eu-1:/Pod/ns/p"
+    for identity in (in_a, ObjectKey("", "Pod", "ns", "p", "eu-1"), ObjectKey("", "Namespace", "", "n", "b")):
+        assert parse_identity(identity_key(identity)) == identity
+    assert parse_identity("apps/Deployment/ns/web") == ObjectKey("apps", "Deployment", "ns", "web", "")
+    assert parse_identity("apps/Deployment/ns/web") != in_a
+    with pytest.raises(LedgerFormatError, match="cluster:"):
+        parse_identity("a:apps/Deployment/web")
+
+
 def test_the_crd_is_structural_and_cluster_scoped() -> None:
     doc = crd()
     assert doc["metadata"]["name"] == "quotaledgers.quotalang.dev"

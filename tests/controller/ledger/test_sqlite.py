@@ -210,11 +210,44 @@ def test_another_schema_version_is_refused(path: Path) -> None:
         SqliteLedger(path)
 
 
+_SCHEMA_1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE objects (api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    grp TEXT, usage TEXT NOT NULL, held TEXT, body BLOB, PRIMARY KEY (api_group, kind, namespace, name));
+CREATE TABLE reservations (api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL,
+    name TEXT NOT NULL, charges TEXT NOT NULL, deadline REAL NOT NULL, resource_version TEXT, body BLOB,
+    PRIMARY KEY (api_group, kind, namespace, name));
+CREATE TABLE cash (grp TEXT PRIMARY KEY, used TEXT NOT NULL, period_start REAL, last_accrual REAL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO objects VALUES ('apps', 'Deployment', 'ns', 'web', 'a', '{"requests.cpu":8000000000}', NULL, NULL);
+INSERT INTO reservations VALUES ('apps', 'Deployment', 'ns', 'api', '{"a":{"requests.cpu":4000000000}}',
+    4102444800.0, NULL, NULL);
+"""
+
+
+def test_a_schema_1_file_is_migrated_as_the_one_clusters(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_1)
+    db.close()
+    ledger = SqliteLedger(path, standalone=False, clock=Clock())
+    usage = ledger.group_usage("a")  # 8 observed + 4 reserved (its deadline is in 2100)
+    assert (usage.observed["requests.cpu"], usage.reserved["requests.cpu"]) == (2 * CPU, CPU)
+    assert list(ledger.pending()) == [key("api")]  # cluster ""
+    in_b = ObjectKey("apps", "Deployment", "ns", "web", "b")  # the same name in cluster b: another object
+    ledger.observe(in_b, "a", {"requests.cpu": CPU})
+    ledger = reopened(path, ledger, standalone=False, clock=Clock())
+    assert ledger.group_usage("a").observed["requests.cpu"] == 3 * CPU
+    assert ledger.group_usage("a").objects == 2
+    ledger.close()
+    assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
 def test_a_corrupt_row_is_refused_naming_it(path: Path) -> None:
     SqliteLedger(path).close()
     db = sqlite3.connect(path)
     held = '{"a": {"cpu": "lots"}}'
-    db.execute("INSERT INTO objects VALUES ('apps', 'Deployment', 'ns', 'bad', NULL, '{}', ?, NULL)", (held,))
+    db.execute("INSERT INTO objects VALUES ('apps', 'Deployment', 'ns', 'bad', '', NULL, '{}', ?, NULL)", (held,))
     db.commit()
     db.close()
     with pytest.raises(LedgerFileError, match=r"cannot be read: object Deployment.apps ns/bad"):
