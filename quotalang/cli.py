@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,11 +22,12 @@ from quotalang import loader
 from quotalang.checker import check
 from quotalang.compiler import compile_sources
 from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError, UserInputError
-from quotalang.evaluator import Snapshot, evaluate
+from quotalang.evaluator import Snapshot, UsageSource, evaluate
 from quotalang.limitranges import LimitRanges, limit_range_documents
 from quotalang.policy import CompiledPolicy
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class UsageError(UserInputError):
@@ -209,12 +211,42 @@ def cmd_tree(args: argparse.Namespace, out: TextIO) -> int:
     from quotalang.tree import render_tree, tree_json
 
     policy = load_policy(args.policy)
-    snapshot = load_snapshot(args.usage)
+    usage = tree_usage(args.usage or [])
     if args.format == "json":
-        _json(tree_json(policy, snapshot), out)
+        _json(tree_json(policy, usage), out)
     else:
-        out.write(render_tree(policy, snapshot))
+        out.write(render_tree(policy, usage))
     return EXIT_OK
+
+
+def tree_usage(values: Sequence[str]) -> UsageSource:
+    """`--usage FILE` (once), or `--usage NAME=FILE` per cluster, summed (quotalang.tree.ClusterUsage).
+
+    A value that names an existing file is a plain snapshot even if it holds
+    a `=`; otherwise `NAME=FILE` with NAME a cluster name (a DNS label).
+    """
+    from quotalang.tree import ClusterUsage
+
+    plain: list[str] = []
+    named: dict[str, Snapshot] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or Path(value).is_file():
+            plain.append(value)
+            continue
+        if not _CLUSTER_NAME.fullmatch(name) or len(name) > 63:
+            raise UsageError(f"--usage {value}: {name!r} is not a cluster name (a DNS label: lowercase letters, "
+                             "digits and '-'); give --usage FILE, or --usage NAME=FILE per cluster")
+        if name in named:
+            raise UsageError(f"--usage {name}=... is given twice: one snapshot per cluster")
+        named[name] = load_snapshot(path)
+    if plain and named:
+        raise UsageError("--usage takes one FILE, or NAME=FILE per cluster, not both: name every snapshot")
+    if len(plain) > 1:
+        raise UsageError("--usage FILE is one snapshot: for several clusters give --usage NAME=FILE for each")
+    if named:
+        return ClusterUsage(named)
+    return load_snapshot(plain[0] if plain else None)
 
 
 # ------------------------------------------------------------------- test
@@ -337,7 +369,8 @@ def build_parser(*extensions: Extension) -> argparse.ArgumentParser:
 
     tree = verb("tree", "show the group tree with hard / carved / free per key", cmd_tree)
     tree.add_argument("--policy", action="append", required=True, metavar="DIR")
-    tree.add_argument("--usage", metavar="FILE")
+    tree.add_argument("--usage", action="append", metavar="[NAME=]FILE",
+                      help="usage snapshot {group: {key: quantity}}; NAME=FILE per cluster (repeatable, summed)")
 
     test = verb("test", "run policy tests (*.test.yaml): chained admissions with expected decisions", cmd_test,
                 ("text", "json", "junit", "github"))

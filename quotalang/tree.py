@@ -1,7 +1,13 @@
-"""`quotalang tree`: the group tree with hard / carved / used / free per key."""
+"""`quotalang tree`: the group tree with hard / carved / used / free per key.
+
+Usage may come from one snapshot or from one per cluster (`--usage NAME=FILE`,
+issue 18): a quota spans the fleet, so the clusters' usage is summed and the
+tree is checked against the sum, with each cluster's share shown beside it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from quotalang.decision import qty
@@ -10,16 +16,41 @@ from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_row
 from quotalang.units import format_hours
 
 
+class ClusterUsage:
+    """Per-cluster usage, summed (a `UsageSource`); each cluster's own stays readable."""
+
+    def __init__(self, clusters: Mapping[str, UsageSource]) -> None:
+        self.clusters = dict(clusters)
+
+    @staticmethod
+    def _sum(parts: list[Mapping[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for part in parts:
+            for key, value in part.items():
+                out[key] = out.get(key, 0) + value
+        return out
+
+    def used(self, group: str) -> Mapping[str, int]:
+        return self._sum([u.used(group) for u in self.clusters.values()])
+
+    def cash_used(self, group: str) -> Mapping[str, int]:
+        return self._sum([u.cash_used(group) for u in self.clusters.values()])
+
+
 def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
     return [g for g in policy.groups.values() if g.parent is None]
 
 
-def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
-    return [
-        {"key": r.key, "hard": qty(r.key, r.hard), "carved": qty(r.key, r.carved), "used": qty(r.key, r.used),
-         "free": qty(r.key, r.free)}
-        for r in limit_rows(group, usage.used(group.name))
-    ]
+def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for r in limit_rows(group, usage.used(group.name)):
+        row: dict[str, Any] = {"key": r.key, "hard": qty(r.key, r.hard), "carved": qty(r.key, r.carved),
+                               "used": qty(r.key, r.used), "free": qty(r.key, r.free)}
+        if isinstance(usage, ClusterUsage):
+            row["clusters"] = {name: qty(r.key, part.used(group.name).get(r.key, 0))
+                               for name, part in usage.clusters.items()}
+        rows.append(row)
+    return rows
 
 
 def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]:
@@ -56,9 +87,10 @@ def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
         if rows:
             width = max(len(r["key"]) for r in rows)
             for r in rows:
+                shares = ", ".join(f"{name} {used}" for name, used in r.get("clusters", {}).items())
                 lines.append(
                     f"{inner}  {r['key']:<{width}}  hard {r['hard']:>7}  carved {r['carved']:>7}"
-                    f"  used {r['used']:>7}  free {r['free']:>7}"
+                    f"  used {r['used']:>7}  free {r['free']:>7}" + (f"  ({shares})" if shares else "")
                 )
         for c in _cash_rows(group, usage):
             lines.append(

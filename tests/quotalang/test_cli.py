@@ -297,3 +297,46 @@ def test_eval_limit_range_file_errors_name_the_file(tmp_path: Path, capsys: pyte
                   "--limit-range", str(tmp_path / "lr.yaml"))
     err = capsys.readouterr().err
     assert code == 2 and f"{tmp_path / 'lr.yaml'}: LimitRange defaults: spec.limits[0].default.cpu is -1" in err
+
+
+def test_tree_sums_per_cluster_snapshots_and_shows_each_share(tmp_path: Path) -> None:
+    policy = tmp_path / "p.quota"
+    policy.write_text("group root {\n  limits.cpu 10\n  cash limits.cpu 100h per week\n}\n"
+                      "group a in root {\n  limits.cpu 4\n  cash limits.cpu 0h per week\n}\n")
+    east, west = tmp_path / "east.yaml", tmp_path / "west.yaml"
+    east.write_text('root: {limits.cpu: 1500m, cash: {limits.cpu: 10h}}\n')
+    west.write_text('root: {limits.cpu: "2", cash: {limits.cpu: 2.5h}}\n')
+    code, out = run("tree", "--policy", str(tmp_path), "--usage", f"east={east}", "--usage", f"west={west}",
+                    "--format", "json")
+    assert code == 0
+    (root,) = json.loads(out)
+    # used = 1.5 + 2 = 3.5; free = hard 10 − carved 4 − used 3.5 = 2.5
+    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "3500m", "free": "2500m",
+                               "clusters": {"east": "1500m", "west": "2"}}]
+    assert root["cash"][0]["used"] == "12.5h"  # 10 h + 2.5 h
+    code, out = run("tree", "--policy", str(tmp_path), "--usage", f"east={east}", "--usage", f"west={west}")
+    assert code == 0
+    assert "used   3500m  free   2500m  (east 1500m, west 2)" in out
+
+
+@pytest.mark.parametrize(
+    ("usage", "message"),
+    [
+        (["East=u.yaml"], "'East' is not a cluster name"),
+        (["a=u.yaml", "a=u.yaml"], "--usage a=... is given twice"),
+        (["u.yaml", "a=u.yaml"], "not both: name every snapshot"),
+        (["u.yaml", "u.yaml"], "--usage FILE is one snapshot"),
+        (["a=missing.yaml"], "cannot read missing.yaml"),
+    ],
+    ids=["bad-name", "twice", "mixed", "two-plain", "missing-file"],
+)
+def test_tree_per_cluster_usage_errors_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], usage: list[str],
+    message: str,
+) -> None:
+    (tmp_path / "p.quota").write_text("group root {\n  limits.cpu 10\n}\n")
+    (tmp_path / "u.yaml").write_text("root: {limits.cpu: 1}\n")
+    monkeypatch.chdir(tmp_path)
+    args = [a for u in usage for a in ("--usage", u)]
+    assert run("tree", "--policy", str(tmp_path), *args)[0] == 2
+    assert message in capsys.readouterr().err
