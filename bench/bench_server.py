@@ -97,14 +97,17 @@ def noop_server(port: int, cert: str, key: str) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
+    answered = [0]
+
     async def validate(request: Request) -> Response:
         review = orjson.loads(await request.body())
+        answered[0] += 1
         answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                   "response": {"uid": review["request"]["uid"], "allowed": True}}
         return Response(orjson.dumps(answer), media_type="application/json")
 
-    async def readyz(request: Request) -> Response:
-        return Response(b'{"ready": true}', media_type="application/json")
+    async def readyz(request: Request) -> Response:  # the reviews answered: bench_store waits for the first
+        return Response(orjson.dumps({"ready": True, "reviews": answered[0]}), media_type="application/json")
 
     app = Starlette(routes=[Route("/validate", validate, methods=["POST"]), Route("/readyz", readyz)])
     uvicorn.run(app, host="127.0.0.1", port=port, ssl_certfile=cert, ssl_keyfile=key, log_config=None,

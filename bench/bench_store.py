@@ -14,6 +14,9 @@ end-to-end suite's `Cluster`), so none inherits another's objects:
   each; its status written once as kube-controller-manager would, since none
   runs here);
 * Deployments, no webhook (the apiserver's own cost of a create);
+* Deployments through a no-op webhook (`bench_server.py`'s: parse the
+  review, allow it, keep nothing), registered like the replicas: the
+  ceiling any webhook reaches on this machine, whatever its store;
 * Deployments through quotalang: one `quotalang serve --store memory`
   (watching the cluster), then `--store kubernetes` at 1, 2 and 3 replicas
   (`POD_NAME` r0.., `--lease-namespace default`; the Lease holder folds) —
@@ -38,7 +41,8 @@ loop: a warm-up (3 s), then `--seconds` measured. Per setup:
 * `writes` / `409`: PUT/POST/PATCH of QuotaLedgers (or of ResourceQuota
   status, natively) and how many were refused with 409 — from the
   apiserver's `apiserver_request_total`, over the window; `api ms`: the
-  apiserver's CPU (process_cpu_seconds_total) per create;
+  apiserver's CPU (process_cpu_seconds_total) per create; `hook ms`: the
+  webhook processes' CPU (/proc) per create;
 * `× nat` / `p99 ×`: creates/s and p99 against native ResourceQuota in this
   run (one namespace for one group, 50 for 50 groups);
 * `check`: after the load, every object is listed and its usage computed by
@@ -89,6 +93,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_server import cpu_seconds  # noqa: E402
 from quotalang.quantity import parse_quantity  # noqa: E402
 from tests.e2e.kube_cluster import Cluster, assets, free_port, wait_until  # noqa: E402
 
@@ -108,7 +113,7 @@ class Setup:
     name: str
     kind: str  # "pod" or "deployment"
     namespaces: int
-    store: str | None = None  # None: no webhook; "memory" or "kubernetes"
+    store: str | None = None  # None: no webhook; "noop", "memory" or "kubernetes"
     replicas: int = 0
     native_quota: bool = False
 
@@ -123,6 +128,7 @@ SETUPS = [
     Setup("native pods, 1 ns", "pod", 1, native_quota=True),
     Setup(f"native pods, {MANY} ns", "pod", MANY, native_quota=True),
     Setup("deploy, no webhook", "deployment", 1),
+    Setup("no-op webhook, 1 ns", "deployment", 1, "noop", 1),
     Setup("memory, 1 group", "deployment", 1, "memory", 1),
     Setup(f"memory, {MANY} groups", "deployment", MANY, "memory", 1),
     *(Setup(f"kube ×{n}, 1 group", "deployment", 1, "kubernetes", n) for n in (1, 2, 3)),
@@ -144,6 +150,7 @@ class Result:
     writes: float = 0.0
     conflicts: float = 0.0
     api_ms: float = 0.0
+    hook_ms: float = 0.0
     check: str = "-"
     failed: bool = False
     error_samples: list[str] = field(default_factory=list)
@@ -244,6 +251,15 @@ class Replicas:
             pair = self.cluster.authority.issue(f"replica-{i}", hosts=["127.0.0.1"])
             port = free_port()
             log = self.folder / f"r{i}.log"
+            if self.setup.store == "noop":
+                with log.open("ab") as out:
+                    self.processes.append(subprocess.Popen(
+                        [sys.executable, str(ROOT / "bench" / "bench_server.py"), "--noop-server", str(port),
+                         str(pair.cert), str(pair.key)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
+                self.ports.append(port)
+                self.api_ports.append(port)
+                wait_until(lambda port=port: _answers(port, context), "the no-op webhook", 60, self.processes[-1], log)
+                continue
             store = ["--store", str(self.setup.store)]
             api_port = port
             if SEPARATE_API:  # the API on a port of its own, unauthenticated (127.0.0.1 only)
@@ -290,6 +306,16 @@ class Replicas:
                                   "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": bundle},
                                   "rules": rules}]})
                 answer.raise_for_status()
+            if self.setup.store == "noop":  # it denies nothing: until the apiserver has called it
+                context = ssl.create_default_context(cafile=str(self.cluster.authority.cert))
+                probe = orjson.loads(body(self.setup, "probe-0", 0, "r0"))
+
+                def called() -> bool:
+                    api.post(f"{collection(self.setup, namespace_name(0))}?dryRun=All", json=probe)
+                    return _answers(self.ports[0], context, calls=True)
+
+                wait_until(called, "the no-op webhook to take effect", 30)
+                return
             for i in range(len(self.ports)):  # until the apiserver calls each: a dry run too big to fit is denied
                 probe = orjson.loads(body(self.setup, f"probe-{i}", 0, f"r{i}"))
                 probe["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "1M"
@@ -299,6 +325,10 @@ class Replicas:
                     return answer.status_code == 403 and "denied" in answer.text
 
                 wait_until(denied, f"the webhook of r{i} to take effect", 30)
+
+    def cpu(self) -> float:
+        """CPU seconds the webhook processes have used so far."""
+        return sum(cpu_seconds(p.pid) for p in self.processes if p.poll() is None)
 
     def group_used(self, group: str) -> int:
         """millicpu the memory store counts for `group` (observed + reserved)."""
@@ -320,6 +350,15 @@ class Replicas:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _answers(port: int, context: ssl.SSLContext, calls: bool = False) -> bool:
+    """The no-op webhook is up (`calls`: and has been called: its /readyz counts the reviews it answered)."""
+    try:
+        answer = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=context, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200 and (not calls or int(answer.json().get("reviews", 0)) > 0)
 
 
 # ------------------------------------------------------------------ the load
@@ -461,7 +500,7 @@ def check(api: httpx.Client, setup: Setup, replicas: Replicas | None, result: Re
         result.failed = True
         result.check = f"FAIL: {count} objects listed, {result.created} created (201)"
         return
-    if setup.store is None and not setup.native_quota:
+    if setup.store in (None, "noop") and not setup.native_quota:
         result.check = f"ok ({count} objects)"
         return
     began = time.monotonic()
@@ -530,6 +569,8 @@ def run(binaries: Path, folder: Path, setup: Setup, seconds: float, threads: int
             def at_start() -> None:
                 measuring.wait(WARMUP + 30)
                 before.update(apiserver_metrics(api))
+                if replicas is not None:
+                    before["hook"] = replicas.cpu()
 
             marker = threading.Thread(target=at_start, daemon=True)
             marker.start()
@@ -539,6 +580,8 @@ def run(binaries: Path, folder: Path, setup: Setup, seconds: float, threads: int
             after = apiserver_metrics(api)
             creates = max(result.rate * seconds, 1.0)
             result.api_ms = (after["cpu"] - before.get("cpu", after["cpu"])) * 1000 / creates
+            if replicas is not None:
+                result.hook_ms = (replicas.cpu() - before.get("hook", 0.0)) * 1000 / creates
             result.writes = after["writes"] - before.get("writes", 0.0)
             result.conflicts = after["conflicts"] - before.get("conflicts", 0.0)
             if setup.store == "kubernetes":
@@ -553,6 +596,13 @@ def run(binaries: Path, folder: Path, setup: Setup, seconds: float, threads: int
 def targets(results: dict[str, Result]) -> list[str]:
     """Issue 16's targets against this run's figures: printed, never asserted."""
     lines = ["targets (issue 16), this run:"]
+    ceiling, native = results.get("no-op webhook, 1 ns"), results.get("native pods, 1 ns")
+    if ceiling and native and native.rate:
+        lines.append(f"  ceiling: a no-op webhook reaches {ceiling.rate / native.rate:.2f}× native pods, 1 ns "
+                     f"(p99 {ceiling.p99 / native.p99:.2f}×): no store can do better on this machine")
+        one = results.get("kube ×1, 1 group")
+        if one and ceiling.rate:
+            lines.append(f"  kube ×1, 1 group: {one.rate / ceiling.rate:.2f}× the no-op webhook's creates/s")
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
@@ -579,17 +629,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per setup (after 3 s warm-up)")
     parser.add_argument("--threads", type=int, default=16, help="client threads, one keep-alive connection each")
-    parser.add_argument("--only", default="", help="run only the setups whose name contains this (and natives)")
+    parser.add_argument("--only", default="",
+                        help="run only the setups whose name contains this (and natives, and the no-op webhook)")
     args = parser.parse_args()
     binaries = assets()
     if binaries is None:
         sys.exit("no kube-apiserver/etcd: run scripts/provision-kube.sh or set KUBEBUILDER_ASSETS")
-    setups = [s for s in SETUPS if args.only in s.name or s.native_quota]
+    setups = [s for s in SETUPS if args.only in s.name or s.native_quota or s.store == "noop"]
     print(f"{args.threads} threads, keep-alive HTTPS to the apiserver, distinct objects ({CPU} cpu, 1 replica), "
           f"{WARMUP:g} s warm-up + {args.seconds:g} s per setup, a fresh etcd + apiserver each; "
           f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}\n", flush=True)
     header = (f"{'setup':<22}{'creates/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'err':>5}{'first5':>8}{'last5':>7}"
-              f"{'ledger B':>10}{'mgdF':>6}{'writes':>8}{'409':>6}{'api ms':>8}{'× nat':>7}{'p99 ×':>7}  check")
+              f"{'ledger B':>10}{'mgdF':>6}{'writes':>8}{'409':>6}{'api ms':>8}{'hook ms':>8}{'× nat':>7}"
+              f"{'p99 ×':>7}  check")
     print(header)
     print("-" * (len(header) + 10), flush=True)
     results: dict[str, Result] = {}
@@ -610,7 +662,8 @@ def main() -> None:
             conflicts = f"{result.conflicts:.0f}" if counted else "-"
             print(f"{setup.name:<22}{result.rate:>10.0f}{result.p50:>8.1f}{result.p99:>8.1f}{result.errors:>5}"
                   f"{result.first5:>8.0f}{result.last5:>7.0f}{ledger:>10}{managed:>6}{writes:>8}{conflicts:>6}"
-                  f"{result.api_ms:>8.2f}{ratio:>7}{p99:>7}  {result.check}", flush=True)
+                  f"{result.api_ms:>8.2f}{result.hook_ms if setup.store else 0:>8.2f}{ratio:>7}{p99:>7}"
+                  f"  {result.check}", flush=True)
             for sample in result.error_samples:
                 print(f"    error: {sample}", flush=True)
     print()
