@@ -26,15 +26,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def require_kube() -> Path:
+    """The kube-apiserver/etcd folder; without one, skip — or fail when QUOTALANG_E2E_REQUIRED=1."""
     folder = assets()
     if folder is None:
         message = ("no kube-apiserver/etcd: run scripts/provision-kube.sh or set KUBEBUILDER_ASSETS")
         if REQUIRED:
             pytest.fail(f"QUOTALANG_E2E_REQUIRED=1 but {message}", pytrace=False)
         pytest.skip(message)
-    running = Cluster(folder, tmp_path_factory.mktemp("cluster"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = Cluster(require_kube(), tmp_path_factory.mktemp("cluster"))
     try:
         running.start()
         yield running

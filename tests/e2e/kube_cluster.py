@@ -245,6 +245,11 @@ class Cluster:
         except httpx.HTTPError:
             return False
 
+    @property
+    def running(self) -> bool:
+        """The apiserver was started and not stopped since."""
+        return self._apiserver is not None
+
     def stop_apiserver(self) -> None:
         _stop(self._apiserver)
         self._apiserver = None
@@ -312,6 +317,7 @@ class Webhook:
     port: int = 0
     api_port: int = 0  # /metrics, /api/*: the API port
     api_auth: bool = False  # True: bearer tokens checked against the cluster; False: --api-insecure
+    env: dict[str, str] = field(default_factory=dict)  # more environment (e.g. POD_NAME for a replica)
 
     @property
     def url(self) -> str:
@@ -336,7 +342,7 @@ class Webhook:
              "--api-port", str(self.api_port), *(() if self.api_auth else ("--api-insecure",)),
              "--log-format", "json", *self.args],
             # serve's default SQLite ledger lives under $XDG_STATE_HOME: one per webhook, never the user's.
-            env={"XDG_STATE_HOME": str(self.folder / "state")})
+            env={"XDG_STATE_HOME": str(self.folder / "state"), **self.env})
         wait_until(self.ready, "quotalang serve /readyz", 60, self.process, self.log)
 
     def ready(self) -> bool:
@@ -365,11 +371,17 @@ class Webhook:
         return body
 
     def register(self, rules: list[dict[str, Any]], failure_policy: str = "Fail", *,
-                 name: str = "quotalang-e2e", object_selector: dict[str, Any] | None = None) -> None:
-        """A ValidatingWebhookConfiguration that sends `rules` to this server."""
+                 name: str = "quotalang-e2e", object_selector: dict[str, Any] | None = None,
+                 on: Cluster | None = None, route: str = "/validate") -> None:
+        """A ValidatingWebhookConfiguration that sends `rules` to this server's `route`.
+
+        `on`: the cluster to register with (default its own): a member cluster
+        of a multi-cluster serve, which trusts this server's CA (its own
+        cluster's) through the caBundle.
+        """
         import base64
 
-        self.cluster.apply({
+        (on or self.cluster).apply({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
@@ -381,7 +393,7 @@ class Webhook:
                 "timeoutSeconds": 10,
                 "failurePolicy": failure_policy,
                 "matchPolicy": "Equivalent",
-                "clientConfig": {"url": f"{self.url}/validate",
+                "clientConfig": {"url": f"{self.url}{route}",
                                  "caBundle": base64.b64encode(self.cluster.authority.cert.read_bytes()).decode()},
                 "rules": rules,
             }],
