@@ -16,7 +16,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -92,7 +92,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 @_server_extra
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
-    from quotalang.server.manifests import DEFAULT_IMAGE, manifests, parse_kube_version, render_yaml, write_dir
+    from quotalang.server import manifests as m
 
     ca_bundle = None
     if args.ca_bundle:
@@ -100,10 +100,15 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
             ca_bundle = Path(args.ca_bundle).read_bytes()
         except OSError as exc:
             raise core.UsageError(f"cannot read {args.ca_bundle}: {exc.strerror}") from None
-    docs = manifests(
-        args.policy,
-        args.namespace,
-        image=args.image or DEFAULT_IMAGE,
+    if args.only is not None and not args.cluster:
+        raise core.UsageError("--only picks one part of a --cluster install: give --cluster NAME")
+    if bool(args.cluster) != bool(args.webhook_url):
+        raise core.UsageError("--cluster and --webhook-url go together: the member clusters, and the hub's https "
+                              "address they call")
+    if args.output_dir and args.format == "json":
+        raise core.UsageError("--output-dir writes YAML files: leave out --format json")
+    options: dict[str, Any] = dict(
+        image=args.image or m.DEFAULT_IMAGE,
         failure_policy=args.failure_policy,
         replicas=args.replicas,
         tls_secret=args.tls_secret,
@@ -111,25 +116,47 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         cert_manager=args.cert_manager,
         embed_self_signed=args.embed_self_signed,
         priority_class=args.priority_class or None,
-        kube_version=parse_kube_version(args.kube_version),
+        kube_version=m.parse_kube_version(args.kube_version),
         exempt_namespaces=args.exempt_namespace or (),
         webhook_from=args.webhook_from or (),
         metrics_from_namespace=args.metrics_from_namespace,
     )
-    if args.embed_self_signed:
-        print("quotalang manifests: warning: --embed-self-signed prints a private key; keep the output out of "
-              "Git and CI logs, and note that nothing renews this certificate", file=sys.stderr)
+    notes: list[str] = []
+    if args.cluster:
+        targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, **options)
+        if args.only is not None and args.only not in targets:
+            raise core.UsageError(f"--only {args.only}: give {m.HUB} or one of the --cluster names "
+                                  f"({', '.join(args.cluster)})")
+        if not args.output_dir and args.only is None:
+            raise core.UsageError("--cluster makes objects for several clusters: give --output-dir DIR (a folder "
+                                  f"each) or --only {m.HUB}|NAME to print one cluster's part")
+        if args.only is None:
+            written = m.write_fleet_dir(targets, args.namespace, Path(args.output_dir))
+            _warn_private_key(args)
+            out.write(f"wrote {len(written)} files to {args.output_dir}, a folder per cluster; apply each with "
+                      f"kubectl apply -k {args.output_dir}/NAME in its cluster ({m.HUB}: the hub)\n")
+            return core.EXIT_OK
+        docs = targets[args.only]
+        notes = m.fleet_notes(args.only, args.namespace, args.cluster)
+    else:
+        docs = m.manifests(args.policy, args.namespace, **options)
+    if m.has_private_key(docs):
+        _warn_private_key(args)
     if args.output_dir:
-        if args.format == "json":
-            raise core.UsageError("--output-dir writes YAML files: leave out --format json")
-        written = write_dir(docs, args.namespace, Path(args.output_dir))
+        written = m.write_dir(docs, args.namespace, Path(args.output_dir), notes)
         out.write(f"wrote {len(written)} files to {args.output_dir}; apply with: kubectl apply -k {args.output_dir}\n")
     elif args.format == "json":
         out.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs},
                                option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        out.write(render_yaml(docs, args.namespace, args.replicas))
+        out.write(m.render_yaml(docs, args.namespace, args.replicas, notes))
     return core.EXIT_OK
+
+
+def _warn_private_key(args: argparse.Namespace) -> None:
+    if args.embed_self_signed:
+        print("quotalang manifests: warning: --embed-self-signed prints a private key; keep the output out of "
+              "Git and CI logs, and note that nothing renews this certificate", file=sys.stderr)
 
 
 def _positive_int(text: str) -> int:
@@ -275,6 +302,15 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--metrics-from-namespace", metavar="NS",
                      help="NetworkPolicy: admit the API port (/metrics, /api, the pages) only from this namespace "
                      "(default anywhere: a token RBAC allows is needed there anyway; Kubernetes >= 1.21)")
+    man.add_argument("--cluster", action="append", metavar="NAME",
+                     help="several clusters: a member cluster (repeatable; the hub's serve gets --cluster NAME=... "
+                     "from a kubeconfig Secret, the member a webhook configuration calling --webhook-url/validate/NAME "
+                     "and read-only RBAC for the hub's watcher)")
+    man.add_argument("--webhook-url", metavar="URL",
+                     help="with --cluster: the hub's https address the members' apiservers call")
+    man.add_argument("--only", metavar="hub|NAME",
+                     help="with --cluster: print only the hub's part, or member NAME's (else --output-dir writes a "
+                     "folder each)")
     man.add_argument("--output-dir", metavar="DIR",
                      help="write one file per object and a kustomization.yaml (kubectl apply -k DIR) instead of "
                      "printing")

@@ -62,7 +62,9 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +76,7 @@ from quotalang.controller.kube.election import DEFAULT_NAME as DEFAULT_LEASE_NAM
 from quotalang.controller.kube.naming import plural, policy_kinds
 from quotalang.controller.ledger import crd as ledger_crd
 from quotalang.errors import InputError
+from quotalang.server.clusters import cluster_name
 from quotalang.server.exemptions import LABEL as EXEMPT_LABEL
 from quotalang.server.exemptions import PATH as NAMESPACES_PATH
 from quotalang.server.exemptions import exempt_list, namespace_name
@@ -83,6 +86,10 @@ NAME = "quotalang"
 WEBHOOK_NAME = "quota.quotalang.dev"
 NAMESPACE_WEBHOOK_NAME = "namespaces.quotalang.dev"  # Kubernetes < 1.21: guards the exemption label
 POLICY_MOUNT = "/etc/quotalang/policy"
+CLUSTERS_MOUNT = "/etc/quotalang/clusters"  # the hub: a member's kubeconfig at NAME/kubeconfig
+HUB = "hub"  # the hub's name in its own logs (it holds the ledger and is not a member)
+TOKEN_SECRET = f"{NAME}-token"  # a member: the hub's watcher token
+WATCHER = f"{NAME}-watcher"  # a member: what the hub may read there
 TLS_MOUNT = "/etc/quotalang/tls"
 PORT = 8443
 API_PORT = 8444  # /metrics, the JSON API and the pages, behind TokenReview + SubjectAccessReview
@@ -164,12 +171,8 @@ def policy_files(paths: Sequence[str]) -> tuple[CompiledPolicy, dict[str, str]]:
     return policy, dict(sorted(files.items()))
 
 
-def rbac(policy: CompiledPolicy, namespace: str, *, keeps_secret: bool) -> list[dict[str, Any]]:
-    """ServiceAccount, roles and bindings: every rule is one the code calls, with the call named.
-
-    `keeps_secret`: serve keeps its certificates in a Secret and publishes the CA
-    to the webhook configuration (the default), which needs three more rules.
-    """
+def watch_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
+    """What the controller reads in a cluster it watches: list + watch, and get for /scale parents."""
     # pods: the controller accrues cash per pod. limitranges: every replica (the kubernetes store's
     # runtime) and the controller list + watch them to charge templates with their namespace's
     # LimitRange defaults, as the LimitRanger will fill them in (controller/kube/limit_ranges.py).
@@ -189,6 +192,20 @@ def rbac(policy: CompiledPolicy, namespace: str, *, keeps_secret: bool) -> list[
         # live_lookup); only kinds whose rule names a scale path get /scale reviews.
         if scaled.get(group):
             rules.append({"apiGroups": [group], "resources": sorted(scaled[group]), "verbs": ["get"]})
+    return rules
+
+
+def rbac(
+    policy: CompiledPolicy, namespace: str, *, keeps_secret: bool, watches: bool = True
+) -> list[dict[str, Any]]:
+    """ServiceAccount, roles and bindings: every rule is one the code calls, with the call named.
+
+    `keeps_secret`: serve keeps its certificates in a Secret and publishes the CA
+    to the webhook configuration (the default), which needs three more rules.
+    `watches`: serve watches this cluster (False: a hub that only holds the
+    ledger; the members grant the watch, `member_objects`).
+    """
+    rules = watch_rules(policy) if watches else []
     # The shared ledger (controller/ledger/kubestore.py): get/create/update one object per group on
     # every admission (compare-and-swap), list + watch to follow other replicas' writes, delete to
     # drop an empty ledger of a group the policy no longer has.
@@ -283,8 +300,9 @@ TlsMode = Literal["secret", "cert-manager", "embedded", "existing"]
 
 def deployment(
     namespace: str, image: str, replicas: int, tls: TlsMode, tls_secret: str, failure_mode: str,
-    priority_class: str | None, exempt: Sequence[str] = (),
+    priority_class: str | None, exempt: Sequence[str] = (), clusters: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The webhook's Deployment; with `clusters`, the hub's: each member's kubeconfig mounted from a Secret."""
     args = ["serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), "--api-port", str(API_PORT)]
     for name in exempt:  # the same list the webhook configuration skips (serve judges the label by it)
         args += ["--exempt-namespace", name]
@@ -300,11 +318,19 @@ def deployment(
     # /tmp: certificate reloads validate in a scratch folder, and the kept pair is served from there.
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
     volumes.append({"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
-    args += [
-        "--failure-mode", failure_mode, "--log-format", "json",
-        # Replicas share the ledger on the apiserver; the Lease holder watches and accrues cash.
-        "--in-cluster", "--store", "kubernetes",
-    ]
+    # Replicas share the ledger on the apiserver; the Lease holder watches and accrues cash.
+    args += ["--failure-mode", failure_mode, "--log-format", "json"]
+    if clusters:
+        # The hub: watches every member through the kubeconfig in its Secret, keeps the ledger, the
+        # Lease and the token checks in the cluster it runs in (not watched: it runs no workloads).
+        for name in clusters:
+            folder = f"{CLUSTERS_MOUNT}/{name}"
+            args += ["--cluster", f"{name}={folder}/kubeconfig"]
+            mounts.append({"name": f"cluster-{name}", "mountPath": folder, "readOnly": True})
+            volumes.append({"name": f"cluster-{name}", "secret": {"secretName": cluster_secret(name)}})
+        args += ["--ledger-cluster", f"{HUB}=in-cluster", "--store", "kubernetes"]
+    else:
+        args += ["--in-cluster", "--store", "kubernetes"]
     probe = {"scheme": "HTTPS", "port": "https"}
     container = {
         "name": "webhook",
@@ -387,6 +413,43 @@ def manifests(
     `embed_self_signed` prints a private key (the caller warns).
     `exempt_namespaces` adds to kube-system and `namespace`, which are always exempt.
     """
+    return _install(
+        paths, namespace, image=image, failure_policy=failure_policy, replicas=replicas, tls_secret=tls_secret,
+        ca_bundle=ca_bundle, cert_manager=cert_manager, embed_self_signed=embed_self_signed,
+        priority_class=priority_class, kube_version=kube_version, exempt_namespaces=exempt_namespaces,
+        webhook_from=webhook_from, metrics_from_namespace=metrics_from_namespace,
+    ).docs
+
+
+@dataclass(frozen=True, slots=True)
+class _Install:
+    docs: list[dict[str, Any]]
+    policy: CompiledPolicy
+    client_config: dict[str, Any]
+    exempt: tuple[str, ...]
+    by_name: bool
+
+
+def _install(
+    paths: Sequence[str],
+    namespace: str,
+    *,
+    image: str = DEFAULT_IMAGE,
+    failure_policy: FailurePolicy = "Fail",
+    replicas: int = 2,
+    tls_secret: str | None = None,
+    ca_bundle: bytes | None = None,
+    cert_manager: bool = False,
+    embed_self_signed: bool = False,
+    priority_class: str | None = DEFAULT_PRIORITY_CLASS,
+    kube_version: tuple[int, int] = DEFAULT_KUBE_VERSION,
+    exempt_namespaces: Sequence[str] = (),
+    webhook_from: Sequence[str] = (),
+    metrics_from_namespace: str | None = None,
+    clusters: Sequence[str] = (),
+    webhook_host: str | None = None,
+) -> _Install:
+    """`manifests`, or with `clusters` the hub's part of `fleet_manifests` (no webhook configuration)."""
     namespace = namespace_name(namespace, "--namespace")
     exempt = exempt_list(namespace, exempt_namespaces)
     by_name = kube_version >= NAME_LABEL_SINCE
@@ -408,12 +471,20 @@ def manifests(
         raise InputError(f"{' and '.join(chosen)} are different ways to get a certificate: choose one")
     tls: TlsMode = ("existing" if tls_secret is not None else "cert-manager" if cert_manager
                     else "embedded" if embed_self_signed else "secret")
+    if clusters and tls in ("secret", "cert-manager"):
+        # Both publish the CA into a webhook configuration in the cluster they run in; the members'
+        # configurations need it at install time.
+        raise InputError(
+            "--cluster: the members' webhook configurations need the hub's CA now: give --tls-secret NAME "
+            "--ca-bundle FILE (a certificate naming the --webhook-url host), or --embed-self-signed")
     policy, files = policy_files(paths)
     hosts = service_hosts(namespace)
+    if webhook_host is not None:
+        hosts.insert(0, webhook_host)  # the members call the hub by its URL
     docs: list[dict[str, Any]] = [
         ledger_crd.crd(),
         *namespaces(namespace, exempt, by_name),
-        *rbac(policy, namespace, keeps_secret=tls == "secret"),
+        *rbac(policy, namespace, keeps_secret=tls == "secret", watches=not clusters),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"{NAME}-policy", namespace),
          "data": files},
     ]
@@ -448,9 +519,106 @@ def manifests(
                                                    {"name": "api", "port": API_PORT, "targetPort": "api"}]}})
     if tls == "cert-manager":
         docs += cert_manager_objects(namespace, hosts)
-    webhook_meta = _meta(NAME)
+    docs += [
+        deployment(namespace, image, replicas, tls, tls_secret or TLS_SECRET, failure_mode, priority_class, exempt,
+                   clusters),
+        # maxUnavailable, not minAvailable: at one replica (or on a one-node cluster) minAvailable 1
+        # would block every drain forever. policy/v1 arrived in 1.21; v1beta1 is the same object.
+        {"apiVersion": "policy/v1" if kube_version >= (1, 21) else "policy/v1beta1",
+         "kind": "PodDisruptionBudget", "metadata": _meta(NAME, namespace),
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels()}}},
+        network_policy(namespace, blocks, metrics_from_namespace),
+    ]
+    if not clusters:
+        docs.append(webhook_configuration(policy, client_config, failure_policy, exempt, by_name, annotations))
+    return _Install(docs, policy, client_config, exempt, by_name)
+
+
+def cluster_secret(name: str) -> str:
+    """The hub's Secret holding member `name`'s kubeconfig (key `kubeconfig`)."""
+    return f"{NAME}-cluster-{name}"
+
+
+def webhook_url_host(url: str) -> tuple[str, str]:
+    """`https://host[:port][/path]` → (the URL without a trailing '/', host); anything else: InputError."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment or "@" in parsed.netloc:
+        raise InputError(f"--webhook-url {url!r} is not an https URL like https://quota.example.com "
+                         "(the apiserver calls webhooks over TLS; no query, fragment or user)")
+    return url.rstrip("/"), parsed.hostname
+
+
+def fleet_manifests(
+    paths: Sequence[str],
+    namespace: str,
+    clusters: Sequence[str],
+    webhook_url: str,
+    **options: Any,
+) -> dict[str, list[dict[str, Any]]]:
+    """Several clusters: the hub's objects (`HUB`) and each member's, by where they are applied.
+
+    The hub runs serve (`--store kubernetes`, the ledger and Lease in the hub,
+    not watched) with one `--cluster NAME=...` per member, each kubeconfig
+    mounted from the Secret `cluster_secret(NAME)` that the admin fills from
+    the member's token. A member gets no Deployment: a webhook configuration
+    calling `URL/validate/NAME` with the hub's CA, and a ServiceAccount whose
+    read-only ClusterRole is what the hub's watcher lists, watches and gets
+    there, with a token Secret for the hub's kubeconfig. `options`: those of
+    `manifests`.
+    """
+    names = [cluster_name(c) for c in clusters]  # as serve --cluster wants them
+    if len(set(names)) != len(names):
+        raise InputError("--cluster: each member cluster is named once")
+    if HUB in names:
+        raise InputError(f"--cluster {HUB}: the hub is named {HUB} in its own logs; give the member another name")
+    if not names:
+        raise InputError("--webhook-url is the hub's address for member clusters: name them with --cluster NAME")
+    url, host = webhook_url_host(webhook_url)
+    hub = _install(paths, namespace, clusters=names, webhook_host=host, **options)
+    out = {HUB: hub.docs}
+    for name in names:
+        out[name] = member_objects(hub, namespace, name, url, options.get("failure_policy", "Fail"),
+                                   options.get("kube_version", DEFAULT_KUBE_VERSION))
+    return out
+
+
+def member_objects(
+    hub: _Install, namespace: str, name: str, url: str, failure_policy: FailurePolicy, kube_version: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """What member `name` needs: its namespace, the hub's read-only access, and its webhook configuration."""
+    namespace = namespace_name(namespace, "--namespace")
+    subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]
+    client_config = {"url": f"{url}/validate/{name}", "caBundle": hub.client_config["caBundle"]}
+    # list + watch: the hub's Controller for this cluster (controller/runner.py) lists and watches every
+    # policy kind, pods and LimitRanges here; get: the hub fetches a /scale parent it has not indexed
+    # (server/stores.py live_lookup, by the review's cluster). Nothing is written here.
+    return [
+        *namespaces(namespace, hub.exempt, kube_version >= NAME_LABEL_SINCE),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, namespace)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(WATCHER),
+         "rules": watch_rules(hub.policy)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(WATCHER),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WATCHER},
+         "subjects": subject},
+        # A long-lived token for the hub's kubeconfig (the token controller fills it in).
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+         "metadata": {**_meta(TOKEN_SECRET, namespace), "annotations": {"kubernetes.io/service-account.name": NAME}}},
+        webhook_configuration(hub.policy, client_config, failure_policy, hub.exempt, hub.by_name),
+    ]
+
+
+def webhook_configuration(
+    policy: CompiledPolicy,
+    client_config: Mapping[str, Any],
+    failure_policy: FailurePolicy,
+    exempt: Sequence[str],
+    by_name: bool,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration: the quota webhook, and before 1.21 the namespaces one."""
+    meta = _meta(NAME)
     if annotations:
-        webhook_meta["annotations"] = annotations
+        meta["annotations"] = dict(annotations)
     quota_hook: dict[str, Any] = {
         "name": WEBHOOK_NAME,
         "admissionReviewVersions": ["v1"],
@@ -458,7 +626,7 @@ def manifests(
         "timeoutSeconds": 5,
         "failurePolicy": failure_policy,
         "matchPolicy": "Equivalent",
-        "clientConfig": client_config,
+        "clientConfig": dict(client_config),
         "namespaceSelector": {"matchExpressions": [
             # By name where Kubernetes guards the name label; else by a label only listed namespaces
             # may carry (the namespaces webhook below refuses it elsewhere).
@@ -470,22 +638,8 @@ def manifests(
     hooks = [quota_hook]
     if not by_name:
         hooks.append(namespace_webhook(client_config))
-    docs += [
-        deployment(namespace, image, replicas, tls, tls_secret or TLS_SECRET, failure_mode, priority_class, exempt),
-        # maxUnavailable, not minAvailable: at one replica (or on a one-node cluster) minAvailable 1
-        # would block every drain forever. policy/v1 arrived in 1.21; v1beta1 is the same object.
-        {"apiVersion": "policy/v1" if kube_version >= (1, 21) else "policy/v1beta1",
-         "kind": "PodDisruptionBudget", "metadata": _meta(NAME, namespace),
-         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels()}}},
-        network_policy(namespace, blocks, metrics_from_namespace),
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": webhook_meta,
-            "webhooks": hooks,
-        },
-    ]
-    return docs
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": meta, "webhooks": hooks}
 
 
 def namespaces(namespace: str, exempt: Sequence[str], by_name: bool) -> list[dict[str, Any]]:
@@ -516,7 +670,11 @@ def namespace_webhook(client_config: Mapping[str, Any]) -> dict[str, Any]:
     outlive the outage. The price: while no replica answers, the labelled
     namespaces' own objects (not their pods) cannot be updated.
     """
-    service = dict(client_config["service"], path=NAMESPACES_PATH)
+    if "url" in client_config:  # a member of several clusters calls the hub by URL
+        hub = str(client_config["url"]).rsplit("/validate/", 1)[0]
+        target: dict[str, Any] = {**client_config, "url": f"{hub}{NAMESPACES_PATH}"}
+    else:
+        target = {**client_config, "service": dict(client_config["service"], path=NAMESPACES_PATH)}
     return {
         "name": NAMESPACE_WEBHOOK_NAME,
         "admissionReviewVersions": ["v1"],
@@ -524,7 +682,7 @@ def namespace_webhook(client_config: Mapping[str, Any]) -> dict[str, Any]:
         "timeoutSeconds": 5,
         "failurePolicy": "Fail",
         "matchPolicy": "Equivalent",
-        "clientConfig": {**client_config, "service": service},
+        "clientConfig": target,
         "objectSelector": {"matchExpressions": [{"key": EXEMPT_LABEL, "operator": "Exists"}]},
         "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                    "resources": ["namespaces"], "scope": "Cluster"}],
@@ -586,10 +744,11 @@ def _hand_labelled(docs: list[dict[str, Any]]) -> list[str]:
     return [n for n in listed if n not in labelled]
 
 
-def header(docs: list[dict[str, Any]], namespace: str, apply: str) -> list[str]:
+def header(docs: list[dict[str, Any]], namespace: str, apply: str, notes: Sequence[str] = ()) -> list[str]:
     lines = [
         f"# quotalang webhook for namespace {namespace}: generated by `quotalang manifests`.",
         f"# Apply with: {apply}",
+        *(f"# {note}" for note in notes),
     ]
     for name in _hand_labelled(docs):
         lines.append(f"# Exempt namespace {name}: kubectl label namespace {name} {EXEMPT_LABEL}=true")
@@ -598,9 +757,45 @@ def header(docs: list[dict[str, Any]], namespace: str, apply: str) -> list[str]:
     return lines
 
 
-def render_yaml(docs: list[dict[str, Any]], namespace: str, replicas: int) -> str:
+def render_yaml(docs: list[dict[str, Any]], namespace: str, replicas: int, notes: Sequence[str] = ()) -> str:
     body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120)
-    return "\n".join(header(docs, namespace, "quotalang manifests ... | kubectl apply -f -")) + "\n" + body
+    return "\n".join(header(docs, namespace, "quotalang manifests ... | kubectl apply -f -", notes)) + "\n" + body
+
+
+def fleet_notes(target: str, namespace: str, clusters: Sequence[str]) -> list[str]:
+    """What to do besides applying: where each part goes, and the kubeconfig Secrets the hub reads."""
+    if target == HUB:
+        secrets = ", ".join(cluster_secret(c) for c in clusters)
+        return [
+            "The hub (several clusters): apply to the cluster that keeps the ledger. Expose Service "
+            f"{namespace}/{NAME} (port 443) at --webhook-url, and create the Secrets {secrets} "
+            "(key kubeconfig) as each member's output says.",
+        ]
+    return [
+        f"Member cluster {target}: apply to {target}; its webhook calls the hub at /validate/{target}.",
+        f"Then give the hub a kubeconfig for {target} with the token of Secret {namespace}/{TOKEN_SECRET} here:",
+        f"  kubectl -n {namespace} create secret generic {cluster_secret(target)} --from-file=kubeconfig=FILE "
+        "(in the hub)",
+    ]
+
+
+def write_fleet_dir(
+    targets: Mapping[str, list[dict[str, Any]]], namespace: str, folder: Path
+) -> list[Path]:
+    """One folder per target (`hub`, each member), each as `write_dir` writes it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--output-dir {folder} is a file, not a directory")
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in targets)
+        if foreign:
+            raise InputError(
+                f"--output-dir {folder} holds files this command did not write ({', '.join(foreign[:5])}); "
+                "give an empty or new directory")
+    written: list[Path] = []
+    for target, docs in targets.items():
+        written += write_dir(docs, namespace, folder / target, fleet_notes(target, namespace, list(targets)[1:]))
+    return written
 
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -613,7 +808,7 @@ def file_name(index: int, doc: Mapping[str, Any]) -> str:
     return f"{index:02d}-{str(doc['kind']).lower()}-{name}.yaml"
 
 
-def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path) -> list[Path]:
+def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path, notes: Sequence[str] = ()) -> list[Path]:
     """One file per object and a kustomization.yaml naming them in apply order; returns what was written.
 
     A folder that holds other files is refused (the output would mix with them);
@@ -646,7 +841,7 @@ def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path) -> list[
             out.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120))
         names.append(name)
         written.append(path)
-    lines = [_MARK, *header(docs, namespace, f"kubectl apply -k {folder}")]
+    lines = [_MARK, *header(docs, namespace, f"kubectl apply -k {folder}", notes)]
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": names}
     path = folder / KUSTOMIZATION
     path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(kustomization, sort_keys=False))

@@ -417,3 +417,116 @@ def test_output_dir_keeps_an_embedded_key_private(tmp_path: Path) -> None:
     secret = next((tmp_path / "out").glob("*-secret-quotalang-tls.yaml"))
     assert secret.stat().st_mode & 0o777 == 0o600
     assert "WARNING: this output holds a private key" in (tmp_path / "out" / "kustomization.yaml").read_text()
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path) -> tuple[Path, bytes]:
+    ca = make_ca()
+    (tmp_path / "ca.crt").write_bytes(ca.cert)
+    return tmp_path / "ca.crt", ca.cert
+
+
+def fleet_part(ca: Path, only: str, *more: str) -> list[dict[str, Any]]:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--tls-secret", "hub-tls", "--ca-bundle",
+                     str(ca), "--cluster", "east", "--cluster", "west", "--webhook-url",
+                     "https://quota.example.com:8443/", "--only", only, *more)
+    assert code == 0, text
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_a_member_gets_a_webhook_calling_its_route_and_read_only_rbac(ca_file: tuple[Path, bytes]) -> None:
+    docs = fleet_part(ca_file[0], "west")
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                                         "Secret", "ValidatingWebhookConfiguration"]
+    (hook,) = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert hook["clientConfig"] == {"url": "https://quota.example.com:8443/validate/west",
+                                    "caBundle": base64.b64encode(ca_file[1]).decode()}
+    # The same rules and exemptions as a one-cluster install's webhook.
+    single = find(manifests([str(EXAMPLES)], "q"), "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["rules"] == single["rules"] and hook["namespaceSelector"] == single["namespaceSelector"]
+    role = find(docs, "ClusterRole")
+    assert role["metadata"]["name"] == "quotalang-watcher"
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"list", "watch", "get"}  # nothing written in a member
+    pods = next(r for r in role["rules"] if r["apiGroups"] == [""] and "list" in r["verbs"])
+    assert pods["resources"] == ["limitranges", "pods"]
+    binding = find(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "quotalang-watcher"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "quotalang", "namespace": "q"}]
+    token = find(docs, "Secret")
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "quotalang"}
+
+
+def test_the_hub_runs_serve_over_every_member_kubeconfig_and_has_no_webhook(ca_file: tuple[Path, bytes]) -> None:
+    docs = fleet_part(ca_file[0], "hub")
+    kinds = [d["kind"] for d in docs]
+    assert "ValidatingWebhookConfiguration" not in kinds and "Deployment" in kinds
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    pairs = [args[i + 1] for i, a in enumerate(args) if a == "--cluster"]
+    assert pairs == ["east=/etc/quotalang/clusters/east/kubeconfig", "west=/etc/quotalang/clusters/west/kubeconfig"]
+    assert args[args.index("--ledger-cluster") + 1] == "hub=in-cluster"
+    assert args[args.index("--store") + 1] == "kubernetes" and "--in-cluster" not in args
+    for name in ("east", "west"):
+        assert {"name": f"cluster-{name}", "secret": {"secretName": f"quotalang-cluster-{name}"}} in pod["volumes"]
+        assert {"name": f"cluster-{name}", "mountPath": f"/etc/quotalang/clusters/{name}", "readOnly": True} in \
+            pod["containers"][0]["volumeMounts"]
+    # The hub watches nothing: the ledger, the Lease and the token checks only.
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "quotalang")
+    groups = {g for rule in role["rules"] for g in rule["apiGroups"]}
+    assert groups == {"quotalang.dev", "apiextensions.k8s.io", "authentication.k8s.io", "authorization.k8s.io"}
+
+
+def test_an_embedded_certificate_names_the_hub_url_and_members_trust_its_ca(tmp_path: Path) -> None:
+    code, said = run("--policy", str(EXAMPLES), "--namespace", "q", "--embed-self-signed", "--cluster", "east",
+                     "--webhook-url", "https://quota.example.com", "--output-dir", str(tmp_path / "out"))
+    assert code == 0 and "a folder per cluster" in said
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["east", "hub"]
+    secret = yaml.safe_load(next((tmp_path / "out" / "hub").glob("*-secret-quotalang-tls.yaml")).read_text())
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "quota.example.com" in names.get_values_for_type(x509.DNSName)
+    hook = yaml.safe_load(next((tmp_path / "out" / "east").glob("*-validatingwebhookconfiguration-*")).read_text())
+    ca = x509.load_pem_x509_certificate(base64.b64decode(hook["webhooks"][0]["clientConfig"]["caBundle"]))
+    assert cert.issuer == ca.subject
+    kustomization = (tmp_path / "out" / "east" / "kustomization.yaml").read_text()
+    assert "kubectl -n q create secret generic quotalang-cluster-east --from-file=kubeconfig=FILE" in kustomization
+
+
+def test_before_1_21_a_member_guards_the_exemption_label_through_the_hub(ca_file: tuple[Path, bytes]) -> None:
+    docs = fleet_part(ca_file[0], "east", "--kube-version", "1.20")
+    hooks = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert [h["clientConfig"]["url"] for h in hooks] == ["https://quota.example.com:8443/validate/east",
+                                                         "https://quota.example.com:8443/validate-namespaces"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cluster", "a"], "--cluster and --webhook-url go together"),
+        (["--webhook-url", "https://h"], "--cluster and --webhook-url go together"),
+        (["--only", "hub"], "--only picks one part of a --cluster install"),
+        (["--cluster", "a", "--webhook-url", "https://h", "--embed-self-signed"], "give --output-dir DIR"),
+        (["--cluster", "a", "--webhook-url", "https://h", "--embed-self-signed", "--only", "b"],
+         "--only b: give hub or one of the --cluster names (a)"),
+        (["--cluster", "a", "--webhook-url", "http://h", "--embed-self-signed", "--only", "a"],
+         "is not an https URL"),
+        (["--cluster", "a", "--webhook-url", "https://h", "--only", "a"], "the members' webhook configurations "
+         "need the hub's CA now"),
+        (["--cluster", "a", "--webhook-url", "https://h", "--cert-manager", "--only", "a"], "need the hub's CA now"),
+        (["--cluster", "A", "--webhook-url", "https://h", "--embed-self-signed", "--only", "hub"],
+         "--cluster: 'A' is not a cluster name"),
+        (["--cluster", "a", "--cluster", "a", "--webhook-url", "https://h", "--embed-self-signed", "--only", "a"],
+         "each member cluster is named once"),
+        (["--cluster", "hub", "--webhook-url", "https://h", "--embed-self-signed", "--only", "hub"],
+         "the hub is named hub"),
+    ],
+    ids=["no-url", "no-cluster", "only-alone", "neither-dir-nor-only", "only-unknown", "not-https", "secret-mode",
+         "cert-manager", "bad-name", "twice", "named-hub"],
+)
+def test_cluster_manifest_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert run("--policy", str(EXAMPLES), "--namespace", "q", *args)[0] == 2
+    assert message in capsys.readouterr().err
