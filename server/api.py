@@ -8,6 +8,11 @@
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
 
+With several clusters (`serve --cluster`) each limit of `/api/groups/{name}`
+also has `observed` (in total) and `clusters` (observed per registered
+cluster, 0 where it has none), so that a cluster's share is visible, and
+kept while that cluster cannot be reached.
+
 A port of its own (`--api-port`, default 8444), apart from the admission
 port: whoever reaches the webhook must not read the tree, usage and near
 group names. In a cluster the app is wrapped in `apiauth.BearerAuth` (a
@@ -19,7 +24,7 @@ admission app.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -57,13 +62,16 @@ def create_api_app(
     metrics: Metrics | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     gate: Gate | None = None,
+    clusters: Sequence[str] = (),
 ) -> Starlette:
     """The API app over the admission app's holder, ledger and metrics.
 
     `metrics`: the admission app's (it counts decisions); a new one watching
     the ledger when None. `gate`: who may ask (a cluster); None lets every
-    request through, for a loopback bind with no cluster.
+    request through, for a loopback bind with no cluster. `clusters`: the
+    registered clusters, shown per group (() for one cluster).
     """
+    names = tuple(clusters)
     if metrics is None:
         metrics = Metrics()
         metrics.watch_ledger(ledger, lambda: holder.policy)
@@ -90,7 +98,7 @@ def create_api_app(
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
-        return json_response(_detail(found, ledger))
+        return json_response(_detail(found, ledger, names))
 
     async def explain(request: Request) -> Response:
         policy = holder.policy
@@ -140,11 +148,16 @@ def _summary(group: CompiledGroup) -> dict[str, Any]:
     }
 
 
-def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
-    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used."""
+def _detail(group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used.
+
+    With several clusters each limit adds `observed` and its share per cluster.
+    """
     numbers = ledger.group_usage(group.name)
-    limits = [
-        {
+    by_cluster = numbers.observed_by_cluster
+    limits: list[dict[str, Any]] = []
+    for r in limit_rows(group, numbers.used):
+        row: dict[str, Any] = {
             "key": r.key,
             "hard": qty(r.key, r.hard),
             "carved": qty(r.key, r.carved),
@@ -152,8 +165,10 @@ def _detail(group: CompiledGroup, ledger: Ledger) -> dict[str, Any]:
             "reserved": qty(r.key, numbers.reserved.get(r.key, 0)),
             "free": qty(r.key, r.free),
         }
-        for r in limit_rows(group, numbers.used)
-    ]
+        if clusters:
+            row["observed"] = qty(r.key, numbers.observed.get(r.key, 0))
+            row["clusters"] = {c: qty(r.key, by_cluster.get(c, {}).get(r.key, 0)) for c in clusters}
+        limits.append(row)
     cash = [
         {
             "key": c.key,

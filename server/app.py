@@ -2,10 +2,19 @@
 
 | route                   | what                                                        |
 |-------------------------|-------------------------------------------------------------|
-| POST /validate          | AdmissionReview v1 in, AdmissionReview v1 out               |
-| POST /validate/...      | more webhooks' routes (`exemptions`: the namespace webhook) |
+| POST /validate          | AdmissionReview v1 in, AdmissionReview v1 out (one cluster) |
+| POST /validate/NAME     | the same for cluster NAME (`serve --cluster NAME=...`)      |
+| POST /validate-...      | more webhooks' routes (`exemptions`: the namespace webhook) |
 | GET  /healthz           | the process answers                                         |
 | GET  /readyz            | a policy is loaded and the first sync done (503 before)     |
+
+With several clusters there is a route per registered cluster and no plain
+`/validate`: the route is what says which cluster a review comes from (each
+member's webhook configuration names its own), so a review on an unknown or
+missing name is a 404, never decided as some other cluster's. `/readyz`
+then lists each cluster (reachable, synced, last error, since when); a
+member that cannot be reached does not make the server unready, since the
+others keep being decided and its last usage stays charged.
 
 Metrics, the JSON API and the pages are the API port's (`quotalang.server.api`):
 whoever can reach the webhook (the apiserver; anyone, where no NetworkPolicy
@@ -19,8 +28,9 @@ problem) that never reach the engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +44,7 @@ from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadRe
 from quotalang.server.engine import Engine, FailureMode, Outcome
 from quotalang.server.http import JSON, error_response, internal_error_handler, json_response, read_body
 from quotalang.server.logs import log_decision, log_event
-from quotalang.server.metrics import Metrics
+from quotalang.server.metrics import ClusterReport, Metrics
 from quotalang.server.reload import PolicyHolder
 from quotalang.server.responses import encode
 
@@ -52,11 +62,15 @@ def create_app(
     metrics: Metrics | None = None,
     waiting_for: Callable[[], str | None] | None = None,
     routes: Sequence[BaseRoute] = (),
+    clusters: Sequence[str] = (),
+    health: Callable[[], Mapping[str, ClusterReport]] | None = None,
 ) -> Starlette:
     """The admission app over a policy holder and a ledger (one of each per process).
 
     `waiting_for` names what readiness still waits for (the controller's first
-    full sync), or None once there is nothing to wait for.
+    full sync), or None once there is nothing to wait for. `clusters`: the
+    registered cluster names (a route each), () for the one `/validate`;
+    `health` reports each cluster for `/readyz`.
     """
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
@@ -65,9 +79,9 @@ def create_app(
     # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster.
     blocking = bool(getattr(ledger, "blocking", False))
 
-    def decide(review: AdmissionRequest, timeout: float | None) -> Outcome:
+    def decide(review: AdmissionRequest, timeout: float | None, cluster: str) -> Outcome:
         with request_deadline(timeout):
-            return engine.review(review)
+            return engine.review(review, cluster)
 
     def bad_request(exc: BadReview, request: Request) -> Response:
         metrics.bad_requests.labels(exc.reason).inc()
@@ -76,16 +90,17 @@ def create_app(
                   error=exc.message[:300], client=client)
         return error_response(exc.status, exc.message)
 
-    async def validate(request: Request) -> Response:
+    async def validate(request: Request, cluster: str = "") -> Response:
         start = perf_counter()
         try:
             review = parse_review(await read_body(request, max_body), max_body)
         except BadReview as exc:
             return bad_request(exc, request)
         if blocking:
-            outcome = await run_in_threadpool(decide, review, parse_timeout(request.query_params.get("timeout")))
+            timeout = parse_timeout(request.query_params.get("timeout"))
+            outcome = await run_in_threadpool(decide, review, timeout, cluster)
         else:
-            outcome = engine.review(review)
+            outcome = engine.review(review, cluster)
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
         log_decision(outcome, elapsed)
@@ -94,13 +109,27 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
 
+    def cluster_detail() -> dict[str, Any]:
+        if not clusters:
+            return {}
+        found = health() if health is not None else {}
+        detail: dict[str, Any] = {}
+        for name in clusters:
+            report = found.get(name)
+            detail[name] = None if report is None else {
+                "reachable": report.reachable, "synced": report.synced, "last_error": report.last_error,
+                "since": report.since,
+            }
+        return {"clusters": detail}
+
     async def readyz(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
             return json_response({"ready": False, "reason": "no policy loaded", "error": holder.last_error}, 503)
         pending = waiting_for() if waiting_for is not None else None
         if pending is not None:
-            return json_response({"ready": False, "reason": pending, "policy": policy.checksum}, 503)
+            return json_response({"ready": False, "reason": pending, "policy": policy.checksum, **cluster_detail()},
+                                 503)
         return json_response(
             {
                 "ready": True,
@@ -108,13 +137,28 @@ def create_app(
                 "groups": len(policy.groups),
                 "kinds": len(policy.kinds),
                 "last_reload_error": holder.last_error,
+                **cluster_detail(),
             }
         )
 
+    async def unknown_cluster(request: Request) -> Response:
+        name = request.path_params.get("name")
+        if name is None:
+            return error_response(404, "this server decides for several clusters: each posts to /validate/NAME, "
+                                  "its own name as given to serve --cluster")
+        # The names are not listed: whoever reaches the admission port need not learn them.
+        return error_response(404, f"no cluster {str(name)[:63]!r} is registered here (serve --cluster NAME=...)")
 
+    validate_routes: list[BaseRoute]
+    if clusters:
+        validate_routes = [Route(f"/validate/{name}", _bind(validate, name), methods=["POST"]) for name in clusters]
+        validate_routes += [Route("/validate", unknown_cluster, methods=["POST"]),
+                            Route("/validate/{name}", unknown_cluster, methods=["POST"])]
+    else:
+        validate_routes = [Route("/validate", validate, methods=["POST"])]
     app = Starlette(
         routes=[
-            Route("/validate", validate, methods=["POST"]),
+            *validate_routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *routes,  # more webhooks' routes (serve adds server/exemptions.py's)
@@ -126,3 +170,15 @@ def create_app(
     app.state.metrics = metrics
     app.state.engine = engine
     return app
+
+
+
+def _bind(
+    validate: Callable[[Request, str], Awaitable[Response]], cluster: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """The validate endpoint of one cluster's route: the route is what names the cluster."""
+
+    async def endpoint(request: Request) -> Response:
+        return await validate(request, cluster)
+
+    return endpoint

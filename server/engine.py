@@ -15,6 +15,12 @@ What passes untouched: DELETE, CONNECT and every other subresource
 DELETE review, when the webhook configuration sends one, releases the
 object's usage; nothing else would.
 
+With several clusters (`serve --cluster`), a review arrives on its
+cluster's route and is decided with that cluster in every identity the
+engine builds (the object's, a Scale's parent, an HPA's target): the same
+namespace/name in two clusters are two workloads. The route is the only
+thing that says where a review came from.
+
 A dry run (`dryRun: true`, the boolean; `admission` refuses any other type)
 is evaluated and answered but reserves nothing.
 
@@ -60,10 +66,11 @@ class Outcome:
     verdict: Verdict
     reason: str
     error: str | None = None
+    cluster: str = ""  # the review's cluster (its route); "" with one cluster
 
 
-def hpa_target(hpa: Mapping[str, Any], namespace: str) -> ObjectKey | None:
-    """The identity of the workload an HPA scales (`spec.scaleTargetRef`, in the HPA's namespace)."""
+def hpa_target(hpa: Mapping[str, Any], namespace: str, cluster: str = "") -> ObjectKey | None:
+    """The identity of the workload an HPA scales (`spec.scaleTargetRef`, in the HPA's namespace and cluster)."""
     spec = hpa.get("spec")
     ref = spec.get("scaleTargetRef") if isinstance(spec, Mapping) else None
     if not isinstance(ref, Mapping):
@@ -73,6 +80,7 @@ def hpa_target(hpa: Mapping[str, Any], namespace: str) -> ObjectKey | None:
         str(ref.get("kind") or ""),
         namespace,
         str(ref.get("name") or ""),
+        cluster,
     )
 
 
@@ -89,7 +97,8 @@ class Engine:
         self.ledger = ledger
         self.failure_mode: FailureMode = failure_mode
 
-    def review(self, request: AdmissionRequest) -> Outcome:
+    def review(self, request: AdmissionRequest, cluster: str = "") -> Outcome:
+        """Decide one review; `cluster` is the route's (the cluster the object lives in)."""
         uid = request["uid"]
         gvk = request["kind"]
         obj = request.get("object")
@@ -104,6 +113,7 @@ class Engine:
             group="",
             verdict="skip",
             reason="not-intercepted",
+            cluster=cluster,
         )
         policy = self.policies.policy
         if policy is None:
@@ -138,7 +148,7 @@ class Engine:
         dry_run = request.get("dryRun") is True  # only the boolean; admission refuses other types
         if operation not in ("CREATE", "UPDATE"):
             if operation == "DELETE" and not sub and not dry_run and self.ledger.standalone:
-                gone = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name)
+                gone = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
                 self.ledger.forget(gone)
             return None
         obj = request.get("object") or {}
@@ -150,7 +160,7 @@ class Engine:
         if gvk["kind"] == "HorizontalPodAutoscaler" and gvk.get("group") == "autoscaling":
             return self.ledger.admit(policy, obj, operation, old=old, parent=self._hpa_target(obj, outcome),
                                      dry_run=dry_run)
-        identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name)
+        identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
         return self.ledger.admit(policy, obj, operation, old=old, dry_run=dry_run, identity=identity)
 
     def _scale(
@@ -168,14 +178,14 @@ class Engine:
         if kind is None:  # the policy does not charge that kind: nothing to check
             outcome.reason = "no-rule"
             return None
-        identity = ObjectKey(group, kind, outcome.namespace, outcome.name)
+        identity = ObjectKey(group, kind, outcome.namespace, outcome.name, outcome.cluster)
         parent = self.ledger.lookup(identity)
         return self.ledger.admit(
             policy, scale, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity
         )
 
     def _hpa_target(self, hpa: Mapping[str, Any], outcome: Outcome) -> Mapping[str, Any] | None:
-        identity = hpa_target(hpa, outcome.namespace)
+        identity = hpa_target(hpa, outcome.namespace, outcome.cluster)
         return self.ledger.lookup(identity) if identity is not None else None
 
     def _failed(self, outcome: Outcome, error: str) -> Outcome:

@@ -69,6 +69,8 @@ class DecisionRecord(Protocol):
     @property
     def group(self) -> str: ...
     @property
+    def cluster(self) -> str: ...
+    @property
     def verdict(self) -> str: ...
     @property
     def reason(self) -> str: ...
@@ -186,6 +188,8 @@ def log_decision(outcome: DecisionRecord, seconds: float) -> None:
         fields["warnings"] = len(warnings)
     if outcome.error is not None:
         fields["error"] = clip_text(outcome.error, MESSAGE_LIMIT)
+    if outcome.cluster:  # one of the registered names (the route chose it)
+        fields["cluster"] = outcome.cluster
     handler = _direct
     if handler is None or DECISIONS.handlers or handler not in logging.getLogger("quotalang").handlers:
         DECISIONS.info("decision", extra={"fields": fields})  # logging was set up by someone else

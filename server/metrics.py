@@ -16,6 +16,11 @@ group label is chosen by whoever sends it, and a counter child is never
 freed, so raw values let anyone grow /metrics without bound (10,000 requests
 with made-up kinds made it 21 MB).
 
+With several clusters (`serve --cluster`), `quotalang_cluster_reachable` and
+`quotalang_cluster_synced` say how each member's watches fare, and
+`quotalang_ledger_observed` gives each group's observed usage per cluster;
+the `cluster` label takes only the registered names.
+
 Quantities are exported in their natural unit (cores, bytes, pods, GPUs) and
 cash in unit-seconds (GPU-seconds, core-seconds), as Prometheus prefers base
 units; divide by 3600 for GPU-hours.
@@ -24,7 +29,8 @@ units; divide by 3600 for GPU-hours.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -74,11 +80,17 @@ class Metrics:
         self._labelled: CompiledPolicy | None = None  # the policy the label sets below belong to
         self._kinds: frozenset[str] = ENGINE_KINDS
         self._groups: frozenset[str] = frozenset({""})
+        self.clusters: tuple[str, ...] = ()  # the registered clusters (serve --cluster); () for one
 
     def watch_ledger(self, ledger: Ledger, policy: Callable[[], CompiledPolicy | None]) -> None:
         """Export the ledger's numbers for every group of the current policy (and label by it)."""
         self._policy = policy
-        self.registry.register(LedgerCollector(ledger, policy))
+        self.registry.register(LedgerCollector(ledger, policy, lambda: self.clusters))
+
+    def watch_clusters(self, names: Sequence[str], health: Callable[[], Mapping[str, ClusterReport]]) -> None:
+        """Export each registered cluster's health, and the ledger's usage per cluster."""
+        self.clusters = tuple(names)
+        self.registry.register(ClusterCollector(self.clusters, health))
 
     def admission(self, kind: str, operation: str, decision: str, group: str, seconds: float) -> None:
         """Count one decision (and an engine error), every label value from its closed set."""
@@ -103,6 +115,19 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ClusterReport(Protocol):
+    """How one cluster's watches fare (the Fleet's `ClusterHealth` is one), for /readyz and the metrics."""
+
+    @property
+    def reachable(self) -> bool: ...
+    @property
+    def synced(self) -> bool: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def since(self) -> float | None: ...
 
 
 def _no_policy() -> CompiledPolicy | None:
@@ -147,9 +172,15 @@ class AdmissionCollector(Collector):
 class LedgerCollector(Collector):
     """Reads the ledger at scrape time: hard, used, reserved, free per group and key; cash."""
 
-    def __init__(self, ledger: Ledger, policy: Callable[[], CompiledPolicy | None]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: Callable[[], CompiledPolicy | None],
+        clusters: Callable[[], tuple[str, ...]] = tuple,
+    ) -> None:
         self._ledger = ledger
         self._policy = policy
+        self._clusters = clusters
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # computed on collect; nothing to check at registration
@@ -177,17 +208,55 @@ class LedgerCollector(Collector):
             "Cash the group's own workloads may still spend: budget − children's budgets − used, floored at 0.",
             labels=labels,
         )
+        observed = GaugeMetricFamily(
+            "quotalang_ledger_observed", "A group's observed usage of a key in one cluster (several clusters).",
+            labels=[*labels, "cluster"],
+        )
+        clusters = self._clusters()
         policy = self._policy()
         if policy is not None:
             for name, group in policy.groups.items():
                 numbers = self._ledger.group_usage(name)
+                by_cluster = numbers.observed_by_cluster
                 for r in limit_rows(group, numbers.used):
                     hard.add_metric([name, r.key], r.hard / NANO)
                     used.add_metric([name, r.key], r.used / NANO)
                     reserved.add_metric([name, r.key], numbers.reserved.get(r.key, 0) / NANO)
                     free.add_metric([name, r.key], r.free / NANO)
+                    for cluster in clusters:
+                        observed.add_metric([name, r.key, cluster], by_cluster.get(cluster, {}).get(r.key, 0) / NANO)
                 for c in cash_rows(group, numbers.cash):
                     cash_used.add_metric([name, c.key], c.used / NANO)
                     cash_budget.add_metric([name, c.key], c.budget / NANO)
                     cash_free.add_metric([name, c.key], c.free / NANO)
         yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free)
+        if clusters:
+            yield observed
+
+
+class ClusterCollector(Collector):
+    """Each registered cluster: reachable, synced (nothing where no Fleet runs: a follower)."""
+
+    def __init__(self, names: tuple[str, ...], health: Callable[[], Mapping[str, ClusterReport]]) -> None:
+        self._names = names
+        self._health = health
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        reachable = GaugeMetricFamily(
+            "quotalang_cluster_reachable",
+            "1 while the cluster's watches work; 0 while they fail (its last observed usage stays charged).",
+            labels=["cluster"],
+        )
+        synced = GaugeMetricFamily(
+            "quotalang_cluster_synced", "1 once the cluster was listed in full at least once.", labels=["cluster"]
+        )
+        health = self._health()
+        for name in self._names:
+            found = health.get(name)
+            if found is not None:
+                reachable.add_metric([name], 1 if found.reachable else 0)
+                synced.add_metric([name], 1 if found.synced else 0)
+        yield from (reachable, synced)

@@ -54,25 +54,31 @@ def lease_namespace() -> str:
         return "default"
 
 
-def live_lookup(api: KubeApi, holder: PolicyHolder, timeout: float = 2.0) -> Callable[[ObjectKey], Any]:
+def live_lookup(
+    api: KubeApi | Mapping[str, KubeApi], holder: PolicyHolder, timeout: float = 2.0
+) -> Callable[[ObjectKey], Any]:
     """Find a workload by a GET (a `/scale` parent this replica neither admitted nor observed).
 
     Every replica serves `/scale`, but only the leader watches workloads; a
     follower asks the apiserver (the ClusterRole may get every policy kind).
-    None when the kind has no rule, the object is gone, or the call fails:
-    the engine then denies the scale with a message, rather than let quota
-    be evaded.
+    With several clusters `api` maps each cluster's name to its client, read
+    at call time, and the identity's cluster says which to ask. None when the
+    kind has no rule, the object is gone, the cluster is unknown, or the call
+    fails: the engine then denies the scale with a message, rather than let
+    quota be evaded.
     """
 
     def find(identity: ObjectKey) -> Mapping[str, Any] | None:
         policy = holder.policy
-        if policy is None:
+        client = api.get(identity.cluster) if isinstance(api, Mapping) else api
+        if policy is None or client is None:
             return None
         for api_version, kind in policy.kinds:
             if kind == identity.kind and api_group(api_version) == identity.api_group:
                 path = f"{collection_path(api_version, kind, identity.namespace)}/{identity.name}"
                 try:
-                    return api.request("GET", path, timeout=min(timeout, max(current() - time.monotonic(), 0.1)))
+                    return client.request("GET", path,
+                                          timeout=min(timeout, max(current() - time.monotonic(), 0.1)))
                 except KubeError:
                     return None
         return None
