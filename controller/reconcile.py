@@ -177,7 +177,7 @@ class Reconciler:
             for key, seen in self._seen.items():
                 if seen.group is not None:
                     by_group.setdefault(seen.group, {})[key] = seen.usage
-        self.ledger.resync(by_group)
+        self.ledger.resync(by_group, self.cluster)
 
     # --------------------------------------------------------- workloads
     def _workload(self, source: str, event: str, obj: dict[str, Any], policy: CompiledPolicy | None = None) -> None:

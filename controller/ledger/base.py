@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -117,6 +117,8 @@ class GroupUsage:
     cash: Mapping[str, int]
     objects: int  # observed objects charging this group
     reservations: int  # pending reservations charging this group
+    # `observed` per cluster (cluster -> key -> nanos; clusters with usage only): {"": observed} with one cluster
+    observed_by_cluster: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def used(self) -> dict[str, int]:
@@ -212,13 +214,16 @@ class ControllerLedger(CashStore, Protocol):
 
     def forget(self, identity: ObjectKey) -> None: ...
 
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
-        """Replace observed usage with a listing; keep reservations.
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
+        """Replace the observed usage of `cluster`'s objects with its listing; keep reservations.
 
+        Other clusters' objects stay as they are (a cluster's relist replaces
+        only its share; an unreachable one keeps its last observed usage).
         The listing was taken before the call, and `observe`/`forget` go on
         meanwhile: a store must order the replacement with them (what it was
-        told since its previous resync is merged in by `summed`), or a fold
-        between the listing and the write is counted nowhere.
+        told of that cluster since its previous resync is merged in by
+        `summed`), or a fold between the listing and the write is counted
+        nowhere.
         """
         ...
 
@@ -250,30 +255,43 @@ def positive(usage: Usage) -> dict[str, int]:
     return {k: v for k, v in usage.items() if v > 0}
 
 
+ClusterSums = dict[str, dict[str, tuple[dict[str, int], int]]]  # group -> cluster -> (usage, objects)
+
+
 def summed(
     observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]],
     told: Mapping[ObjectKey, Observed | None] | None = None,
-) -> tuple[dict[ObjectKey, Observed], dict[str, tuple[dict[str, int], int]]]:
-    """A resync's listing as the per-object index and, per group, (total usage, object count).
+    *,
+    cluster: str = "",
+    index: Mapping[ObjectKey, Observed] | None = None,
+) -> tuple[dict[ObjectKey, Observed], ClusterSums]:
+    """A resync of `cluster`: the new per-object index and, per group and cluster, (usage, object count).
 
-    `told` is what the store was told (`observe`: its entry; `forget`:
-    None) of objects since the listing may have been taken, i.e. since its
-    previous resync. Either may be the newer of the two: the listing can
-    predate a call (a fold that confirmed an admission must not be undone),
-    or a call can still be on its way with what the listing shows (it will
-    be applied as a difference against this index). So a told object keeps
-    its told group; in that group it counts the per-key larger of the two
-    usages (a growth the listing saw first is counted now, whether or not an
-    admission reserved it); a forgotten one stays gone (a re-created object
-    was admitted, and its reservation holds it until its own call folds it).
-    Neither order counts an object as less than it holds; the next call, or
-    the next resync, makes the number exact.
+    Only `cluster`'s objects are replaced: the store's current `index` of
+    other clusters' objects is kept as is (a listing's identities of another
+    cluster are ignored), so one cluster's relist never forgets another's
+    usage. `told` is what the store was told (`observe`: its entry;
+    `forget`: None) of `cluster`'s objects since the listing may have been
+    taken, i.e. since that cluster's previous resync (other clusters' entries
+    are ignored: they are for their own resync). Either may be the newer of
+    the two: the listing can predate a call (a fold that confirmed an
+    admission must not be undone), or a call can still be on its way with
+    what the listing shows (it will be applied as a difference against this
+    index). So a told object keeps its told group; in that group it counts
+    the per-key larger of the two usages (a growth the listing saw first is
+    counted now, whether or not an admission reserved it); a forgotten one
+    stays gone (a re-created object was admitted, and its reservation holds
+    it until its own call folds it). Neither order counts an object as less
+    than it holds; the next call, or the next resync, makes the number exact.
     """
-    fresh: dict[ObjectKey, Observed] = {}
+    fresh: dict[ObjectKey, Observed] = {k: o for k, o in (index or {}).items() if k.cluster != cluster}
     for group, objects in observed_by_group.items():
         for identity, usage in objects.items():
-            fresh[identity] = Observed(group, dict(usage))
+            if identity.cluster == cluster:
+                fresh[identity] = Observed(group, dict(usage))
     for identity, seen in (told or {}).items():
+        if identity.cluster != cluster:
+            continue
         listed = fresh.pop(identity, None)
         if seen is None:
             continue
@@ -281,13 +299,23 @@ def summed(
         if listed is not None and listed.group == seen.group:
             usage = maximum(usage, listed.usage)
         fresh[identity] = Observed(seen.group, usage)
-    sums: dict[str, tuple[dict[str, int], int]] = {group: ({}, 0) for group in observed_by_group}
-    for observed in fresh.values():
+    sums: ClusterSums = {}
+    for identity, observed in fresh.items():
         if observed.group is not None:
-            total, count = sums.get(observed.group, ({}, 0))
+            total, count = sums.setdefault(observed.group, {}).get(identity.cluster, ({}, 0))
             add_usage(total, observed.usage)
-            sums[observed.group] = (total, count + 1)
+            sums[observed.group][identity.cluster] = (total, count + 1)
     return fresh, sums
+
+
+def totals(by_cluster: Mapping[str, tuple[Mapping[str, int], int]]) -> tuple[dict[str, int], int]:
+    """A group's usage and object count summed over its clusters."""
+    usage: dict[str, int] = {}
+    count = 0
+    for part, objects in by_cluster.values():
+        add_usage(usage, part)
+        count += objects
+    return usage, count
 
 
 # ------------------------------------------------------ resource versions
@@ -435,11 +463,13 @@ def accrue_into(
 class GroupNumbers:
     """One group's numbers as an in-process store keeps them (memory, and SQLite's mirror). Guarded by `lock`."""
 
-    __slots__ = ("cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start", "reserved", "used")
+    __slots__ = ("by_cluster", "cash", "last_accrual", "lock", "objects", "observed", "pending", "period_start",
+                 "reserved", "used")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.observed: dict[str, int] = {}
+        self.by_cluster: dict[str, dict[str, int]] = {}  # `observed` per cluster (clusters with usage only)
         self.reserved: dict[str, int] = {}
         self.used: dict[str, int] = {}  # observed + reserved, kept in step: admission reads it as is
         self.cash: dict[str, int] = {}
@@ -448,10 +478,24 @@ class GroupNumbers:
         self.objects = 0
         self.pending: set[ObjectKey] = set()
 
-    def add_observed(self, usage: Usage, sign: int) -> None:
+    def add_observed(self, usage: Usage, sign: int, cluster: str = "", *, count: bool = True) -> None:
+        """Add (-1: remove) an object's observed usage in `cluster`; `count=False`: a change of one already counted."""
         add_usage(self.observed, usage, sign)
         add_usage(self.used, usage, sign)
-        self.objects += sign
+        if count:
+            self.objects += sign
+        if usage:
+            share = self.by_cluster.setdefault(cluster, {})
+            add_usage(share, usage, sign)
+            if not share:
+                del self.by_cluster[cluster]
+
+    def set_observed(self, by_cluster: Mapping[str, tuple[Mapping[str, int], int]]) -> None:
+        """A resync's numbers (`summed`'s, for this group): observed per cluster and in total."""
+        self.observed, self.objects = totals(by_cluster)
+        self.by_cluster = {c: dict(usage) for c, (usage, _) in by_cluster.items() if usage}
+        self.used = dict(self.observed)
+        add_usage(self.used, self.reserved, +1)
 
     def add_reserved(self, usage: Usage, sign: int) -> None:
         add_usage(self.reserved, usage, sign)
@@ -487,7 +531,14 @@ class GroupTable:
             return NO_USAGE
         with state.lock:
             return GroupUsage(dict(state.observed), dict(state.reserved), dict(state.cash), state.objects,
-                              len(state.pending))
+                              len(state.pending), {c: dict(u) for c, u in state.by_cluster.items()})
+
+    def _set_observed(self, sums: ClusterSums) -> None:
+        """Every group's observed numbers after a resync (`summed`'s sums; a group it does not name holds none)."""
+        for name in set(self._groups) | set(sums):
+            state = self._group(name)
+            with state.lock:
+                state.set_observed(sums.get(name, {}))
 
     def group_names(self) -> list[str]:
         """Groups the ledger holds numbers for (not necessarily in the policy)."""
@@ -532,6 +583,7 @@ __all__ = [
     "CashFields",
     "CashState",
     "CashStore",
+    "ClusterSums",
     "ControllerLedger",
     "GroupNumbers",
     "GroupTable",
@@ -558,6 +610,7 @@ __all__ = [
     "positive",
     "standalone_after",
     "summed",
+    "totals",
     "unpack",
     "version_of",
 ]

@@ -13,6 +13,8 @@ object every admission would contend on.
     status:
       observed: {requests.cpu: "4000000000000"}     # nanos, exact, as strings
       objects: 3                                     # observed objects charging the group
+      observedByCluster: {"": {requests.cpu: "4000000000000"}}   # `observed` per cluster (Σ = observed)
+      objectsByCluster: {"": 3}                      # `objects` per cluster
       reservations:                                  # one entry per webhook replica, never per object
         quotalang-7d9f-abcde:
           usage: {requests.cpu: "2000000000000"}     # Σ of that replica's unconfirmed admissions
@@ -59,7 +61,7 @@ from typing import Any
 
 from quotalang.controller.kube import times
 from quotalang.controller.kube.times import format_time
-from quotalang.controller.ledger.base import ObjectKey
+from quotalang.controller.ledger.base import ObjectKey, add_usage
 from quotalang.errors import InternalError
 
 GROUP = "quotalang.dev"
@@ -144,6 +146,45 @@ class LedgerState:
     last_accrual: float | None = None
     leader_epoch: int = 0
     last_write: str | None = None  # the token of the last controller write (see KubernetesLedger.mutate)
+    # `observed` and `objects` per cluster ("" for the one cluster); their sums are `observed` and `objects`.
+    observed_by_cluster: dict[str, dict[str, int]] = field(default_factory=dict)
+    objects_by_cluster: dict[str, int] = field(default_factory=dict)
+
+    def add_observed(self, usage: Mapping[str, int], sign: int, cluster: str, *, count: bool = True) -> None:
+        """A fold: add (-1: remove) an object's usage in `cluster`; `count=False`: a change of one already counted.
+
+        The totals move with the cluster's share, so they always sum to it.
+        """
+        add_usage(self.observed, usage, sign)
+        share = self.observed_by_cluster.setdefault(cluster, {})
+        add_usage(share, usage, sign)
+        if not share:
+            del self.observed_by_cluster[cluster]
+        if count:
+            self.objects = max(self.objects + sign, 0)
+            objects = max(self.objects_by_cluster.get(cluster, 0) + sign, 0)
+            if objects:
+                self.objects_by_cluster[cluster] = objects
+            else:
+                self.objects_by_cluster.pop(cluster, None)
+
+    def set_cluster(self, cluster: str, usage: Mapping[str, int], objects: int) -> bool:
+        """A resync of one cluster: its share becomes `usage` and `objects`; return whether anything changed."""
+        if self.observed_by_cluster.get(cluster, {}) == usage and self.objects_by_cluster.get(cluster, 0) == objects:
+            return False
+        if usage:
+            self.observed_by_cluster[cluster] = dict(usage)
+        else:
+            self.observed_by_cluster.pop(cluster, None)
+        if objects:
+            self.objects_by_cluster[cluster] = objects
+        else:
+            self.objects_by_cluster.pop(cluster, None)
+        self.observed = {}
+        for share in self.observed_by_cluster.values():
+            add_usage(self.observed, share)
+        self.objects = sum(self.objects_by_cluster.values())
+        return True
 
     def reserved(self, now: float) -> dict[str, int]:
         """Σ usage of replicas' reservations not yet expired."""
@@ -178,6 +219,8 @@ class LedgerState:
             self.last_accrual,
             self.leader_epoch,
             self.last_write,
+            {c: dict(u) for c, u in self.observed_by_cluster.items()},
+            dict(self.objects_by_cluster),
         )
 
 
@@ -199,6 +242,15 @@ def _read_nanos(values: Any, where: str) -> dict[str, int]:
     return out
 
 
+def _read_counts(values: Mapping[str, Any] | None, name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LedgerFormatError(f"QuotaLedger {name}: status.objectsByCluster.{key} is {value!r}, not a count")
+        out[str(key)] = value
+    return out
+
+
 def to_object(state: LedgerState) -> dict[str, Any]:
     """The full object for a POST or a compare-and-swap PUT (metadata.resourceVersion set)."""
     metadata: dict[str, Any] = {"name": object_name(state.group)}
@@ -207,6 +259,8 @@ def to_object(state: LedgerState) -> dict[str, Any]:
     status: dict[str, Any] = {
         "observed": _nanos(state.observed),
         "objects": state.objects,
+        "observedByCluster": {c: _nanos(u) for c, u in sorted(state.observed_by_cluster.items())},
+        "objectsByCluster": {c: n for c, n in sorted(state.objects_by_cluster.items()) if n},
         "reservations": {
             key: {"usage": _nanos(item.usage), "count": item.count, "expires": format_time(item.expires)}
             for key, item in sorted(state.reservations.items())
@@ -261,11 +315,18 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
     period = status.get("periodStart")
     last = status.get("lastAccrual")
     rv = meta.get("resourceVersion")
+    observed = _read_nanos(status.get("observed"), "status.observed")
+    objects = int(status.get("objects") or 0)
+    by_cluster, counts = status.get("observedByCluster"), status.get("objectsByCluster")
+    if by_cluster is None:  # written by a version without clusters: it is all the one cluster's
+        by_cluster, counts = ({"": observed} if observed else {}), ({"": objects} if objects else {})
+    if not isinstance(by_cluster, Mapping) or not isinstance(counts, Mapping | None):
+        raise LedgerFormatError(f"QuotaLedger {name}: status.observedByCluster/objectsByCluster are not mappings")
     return LedgerState(
         group=owner,
         resource_version=str(rv) if rv else None,
-        observed=_read_nanos(status.get("observed"), "status.observed"),
-        objects=int(status.get("objects") or 0),
+        observed=observed,
+        objects=objects,
         reservations=reservations,
         folded=[str(item) for item in folded],
         cash=_read_nanos(status.get("cash"), "status.cash"),
@@ -273,6 +334,9 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         last_accrual=parse_time(str(last)) if last else None,
         leader_epoch=int(status.get("leaderEpoch") or 0),
         last_write=str(status["lastWrite"]) if status.get("lastWrite") else None,
+        observed_by_cluster={str(c): u for c, v in by_cluster.items()
+                             if (u := _read_nanos(v, f"status.observedByCluster.{c}"))},
+        objects_by_cluster={c: n for c, n in _read_counts(counts, name).items() if n},
     )
 
 
@@ -302,6 +366,10 @@ def crd() -> dict[str, Any]:
         "properties": {
             "observed": _nanos_map("Usage of the workloads the controller has seen, per key, in nanos."),
             "objects": {"type": "integer", "description": "Observed objects charging this group."},
+            "observedByCluster": {"type": "object", "additionalProperties": _nanos_map("One cluster's share."),
+                                  "description": "observed per cluster (\"\": the one cluster); they sum to it."},
+            "objectsByCluster": {"type": "object", "additionalProperties": {"type": "integer"},
+                                 "description": "objects per cluster; they sum to it."},
             "reservations": {"type": "object", "additionalProperties": reservation,
                              "description": "Admitted, not yet observed: webhook replica → the sum it holds."},
             "folded": {"type": "array", "items": {"type": "string"},

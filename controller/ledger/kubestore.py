@@ -167,20 +167,17 @@ class _Mine:
     resource_version: str | None  # the object's version it was admitted against (None on CREATE)
 
 
-def _adder(diff: Mapping[str, int], new_object: bool) -> Callable[[LedgerState], bool]:
+def _adder(diff: Mapping[str, int], new_object: bool, cluster: str) -> Callable[[LedgerState], bool]:
     def add(state: LedgerState) -> bool:
-        add_usage(state.observed, diff)
-        if new_object:
-            state.objects += 1
+        state.add_observed(diff, +1, cluster, count=new_object)
         return bool(diff) or new_object
 
     return add
 
 
-def _releaser(usage: Mapping[str, int]) -> Callable[[LedgerState], bool]:
+def _releaser(usage: Mapping[str, int], cluster: str) -> Callable[[LedgerState], bool]:
     def release(state: LedgerState) -> bool:
-        add_usage(state.observed, usage, -1)
-        state.objects = max(state.objects - 1, 0)
+        state.add_observed(usage, -1, cluster)
         return True
 
     return release
@@ -198,14 +195,11 @@ def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerSta
     return apply
 
 
-def _replacer(observed: Mapping[str, int], count: int) -> Callable[[LedgerState], bool]:
-    """A resync's change: the group's totals become the merged index's (see `resync`)."""
+def _replacer(cluster: str, observed: Mapping[str, int], count: int) -> Callable[[LedgerState], bool]:
+    """A resync's change: the cluster's share of the group becomes the merged index's (see `resync`)."""
 
     def replace(state: LedgerState) -> bool:
-        if state.observed == observed and state.objects == count:
-            return False
-        state.observed, state.objects = dict(observed), count
-        return True
+        return state.set_cluster(cluster, observed, count)
 
     return replace
 
@@ -360,7 +354,8 @@ class KubernetesLedger:
             return NO_USAGE
         now = self._clock()
         live = sum(r.count for r in state.reservations.values() if r.expires > now)
-        return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live)
+        return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live,
+                          {c: dict(u) for c, u in state.observed_by_cluster.items()})
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
@@ -674,9 +669,10 @@ class KubernetesLedger:
                     if same and previous is not None:
                         add_usage(diff, previous.usage, -1)
                     fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
-                    edits.setdefault(seen.group, []).append((_adder(diff, not same), fold))
+                    edits.setdefault(seen.group, []).append((_adder(diff, not same, seen.identity.cluster), fold))
                 if previous is not None and previous.group is not None and not same:
-                    edits.setdefault(previous.group, []).append((_releaser(previous.usage), None))
+                    edits.setdefault(previous.group, []).append(
+                        (_releaser(previous.usage, seen.identity.cluster), None))
             self._enqueue(edits)
         self._flush_now()
 
@@ -691,7 +687,7 @@ class KubernetesLedger:
                 self._bodies.pop(identity, None)
                 self._pending.pop(identity, None)
             if previous is not None and previous.group is not None:
-                self._enqueue({previous.group: [(_releaser(previous.usage), fold)]})
+                self._enqueue({previous.group: [(_releaser(previous.usage, identity.cluster), fold)]})
             else:
                 # Never observed (admitted, then deleted before the watch folded it): confirm it where it is held.
                 with self._cache_lock:
@@ -816,30 +812,35 @@ class KubernetesLedger:
             dropped += count[0] if count else 0
         return dropped
 
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
-        """Replace observed usage with a fresh LIST (`{group: {identity: usage}}`); keep reservations.
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
+        """Replace `cluster`'s observed usage with a fresh LIST of it (`{group: {identity: usage}}`).
 
+        Reservations and other clusters' shares are kept: each ledger object
+        keeps `observedByCluster`, and only this cluster's share is replaced
+        (a new leader's index holds nothing of a cluster it has not listed
+        yet, and the share an earlier leader wrote stays charged until then).
         Every ledger object is listed first, so that all of them are covered
         (and, for a new leader, stamped with its epoch), not only those cached.
         The listing was taken before this call while folds went on, so the
-        index is replaced by the listing merged with what this leader was
-        told since its last resync (`base.summed`), and each group's
-        replacement joins the fold queue under `_order_lock`: the folds
-        queued before it are written before (or with) it, and a fold after
-        it is a difference against the merged index. No fold, confirmed or
-        not, is undone by a listing that predates it.
+        cluster's part of the index is replaced by the listing merged with
+        what this leader was told of it since its last resync (`base.summed`),
+        and each group's replacement joins the fold queue under `_order_lock`:
+        the folds queued before it are written before (or with) it, and a fold
+        after it is a difference against the merged index. No fold, confirmed
+        or not, is undone by a listing that predates it.
         """
         self.load_all()
         epoch = self._epoch()  # a follower raises here, as its writes would
         with self._order_lock:
             with self._index_lock:
-                told = {k: self._observed.get(k) for k, e in self._told.items() if e == epoch}
-                fresh, sums = summed(observed_by_group, told)
-                self._observed, self._told = fresh, {}
-                for gone in self._bodies.keys() - fresh.keys():
+                told = {k: self._observed.get(k) for k, e in self._told.items() if e == epoch and k.cluster == cluster}
+                fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
+                self._observed = fresh
+                self._told = {k: e for k, e in self._told.items() if k.cluster != cluster}
+                for gone in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
                     del self._bodies[gone]
             groups = sorted(set(self._cache) | set(sums))
-            self._enqueue({g: [(_replacer(*sums.get(g, ({}, 0))), None)] for g in groups})
+            self._enqueue({g: [(_replacer(cluster, *sums.get(g, {}).get(cluster, ({}, 0))), None)] for g in groups})
         self.flush()
 
     def set_cash(self, group: str, spent: Mapping[str, int]) -> None:

@@ -171,7 +171,7 @@ class MemoryLedger(GroupTable):
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
-                other.add_observed(usage, -1)
+                other.add_observed(usage, -1, identity.cluster if identity is not None else "")
         return decision
 
     def _record(
@@ -204,12 +204,11 @@ class MemoryLedger(GroupTable):
         if state is not None and group is not None:
             before = held.get(group)
             if before is None:
-                state.add_observed(after[group], +1)
+                state.add_observed(after[group], +1, key.cluster)
             elif before != after[group]:
                 diff = dict(after[group])
                 add_usage(diff, before, -1)
-                add_usage(state.observed, diff)
-                add_usage(state.used, diff)
+                state.add_observed(diff, +1, key.cluster, count=False)
         return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
@@ -273,11 +272,11 @@ class MemoryLedger(GroupTable):
             if group is not None:
                 state = self._group(group)
                 with state.lock:
-                    state.add_observed(usage, +1)
+                    state.add_observed(usage, +1, identity.cluster)
             if previous is not None and previous.group is not None:
                 state = self._group(previous.group)
                 with state.lock:
-                    state.add_observed(previous.usage, -1)
+                    state.add_observed(previous.usage, -1, identity.cluster)
         if folded is not None:  # after observed holds it: counted twice for a moment, never not at all
             self._release(identity, folded)
 
@@ -301,7 +300,7 @@ class MemoryLedger(GroupTable):
             for group, usage in held.items():
                 state = self._group(group)
                 with state.lock:
-                    state.add_observed(usage, -1)
+                    state.add_observed(usage, -1, identity.cluster)
         if pending is not None:
             self._release(identity, pending)
 
@@ -325,31 +324,26 @@ class MemoryLedger(GroupTable):
                     state.add_reserved(usage, -1)
                     state.pending.discard(identity)
 
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
-        """Replace all observed usage with a fresh LIST: `{group: {identity: usage}}`.
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
+        """Replace `cluster`'s observed usage with a fresh LIST of it: `{group: {identity: usage}}`.
 
-        Pending reservations are kept (only `observe` and `expire` drop them);
-        bodies of objects the LIST no longer holds leave the index. The
-        listing was taken before this call: what `observe`/`forget` were told
-        since the last resync is merged in (`base.summed`), under the lock
-        they take, so an observation that folded a reservation after the
-        listing is never replaced by the listing's older view.
+        Other clusters' objects stay. Pending reservations are kept (only
+        `observe` and `expire` drop them); bodies of that cluster's objects
+        the LIST no longer holds leave the index. The listing was taken before
+        this call: what `observe`/`forget` were told of the cluster since its
+        last resync is merged in (`base.summed`), under the lock they take, so
+        an observation that folded a reservation after the listing is never
+        replaced by the listing's older view.
         """
         with self._order_lock:
             with self._index_lock:
-                told = {k: self._observed.get(k) for k in self._told}
-                fresh, sums = summed(observed_by_group, told)
-                self._observed, self._told = fresh, set()
-                for gone in self._bodies.keys() - fresh.keys():
+                told = {k: self._observed.get(k) for k in self._told if k.cluster == cluster}
+                fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
+                self._observed = fresh
+                self._told = {k for k in self._told if k.cluster != cluster}
+                for gone in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
                     del self._bodies[gone]
-            for name in set(self._groups) | set(sums):
-                state = self._group(name)
-                observed, count = sums.get(name, ({}, 0))
-                with state.lock:
-                    state.observed = dict(observed)
-                    state.objects = count
-                    state.used = dict(observed)
-                    add_usage(state.used, state.reserved, +1)
+            self._set_observed(sums)
 
     def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
         """Cash spent this period per key, in nano-unit-seconds (the controller accrues it)."""

@@ -332,14 +332,14 @@ class SqliteLedger(GroupTable):
                     if body is not None:
                         self._bodies[key] = bytes(body)
                     for group, part in holding.items():
-                        self._group(group).add_observed(part, +1)
+                        self._group(group).add_observed(part, +1, cluster)
                     continue
                 recorded = _usage(usage, f"object {key}")
                 self._observed[key] = Observed(grp, recorded)
                 if body is not None:
                     self._bodies[key] = bytes(body)
                 if grp is not None:
-                    self._group(grp).add_observed(recorded, +1)
+                    self._group(grp).add_observed(recorded, +1, cluster)
             for api_group, kind, namespace, name, cluster, charges, deadline, rv, body in db.execute(
                 f"SELECT {_KEY}, charges, deadline, resource_version, body FROM reservations"
             ):
@@ -462,7 +462,7 @@ class SqliteLedger(GroupTable):
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
-                other.add_observed(usage, -1)
+                other.add_observed(usage, -1, identity.cluster if identity is not None else "")
         return decision
 
     def _record(
@@ -499,12 +499,11 @@ class SqliteLedger(GroupTable):
         if state is not None and group is not None and group in after:
             before = held.get(group)
             if before is None:
-                state.add_observed(after[group], +1)
+                state.add_observed(after[group], +1, key.cluster)
             elif before != after[group]:
                 diff = dict(after[group])
                 add_usage(diff, before, -1)
-                add_usage(state.observed, diff)
-                add_usage(state.used, diff)
+                state.add_observed(diff, +1, key.cluster, count=False)
         return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
@@ -593,11 +592,11 @@ class SqliteLedger(GroupTable):
             if seen.group is not None:
                 state = self._group(seen.group)
                 with state.lock:
-                    state.add_observed(seen.usage, +1)
+                    state.add_observed(seen.usage, +1, seen.identity.cluster)
             if previous is not None and previous.group is not None:
                 state = self._group(previous.group)
                 with state.lock:
-                    state.add_observed(previous.usage, -1)
+                    state.add_observed(previous.usage, -1, seen.identity.cluster)
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone (a watch DELETE, or a DELETE review in standalone mode): release it all."""
@@ -617,7 +616,7 @@ class SqliteLedger(GroupTable):
             for group, usage in held.items():
                 state = self._group(group)
                 with state.lock:
-                    state.add_observed(usage, -1)
+                    state.add_observed(usage, -1, identity.cluster)
         if pending is not None:
             self._release(identity, pending)
 
@@ -643,33 +642,29 @@ class SqliteLedger(GroupTable):
                     state.add_reserved(usage, -1)
                     state.pending.discard(identity)
 
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]]) -> None:
-        """Replace all recorded usage with a fresh LIST (one transaction); reservations are kept.
+    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
+        """Replace `cluster`'s recorded usage with a fresh LIST of it (one transaction); reservations are kept.
 
-        The listing was taken before this call: what `observe`/`forget` were
-        told since the last resync is merged in (`base.summed`), under the lock
-        they take, so an observation that folded a reservation after the
-        listing is never replaced by the listing's older view.
+        Other clusters' objects stay. The listing was taken before this call:
+        what `observe`/`forget` were told of the cluster since its last resync
+        is merged in (`base.summed`), under the lock they take, so an
+        observation that folded a reservation after the listing is never
+        replaced by the listing's older view.
         """
         with self._order_lock:
             with self._db_lock:
-                told = {k: self._observed.get(k) for k in self._told}
-                fresh, sums = summed(observed_by_group, told)
-                rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items()]
-                gone = [tuple(k) for k in (self._observed.keys() | self._held.keys()) - fresh.keys()]
+                told = {k: self._observed.get(k) for k in self._told if k.cluster == cluster}
+                fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
+                rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items() if k.cluster == cluster]
+                gone = [tuple(k) for k in self._observed.keys() - fresh.keys() if k.cluster == cluster]
+                gone += [tuple(k) for k in self._held.keys() - fresh.keys()]
                 self._commit([], [(_DELETE_OBJECT, gone), (_UPSERT_USAGE, rows)])
-                self._observed, self._told = fresh, set()
+                self._observed = fresh
+                self._told = {k for k in self._told if k.cluster != cluster}
                 self._held = {}  # a LIST is the truth: what admissions alone recorded gives way to it
-                for key in self._bodies.keys() - fresh.keys():
+                for key in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
                     del self._bodies[key]
-            for name in set(self._groups) | set(sums):
-                state = self._group(name)
-                observed, count = sums.get(name, ({}, 0))
-                with state.lock:
-                    state.observed = dict(observed)
-                    state.objects = count
-                    state.used = dict(observed)
-                    add_usage(state.used, state.reserved, +1)
+            self._set_observed(sums)
 
     # ---------------------------------------------------------------- cash
     def _store_cash(self, group: str, state: GroupNumbers, new: CashState) -> None:

@@ -121,6 +121,11 @@ def key(name: str) -> ObjectKey:
     return ObjectKey("apps", "Deployment", "ns", name)
 
 
+def usage(pods: int) -> dict[str, int]:
+    """What `pods` of TEMPLATE charge."""
+    return {"requests.cpu": pods * CPU, "cpu": pods * CPU, "pods": pods * NANO, "count/pods": pods * NANO}
+
+
 def cpu(ledger: MemoryLedger, group: str) -> int:
     return ledger.used(group).get("requests.cpu", 0)
 
@@ -172,12 +177,16 @@ def test_a_cluster_reconciler_keys_every_object_by_its_cluster(ledger: MemoryLed
     in_b = Reconciler(ledger, lambda: policy, clock=Clock(MONDAY), cluster="b")
     in_a.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2))
     in_b.replace(DEPLOYMENTS, [deployment("web", replicas=3)])  # the same ns/name in cluster b: another object
-    usage = ledger.group_usage("a")
-    assert (usage.observed["requests.cpu"], usage.objects) == (5 * CPU, 2)
+    numbers = ledger.group_usage("a")
+    assert (numbers.observed["requests.cpu"], numbers.objects) == (5 * CPU, 2)
     assert ledger.lookup(ObjectKey("apps", "Deployment", "ns", "web", "b")) is not None
     assert ledger.lookup(key("web")) is None  # nothing of cluster ""
     in_b.apply(DEPLOYMENTS, "DELETED", deployment("web", replicas=3, rv="11"))
     assert cpu(ledger, "a") == 2 * CPU  # b's deletion frees b's object only
+    in_b.replace(DEPLOYMENTS, [deployment("web", replicas=3, rv="12")])
+    in_a.recompute()  # a's resync replaces a's share only
+    in_b.recompute()
+    assert ledger.group_usage("a").observed_by_cluster == {"a": usage(2), "b": usage(3)}
 
 
 # ------------------------------------------------- reservations and resync
@@ -217,10 +226,10 @@ def test_an_event_between_a_recomputes_snapshot_and_its_write_is_kept(
     assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
     resync = ledger.resync
 
-    def late(observed_by_group: Any) -> None:
+    def late(observed_by_group: Any, cluster: str = "") -> None:
         reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2, rv="20"))
         assert ledger.group_usage("a").reserved == {}  # folded: only observed holds web now
-        resync(observed_by_group)
+        resync(observed_by_group, cluster)
 
     monkeypatch.setattr(ledger, "resync", late)
     reconciler.recompute()

@@ -41,6 +41,26 @@ def test_a_state_round_trips_with_exact_nanos() -> None:
     assert from_object(obj, "ai-lab") == state
 
 
+def test_usage_per_cluster_round_trips_and_an_object_without_it_is_the_one_clusters() -> None:
+    state = LedgerState("ml", observed={"requests.cpu": 5}, objects=3,
+                        observed_by_cluster={"east": {"requests.cpu": 2}, "west": {"requests.cpu": 3}},
+                        objects_by_cluster={"east": 1, "west": 2})
+    obj = to_object(state)
+    assert obj["status"]["observedByCluster"] == {"east": {"requests.cpu": "2"}, "west": {"requests.cpu": "3"}}
+    assert from_object(obj) == state
+    del obj["status"]["observedByCluster"], obj["status"]["objectsByCluster"]  # as a version without clusters
+    old = from_object(obj)
+    assert (old.observed_by_cluster, old.objects_by_cluster) == ({"": {"requests.cpu": 5}}, {"": 3})
+    assert old.set_cluster("east", {"requests.cpu": 4}, 2)  # a resync of east: "" stays, the totals follow
+    assert (old.observed, old.objects) == ({"requests.cpu": 9}, 5)
+    old.add_observed({"requests.cpu": 5}, -1, "")  # the fold of ""'s only object going
+    assert (old.observed_by_cluster, old.objects_by_cluster) == ({"east": {"requests.cpu": 4}}, {"": 2, "east": 2})
+    obj["status"]["objectsByCluster"] = {"east": "many"}
+    obj["status"]["observedByCluster"] = {}
+    with pytest.raises(LedgerFormatError, match=r"objectsByCluster\.east is 'many'"):
+        from_object(obj)
+
+
 def test_an_older_per_object_reservation_reads_as_a_replica_of_one() -> None:
     obj = to_object(LedgerState("one"))
     obj["status"]["reservations"] = {"apps/Deployment/ns/web": {

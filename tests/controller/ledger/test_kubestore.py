@@ -465,3 +465,71 @@ def test_a_follower_finds_a_scale_parent_by_a_live_get(apis: list[KubeApi], poli
         assert ledger.lookup(key("missing")) is None
     finally:
         apis[0].request("DELETE", f"{path}/scaled")
+
+
+# ------------------------------------------------------------ clusters
+def in_cluster(cluster: str, name: str) -> ObjectKey:
+    return ObjectKey("apps", "Deployment", "default", name, cluster)
+
+
+def shares(api: KubeApi, group: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """The stored cpu per cluster, objects per cluster, and the total cpu (which must be their sum)."""
+    state = from_object(stored(api, group), group)
+    by_cluster = {c: u.get("requests.cpu", 0) for c, u in state.observed_by_cluster.items()}
+    assert sum(by_cluster.values()) == state.observed.get("requests.cpu", 0)
+    assert sum(state.objects_by_cluster.values()) == state.objects
+    return by_cluster, state.objects_by_cluster, state.observed.get("requests.cpu", 0)
+
+
+def test_a_resync_of_one_cluster_replaces_only_its_share(apis: list[KubeApi]) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger.resync({"ml": {in_cluster("east", "web"): {"requests.cpu": 2 * CPU}}}, cluster="east")
+    ledger.resync({"ml": {in_cluster("west", "api"): {"requests.cpu": 3 * CPU}}}, cluster="west")
+    assert shares(apis[0], "ml") == ({"east": 2 * CPU, "west": 3 * CPU}, {"east": 1, "west": 1}, 5 * CPU)
+    ledger.resync({}, cluster="east")  # east lists nothing: west stays charged
+    assert shares(apis[0], "ml") == ({"west": 3 * CPU}, {"west": 1}, 3 * CPU)
+    assert ledger.group_usage("ml").observed_by_cluster == {"west": {"requests.cpu": 3 * CPU}}
+
+
+def test_a_new_leader_keeps_the_share_of_a_cluster_it_has_not_listed_yet(apis: list[KubeApi]) -> None:
+    """Its index is empty: west's share comes from the ledger object until west's own relist replaces it."""
+    old = KubernetesLedger(apis[0], replica="old", fence=lambda: 10)
+    old.resync({"ml": {in_cluster("east", "web"): {"requests.cpu": 2 * CPU}}}, cluster="east")
+    old.resync({"ml": {in_cluster("west", "api"): {"requests.cpu": 3 * CPU},
+                       in_cluster("west", "db"): {"requests.cpu": 1 * CPU}}}, cluster="west")
+    new = KubernetesLedger(apis[1], replica="new", fence=lambda: 20)
+    new.resync({"ml": {in_cluster("east", "web"): {"requests.cpu": 1 * CPU}}}, cluster="east")
+    assert shares(apis[1], "ml") == ({"east": 1 * CPU, "west": 4 * CPU}, {"east": 1, "west": 2}, 5 * CPU)
+    new.resync({"ml": {in_cluster("west", "api"): {"requests.cpu": 3 * CPU}}}, cluster="west")  # west is back
+    assert shares(apis[1], "ml") == ({"east": 1 * CPU, "west": 3 * CPU}, {"east": 1, "west": 1}, 4 * CPU)
+
+
+def test_the_same_name_in_two_clusters_is_charged_twice_and_folded_by_cluster(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    east, west = in_cluster("east", "web"), in_cluster("west", "web")
+    assert ledger.admit(policy, deployment("web"), "CREATE", identity=east).allowed
+    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE", identity=west).allowed
+    assert reserved_cpu(apis[0], "ml") == 3 * CPU  # two objects, not one replaced by the other
+    ledger.observe(east, "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert state.folded == ["east:apps/Deployment/default/web@900"]
+    assert list(ledger.reservations("ml")) == ["west:apps/Deployment/default/web"]  # east's confirmed only
+    ledger.observe(west, "ml", {"requests.cpu": 2 * CPU}, resource_version="901")
+    assert shares(apis[0], "ml") == ({"east": 1 * CPU, "west": 2 * CPU}, {"east": 1, "west": 1}, 3 * CPU)
+    ledger.forget(east)  # a deletion in east frees east's only
+    assert shares(apis[0], "ml") == ({"west": 2 * CPU}, {"west": 1}, 2 * CPU)
+
+
+def test_a_ledger_object_without_clusters_reads_as_the_one_clusters(apis: list[KubeApi]) -> None:
+    """Written by a version without clusters: all of it is cluster ""'s, which a resync of east keeps."""
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger.resync({"ml": {key("web"): {"requests.cpu": 2 * CPU}}})
+    raw = stored(apis[0], "ml")
+    del raw["status"]["observedByCluster"], raw["status"]["objectsByCluster"]
+    apis[0].request("PUT", object_path("ml"), body=raw)
+    assert shares(apis[0], "ml") == ({"": 2 * CPU}, {"": 1}, 2 * CPU)
+    fresh = KubernetesLedger(apis[1], replica="r1")
+    fresh.resync({"ml": {in_cluster("east", "api"): {"requests.cpu": 1 * CPU}}}, cluster="east")
+    assert shares(apis[1], "ml") == ({"": 2 * CPU, "east": 1 * CPU}, {"": 1, "east": 1}, 3 * CPU)

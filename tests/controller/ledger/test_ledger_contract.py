@@ -368,3 +368,73 @@ def test_a_resync_from_a_listing_older_than_an_observation_keeps_it(policy: Comp
     assert cpu(ledger, "a") == 1 * CPU  # without the merge: 0, web counted nowhere
     ledger.resync({})  # told nothing since: the listing is the truth again
     assert cpu(ledger, "a") == 0
+
+
+# ------------------------------------------------------------ clusters
+def in_cluster(cluster: str, name: str) -> ObjectKey:
+    return ObjectKey("apps", "Deployment", "ns", name, cluster)
+
+
+def test_a_resync_of_one_cluster_leaves_the_others_charged(make: Make) -> None:
+    """Cluster east relists nothing (all gone there, or its listing is empty): west keeps its usage."""
+    ledger = make(standalone=False, clock=Clock())
+    ledger.resync({"a": {in_cluster("east", "web"): usage(2)}}, cluster="east")
+    ledger.resync({"a": {in_cluster("west", "api"): usage(3)}}, cluster="west")
+    assert cpu(ledger, "a") == 5 * CPU
+    ledger.resync({}, cluster="east")
+    numbers = ledger.group_usage("a")
+    assert (numbers.observed["requests.cpu"], numbers.objects) == (3 * CPU, 1)
+    assert numbers.observed_by_cluster == {"west": usage(3)}
+    ledger.resync({"a": {in_cluster("east", "web"): usage(1)}}, cluster="east")  # east back, with one pod
+    assert cpu(ledger, "a") == 4 * CPU
+    ledger.resync({"a": {in_cluster("east", "x"): usage(5)}})  # a resync of "" replaces only ""'s objects
+    assert cpu(ledger, "a") == 4 * CPU
+
+
+def test_the_same_name_in_two_clusters_is_two_objects_charged_twice(make: Make) -> None:
+    ledger = make(standalone=False, clock=Clock())
+    ledger.observe(in_cluster("east", "web"), "a", usage(2))
+    ledger.observe(in_cluster("west", "web"), "a", usage(1))
+    ledger.observe(key("web"), "a", usage(4))  # and in the one cluster's name space ("")
+    numbers = ledger.group_usage("a")
+    assert (numbers.observed["requests.cpu"], numbers.objects) == (7 * CPU, 3)
+    ledger.forget(in_cluster("east", "web"))  # a deletion in east frees east's only
+    assert cpu(ledger, "a") == 5 * CPU
+    ledger.resync({"a": {in_cluster("west", "web"): usage(1)}}, cluster="west")
+    assert ledger.group_usage("a").objects == 2
+
+
+def test_usage_per_cluster_is_kept_by_observations_and_resyncs(make: Make) -> None:
+    """east: web 2 pods + api 1 in a, db 2 in b; west: web 3 in a; "": old 1 in a. By hand, per cluster."""
+    ledger = make(standalone=False, clock=Clock())
+    ledger.observe(in_cluster("east", "web"), "a", usage(2))
+    ledger.observe(in_cluster("east", "api"), "a", usage(1))
+    ledger.observe(in_cluster("east", "db"), "b", usage(2))
+    ledger.resync({"a": {in_cluster("west", "web"): usage(3)}}, cluster="west")
+    ledger.observe(key("old"), "a", usage(1))
+    a = ledger.group_usage("a")
+    assert a.observed_by_cluster == {"east": usage(3), "west": usage(3), "": usage(1)}
+    assert a.observed == usage(7)
+    assert ledger.group_usage("b").observed_by_cluster == {"east": usage(2)}
+    ledger.observe(in_cluster("east", "api"), "b", usage(1))  # api moves to group b
+    ledger.resync({"a": {in_cluster("west", "web"): usage(1)}, "b": {in_cluster("west", "new"): usage(4)}},
+                  cluster="west")
+    a, b = ledger.group_usage("a"), ledger.group_usage("b")
+    assert a.observed_by_cluster == {"east": usage(2), "west": usage(1), "": usage(1)}
+    assert (a.observed, a.objects) == (usage(4), 3)
+    assert b.observed_by_cluster == {"east": usage(3), "west": usage(4)}
+    assert (b.observed, b.objects) == (usage(7), 3)
+    ledger.forget(key("old"))
+    assert "" not in ledger.group_usage("a").observed_by_cluster  # clusters with usage only
+
+
+def test_a_resync_of_one_cluster_keeps_what_another_was_told_for_its_own(make: Make) -> None:
+    """east's listing is taken, then east observes `late`; west resyncs first; east's older listing keeps late."""
+    ledger = make(standalone=False, clock=Clock())
+    listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # east's, taken before late was seen
+    ledger.observe(in_cluster("east", "late"), "a", usage(2))
+    ledger.resync({"a": {in_cluster("west", "w"): usage(1)}}, cluster="west")
+    ledger.resync(listing, cluster="east")
+    assert cpu(ledger, "a") == 3 * CPU  # without the per-cluster merge: 1, late counted nowhere
+    ledger.resync({}, cluster="east")  # told nothing since: east's listing is the truth again
+    assert ledger.group_usage("a").observed_by_cluster == {"west": usage(1)}
