@@ -64,6 +64,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             reload_interval=args.reload_interval,
             kubeconfig=args.kubeconfig,
             in_cluster=args.in_cluster,
+            clusters=tuple(args.cluster or ()),
+            ledger_cluster=args.ledger_cluster,
             store=args.store,
             state_file=args.state,
             resync_interval=args.resync_interval,
@@ -235,6 +237,14 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
     cluster.add_argument("--in-cluster", action="store_true",
                          help="the cluster this pod runs in (its service account)")
+    cluster.add_argument("--cluster", action="append", metavar="NAME=KUBECONFIG",
+                         help="decide for several clusters (repeatable; NAME=in-cluster for the one serve runs in): "
+                         "each is watched and has its own route, POST /validate/NAME; instead of --kubeconfig and "
+                         "--in-cluster")
+    cluster.add_argument("--ledger-cluster", metavar="NAME",
+                         help="with --cluster: the cluster holding the kubernetes store's ledger and Lease, the "
+                         "--cert-secret Secret and the API port's token checks (default: the only cluster, else the "
+                         "in-cluster one); NAME=KUBECONFIG for one that is not watched")
     cluster.add_argument("--store", choices=["memory", "sqlite", "kubernetes"], default=None,
                          help="sqlite: this process's ledger in a local SQLite file, kept across restarts "
                          "(the default with no cluster); memory: in this process only (the default with a "

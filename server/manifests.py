@@ -205,10 +205,9 @@ def rbac(
     `watches`: serve watches this cluster (False: a hub that only holds the
     ledger; the members grant the watch, `member_objects`).
     """
-    # A hub that watches no workloads still lists + watches LimitRanges where the kubernetes store
-    # runs (controller/ledger/kubestore_runtime.py, on every replica).
-    rules = watch_rules(policy) if watches else [
-        {"apiGroups": [""], "resources": ["limitranges"], "verbs": ["list", "watch"]}]
+    # A hub that is no member watches nothing there: every replica watches each member's LimitRanges
+    # instead (kubestore_runtime.StoreRuntime.limit_ranges_from).
+    rules = watch_rules(policy) if watches else []
     # The shared ledger (controller/ledger/kubestore.py): get/create/update one object per group on
     # every admission (compare-and-swap), list + watch to follow other replicas' writes, delete to
     # drop an empty ledger of a group the policy no longer has.

@@ -52,6 +52,7 @@ from quotalang.server.api import create_api_app
 from quotalang.server.apiauth import Gate, KubeReviews
 from quotalang.server.app import create_app
 from quotalang.server.clientauth import ClientAuth, ClientAuthError
+from quotalang.server.clusters import Clusters, ClusterSpec, need_hub, plan
 from quotalang.server.engine import FailureMode
 from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.limits import (
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.routing import BaseRoute
 
+    from quotalang.controller.fleet import ClusterHealth, Fleet
     from quotalang.controller.kube.api import KubeApi
     from quotalang.controller.ledger.base import ControllerLedger
     from quotalang.controller.ledger.kubestore import KubernetesLedger
@@ -99,6 +101,9 @@ class ServeOptions:
     reload_interval: float = DEFAULT_INTERVAL
     kubeconfig: str | None = None
     in_cluster: bool = False
+    # Several clusters (quotalang.server.clusters): `NAME=KUBECONFIG` or `NAME=in-cluster` each, and the hub.
+    clusters: tuple[str, ...] = ()
+    ledger_cluster: str | None = None
     store: Literal["memory", "sqlite", "kubernetes"] | None = None  # None: sqlite alone, memory with a cluster
     state_file: str | None = None
     resync_interval: float = DEFAULT_RESYNC
@@ -130,7 +135,7 @@ class ServeOptions:
 
     @property
     def cluster(self) -> bool:
-        return self.in_cluster or self.kubeconfig is not None
+        return self.in_cluster or self.kubeconfig is not None or bool(self.clusters)
 
     @property
     def ledger_store(self) -> Literal["memory", "sqlite", "kubernetes"]:
@@ -150,6 +155,7 @@ def serve(opts: ServeOptions) -> int:
         raise ServeError("--kubeconfig and --in-cluster are two ways to name the cluster: give one")
     if opts.store == "kubernetes" and not opts.cluster:
         raise ServeError("--store kubernetes keeps the ledger on the apiserver: give --kubeconfig or --in-cluster")
+    found = _clusters(opts)
     if opts.state_file and opts.ledger_store == "memory" and not opts.cluster:
         raise ServeError("--state names the ledger file; the memory store keeps nothing: drop --store memory")
     if opts.cert_secret and (opts.tls_cert or opts.insecure_http):
@@ -173,14 +179,16 @@ def serve(opts: ServeOptions) -> int:
     holder = PolicyHolder()
     reloader = PolicyReloader(opts.policy, holder, metrics, opts.reload_interval)
     policy = reloader.load_initial()  # a broken policy: PolicyError, exit 2
-    runtime = _Runtime(opts, holder, metrics)
+    runtime = _Runtime(opts, found, holder, metrics)
     ledger = runtime.build()
+    names = found.names if found.several else ()
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
-                     waiting_for=runtime.waiting_for, routes=_exemption_routes(opts))
-    gate = _gate(opts, runtime)
-    api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate)
+                     waiting_for=runtime.waiting_for, routes=_exemption_routes(opts), clusters=names,
+                     health=runtime.health)
+    gate = _gate(opts, found, runtime)
+    api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names)
 
-    keeper = _cert_keeper(opts, metrics)
+    keeper = _cert_keeper(opts, found, metrics)
     cert, key, ca = _tls_files(opts, keeper)
     import uvicorn
 
@@ -223,7 +231,7 @@ def serve(opts: ServeOptions) -> int:
     scheme = "http" if cert is None else "https"
     logs.log_event(
         LOG, logging.INFO, "starting",
-        url=f"{scheme}://{_url_host(opts.host)}:{opts.port}/validate",
+        url=f"{scheme}://{_url_host(opts.host)}:{opts.port}/validate{'/NAME' if names else ''}",
         api=f"{scheme}://{_url_host(api_host)}:{opts.api_port}/",
         api_auth="bearer token (TokenReview, SubjectAccessReview)" if gate is not None else "none",
         policy=policy.checksum, groups=len(policy.groups), kinds=len(policy.kinds),
@@ -245,98 +253,150 @@ def serve(opts: ServeOptions) -> int:
 
 
 class _Runtime:
-    """The ledger for the options given, and the controller or store that keeps it."""
+    """The ledger for the options given, and the controllers (or the store) that keep it.
 
-    def __init__(self, opts: ServeOptions, holder: PolicyHolder, metrics: Metrics) -> None:
+    One cluster: one Controller. Several (`--cluster`): a Fleet, one Controller
+    per member (each its own client, watchers and backoff) folding into the one
+    ledger. With the kubernetes store either runs on the Lease holder only.
+    """
+
+    def __init__(self, opts: ServeOptions, found: Clusters, holder: PolicyHolder, metrics: Metrics) -> None:
         self.opts = opts
+        self.found = found
         self.holder = holder
         self.metrics = metrics
         self.controller: Controller | None = None
+        self.fleet: Fleet | None = None
         self.store: KubernetesStore | None = None
-        self.api: KubeApi | None = None
+        self.apis: dict[str, KubeApi] = {}  # the members' clients by name ("" for the one cluster)
         self.sqlite: SqliteLedger | None = None
 
     def build(self) -> Ledger:
         opts = self.opts
-        if not opts.cluster:
+        if not self.found.members:
             if opts.ledger_store == "memory":
                 return MemoryLedger(standalone=True)
             self.sqlite = open_embedded(opts.state_file, standalone=True)
             return self.sqlite
-        from quotalang.controller.metrics import ControllerCollector
+        if self.found.several:
+            self.metrics.watch_clusters(self.found.names, self.health)
+        else:
+            from quotalang.controller.metrics import ControllerCollector
 
-        self.metrics.registry.register(ControllerCollector(lambda: self.controller))
+            self.metrics.registry.register(ControllerCollector(lambda: self.controller))
+        from quotalang.server.stores import live_lookup
+
+        # A /scale parent the watch has not indexed (an owned ReplicaSet, say) is fetched by a GET
+        # from the review's own cluster.
+        lookup = live_lookup(self.apis, self.holder)
         if opts.ledger_store == "kubernetes":
             from quotalang.server.stores import kubernetes_store
 
+            hub = need_hub(self.found, "--store kubernetes")
             self.store = kubernetes_store(
-                self.holder, self.metrics, kubeconfig=opts.kubeconfig, namespace=opts.lease_namespace,
+                self.holder, self.metrics, kubeconfig=hub.kubeconfig, namespace=opts.lease_namespace,
                 lease_duration=opts.lease_duration, reservation_ttl=opts.reservation_ttl,
-                on_leader=self._lead, on_follower=self._follow,
+                on_leader=self._lead, on_follower=self._follow, fallback_lookup=lookup,
             )
+            self._connect_members()
+            if self.found.several:  # every replica admits for every member: each member's LimitRanges
+                self.store.runtime.limit_ranges_from(self.apis)
             return self.store.ledger
-        from quotalang.controller.kube.api import KubeApi
-
-        try:
-            self.api = KubeApi.from_config(opts.kubeconfig)
-        except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
-            raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
-        from quotalang.server.stores import live_lookup
-
-        # A /scale parent the watch has not indexed (an owned ReplicaSet, say) is fetched by a GET.
-        lookup = live_lookup(self.api, self.holder)
-        ledger: ControllerLedger
+        self._connect_members()
+        ledger: MemoryLedger | SqliteLedger
         if opts.ledger_store == "sqlite":
             ledger = self.sqlite = open_embedded(opts.state_file, standalone=False,
                                                  reservation_ttl=opts.reservation_ttl, fallback_lookup=lookup)
         else:
             ledger = MemoryLedger(standalone=False, reservation_ttl=opts.reservation_ttl, fallback_lookup=lookup)
-        self.controller = self._controller(self.api, ledger)
-        assert isinstance(ledger, MemoryLedger | SqliteLedger)
+        self._keepers(ledger)
         return ledger
 
-    def _controller(self, api: KubeApi, ledger: ControllerLedger) -> Controller:
+    def _connect_members(self) -> None:
+        """One client per member; the hub's is the store's when the hub is a member."""
+        for spec in self.found.members:
+            hub = self.found.hub
+            if self.store is not None and hub is not None and spec.name == hub.name and hub.watched:
+                self.apis[spec.name] = self.store.api
+            else:
+                self.apis[spec.name] = _connect(spec)
+
+    def hub_api(self) -> KubeApi | None:
+        """The hub's client, when one is already open (the store's, or the hub's as a member)."""
+        if self.store is not None:
+            return self.store.api
+        hub = self.found.hub
+        return self.apis.get(hub.name) if hub is not None and hub.watched else None
+
+    def _controller(self, api: KubeApi, ledger: ControllerLedger, cluster: str = "") -> Controller:
         opts = self.opts
         return Controller(api, lambda: self.holder.policy, ledger, resync=opts.resync_interval,
                           accrue_every=opts.accrue_interval,
-                          state_file=opts.state_file if opts.ledger_store == "memory" else None)
+                          state_file=opts.state_file if opts.ledger_store == "memory" else None, cluster=cluster)
+
+    def _keepers(self, ledger: ControllerLedger) -> None:
+        """The Controller, or for several clusters the Fleet of one Controller per member."""
+        if not self.found.several:
+            self.controller = self._controller(self.apis[""], ledger)
+            return
+        from quotalang.controller.fleet import Fleet
+
+        controllers = {name: self._controller(api, ledger, name) for name, api in self.apis.items()}
+        self.fleet = Fleet(controllers, ledger)
 
     def _lead(self, ledger: KubernetesLedger) -> None:
-        assert self.store is not None
-        self.controller = self._controller(self.store.api, ledger)
-        self.controller.start()
+        self._keepers(ledger)
+        self._start_keepers()
 
     def _follow(self) -> None:
         controller, self.controller = self.controller, None
+        fleet, self.fleet = self.fleet, None
         if controller is not None:
             controller.stop()
+        if fleet is not None:
+            fleet.stop()
+
+    def _start_keepers(self) -> None:
+        if self.fleet is not None:
+            self.fleet.start()
+        elif self.controller is not None:
+            self.controller.start()
+
+    def health(self) -> dict[str, ClusterHealth]:
+        """Each member's health, from the Fleet; empty where none runs (one cluster, a follower)."""
+        fleet = self.fleet
+        return fleet.clusters() if fleet is not None else {}
 
     def describe(self) -> str:
+        watched = f"clusters {', '.join(self.found.names)}" if self.found.several else "the cluster"
         if self.store is not None:
-            return "kubernetes (shared; the Lease holder reconciles)"
+            hub = self.found.hub
+            where = f" in cluster {hub.name}" if hub is not None and hub.name else ""
+            return f"kubernetes{where} (shared; the Lease holder reconciles from {watched})"
         where = f"sqlite at {self.sqlite.path}" if self.sqlite is not None else "memory"
-        if self.controller is not None:
-            return f"{where}, reconciled from the cluster"
+        if self.controller is not None or self.fleet is not None:
+            return f"{where}, reconciled from {watched}"
         return f"{where} (standalone: usage comes from admissions)"
 
     def waiting_for(self) -> str | None:
-        controller = self.controller
+        controller, fleet = self.controller, self.fleet
         if controller is not None and not controller.synced:
             return "waiting for the first full sync of the cluster"
+        if fleet is not None and not fleet.synced:
+            pending = sorted(name for name, health in fleet.clusters().items() if not health.synced)
+            return f"waiting for the first full sync of cluster{'s' if len(pending) > 1 else ''} {', '.join(pending)}"
         return None
 
     def start(self) -> None:
         if self.store is not None:
             self.store.start()
-        elif self.controller is not None:
-            self.controller.start()
+        else:
+            self._start_keepers()
 
     def stop(self) -> None:
+        self._follow()
         if self.store is not None:
-            self._follow()
             self.store.stop()
-        elif self.controller is not None:
-            self.controller.stop()
         if self.sqlite is not None:
             self.sqlite.close()
 
@@ -364,22 +424,37 @@ def _api_host(opts: ServeOptions) -> str:
     return host
 
 
-def _gate(opts: ServeOptions, runtime: _Runtime) -> Gate | None:
-    """The API port's token check: in a cluster unless --api-insecure; through the controller's client."""
+def _clusters(opts: ServeOptions) -> Clusters:
+    """The clusters and the hub, checked before anything connects; what needs a hub says so here."""
+    found = plan(opts.clusters, opts.ledger_cluster, kubeconfig=opts.kubeconfig, in_cluster=opts.in_cluster)
+    if opts.ledger_store == "kubernetes" and found.members:
+        need_hub(found, "--store kubernetes keeps its QuotaLedgers and Lease in one cluster; that cluster")
+    if opts.cert_secret and found.members:
+        need_hub(found, "--cert-secret keeps the serving pair in a Secret; that Secret")
+    if found.members and not opts.api_insecure:
+        need_hub(found, "the API port asks one apiserver about bearer tokens (or give --api-insecure); it")
+    return found
+
+
+def _connect(spec: ClusterSpec) -> KubeApi:
+    """A client for one cluster; a kubeconfig that cannot be used is a usage error naming the cluster."""
+    from quotalang.controller.kube.api import KubeApi
+
+    try:
+        return KubeApi.from_config(spec.kubeconfig)
+    except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
+        where = f" for cluster {spec.name}" if spec.name else ""
+        raise ServeError(f"cannot configure the kubernetes client{where}: {exc}") from None
+
+
+def _gate(opts: ServeOptions, found: Clusters, runtime: _Runtime) -> Gate | None:
+    """The API port's token check: in a cluster unless --api-insecure; through the hub's client."""
     if not opts.cluster:
         return None
     if opts.api_insecure:
         LOG.warning("--api-insecure: the API port serves the tree, usage and metrics to anyone who reaches it")
         return None
-    api = runtime.api or (runtime.store.api if runtime.store is not None else None)
-    if api is None:
-        from quotalang.controller.kube.api import KubeApi
-
-        try:
-            api = KubeApi.from_config(opts.kubeconfig)
-        except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
-            raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
-    return Gate(KubeReviews(api))
+    return Gate(KubeReviews(runtime.hub_api() or _connect(need_hub(found, "the API port's token check"))))
 
 
 def _exemption_routes(opts: ServeOptions) -> list[BaseRoute]:
@@ -399,11 +474,10 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _cert_keeper(opts: ServeOptions, metrics: Metrics) -> SecretCertificates | None:
-    """With --cert-secret: the Secret's pair, created or renewed now, before the server listens."""
+def _cert_keeper(opts: ServeOptions, found: Clusters, metrics: Metrics) -> SecretCertificates | None:
+    """With --cert-secret: the Secret's pair (in the hub), created or renewed now, before the server listens."""
     if not opts.cert_secret:
         return None
-    from quotalang.controller.kube.api import KubeApi
     from quotalang.server.certs import (
         DEFAULT_VALIDITY,
         CertificateError,
@@ -413,10 +487,7 @@ def _cert_keeper(opts: ServeOptions, metrics: Metrics) -> SecretCertificates | N
     )
     from quotalang.server.stores import lease_namespace
 
-    try:
-        api = KubeApi.from_config(opts.kubeconfig)
-    except Exception as exc:  # the kubernetes package raises several kinds for a bad kubeconfig
-        raise ServeError(f"cannot configure the kubernetes client: {exc}") from None
+    api = _connect(need_hub(found, "--cert-secret"))
     settings = CertSettings(lease_namespace(), opts.cert_secret, opts.cert_service, opts.webhook_configuration,
                             opts.cert_validity or DEFAULT_VALIDITY)
     keeper = SecretCertificates(api, settings, default_folder(), metrics)

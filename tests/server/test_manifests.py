@@ -472,11 +472,10 @@ def test_the_hub_runs_serve_over_every_member_kubeconfig_and_has_no_webhook(ca_f
         assert {"name": f"cluster-{name}", "secret": {"secretName": f"quotalang-cluster-{name}"}} in pod["volumes"]
         assert {"name": f"cluster-{name}", "mountPath": f"/etc/quotalang/clusters/{name}", "readOnly": True} in \
             pod["containers"][0]["volumeMounts"]
-    # The hub watches no workloads: the ledger, the Lease, the token checks, and LimitRanges for the store.
+    # The hub watches nothing (each member's LimitRanges are read there): the ledger, the Lease, token checks.
     role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "quotalang")
     groups = {g for rule in role["rules"] for g in rule["apiGroups"]}
-    assert groups == {"", "quotalang.dev", "apiextensions.k8s.io", "authentication.k8s.io", "authorization.k8s.io"}
-    assert [r["resources"] for r in role["rules"] if r["apiGroups"] == [""]] == [["limitranges"]]
+    assert groups == {"quotalang.dev", "apiextensions.k8s.io", "authentication.k8s.io", "authorization.k8s.io"}
 
 
 def test_an_embedded_certificate_names_the_hub_url_and_members_trust_its_ca(tmp_path: Path) -> None:
