@@ -28,7 +28,7 @@ from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.controller.cash import PodRun, accrue, pod_run
-from quotalang.controller.ledger.base import CashState, ControllerLedger, ObjectKey, Observation, Usage
+from quotalang.controller.ledger.base import CashState, CashStore, ControllerLedger, ObjectKey, Observation, Usage
 from quotalang.evaluator import charged_owner, resolve_group
 from quotalang.usage import workload_usage
 
@@ -299,21 +299,15 @@ class Reconciler:
         if policy is None:
             return 0
         now = self._clock() if now is None else now
+        changed = accrue_runs(self.ledger, policy, self.runs(), now)
+        self.accrued(now)
+        return changed
+
+    def accrued(self, now: float) -> None:
+        """Cash is accrued up to `now`: runs that ended by then are done with."""
         with self._lock:
-            runs = list(self._runs.values())
-        by_group: dict[str, list[PodRun]] = {}
-        for run in runs:
-            by_group.setdefault(run.group, []).append(run)
-        changed = 0
-        for name, group in policy.groups.items():
-            if not group.cash:
-                continue
-            step = functools.partial(_accrue_step, runs=by_group.get(name, ()), budgets=group.cash, now=now)
-            changed += self.ledger.update_cash(name, step).last_accrual == now
-        with self._lock:  # ended runs are fully accrued now
             for uid in [u for u, r in self._runs.items() if r.end is not None and r.end <= now]:
                 del self._runs[uid]
-        return changed
 
     # ----------------------------------------------------------- reading
     def runs(self) -> Iterable[PodRun]:
@@ -322,6 +316,25 @@ class Reconciler:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def accrue_runs(ledger: CashStore, policy: CompiledPolicy, runs: Iterable[PodRun], now: float) -> int:
+    """Accrue every cash-budgeted group over `runs` up to `now`, one `update_cash` per group; how many changed.
+
+    One call per group over all its runs, whichever cluster they run in: the
+    last accrual time is the group's, so a second accrual of the same group
+    up to the same `now` would skip the first one's pods.
+    """
+    by_group: dict[str, list[PodRun]] = {}
+    for run in runs:
+        by_group.setdefault(run.group, []).append(run)
+    changed = 0
+    for name, group in policy.groups.items():
+        if not group.cash:
+            continue
+        step = functools.partial(_accrue_step, runs=by_group.get(name, ()), budgets=group.cash, now=now)
+        changed += ledger.update_cash(name, step).last_accrual == now
+    return changed
 
 
 def _accrue_step(
@@ -355,4 +368,4 @@ def _version(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-__all__ = ["PODS", "Reconciler", "slim"]
+__all__ = ["PODS", "Reconciler", "accrue_runs", "slim"]

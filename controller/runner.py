@@ -24,7 +24,7 @@ from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.ledger.base import ControllerLedger, TakesLimitRanges
+from quotalang.controller.ledger.base import ControllerLedger, TakesLimitRanges, limit_ranges_of
 from quotalang.controller.reconcile import PODS, Reconciler
 
 LOG = logging.getLogger("quotalang.controller")
@@ -73,16 +73,23 @@ class Controller:
         self._thread: threading.Thread | None = None
         self.limit_ranges = limit_ranges.LimitRangeIndex()
         self._limit_watch: Watcher | None = None
+        # False under a Fleet, which accrues every cluster's pods at once and keeps the state file.
+        self.keeps_cash = True
+        # True under a Fleet: a member's watchers list again after a failure (see `Watcher`).
+        self.relist_after_failure = False
 
     def start(self) -> None:
-        if isinstance(self.ledger, TakesLimitRanges) and self.ledger.limit_ranges is None:
-            # Pods are charged as the LimitRanger will store them (a kubernetes store's runtime
-            # already watches them on every replica).
-            self.ledger.limit_ranges = self.limit_ranges
-            self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
-                                        resync=self.resync)
-            self._limit_watch.start()
-        if self.state_file is not None:
+        if isinstance(self.ledger, TakesLimitRanges):
+            # Pods are charged as the LimitRanger will store them: the store applies this index (a
+            # Fleet's PerCluster names it for this cluster; a kubernetes store's runtime already
+            # watches them on every replica, and then this one is not used).
+            if self.ledger.limit_ranges is None:
+                self.ledger.limit_ranges = self.limit_ranges
+            if limit_ranges_of(self.ledger.limit_ranges, self.cluster) is self.limit_ranges:
+                self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
+                                            resync=self.resync, relist_after_failure=self.relist_after_failure)
+                self._limit_watch.start()
+        if self.state_file is not None and self.keeps_cash:
             restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
             if restored:
                 LOG.info("restored the cash of %d groups from %s", restored, self.state_file)
@@ -101,7 +108,7 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:
-            if self.synced:
+            if self.synced and self.keeps_cash:
                 self.accrue()
         except Exception as exc:  # a follower that lost the lease, an apiserver gone: nothing to save
             LOG.warning("final cash accrual skipped: %s", exc)
@@ -113,6 +120,12 @@ class Controller:
             return False
         with self._lock:
             return bool(self.watchers) and all(w.listed.is_set() for w in self.watchers.values())
+
+    def watching(self) -> list[Watcher]:
+        """Every watcher it runs now (the LimitRanges' too): what its cluster's health is read from."""
+        with self._lock:
+            found = list(self.watchers.values())
+        return [*found, self._limit_watch] if self._limit_watch is not None else found
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -139,7 +152,8 @@ class Controller:
             for watcher in old.values():
                 watcher.stop()
             for name, path in wanted.items():
-                watcher = Watcher(self.api, name, path, self.reconciler, resync=self.resync)
+                watcher = Watcher(self.api, name, path, self.reconciler, resync=self.resync,
+                                  relist_after_failure=self.relist_after_failure)
                 if name in old:
                     watcher.listed.set()  # still ready: the old listing holds until the new one lands
                 self.watchers[name] = watcher
@@ -174,7 +188,7 @@ class Controller:
                 if time.monotonic() - last_recompute >= self.resync:
                     last_recompute = time.monotonic()
                     self.reconciler.recompute()
-                if time.monotonic() - last_accrual >= self.accrue_every:
+                if self.keeps_cash and time.monotonic() - last_accrual >= self.accrue_every:
                     last_accrual = time.monotonic()
                     self.accrue()
             except Exception as exc:  # keep going: the next round may succeed (an apiserver back, a new leader)

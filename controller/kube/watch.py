@@ -16,7 +16,10 @@ way client-go's reflector does:
   it is retried at the backoff cap;
 * every `resync` seconds the watcher relists, and the sink recomputes usage
   from scratch; it relists between watches, so a relist never races the
-  events of its own collection.
+  events of its own collection;
+* whether the apiserver answers is kept for health reports (`failure`,
+  `failing_since`, `working_since`): a LIST or WATCH that ends in an error
+  starts a run of failures, the next one that succeeds ends it.
 
 The sink is called from the watcher's thread only, one call at a time per
 watcher; it must be thread-safe across watchers.
@@ -94,8 +97,12 @@ class Watcher:
         page_size: int = PAGE_SIZE,
         watch_seconds: int = WATCH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        relist_after_failure: bool = False,
     ) -> None:
         self.api = api
+        # After a failed call, list again rather than resume the watch: for a member cluster of a
+        # Fleet, whose outage may have outlived its watch history (or its etcd), the listing is the truth.
+        self.relist_after_failure = relist_after_failure
         self.source = source
         self.path = path
         self.sink = sink
@@ -107,6 +114,9 @@ class Watcher:
         self.backoff = Backoff()
         self.listed = threading.Event()  # set after the first complete listing
         self.served = True  # False while the server answers 404 for the collection
+        self.failure: str | None = None  # the last error while calls fail; None once one succeeds again
+        self.failing_since: float | None = None  # wall clock: the first failure of the current run
+        self.working_since: float | None = None  # wall clock: the first success after the last failure
         self._stop = threading.Event()
         self._relist = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,20 +146,26 @@ class Watcher:
                 due = self._relist.is_set() or self.clock() - listed_at >= self.resync
                 if version is None or due:
                     self._relist.clear()
+                    version = None  # a listing that fails is retried as a listing, not as a watch
                     version = self.list_once()
                     listed_at = self.clock()
                     self.backoff.reset()
+                    self._succeeded()
                     if not self.served:
                         self._stop.wait(self.backoff.cap)
                         version = None
                         continue
                 version = self.watch_once(version, self._watch_window(listed_at))
+                self._succeeded()
             except Gone:
                 self.stats.gone += 1
                 LOG.info("watch of %s: resourceVersion too old (410 Gone); relisting", self.source)
                 version = None
             except KubeError as exc:
                 self.stats.errors += 1
+                self._failed(exc)
+                if self.relist_after_failure:
+                    version = None
                 delay = self.backoff.next_delay()
                 LOG.warning("watch of %s failed (%s); retrying in %.1fs", self.source, exc, delay)
                 self._stop.wait(delay)
@@ -160,6 +176,16 @@ class Watcher:
                 LOG.exception("handling %s failed; relisting", self.source)
                 version = None
                 self._stop.wait(self.backoff.next_delay())
+
+    def _succeeded(self) -> None:
+        if self.failure is not None or self.working_since is None:
+            self.working_since = time.time()
+        self.failure = self.failing_since = None
+
+    def _failed(self, exc: KubeError) -> None:
+        if self.failure is None:
+            self.failing_since = time.time()
+        self.failure = str(exc) or type(exc).__name__
 
     def _watch_window(self, listed_at: float) -> int:
         left = self.resync - (self.clock() - listed_at)

@@ -177,16 +177,37 @@ class Ledger(Protocol):
     def group_usage(self, group: str) -> GroupUsage: ...
 
 
+class PerCluster:
+    """Each cluster's LimitRanges: a review is charged with the defaults of its own cluster's namespace.
+
+    Installed as a store's `limit_ranges` when one ledger serves several
+    clusters; the store picks the index by the identity's cluster
+    (`limit_ranges_of`). A cluster it does not know applies no defaults.
+    """
+
+    __slots__ = ("by_cluster",)
+
+    def __init__(self, by_cluster: Mapping[str, LimitRanges]) -> None:
+        self.by_cluster = dict(by_cluster)
+
+
+def limit_ranges_of(ranges: LimitRanges | PerCluster | None, cluster: str) -> LimitRanges | None:
+    """The LimitRanges that apply in `cluster` (one index for every cluster unless it is `PerCluster`)."""
+    if isinstance(ranges, PerCluster):
+        return ranges.by_cluster.get(cluster)
+    return ranges
+
+
 @runtime_checkable
 class TakesLimitRanges(Protocol):
     """A store that hands the namespace's LimitRanges to the evaluator (`evaluate(..., limit_ranges=)`).
 
     Not part of `Ledger`: the controller installs its LimitRange index into a
-    store that has the attribute (`controller.kube.limit_ranges`); None (no
-    cluster) applies no defaults.
+    store that has the attribute (`controller.kube.limit_ranges`), a Fleet one
+    index per cluster (`PerCluster`); None (no cluster) applies no defaults.
     """
 
-    limit_ranges: LimitRanges | None
+    limit_ranges: LimitRanges | PerCluster | None
 
 
 class CashStore(Protocol):
@@ -595,6 +616,7 @@ __all__ = [
     "Observation",
     "Observed",
     "PendingAdmission",
+    "PerCluster",
     "TakesLimitRanges",
     "Usage",
     "accrue_into",
@@ -602,6 +624,7 @@ __all__ = [
     "add_usage",
     "at_or_after",
     "later",
+    "limit_ranges_of",
     "look_up",
     "maximum",
     "newer",

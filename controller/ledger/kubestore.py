@@ -75,10 +75,12 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observation,
     Observed,
+    PerCluster,
     Usage,
     accrue_into,
     add_usage,
     at_or_after,
+    limit_ranges_of,
     look_up,
     newer,
     pack,
@@ -290,7 +292,7 @@ class KubernetesLedger:
         # in: a resync's listing may predate them (`base.summed`); another term's calls do not count.
         self._told: dict[ObjectKey, int | None] = {}
         self._tokens = itertools.count(1)  # controller writes, for their tokens
-        self.limit_ranges: LimitRanges | None = None  # every replica's runtime installs its index
+        self.limit_ranges: LimitRanges | PerCluster | None = None  # every replica's runtime installs its index
 
     # ------------------------------------------------------------ the cache
     def remember(self, state: LedgerState) -> None:
@@ -442,7 +444,7 @@ class KubernetesLedger:
         group, _ = resolve_group(policy, parent if parent is not None else obj)
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
             return evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
-                            limit_ranges=self.limit_ranges)
+                            limit_ranges=limit_ranges_of(self.limit_ranges, identity.cluster if identity else ""))
         until = deadlines.current()
         request = _Request(policy, obj, operation, old, parent, dry_run, identity)
 
@@ -545,7 +547,7 @@ class KubernetesLedger:
                 add_usage(used, item.usage)
         decision = evaluate(request.policy, obj, operation, old=request.old,
                             usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run,
-                            limit_ranges=self.limit_ranges)
+                            limit_ranges=limit_ranges_of(self.limit_ranges, key.cluster))
         charge = decision.reservation.get(group)
         if not charge or decision.stored is None:
             return decision, None

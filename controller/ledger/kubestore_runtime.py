@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,7 +28,7 @@ from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
 from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.ledger.base import NotLeader
+from quotalang.controller.ledger.base import NotLeader, PerCluster
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 
@@ -122,10 +122,25 @@ class StoreRuntime:
         self._synced_checksum: str | None = None
         if elector is not None:
             ledger.fence = elector.epoch
-        # Every replica admits, so every replica charges pods with their namespace's LimitRange defaults.
+        # Every replica admits, so every replica charges pods with their namespace's LimitRange defaults
+        # (by default those of the cluster the store is in; `limit_ranges_from` for several clusters).
         self.limit_ranges = limit_ranges.LimitRangeIndex()
         ledger.limit_ranges = self.limit_ranges
-        self._limit_watch: Watcher | None = None
+        self._limit_sources: dict[str, tuple[KubeApi, limit_ranges.LimitRangeIndex]] = {
+            "": (ledger.api, self.limit_ranges)}
+        self._limit_watches: list[Watcher] = []
+
+    def limit_ranges_from(self, apis: Mapping[str, KubeApi]) -> dict[str, limit_ranges.LimitRangeIndex]:
+        """Several clusters (call before `start`): each review is charged with its own cluster's LimitRanges.
+
+        Every replica admits for every cluster, so every replica watches each
+        member's LimitRanges (not only the leader's Fleet); the store picks
+        the index by the identity's cluster (`base.PerCluster`).
+        """
+        self._limit_sources = {name: (api, limit_ranges.LimitRangeIndex()) for name, api in apis.items()}
+        indexes = {name: index for name, (_, index) in self._limit_sources.items()}
+        self.ledger.limit_ranges = PerCluster(indexes)
+        return indexes
 
     @property
     def is_leader(self) -> bool:
@@ -134,8 +149,10 @@ class StoreRuntime:
     def start(self, wait: float = 30.0) -> None:
         """Start the watch (waiting up to `wait` s for its first LIST), the upkeep and the election."""
         self._stop.clear()
-        self._limit_watch = Watcher(self.ledger.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges)
-        self._limit_watch.start()
+        self._limit_watches = [Watcher(api, limit_ranges.SOURCE, limit_ranges.PATH, index)
+                               for api, index in self._limit_sources.values()]
+        for watcher in self._limit_watches:
+            watcher.start()
         self._spawn(self.watch.run, "ledger-watch")
         if not self.watch.synced.wait(wait):
             LOG.warning("the ledger cache is not filled yet; admission reads the ledger objects directly")
@@ -154,8 +171,8 @@ class StoreRuntime:
     def stop(self, release: bool = True) -> None:
         """Stop upkeep and watch; hand the Lease back when leading (a successor starts at once)."""
         self._stop.set()
-        if self._limit_watch is not None:
-            self._limit_watch.stop()
+        for watcher in self._limit_watches:
+            watcher.stop()
         if self.elector is not None:
             self.elector.stop(release=release)
         for thread in self._threads:

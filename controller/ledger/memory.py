@@ -64,10 +64,12 @@ from quotalang.controller.ledger.base import (
     Observation,
     Observed,
     PendingAdmission,
+    PerCluster,
     Usage,
     accrue_into,
     add_usage,
     at_or_after,
+    limit_ranges_of,
     look_up,
     pack,
     pack_observed,
@@ -113,7 +115,8 @@ class MemoryLedger(GroupTable):
         self._order_lock = threading.Lock()
         # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
         self._told: set[ObjectKey] = set()
-        self.limit_ranges: LimitRanges | None = None  # the controller installs its index (base.TakesLimitRanges)
+        # The controller installs its index, a Fleet one per cluster (base.TakesLimitRanges).
+        self.limit_ranges: LimitRanges | PerCluster | None = None
 
     # ------------------------------------------------------------ reading
     @property
@@ -161,7 +164,7 @@ class MemoryLedger(GroupTable):
         state = self._group(group_name) if group_name is not None else None
         with state.lock if state is not None else contextlib.nullcontext():
             decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
-                                limit_ranges=self.limit_ranges)
+                                limit_ranges=limit_ranges_of(self.limit_ranges, identity.cluster if identity else ""))
             if not decision.reserves:
                 return decision
             if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
