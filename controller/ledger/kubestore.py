@@ -58,7 +58,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from quotalang.compiler import CompiledPolicy
@@ -107,6 +107,11 @@ from quotalang.limitranges import LimitRanges
 
 LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
+TIDY_IDLE = 1.0  # seconds without an admission write before `tidy` writes a group's smaller sum itself
+LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
+LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission, m the largest with room for 4 m
+LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
+LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 
 
 @dataclass(slots=True)
@@ -119,6 +124,7 @@ class StoreStats:
     retries: int = 0  # errors retried (unreachable, 5xx, 429)
     unavailable: int = 0  # requests given up at their deadline
     reserved: int = 0  # admissions that wrote a reservation
+    leased: int = 0  # of them, admitted within a lease (no write of their own)
     fenced: int = 0  # controller writes refused because a newer leader wrote
 
 
@@ -158,6 +164,14 @@ class _Pending:
 
 # One queued change to a group's ledger and the fold entry it lists (None: it confirms nothing).
 _Edit = tuple[Callable[[LedgerState], bool], str | None]
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Headroom this replica reserved ahead in a group's ledger and may hand out without a write."""
+
+    left: dict[str, int]  # what is still free in it
+    usable_until: float  # monotonic: past it, the lease is only returned (by the next write)
 
 
 @dataclass(slots=True)
@@ -226,6 +240,10 @@ def _summed(mine: Mapping[str, _Mine]) -> Held | None:
     return Held(total, len(mine), max(item.deadline for item in mine.values()))
 
 
+def _fits(charge: Mapping[str, int], left: Mapping[str, int]) -> bool:
+    return all(value <= left.get(key, 0) for key, value in charge.items())
+
+
 def _fold_entry(slot: str, resource_version: str | None) -> str:
     return f"{slot}@{resource_version or ''}"
 
@@ -275,6 +293,15 @@ class KubernetesLedger:
         # objects hold only their sum (`reservations[replica]`). Guarded by `_index_lock`.
         self._mine: dict[str, dict[str, _Mine]] = {}
         self._dirty: set[str] = set()  # groups whose sum went down since it was written (`tidy`)
+        # One writer per group in this process: an admission batch, a fold and a tidy of one group
+        # take turns, each starting from the version the one before wrote, so a replica's writes
+        # never refuse each other with 409 (`_writer`). `_admitted_at`: when an admission batch last
+        # wrote the group (monotonic); `tidy` leaves a group that admissions keep writing to them.
+        self._writers: dict[str, threading.Lock] = {}
+        self._admitted_at: dict[str, float] = {}
+        # Leases (see `_lease_for`), per group; guarded by the group's writer lock.
+        self._lease_name = replica + LEASE_SUFFIX
+        self._leases: dict[str, _Lease] = {}
         # The leader's observations waiting for the next fold write of their group (`flush`); with
         # `fold_interval` 0 every observation is written at once (tests, tools).
         self.fold_interval = fold_interval
@@ -462,6 +489,12 @@ class KubernetesLedger:
             commit = self._commits.setdefault(group, GroupCommit(lambda batch: self._decide(group, batch)))
         return commit
 
+    def _writer(self, group: str) -> threading.Lock:
+        lock = self._writers.get(group)
+        if lock is None:
+            lock = self._writers.setdefault(group, threading.Lock())  # atomic: one wins
+        return lock
+
     def _decide(self, group: str, batch: list[Slot[_Request]]) -> None:
         """Decide a batch in arrival order against one version of the ledger; write it with one CAS.
 
@@ -469,7 +502,100 @@ class KubernetesLedger:
         admissions, the batch's included; they join `_mine` only once the
         write succeeded.
         """
+        with self._writer(group):
+            rest = self._within_lease(group, batch)
+            if rest:
+                self._decide_batch(group, rest)
+            self._admitted_at[group] = time.monotonic()
+
+    def _within_lease(self, group: str, batch: list[Slot[_Request]]) -> list[Slot[_Request]]:
+        """Admit the head of the batch within this replica's lease, writing nothing; return the rest.
+
+        Safe without a write: the lease was reserved by a compare-and-swap
+        that found room for it, every other writer counts it, and what it
+        hands out is never handed out again (a fold that confirms one of its
+        admissions moves that usage to observed but does not refill the
+        lease: only the next write, checked again, does). Each request is
+        still evaluated (against the cached ledger and this replica's own
+        admissions), and only an allowed one whose charge fits what is left
+        is admitted here; the first that is not goes, with the ones after it,
+        through the written path.
+        """
+        lease, state = self._leases.get(group), self._cache.get(group)
+        if lease is None or state is None or time.monotonic() >= lease.usable_until:
+            return batch
+        now = self._clock()
+        with self._index_lock:
+            mine = {k: v for k, v in self._mine.get(group, {}).items() if v.deadline > now}
+        others = self._others(state, now)
+        changed: dict[str, _Mine] = {}
+        written: list[tuple[ObjectKey, bytes]] = []
+        taken = 0
+        for slot in batch:
+            if slot.item.dry_run:
+                break
+            trial, trial_changed = dict(mine), dict(changed)
+            decision, reserved = self._evaluate(group, state, slot.item, now, others, trial, trial_changed)
+            charge = decision.reservation.get(group) or {}
+            if reserved is None or not decision.allowed or not _fits(charge, lease.left):
+                break  # it and the rest go the written path
+            mine, changed = trial, trial_changed
+            add_usage(lease.left, charge, -1)
+            written.append(reserved)
+            slot.result = decision
+            taken += 1
+        if taken:
+            self.stats.reserved += taken
+            self.stats.leased += taken
+            with self._index_lock:
+                self._mine.setdefault(group, {}).update(changed)
+                for key, body in written:
+                    self._pending[key] = _Pending(now + self._ttl, body)
+        return batch[taken:]
+
+    def _others(self, state: LedgerState, now: float) -> dict[str, int]:
+        """Observed usage plus every other replica's unexpired entries (their leases included)."""
+        others: dict[str, int] = dict(state.observed)
+        for name, held in state.reservations.items():
+            if name not in (self.replica, self._lease_name) and held.expires > now:
+                add_usage(others, held.usage)
+        return others
+
+    def _leased_by_others(self, state: LedgerState, now: float) -> dict[str, int]:
+        leased: dict[str, int] = {}
+        for name, held in state.reservations.items():
+            if name.endswith(LEASE_SUFFIX) and name != self._lease_name and held.expires > now:
+                add_usage(leased, held.usage)
+        return leased
+
+    def _lease_for(
+        self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
+    ) -> dict[str, int] | None:
+        """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` with
+        room left for 4 m after it (so a lease never takes the last of a group's quota); None without room.
+
+        Only in a burst (this replica wrote the group within `LEASE_WINDOW`):
+        a lone admission reserves exactly what it needs. The room is checked
+        by the evaluator itself, against the same limits as the admission.
+        """
+        charge = decision.reservation.get(group)
+        last = self._admitted_at.get(group)
+        if not charge or last is None or time.monotonic() - last > LEASE_WINDOW:
+            return None
+        for size in LEASE_SIZES:
+            ahead = dict(used)
+            for _ in range(4 * size - 1):
+                add_usage(ahead, charge)
+            trial = evaluate(request.policy, request.obj, request.operation, old=request.old,
+                             usage=_View(group, ahead, update.cash), parent=request.parent,
+                             limit_ranges=self.limit_ranges)
+            if trial.allowed and trial.reservation.get(group) == charge:
+                return {k: v * size for k, v in charge.items()}
+        return None
+
+    def _decide_batch(self, group: str, batch: list[Slot[_Request]]) -> None:
         until = min(slot.until for slot in batch)
+        wait_for_leases = min(until, time.monotonic() + LEASE_WAIT)
         state, fresh = self._cache.get(group), False
         if state is None:
             state, fresh = self.read(group, until), True
@@ -478,14 +604,13 @@ class KubernetesLedger:
             update = state.copy()
             with self._index_lock:
                 mine = {k: v for k, v in self._mine.get(group, {}).items() if v.deadline > now}
-            others: dict[str, int] = dict(update.observed)
-            for replica, held in update.reservations.items():
-                if replica != self.replica and held.expires > now:
-                    add_usage(others, held.usage)
+            others = self._others(update, now)
+            leased = self._leased_by_others(update, now)
             decisions: list[Decision] = []
             written: list[tuple[ObjectKey, bytes]] = []
             changed: dict[str, _Mine] = {}
-            stale = False
+            stale = blocked = False
+            lease: dict[str, int] | None = None
             for slot in batch:
                 decision, reserved = self._evaluate(group, update, slot.item, now, others, mine, changed)
                 decisions.append(decision)
@@ -493,11 +618,31 @@ class KubernetesLedger:
                     written.append(reserved)
                 elif not fresh and not (decision.allowed and not any(v > 0 for v in decision.delta.values())):
                     stale = True  # never deny (or dry-run) from the cache alone: it may not have seen a release
+                elif fresh and leased and not decision.allowed and self._fits_without(
+                        group, update, slot.item, now, others, leased, mine):
+                    blocked = True  # only others' leases keep it out: they are returned within a second
             if stale:
                 state, fresh = self.read(group, until), True
                 continue
+            if blocked and time.monotonic() < wait_for_leases:
+                if self._lease_name in state.reservations:  # return ours first: its holder may wait for it
+                    self._leases.pop(group, None)
+                    returned = state.copy()
+                    with self._index_lock:
+                        self._set_mine(returned, {k: v for k, v in self._mine.get(group, {}).items()
+                                                  if v.deadline > now})
+                    self.write(returned, until)
+                time.sleep(0.1)
+                state, fresh = self.read(group, until), True
+                continue
             if written:
-                self._set_mine(update, mine)
+                used = dict(others)
+                for item in mine.values():
+                    add_usage(used, item.usage)
+                last, decision = next((slot.item, d) for slot, d in zip(reversed(batch), reversed(decisions),
+                                                                        strict=True) if d.reservation.get(group))
+                lease = self._lease_for(group, update, last, decision, used)
+                self._set_mine(update, mine, lease, now)
                 if self.write(update, until) is None:
                     if time.monotonic() >= until:
                         self.stats.unavailable += 1
@@ -512,17 +657,41 @@ class KubernetesLedger:
                 self._mine.setdefault(group, {}).update(changed)
                 for key, body in written:
                     self._pending[key] = _Pending(now + self._ttl, body)
+            if written:  # the lease written replaces the one before (what that one handed out is in `mine`)
+                if lease:
+                    self._leases[group] = _Lease(dict(lease), time.monotonic() + LEASE_WINDOW)
+                else:
+                    self._leases.pop(group, None)
             for slot, decision in zip(batch, decisions, strict=True):
                 slot.result = decision
             return
 
-    def _set_mine(self, update: LedgerState, mine: Mapping[str, _Mine]) -> None:
-        """Put this replica's sum into `update`; clear the last fold's list (every replica saw that version)."""
+    def _fits_without(
+        self, group: str, update: LedgerState, request: _Request, now: float, others: Mapping[str, int],
+        leased: Mapping[str, int], mine: Mapping[str, _Mine],
+    ) -> bool:
+        """Whether a denied request would be allowed if no other replica held a lease."""
+        without = dict(others)
+        add_usage(without, leased, -1)
+        decision, _ = self._evaluate(group, update, replace(request, dry_run=True), now, without, dict(mine), {})
+        return decision.allowed
+
+    def _set_mine(
+        self, update: LedgerState, mine: Mapping[str, _Mine], lease: Mapping[str, int] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Put this replica's sum and its new lease (or none) into `update`; clear the last fold's list (every
+        replica saw that version). What the lease before handed out is in `mine`, so it is in the sum. A lease
+        entry outlives the admissions it may hand out by its window (`_within_lease`)."""
         held = _summed(mine)
         if held is None:
             update.reservations.pop(self.replica, None)
         else:
             update.reservations[self.replica] = held
+        if lease:
+            update.reservations[self._lease_name] = Held(dict(lease), 0, now + self._ttl + LEASE_WINDOW)
+        else:
+            update.reservations.pop(self._lease_name, None)
         update.folded = []
 
     def _evaluate(
@@ -595,6 +764,18 @@ class KubernetesLedger:
         until = time.monotonic() + timeout
         epoch = self._epoch()
         token = token or self._token(epoch)
+        with self._writer(group):
+            return self._mutate(group, change, until, epoch, token, folded)
+
+    def _mutate(
+        self,
+        group: str,
+        change: Callable[[LedgerState], bool],
+        until: float,
+        epoch: int | None,
+        token: str,
+        folded: list[str] | None,
+    ) -> LedgerState | None:
         state = self._cache.get(group)
         if state is None:
             state = self.read(group, until)
@@ -619,7 +800,7 @@ class KubernetesLedger:
             if written is not None:
                 return written
             if time.monotonic() >= until:
-                raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded within {timeout:g} s")
+                raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded in time")
             state = self.read(group, until)
 
     def _token(self, epoch: int | None) -> str:
@@ -756,11 +937,14 @@ class KubernetesLedger:
             raise failed
         return writes
 
-    def tidy(self, now: float | None = None, timeout: float = 5.0) -> int:
+    def tidy(self, now: float | None = None, timeout: float = 5.0, idle: float = 0.0) -> int:
         """Write this replica's sum where it went down (confirmed or expired admissions); return the writes.
 
         An admission batch writes the sum anyway; this catches a replica that
-        is idle. Not fenced: every replica owns its own entry.
+        is idle. `idle` leaves the groups an admission batch wrote less than
+        that many seconds ago to their next batch (the runtime passes
+        `TIDY_IDLE`: a busy group's tidy would only collide with it). Not
+        fenced: every replica owns its own entry.
         """
         now = self._clock() if now is None else now
         writes = 0
@@ -772,26 +956,35 @@ class KubernetesLedger:
                 if expired:
                     self._dirty.add(group)
             dirty, self._dirty = self._dirty, set()
-        for group in dirty:
-            until = time.monotonic() + timeout
-            state = self._cache.get(group) or self.read(group, until)
-            while True:
-                with self._index_lock:
-                    held = _summed(self._mine.get(group, {}))
-                if state.reservations.get(self.replica) == held:
-                    break
-                update = state.copy()
-                with self._index_lock:
-                    self._set_mine(update, self._mine.get(group, {}))
-                if self.write(update, until) is not None:
-                    writes += 1
-                    break
-                if time.monotonic() >= until:
-                    with self._index_lock:
-                        self._dirty.add(group)  # next round
-                    break
-                state = self.read(group, until)
+        dirty |= {g for g, lease in list(self._leases.items()) if time.monotonic() >= lease.usable_until}
+        busy = {g for g in dirty if g in self._admitted_at and time.monotonic() - self._admitted_at[g] < idle}
+        if busy:  # their next admission batch writes the smaller sum anyway
+            with self._index_lock:
+                self._dirty |= busy
+        for group in dirty - busy:
+            with self._writer(group):
+                writes += self._tidy(group, time.monotonic() + timeout)
         return writes
+
+    def _tidy(self, group: str, until: float) -> int:
+        """Write the smaller sum and return the lease (the caller holds the group's writer lock)."""
+        self._leases.pop(group, None)  # from here on, nothing more is handed out of it
+        state = self._cache.get(group) or self.read(group, until)
+        while True:
+            with self._index_lock:
+                held = _summed(self._mine.get(group, {}))
+            if state.reservations.get(self.replica) == held and self._lease_name not in state.reservations:
+                return 0
+            update = state.copy()
+            with self._index_lock:
+                self._set_mine(update, self._mine.get(group, {}))
+            if self.write(update, until) is not None:
+                return 1
+            if time.monotonic() >= until:
+                with self._index_lock:
+                    self._dirty.add(group)  # next round
+                return 0
+            state = self.read(group, until)
 
     def expire(self, now: float | None = None) -> int:
         """The leader drops replicas' entries past their last deadline (a replica that died or went quiet)
