@@ -25,8 +25,9 @@ The question: does registering more clusters slow a decision? In one run:
    every setup's hub folds the same stream of watch events, from as many clusters as it has.
 
 Per setup: admissions/s and p50/p99 in the measured window; `hub ms`: the hub process's CPU time
-(/proc) per admission, whatever else runs on the machine; `× base` / `p99 ×`: admissions/s and p99
-against the same store's single-cluster baseline in this run; `check`: every answer allowed with its own
+(/proc) per admission, whatever else runs on the machine; `× base` / `p99 ×` / `hub ×`: admissions/s,
+p99 and hub CPU per admission against the same store's single-cluster baseline in this run (on a shared
+machine `hub ×` drifts least: it does not count what other processes take); `check`: every answer allowed with its own
 uid, and — after the load, polled for up to 20 s — each cluster's observed usage as `/api/groups` shows
 it (summed over the groups; `used − reserved` in the single-cluster form) equal to what its listed
 objects hold, computed by hand. With `--rounds N` every setup runs N times, rotating, and the best round
@@ -369,14 +370,15 @@ def main() -> None:
             for member in members:
                 member.stop()
     header = (f"{'setup':<30}{'adm/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'hub ms':>8}{'× base':>8}{'p99 ×':>7}"
-              f"{'feed':>6}  check")
+              f"{'hub ×':>7}{'feed':>6}  check")
     print(f"\n{header}\n{'-' * (len(header) + 20)}")
     for setup, result in results.items():
         base = results.get(Setup(setup.store, 0))
         ratio = f"{result.rate / base.rate:.2f}" if base and base.rate else "-"
         p99 = f"{result.p99 / base.p99:.2f}" if base and base.p99 else "-"
+        cost = f"{result.hub_ms / base.hub_ms:.2f}" if base and base.hub_ms else "-"
         print(f"{setup.name:<30}{result.rate:>8.0f}{result.p50:>8.1f}{result.p99:>8.1f}{result.hub_ms:>8.2f}"
-              f"{ratio:>8}{p99:>7}{result.feed:>6}  {result.check}")
+              f"{ratio:>8}{p99:>7}{cost:>7}{result.feed:>6}  {result.check}")
     print(f"\nload {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if any(r.failed for r in results.values()):
         print("FAIL: an answer or a cluster's observed usage was wrong (see check)")
