@@ -57,7 +57,9 @@ def test_only_the_positive_part_of_a_delta_is_reserved() -> None:
 
 def test_a_listing_sums_per_group_and_indexes_per_object() -> None:
     fresh, sums = summed({"a": {key("x"): {"cpu": 1}, key("y"): {"cpu": 2}}, "b": {}})
-    assert sums == {"a": ({"cpu": 3}, 2), "b": ({}, 0)}
+    # Per group, per cluster (here the one cluster ""); a group with nothing listed is absent: the stores
+    # zero every group the sums do not name.
+    assert sums == {"a": {"": ({"cpu": 3}, 2)}}
     assert fresh[key("y")].group == "a" and fresh[key("y")].usage == {"cpu": 2}
 
 

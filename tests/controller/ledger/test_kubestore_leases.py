@@ -112,8 +112,8 @@ def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPol
     for i in range(3, 11):  # 8 of the 16 handed out
         assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed
     # The leader observes 5 of them: they leave the replica's own sum, but the lease stays half used.
-    ledger.observe_many([Observation(ObjectKey("apps", "Deployment", "default", f"web-{i}"), "big", {"requests.cpu": CPU})
-                         for i in range(3, 8)])
+    ledger.observe_many([Observation(ObjectKey("apps", "Deployment", "default", f"web-{i}"), "big",
+                                     {"requests.cpu": CPU}) for i in range(3, 8)])
     written = version(apis[0], "big")
     for i in range(11, 19):  # the other 8: still no write
         assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed
