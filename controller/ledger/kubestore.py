@@ -588,7 +588,8 @@ class KubernetesLedger:
                 add_usage(ahead, charge)
             trial = evaluate(request.policy, request.obj, request.operation, old=request.old,
                              usage=_View(group, ahead, update.cash), parent=request.parent,
-                             limit_ranges=self.limit_ranges)
+                             limit_ranges=limit_ranges_of(self.limit_ranges, (request.identity or ObjectKey.of(
+                                 request.obj)).cluster))
             if trial.allowed and trial.reservation.get(group) == charge:
                 return {k: v * size for k, v in charge.items()}
         return None
