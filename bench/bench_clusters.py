@@ -369,7 +369,7 @@ def main() -> None:
         finally:
             for member in members:
                 member.stop()
-    header = (f"{'setup':<30}{'adm/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'hub ms':>8}{'× base':>8}{'p99 ×':>7}"
+    header = (f"{'setup':<35}{'adm/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'hub ms':>8}{'× base':>8}{'p99 ×':>7}"
               f"{'hub ×':>7}{'feed':>6}  check")
     print(f"\n{header}\n{'-' * (len(header) + 20)}")
     for setup, result in results.items():
@@ -377,7 +377,7 @@ def main() -> None:
         ratio = f"{result.rate / base.rate:.2f}" if base and base.rate else "-"
         p99 = f"{result.p99 / base.p99:.2f}" if base and base.p99 else "-"
         cost = f"{result.hub_ms / base.hub_ms:.2f}" if base and base.hub_ms else "-"
-        print(f"{setup.name:<30}{result.rate:>8.0f}{result.p50:>8.1f}{result.p99:>8.1f}{result.hub_ms:>8.2f}"
+        print(f"{setup.name:<35}{result.rate:>8.0f}{result.p50:>8.1f}{result.p99:>8.1f}{result.hub_ms:>8.2f}"
               f"{ratio:>8}{p99:>7}{cost:>7}{result.feed:>6}  {result.check}")
     print(f"\nload {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if any(r.failed for r in results.values()):
