@@ -110,7 +110,8 @@ LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 TIDY_IDLE = 1.0  # seconds without an admission write before `tidy` writes a group's smaller sum itself
 LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
-LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission, m the largest with room for 4 m
+LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
+LEASE_AFTER = 4  # admissions of a group in this replica's current window before a batch takes a lease
 LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 
@@ -262,14 +263,62 @@ def _replaces(existing: _Mine, operation: str, admitted_rv: str | None) -> bool:
     return operation == "CREATE" or existing.resource_version == admitted_rv
 
 
-def _summed(mine: Mapping[str, _Mine]) -> Held | None:
-    """What the ledger object holds for a replica's admissions: their sum, count and last deadline."""
-    if not mine:
-        return None
-    total: dict[str, int] = {}
-    for item in mine.values():
-        add_usage(total, item.usage)
-    return Held(total, len(mine), max(item.deadline for item in mine.values()))
+class _Admissions:
+    """This replica's unconfirmed admissions in one group: per object slot, in deadline order, with their sum.
+
+    The sum is kept in step, so a decision reads it (a few keys) instead of
+    adding up every pending admission: a group whose folds lag (a leader
+    failing over) may hold thousands. An admission goes in last with the
+    latest deadline, so expiry pops from the front. Guarded by the ledger's
+    `_index_lock`; a batch reads it and adds its own `changes` on top.
+    """
+
+    __slots__ = ("items", "total")
+
+    def __init__(self) -> None:
+        self.items: dict[str, _Mine] = {}
+        self.total: dict[str, int] = {}
+
+    def get(self, slot: str, changes: Mapping[str, _Mine]) -> _Mine | None:
+        """The pending admission of `slot`, a batch's own change first."""
+        item = changes.get(slot)
+        return item if item is not None else self.items.get(slot)
+
+    def put(self, slot: str, item: _Mine) -> None:
+        self.drop(slot)
+        self.items[slot] = item
+        add_usage(self.total, item.usage)
+
+    def drop(self, slot: str) -> bool:
+        item = self.items.pop(slot, None)
+        if item is not None:
+            add_usage(self.total, item.usage, -1)
+        return item is not None
+
+    def expire(self, now: float) -> bool:
+        """Drop the admissions past their deadline; whether there were any."""
+        gone = []
+        for slot, item in self.items.items():
+            if item.deadline > now:
+                break
+            gone.append(slot)
+        for slot in gone:
+            self.drop(slot)
+        return bool(gone)
+
+    def held(self, changes: Mapping[str, _Mine] | None = None) -> Held | None:
+        """What the ledger object holds for them, with a batch's `changes`: their sum, count and last deadline."""
+        total, count = dict(self.total), len(self.items)
+        last = next(reversed(self.items.values())).deadline if self.items else 0.0
+        for slot, item in (changes or {}).items():
+            before = self.items.get(slot)
+            if before is None:
+                count += 1
+            else:
+                add_usage(total, before.usage, -1)
+            add_usage(total, item.usage)
+            last = max(last, item.deadline)
+        return Held(total, count, last) if count else None
 
 
 def _fits(charge: Mapping[str, int], left: Mapping[str, int]) -> bool:
@@ -323,7 +372,7 @@ class KubernetesLedger:
         self._pending: dict[ObjectKey, _Pending] = {}  # what this replica admitted, for lookups
         # This replica's unconfirmed admissions, group -> identity slot -> admission; the ledger
         # objects hold only their sum (`reservations[replica]`). Guarded by `_index_lock`.
-        self._mine: dict[str, dict[str, _Mine]] = {}
+        self._mine: dict[str, _Admissions] = {}
         self._dirty: set[str] = set()  # groups whose sum went down since it was written (`tidy`)
         # One writer per group in this process: an admission batch, a fold and a tidy of one group
         # take turns, each starting from the version the one before wrote, so a replica's writes
@@ -331,6 +380,8 @@ class KubernetesLedger:
         # wrote the group (monotonic); `tidy` leaves a group that admissions keep writing to them.
         self._writers: dict[str, _TakingTurns] = {}
         self._admitted_at: dict[str, float] = {}
+        # Admissions per group in this replica's current window: (start, count), monotonic (`_lease_for`).
+        self._recent: dict[str, tuple[float, int]] = {}
         # Leases (see `_lease_for`), per group; guarded by the group's writer lock.
         self._lease_name = replica + LEASE_SUFFIX
         self._leases: dict[str, _Lease] = {}
@@ -373,14 +424,24 @@ class KubernetesLedger:
     def _confirm(self, group: str, folded: Iterable[str]) -> None:
         with self._index_lock:
             mine = self._mine.get(group)
-            if not mine:
+            if mine is None or not mine.items:
                 return
             for entry in folded:
                 slot, _, version = entry.rpartition("@")
-                item = mine.get(slot)
+                item = mine.items.get(slot)
                 if item is not None and at_or_after(version or None, item.resource_version):
-                    del mine[slot]
+                    mine.drop(slot)
                     self._dirty.add(group)
+
+    def _admissions(self, group: str, now: float) -> tuple[_Admissions, dict[str, int]]:
+        """This replica's live admissions in `group` (the expired dropped: `tidy` writes the smaller sum) and a
+        copy of their sum. Called with `_index_lock` held."""
+        mine = self._mine.get(group)
+        if mine is None:
+            mine = self._mine[group] = _Admissions()
+        if mine.expire(now):
+            self._dirty.add(group)
+        return mine, dict(mine.total)
 
     def drop(self, group: str, resource_version: str | None = None) -> None:
         """The object is gone (a watch DELETED event)."""
@@ -532,13 +593,21 @@ class KubernetesLedger:
 
         The write sets this replica's entry to the sum of its unconfirmed
         admissions, the batch's included; they join `_mine` only once the
-        write succeeded.
+        write succeeded (until then they are the batch's `changes`).
         """
         with self._writer(group):
+            self._count(group, len(batch))
             rest = self._within_lease(group, batch)
             if rest:
                 self._decide_batch(group, rest)
             self._admitted_at[group] = time.monotonic()
+
+    def _count(self, group: str, admissions: int) -> None:
+        start, count = self._recent.get(group, (0.0, 0))
+        now = time.monotonic()
+        if now - start > LEASE_WINDOW:
+            start, count = now, 0
+        self._recent[group] = (start, count + admissions)
 
     def _within_lease(self, group: str, batch: list[Slot[_Request]]) -> list[Slot[_Request]]:
         """Admit the head of the batch within this replica's lease, writing nothing; return the rest.
@@ -558,21 +627,22 @@ class KubernetesLedger:
             return batch
         now = self._clock()
         with self._index_lock:
-            mine = {k: v for k, v in self._mine.get(group, {}).items() if v.deadline > now}
-        others = self._others(state, now)
-        changed: dict[str, _Mine] = {}
+            mine, used = self._admissions(group, now)
+        add_usage(used, self._others(state, now))
+        changes: dict[str, _Mine] = {}
         written: list[tuple[ObjectKey, bytes]] = []
         taken = 0
+
+        def fits(decision: Decision) -> bool:
+            return decision.allowed and _fits(decision.reservation.get(group) or EMPTY, lease.left)
+
         for slot in batch:
             if slot.item.dry_run:
                 break
-            trial, trial_changed = dict(mine), dict(changed)
-            decision, reserved = self._evaluate(group, state, slot.item, now, others, trial, trial_changed)
-            charge = decision.reservation.get(group) or {}
-            if reserved is None or not decision.allowed or not _fits(charge, lease.left):
+            decision, reserved = self._evaluate(group, state, slot.item, now, used, mine, changes, accept=fits)
+            if reserved is None:
                 break  # it and the rest go the written path
-            mine, changed = trial, trial_changed
-            add_usage(lease.left, charge, -1)
+            add_usage(lease.left, decision.reservation[group], -1)
             written.append(reserved)
             slot.result = decision
             taken += 1
@@ -580,7 +650,8 @@ class KubernetesLedger:
             self.stats.reserved += taken
             self.stats.leased += taken
             with self._index_lock:
-                self._mine.setdefault(group, {}).update(changed)
+                for key_slot, item in changes.items():
+                    mine.put(key_slot, item)
                 for key, body in written:
                     self._pending.pop(key, None)  # to the end: the dict stays in deadline order
                     self._pending[key] = _Pending(now + self._ttl, body)
@@ -604,18 +675,21 @@ class KubernetesLedger:
     def _lease_for(
         self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
     ) -> dict[str, int] | None:
-        """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` with
-        room left for 4 m after it (so a lease never takes the last of a group's quota); None without room.
+        """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` no
+        larger than the admissions of the current window (about what the next window will use) with room left
+        for 4 m after it (so a lease never takes the last fifth of what is free); None without room.
 
-        Only in a burst (this replica wrote the group within `LEASE_WINDOW`):
-        a lone admission reserves exactly what it needs. The room is checked
-        by the evaluator itself, against the same limits as the admission.
+        Only in a burst (`LEASE_AFTER` admissions of the group in this
+        replica's current `LEASE_WINDOW`): a group admitted now and then
+        reserves exactly what each admission needs, since a lease it would not
+        use costs a write to return. The room is checked by the evaluator
+        itself, against the same limits as the admission.
         """
         charge = decision.reservation.get(group)
-        last = self._admitted_at.get(group)
-        if not charge or last is None or time.monotonic() - last > LEASE_WINDOW:
+        start, recent = self._recent.get(group, (0.0, 0))
+        if not charge or recent < LEASE_AFTER or time.monotonic() - start > LEASE_WINDOW:
             return None
-        for size in LEASE_SIZES:
+        for size in (m for m in LEASE_SIZES if m <= recent):
             ahead = dict(used)
             for _ in range(4 * size - 1):
                 add_usage(ahead, charge)
@@ -637,23 +711,23 @@ class KubernetesLedger:
             now = self._clock()
             update = state.copy()
             with self._index_lock:
-                mine = {k: v for k, v in self._mine.get(group, {}).items() if v.deadline > now}
-            others = self._others(update, now)
+                mine, used = self._admissions(group, now)
+            add_usage(used, self._others(update, now))
             leased = self._leased_by_others(update, now)
             decisions: list[Decision] = []
             written: list[tuple[ObjectKey, bytes]] = []
-            changed: dict[str, _Mine] = {}
+            changes: dict[str, _Mine] = {}
             stale = blocked = False
             lease: dict[str, int] | None = None
             for slot in batch:
-                decision, reserved = self._evaluate(group, update, slot.item, now, others, mine, changed)
+                decision, reserved = self._evaluate(group, update, slot.item, now, used, mine, changes)
                 decisions.append(decision)
                 if reserved is not None:
                     written.append(reserved)
                 elif not fresh and not (decision.allowed and not any(v > 0 for v in decision.delta.values())):
                     stale = True  # never deny (or dry-run) from the cache alone: it may not have seen a release
                 elif fresh and leased and not decision.allowed and self._fits_without(
-                        group, update, slot.item, now, others, leased, mine):
+                        group, update, slot.item, now, used, leased, mine, changes):
                     blocked = True  # only others' leases keep it out: they are returned within a second
             if stale:
                 state, fresh = self.read(group, until), True
@@ -663,20 +737,18 @@ class KubernetesLedger:
                     self._leases.pop(group, None)
                     returned = state.copy()
                     with self._index_lock:
-                        self._set_mine(returned, {k: v for k, v in self._mine.get(group, {}).items()
-                                                  if v.deadline > now})
+                        self._set_mine(returned, mine.held())
                     self.write(returned, until)
                 time.sleep(0.1)
                 state, fresh = self.read(group, until), True
                 continue
             if written:
-                used = dict(others)
-                for item in mine.values():
-                    add_usage(used, item.usage)
                 last, decision = next((slot.item, d) for slot, d in zip(reversed(batch), reversed(decisions),
                                                                         strict=True) if d.reservation.get(group))
                 lease = self._lease_for(group, update, last, decision, used)
-                self._set_mine(update, mine, lease, now)
+                with self._index_lock:
+                    held = mine.held(changes)
+                self._set_mine(update, held, lease, now)
                 if self.write(update, until) is None:
                     if time.monotonic() >= until:
                         self.stats.unavailable += 1
@@ -688,7 +760,8 @@ class KubernetesLedger:
                     continue
             self.stats.reserved += len(written)
             with self._index_lock:
-                self._mine.setdefault(group, {}).update(changed)
+                for key_slot, item in changes.items():
+                    mine.put(key_slot, item)
                 for key, body in written:
                     self._pending.pop(key, None)  # to the end: the dict stays in deadline order
                     self._pending[key] = _Pending(now + self._ttl, body)
@@ -702,23 +775,22 @@ class KubernetesLedger:
             return
 
     def _fits_without(
-        self, group: str, update: LedgerState, request: _Request, now: float, others: Mapping[str, int],
-        leased: Mapping[str, int], mine: Mapping[str, _Mine],
+        self, group: str, update: LedgerState, request: _Request, now: float, used: Mapping[str, int],
+        leased: Mapping[str, int], mine: _Admissions, changes: Mapping[str, _Mine],
     ) -> bool:
         """Whether a denied request would be allowed if no other replica held a lease."""
-        without = dict(others)
+        without = dict(used)
         add_usage(without, leased, -1)
-        decision, _ = self._evaluate(group, update, replace(request, dry_run=True), now, without, dict(mine), {})
+        decision, _ = self._evaluate(group, update, replace(request, dry_run=True), now, without, mine,
+                                     dict(changes))
         return decision.allowed
 
     def _set_mine(
-        self, update: LedgerState, mine: Mapping[str, _Mine], lease: Mapping[str, int] | None = None,
-        now: float = 0.0,
+        self, update: LedgerState, held: Held | None, lease: Mapping[str, int] | None = None, now: float = 0.0
     ) -> None:
-        """Put this replica's sum and its new lease (or none) into `update`; clear the last fold's list (every
-        replica saw that version). What the lease before handed out is in `mine`, so it is in the sum. A lease
+        """Put this replica's sum (`_Admissions.held`) and its new lease (or none) into `update`; clear the last
+        fold's list (every replica saw that version). What the lease before handed out is in the sum. A lease
         entry outlives the admissions it may hand out by its window (`_within_lease`)."""
-        held = _summed(mine)
         if held is None:
             update.reservations.pop(self.replica, None)
         else:
@@ -735,36 +807,42 @@ class KubernetesLedger:
         update: LedgerState,
         request: _Request,
         now: float,
-        others: Mapping[str, int],
-        mine: dict[str, _Mine],
-        changed: dict[str, _Mine],
+        used: dict[str, int],
+        mine: _Admissions,
+        changes: dict[str, _Mine],
+        accept: Callable[[Decision], bool] | None = None,
     ) -> tuple[Decision, tuple[ObjectKey, bytes] | None]:
-        """Decide one request against observed + others' sums + `mine`; when it reserves, add it to `mine`."""
+        """Decide one request against `used` (observed + others' sums + this replica's admissions and the
+        batch's `changes`); when it reserves (and `accept` takes it), record it in `changes` and `used`."""
         obj, operation = request.obj, request.operation
         key = request.identity or ObjectKey.of(obj)
         slot = identity_key(key)
         admitted_rv = version_of(request.old)
         op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
-        used = dict(others)
-        for item_slot, item in mine.items():
-            if item_slot != slot or not _replaces(item, op, admitted_rv):  # a superseded one is checked without
-                add_usage(used, item.usage)
+        view: Mapping[str, int] = used
+        existing = mine.get(slot, changes)
+        if existing is not None and _replaces(existing, op, admitted_rv):  # a superseded one is checked without
+            view = dict(used)
+            add_usage(view, existing.usage, -1)
         decision = evaluate(request.policy, obj, operation, old=request.old,
-                            usage=_View(group, used, update.cash), parent=request.parent, dry_run=request.dry_run,
-                            limit_ranges=limit_ranges_of(self.limit_ranges, key.cluster))
+                            usage=_View(group, dict(view), update.cash), parent=request.parent,
+                            dry_run=request.dry_run, limit_ranges=limit_ranges_of(self.limit_ranges, key.cluster))
         charge = decision.reservation.get(group)
-        if not charge or decision.stored is None:
+        if not charge or decision.stored is None or (accept is not None and not accept(decision)):
             return decision, None
         body = pack(decision.stored)  # before anything is written
         if request.identity is None:  # a Scale names its parent's identity
             key = ObjectKey.of(decision.stored)
             slot = identity_key(key)
-        existing = mine.get(slot)
+        existing = mine.get(slot, changes)
         usage, rv = dict(charge), admitted_rv
-        if existing is not None and not _replaces(existing, op, admitted_rv):
-            add_usage(usage, existing.usage)
-            rv = admitted_rv or existing.resource_version
-        mine[slot] = changed[slot] = _Mine(usage, now + self._ttl, rv)
+        if existing is not None:
+            if not _replaces(existing, op, admitted_rv):
+                add_usage(usage, existing.usage)
+                rv = admitted_rv or existing.resource_version
+            add_usage(used, existing.usage, -1)
+        add_usage(used, usage)
+        changes[slot] = _Mine(usage, now + self._ttl, rv)
         self._prune_pending(now)
         return decision, (key, body)
 
@@ -992,10 +1070,7 @@ class KubernetesLedger:
         writes = 0
         with self._index_lock:
             for group, mine in self._mine.items():
-                expired = [k for k, v in mine.items() if v.deadline <= now]
-                for slot in expired:
-                    del mine[slot]
-                if expired:
+                if mine.expire(now):
                     self._dirty.add(group)
             dirty, self._dirty = self._dirty, set()
         dirty |= {g for g, lease in list(self._leases.items()) if time.monotonic() >= lease.usable_until}
@@ -1013,13 +1088,13 @@ class KubernetesLedger:
         self._leases.pop(group, None)  # from here on, nothing more is handed out of it
         state = self._cache.get(group) or self.read(group, until)
         while True:
+            mine = self._mine.get(group)
             with self._index_lock:
-                held = _summed(self._mine.get(group, {}))
+                held = mine.held() if mine is not None else None
             if state.reservations.get(self.replica) == held and self._lease_name not in state.reservations:
                 return 0
             update = state.copy()
-            with self._index_lock:
-                self._set_mine(update, self._mine.get(group, {}))
+            self._set_mine(update, held)
             if self.write(update, until) is not None:
                 return 1
             if time.monotonic() >= until:
@@ -1123,13 +1198,14 @@ class KubernetesLedger:
     def pending(self) -> Iterable[ObjectKey]:
         """Identities this replica admitted and nobody has confirmed yet (other replicas' are only sums)."""
         with self._index_lock:
-            slots = {k for mine in self._mine.values() for k in mine}
+            slots = {k for mine in self._mine.values() for k in mine.items}
         return [parse_identity(k) for k in slots]
 
     def reservations(self, group: str) -> dict[str, dict[str, int]]:
         """This replica's unconfirmed admissions in `group`: identity slot -> the usage it holds."""
         with self._index_lock:
-            return {k: dict(v.usage) for k, v in self._mine.get(group, {}).items()}
+            mine = self._mine.get(group)
+            return {k: dict(v.usage) for k, v in mine.items.items()} if mine is not None else {}
 
     # ------------------------------------------------------ ledger objects
     def load_all(self, timeout: float = CONTROLLER_TIMEOUT) -> str:

@@ -1,9 +1,12 @@
 """Leases in the kubernetes store, against a real kube-apiserver: a burst admits without a write per request.
 
 Numbers by hand: every `web-N` Deployment runs one pod requesting 1 cpu
-(10**9 nanos). Group `big` may use 1000 cpu, `mid` 20. A lease is m more of
-the last admission, m the largest of 16, 4, 1 that leaves room for 4 m
-(`kubestore.LEASE_SIZES`), and only in a burst: a lone admission gets none.
+(10**9 nanos). Group `big` may use 1000 cpu, `mid` 20. A batch takes a lease
+once the replica admitted 4 in the group's current window
+(`kubestore.LEASE_AFTER`): m more of its last admission, m the largest of
+16, 4, 1 no larger than the window's admissions that leaves room for 4 m.
+Where a test needs its admissions in one window on a slow machine, it
+widens the window (and the wait for a lease's return with it).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
-from quotalang.controller.ledger.kubestore import LEASE_WAIT, LEASE_WINDOW, TIDY_IDLE, KubernetesLedger
+from quotalang.controller.ledger.kubestore import TIDY_IDLE, KubernetesLedger
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
@@ -61,6 +65,14 @@ def policy() -> CompiledPolicy:
 
 
 @pytest.fixture
+def window(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A lease window of 3 s (and 6 s to wait for a return): a test's admissions fall in one window."""
+    monkeypatch.setattr(kubestore, "LEASE_WINDOW", 3.0)
+    monkeypatch.setattr(kubestore, "LEASE_WAIT", 6.0)
+    return 3.0
+
+
+@pytest.fixture
 def apis(apiserver: Cluster) -> Iterator[list[KubeApi]]:
     wipe_ledgers(apiserver)
     made = [client(apiserver) for _ in range(3)]
@@ -88,91 +100,98 @@ def version(api: KubeApi, group: str) -> str:
     return str(api.request("GET", object_path(group))["metadata"]["resourceVersion"])
 
 
-def test_a_burst_admits_within_its_lease_without_writing(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+def burst(ledger: KubernetesLedger, policy: CompiledPolicy, group: str, prefix: str, count: int = 4) -> None:
+    for i in range(count):
+        assert ledger.admit(policy, deployment(f"{prefix}-{i}", group), "CREATE").allowed
+
+
+def test_a_burst_admits_within_its_lease_without_writing(
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
+) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
-    assert ledger.admit(policy, deployment("web-1", "big"), "CREATE").allowed
-    assert entries(apis[0], "big") == {"r0": 1}  # a lone admission: no lease
-    assert ledger.admit(policy, deployment("web-2", "big"), "CREATE").allowed
-    # A burst: room for 4 × 16 more, so a lease of 16 × 1 cpu beside the 2 held.
-    assert entries(apis[0], "big") == {"r0": 2, "r0~lease": 16}
+    burst(ledger, policy, "big", "web", 3)
+    assert entries(apis[0], "big") == {"r0": 3}  # fewer than 4 in the window: no lease
+    assert ledger.admit(policy, deployment("web-3", "big"), "CREATE").allowed
+    # The 4th: a lease of 4 (4 admitted in the window, and room for 4 × 4 more) beside the 4 held.
+    assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
     written = version(apis[0], "big")
-    for i in range(3, 19):  # 16 more: all within the lease
-        assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed
+    burst(ledger, policy, "big", "more")  # 4 more: all within the lease
     assert version(apis[0], "big") == written  # not one write
-    assert ledger.stats.leased == 16
-    assert ledger.used("big")["requests.cpu"] == 18 * CPU  # what the replica checks against: its own 18
-    assert ledger.admit(policy, deployment("web-19", "big"), "CREATE").allowed  # the 17th: a write
+    assert ledger.stats.leased == 4
+    assert ledger.used("big")["requests.cpu"] == 8 * CPU  # what the replica checks against: its own 8
+    assert ledger.admit(policy, deployment("web-9", "big"), "CREATE").allowed  # the 5th: a write
+    assert entries(apis[0], "big") == {"r0": 9, "r0~lease": 4}  # 9 in the window: still 4 (16 > 9)
+    # 10 more: 4 within the lease; the 14th writes (lease 4); 4 within it; the 19th writes: 19 in the window,
+    # so a lease of 16.
+    burst(ledger, policy, "big", "last", 10)
     assert entries(apis[0], "big") == {"r0": 19, "r0~lease": 16}
+    assert ledger.stats.leased == 12
 
 
-def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: float) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
-    for i in (1, 2):
-        assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed  # the second leases 16
-    for i in range(3, 11):  # 8 of the 16 handed out
-        assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed
-    # The leader observes 5 of them: they leave the replica's own sum, but the lease stays half used.
+    burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
+    burst(ledger, policy, "big", "leased", 2)  # 2 of the 4 handed out
+    # The leader observes 3 of the replica's admissions: they leave its own sum, but the lease stays half used.
     ledger.observe_many([Observation(ObjectKey("apps", "Deployment", "default", f"web-{i}"), "big",
-                                     {"requests.cpu": CPU}) for i in range(3, 8)])
+                                     {"requests.cpu": CPU}) for i in range(3)])
     written = version(apis[0], "big")
-    for i in range(11, 19):  # the other 8: still no write
-        assert ledger.admit(policy, deployment(f"web-{i}", "big"), "CREATE").allowed
+    burst(ledger, policy, "big", "rest", 2)  # the other 2: still no write
     assert version(apis[0], "big") == written
-    assert ledger.admit(policy, deployment("web-19", "big"), "CREATE").allowed  # not 5 more: a write
+    assert ledger.admit(policy, deployment("next", "big"), "CREATE").allowed  # not 3 more: a write
     assert version(apis[0], "big") != written
     state = from_object(apis[0].request("GET", object_path("big")), "big")
-    assert state.observed["requests.cpu"] == 5 * CPU
-    assert entries(apis[0], "big") == {"r0": 19 - 5, "r0~lease": 16}
+    assert state.observed["requests.cpu"] == 3 * CPU
+    assert entries(apis[0], "big") == {"r0": 9 - 3, "r0~lease": 4}
 
 
 def test_another_replica_counts_a_lease_and_waits_for_its_return(
     apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
-    for i in (1, 2):
-        assert a.admit(policy, deployment(f"web-{i}", "mid"), "CREATE").allowed
-    # 2 of 20 used; room for 4 × 4 more (not for 4 × 16): a lease of 4.
-    assert entries(apis[0], "mid") == {"a": 2, "a~lease": 4}
-    # b asks for 15: 2 + 4 + 15 = 21 > 20, but 2 + 15 fits — only a's lease keeps it out. It waits; a returns
+    burst(a, policy, "mid", "web")
+    # 4 of 20 used; room for 4 × 4 more: a lease of 4.
+    assert entries(apis[0], "mid") == {"a": 4, "a~lease": 4}
+    # b asks for 13: 4 + 4 + 13 = 21 > 20, but 4 + 13 fits — only a's lease keeps it out. It waits; a returns
     # the lease once its window is over (the runtime's tidy, every 0.1 s).
     started = time.monotonic()
     answer: list[bool] = []
     asking = threading.Thread(target=lambda: answer.append(
-        b.admit(policy, deployment("huge", "mid", cpu="15"), "CREATE").allowed))
+        b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE").allowed))
     asking.start()
-    time.sleep(LEASE_WINDOW + 0.05)
+    time.sleep(kubestore.LEASE_WINDOW + 0.05)
     assert a.tidy() == 1
     asking.join(10)
     assert answer == [True]
-    assert time.monotonic() - started < LEASE_WAIT + 1
-    assert entries(apis[0], "mid") == {"a": 2, "b": 15}
+    assert time.monotonic() - started < kubestore.LEASE_WAIT + 1
+    assert entries(apis[0], "mid") == {"a": 4, "b": 13}
 
 
 def test_a_lease_never_returned_still_counts_after_the_wait(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
-    for i in (1, 2):
-        assert a.admit(policy, deployment(f"web-{i}", "mid"), "CREATE").allowed
+    burst(a, policy, "mid", "web")
     # a went away holding its lease: b waits LEASE_WAIT, then denies (never over-admits).
     started = time.monotonic()
-    denied = b.admit(policy, deployment("huge", "mid", cpu="15"), "CREATE")
+    denied = b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE")
     assert not denied.allowed
-    assert "used 6 of 20" in denied.message
-    assert LEASE_WAIT - 0.2 <= time.monotonic() - started < LEASE_WAIT + 2
-    assert entries(apis[0], "mid") == {"a": 2, "a~lease": 4}
+    assert "used 8 of 20" in denied.message
+    assert kubestore.LEASE_WAIT - 0.2 <= time.monotonic() - started < kubestore.LEASE_WAIT + 2
+    assert entries(apis[0], "mid") == {"a": 4, "a~lease": 4}
 
 
-def test_three_replicas_holding_leases_admit_exactly_what_fits(apis: list[KubeApi], policy: CompiledPolicy) -> None:
-    """Each of three replicas admits 2 cpu of `mid` (20) in a burst and keeps a lease; then 60 concurrent 1-cpu
-    requests over the three: exactly the 14 left are admitted, some within the leases (each replica's tidy
-    runs as the runtime runs it).
+def test_three_replicas_holding_leases_admit_exactly_what_fits(
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
+) -> None:
+    """Each of three replicas admits 4 cpu of `mid` (20) in a burst; then 60 concurrent 1-cpu requests over
+    the three: exactly the 8 left are admitted, some within the leases (each replica's tidy runs as the
+    runtime runs it).
 
-    The leases by hand: r0 after its 2 sees 2 used, room 18 ≥ 4 × 4: 4. r1 sees 2 + 4 + its 2 = 8, room 12:
-    not 16, but 4 × 1: 1. r2 sees 11, room 9: 1."""
+    The leases by hand: r0 after its 4 sees 4 used, room 16 ≥ 4 × 4: 4. r1 sees 4 + 4 + its 4 = 12, room 8:
+    not 16, but 4 × 1: 1. r2 sees 13 + its 4 = 17, room 3: none."""
     replicas = [KubernetesLedger(api, replica=f"r{i}") for i, api in enumerate(apis)]
     for n, ledger in enumerate(replicas):
-        for i in (1, 2):
-            assert ledger.admit(policy, deployment(f"warm-{n}-{i}", "mid"), "CREATE").allowed
-    assert entries(apis[0], "mid") == {"r0": 2, "r0~lease": 4, "r1": 2, "r1~lease": 1, "r2": 2, "r2~lease": 1}
+        burst(ledger, policy, "mid", f"warm-{n}")
+    assert entries(apis[0], "mid") == {"r0": 4, "r0~lease": 4, "r1": 4, "r1~lease": 1, "r2": 4}
     stop = threading.Event()
 
     def tidy() -> None:
@@ -195,7 +214,7 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(apis: list[KubeAp
     finally:
         stop.set()
         tidier.join(5)
-    assert results.count(True) == 14
-    assert all(r.stats.leased >= 1 for r in replicas)  # their leases were in play (a batch may lease again)
+    assert results.count(True) == 8
+    assert replicas[0].stats.leased >= 1 and replicas[1].stats.leased >= 1  # their leases were in play
     held = entries(apis[0], "mid")
     assert sum(v for k, v in held.items() if not k.endswith("~lease")) == 20
