@@ -183,3 +183,26 @@ def test_cert_manager_resources_have_the_shape_cert_manager_reads(cluster: Clust
     finally:
         # failurePolicy Fail and nothing serving: leave no webhook behind.
         cluster.kubectl("delete", "validatingwebhookconfiguration", "quotalang", "--ignore-not-found")
+
+
+@pytest.mark.parametrize("part", ["hub", "east"])
+def test_the_hub_and_member_outputs_pass_a_server_side_dry_run(cluster: Cluster, part: str) -> None:
+    """`manifests --cluster` (issue 18): the hub's objects and a member's, each dry-run on the real apiserver
+    as that cluster would receive them."""
+    text = generate("--cluster", "east", "--cluster", "west", "--webhook-url", "https://quota.example.com",
+                    "--embed-self-signed", "--only", part)
+    docs = parse(text)
+    done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=text, check=False)
+    assert done.returncode == 0, done.stderr
+    for doc in docs:
+        assert doc["kind"].lower() in done.stdout.lower(), (doc["kind"], done.stdout)
+    kinds = {d["kind"] for d in docs}
+    if part == "hub":  # it decides and keeps the ledger; it is called by no webhook of its own
+        assert "Deployment" in kinds and "ValidatingWebhookConfiguration" not in kinds
+        args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--cluster" in args and "east=/etc/quotalang/clusters/east/kubeconfig" in args
+    else:  # a member: the webhook calling the hub's route for it, and what the hub's watcher may read
+        webhooks = [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"]
+        urls = {w["clientConfig"]["url"] for d in webhooks for w in d["webhooks"]}
+        assert "https://quota.example.com/validate/east" in urls
+        assert "Deployment" not in kinds and {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
