@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from time import perf_counter
 from typing import Any
 
@@ -40,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
+from quotalang.controller.ledger.base import WouldBlock, without_waiting
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review
 from quotalang.server.engine import Engine, FailureMode, Outcome
 from quotalang.server.http import JSON, error_response, internal_error_handler, json_response, read_body
@@ -76,7 +78,9 @@ def create_app(
     metrics.watch_ledger(ledger, lambda: holder.policy)
     engine = Engine(holder, ledger, failure_mode)
     # A store that makes network calls (kubernetes) decides in a worker thread, within the
-    # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster.
+    # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster. A
+    # blocking store is still tried on the loop first: what it can decide without a call (an
+    # admission within its lease) skips the thread hand-off; anything else raises WouldBlock.
     blocking = bool(getattr(ledger, "blocking", False))
 
     def decide(review: AdmissionRequest, timeout: float | None, cluster: str) -> Outcome:
@@ -97,8 +101,12 @@ def create_app(
         except BadReview as exc:
             return bad_request(exc, request)
         if blocking:
-            timeout = parse_timeout(request.query_params.get("timeout"))
-            outcome = await run_in_threadpool(decide, review, timeout, cluster)
+            outcome = None
+            with without_waiting(), suppress(WouldBlock):
+                outcome = engine.review(review, cluster)
+            if outcome is None:
+                timeout = parse_timeout(request.query_params.get("timeout"))
+                outcome = await run_in_threadpool(decide, review, timeout, cluster)
         else:
             outcome = engine.review(review, cluster)
         elapsed = perf_counter() - start

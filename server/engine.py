@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from quotalang.controller import Ledger, ObjectKey
 from quotalang.controller.kube.naming import api_group, kind_of_resource
+from quotalang.controller.ledger.base import WouldBlock
 from quotalang.decision import Decision, clip
 from quotalang.errors import UserInputError
 from quotalang.policy import CompiledPolicy
@@ -126,6 +127,8 @@ class Engine:
             outcome.response = responses.deny(uid, message)
             outcome.verdict, outcome.reason, outcome.error = "deny", "invalid-object", message
             return outcome
+        except WouldBlock:  # tried on the event loop: the caller decides it again in a worker thread
+            raise
         except Exception as exc:  # a bug or a broken ledger: answered per the failure mode
             return self._failed(outcome, f"{type(exc).__name__}: {exc}")
         if decision is None:

@@ -21,7 +21,9 @@ request may never persist.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -46,6 +48,33 @@ class LedgerUnavailable(InternalError):
 
 class NotLeader(InternalError):
     """A controller write by a replica that is not (or no longer) the leader."""
+
+
+class WouldBlock(Exception):
+    """Deciding would wait (a network call, another batch's turn): decide again where waiting is fine.
+
+    Raised only inside `without_waiting()`: the server first tries a blocking
+    store's decision on its event loop (a kubernetes store admitting within
+    its lease needs no call), and on this goes to a worker thread.
+    """
+
+
+_WAITING_ALLOWED: ContextVar[bool] = ContextVar("quotalang_waiting_allowed", default=True)
+
+
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """Within this block a store raises `WouldBlock` instead of waiting (the caller holds an event loop)."""
+    token = _WAITING_ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _WAITING_ALLOWED.reset(token)
+
+
+def may_wait() -> bool:
+    """Whether a store may wait here (false within `without_waiting`)."""
+    return _WAITING_ALLOWED.get()
 
 
 class CashError(InternalError, ValueError):
@@ -619,6 +648,7 @@ __all__ = [
     "PerCluster",
     "TakesLimitRanges",
     "Usage",
+    "WouldBlock",
     "accrue_into",
     "accrued",
     "add_usage",
@@ -627,6 +657,7 @@ __all__ = [
     "limit_ranges_of",
     "look_up",
     "maximum",
+    "may_wait",
     "newer",
     "pack",
     "pack_observed",
@@ -636,4 +667,5 @@ __all__ = [
     "totals",
     "unpack",
     "version_of",
+    "without_waiting",
 ]

@@ -44,6 +44,10 @@ class GroupCommit(Generic[T]):
         self.batches = 0
         self.batched = 0  # requests decided in batches of more than one
 
+    def idle(self) -> bool:
+        """No batch in flight and none waiting (a moment's view: for a caller that may not wait its turn)."""
+        return not self._busy and not self._waiting
+
     def submit(self, item: T, until: float, timeout_error: Callable[[], BaseException]) -> object:
         """Queue `item`, decide it (leading a batch, or in someone else's), return its result or raise."""
         slot = Slot(item, until)

@@ -78,11 +78,13 @@ from quotalang.controller.ledger.base import (
     Observed,
     PerCluster,
     Usage,
+    WouldBlock,
     accrue_into,
     add_usage,
     at_or_after,
     limit_ranges_of,
     look_up,
+    may_wait,
     newer,
     pack,
     pack_observed,
@@ -197,6 +199,14 @@ class _TakingTurns:
         with self._cond:
             self._held = False
             self._cond.notify_all()
+
+    def take_if_free(self) -> bool:
+        """Take it now if nobody holds it or waits for it; else False (the caller may not wait)."""
+        with self._cond:
+            if self._held or self._queue:
+                return False
+            self._held = True
+            return True
 
 
 @dataclass(slots=True)
@@ -319,6 +329,10 @@ class _Admissions:
             add_usage(total, item.usage)
             last = max(last, item.deadline)
         return Held(total, count, last) if count else None
+
+
+def _would_block(identity: ObjectKey) -> Mapping[str, Any] | None:
+    raise WouldBlock(f"looking {identity} up needs a call to the apiserver")
 
 
 def _fits(charge: Mapping[str, int], left: Mapping[str, int]) -> bool:
@@ -481,7 +495,10 @@ class KubernetesLedger:
 
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
-        return look_up(identity, self._pending, self._bodies, self._clock(), self.fallback_lookup)
+        fallback = self.fallback_lookup
+        if fallback is not None and not may_wait():
+            fallback = _would_block  # a live GET
+        return look_up(identity, self._pending, self._bodies, self._clock(), fallback)
 
     # ------------------------------------------------------------ API calls
     def read(self, group: str, until: float, *, create: bool = True) -> LedgerState:
@@ -567,6 +584,11 @@ class KubernetesLedger:
                             limit_ranges=limit_ranges_of(self.limit_ranges, identity.cluster if identity else ""))
         until = deadlines.current()
         request = _Request(policy, obj, operation, old, parent, dry_run, identity)
+        if not may_wait():
+            now = self._admit_now(group, Slot(request, until))
+            if now is None:
+                raise WouldBlock(f"the ledger of group {group} needs a read, a write or a turn")
+            return now
 
         def busy() -> LedgerUnavailable:
             self.stats.unavailable += 1
@@ -581,6 +603,25 @@ class KubernetesLedger:
         if commit is None:
             commit = self._commits.setdefault(group, GroupCommit(lambda batch: self._decide(group, batch)))
         return commit
+
+    def _admit_now(self, group: str, slot: Slot[_Request]) -> Decision | None:
+        """The request decided within this replica's lease at once, or None if that would need a call or a
+        wait: a batch in flight or queued (it goes first), no lease, a charge the lease cannot cover, a denial
+        (made only from a fresh read), a dry run."""
+        if not self._commit(group).idle():
+            return None
+        writer = self._writer(group)
+        if not writer.take_if_free():
+            return None
+        try:
+            if self._within_lease(group, [slot]):
+                return None
+            self._count(group, 1)
+            self._admitted_at[group] = time.monotonic()
+        finally:
+            writer.__exit__()
+        assert isinstance(slot.result, Decision)
+        return slot.result
 
     def _writer(self, group: str) -> _TakingTurns:
         lock = self._writers.get(group)

@@ -23,7 +23,7 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger import kubestore
-from quotalang.controller.ledger.base import ObjectKey, Observation
+from quotalang.controller.ledger.base import ObjectKey, Observation, WouldBlock, without_waiting
 from quotalang.controller.ledger.crd import from_object, object_path
 from quotalang.controller.ledger.kubestore import TIDY_IDLE, KubernetesLedger
 from quotalang.loader import load_text
@@ -218,3 +218,27 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
     assert replicas[0].stats.leased >= 1 and replicas[1].stats.leased >= 1  # their leases were in play
     held = entries(apis[0], "mid")
     assert sum(v for k, v in held.items() if not k.endswith("~lease")) == 20
+
+
+def test_on_the_event_loop_only_what_a_lease_covers_is_decided(
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
+) -> None:
+    """`without_waiting()` (the server's first try, on its event loop): an admission within the lease is decided
+    with no call; anything that needs one raises WouldBlock and writes nothing."""
+    ledger = KubernetesLedger(apis[0], replica="r0",
+                              fallback_lookup=lambda identity: pytest.fail(f"looked {identity} up live"))
+    with without_waiting(), pytest.raises(WouldBlock):
+        ledger.admit(policy, deployment("first", "big"), "CREATE")  # no lease yet: it needs a write
+    burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
+    written = version(apis[0], "big")
+    with without_waiting():
+        assert ledger.admit(policy, deployment("fast", "big"), "CREATE").allowed
+        with pytest.raises(WouldBlock):
+            ledger.admit(policy, deployment("dry", "big"), "CREATE", dry_run=True)  # a dry run: a fresh read
+        with pytest.raises(WouldBlock):
+            ledger.admit(policy, deployment("huge", "big", cpu="2000"), "CREATE")  # a denial: a fresh read
+        with pytest.raises(WouldBlock):
+            ledger.lookup(ObjectKey("apps", "Deployment", "default", "nowhere"))  # a live GET
+    assert version(apis[0], "big") == written
+    assert ledger.stats.leased == 1
+    assert ledger.reservations("big")["apps/Deployment/default/fast"]["requests.cpu"] == CPU
