@@ -39,7 +39,7 @@ from quotalang.controller import cash_file
 from quotalang.controller.cash import PodRun
 from quotalang.controller.ledger.base import ControllerLedger, PerCluster, TakesLimitRanges
 from quotalang.controller.reconcile import accrue_runs
-from quotalang.controller.runner import Controller
+from quotalang.controller.runner import Controller, wait_for
 
 LOG = logging.getLogger("quotalang.controller")
 
@@ -140,12 +140,7 @@ class Fleet:
         return all(c.synced for c in self.controllers.values())
 
     def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.synced:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return wait_for(lambda: self.synced, timeout)
 
     def clusters(self) -> dict[str, ClusterHealth]:
         return {name: health(name, c) for name, c in self.controllers.items()}

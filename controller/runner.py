@@ -43,6 +43,16 @@ def sources(policy: CompiledPolicy) -> dict[str, str]:
     return out
 
 
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class Controller:
     """Watches, reconciles and accrues until `stop()`."""
 
@@ -128,12 +138,7 @@ class Controller:
         return [*found, self._limit_watch] if self._limit_watch is not None else found
 
     def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.synced:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return wait_for(lambda: self.synced, timeout)
 
     def follow_policy(self) -> None:
         """Watch what the current policy needs; on a new policy, relist everything at once.
@@ -195,4 +200,4 @@ class Controller:
                 LOG.error("controller upkeep failed: %s: %s", type(exc).__name__, exc)
 
 
-__all__ = ["DEFAULT_ACCRUE_EVERY", "DEFAULT_RESYNC", "Controller", "sources"]
+__all__ = ["DEFAULT_ACCRUE_EVERY", "DEFAULT_RESYNC", "Controller", "sources", "wait_for"]

@@ -60,7 +60,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube import deadline as deadlines
@@ -273,6 +273,25 @@ def _replaces(existing: _Mine, operation: str, admitted_rv: str | None) -> bool:
     return operation == "CREATE" or existing.resource_version == admitted_rv
 
 
+class _Deadlined(Protocol):
+    @property
+    def deadline(self) -> float: ...
+
+
+K = TypeVar("K")
+
+
+def _past_deadline(entries: Mapping[K, _Deadlined], now: float) -> list[K]:
+    """The keys at the front of a dict kept in deadline order whose deadline has passed (it stops at the first
+    live one: what expires is popped without a scan of what does not)."""
+    gone = []
+    for key, entry in entries.items():
+        if entry.deadline > now:
+            break
+        gone.append(key)
+    return gone
+
+
 class _Admissions:
     """This replica's unconfirmed admissions in one group: per object slot, in deadline order, with their sum.
 
@@ -307,11 +326,7 @@ class _Admissions:
 
     def expire(self, now: float) -> bool:
         """Drop the admissions past their deadline; whether there were any."""
-        gone = []
-        for slot, item in self.items.items():
-            if item.deadline > now:
-                break
-            gone.append(slot)
+        gone = _past_deadline(self.items, now)
         for slot in gone:
             self.drop(slot)
         return bool(gone)
@@ -892,12 +907,7 @@ class KubernetesLedger:
         stops at the first live one instead of scanning thousands on every admission."""
         if len(self._pending) > 1024:
             with self._index_lock:
-                gone = []
-                for key, pending in self._pending.items():
-                    if pending.deadline > now:
-                        break
-                    gone.append(key)
-                for key in gone:
+                for key in _past_deadline(self._pending, now):
                     del self._pending[key]
 
     # ------------------------------------------------ the controller's API
