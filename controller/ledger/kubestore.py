@@ -110,7 +110,6 @@ from quotalang.limitranges import LimitRanges
 
 LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
-TIDY_IDLE = 1.0  # seconds without an admission write before `tidy` writes a group's smaller sum itself
 LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
 LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
 LEASE_AFTER = 4  # admissions of a group in this replica's current window before a batch takes a lease
@@ -658,6 +657,11 @@ class KubernetesLedger:
                 self._decide_batch(group, rest)
             self._admitted_at[group] = time.monotonic()
 
+    def _in_burst(self, group: str) -> bool:
+        """`LEASE_AFTER` admissions of the group or more in this replica's current window."""
+        start, count = self._recent.get(group, (0.0, 0))
+        return count >= LEASE_AFTER and time.monotonic() - start <= LEASE_WINDOW
+
     def _count(self, group: str, admissions: int) -> None:
         start, count = self._recent.get(group, (0.0, 0))
         now = time.monotonic()
@@ -742,9 +746,9 @@ class KubernetesLedger:
         itself, against the same limits as the admission.
         """
         charge = decision.reservation.get(group)
-        start, recent = self._recent.get(group, (0.0, 0))
-        if not charge or recent < LEASE_AFTER or time.monotonic() - start > LEASE_WINDOW:
+        if not charge or not self._in_burst(group):
             return None
+        recent = self._recent[group][1]
         for size in (m for m in LEASE_SIZES if m <= recent):
             ahead = dict(used)
             for _ in range(4 * size - 1):
@@ -1108,14 +1112,15 @@ class KubernetesLedger:
             raise failed
         return writes
 
-    def tidy(self, now: float | None = None, timeout: float = 5.0, idle: float = 0.0) -> int:
+    def tidy(self, now: float | None = None, timeout: float = 5.0, leave_bursts: bool = False) -> int:
         """Write this replica's sum where it went down (confirmed or expired admissions); return the writes.
 
-        An admission batch writes the sum anyway; this catches a replica that
-        is idle. `idle` leaves the groups an admission batch wrote less than
-        that many seconds ago to their next batch (the runtime passes
-        `TIDY_IDLE`: a busy group's tidy would only collide with it). Not
-        fenced: every replica owns its own entry.
+        Until it is written, other replicas count what the leader folded
+        twice (observed, and in this sum), so a group admitted now and then
+        is written at once. `leave_bursts` (the runtime's) leaves a group in
+        a burst to its own batches, which write the sum at least once a
+        lease window: a write per fold would cost more than the moment of
+        counting twice. Not fenced: every replica owns its own entry.
         """
         now = self._clock() if now is None else now
         writes = 0
@@ -1125,7 +1130,7 @@ class KubernetesLedger:
                     self._dirty.add(group)
             dirty, self._dirty = self._dirty, set()
         dirty |= {g for g, lease in list(self._leases.items()) if time.monotonic() >= lease.usable_until}
-        busy = {g for g in dirty if g in self._admitted_at and time.monotonic() - self._admitted_at[g] < idle}
+        busy = {g for g in dirty if self._in_burst(g)} if leave_bursts else set()
         if busy:  # their next admission batch writes the smaller sum anyway
             with self._index_lock:
                 self._dirty |= busy

@@ -30,7 +30,7 @@ from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Watcher
 from quotalang.controller.ledger.base import NotLeader, PerCluster
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
-from quotalang.controller.ledger.kubestore import TIDY_IDLE, KubernetesLedger
+from quotalang.controller.ledger.kubestore import KubernetesLedger
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60
@@ -198,7 +198,7 @@ class StoreRuntime:
             except Exception as exc:
                 LOG.error("ledger fold failed: %s: %s", type(exc).__name__, exc)
             try:
-                self.ledger.tidy(idle=TIDY_IDLE)
+                self.ledger.tidy(leave_bursts=True)
             except Exception as exc:
                 LOG.error("ledger tidy failed: %s: %s", type(exc).__name__, exc)
 
