@@ -176,7 +176,10 @@ class Controller:
     def _upkeep(self) -> None:
         last_accrual = last_recompute = time.monotonic()
         first_sync = True
-        while not self._stop.wait(1.0):
+        # Until the first sync, a short tick: a durable ledger's reconciler holds what it observes until
+        # then (`Reconciler.synced`), and an admission the watch sees meanwhile is folded only at its
+        # object's next event (else it is counted twice until its reservation expires).
+        while not self._stop.wait(0.05 if first_sync else 1.0):
             try:
                 self.follow_policy()
                 self.ledger.expire()

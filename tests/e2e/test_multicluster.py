@@ -228,7 +228,15 @@ class Hub:
         def done() -> bool:
             return self.cpu(group) == (total, 0) and self.shares(group) == shares
 
-        wait_until(done, f"{group} to settle at {shares}", 20)
+        try:
+            wait_until(done, f"{group} to settle at {shares}", 20)
+        except RuntimeError as exc:  # say what it settled at instead
+            ledger = None
+            if self.shape != "memory":
+                with self.members.a.http() as api:
+                    ledger = api.get(f"{LEDGERS}/{group}").json().get("status")
+            raise AssertionError(f"{exc}: (used, reserved) {self.cpu(group)}, shares {self.shares(group)}, "
+                                 f"ledger {ledger}") from None
         if self.shape != "memory":
             assert self.ledger_shares(group) == shares
 
