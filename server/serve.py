@@ -38,7 +38,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from quotalang.controller.kube.election import DEFAULT_LEASE
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
@@ -200,34 +200,16 @@ def serve(opts: ServeOptions) -> int:
     limits = ConnectionLimits(opts.header_timeout, opts.body_timeout, opts.max_headers, opts.max_header_bytes,
                               opts.max_connections or default_max_connections())
     client_auth = ClientAuth(opts.client_ca, opts.client_names) if opts.client_ca else None
-    config = uvicorn.Config(
-        quiet_disconnects(app),
-        http=limited_protocol(limits, client_auth),
-        **(client_auth.uvicorn_options() if client_auth is not None else {}),
-        host=opts.host,
-        port=opts.port,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+
+    def port(asgi: Any, protocol: Any, host: str, number: int, **extra: Any) -> uvicorn.Config:
+        return uvicorn.Config(quiet_disconnects(asgi), http=protocol, host=host, port=number, ssl_certfile=cert,
+                              ssl_keyfile=key, log_config=None, access_log=False, lifespan="off",
+                              server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, **extra)
+
+    config = port(app, limited_protocol(limits, client_auth), opts.host, opts.port,
+                  **(client_auth.uvicorn_options() if client_auth is not None else {}))
     # The API port: the same certificate and client limits, no client certificates (tokens instead).
-    api_config = uvicorn.Config(
-        quiet_disconnects(api_app),
-        http=limited_protocol(limits),
-        host=api_host,
-        port=opts.api_port,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+    api_config = port(api_app, limited_protocol(limits), api_host, opts.api_port)
     scheme = "http" if cert is None else "https"
     logs.log_event(
         LOG, logging.INFO, "starting",

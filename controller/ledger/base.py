@@ -561,6 +561,17 @@ class GroupTable:
 
     _groups: dict[str, GroupNumbers]
 
+    def _drop_observed(
+        self, identity: ObjectKey, previous: Observed | None, held: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        """A forgotten object's observed usage leaves its group, and what it held elsewhere (standalone)."""
+        if previous is not None and previous.group is not None:
+            held = {**held, previous.group: previous.usage}
+        for group, usage in held.items():
+            state = self._group(group)
+            with state.lock:
+                state.add_observed(usage, -1, identity.cluster)
+
     def _group(self, name: str) -> GroupNumbers:
         group = self._groups.get(name)
         if group is None:

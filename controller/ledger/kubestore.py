@@ -404,10 +404,8 @@ class KubernetesLedger:
         self._dirty: set[str] = set()  # groups whose sum went down since it was written (`tidy`)
         # One writer per group in this process: an admission batch, a fold and a tidy of one group
         # take turns, each starting from the version the one before wrote, so a replica's writes
-        # never refuse each other with 409 (`_writer`). `_admitted_at`: when an admission batch last
-        # wrote the group (monotonic); `tidy` leaves a group that admissions keep writing to them.
+        # never refuse each other with 409 (`_writer`).
         self._writers: dict[str, _TakingTurns] = {}
-        self._admitted_at: dict[str, float] = {}
         # Admissions per group in this replica's current window: (start, count), monotonic (`_lease_for`).
         self._recent: dict[str, tuple[float, int]] = {}
         # Leases (see `_lease_for`), per group; guarded by the group's writer lock.
@@ -631,7 +629,6 @@ class KubernetesLedger:
             if self._within_lease(group, [slot]):
                 return None
             self._count(group, 1)
-            self._admitted_at[group] = time.monotonic()
         finally:
             writer.__exit__()
         assert isinstance(slot.result, Decision)
@@ -655,7 +652,6 @@ class KubernetesLedger:
             rest = self._within_lease(group, batch)
             if rest:
                 self._decide_batch(group, rest)
-            self._admitted_at[group] = time.monotonic()
 
     def _in_burst(self, group: str) -> bool:
         """`LEASE_AFTER` admissions of the group or more in this replica's current window."""
@@ -707,15 +703,21 @@ class KubernetesLedger:
             slot.result = decision
             taken += 1
         if taken:
-            self.stats.reserved += taken
             self.stats.leased += taken
-            with self._index_lock:
-                for key_slot, item in changes.items():
-                    mine.put(key_slot, item)
-                for key, body in written:
-                    self._pending.pop(key, None)  # to the end: the dict stays in deadline order
-                    self._pending[key] = _Pending(now + self._ttl, body)
+            self._keep(mine, changes, written, now)
         return batch[taken:]
+
+    def _keep(
+        self, mine: _Admissions, changes: Mapping[str, _Mine], written: list[tuple[ObjectKey, bytes]], now: float
+    ) -> None:
+        """Record decided admissions: their usage in this replica's admissions, their bodies for lookups."""
+        self.stats.reserved += len(written)
+        with self._index_lock:
+            for slot, item in changes.items():
+                mine.put(slot, item)
+            for key, body in written:
+                self._pending.pop(key, None)  # to the end: the dict stays in deadline order
+                self._pending[key] = _Pending(now + self._ttl, body)
 
     def _others(self, state: LedgerState, now: float) -> dict[str, int]:
         """Observed usage plus every other replica's unexpired entries (their leases included)."""
@@ -818,13 +820,7 @@ class KubernetesLedger:
                         )
                     state, fresh = self.read(group, until), True
                     continue
-            self.stats.reserved += len(written)
-            with self._index_lock:
-                for key_slot, item in changes.items():
-                    mine.put(key_slot, item)
-                for key, body in written:
-                    self._pending.pop(key, None)  # to the end: the dict stays in deadline order
-                    self._pending[key] = _Pending(now + self._ttl, body)
+            self._keep(mine, changes, written, now)
             if written:  # the lease written replaces the one before (what that one handed out is in `mine`)
                 if lease:
                     self._leases[group] = _Lease(dict(lease), time.monotonic() + LEASE_WINDOW)

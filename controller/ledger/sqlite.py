@@ -611,12 +611,7 @@ class SqliteLedger(GroupTable):
                 held = self._held.pop(identity, {})
                 pending = self._pending.pop(identity, None)
                 self._bodies.pop(identity, None)
-            if previous is not None and previous.group is not None:
-                held = {**held, previous.group: previous.usage}
-            for group, usage in held.items():
-                state = self._group(group)
-                with state.lock:
-                    state.add_observed(usage, -1, identity.cluster)
+            self._drop_observed(identity, previous, held)
         if pending is not None:
             self._release(identity, pending)
 
