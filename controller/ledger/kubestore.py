@@ -58,7 +58,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -115,6 +115,7 @@ LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_le
 LEASE_AFTER = 4  # admissions of a group in this replica's current window before a batch takes a lease
 LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
+FOLD_PATIENCE = 1.0  # seconds observations that free nothing may wait to share their group's next fold write
 
 
 @dataclass(slots=True)
@@ -330,10 +331,17 @@ class _Admissions:
             self.drop(slot)
         return bool(gone)
 
-    def held(self, changes: Mapping[str, _Mine] | None = None) -> Held | None:
-        """What the ledger object holds for them, with a batch's `changes`: their sum, count and last deadline."""
+    def held(self, changes: Mapping[str, _Mine] | None = None, drop: Iterable[str] = ()) -> Held | None:
+        """What the ledger object holds for them, with a batch's `changes` and without the slots in `drop`: their
+        sum, count and last deadline."""
         total, count = dict(self.total), len(self.items)
         last = next(reversed(self.items.values())).deadline if self.items else 0.0
+        if drop:
+            gone = set(drop)
+            for slot in gone:
+                add_usage(total, self.items[slot].usage, -1)
+            count -= len(gone)
+            last = next((i.deadline for s, i in reversed(self.items.items()) if s not in gone), 0.0)
         for slot, item in (changes or {}).items():
             before = self.items.get(slot)
             if before is None:
@@ -343,6 +351,25 @@ class _Admissions:
             add_usage(total, item.usage)
             last = max(last, item.deadline)
         return Held(total, count, last) if count else None
+
+
+def _confirmed(mine: _Admissions, folded: Iterable[str]) -> set[str]:
+    """The slots of `mine` a fold's entries (`slot@resourceVersion`) confirm: observed at or after the version
+    each was admitted against."""
+    confirmed: set[str] = set()
+    for entry in folded:
+        slot, _, version = entry.rpartition("@")
+        item = mine.items.get(slot)
+        if item is not None and at_or_after(version or None, item.resource_version):
+            confirmed.add(slot)
+    return confirmed
+
+
+def _written(entry: Held | None, held: Held | None) -> bool:
+    """Whether a ledger's entry is this sum (its deadline as written: to the microsecond)."""
+    if entry is None or held is None:
+        return entry is held
+    return entry.usage == held.usage and entry.count == held.count and abs(entry.expires - held.expires) < 1e-5
 
 
 def _would_block(identity: ObjectKey) -> Mapping[str, Any] | None:
@@ -415,6 +442,9 @@ class KubernetesLedger:
         # `fold_interval` 0 every observation is written at once (tests, tools).
         self.fold_interval = fold_interval
         self._queue: dict[str, list[_Edit]] = {}
+        # When each queued group is due to be written (monotonic): a change that frees quota at the next flush,
+        # observations that only confirm or add usage within `FOLD_PATIENCE` (`_enqueue`).
+        self._due: dict[str, float] = {}
         # A group whose last fold write failed after it may have landed: its token and size, so the
         # retry recognises it instead of applying it twice (`flush`).
         self._unsure: dict[str, tuple[str, int]] = {}
@@ -445,19 +475,51 @@ class KubernetesLedger:
             if cached is None or newer(state.resource_version, cached.resource_version):
                 self._cache[state.group] = state
         if state.folded:
-            self._confirm(state.group, state.folded)
+            self._confirm(state)
 
-    def _confirm(self, group: str, folded: Iterable[str]) -> None:
+    def _confirm(self, state: LedgerState) -> None:
+        """Drop this replica's admissions `state.folded` names; the group needs `tidy` unless `state` already
+        holds the smaller sum (the leader's own fold write, `_account_own`)."""
+        group = state.group
         with self._index_lock:
             mine = self._mine.get(group)
             if mine is None or not mine.items:
                 return
-            for entry in folded:
-                slot, _, version = entry.rpartition("@")
-                item = mine.items.get(slot)
-                if item is not None and at_or_after(version or None, item.resource_version):
-                    mine.drop(slot)
-                    self._dirty.add(group)
+            confirmed = _confirmed(mine, state.folded)
+            for slot in confirmed:
+                mine.drop(slot)
+            if confirmed and not _written(state.reservations.get(self.replica), mine.held()):
+                self._dirty.add(group)
+
+    def _account_own(self, update: LedgerState, folded: Iterable[str]) -> None:
+        """The leader's fold write also writes the leader's own smaller sum, so it needs no `tidy` write.
+
+        The admissions the fold confirms leave this replica's entry in the
+        same compare-and-swap that adds their usage to the totals (counted
+        once, never none), and what its lease handed out since the lease was
+        written moves from the lease entry into the sum (the lease entry keeps
+        only what is still free in it, and its deadline). Without this, each
+        fold would cost a second write per group. The caller holds the group's
+        writer lock, so no batch or lease admission changes `_mine` meanwhile;
+        `remember` drops the confirmed admissions once the write landed.
+        """
+        group = update.group
+        lease = self._leases.get(group)
+        held_lease = update.reservations.get(self._lease_name)
+        if lease is not None and held_lease is None:
+            return  # a lease this replica no longer sees written: leave both entries to `tidy`
+        with self._index_lock:
+            mine = self._mine.get(group)
+            if mine is None:
+                return
+            confirmed = _confirmed(mine, folded)
+            held = mine.held(drop=confirmed)
+        if held is None:
+            update.reservations.pop(self.replica, None)
+        else:
+            update.reservations[self.replica] = held
+        if lease is not None and held_lease is not None:
+            update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires)
 
     def _admissions(self, group: str, now: float) -> tuple[_Admissions, dict[str, int]]:
         """This replica's live admissions in `group` (the expired dropped: `tidy` writes the smaller sum) and a
@@ -967,6 +1029,8 @@ class KubernetesLedger:
                 update.leader_epoch = epoch
             update.last_write = token
             update.folded = list(folded or [])
+            if folded:
+                self._account_own(update, folded)
             written = self.write(update, until)
             if written is not None:
                 return written
@@ -1007,6 +1071,7 @@ class KubernetesLedger:
         observing them one after another.
         """
         edits: dict[str, list[_Edit]] = {}
+        freeing: set[str] = set()
         epoch = self._told_epoch()
         with self._order_lock:
             for seen in observations:
@@ -1024,10 +1089,13 @@ class KubernetesLedger:
                         add_usage(diff, previous.usage, -1)
                     fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
                     edits.setdefault(seen.group, []).append((_adder(diff, not same, seen.identity.cluster), fold))
+                    if any(value < 0 for value in diff.values()):
+                        freeing.add(seen.group)
                 if previous is not None and previous.group is not None and not same:
                     edits.setdefault(previous.group, []).append(
                         (_releaser(previous.usage, seen.identity.cluster), None))
-            self._enqueue(edits)
+                    freeing.add(previous.group)
+            self._enqueue(edits, patient=edits.keys() - freeing)
         self._flush_now()
 
     def forget(self, identity: ObjectKey) -> None:
@@ -1053,23 +1121,39 @@ class KubernetesLedger:
         """The epoch a call is told in (None: unfenced, or not leading: it counts in no leader's resync)."""
         return self.fence() if self.fence is not None else None
 
-    def _enqueue(self, edits: Mapping[str, list[_Edit]]) -> None:
-        """Queue edits behind what each group already waits for (the caller holds `_order_lock`)."""
+    def _enqueue(self, edits: Mapping[str, list[_Edit]], patient: Collection[str] = ()) -> None:
+        """Queue edits behind what each group already waits for (the caller holds `_order_lock`).
+
+        A group is due at the next flush, except that the groups in `patient`
+        (their edits free no quota: new objects, growth, confirmations of
+        admissions) may wait `FOLD_PATIENCE` to share one write with what comes
+        after them, or until half a fold write's worth has queued. Waiting
+        costs nothing in safety: an admitted object is held by its replica's
+        sum until the fold confirms it (the reservation TTL is far longer),
+        and a release or shrink is never held back. It saves a write per
+        group per observation when groups are many and each is quiet.
+        """
+        now = time.monotonic()
         with self._queue_lock:
             for group, changes in edits.items():
-                self._queue.setdefault(group, []).extend(changes)
+                queued = self._queue.setdefault(group, [])
+                queued.extend(changes)
+                due = now + FOLD_PATIENCE if group in patient and len(queued) < FOLD_CAP // 2 else now
+                self._due[group] = min(due, self._due.get(group, due))
 
     def _flush_now(self) -> None:
         """With no fold thread (`fold_interval` 0: tests, tools), write what was just queued at once."""
         if self.fold_interval <= 0:
             self.flush()
 
-    def flush(self) -> int:
-        """Write every group's waiting observations, at most `FOLD_CAP` per write; return the writes made.
+    def flush(self, patient: bool = False) -> int:
+        """Write the groups' waiting observations, at most `FOLD_CAP` per write; return the writes made.
 
-        Fold writes retry on conflict like any controller write; admissions
-        between two flushes are not held up by them (a flush is one write per
-        group per `fold_interval`, not one per event). A group whose write
+        `patient` (the runtime's fold thread) writes only the groups that are
+        due (`_enqueue`); otherwise every queued group is written. Fold writes
+        retry on conflict like any controller write; admissions between two
+        flushes are not held up by them (a flush is one write per group per
+        `fold_interval` at most, not one per event). A group whose write
         fails keeps what it had not written at the head of its queue (with
         the failed write's token: it may have landed) and the other groups
         are written; the first error is raised at the end. `NotLeader`
@@ -1080,11 +1164,19 @@ class KubernetesLedger:
         failed: Exception | None = None
         with self._flush_lock:
             with self._queue_lock:
-                queue, self._queue = self._queue, {}
-                unsure, self._unsure = self._unsure, {}
+                now = time.monotonic()
+                due = [g for g, at in self._due.items() if at <= now] if patient else list(self._due)
+                queue = {g: self._queue.pop(g) for g in due}
+                unsure = {g: self._unsure.pop(g) for g in due if g in self._unsure}
+                for group in due:
+                    del self._due[group]
             if not queue:
                 return 0
-            epoch = self._epoch()
+            try:
+                epoch = self._epoch()
+            except NotLeader:
+                self._drop_queue()
+                raise
             for group, changes in queue.items():
                 start = 0
                 token, size = unsure.get(group, (self._token(epoch), FOLD_CAP))
@@ -1098,15 +1190,22 @@ class KubernetesLedger:
                         start += len(chunk)
                         token, size = self._token(epoch), FOLD_CAP
                 except NotLeader:
+                    self._drop_queue()
                     raise
                 except Exception as exc:  # LedgerUnavailable, or a bug: keep the rest for the next flush
                     with self._queue_lock:
                         self._queue[group] = changes[start:] + self._queue.get(group, [])
                         self._unsure[group] = (token, min(size, len(changes) - start))  # the chunk it wrote
+                        self._due[group] = 0.0  # retried at the next flush
                     failed = failed or exc
         if failed is not None:
             raise failed
         return writes
+
+    def _drop_queue(self) -> None:
+        """Not the leader (any more): what waits goes with the lease; the next leader's resync lists it anew."""
+        with self._queue_lock:
+            self._queue, self._due, self._unsure = {}, {}, {}
 
     def tidy(self, now: float | None = None, timeout: float = 5.0, leave_bursts: bool = False) -> int:
         """Write this replica's sum where it went down (confirmed or expired admissions); return the writes.
@@ -1143,7 +1242,7 @@ class KubernetesLedger:
             mine = self._mine.get(group)
             with self._index_lock:
                 held = mine.held() if mine is not None else None
-            if state.reservations.get(self.replica) == held and self._lease_name not in state.reservations:
+            if _written(state.reservations.get(self.replica), held) and self._lease_name not in state.reservations:
                 return 0
             update = state.copy()
             self._set_mine(update, held)

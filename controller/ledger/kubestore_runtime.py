@@ -192,7 +192,7 @@ class StoreRuntime:
     def _folds(self) -> None:
         while not self._stop.wait(self.fold_interval):
             try:
-                self.ledger.flush()
+                self.ledger.flush(patient=True)
             except NotLeader:
                 pass  # the queue goes with the lease: the next leader lists everything again
             except Exception as exc:

@@ -19,6 +19,7 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import ApiError, KubeApi
+from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
 from quotalang.controller.ledger.kubestore import LEASE_WINDOW, KubernetesLedger
@@ -304,8 +305,8 @@ def test_a_resync_from_a_listing_older_than_a_fold_never_undoes_it(
     listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # recompute's snapshot: no web yet
     ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
     assert ledger.flush() == 1
-    assert ledger.tidy() == 1
-    assert reserved_cpu(apis[0], "ml") == 0  # confirmed: only observed holds it now
+    assert reserved_cpu(apis[0], "ml") == 0  # confirmed in the fold write itself: only observed holds it now
+    assert ledger.tidy() == 0
     ledger.resync(listing)
     assert counted_cpu(apis[0], "ml") == 1 * CPU  # was 0: web counted nowhere until the next resync
     # The same with the fold still queued when the resync comes: written before the replacement.
@@ -391,6 +392,30 @@ def test_the_leader_folds_many_events_with_one_write_per_group(apis: list[KubeAp
     assert leader.flush() == 1
     state = from_object(stored(apis[0], "ml"), "ml")
     assert (state.observed, state.objects, len(state.folded)) == ({"requests.cpu": 2 * CPU}, 20, 20)
+
+
+def test_the_fold_thread_lets_growth_wait_and_writes_what_frees_quota_at_once(
+    apis: list[KubeApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold thread's flush is patient: observations that only add usage wait up to `FOLD_PATIENCE` to share
+    their group's write; a deletion or a shrink makes its group due at the next flush, with what waited."""
+    monkeypatch.setattr(kubestore, "FOLD_PATIENCE", 0.5)
+    leader = KubernetesLedger(apis[0], replica="leader", fold_interval=0.1)
+    for group in ("ml", "lab_x"):
+        leader.read(group, time.monotonic() + 10)
+    leader.observe(key("a"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
+    leader.observe(key("b"), "lab_x", {"requests.cpu": 3 * CPU}, resource_version="901")
+    assert leader.flush(patient=True) == 0  # both only add: they wait
+    leader.forget(key("a"))  # frees ml's cpu
+    assert leader.flush(patient=True) == 1  # ml alone: a's fold and its release in one write
+    ml, lab_x = (from_object(stored(apis[0], g), g) for g in ("ml", "lab_x"))
+    assert (ml.observed, ml.objects, lab_x.observed) == ({}, 0, {})
+    time.sleep(0.5)
+    assert leader.flush(patient=True) == 1  # lab_x's growth, once its patience ran out
+    assert from_object(stored(apis[0], "lab_x"), "lab_x").observed == {"requests.cpu": 3 * CPU}
+    leader.observe(key("b"), "lab_x", {"requests.cpu": 1 * CPU}, resource_version="902")  # a shrink
+    assert leader.flush(patient=True) == 1
+    assert from_object(stored(apis[0], "lab_x"), "lab_x").observed == {"requests.cpu": 1 * CPU}
 
 
 def test_a_fenced_old_leader_cannot_write_after_a_newer_one(apis: list[KubeApi]) -> None:

@@ -248,8 +248,35 @@ def test_outside_a_burst_tidy_writes_the_smaller_sum_at_once(apis: list[KubeApi]
     """Until a replica writes its smaller sum after a fold, the others count the folded usage twice: outside a
     burst the runtime's tidy writes it at once, so b may use all that is left (2 observed + 18 = 20 of 20)."""
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    leader = KubernetesLedger(apis[2], replica="c")
     assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
-    a.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})  # a leads too
+    leader.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})
+    assert entries(apis[0], "mid") == {"a": 2}  # folded into observed, still in a's sum: counted twice
+    a.remember(from_object(apis[0].request("GET", object_path("mid")), "mid"))  # what a's ledger watch does
     assert a.tidy(leave_bursts=True) == 1
     assert entries(apis[0], "mid") == {}
     assert b.admit(policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
+
+
+def test_the_leaders_fold_write_carries_its_own_smaller_sum(
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
+) -> None:
+    """The leader's own admissions leave its sum in the fold write that adds them to observed: no write of its
+    own after it, and no moment of counting them twice. What its lease handed out moves into the sum; the lease
+    entry keeps what is still free (4 − 2 = 2)."""
+    leader = KubernetesLedger(apis[0], replica="r0")
+    burst(leader, policy, "big", "web")  # 4 in the sum; the 4th takes a lease of 4
+    burst(leader, policy, "big", "leased", 2)  # 2 of the lease handed out
+    assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
+    writes = leader.stats.writes
+    leader.observe_many([Observation(ObjectKey("apps", "Deployment", "default", f"web-{i}"), "big",
+                                     {"requests.cpu": CPU}) for i in range(3)])
+    assert leader.stats.writes == writes + 1
+    state = from_object(apis[0].request("GET", object_path("big")), "big")
+    assert state.observed["requests.cpu"] == 3 * CPU
+    # web-3 and leased-0/1 are still unconfirmed: 3 in the sum, 2 left in the lease: 3 + 3 + 2 = 8, as before.
+    assert entries(apis[0], "big") == {"r0": 3, "r0~lease": 2}
+    assert leader.tidy(leave_bursts=True) == 0  # nothing left to write
+    burst(leader, policy, "big", "rest", 2)  # the lease's last 2: no write
+    assert leader.stats.writes == writes + 1
+    assert leader.used("big")["requests.cpu"] == 8 * CPU
