@@ -30,11 +30,13 @@ Decisions:
   so a retried request is never charged twice; an UPDATE against a newer
   version adds to it. Only the positive part of a delta is reserved.
 * The leader folds observations in batches (`flush`: one write per group per
-  `fold_interval`): the write adds the observed usage and lists the
-  identities it observed in `status.folded`; every replica, seeing that
-  version (watch or answer), drops its matching admissions from its sum and
-  writes the smaller sum with its next admission or `tidy`. Totals first,
-  sum second: a moment of double counting, never a moment of none. An
+  `fold_interval` at most; what frees no quota may wait `FOLD_PATIENCE` to
+  share a write): the write adds the observed usage and lists the
+  identities it observed in `status.folded`, and carries the leader's own
+  smaller sum; every other replica, seeing that version (watch or answer),
+  drops its matching admissions from its sum and writes the smaller sum
+  with its next admission or `tidy`. Totals first, sum second (or both in
+  one write): a moment of double counting, never a moment of none. An
   admission never confirmed leaves its replica's sum at its deadline; a
   replica that dies leaves its whole entry, which the leader drops when the
   entry's last deadline passes.
@@ -112,7 +114,7 @@ LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
 LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
-LEASE_AFTER = 4  # admissions of a group in this replica's current window before a batch takes a lease
+LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
 LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 FOLD_PATIENCE = 1.0  # seconds observations that free nothing may wait to share their group's next fold write
@@ -215,6 +217,15 @@ class _Lease:
 
     left: dict[str, int]  # what is still free in it
     usable_until: float  # monotonic: past it, the lease is only returned (by the next write)
+
+
+@dataclass(slots=True)
+class _Window:
+    """A replica's admissions of one group in its current lease window (monotonic start) and the one before."""
+
+    start: float
+    count: int = 0
+    before: int = 0
 
 
 @dataclass(slots=True)
@@ -433,8 +444,8 @@ class KubernetesLedger:
         # take turns, each starting from the version the one before wrote, so a replica's writes
         # never refuse each other with 409 (`_writer`).
         self._writers: dict[str, _TakingTurns] = {}
-        # Admissions per group in this replica's current window: (start, count), monotonic (`_lease_for`).
-        self._recent: dict[str, tuple[float, int]] = {}
+        # Admissions per group in this replica's current window and the one before (`_lease_for`).
+        self._recent: dict[str, _Window] = {}
         # Leases (see `_lease_for`), per group; guarded by the group's writer lock.
         self._lease_name = replica + LEASE_SUFFIX
         self._leases: dict[str, _Lease] = {}
@@ -498,7 +509,8 @@ class KubernetesLedger:
         same compare-and-swap that adds their usage to the totals (counted
         once, never none), and what its lease handed out since the lease was
         written moves from the lease entry into the sum (the lease entry keeps
-        only what is still free in it, and its deadline). Without this, each
+        only what is still free in it, and its deadline; past its window the
+        lease is returned, as `tidy` would). Without this, each
         fold would cost a second write per group. The caller holds the group's
         writer lock, so no batch or lease admission changes `_mine` meanwhile;
         `remember` drops the confirmed admissions once the write landed.
@@ -519,7 +531,10 @@ class KubernetesLedger:
         else:
             update.reservations[self.replica] = held
         if lease is not None and held_lease is not None:
-            update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires)
+            if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
+                update.reservations.pop(self._lease_name, None)
+            else:
+                update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires)
 
     def _admissions(self, group: str, now: float) -> tuple[_Admissions, dict[str, int]]:
         """This replica's live admissions in `group` (the expired dropped: `tidy` writes the smaller sum) and a
@@ -717,15 +732,23 @@ class KubernetesLedger:
 
     def _in_burst(self, group: str) -> bool:
         """`LEASE_AFTER` admissions of the group or more in this replica's current window."""
-        start, count = self._recent.get(group, (0.0, 0))
-        return count >= LEASE_AFTER and time.monotonic() - start <= LEASE_WINDOW
+        window = self._recent.get(group)
+        return window is not None and window.count >= LEASE_AFTER and time.monotonic() - window.start <= LEASE_WINDOW
+
+    def _lately(self, group: str) -> int:
+        """Admissions of the group in this replica's current window and the one just before it."""
+        window = self._recent.get(group)
+        if window is None or time.monotonic() - window.start > LEASE_WINDOW:
+            return 0
+        return window.count + window.before
 
     def _count(self, group: str, admissions: int) -> None:
-        start, count = self._recent.get(group, (0.0, 0))
+        window = self._recent.get(group)
         now = time.monotonic()
-        if now - start > LEASE_WINDOW:
-            start, count = now, 0
-        self._recent[group] = (start, count + admissions)
+        if window is None or now - window.start > LEASE_WINDOW:
+            before = window.count if window is not None and now - window.start <= 2 * LEASE_WINDOW else 0
+            window = self._recent[group] = _Window(now, 0, before)
+        window.count += admissions
 
     def _within_lease(self, group: str, batch: list[Slot[_Request]]) -> list[Slot[_Request]]:
         """Admit the head of the batch within this replica's lease, writing nothing; return the rest.
@@ -800,19 +823,22 @@ class KubernetesLedger:
         self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
     ) -> dict[str, int] | None:
         """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` no
-        larger than the admissions of the current window (about what the next window will use) with room left
-        for 4 m after it (so a lease never takes the last fifth of what is free); None without room.
+        larger than the admissions of the current and the last window (about what the next window will use)
+        with room left for 4 m after it (so a lease never takes the last fifth of what is free); None without
+        room.
 
-        Only in a burst (`LEASE_AFTER` admissions of the group in this
-        replica's current `LEASE_WINDOW`): a group admitted now and then
-        reserves exactly what each admission needs, since a lease it would not
-        use costs a write to return. The room is checked by the evaluator
-        itself, against the same limits as the admission.
+        Only for a busy group (`LEASE_AFTER` admissions of it in this
+        replica's current `LEASE_WINDOW` and the one before: a steady 2 a
+        second qualifies, so a namespace creating a few workloads a second
+        writes once per lease, not once per workload): a group admitted now
+        and then reserves exactly what each admission needs, since a lease it
+        would not use costs a write to return. The room is checked by the
+        evaluator itself, against the same limits as the admission.
         """
         charge = decision.reservation.get(group)
-        if not charge or not self._in_burst(group):
+        recent = self._lately(group)
+        if not charge or recent < LEASE_AFTER:
             return None
-        recent = self._recent[group][1]
         for size in (m for m in LEASE_SIZES if m <= recent):
             ahead = dict(used)
             for _ in range(4 * size - 1):

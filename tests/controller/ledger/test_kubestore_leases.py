@@ -280,3 +280,29 @@ def test_the_leaders_fold_write_carries_its_own_smaller_sum(
     burst(leader, policy, "big", "rest", 2)  # the lease's last 2: no write
     assert leader.stats.writes == writes + 1
     assert leader.used("big")["requests.cpu"] == 8 * CPU
+
+
+def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    """The window before counts: 2 admissions in one window and 2 in the next are 4 lately, so the 4th takes a
+    lease of 4 (room: 4 used + 4 × 4 ≤ 1000), though no single window saw 4."""
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    burst(ledger, policy, "big", "early", 2)
+    time.sleep(kubestore.LEASE_WINDOW + 0.05)  # the next window
+    assert ledger.admit(policy, deployment("late-0", "big"), "CREATE").allowed
+    assert entries(apis[0], "big") == {"r0": 3}  # 3 lately: no lease yet
+    assert ledger.admit(policy, deployment("late-1", "big"), "CREATE").allowed
+    assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
+
+
+def test_the_leaders_fold_write_returns_a_lease_past_its_window(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    leader = KubernetesLedger(apis[0], replica="r0")
+    burst(leader, policy, "big", "web")  # the 4th takes a lease of 4
+    assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
+    time.sleep(kubestore.LEASE_WINDOW + 0.05)  # nothing more is handed out of it
+    leader.observe(ObjectKey("apps", "Deployment", "default", "web-0"), "big", {"requests.cpu": CPU})
+    assert entries(apis[0], "big") == {"r0": 3}  # folded, and the lease returned in the same write
+    writes = leader.stats.writes
+    assert leader.tidy(leave_bursts=True) == 0
+    assert leader.stats.writes == writes
