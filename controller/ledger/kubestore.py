@@ -117,7 +117,7 @@ LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_le
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
 LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
-FOLD_PATIENCE = 1.0  # seconds observations that free nothing may wait to share their group's next fold write
+FOLD_PATIENCE = 2.0  # seconds observations that free nothing may wait to share their group's next fold write
 
 
 @dataclass(slots=True)
