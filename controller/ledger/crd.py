@@ -20,12 +20,14 @@ object every admission would contend on.
           usage: {requests.cpu: "2000000000000"}     # Σ of that replica's unconfirmed admissions
           count: 5                                   # how many they are
           expires: "2026-11-23T06:22:31.123456Z"     # the last one's deadline (wall clock)
+          answered: 2                                # the last ask this entry was written after
       folded: ["apps/Deployment/team-a/web@4711"]    # what the leader's last fold write observed
                                                      # (`eu-1:apps/Deployment/team-a/web@…` in cluster eu-1)
       cash: {requests.nvidia.com/gpu: "36000000000000"}   # nano-unit-seconds this period
       periodStart: "2026-11-23T00:00:00Z"
       lastAccrual: "2026-11-23T06:22:00.000000Z"
       leaderEpoch: 7                                 # fencing token of the last leader that wrote
+      asks: 2                                        # replicas asked to write their entries (see kubestore)
       lastWrite: quotalang-7d9f-abcde/7/912          # token of the leader's last write
 
 Decisions:
@@ -129,6 +131,7 @@ class Held:
     usage: dict[str, int]
     count: int
     expires: float  # epoch seconds: the latest deadline among them (a dead replica's entry goes then)
+    answered: int = 0  # the ledger's `asks` when the replica last wrote this entry (it was exact then)
 
 
 @dataclass(slots=True)
@@ -146,6 +149,7 @@ class LedgerState:
     last_accrual: float | None = None
     leader_epoch: int = 0
     last_write: str | None = None  # the token of the last controller write (see KubernetesLedger.mutate)
+    asks: int = 0  # how many times a replica asked the others to write their entries (see kubestore)
     # `observed` and `objects` per cluster ("" for the one cluster); their sums are `observed` and `objects`.
     observed_by_cluster: dict[str, dict[str, int]] = field(default_factory=dict)
     objects_by_cluster: dict[str, int] = field(default_factory=dict)
@@ -212,13 +216,14 @@ class LedgerState:
             self.resource_version,
             dict(self.observed),
             self.objects,
-            {k: Held(dict(r.usage), r.count, r.expires) for k, r in self.reservations.items()},
+            {k: Held(dict(r.usage), r.count, r.expires, r.answered) for k, r in self.reservations.items()},
             list(self.folded),
             dict(self.cash),
             self.period_start,
             self.last_accrual,
             self.leader_epoch,
             self.last_write,
+            self.asks,
             {c: dict(u) for c, u in self.observed_by_cluster.items()},
             dict(self.objects_by_cluster),
         )
@@ -251,6 +256,15 @@ def _read_counts(values: Mapping[str, Any] | None, name: str) -> dict[str, int]:
     return out
 
 
+def _count(value: Any, where: str, name: str) -> int:
+    """A non-negative count (absent: 0); anything else is a format error, never a guess."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LedgerFormatError(f"QuotaLedger {name}: status.{where} is {value!r}, not a count")
+    return value
+
+
 def to_object(state: LedgerState) -> dict[str, Any]:
     """The full object for a POST or a compare-and-swap PUT (metadata.resourceVersion set)."""
     metadata: dict[str, Any] = {"name": object_name(state.group)}
@@ -262,13 +276,16 @@ def to_object(state: LedgerState) -> dict[str, Any]:
         "observedByCluster": {c: _nanos(u) for c, u in sorted(state.observed_by_cluster.items())},
         "objectsByCluster": {c: n for c, n in sorted(state.objects_by_cluster.items()) if n},
         "reservations": {
-            key: {"usage": _nanos(item.usage), "count": item.count, "expires": format_time(item.expires)}
+            key: {"usage": _nanos(item.usage), "count": item.count, "expires": format_time(item.expires),
+                  **({"answered": item.answered} if item.answered else {})}
             for key, item in sorted(state.reservations.items())
         },
         "folded": list(state.folded),
         "cash": _nanos(state.cash),
         "leaderEpoch": state.leader_epoch,
     }
+    if state.asks:
+        status["asks"] = state.asks
     if state.last_write is not None:
         status["lastWrite"] = state.last_write
     if state.period_start is not None:
@@ -308,6 +325,7 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
             _read_nanos(item.get("usage"), f"reservations.{key}.usage"),
             int(item.get("count") or 1),
             parse_time(str(expires or "")),
+            _count(item.get("answered"), f"reservations.{key}.answered", name),
         )
     folded = status.get("folded") or []
     if not isinstance(folded, list):
@@ -333,6 +351,7 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         period_start=parse_time(str(period)) if period else None,
         last_accrual=parse_time(str(last)) if last else None,
         leader_epoch=int(status.get("leaderEpoch") or 0),
+        asks=_count(status.get("asks"), "asks", name),
         last_write=str(status["lastWrite"]) if status.get("lastWrite") else None,
         observed_by_cluster={str(c): u for c, v in by_cluster.items()
                              if (u := _read_nanos(v, f"status.observedByCluster.{c}"))},
@@ -354,6 +373,7 @@ def crd() -> dict[str, Any]:
         "properties": {
             "usage": _nanos_map("Σ of the replica's unconfirmed admissions (positive deltas), per key, in nanos."),
             "count": {"type": "integer", "description": "How many admissions the sum holds."},
+            "answered": {"type": "integer", "description": "The ledger's asks when this entry was last written."},
             "expires": {"type": "string", "description": "The latest of their deadlines (RFC 3339)."},
         },
     }
@@ -378,6 +398,7 @@ def crd() -> dict[str, Any]:
             "periodStart": {"type": "string", "description": "Start of the current cash period (RFC 3339)."},
             "lastAccrual": {"type": "string", "description": "Cash is accrued up to this time (RFC 3339)."},
             "leaderEpoch": {"type": "integer", "description": "Fencing token of the last leader that wrote."},
+            "asks": {"type": "integer", "description": "Times a replica asked the others to write their entries."},
             "lastWrite": {"type": "string", "description": "Token of the last controller write (lost answers)."},
         },
     }

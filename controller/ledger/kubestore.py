@@ -115,7 +115,8 @@ CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
 LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
-LEASE_WAIT = 2.0  # seconds a request that only others' leases keep out waits for them to be returned
+LEASE_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
+TIDY_LAG = 2.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 FOLD_PATIENCE = 2.0  # seconds observations that free nothing may wait to share their group's next fold write
 
@@ -439,7 +440,8 @@ class KubernetesLedger:
         # This replica's unconfirmed admissions, group -> identity slot -> admission; the ledger
         # objects hold only their sum (`reservations[replica]`). Guarded by `_index_lock`.
         self._mine: dict[str, _Admissions] = {}
-        self._dirty: set[str] = set()  # groups whose sum went down since it was written (`tidy`)
+        # Groups whose sum went down since it was written, and since when (monotonic; 0.0: due at once) (`tidy`).
+        self._dirty: dict[str, float] = {}
         # One writer per group in this process: an admission batch, a fold and a tidy of one group
         # take turns, each starting from the version the one before wrote, so a replica's writes
         # never refuse each other with 409 (`_writer`).
@@ -500,7 +502,7 @@ class KubernetesLedger:
             for slot in confirmed:
                 mine.drop(slot)
             if confirmed and not _written(state.reservations.get(self.replica), mine.held()):
-                self._dirty.add(group)
+                self._dirty.setdefault(group, time.monotonic())
 
     def _account_own(self, update: LedgerState, folded: Iterable[str]) -> None:
         """The leader's fold write also writes the leader's own smaller sum, so it needs no `tidy` write.
@@ -529,12 +531,13 @@ class KubernetesLedger:
         if held is None:
             update.reservations.pop(self.replica, None)
         else:
+            held.answered = update.asks  # exact as of this version
             update.reservations[self.replica] = held
         if lease is not None and held_lease is not None:
             if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
                 update.reservations.pop(self._lease_name, None)
             else:
-                update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires)
+                update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires, update.asks)
 
     def _admissions(self, group: str, now: float) -> tuple[_Admissions, dict[str, int]]:
         """This replica's live admissions in `group` (the expired dropped: `tidy` writes the smaller sum) and a
@@ -543,7 +546,7 @@ class KubernetesLedger:
         if mine is None:
             mine = self._mine[group] = _Admissions()
         if mine.expire(now):
-            self._dirty.add(group)
+            self._dirty[group] = 0.0  # an expiry frees quota: written at the next tidy
         return mine, dict(mine.total)
 
     def drop(self, group: str, resource_version: str | None = None) -> None:
@@ -730,11 +733,6 @@ class KubernetesLedger:
             if rest:
                 self._decide_batch(group, rest)
 
-    def _in_burst(self, group: str) -> bool:
-        """`LEASE_AFTER` admissions of the group or more in this replica's current window."""
-        window = self._recent.get(group)
-        return window is not None and window.count >= LEASE_AFTER and time.monotonic() - window.start <= LEASE_WINDOW
-
     def _lately(self, group: str) -> int:
         """Admissions of the group in this replica's current window and the one just before it."""
         window = self._recent.get(group)
@@ -812,12 +810,34 @@ class KubernetesLedger:
                 add_usage(others, held.usage)
         return others
 
-    def _leased_by_others(self, state: LedgerState, now: float) -> dict[str, int]:
-        leased: dict[str, int] = {}
+    def _unsettled(self, state: LedgerState, now: float, asked: int | None) -> dict[str, int]:
+        """What other replicas hold that may be less than it says: every lease (it may go unused), and every sum
+        not written since this replica's ask (`asked`; None: not asked yet), which may still hold admissions a
+        fold already moved to `observed`."""
+        unsettled: dict[str, int] = {}
         for name, held in state.reservations.items():
-            if name.endswith(LEASE_SUFFIX) and name != self._lease_name and held.expires > now:
-                add_usage(leased, held.usage)
-        return leased
+            if name in (self.replica, self._lease_name) or held.expires <= now:
+                continue
+            if name.endswith(LEASE_SUFFIX) or asked is None or held.answered < asked:
+                add_usage(unsettled, held.usage)
+        return unsettled
+
+    def _ask(self, group: str, state: LedgerState, mine: _Admissions, until: float) -> int | None:
+        """Ask the other replicas to write their entries (`asks` + 1), returning this replica's lease and writing
+        its own exact sum in the same compare-and-swap; the `asks` written, or None if another write came first.
+
+        Every replica's `tidy` answers an ask it sees (its ledger watch) by
+        writing its entry: the smaller sum after a fold, its lease returned,
+        `answered` set. A replica that waits for the others (`_decide_batch`)
+        thus learns within a tick or two what they really hold, instead of
+        every replica writing its smaller sum after every fold just in case.
+        """
+        self._leases.pop(group, None)
+        asking = state.copy()
+        asking.asks += 1
+        with self._index_lock:
+            self._set_mine(asking, mine.held())
+        return asking.asks if self.write(asking, until) is not None else None
 
     def _lease_for(
         self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
@@ -837,8 +857,8 @@ class KubernetesLedger:
         """
         charge = decision.reservation.get(group)
         recent = self._lately(group)
-        if not charge or recent < LEASE_AFTER:
-            return None
+        if not charge or recent < LEASE_AFTER or self._asked_of(update):
+            return None  # quiet, or another replica asked since this one last wrote: it needs room, not a lease
         for size in (m for m in LEASE_SIZES if m <= recent):
             ahead = dict(used)
             for _ in range(4 * size - 1):
@@ -853,7 +873,8 @@ class KubernetesLedger:
 
     def _decide_batch(self, group: str, batch: list[Slot[_Request]]) -> None:
         until = min(slot.until for slot in batch)
-        wait_for_leases = min(until, time.monotonic() + LEASE_WAIT)
+        wait_for_others = min(until, time.monotonic() + LEASE_WAIT)
+        asked: int | None = None
         state, fresh = self._cache.get(group), False
         if state is None:
             state, fresh = self.read(group, until), True
@@ -863,7 +884,7 @@ class KubernetesLedger:
             with self._index_lock:
                 mine, used = self._admissions(group, now)
             add_usage(used, self._others(update, now))
-            leased = self._leased_by_others(update, now)
+            unsettled = self._unsettled(update, now, asked)
             decisions: list[Decision] = []
             written: list[tuple[ObjectKey, bytes]] = []
             changes: dict[str, _Mine] = {}
@@ -876,19 +897,15 @@ class KubernetesLedger:
                     written.append(reserved)
                 elif not fresh and not (decision.allowed and not any(v > 0 for v in decision.delta.values())):
                     stale = True  # never deny (or dry-run) from the cache alone: it may not have seen a release
-                elif fresh and leased and not decision.allowed and self._fits_without(
-                        group, update, slot.item, now, used, leased, mine, changes):
-                    blocked = True  # only others' leases keep it out: they are returned within a second
+                elif fresh and unsettled and not decision.allowed and self._fits_without(
+                        group, update, slot.item, now, used, unsettled, mine, changes):
+                    blocked = True  # only what others may not need keeps it out: ask them
             if stale:
                 state, fresh = self.read(group, until), True
                 continue
-            if blocked and time.monotonic() < wait_for_leases:
-                if self._lease_name in state.reservations:  # return ours first: its holder may wait for it
-                    self._leases.pop(group, None)
-                    returned = state.copy()
-                    with self._index_lock:
-                        self._set_mine(returned, mine.held())
-                    self.write(returned, until)
+            if blocked and time.monotonic() < wait_for_others:
+                if asked is None:  # once per batch (a refused ask is made again from the fresh read)
+                    asked = self._ask(group, state, mine, until)
                 time.sleep(0.1)
                 state, fresh = self.read(group, until), True
                 continue
@@ -920,11 +937,11 @@ class KubernetesLedger:
 
     def _fits_without(
         self, group: str, update: LedgerState, request: _Request, now: float, used: Mapping[str, int],
-        leased: Mapping[str, int], mine: _Admissions, changes: Mapping[str, _Mine],
+        unsettled: Mapping[str, int], mine: _Admissions, changes: Mapping[str, _Mine],
     ) -> bool:
-        """Whether a denied request would be allowed if no other replica held a lease."""
+        """Whether a denied request would be allowed without what other replicas may not need (`_unsettled`)."""
         without = dict(used)
-        add_usage(without, leased, -1)
+        add_usage(without, unsettled, -1)
         decision, _ = self._evaluate(group, update, replace(request, dry_run=True), now, without, mine,
                                      dict(changes))
         return decision.allowed
@@ -934,13 +951,15 @@ class KubernetesLedger:
     ) -> None:
         """Put this replica's sum (`_Admissions.held`) and its new lease (or none) into `update`; clear the last
         fold's list (every replica saw that version). What the lease before handed out is in the sum. A lease
-        entry outlives the admissions it may hand out by its window (`_within_lease`)."""
+        entry outlives the admissions it may hand out by its window (`_within_lease`). The entry is exact as of
+        the version written over, so it records that version's `asks` as answered."""
         if held is None:
             update.reservations.pop(self.replica, None)
         else:
+            held.answered = update.asks  # exact as of this version: it answers every ask so far
             update.reservations[self.replica] = held
         if lease:
-            update.reservations[self._lease_name] = Held(dict(lease), 0, now + self._ttl + LEASE_WINDOW)
+            update.reservations[self._lease_name] = Held(dict(lease), 0, now + self._ttl + LEASE_WINDOW, update.asks)
         else:
             update.reservations.pop(self._lease_name, None)
         update.folded = []
@@ -1233,32 +1252,42 @@ class KubernetesLedger:
         with self._queue_lock:
             self._queue, self._due, self._unsure = {}, {}, {}
 
-    def tidy(self, now: float | None = None, timeout: float = 5.0, leave_bursts: bool = False) -> int:
-        """Write this replica's sum where it went down (confirmed or expired admissions); return the writes.
+    def tidy(self, now: float | None = None, timeout: float = 5.0, patient: bool = False) -> int:
+        """Write this replica's entry where it is out of date; return the writes.
 
-        Until it is written, other replicas count what the leader folded
-        twice (observed, and in this sum), so a group admitted now and then
-        is written at once. `leave_bursts` (the runtime's) leaves a group in
-        a burst to its own batches, which write the sum at least once a
-        lease window: a write per fold would cost more than the moment of
-        counting twice. Not fenced: every replica owns its own entry.
+        Due: a group whose sum went down by expiry (at once: that frees
+        quota), one whose lease window is over (the lease is returned), one
+        another replica asked about (`_ask`: it waits for the answer), and
+        one whose sum a fold lowered: at once, or `patient` (the runtime's)
+        after `TIDY_LAG`, sooner if its own batch writes it. Until then the
+        other replicas count the folded usage twice; one that needs that
+        room asks. A write per fold and replica would cost more than the
+        moment of counting twice. Not fenced: every replica owns its entry.
         """
         now = self._clock() if now is None else now
+        moment = time.monotonic()
         writes = 0
         with self._index_lock:
             for group, mine in self._mine.items():
                 if mine.expire(now):
-                    self._dirty.add(group)
-            dirty, self._dirty = self._dirty, set()
-        dirty |= {g for g, lease in list(self._leases.items()) if time.monotonic() >= lease.usable_until}
-        busy = {g for g in dirty if self._in_burst(g)} if leave_bursts else set()
-        if busy:  # their next admission batch writes the smaller sum anyway
-            with self._index_lock:
-                self._dirty |= busy
-        for group in dirty - busy:
+                    self._dirty[group] = 0.0
+            due = {g for g, since in self._dirty.items() if not patient or moment - since >= TIDY_LAG}
+            for group in due:
+                del self._dirty[group]
+        due |= {g for g, lease in list(self._leases.items()) if moment >= lease.usable_until}
+        due |= self._asked()
+        for group in due:
             with self._writer(group):
                 writes += self._tidy(group, time.monotonic() + timeout)
         return writes
+
+    def _asked(self) -> set[str]:
+        """The cached groups where another replica asked (`_ask`) since this one last wrote its entry or lease."""
+        return {group for group, state in list(self._cache.items()) if self._asked_of(state)}
+
+    def _asked_of(self, state: LedgerState) -> bool:
+        return bool(state.asks) and any(held is not None and held.answered < state.asks for held in (
+            state.reservations.get(self.replica), state.reservations.get(self._lease_name)))
 
     def _tidy(self, group: str, until: float) -> int:
         """Write the smaller sum and return the lease (the caller holds the group's writer lock)."""
@@ -1268,7 +1297,9 @@ class KubernetesLedger:
             mine = self._mine.get(group)
             with self._index_lock:
                 held = mine.held() if mine is not None else None
-            if _written(state.reservations.get(self.replica), held) and self._lease_name not in state.reservations:
+            entry = state.reservations.get(self.replica)
+            if (_written(entry, held) and self._lease_name not in state.reservations
+                    and (entry is None or entry.answered >= state.asks)):
                 return 0
             update = state.copy()
             self._set_mine(update, held)
@@ -1276,7 +1307,7 @@ class KubernetesLedger:
                 return 1
             if time.monotonic() >= until:
                 with self._index_lock:
-                    self._dirty.add(group)  # next round
+                    self._dirty[group] = 0.0  # next round
                 return 0
             state = self.read(group, until)
 

@@ -198,7 +198,7 @@ class StoreRuntime:
             except Exception as exc:
                 LOG.error("ledger fold failed: %s: %s", type(exc).__name__, exc)
             try:
-                self.ledger.tidy(leave_bursts=True)
+                self.ledger.tidy(patient=True)
             except Exception as exc:
                 LOG.error("ledger tidy failed: %s: %s", type(exc).__name__, exc)
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -197,7 +198,7 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
     def tidy() -> None:
         while not stop.wait(0.1):
             for ledger in replicas:
-                ledger.tidy(leave_bursts=True)
+                ledger.tidy(patient=True)
 
     tidier = threading.Thread(target=tidy, daemon=True)
     tidier.start()
@@ -244,18 +245,59 @@ def test_on_the_event_loop_only_what_a_lease_covers_is_decided(
     assert ledger.reservations("big")["apps/Deployment/default/fast"]["requests.cpu"] == CPU
 
 
-def test_outside_a_burst_tidy_writes_the_smaller_sum_at_once(apis: list[KubeApi], policy: CompiledPolicy) -> None:
-    """Until a replica writes its smaller sum after a fold, the others count the folded usage twice: outside a
-    burst the runtime's tidy writes it at once, so b may use all that is left (2 observed + 18 = 20 of 20)."""
+@contextmanager
+def running(ledger: KubernetesLedger, api: KubeApi, group: str) -> Iterator[None]:
+    """What the runtime does for a replica every tick: its ledger watch feeds the cache, and `tidy` runs."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.05):
+            ledger.remember(from_object(api.request("GET", object_path(group)), group))
+            ledger.tidy(patient=True)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_a_replica_that_needs_folded_room_asks_and_the_other_answers(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    """After a fold, a's sum still holds what the leader moved to observed, and a writes its smaller sum only
+    after TIDY_LAG: b counts web twice (2 observed + a's 2). b's 18 fits without a's sum, so b asks; a answers at
+    its next tick by writing its sum (now 0), and b admits 18: 2 + 18 = 20 of 20."""
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     leader = KubernetesLedger(apis[2], replica="c")
     assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     leader.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})
+    a.remember(from_object(apis[0].request("GET", object_path("mid")), "mid"))  # a's watch sees the fold
+    assert a.tidy(patient=True) == 0  # its smaller sum waits
     assert entries(apis[0], "mid") == {"a": 2}  # folded into observed, still in a's sum: counted twice
-    a.remember(from_object(apis[0].request("GET", object_path("mid")), "mid"))  # what a's ledger watch does
-    assert a.tidy(leave_bursts=True) == 1
-    assert entries(apis[0], "mid") == {}
-    assert b.admit(policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
+    with running(a, apis[0], "mid"):
+        started = time.monotonic()
+        assert b.admit(policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
+        assert time.monotonic() - started < kubestore.TIDY_LAG / 2  # answered, not written after the lag
+    assert entries(apis[0], "mid") == {"b": 18}
+    assert from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1
+
+
+def test_once_every_replica_answered_a_denial_is_final(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    """a holds 2 it really admitted (nothing folded). b's 19 would fit without a's sum, so b asks; a answers by
+    writing the same 2, and b denies then (2 + 19 > 20) instead of waiting out LEASE_WAIT."""
+    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
+    with running(a, apis[0], "mid"):
+        started = time.monotonic()
+        denied = b.admit(policy, deployment("huge", "mid", cpu="19"), "CREATE")
+        assert not denied.allowed and "used 2 of 20" in denied.message
+        assert time.monotonic() - started < kubestore.LEASE_WAIT / 2
+    state = from_object(apis[0].request("GET", object_path("mid")), "mid")
+    assert (state.asks, state.reservations["a"].answered) == (1, 1)
+    assert entries(apis[0], "mid") == {"a": 2}
 
 
 def test_the_leaders_fold_write_carries_its_own_smaller_sum(
@@ -276,7 +318,7 @@ def test_the_leaders_fold_write_carries_its_own_smaller_sum(
     assert state.observed["requests.cpu"] == 3 * CPU
     # web-3 and leased-0/1 are still unconfirmed: 3 in the sum, 2 left in the lease: 3 + 3 + 2 = 8, as before.
     assert entries(apis[0], "big") == {"r0": 3, "r0~lease": 2}
-    assert leader.tidy(leave_bursts=True) == 0  # nothing left to write
+    assert leader.tidy(patient=True) == 0  # nothing left to write
     burst(leader, policy, "big", "rest", 2)  # the lease's last 2: no write
     assert leader.stats.writes == writes + 1
     assert leader.used("big")["requests.cpu"] == 8 * CPU
@@ -304,5 +346,5 @@ def test_the_leaders_fold_write_returns_a_lease_past_its_window(
     leader.observe(ObjectKey("apps", "Deployment", "default", "web-0"), "big", {"requests.cpu": CPU})
     assert entries(apis[0], "big") == {"r0": 3}  # folded, and the lease returned in the same write
     writes = leader.stats.writes
-    assert leader.tidy(leave_bursts=True) == 0
+    assert leader.tidy(patient=True) == 0
     assert leader.stats.writes == writes
