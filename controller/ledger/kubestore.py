@@ -35,8 +35,12 @@ Decisions:
   identities it observed in `status.folded`, and carries the leader's own
   smaller sum; every other replica, seeing that version (watch or answer),
   drops its matching admissions from its sum and writes the smaller sum
-  with its next admission or `tidy`. Totals first, sum second (or both in
-  one write): a moment of double counting, never a moment of none. An
+  with its next admission, or `tidy` after `TIDY_LAG`. Totals first, sum
+  second (or both in one write): a moment of double counting, never a
+  moment of none. A request that only such not-yet-lowered sums (or other
+  replicas' leases) keep out asks them to write their entries and decides
+  again once they answered (`_ask`), so the double count denies nothing
+  that fits. An
   admission never confirmed leaves its replica's sum at its deadline; a
   replica that dies leaves its whole entry, which the leader drops when the
   entry's last deadline passes.
