@@ -116,7 +116,10 @@ from quotalang.limitranges import LimitRanges
 
 LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
-LEASE_WINDOW = 1.0  # seconds a replica admits within a lease it wrote, without writing again
+# Seconds a replica admits within a lease it wrote, without writing again. Another replica that needs the room
+# asks for it back (`_ask`) rather than waiting for the window to end, so the window can outlast a burst: with
+# three replicas over 50 groups each sees about one admission per group a second, and a 1 s window took no lease.
+LEASE_WINDOW = 3.0
 LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
 LEASE_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
@@ -852,8 +855,8 @@ class KubernetesLedger:
         room.
 
         Only for a busy group (`LEASE_AFTER` admissions of it in this
-        replica's current `LEASE_WINDOW` and the one before: a steady 2 a
-        second qualifies, so a namespace creating a few workloads a second
+        replica's current `LEASE_WINDOW` and the one before: a steady one
+        every 1.5 s qualifies, so a namespace creating a workload a second
         writes once per lease, not once per workload): a group admitted now
         and then reserves exactly what each admission needs, since a lease it
         would not use costs a write to return. The room is checked by the
