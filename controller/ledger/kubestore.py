@@ -829,6 +829,12 @@ class KubernetesLedger:
                 add_usage(unsettled, held.usage)
         return unsettled
 
+    def _lent_since(self, state: LedgerState, asked: int) -> bool:
+        """Whether another replica wrote a lease after answering this one's ask (`asked`): it may keep it for its
+        whole window, so the waiting batch asks again (a batch that answers an ask takes no lease, the next may)."""
+        return any(name.endswith(LEASE_SUFFIX) and name != self._lease_name and held.answered >= asked
+                   for name, held in state.reservations.items())
+
     def _ask(self, group: str, state: LedgerState, mine: _Admissions, until: float) -> int | None:
         """Ask the other replicas to write their entries (`asks` + 1), returning this replica's lease and writing
         its own exact sum in the same compare-and-swap; the `asks` written, or None if another write came first.
@@ -911,7 +917,7 @@ class KubernetesLedger:
                 state, fresh = self.read(group, until), True
                 continue
             if blocked and time.monotonic() < wait_for_others:
-                if asked is None:  # once per batch (a refused ask is made again from the fresh read)
+                if asked is None or self._lent_since(update, asked):  # a refused ask is made again, too
                     asked = self._ask(group, state, mine, until)
                 time.sleep(0.1)
                 state, fresh = self.read(group, until), True

@@ -25,7 +25,7 @@ from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import ObjectKey, Observation, WouldBlock, without_waiting
-from quotalang.controller.ledger.crd import from_object, object_path
+from quotalang.controller.ledger.crd import Held, LedgerState, from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
@@ -342,3 +342,18 @@ def test_the_leaders_fold_write_returns_a_lease_past_its_window(
     writes = leader.stats.writes
     assert leader.tidy(patient=True) == 0
     assert leader.stats.writes == writes
+
+
+def test_a_lease_written_after_an_ask_is_asked_for_again(apis: list[KubeApi]) -> None:
+    """A replica that answered an ask may take a new lease with its next batch; the waiting one must ask again
+    rather than wait for that lease's window to end (its `answered` shows it was written after the ask)."""
+    b = KubernetesLedger(apis[1], replica="b")
+    state = LedgerState("mid", asks=3)
+    state.reservations = {"a": Held({"requests.cpu": CPU}, 1, time.time() + 30, 3),
+                          "a~lease": Held({"requests.cpu": 4 * CPU}, 0, time.time() + 30, 2)}
+    assert not b._lent_since(state, 3)  # the lease predates b's ask 3: a's answer will return it
+    state.reservations["a~lease"].answered = 3
+    assert b._lent_since(state, 3)  # written after a answered ask 3: ask again
+    state.reservations["b~lease"] = Held({"requests.cpu": CPU}, 0, time.time() + 30, 5)
+    del state.reservations["a~lease"]
+    assert not b._lent_since(state, 3)  # b's own lease is no one else's
