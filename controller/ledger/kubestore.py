@@ -122,7 +122,7 @@ CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 LEASE_WINDOW = 3.0
 LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
-LEASE_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
+ANSWER_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
 TIDY_LAG = 2.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 FOLD_PATIENCE = 2.0  # seconds observations that free nothing may wait to share their group's next fold write
@@ -535,11 +535,7 @@ class KubernetesLedger:
                 return
             confirmed = _confirmed(mine, folded)
             held = mine.held(drop=confirmed)
-        if held is None:
-            update.reservations.pop(self.replica, None)
-        else:
-            held.answered = update.asks  # exact as of this version
-            update.reservations[self.replica] = held
+        self._put_sum(update, held)
         if lease is not None and held_lease is not None:
             if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
                 update.reservations.pop(self._lease_name, None)
@@ -886,7 +882,7 @@ class KubernetesLedger:
 
     def _decide_batch(self, group: str, batch: list[Slot[_Request]]) -> None:
         until = min(slot.until for slot in batch)
-        wait_for_others = min(until, time.monotonic() + LEASE_WAIT)
+        wait_for_others = min(until, time.monotonic() + ANSWER_WAIT)
         asked: int | None = None
         state, fresh = self._cache.get(group), False
         if state is None:
@@ -966,16 +962,21 @@ class KubernetesLedger:
         fold's list (every replica saw that version). What the lease before handed out is in the sum. A lease
         entry outlives the admissions it may hand out by its window (`_within_lease`). The entry is exact as of
         the version written over, so it records that version's `asks` as answered."""
-        if held is None:
-            update.reservations.pop(self.replica, None)
-        else:
-            held.answered = update.asks  # exact as of this version: it answers every ask so far
-            update.reservations[self.replica] = held
+        self._put_sum(update, held)
         if lease:
             update.reservations[self._lease_name] = Held(dict(lease), 0, now + self._ttl + LEASE_WINDOW, update.asks)
         else:
             update.reservations.pop(self._lease_name, None)
         update.folded = []
+
+    def _put_sum(self, update: LedgerState, held: Held | None) -> None:
+        """This replica's entry in `update` becomes `held` (None: none). It is exact as of the version written
+        over, so it answers every ask that version holds."""
+        if held is None:
+            update.reservations.pop(self.replica, None)
+        else:
+            held.answered = update.asks
+            update.reservations[self.replica] = held
 
     def _evaluate(
         self,

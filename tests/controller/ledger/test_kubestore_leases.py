@@ -69,7 +69,7 @@ def policy() -> CompiledPolicy:
 def window(monkeypatch: pytest.MonkeyPatch) -> float:
     """A lease window of 3 s (and 6 s to wait for a return): a test's admissions fall in one window."""
     monkeypatch.setattr(kubestore, "LEASE_WINDOW", 3.0)
-    monkeypatch.setattr(kubestore, "LEASE_WAIT", 6.0)
+    monkeypatch.setattr(kubestore, "ANSWER_WAIT", 6.0)
     return 3.0
 
 
@@ -158,19 +158,19 @@ def test_another_replica_counts_a_lease_and_asks_for_its_return(
     with running(a, apis[0], "mid"):
         started = time.monotonic()
         assert b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE").allowed
-        assert time.monotonic() - started < min(kubestore.LEASE_WINDOW, kubestore.LEASE_WAIT) / 2
+        assert time.monotonic() - started < min(kubestore.LEASE_WINDOW, kubestore.ANSWER_WAIT) / 2
     assert entries(apis[0], "mid") == {"a": 4, "b": 13}
 
 
 def test_a_lease_never_returned_still_counts_after_the_wait(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     burst(a, policy, "mid", "web")
-    # a went away holding its lease: b waits LEASE_WAIT, then denies (never over-admits).
+    # a went away holding its lease: b waits ANSWER_WAIT, then denies (never over-admits).
     started = time.monotonic()
     denied = b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE")
     assert not denied.allowed
     assert "used 8 of 20" in denied.message
-    assert kubestore.LEASE_WAIT - 0.2 <= time.monotonic() - started < kubestore.LEASE_WAIT + 2
+    assert kubestore.ANSWER_WAIT - 0.2 <= time.monotonic() - started < kubestore.ANSWER_WAIT + 2
     assert entries(apis[0], "mid") == {"a": 4, "a~lease": 4}
 
 
@@ -281,14 +281,14 @@ def test_a_replica_that_needs_folded_room_asks_and_the_other_answers(
 
 def test_once_every_replica_answered_a_denial_is_final(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     """a holds 2 it really admitted (nothing folded). b's 19 would fit without a's sum, so b asks; a answers by
-    writing the same 2, and b denies then (2 + 19 > 20) instead of waiting out LEASE_WAIT."""
+    writing the same 2, and b denies then (2 + 19 > 20) instead of waiting out ANSWER_WAIT."""
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     with running(a, apis[0], "mid"):
         started = time.monotonic()
         denied = b.admit(policy, deployment("huge", "mid", cpu="19"), "CREATE")
         assert not denied.allowed and "used 2 of 20" in denied.message
-        assert time.monotonic() - started < kubestore.LEASE_WAIT / 2
+        assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
     state = from_object(apis[0].request("GET", object_path("mid")), "mid")
     assert (state.asks, state.reservations["a"].answered) == (1, 1)
     assert entries(apis[0], "mid") == {"a": 2}
