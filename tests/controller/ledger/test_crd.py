@@ -78,6 +78,19 @@ def test_a_foreign_or_broken_object_is_refused() -> None:
         from_object(obj)
 
 
+def test_asks_and_answers_round_trip_and_anything_but_a_count_is_refused() -> None:
+    state = LedgerState("one", "7", reservations={"r1": Held({"requests.cpu": 10**9}, 1, 1_700_000_000.5, 3)}, asks=3)
+    obj = to_object(state)
+    assert (obj["status"]["asks"], obj["status"]["reservations"]["r1"]["answered"]) == (3, 3)
+    assert from_object(obj, "one") == state
+    for where, value in (("asks", -1), ("asks", "3"), ("asks", True), ("answered", 1.5), ("answered", -2)):
+        broken = to_object(state)
+        target = broken["status"] if where == "asks" else broken["status"]["reservations"]["r1"]
+        target[where] = value
+        with pytest.raises(LedgerFormatError, match=f"{where} is .*not a count"):
+            from_object(broken, "one")
+
+
 def test_identities_round_trip() -> None:
     for identity in (ObjectKey("apps", "Deployment", "ns", "web"), ObjectKey("", "Pod", "ns", "p")):
         assert parse_identity(identity_key(identity)) == identity
