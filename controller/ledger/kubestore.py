@@ -120,7 +120,7 @@ CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 # asks for it back (`_ask`) rather than waiting for the window to end, so the window can outlast a burst: with
 # three replicas over 50 groups each sees about one admission per group a second, and a 1 s window took no lease.
 LEASE_WINDOW = 3.0
-LEASE_SIZES = (16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
+LEASE_SIZES = (256, 64, 16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
 ANSWER_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
 TIDY_LAG = 2.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
@@ -511,7 +511,7 @@ class KubernetesLedger:
             if confirmed and not _written(state.reservations.get(self.replica), mine.held()):
                 self._dirty.setdefault(group, time.monotonic())
 
-    def _account_own(self, update: LedgerState, folded: Iterable[str]) -> None:
+    def _account_own(self, update: LedgerState, folded: Iterable[str]) -> set[str]:
         """The leader's fold write also writes the leader's own smaller sum, so it needs no `tidy` write.
 
         The admissions the fold confirms leave this replica's entry in the
@@ -522,25 +522,31 @@ class KubernetesLedger:
         lease is returned, as `tidy` would). Without this, each
         fold would cost a second write per group. The caller holds the group's
         writer lock, so no batch or lease admission changes `_mine` meanwhile;
-        `remember` drops the confirmed admissions once the write landed.
+        `_mutate` drops the confirmed admissions once the write landed. When no
+        other replica has an entry, no other can hold these identities, so
+        they are left out of `folded`: at one replica the list stays empty and
+        every write of the object stays small.
         """
         group = update.group
         lease = self._leases.get(group)
         held_lease = update.reservations.get(self._lease_name)
         if lease is not None and held_lease is None:
-            return  # a lease this replica no longer sees written: leave both entries to `tidy`
+            return set()  # a lease this replica no longer sees written: leave both entries to `tidy`
         with self._index_lock:
             mine = self._mine.get(group)
             if mine is None:
-                return
+                return set()
             confirmed = _confirmed(mine, folded)
             held = mine.held(drop=confirmed)
         self._put_sum(update, held)
+        if confirmed and all(name in (self.replica, self._lease_name) for name in update.reservations):
+            update.folded = [entry for entry in update.folded if entry.rpartition("@")[0] not in confirmed]
         if lease is not None and held_lease is not None:
             if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
                 update.reservations.pop(self._lease_name, None)
             else:
                 update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires, update.asks)
+        return confirmed
 
     def _admissions(self, group: str, now: float) -> tuple[_Admissions, dict[str, int]]:
         """This replica's live admissions in `group` (the expired dropped: `tidy` writes the smaller sum) and a
@@ -1071,8 +1077,10 @@ class KubernetesLedger:
         state = self._cache.get(group)
         if state is None:
             state = self.read(group, until)
+        own: set[str] = set()  # this replica's admissions the fold write being tried confirms (`_account_own`)
         while True:
             if state.last_write == token:  # the write landed after all (its answer was lost)
+                self._drop_mine(group, own)
                 return state
             update = state.copy()
             if epoch is not None and update.leader_epoch > epoch:
@@ -1088,14 +1096,23 @@ class KubernetesLedger:
                 update.leader_epoch = epoch
             update.last_write = token
             update.folded = list(folded or [])
-            if folded:
-                self._account_own(update, folded)
+            own = self._account_own(update, folded) if folded else set()
             written = self.write(update, until)
             if written is not None:
+                self._drop_mine(group, own)
                 return written
             if time.monotonic() >= until:
                 raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded in time")
             state = self.read(group, until)
+
+    def _drop_mine(self, group: str, slots: Iterable[str]) -> None:
+        """This replica's admissions a landed write holds in `observed` leave its admissions (the sum written
+        already left them out)."""
+        with self._index_lock:
+            mine = self._mine.get(group)
+            if mine is not None:
+                for slot in slots:
+                    mine.drop(slot)
 
     def _token(self, epoch: int | None) -> str:
         return f"{self.replica}/{epoch}/{next(self._tokens)}"

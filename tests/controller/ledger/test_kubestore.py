@@ -539,18 +539,19 @@ def test_a_new_leader_keeps_the_share_of_a_cluster_it_has_not_listed_yet(apis: l
 def test_the_same_name_in_two_clusters_is_charged_twice_and_folded_by_cluster(
     apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
-    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger, leader = KubernetesLedger(apis[0], replica="r0"), KubernetesLedger(apis[1], replica="leader")
     east, west = in_cluster("east", "web"), in_cluster("west", "web")
     assert ledger.admit(policy, deployment("web"), "CREATE", identity=east).allowed
     assert ledger.admit(policy, deployment("web", replicas=2), "CREATE", identity=west).allowed
     assert reserved_cpu(apis[0], "ml") == 3 * CPU  # two objects, not one replaced by the other
-    ledger.observe(east, "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
+    leader.observe(east, "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
     state = from_object(stored(apis[0], "ml"), "ml")
-    assert state.folded == ["east:apps/Deployment/default/web@900"]
+    assert state.folded == ["east:apps/Deployment/default/web@900"]  # listed for r0, which admitted it
+    ledger.read("ml", time.monotonic() + 10)  # r0 sees the fold (its watch does this in a replica)
     assert list(ledger.reservations("ml")) == ["west:apps/Deployment/default/web"]  # east's confirmed only
-    ledger.observe(west, "ml", {"requests.cpu": 2 * CPU}, resource_version="901")
+    leader.observe(west, "ml", {"requests.cpu": 2 * CPU}, resource_version="901")
     assert shares(apis[0], "ml") == ({"east": 1 * CPU, "west": 2 * CPU}, {"east": 1, "west": 1}, 3 * CPU)
-    ledger.forget(east)  # a deletion in east frees east's only
+    leader.forget(east)  # a deletion in east frees east's only
     assert shares(apis[0], "ml") == ({"west": 2 * CPU}, {"west": 1}, 2 * CPU)
 
 

@@ -4,7 +4,7 @@ Numbers by hand: every `web-N` Deployment runs one pod requesting 1 cpu
 (10**9 nanos). Group `big` may use 1000 cpu, `mid` 20. A batch takes a lease
 once the replica admitted 4 in the group's current window
 (`kubestore.LEASE_AFTER`): m more of its last admission, m the largest of
-16, 4, 1 no larger than the window's admissions that leaves room for 4 m.
+256, 64, 16, 4, 1 no larger than the window's admissions that leaves room for 4 m.
 Where a test needs its admissions in one window on a slow machine, it
 widens the window (and the wait for a lease's return with it).
 """
