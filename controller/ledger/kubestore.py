@@ -120,10 +120,11 @@ CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 # asks for it back (`_ask`) rather than waiting for the window to end, so the window can outlast a burst: with
 # three replicas over 50 groups each sees about one admission per group a second, and a 1 s window took no lease.
 LEASE_WINDOW = 3.0
-LEASE_SIZES = (256, 64, 16, 4, 1)  # a lease holds m more of the last admission (see `_lease_for`)
+# A lease holds m more of the last admission, m one of these (see `_lease_for`).
+LEASE_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
 ANSWER_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
-TIDY_LAG = 2.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
+TIDY_LAG = 5.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
 FOLD_PATIENCE = 2.0  # seconds observations that free nothing may wait to share their group's next fold write
 
@@ -1287,7 +1288,10 @@ class KubernetesLedger:
         """Write this replica's entry where it is out of date; return the writes.
 
         Due: a group whose sum went down by expiry (at once: that frees
-        quota), one whose lease window is over (the lease is returned), one
+        quota), one whose lease window is over (the lease is returned; when
+        `patient`, only once the group is quiet: in a busy one the next batch
+        replaces it in the write it makes anyway, one write per lease, not
+        two), one
         another replica asked about (`_ask`: it waits for the answer), and
         one whose sum a fold lowered: at once, or `patient` (the runtime's)
         after `TIDY_LAG`, sooner if its own batch writes it. Until then the
@@ -1305,12 +1309,18 @@ class KubernetesLedger:
             due = {g for g, since in self._dirty.items() if not patient or moment - since >= TIDY_LAG}
             for group in due:
                 del self._dirty[group]
-        due |= {g for g, lease in list(self._leases.items()) if moment >= lease.usable_until}
+        due |= {g for g, lease in list(self._leases.items())
+                if moment >= lease.usable_until and not (patient and self._busy(g, moment))}
         due |= self._asked()
         for group in due:
             with self._writer(group):
                 writes += self._tidy(group, time.monotonic() + timeout)
         return writes
+
+    def _busy(self, group: str, moment: float) -> bool:
+        """Whether this replica admitted in the group within its current `LEASE_WINDOW`."""
+        window = self._recent.get(group)
+        return window is not None and window.count > 0 and moment - window.start <= LEASE_WINDOW
 
     def _asked(self) -> set[str]:
         """The cached groups where another replica asked (`_ask`) since this one last wrote its entry or lease."""

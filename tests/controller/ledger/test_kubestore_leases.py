@@ -4,7 +4,7 @@ Numbers by hand: every `web-N` Deployment runs one pod requesting 1 cpu
 (10**9 nanos). Group `big` may use 1000 cpu, `mid` 20. A batch takes a lease
 once the replica admitted 4 in the group's current window
 (`kubestore.LEASE_AFTER`): m more of its last admission, m the largest of
-256, 64, 16, 4, 1 no larger than the window's admissions that leaves room for 4 m.
+256, 128, ..., 2, 1 no larger than the window's admissions that leaves room for 4 m.
 Where a test needs its admissions in one window on a slow machine, it
 widens the window (and the wait for a lease's return with it).
 """
@@ -121,12 +121,12 @@ def test_a_burst_admits_within_its_lease_without_writing(
     assert ledger.stats.leased == 4
     assert ledger.used("big")["requests.cpu"] == 8 * CPU  # what the replica checks against: its own 8
     assert ledger.admit(policy, deployment("web-9", "big"), "CREATE").allowed  # the 5th: a write
-    assert entries(apis[0], "big") == {"r0": 9, "r0~lease": 4}  # 9 in the window: still 4 (16 > 9)
-    # 10 more: 4 within the lease; the 14th writes (lease 4); 4 within it; the 19th writes: 19 in the window,
-    # so a lease of 16.
+    assert entries(apis[0], "big") == {"r0": 9, "r0~lease": 8}  # 9 in the window: 8 (16 > 9)
+    # 10 more: 8 within the lease (17 held); the 18th writes: 18 in the window, so a lease of 16; the 19th is
+    # within it (the object still says 18 and 16).
     burst(ledger, policy, "big", "last", 10)
-    assert entries(apis[0], "big") == {"r0": 19, "r0~lease": 16}
-    assert ledger.stats.leased == 12
+    assert entries(apis[0], "big") == {"r0": 18, "r0~lease": 16}
+    assert ledger.stats.leased == 13
 
 
 def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: float) -> None:
@@ -143,7 +143,7 @@ def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPol
     assert version(apis[0], "big") != written
     state = from_object(apis[0].request("GET", object_path("big")), "big")
     assert state.observed["requests.cpu"] == 3 * CPU
-    assert entries(apis[0], "big") == {"r0": 9 - 3, "r0~lease": 4}
+    assert entries(apis[0], "big") == {"r0": 9 - 3, "r0~lease": 8}  # 9 in the window: a lease of 8
 
 
 def test_another_replica_counts_a_lease_and_asks_for_its_return(
@@ -182,11 +182,11 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
     runtime runs it).
 
     The leases by hand: r0 after its 4 sees 4 used, room 16 ≥ 4 × 4: 4. r1 sees 4 + 4 + its 4 = 12, room 8:
-    not 16, but 4 × 1: 1. r2 sees 13 + its 4 = 17, room 3: none."""
+    not 4 × 4, but 4 × 2: 2. r2 sees 14 + its 4 = 18, room 2 < 4 × 1: none."""
     replicas = [KubernetesLedger(api, replica=f"r{i}") for i, api in enumerate(apis)]
     for n, ledger in enumerate(replicas):
         burst(ledger, policy, "mid", f"warm-{n}")
-    assert entries(apis[0], "mid") == {"r0": 4, "r0~lease": 4, "r1": 4, "r1~lease": 1, "r2": 4}
+    assert entries(apis[0], "mid") == {"r0": 4, "r0~lease": 4, "r1": 4, "r1~lease": 2, "r2": 4}
     stop = threading.Event()
 
     def tidy() -> None:
