@@ -22,7 +22,7 @@ from quotalang.controller.kube.api import ApiError, KubeApi
 from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
-from quotalang.controller.ledger.kubestore import LEASE_WINDOW, KubernetesLedger
+from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
@@ -361,8 +361,9 @@ def test_a_failed_fold_write_keeps_its_observations_and_the_other_groups_are_wri
 
 
 def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
-    apis: list[KubeApi], policy: CompiledPolicy
+    apis: list[KubeApi], policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(kubestore, "LEASE_WINDOW", 3.0)  # the leases end within the test
     replicas = [KubernetesLedger(api, replica=f"webhook-{i}") for i, api in enumerate(apis)]
     sizes = []
     for i in range(500):  # nothing folds them: no leader runs
@@ -372,7 +373,7 @@ def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
     raw = stored(apis[0], "root")
     assert sum(len(r.reservations("root")) for r in replicas) == 500
     assert set(raw["status"]["reservations"]) <= {f"webhook-{i}{lease}" for i in range(3) for lease in ("", "~lease")}
-    time.sleep(LEASE_WINDOW)  # then each replica returns its lease, writing what it handed out into its sum
+    time.sleep(kubestore.LEASE_WINDOW)  # then each replica returns its lease, writing what it handed out into its sum
     for replica in replicas:
         replica.tidy()
     raw = stored(apis[0], "root")

@@ -318,7 +318,7 @@ def test_the_leaders_fold_write_carries_its_own_smaller_sum(
     assert leader.used("big")["requests.cpu"] == 8 * CPU
 
 
-def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: float) -> None:
     """The window before counts: 2 admissions in one window and 2 in the next are 4 lately, so the 4th takes a
     lease of 4 (room: 4 used + 4 × 4 ≤ 1000), though no single window saw 4."""
     ledger = KubernetesLedger(apis[0], replica="r0")
@@ -331,7 +331,7 @@ def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: Compil
 
 
 def test_the_leaders_fold_write_returns_a_lease_past_its_window(
-    apis: list[KubeApi], policy: CompiledPolicy
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
 ) -> None:
     leader = KubernetesLedger(apis[0], replica="r0")
     burst(leader, policy, "big", "web")  # the 4th takes a lease of 4
