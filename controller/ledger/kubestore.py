@@ -236,6 +236,7 @@ class _Window:
     start: float
     count: int = 0
     before: int = 0
+    last: float = 0.0  # monotonic: the latest admission (`_busy`)
 
 
 @dataclass(slots=True)
@@ -758,6 +759,7 @@ class KubernetesLedger:
             before = window.count if window is not None and now - window.start <= 2 * LEASE_WINDOW else 0
             window = self._recent[group] = _Window(now, 0, before)
         window.count += admissions
+        window.last = now
 
     def _within_lease(self, group: str, batch: list[Slot[_Request]]) -> list[Slot[_Request]]:
         """Admit the head of the batch within this replica's lease, writing nothing; return the rest.
@@ -1319,9 +1321,10 @@ class KubernetesLedger:
         return writes
 
     def _busy(self, group: str, moment: float) -> bool:
-        """Whether this replica admitted in the group within its current `LEASE_WINDOW`."""
+        """Whether this replica admitted in the group within the last half `LEASE_WINDOW` (its next admission is
+        likely soon, and its batch write returns the lease with no write of its own)."""
         window = self._recent.get(group)
-        return window is not None and window.count > 0 and moment - window.start <= LEASE_WINDOW
+        return window is not None and moment - window.last <= LEASE_WINDOW / 2
 
     def _asked(self) -> set[str]:
         """The cached groups where another replica asked (`_ask`) since this one last wrote its entry or lease."""

@@ -383,6 +383,25 @@ def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
     assert len(raw["metadata"].get("managedFields") or []) <= 1  # one writer, status written whole
 
 
+def test_a_fold_write_lists_only_what_another_replica_may_hold(apis: list[KubeApi], policy: CompiledPolicy) -> None:
+    """Alone, the leader confirms its own admissions in its fold write and lists none of them: `folded` stays
+    empty and the object small. Once another replica has an entry, it may hold the same identity: listed."""
+    leader = KubernetesLedger(apis[0], replica="leader")
+    assert leader.admit(policy, deployment("web"), "CREATE").allowed
+    leader.observe(key("web"), "ml", {"requests.cpu": CPU}, resource_version="700")
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert (state.folded, state.reservations, state.observed) == ([], {}, {"requests.cpu": CPU})
+    assert leader.reservations("ml") == {}  # confirmed here, not through the list
+    other = KubernetesLedger(apis[1], replica="other")
+    assert other.admit(policy, deployment("api"), "CREATE").allowed
+    assert leader.admit(policy, deployment("db"), "CREATE").allowed
+    leader.observe(key("db"), "ml", {"requests.cpu": CPU}, resource_version="701")
+    state = from_object(stored(apis[0], "ml"), "ml")
+    assert state.folded == ["apps/Deployment/default/db@701"]
+    assert leader.reservations("ml") == {} and set(state.reservations) == {"other"}
+    assert state.observed == {"requests.cpu": 2 * CPU}
+
+
 def test_the_leader_folds_many_events_with_one_write_per_group(apis: list[KubeApi]) -> None:
     leader = KubernetesLedger(apis[0], replica="leader", fold_interval=0.1)  # the runtime's fold thread flushes
     leader.read("ml", time.monotonic() + 10)

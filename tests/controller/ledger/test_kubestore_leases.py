@@ -344,6 +344,29 @@ def test_the_leaders_fold_write_returns_a_lease_past_its_window(
     assert leader.stats.writes == writes
 
 
+def test_a_busy_groups_lease_past_its_window_is_replaced_by_the_next_batch(
+    apis: list[KubeApi], policy: CompiledPolicy, window: float
+) -> None:
+    """The runtime's tidy leaves a lease past its window while the group is busy (an admission within the last
+    half window): the next batch returns it in the write it makes anyway. Once the group is quiet, tidy does."""
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
+    time.sleep(window * 0.6)
+    assert ledger.admit(policy, deployment("in-lease", "big"), "CREATE").allowed  # 1 of the 4 handed out
+    time.sleep(max(ledger._leases["big"].usable_until - time.monotonic(), 0) + 0.05)
+    written = version(apis[0], "big")
+    assert ledger.tidy(patient=True) == 0  # busy: the last admission was about 0.4 window ago
+    assert version(apis[0], "big") == written
+    writes = ledger.stats.writes
+    assert ledger.admit(policy, deployment("next", "big"), "CREATE").allowed
+    assert ledger.stats.writes == writes + 1
+    # 6 admitted, 6 lately: a new lease of 4 (room: 6 + 4 × 4 ≤ 1000), in the write that returned the old one.
+    assert entries(apis[0], "big") == {"r0": 6, "r0~lease": 4}
+    time.sleep(max(ledger._leases["big"].usable_until - time.monotonic(), 0) + 0.05)  # quiet for a window
+    assert ledger.tidy(patient=True) == 1
+    assert entries(apis[0], "big") == {"r0": 6}
+
+
 def test_a_lease_written_after_an_ask_is_asked_for_again(apis: list[KubeApi]) -> None:
     """A replica that answered an ask may take a new lease with its next batch; the waiting one must ask again
     rather than wait for that lease's window to end (its `answered` shows it was written after the ask)."""
