@@ -44,7 +44,8 @@ loop: a warm-up (3 s), then `--seconds` measured. Per setup:
   apiserver's CPU (process_cpu_seconds_total) per create; `hook ms`: the
   webhook processes' CPU (/proc) per create;
 * `× nat` / `p99 ×`: creates/s and p99 against native ResourceQuota in this
-  run (one namespace for one group, 50 for 50 groups);
+  run (one namespace for one group, 50 for 50 groups), as measured first;
+  both natives run again at the end (`(end)`);
 * `check`: after the load, every object is listed and its usage computed by
   hand (replicas × the pod's cpu requests), summed per group (per namespace
   natively), and compared with what the ledger says: observed + every
@@ -59,7 +60,11 @@ loop: a warm-up (3 s), then `--seconds` measured. Per setup:
   the replicas' logs in `$TMPDIR/quotalang-bench-store-fail-PID-N`.
 
 Last, issue 16's targets are printed against the run's figures (met or
-MISSED, never asserted). `--only kube` runs the kubernetes store's setups
+MISSED, never asserted), each ratio against the mean of the native setup's
+two runs: over the ten minutes of a run this machine's speed drifts by tens
+of percent (one native figure moved from 460 to 794 creates/s between runs
+an hour apart), and a baseline measured only at the start favours or
+penalises whatever runs while the machine is slower or faster. `--only kube` runs the kubernetes store's setups
 and the native ones they are compared with.
 
 The clients run on the same two cores as everything else (Python threads
@@ -99,6 +104,7 @@ from tests.e2e.kube_cluster import Cluster, assets, free_port, wait_until  # noq
 
 WARMUP = 3.0
 MANY = 50  # namespaces / groups in the spread setups
+AGAIN = " (end)"  # the natives' second run
 CPU = "10m"  # each Deployment's (and Pod's) one container
 ROUTE = "bench.quotalang.dev/route"
 LEDGERS = "/apis/quotalang.dev/v1alpha1/quotaledgers"
@@ -133,6 +139,10 @@ SETUPS = [
     Setup(f"memory, {MANY} groups", "deployment", MANY, "memory", 1),
     *(Setup(f"kube ×{n}, 1 group", "deployment", 1, "kubernetes", n) for n in (1, 2, 3)),
     *(Setup(f"kube ×{n}, {MANY} groups", "deployment", MANY, "kubernetes", n) for n in (1, 2, 3)),
+    # Measured again at the end: this shared machine drifts by tens of percent over a run, so the targets are
+    # checked against the mean of both native runs (the table's `× nat` is against the first).
+    Setup(f"native pods, 1 ns{AGAIN}", "pod", 1, native_quota=True),
+    Setup(f"native pods, {MANY} ns{AGAIN}", "pod", MANY, native_quota=True),
 ]
 
 
@@ -595,7 +605,14 @@ def run(binaries: Path, folder: Path, setup: Setup, seconds: float, threads: int
 
 def targets(results: dict[str, Result]) -> list[str]:
     """Issue 16's targets against this run's figures: printed, never asserted."""
-    lines = ["targets (issue 16), this run:"]
+    lines = ["targets (issue 16), this run, against the mean of the natives' two runs:"]
+    measured, results = results, dict(results)
+    for name in ("native pods, 1 ns", f"native pods, {MANY} ns"):
+        first, again = results.get(name), results.get(name + AGAIN)
+        if first and again:
+            results[name] = Result(rate=(first.rate + again.rate) / 2, p99=(first.p99 + again.p99) / 2)
+            lines.append(f"  {name}: {first.rate:.0f} at the start, {again.rate:.0f} at the end, mean "
+                         f"{results[name].rate:.0f} creates/s (p99 {results[name].p99:.1f} ms)")
     ceiling, native = results.get("no-op webhook, 1 ns"), results.get("native pods, 1 ns")
     if ceiling and native and native.rate:
         lines.append(f"  ceiling: a no-op webhook reaches {ceiling.rate / native.rate:.2f}× native pods, 1 ns "
@@ -620,7 +637,7 @@ def targets(results: dict[str, Result]) -> list[str]:
                 change = more.rate / one.rate - 1
                 lines.append(f"  kube ×{n}, {shape}: {change:+.0%} against ×1 (≥ -25 %: {verdict(change >= -0.25)})")
     drifts = [f"  {name}: last 5 s {result.last5 / result.first5 - 1:+.0%} against the first 5 s (within 20 %: "
-              "MISSED)" for name, result in results.items()
+              "MISSED)" for name, result in measured.items()
               if result.first5 and abs(result.last5 / result.first5 - 1) > 0.20]
     return lines + (drifts or ["  every setup: last 5 s within 20 % of the first 5 s: met"])
 
