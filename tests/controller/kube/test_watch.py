@@ -96,6 +96,24 @@ def test_events_arrive_in_order_and_the_watch_resumes(api: KubeApi, namespace: s
     assert watcher.stats.gone == 0
 
 
+def test_a_watch_stream_yields_each_event_whole_however_it_is_chunked(api: KubeApi, namespace: str) -> None:
+    """Events larger than a read (a 200 KB ConfigMap spans several) and many in one read (100 small ones) come
+    out whole and in order."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    version = api.request("GET", path)["metadata"]["resourceVersion"]
+    big = "x" * 200_000
+    configmap(api, namespace, "big-0", big)
+    for i in range(100):
+        configmap(api, namespace, f"small-{i}", str(i))
+    configmap(api, namespace, "big-1", big)
+    seen: list[tuple[str, str]] = []
+    for event in api.watch(path, {"resourceVersion": version}, timeout=10):
+        seen.append((event["object"]["metadata"]["name"], event["object"]["data"]["v"]))
+        if len(seen) == 102:
+            break
+    assert seen == [("big-0", big), *((f"small-{i}", str(i)) for i in range(100)), ("big-1", big)]
+
+
 def test_a_version_older_than_the_watch_cache_is_gone_and_the_loop_relists(
     apiserver: Cluster, namespace: str
 ) -> None:
