@@ -119,7 +119,7 @@ CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
 # Seconds a replica admits within a lease it wrote, without writing again. Another replica that needs the room
 # asks for it back (`_ask`) rather than waiting for the window to end, so the window can be long: with three
 # replicas over 50 groups each sees about one admission per group a second, and every (replica, group) pair that
-# writes every few seconds is a write the apiserver pays for (bench_store: 3 s windows, 84 writes/s).
+# writes every few seconds adds writes the apiserver pays for (see docs/architecture.md, Leases).
 LEASE_WINDOW = 10.0
 # A lease holds m more of the last admission, m one of these (see `_lease_for`).
 LEASE_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
@@ -346,11 +346,14 @@ class _Admissions:
             add_usage(self.total, item.usage, -1)
         return item is not None
 
+    def drop_all(self, slots: Iterable[str]) -> None:
+        for slot in slots:
+            self.drop(slot)
+
     def expire(self, now: float) -> bool:
         """Drop the admissions past their deadline; whether there were any."""
         gone = _past_deadline(self.items, now)
-        for slot in gone:
-            self.drop(slot)
+        self.drop_all(gone)
         return bool(gone)
 
     def held(self, changes: Mapping[str, _Mine] | None = None, drop: Iterable[str] = ()) -> Held | None:
@@ -380,7 +383,7 @@ def _confirmed(mine: _Admissions, folded: Iterable[str]) -> set[str]:
     each was admitted against."""
     confirmed: set[str] = set()
     for entry in folded:
-        slot, _, version = entry.rpartition("@")
+        slot, version = _fold_parts(entry)
         item = mine.items.get(slot)
         if item is not None and at_or_after(version or None, item.resource_version):
             confirmed.add(slot)
@@ -404,6 +407,12 @@ def _fits(charge: Mapping[str, int], left: Mapping[str, int]) -> bool:
 
 def _fold_entry(slot: str, resource_version: str | None) -> str:
     return f"{slot}@{resource_version or ''}"
+
+
+def _fold_parts(entry: str) -> tuple[str, str]:
+    """`_fold_entry` read back: the slot and the resourceVersion ("" when none was known)."""
+    slot, _, version = entry.rpartition("@")
+    return slot, version
 
 
 class KubernetesLedger:
@@ -509,8 +518,7 @@ class KubernetesLedger:
             if mine is None or not mine.items:
                 return
             confirmed = _confirmed(mine, state.folded)
-            for slot in confirmed:
-                mine.drop(slot)
+            mine.drop_all(confirmed)
             if confirmed and not _written(state.reservations.get(self.replica), mine.held()):
                 self._dirty.setdefault(group, time.monotonic())
 
@@ -543,7 +551,7 @@ class KubernetesLedger:
             held = mine.held(drop=confirmed)
         self._put_sum(update, held)
         if confirmed and all(name in (self.replica, self._lease_name) for name in update.reservations):
-            update.folded = [entry for entry in update.folded if entry.rpartition("@")[0] not in confirmed]
+            update.folded = [entry for entry in update.folded if _fold_parts(entry)[0] not in confirmed]
         if lease is not None and held_lease is not None:
             if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
                 update.reservations.pop(self._lease_name, None)
@@ -1115,8 +1123,7 @@ class KubernetesLedger:
         with self._index_lock:
             mine = self._mine.get(group)
             if mine is not None:
-                for slot in slots:
-                    mine.drop(slot)
+                mine.drop_all(slots)
 
     def _token(self, epoch: int | None) -> str:
         return f"{self.replica}/{epoch}/{next(self._tokens)}"
