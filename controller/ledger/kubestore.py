@@ -859,12 +859,17 @@ class KubernetesLedger:
         thus learns within a tick or two what they really hold, instead of
         every replica writing its smaller sum after every fold just in case.
         """
+        return self._write_own(group, state, mine, until, state.asks + 1)
+
+    def _write_own(self, group: str, state: LedgerState, mine: _Admissions, until: float, asks: int) -> int | None:
+        """Write this replica's exact sum over `state` with its lease returned and `asks` set (one more: an ask;
+        the same: an answer); the `asks` written, or None if another write came first."""
         self._leases.pop(group, None)
-        asking = state.copy()
-        asking.asks += 1
+        update = state.copy()
+        update.asks = asks
         with self._index_lock:
-            self._set_mine(asking, mine.held())
-        return asking.asks if self.write(asking, until) is not None else None
+            self._set_mine(update, mine.held())
+        return asks if self.write(update, until) is not None else None
 
     def _lease_for(
         self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
@@ -900,7 +905,8 @@ class KubernetesLedger:
 
     def _decide_batch(self, group: str, batch: list[Slot[_Request]]) -> None:
         until = min(slot.until for slot in batch)
-        wait_for_others = min(until, time.monotonic() + ANSWER_WAIT)
+        moment = time.monotonic()  # wait at most half of what is left: the last read and write need time too
+        wait_for_others = moment + min(ANSWER_WAIT, (until - moment) / 2)
         asked: int | None = None
         state, fresh = self._cache.get(group), False
         if state is None:
@@ -933,6 +939,8 @@ class KubernetesLedger:
             if blocked and time.monotonic() < wait_for_others:
                 if asked is None or self._lent_since(update, asked):  # a refused ask is made again, too
                     asked = self._ask(group, state, mine, until)
+                elif self._asked_of(update):  # another waiter asked since: answer here (tidy waits for this turn)
+                    self._write_own(group, state, mine, until, state.asks)
                 time.sleep(0.1)
                 state, fresh = self.read(group, until), True
                 continue

@@ -29,6 +29,7 @@ from quotalang.controller.ledger.crd import Held, LedgerState, from_object, obje
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
+from tests.e2e.kube_cluster import wait_until
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
 
@@ -277,6 +278,37 @@ def test_a_replica_that_needs_folded_room_asks_and_the_other_answers(
         assert time.monotonic() - started < kubestore.TIDY_LAG / 2  # answered, not written after the lag
     assert entries(apis[0], "mid") == {"b": 18}
     assert from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1
+
+
+def test_a_replica_waiting_for_answers_answers_the_asks_made_meanwhile(
+    apis: list[KubeApi], policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that waits for answers holds its group's writer turn, so its replica's tidy cannot answer
+    another replica's ask until the wait is over; the waiting batch answers it itself.
+
+    By hand (mid: 20): d went away holding 4 and a lease of 4; a holds web (2): 10 used. a's 11 would fit
+    without d's 8, so a asks and waits for d, which never answers. The leader folds web (observed 2, still in
+    a's sum: 12 counted). b's 10 fits without a's and d's entries (2 + 8 + 10 = 20), so b asks; a's waiting
+    batch writes its sum (now none), and b admits 10: 8 + 2 + 10 = 20 of 20, long before a's wait ends.
+    a's 11 is then denied (8 + 2 + 10 + 11 > 20)."""
+    monkeypatch.setattr(kubestore, "ANSWER_WAIT", 4.0)
+    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
+    dead, leader = KubernetesLedger(apis[2], replica="d"), KubernetesLedger(apis[2], replica="c")
+    burst(dead, policy, "mid", "gone")
+    assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
+    assert entries(apis[0], "mid") == {"d": 4, "d~lease": 4, "a": 2}
+    with running(a, apis[0], "mid"), ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(a.admit, policy, deployment("wide", "mid", cpu="11"), "CREATE")
+        wait_until(lambda: from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1, "a's ask", 5)
+        leader.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})
+        time.sleep(0.2)  # a's watch (the tick) sees the fold
+        assert not waiting.done()
+        started = time.monotonic()
+        assert b.admit(policy, deployment("rest", "mid", cpu="10"), "CREATE").allowed
+        assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
+        denied = waiting.result(timeout=10)
+    assert not denied.allowed and "used 20 of 20" in denied.message
+    assert entries(apis[0], "mid") == {"d": 4, "d~lease": 4, "b": 10}
 
 
 def test_once_every_replica_answered_a_denial_is_final(apis: list[KubeApi], policy: CompiledPolicy) -> None:
