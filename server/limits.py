@@ -28,6 +28,11 @@ the apiserver cannot connect either. Its own `limit_concurrency` only answers
   the default cap stays below the process's descriptor limit, leaving room
   for the ledger, the policy files and the apiserver's connections.
 
+The deadlines are checked by one sweep per event loop, every `SWEEP_EVERY`
+seconds, so a deadline may fire up to that much late: a timer per request
+cost a heap push and a cancel twice per request on the hot path, where a
+connection now only stamps when its deadline falls due.
+
 Each limit is a `serve` flag. The deadlines are what bound the cap's
 weakness: a flood of slow connections can fill it, but each lasts at most
 `header_timeout` + `body_timeout`; only mutual TLS (or a NetworkPolicy)
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +65,9 @@ DESCRIPTOR_RESERVE = 64  # kept free for everything else the process opens
 # Only a connection idle this long is evicted: a busy client (the apiserver) is idle for milliseconds
 # between requests, and a flood of new connections must not be able to cut it off.
 EVICT_AFTER_IDLE = 1.0
+# How late a deadline may fire: 2.5 % of the default ones; a sweep of 1,000 connections takes ~0.2 ms, so four
+# a second cost under a millisecond a second.
+SWEEP_EVERY = 0.25
 
 
 def default_max_connections() -> int:
@@ -98,6 +107,45 @@ def _note_refusal(what: str, now: float, detail: str) -> None:
         counted[0], counted[1] = 0, now
 
 
+class _Sweep:
+    """The deadline check of one event loop: every SWEEP_EVERY seconds while it has connections open.
+
+    It keeps a set of its own rather than uvicorn's `connections`, which is
+    per server: `serve` runs the admission and API servers on one loop. It
+    holds them weakly and not the loop, so that a loop's entry in `_sweeps`
+    goes with the loop (tests run many), and stops once the last has gone.
+    """
+
+    def __init__(self) -> None:
+        self.connections: weakref.WeakSet[LimitedProtocol] = weakref.WeakSet()
+        self.running = False
+
+    def watch(self, connection: LimitedProtocol) -> None:
+        self.connections.add(connection)
+        if not self.running:
+            self.running = True
+            connection.loop.call_later(SWEEP_EVERY, self.sweep, connection.loop)
+
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in list(self.connections):
+            if connection._due is not None and connection._due <= now:
+                connection._expired(connection._waiting_for)
+        self.running = bool(self.connections)
+        if self.running:
+            loop.call_later(SWEEP_EVERY, self.sweep, loop)
+
+
+_sweeps: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweep] = weakref.WeakKeyDictionary()
+
+
+def _sweep_of(loop: asyncio.AbstractEventLoop) -> _Sweep:
+    sweep = _sweeps.get(loop)
+    if sweep is None:
+        sweep = _sweeps[loop] = _Sweep()
+    return sweep
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop httptools feeding the rest of the data."""
 
@@ -110,7 +158,8 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._due: float | None = None  # loop.time() past which the sweep answers 408; None: nothing due
+        self._waiting_for = "the request headers"
         self._header_count = 0
         self._header_bytes = 0
         self._refused = False
@@ -129,6 +178,7 @@ class LimitedProtocol(HttpToolsProtocol):
         if self.client_auth is not None:
             self._client_problem = self.client_auth.problem(transport.get_extra_info("peercert"))
         self._arm(self.limits.header_timeout, "the request headers")
+        _sweep_of(self.loop).watch(self)
 
     def _evict_idle(self) -> bool:
         settled = self.loop.time() - EVICT_AFTER_IDLE
@@ -142,21 +192,17 @@ class LimitedProtocol(HttpToolsProtocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        _sweep_of(self.loop).connections.discard(self)
         super().connection_lost(exc)
 
     # --------------------------------------------------------- deadlines
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, what)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = self.loop.time() + seconds
+        self._waiting_for = what
 
     def _expired(self, what: str) -> None:
-        self._deadline = None
+        self._due = None
         if self.transport.is_closing():
             return
         self._refuse(b"408 Request Timeout", f"{what} did not arrive in time")
@@ -164,7 +210,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def _refuse(self, status: bytes, message: str) -> None:
         """Answer `status` and close, unless the app has started answering (then just close)."""
         self._refused = True
-        self._disarm()
+        self._due = None
         if self.cycle is None or not self.cycle.response_started:
             self.transport.write(_response(status, message))
         self.transport.close()
@@ -191,7 +237,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = self._header_bytes = 0
-        if self._deadline is None:  # the first request's deadline runs from the connection
+        if self._due is None:  # the first request's deadline runs from the connection
             self._arm(self.limits.header_timeout, "the request headers")
 
     def on_url(self, url: bytes) -> None:
@@ -217,7 +263,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._client_problem is not None and httptools.parse_url(self.url).path.decode() not in OPEN_PATHS:
             self._refused = True
-            self._disarm()
+            self._due = None
             _note_refusal("unauthenticated request", self.loop.time(), self._client_problem)
             self.transport.write(unauthorized(self._client_problem))
             self.transport.close()
@@ -226,7 +272,7 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due = None
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -262,6 +308,7 @@ __all__ = [
     "DEFAULT_MAX_HEADERS",
     "DEFAULT_MAX_HEADER_BYTES",
     "EVICT_AFTER_IDLE",
+    "SWEEP_EVERY",
     "ConnectionLimits",
     "LimitedProtocol",
     "default_max_connections",

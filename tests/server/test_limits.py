@@ -6,6 +6,7 @@ clients are raw sockets because an HTTP client will not send half a request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import socket
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -21,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from quotalang.server import limits
 from quotalang.server.cli import build_parser
 from quotalang.server.limits import (
     EVICT_AFTER_IDLE,
+    SWEEP_EVERY,
     ConnectionLimits,
     default_max_connections,
     limited_protocol,
@@ -144,6 +148,28 @@ def test_a_kept_alive_connection_gets_a_fresh_header_deadline_per_request() -> N
         time.sleep(FAST * 2)  # idle between requests: the keep-alive timeout governs, not the header deadline
         sock.sendall(REQUEST)
         assert one_response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_kept_alive_connection_schedules_no_timer_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadlines schedule nothing per request (a timer each cost a heap push and a cancel): only the sweep's."""
+    scheduled = 0
+    call_at = asyncio.BaseEventLoop.call_at  # call_later goes through it too
+
+    def counting(loop: asyncio.BaseEventLoop, when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal scheduled
+        if getattr(callback, "__module__", None) == limits.__name__:  # not uvicorn's keep-alive or asyncio's own
+            scheduled += 1
+        return call_at(loop, when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_at", counting)
+    with serving() as port:
+        began = time.monotonic()
+        with connect(port) as sock:
+            for _ in range(100):
+                sock.sendall(REQUEST)
+                assert one_response(sock).startswith(b"HTTP/1.1 200")
+            counted, elapsed = scheduled, time.monotonic() - began
+    assert counted <= 2 + elapsed / SWEEP_EVERY, (counted, elapsed)  # the sweep's, however many requests
 
 
 @pytest.mark.parametrize(
