@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from quotalang.server.admission import BadReview, too_large
 from quotalang.server.logs import log_event
@@ -34,30 +35,56 @@ def error_response(status: int, message: str) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadReview(f"Content-Length {declared!r} is not a number", reason="invalid") from None
-        if size > limit:
-            raise too_large(size, limit)
+    body = await receive_body(request.scope, request.receive, limit)
+    if body is None:
+        raise ClientDisconnect
+    return body
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """`read_body` for a raw ASGI endpoint: None if the client went away first."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                size = int(value)
+            except ValueError:
+                raise BadReview(f"Content-Length {value.decode('latin-1')!r} is not a number",
+                                reason="invalid") from None
+            if size > limit:
+                raise too_large(size, limit)
+            break
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
         received += len(chunk)
         if received > limit:
             raise too_large(received, limit)
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """A raw ASGI endpoint's whole answer: what `Response(body, status, media_type=JSON)` sends."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def internal_error(log: logging.Logger, path: str, exc: Exception) -> bytes:
+    """A bug: logged with its detail; the answer (a 500 `Status`) names the exception's type only."""
+    log_event(log, logging.ERROR, "internal error", path=path, error=f"{type(exc).__name__}: {exc}")
+    return status_body(500, f"internal error: {type(exc).__name__}")
 
 
 def internal_error_handler(log: logging.Logger) -> Callable[[Request, Exception], Awaitable[Response]]:
     """A bug is logged with its detail and answered 500 with the exception's type only: no traceback."""
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        error = f"{type(exc).__name__}: {exc}"
-        log_event(log, logging.ERROR, "internal error", path=request.url.path, error=error)
-        return error_response(500, f"internal error: {type(exc).__name__}")
+    async def handler(request: Request, exc: Exception) -> Response:
+        return Response(internal_error(log, request.url.path, exc), status_code=500, media_type=JSON)
 
-    return internal_error
+    return handler

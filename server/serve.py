@@ -202,9 +202,11 @@ def serve(opts: ServeOptions) -> int:
     client_auth = ClientAuth(opts.client_ca, opts.client_names) if opts.client_ca else None
 
     def port(asgi: Any, protocol: Any, host: str, number: int, **extra: Any) -> uvicorn.Config:
+        # No proxy headers: logs name the peer that connected, and no layer per request reads X-Forwarded-*.
         return uvicorn.Config(quiet_disconnects(asgi), http=protocol, host=host, port=number, ssl_certfile=cert,
                               ssl_keyfile=key, log_config=None, access_log=False, lifespan="off",
-                              server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, **extra)
+                              server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                              **extra)
 
     config = port(app, limited_protocol(limits, client_auth), opts.host, opts.port,
                   **(client_auth.uvicorn_options() if client_auth is not None else {}))

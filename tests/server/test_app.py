@@ -219,6 +219,26 @@ def test_handler_errors_follow_the_failure_mode_and_are_counted(policy: Compiled
     )
 
 
+def test_a_bug_past_the_engine_is_a_500_status_naming_only_its_type(
+    policy: CompiledPolicy, ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The /validate fast path skips Starlette's error middleware, so it answers a bug as that would: a
+    `Status` 500 with the exception's type, the detail in the log only."""
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("detail for the log only")
+
+    monkeypatch.setattr("quotalang.server.app.log_decision", broken)
+    with TestClient(create_app(PolicyHolder(policy), ledger)) as client:
+        answer = client.post("/validate", content=orjson.dumps(review(deployment("web"))))
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500,
+                             "reason": "InternalError", "message": "internal error: RuntimeError"}
+    logged = [r for r in caplog.records if r.getMessage() == "internal error"]
+    assert [r.fields["error"] for r in logged] == ["RuntimeError: detail for the log only"]  # type: ignore[attr-defined]
+
+
 def test_with_no_policy_loaded_requests_fail_per_mode_and_readyz_says_no(ledger: MemoryLedger) -> None:
     with TestClient(create_app(PolicyHolder(), ledger)) as client:
         response = post(client, review(deployment("web")))
