@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
@@ -118,7 +118,7 @@ def create_app(
             with without_waiting(), suppress(WouldBlock):
                 outcome = engine.review(review, cluster)
             if outcome is None:
-                timeout = parse_timeout(_query_value(scope["query_string"], b"timeout"))
+                timeout = parse_timeout(_query_value(scope["query_string"], "timeout"))
                 outcome = await run_in_threadpool(decide, review, timeout, cluster)
         else:
             outcome = engine.review(review, cluster)
@@ -170,14 +170,15 @@ def create_app(
         # The names are not listed: whoever reaches the admission port need not learn them.
         return error_response(404, f"no cluster {str(name)[:63]!r} is registered here (serve --cluster NAME=...)")
 
-    endpoints = {f"/validate/{name}": _Validate(validate, name) for name in clusters} or {
-        "/validate": _Validate(validate, "")}
-    validate_routes: list[BaseRoute] = [Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.items()]
+    validate_routes: list[BaseRoute]
     if clusters:
+        validate_routes = [Route(f"/validate/{name}", _Validate(validate, name), methods=["POST"])
+                           for name in clusters]
         validate_routes += [Route("/validate", unknown_cluster, methods=["POST"]),
                             Route("/validate/{name}", unknown_cluster, methods=["POST"])]
+    else:
+        validate_routes = [Route("/validate", _Validate(validate, ""), methods=["POST"])]
     app = AdmissionApp(
-        endpoints,
         routes=[
             *validate_routes,
             Route("/healthz", healthz, methods=["GET"]),
@@ -217,9 +218,11 @@ class AdmissionApp(Starlette):
     answers a bug as the stack would: a 500 `Status`, the detail logged.
     """
 
-    def __init__(self, endpoints: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.endpoints = dict(endpoints)
+        self.endpoints: dict[str, _Validate] = {
+            route.path: route.endpoint for route in self.routes
+            if isinstance(route, Route) and isinstance(route.endpoint, _Validate)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
@@ -233,9 +236,7 @@ class AdmissionApp(Starlette):
             await send_json(send, 500, internal_error(LOG, scope["path"], exc))
 
 
-def _query_value(query: bytes, name: bytes) -> str | None:
+def _query_value(query: bytes, name: str) -> str | None:
     """One parameter of a raw query string (the apiserver's `?timeout=10s`), percent-decoded."""
-    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if key == name.decode():
-            return value
-    return None
+    return next((value for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                 if key == name), None)
