@@ -8,13 +8,15 @@ derived from it at run time is cached by content elsewhere (`usage`).
 Limits are integer nano units and cash budgets integer nano-unit-seconds, so a
 decision does no parsing. `limit_rows` / `cash_rows` are the one place a
 group's hard / carved / used / free numbers are put side by side, for `tree`,
-the JSON API and the metrics alike.
+the JSON API, the pages and the metrics alike; `usage_below` is the one place a
+subtree's usage is summed (a parent's own usage leaves out what its teams
+hold, so the tree's root read 0 GPUs while its teams held 28).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -85,12 +87,22 @@ class CompiledPolicy:
 
 @dataclass(frozen=True, slots=True)
 class LimitRow:
-    """One key a group limits, in nanos: `used` is the group's own usage (observed + reserved)."""
+    """One key a group limits, in nanos: `used` is the group's own usage (observed + reserved).
+
+    `below` is what its descendants use of the key (0 for a leaf), so that
+    `subtree` reads what the whole subtree holds against `hard`.
+    """
 
     key: str
     hard: int
     carved: int  # Σ children hard
     used: int
+    below: int = 0  # Σ descendants' own usage
+
+    @property
+    def subtree(self) -> int:
+        """The group's own usage plus every descendant's."""
+        return self.used + self.below
 
     @property
     def free(self) -> int:
@@ -114,10 +126,42 @@ class CashRow:
         return max(self.budget - self.carved - self.used, 0)
 
 
-def limit_rows(group: CompiledGroup, used: Mapping[str, int]) -> list[LimitRow]:
-    """Every key `group` limits, in declaration order, against its own usage `used`."""
+def limit_rows(
+    group: CompiledGroup, used: Mapping[str, int], below: Mapping[str, int] | None = None
+) -> list[LimitRow]:
+    """Every key `group` limits, in declaration order, against its own usage `used`
+    and its descendants' `below` (from `usage_below`; None: not asked for, 0)."""
     carved = group.carved
-    return [LimitRow(key, hard, carved.get(key, 0), used.get(key, 0)) for key, hard in group.hard.items()]
+    under = below or {}
+    return [LimitRow(key, hard, carved.get(key, 0), used.get(key, 0), under.get(key, 0))
+            for key, hard in group.hard.items()]
+
+
+def usage_below(
+    policy: CompiledPolicy, used: Callable[[str], Mapping[str, int]], top: str | None = None
+) -> dict[str, dict[str, int]]:
+    """Per group, what its descendants use, key by key: Σ of their own usage (`used(name)`).
+
+    One pass from the leaves up over `top`'s subtree (every group when None),
+    reading each group's usage once: a 1,000-group tree page costs one read
+    per group, not one per ancestor.
+    """
+    tops = [top] if top is not None else [n for n, g in policy.groups.items() if g.parent is None]
+    order: list[str] = []
+    stack = list(tops)
+    while stack:  # pre-order, so that reversed every child comes before its parent
+        name = stack.pop()
+        order.append(name)
+        stack.extend(policy.groups[name].children)
+    out: dict[str, dict[str, int]] = {}
+    for name in reversed(order):
+        total: dict[str, int] = {}
+        for child in policy.groups[name].children:
+            for part in (used(child), out[child]):
+                for key, value in part.items():
+                    total[key] = total.get(key, 0) + value
+        out[name] = total
+    return out
 
 
 def cash_rows(group: CompiledGroup, spent: Mapping[str, int]) -> list[CashRow]:
@@ -140,4 +184,5 @@ __all__ = [
     "Settings",
     "cash_rows",
     "limit_rows",
+    "usage_below",
 ]

@@ -1,5 +1,8 @@
 """`quotalang tree`: the group tree with hard / carved / used / free per key.
 
+A parent's `used` is its own workloads' only; `subtree` beside it adds what
+its descendants use (`policy.usage_below`), so the root says what its teams hold.
+
 Usage may come from one snapshot or from one per cluster (`--usage NAME=FILE`,
 issue 18): a quota spans the fleet, so the clusters' usage is summed and the
 tree is checked against the sum, with each cluster's share shown beside it.
@@ -12,7 +15,7 @@ from typing import Any
 
 from quotalang.decision import qty
 from quotalang.evaluator import UsageSource
-from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows
+from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.units import format_hours
 
 
@@ -41,11 +44,12 @@ def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
     return [g for g in policy.groups.values() if g.parent is None]
 
 
-def _rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, Any]]:
+def _rows(group: CompiledGroup, usage: UsageSource, below: Mapping[str, int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for r in limit_rows(group, usage.used(group.name)):
+    for r in limit_rows(group, usage.used(group.name), below):
         row: dict[str, Any] = {"key": r.key, "hard": qty(r.key, r.hard), "carved": qty(r.key, r.carved),
-                               "used": qty(r.key, r.used), "free": qty(r.key, r.free)}
+                               "used": qty(r.key, r.used), "subtree": qty(r.key, r.subtree),
+                               "free": qty(r.key, r.free)}
         if isinstance(usage, ClusterUsage):
             row["clusters"] = {name: qty(r.key, part.used(group.name).get(r.key, 0))
                                for name, part in usage.clusters.items()}
@@ -62,12 +66,14 @@ def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]
 
 
 def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]]:
+    below = usage_below(policy, usage.used)
+
     def node(group: CompiledGroup) -> dict[str, Any]:
         return {
             "name": group.name,
             "path": group.path,
             "mode": group.mode,
-            "limits": _rows(group, usage),
+            "limits": _rows(group, usage, below[group.name]),
             "cash": _cash_rows(group, usage),
             "children": [node(policy.groups[c]) for c in group.children],
         }
@@ -77,20 +83,22 @@ def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]
 
 def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
     lines: list[str] = []
+    below = usage_below(policy, usage.used)
 
     def walk(group: CompiledGroup, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└── " if last else "├── ")
         mode = "" if group.mode == "enforce" else f"  [{group.mode}]"
         lines.append(f"{prefix}{branch}{group.name}{mode}")
         inner = prefix + ("" if top else ("    " if last else "│   "))
-        rows = _rows(group, usage)
+        rows = _rows(group, usage, below[group.name])
         if rows:
             width = max(len(r["key"]) for r in rows)
             for r in rows:
                 shares = ", ".join(f"{name} {used}" for name, used in r.get("clusters", {}).items())
+                subtree = f"  subtree {r['subtree']:>7}" if group.children else ""
                 lines.append(
                     f"{inner}  {r['key']:<{width}}  hard {r['hard']:>7}  carved {r['carved']:>7}"
-                    f"  used {r['used']:>7}  free {r['free']:>7}" + (f"  ({shares})" if shares else "")
+                    f"  used {r['used']:>7}{subtree}  free {r['free']:>7}" + (f"  ({shares})" if shares else "")
                 )
         for c in _cash_rows(group, usage):
             lines.append(

@@ -3,8 +3,10 @@
 | route                   | what                                                        |
 |-------------------------|-------------------------------------------------------------|
 | GET  /metrics           | Prometheus text                                             |
-| GET  /api/groups        | every group: name, path, parent, mode, children             |
-| GET  /api/groups/{name} | one group: hard, carved, used, reserved, free per key; cash |
+| GET  /api/groups        | every group: name, path, parent, mode, children; per key    |
+|                         | hard, used (its own) and subtree (its own + descendants')   |
+| GET  /api/groups/{name} | one group: hard, carved, used, subtree, reserved, free per  |
+|                         | key; cash                                                   |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
 
@@ -40,13 +42,14 @@ from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate
-from quotalang.policy import CompiledGroup, cash_rows, limit_rows
+from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
 from quotalang.server.apiauth import BearerAuth, Gate
 from quotalang.server.engine import hpa_target
 from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
 from quotalang.server.pages import routes as page_routes
+from quotalang.server.pages.views import own_usage
 from quotalang.server.reload import PolicyHolder
 from quotalang.units import format_hours
 
@@ -85,7 +88,7 @@ def create_api_app(
         policy = holder.policy
         if policy is None:
             return error_response(503, "no policy loaded")
-        return json_response([_summary(g) for g in policy.groups.values()])
+        return json_response(_listing(policy, ledger))
 
     async def group(request: Request) -> Response:
         policy = holder.policy
@@ -98,7 +101,7 @@ def create_api_app(
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
-        return json_response(_detail(found, ledger, names))
+        return json_response(_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name]))
 
     async def explain(request: Request) -> Response:
         policy = holder.policy
@@ -148,20 +151,36 @@ def _summary(group: CompiledGroup) -> dict[str, Any]:
     }
 
 
-def _detail(group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used.
+def _listing(policy: CompiledPolicy, ledger: Ledger) -> list[dict[str, Any]]:
+    """Every group with, per key, its hard limit, its own usage and its subtree's (read once per group)."""
+    used = {name: ledger.group_usage(name).used for name in policy.groups}
+    below = usage_below(policy, used.__getitem__)
+    return [
+        {**_summary(g), "limits": [
+            {"key": r.key, "hard": qty(r.key, r.hard), "used": qty(r.key, r.used), "subtree": qty(r.key, r.subtree)}
+            for r in limit_rows(g, used[g.name], below[g.name])]}
+        for g in policy.groups.values()
+    ]
+
+
+def _detail(
+    group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = (), below: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """`used` is observed + reserved (what admission checks); `free` = hard − carved − used;
+    `subtree` adds what the descendants use (`below`).
 
     With several clusters each limit adds `observed` and its share per cluster.
     """
     numbers = ledger.group_usage(group.name)
     by_cluster = numbers.observed_by_cluster
     limits: list[dict[str, Any]] = []
-    for r in limit_rows(group, numbers.used):
+    for r in limit_rows(group, numbers.used, below):
         row: dict[str, Any] = {
             "key": r.key,
             "hard": qty(r.key, r.hard),
             "carved": qty(r.key, r.carved),
             "used": qty(r.key, r.used),
+            "subtree": qty(r.key, r.subtree),
             "reserved": qty(r.key, numbers.reserved.get(r.key, 0)),
             "free": qty(r.key, r.free),
         }

@@ -4,6 +4,9 @@
 |---------------------------|----------------------------------------------------------------|
 | GET  /                    | the tree: every group, its fullest keys as bars, cash; `?q=` filters |
 | GET  /groups/{name}       | one group: every key (models under their generic key), cash, children |
+
+A parent's rows also say what its subtree uses (its own usage plus its
+descendants'), on the tree and on its page.
 | GET  /what-if             | paste a workload, get the webhook's decision (reserves nothing) |
 | POST /what-if             |                                                                |
 | GET  /propose             | edit a group's limits or cash, or add a child                  |
@@ -47,7 +50,7 @@ from starlette.templating import Jinja2Templates
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate
-from quotalang.policy import CompiledGroup, CompiledPolicy
+from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
 from quotalang.server.admission import MAX_DEPTH, BadReview, check_depth
 from quotalang.server.engine import hpa_target
 from quotalang.server.pages import propose, views
@@ -188,8 +191,9 @@ def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_S
         query = request.query_params.get("q", "").strip()[:100]
         at = now()
         shown = _matching(policy, query)
+        below = usage_below(policy, views.own_usage(ledger))
         rows = [
-            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS))
+            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS, below[group.name]))
             for group, depth in views.walk(policy)
             if shown is None or group.name in shown
         ]

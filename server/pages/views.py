@@ -6,6 +6,10 @@ this module only turns them into percentages of hard and canonical
 quantities. The templates and the polling script read the same dicts, so the
 first render and every later update agree by construction.
 
+A parent's rows also carry `subtree`: its own usage plus its descendants'
+(`policy.usage_below`, summed once per page), so the root says what its
+teams hold; a leaf's subtree is its own usage and is not shown.
+
 Bars are shares of the group's hard limit: `own` (observed usage of the
 group's own workloads), `reserved` (admitted, not yet observed), `carved`
 (handed down to children); the rest is free. Percentages are rounded to two
@@ -17,14 +21,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from quotalang.controller import GroupUsage, Ledger
 from quotalang.decision import qty
-from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows
+from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows, usage_below
 from quotalang.resources import split_key
 from quotalang.units import format_hours
 
@@ -44,10 +48,18 @@ def _qty(key: str, nanos: int) -> str:
     return qty(key, nanos)
 
 
-def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int, full: bool = True) -> dict[str, Any]:
+def own_usage(ledger: Ledger) -> Callable[[str], Mapping[str, int]]:
+    """A group's own usage (observed + reserved) as a consistent copy: what `usage_below` sums."""
+    return lambda name: ledger.group_usage(name).used
+
+
+def limit_bar(
+    row: LimitRow, reserved: int, warn_num: int, warn_den: int, full: bool = True, parent: bool = False
+) -> dict[str, Any]:
     """One key's bar and numbers: shares of hard, canonical quantities, warn/over flags.
 
     The tree shows only used of hard (`full=False`); a group page shows every number.
+    A `parent`'s rows add `subtree` (own + descendants' usage).
     """
     key, hard = row.key, row.hard
     own = max(row.used - reserved, 0)
@@ -65,6 +77,8 @@ def limit_bar(row: LimitRow, reserved: int, warn_num: int, warn_den: int, full: 
         "warn": row.used > 0 and hard > 0 and taken * warn_den >= hard * warn_num,
         "over": taken > hard,
     }
+    if parent:
+        bar["subtree"] = _qty(key, row.subtree)
     if full:
         bar.update(carved=_qty(key, row.carved), reserved=_qty(key, reserved), free=_qty(key, row.free))
     return bar
@@ -141,9 +155,16 @@ class Numbers:
 
 
 def numbers(
-    policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime, top: int | None = None
+    policy: CompiledPolicy,
+    group: CompiledGroup,
+    ledger: Ledger,
+    now: dt.datetime,
+    top: int | None = None,
+    below: Mapping[str, int] | None = None,
 ) -> Numbers:
     """The group's rows; with `top`, only its `top` fullest keys (declaration order among equals).
+
+    `below`: its descendants' usage (`usage_below`); None reads it for this group's subtree.
 
     Ranking is integer arithmetic on the rows; only the rows shown are formatted
     as quantities, which is what a 1,000-group tree page spends its time on.
@@ -151,11 +172,14 @@ def numbers(
     usage = ledger.group_usage(group.name)
     warn = policy.settings.warn_at
     num, den = warn.numerator, warn.denominator
-    rows = limit_rows(group, usage.used)
+    if below is None and group.children:
+        below = usage_below(policy, own_usage(ledger), group.name)[group.name]
+    rows = limit_rows(group, usage.used, below)
     if top is not None:
         order = sorted(range(len(rows)), key=lambda i: -_rank(rows[i]))
         rows = [rows[i] for i in order[:top]]
-    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, top is None) for r in rows]
+    parent = bool(group.children)
+    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, top is None, parent) for r in rows]
     cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
     return Numbers(group, usage, bars, cash)
 
@@ -172,8 +196,9 @@ def walk(policy: CompiledPolicy) -> Iterator[tuple[CompiledGroup, int]]:
 def tree_state(policy: CompiledPolicy, ledger: Ledger, now: dt.datetime) -> dict[str, Any]:
     """What the tree page polls: per group, the bars it shows and its cash."""
     out: dict[str, Any] = {}
+    below = usage_below(policy, own_usage(ledger))
     for group in policy.groups.values():
-        n = numbers(policy, group, ledger, now, TREE_KEYS)
+        n = numbers(policy, group, ledger, now, TREE_KEYS, below[group.name])
         out[group.name] = {"limits": n.limits, "cash": n.cash, "objects": n.usage.objects,
                            "reservations": n.usage.reservations}
     return {"policy": policy.checksum, "groups": out}

@@ -74,6 +74,13 @@
     n.appendChild(used);
     n.appendChild(document.createTextNode("/"));
     n.appendChild(hard);
+    if (b.subtree !== undefined) {
+      var sub = el("span", "sub", " · subtree ");
+      var total = el("span", null, b.subtree);
+      total.dataset.f = "subtree";
+      sub.appendChild(total);
+      n.appendChild(sub);
+    }
     row.appendChild(n);
     return row;
   }
@@ -103,7 +110,7 @@
       (g.limits || []).forEach(function (b) {
         (all[name + "\u0000" + b.key] || []).forEach(function (row) {
           setWidths(row, [b.own_pct, b.reserved_pct, b.carved_pct]);
-          updateRow(row, b, ["hard", "carved", "used", "reserved", "free"]);
+          updateRow(row, b, ["hard", "carved", "used", "subtree", "reserved", "free"]);
           var bar = row.querySelector(".bar[aria-label]");
           if (bar && b.free !== undefined) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
         });

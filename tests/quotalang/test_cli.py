@@ -147,15 +147,19 @@ def test_tree_text_and_json(tmp_path: Path) -> None:
     policy = tmp_path / "p.quota"
     policy.write_text("group root {\n  limits.cpu 10\n}\ngroup a in root {\n  limits.cpu 4\n}\n")
     usage = tmp_path / "u.json"
-    usage.write_text('{"root": {"limits.cpu": "1500m"}}')
+    usage.write_text('{"root": {"limits.cpu": "1500m"}, "a": {"limits.cpu": "3"}}')
     code, out = run("tree", "--policy", str(tmp_path), "--usage", str(usage), "--format", "json")
     assert code == 0
     (root,) = json.loads(out)
-    # free = hard 10 − carved 4 − used 1.5 = 4.5
-    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "1500m", "free": "4500m"}]
+    # free = hard 10 − carved 4 − used 1.5 = 4.5; subtree = own 1.5 + a's 3 = 4.5
+    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "1500m",
+                               "subtree": "4500m", "free": "4500m"}]
     assert root["children"][0]["name"] == "a"
-    code, out = run("tree", "--policy", str(tmp_path))
+    assert root["children"][0]["limits"][0]["subtree"] == "3"  # a leaf's subtree is its own usage
+    code, out = run("tree", "--policy", str(tmp_path), "--usage", str(usage))
     assert code == 0 and "└── a" in out
+    assert "used   1500m  subtree   4500m  free   4500m" in out
+    assert "used       3  free       1" in out  # a leaf shows no subtree column
 
 
 def test_extensions_add_verbs_through_the_public_table() -> None:
@@ -311,12 +315,12 @@ def test_tree_sums_per_cluster_snapshots_and_shows_each_share(tmp_path: Path) ->
     assert code == 0
     (root,) = json.loads(out)
     # used = 1.5 + 2 = 3.5; free = hard 10 − carved 4 − used 3.5 = 2.5
-    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "3500m", "free": "2500m",
-                               "clusters": {"east": "1500m", "west": "2"}}]
+    assert root["limits"] == [{"key": "limits.cpu", "hard": "10", "carved": "4", "used": "3500m", "subtree": "3500m",
+                               "free": "2500m", "clusters": {"east": "1500m", "west": "2"}}]
     assert root["cash"][0]["used"] == "12.5h"  # 10 h + 2.5 h
     code, out = run("tree", "--policy", str(tmp_path), "--usage", f"east={east}", "--usage", f"west={west}")
     assert code == 0
-    assert "used   3500m  free   2500m  (east 1500m, west 2)" in out
+    assert "used   3500m  subtree   3500m  free   2500m  (east 1500m, west 2)" in out
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from quotalang.compiler import compile_sources
 from quotalang.evaluator import evaluate
 from quotalang.loader import load_text
-from quotalang.policy import CashRow, CompiledPolicy, LimitRow, cash_rows, limit_rows
+from quotalang.policy import CashRow, CompiledPolicy, LimitRow, cash_rows, limit_rows, usage_below
 from quotalang.units import NANO, NANOS_PER_HOUR
 
 POLICY = """\
@@ -92,3 +92,46 @@ def test_tree_shows_carved_cash(policy: CompiledPolicy) -> None:
     assert "cash requests.cpu per week: budget 100h, carved 40h, used 50h, 10h free" in render_tree(policy, usage)
     assert tree_json(policy, usage)[0]["cash"] == [
         {"key": "requests.cpu", "period": "week", "budget": "100h", "carved": "40h", "used": "50h", "free": "10h"}]
+
+
+DEEP = """\
+group root {
+  requests.cpu 20
+}
+group a in root {
+  requests.cpu 10
+}
+group a1 in a {
+  requests.cpu 4
+}
+group a2 in a {
+  requests.cpu 4
+}
+group b in root {
+  requests.cpu 5
+  requests.nvidia.com/gpu 2
+}
+"""
+
+
+def test_usage_below_sums_every_descendant_and_reads_each_group_once() -> None:
+    """root's teams hold a 1 + a1 2 + a2 3 + b 500m = 6.5 cores; its own 250m stays its own."""
+    policy = compile_sources(load_text(DEEP, "deep.quota"))
+    cpu = "requests.cpu"
+    own = {"root": {cpu: NANO // 4}, "a": {cpu: NANO}, "a1": {cpu: 2 * NANO}, "a2": {cpu: 3 * NANO},
+           "b": {cpu: NANO // 2, "requests.nvidia.com/gpu": 2 * NANO}}
+    reads: list[str] = []
+
+    def used(name: str) -> dict[str, int]:
+        reads.append(name)
+        return own.get(name, {})
+
+    below = usage_below(policy, used)
+    assert sorted(reads) == ["a", "a1", "a2", "b"]  # the root's own usage is not below anything
+    assert below == {"root": {cpu: 6 * NANO + NANO // 2, "requests.nvidia.com/gpu": 2 * NANO},
+                     "a": {cpu: 5 * NANO}, "a1": {}, "a2": {}, "b": {}}
+    (row,) = limit_rows(policy.groups["root"], own["root"], below["root"])
+    assert (row.used, row.below, row.subtree) == (NANO // 4, 6 * NANO + NANO // 2, 6 * NANO + 3 * NANO // 4)
+    assert row.free == 20 * NANO - 15 * NANO - NANO // 4  # free is still the group's own: carving unchanged
+    assert usage_below(policy, used, "a") == {"a": {cpu: 5 * NANO}, "a1": {}, "a2": {}}
+    assert limit_rows(policy.groups["a1"], own["a1"])[0].subtree == 2 * NANO  # a leaf: its own

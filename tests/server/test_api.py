@@ -41,13 +41,24 @@ def test_api_groups_lists_the_tree(api: TestClient) -> None:
     groups = {g["name"]: g for g in api.get("/api/groups").json()}
     assert set(groups) == {"root", "ml", "lab", "audited"}
     assert groups["root"]["children"] == ["ml", "lab", "audited"]
-    assert groups["lab"] == {
+    assert {k: v for k, v in groups["lab"].items() if k != "limits"} == {
         "name": "lab",
         "path": "root/lab",
         "parent": "root",
         "mode": "warn",
         "children": [],
     }
+
+
+def test_api_groups_shows_what_a_parents_teams_hold(client: TestClient, api: TestClient) -> None:
+    """root uses nothing itself; its team ml holds 2 pods × 4 cores = 8: root's subtree reads 8 of 100."""
+    post(client, review(deployment("web", replicas=2)))
+    groups = {g["name"]: {r["key"]: r for r in g["limits"]} for g in api.get("/api/groups").json()}
+    assert groups["root"]["requests.cpu"] == {"key": "requests.cpu", "hard": "100", "used": "0", "subtree": "8"}
+    assert groups["ml"]["requests.cpu"] == {"key": "requests.cpu", "hard": "40", "used": "8", "subtree": "8"}
+    assert groups["lab"]["requests.cpu"]["subtree"] == "0"
+    detail = {r["key"]: r for r in api.get("/api/groups/root").json()["limits"]}
+    assert (detail["requests.cpu"]["used"], detail["requests.cpu"]["subtree"]) == ("0", "8")
 
 
 def test_api_group_shows_hard_used_reserved_free_and_cash(
@@ -62,6 +73,7 @@ def test_api_group_shows_hard_used_reserved_free_and_cash(
         "hard": "40",
         "carved": "0",
         "used": "8",
+        "subtree": "8",
         "reserved": "0",
         "free": "32",
     }

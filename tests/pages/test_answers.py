@@ -1,0 +1,71 @@
+"""The pages answer a team's questions (issue 27 item 4), over HTTP with no browser.
+
+Numbers are hand-computed from the example organisation: alice holds 9 A100s
+and bob 4 T4s, both in nlp under ai-platform under root; none of the three
+parents runs anything of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from quotalang.compiler import compile_policy
+from quotalang.controller import MemoryLedger, ObjectKey
+from quotalang.server.api import create_api_app
+from quotalang.server.reload import PolicyHolder
+from tests.pages.conftest import EXAMPLES
+
+GPU = "requests.nvidia.com/gpu"
+NANO = 10**9
+
+
+@pytest.fixture
+def ledger() -> MemoryLedger:
+    ledger = MemoryLedger(standalone=False)
+    ledger.observe(ObjectKey("kubeflow.org", "TFJob", "nlp", "bert"), "alice", {GPU: 9 * NANO})
+    ledger.observe(ObjectKey("apps", "Deployment", "nlp", "serve"), "bob", {GPU: 4 * NANO})
+    return ledger
+
+
+@pytest.fixture
+def client(ledger: MemoryLedger) -> Iterator[TestClient]:
+    holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
+    with TestClient(create_api_app(holder, ledger), raise_server_exceptions=False) as test:
+        yield test
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_the_group_page_of_a_parent_shows_its_subtree_beside_its_own_usage(client: TestClient) -> None:
+    page = client.get("/groups/nlp")
+    assert page.status_code == 200
+    assert '<th scope="col">subtree</th>' in page.text
+    row = re.search(rf'<tr class="row[^"]*" data-g="nlp" data-k="{re.escape(GPU)}">(.*?)</tr>', page.text, re.S)
+    assert row is not None
+    cells = dict(re.findall(r'<td data-f="(\w+)">([^<]*)</td>', row.group(1)))
+    # nlp's own: 0 used; its subtree: alice 9 + bob 4 = 13; free = hard 256 − carved 96 − used 0 = 160
+    assert (cells["hard"], cells["used"], cells["subtree"], cells["free"]) == ("256", "0", "13", "160")
+
+
+def test_a_leafs_group_page_has_no_subtree_column(client: TestClient) -> None:
+    page = client.get("/groups/alice")
+    assert page.status_code == 200 and "subtree" not in page.text
+
+
+def test_the_tree_page_and_its_poll_say_what_roots_teams_hold(client: TestClient) -> None:
+    text = _text(client.get("/").text)
+    assert f"{GPU} 0 / 448 · subtree 13" in text  # ai-platform: hard 448, nothing of its own
+    state = client.get("/pages/tree.json").json()["groups"]
+    gpu = {name: {b["key"]: b for b in g["limits"]}.get(GPU) for name, g in state.items()}
+    # The tree shows each group's two fullest keys (own + carved of hard): root's include the GPUs.
+    assert gpu["root"] is not None and (gpu["root"]["used"], gpu["root"]["subtree"]) == ("0", "13")
+    assert all("subtree" in b for b in state["nlp"]["limits"])  # every bar of a parent has one
+    assert gpu["alice"] is not None and "subtree" not in gpu["alice"]  # a leaf: its own usage is all
+    detail = client.get("/pages/groups/nlp.json").json()["groups"]["nlp"]
+    assert {b["key"]: b for b in detail["limits"]}[GPU]["subtree"] == "13"
