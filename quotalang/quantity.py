@@ -8,11 +8,12 @@ suffix family to print with) follows apimachinery's rules.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal
 
 from quotalang.errors import QuantityError
-from quotalang.units import NANO
+from quotalang.units import NANO, decimal
 
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
 
@@ -27,14 +28,18 @@ _SUFFIX_CHARS = frozenset("eEinumkKMGTP")
 _DIGITS = frozenset("0123456789")
 
 __all__ = [
+    "MAX_DIGITS",
+    "MAX_LENGTH",
     "MAX_UNITS",
     "NANO",
     "Format",
     "Quantity",
     "QuantityError",
+    "approximate",
     "canonical",
     "canonical_together",
     "parse_quantity",
+    "ratio",
 ]
 
 
@@ -124,6 +129,24 @@ class Quantity:
         return canonical(self.nanos, self.format)
 
 
+def ratio(part: int, whole: int) -> float:
+    """part / whole as a float, ±inf past the float range (never OverflowError).
+
+    Like `AsApproximateFloat64`, which returns ±Inf out of range: a value the
+    ledger holds from before the bounds (or summed past them) must not stop
+    /metrics or a page from answering. `whole` is not 0.
+    """
+    try:
+        return part / whole
+    except OverflowError:
+        return math.inf if (part < 0) == (whole < 0) else -math.inf
+
+
+def approximate(nanos: int) -> float:
+    """Whole units as a float for metrics (`AsApproximateFloat64`): ±inf past the float range."""
+    return ratio(nanos, NANO)
+
+
 def _round_away(nanos: int, unit: int) -> int:
     magnitude = -(-abs(nanos) // unit)
     return magnitude if nanos >= 0 else -magnitude
@@ -151,7 +174,7 @@ def canonical(nanos: int, format: Format) -> str:
                 units //= 1024
                 power += 10
             if power in _BINARY_BY_EXPONENT:
-                return f"{sign}{units}{_BINARY_BY_EXPONENT[power]}"
+                return f"{sign}{decimal(units)}{_BINARY_BY_EXPONENT[power]}"
         format = "DecimalSI"  # too small, fractional or past Ei: exact decimal
     mantissa, exponent = _strip_tens(magnitude, -9)
     shift = exponent % 3
@@ -162,7 +185,7 @@ def canonical(nanos: int, format: Format) -> str:
     else:
         found = _DECIMAL_BY_EXPONENT.get(exponent)
         suffix = found if found is not None else f"e{exponent}"
-    return f"{sign}{mantissa}{suffix}"
+    return f"{sign}{decimal(mantissa)}{suffix}"
 
 
 # Units a group of figures may share, largest first: (nanos per unit, suffix).
@@ -204,7 +227,7 @@ def canonical_together(values: list[int], format: Format) -> list[str]:
         units = _BYTE_UNITS + _SMALL_BYTES if max(nonzero) < _SMALL_BYTES[0][0] * 10**6 else _BYTE_UNITS
     for unit, suffix in units:
         if all(v % unit == 0 for v in nonzero):
-            return [f"{v // unit}{suffix}" if v else "0" for v in values]
+            return [f"{'-' if v < 0 else ''}{decimal(abs(v) // unit)}{suffix}" if v else "0" for v in values]
     return alone
 
 
@@ -251,38 +274,68 @@ def _suffix(suffix: str, text: str) -> tuple[int, int, Format]:
         body = digits[1:] if digits[:1] in ("+", "-") else digits
         if body.isdigit() and body.isascii():
             exponent = int(digits)
-            if -(2**31 - 1) <= exponent <= 2**31 - 1:
+            if -_INT32 <= exponent <= _INT32:  # Kubernetes' scale is an int32
                 return 10, exponent, "DecimalExponent"
     raise QuantityError(f"unable to parse quantity's suffix: {text!r}")
 
 
-# Exponents this far out cannot be held as exact integers here; Kubernetes
-# accepts up to ±(2^31-1). Tiny values still round up to 1n, as Kubernetes does.
-_MAX_EXPONENT = 10_000
+# The bounds of what is accepted. Kubernetes parses any decimal exponent that fits an int64
+# (held as an int32 scale) into an unbounded inf.Dec, and has no length limit: a 4,400-digit
+# value or "1e5000" is a valid Quantity to it, that its own int64 accessors (Value,
+# MilliValue: the scheduler's and kubelet's) cannot represent. quotalang refuses both as
+# invalid objects (denied in every failure mode, never charged). Kubernetes' own tables reach
+# 2^63 × 10^100 and BinarySI is capped at 2^63-1, so a magnitude below 10^128 units keeps
+# every value they hold, and leaves 10^180 of room for replicas (int64) and sums before a
+# float (metrics, pages) or a message could overflow. MAX_LENGTH admits every canonical
+# string of such a value (137 digits, a sign and a suffix) and no body-sized string (which
+# would also fill the parse cache).
+MAX_LENGTH = 160
+MAX_DIGITS = 128  # |value| < 10^MAX_DIGITS units
+_LIMIT_NANOS = 10 ** (MAX_DIGITS + 9)
+_INT32 = 2**31 - 1
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:20]) + f"... ({len(text)} characters)"
+
+
+def parse_quantity(text: str) -> Quantity:
+    """ParseQuantity: exact nanos, rounded up (away from 0); BinarySI capped at 2^63-1.
+
+    Past the bounds above (longer than MAX_LENGTH, or |value| ≥ 10^MAX_DIGITS) it is
+    a QuantityError, like any malformed quantity.
+    """
+    if not isinstance(text, str):
+        raise QuantityError(f"a quantity must be a string, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise QuantityError(f"quantity {_shown(text)} is longer than {MAX_LENGTH} characters")
+    return _parse(text)
 
 
 @lru_cache(maxsize=4096)
-def parse_quantity(text: str) -> Quantity:
-    """ParseQuantity: exact nanos, rounded up (away from 0); BinarySI capped at 2^63-1."""
-    if not isinstance(text, str):
-        raise QuantityError(f"a quantity must be a string, not {type(text).__name__}")
+def _parse(text: str) -> Quantity:
     if not text:
         raise QuantityError("quantities must match the regular expression: empty string")
     positive, whole, fraction, suffix = _split(text)
     base, exponent, fmt = _suffix(suffix, text)
-    digits = int((whole or "0") + fraction)
+    digits = int((whole or "0") + fraction)  # at most MAX_LENGTH digits
     if digits == 0:
         return Quantity(0, fmt)
     if base == 10:
         scale = exponent + 9 - len(fraction)
-        if scale > _MAX_EXPONENT:
-            raise QuantityError(f"quantity too large to hold exactly: {text!r}")
+        size = len(str(digits))
+        if size + scale > MAX_DIGITS + 9:  # digits * 10^scale >= 10^(size-1+scale)
+            raise QuantityError(f"quantity {_shown(text)} is out of range: quotalang accepts "
+                                f"magnitudes below 1e{MAX_DIGITS}")
         if scale >= 0:
             nanos = digits * 10**scale
-        elif -scale > len(str(digits)) + _MAX_EXPONENT:
+        elif -scale >= size:  # below one nano: Kubernetes rounds it up to 1n
             nanos = 1
         else:
             nanos = -(-digits // 10**-scale)  # round up to the nearest nano
+        if nanos >= _LIMIT_NANOS:
+            raise QuantityError(f"quantity {_shown(text)} is out of range: quotalang accepts "
+                                f"magnitudes below 1e{MAX_DIGITS}")
     else:
         numerator = digits * (NANO << exponent)
         nanos = -(-numerator // 10 ** len(fraction))

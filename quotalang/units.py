@@ -35,15 +35,29 @@ def hours_to_nanos(text: str) -> int:
     return value.numerator // value.denominator
 
 
+_CHUNK = 10**1000
+
+
+def decimal(n: int) -> str:
+    """str(n) for n ≥ 0 of any size: past Python's 4,300-digit conversion limit, 1,000 digits at a time.
+
+    A ledger written before quantities were bounded may hold such a sum; printing it must not fail.
+    """
+    if n < _CHUNK:
+        return str(n)
+    high, low = divmod(n, _CHUNK)
+    return decimal(high) + str(low).rjust(1000, "0")
+
+
 def format_hours(nanos: int) -> str:
     """Nano-unit-seconds as unit-hours for a person: `200h`, `12.5h` (at most two decimals, half to even)."""
     whole, rest = divmod(nanos, NANOS_PER_HOUR)
     if not rest:
-        return f"{whole}h"
+        return f"{'-' if whole < 0 else ''}{decimal(abs(whole))}h"
     cents = round(Fraction(nanos, NANOS_PER_HOUR) * 100)
     units, fraction = divmod(abs(cents), 100)
     sign = "-" if cents < 0 else ""
-    return f"{sign}{units}.{fraction:02d}".rstrip("0").rstrip(".") + "h"
+    return f"{sign}{decimal(units)}.{fraction:02d}".rstrip("0").rstrip(".") + "h"
 
 
 def hours_text(value: Fraction) -> str:

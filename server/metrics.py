@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from quotalang.controller import Ledger
 from quotalang.policy import CompiledPolicy, cash_rows, limit_rows
-from quotalang.units import NANO
+from quotalang.quantity import approximate
 
 OTHER = "other"  # the label value of everything outside a closed set
 ENGINE_KINDS = frozenset({"Scale", "HorizontalPodAutoscaler"})  # kinds the engine decides without a rule
@@ -219,16 +219,17 @@ class LedgerCollector(Collector):
                 numbers = self._ledger.group_usage(name)
                 by_cluster = numbers.observed_by_cluster
                 for r in limit_rows(group, numbers.used):
-                    hard.add_metric([name, r.key], r.hard / NANO)
-                    used.add_metric([name, r.key], r.used / NANO)
-                    reserved.add_metric([name, r.key], numbers.reserved.get(r.key, 0) / NANO)
-                    free.add_metric([name, r.key], r.free / NANO)
+                    hard.add_metric([name, r.key], approximate(r.hard))
+                    used.add_metric([name, r.key], approximate(r.used))
+                    reserved.add_metric([name, r.key], approximate(numbers.reserved.get(r.key, 0)))
+                    free.add_metric([name, r.key], approximate(r.free))
                     for cluster in clusters:
-                        observed.add_metric([name, r.key, cluster], by_cluster.get(cluster, {}).get(r.key, 0) / NANO)
+                        seen = by_cluster.get(cluster, {}).get(r.key, 0)
+                        observed.add_metric([name, r.key, cluster], approximate(seen))
                 for c in cash_rows(group, numbers.cash):
-                    cash_used.add_metric([name, c.key], c.used / NANO)
-                    cash_budget.add_metric([name, c.key], c.budget / NANO)
-                    cash_free.add_metric([name, c.key], c.free / NANO)
+                    cash_used.add_metric([name, c.key], approximate(c.used))
+                    cash_budget.add_metric([name, c.key], approximate(c.budget))
+                    cash_free.add_metric([name, c.key], approximate(c.free))
         yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free)
         if clusters:
             yield observed

@@ -29,16 +29,19 @@ from typing import Any
 from quotalang.controller import GroupUsage, Ledger
 from quotalang.decision import qty
 from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows, usage_below
+from quotalang.quantity import ratio
 from quotalang.resources import split_key
 from quotalang.units import format_hours
 
+_MICROSECOND = dt.timedelta(microseconds=1)
+_HORIZON = dt.timedelta(days=36525)  # a lifetime budget's "runs out" is shown within a century
 TREE_KEYS = 2  # bars per group on the tree page: its most-used keys (the page must stay light at 1,000 groups)
 
 
 def _pct(part: int, whole: int) -> float:
     if whole <= 0 or part <= 0:
         return 0.0
-    return round(min(part * 100 / whole, 100.0), 2)
+    return round(min(ratio(part * 100, whole), 100.0), 2)
 
 
 @lru_cache(maxsize=65536)
@@ -86,7 +89,7 @@ def limit_bar(
 
 def _rank(row: LimitRow) -> float:
     """How full a key is (own + carved over hard): the tree shows the fullest keys of each group."""
-    return (row.used + row.carved) / row.hard if row.hard > 0 else -1.0
+    return ratio(row.used + row.carved, row.hard) if row.hard > 0 else -1.0
 
 
 def cash_bar(row: CashRow, burn: int, now: dt.datetime, warn_num: int, warn_den: int) -> dict[str, Any]:
@@ -101,13 +104,14 @@ def cash_bar(row: CashRow, burn: int, now: dt.datetime, warn_num: int, warn_den:
         runs_out = "not at the current rate (nothing running)"
     elif left <= 0:
         runs_out = "spent"
+    elif ends is not None and left * 10**6 >= burn * ((ends - now) // _MICROSECOND):  # exact: ints
+        runs_out = f"not this {row.period} (resets {ends:%Y-%m-%d %H:%M} UTC)"
+    elif ends is None and left * 10**6 >= burn * (_HORIZON // _MICROSECOND):
+        runs_out = "not in the next 100 years at the current rate"  # past what a date can say
     else:
         seconds = left / burn
         at = now + dt.timedelta(seconds=seconds)
-        if ends is not None and at >= ends:
-            runs_out = f"not this {row.period} (resets {ends:%Y-%m-%d %H:%M} UTC)"
-        else:
-            runs_out = f"in {_duration(seconds)} ({at:%Y-%m-%d %H:%M} UTC)"
+        runs_out = f"in {_duration(seconds)} ({at:%Y-%m-%d %H:%M} UTC)"
     return {
         "key": row.key,
         "period": row.period,
@@ -255,7 +259,7 @@ def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | N
     rows = []
     for identity, usage in lister(group.name):
         cells: Mapping[str, int] = usage
-        shares = [v / group.hard[k] for k, v in cells.items() if group.hard.get(k)]
+        shares = [ratio(v, group.hard[k]) for k, v in cells.items() if group.hard.get(k)]
         rows.append({"identity": str(identity), "kind": identity.kind,
                      "name": f"{identity.namespace}/{identity.name}" if identity.namespace else identity.name,
                      "usage": ", ".join(f"{k} {qty(k, v)}" for k, v in sorted(cells.items()) if v),

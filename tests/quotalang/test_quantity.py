@@ -17,8 +17,9 @@ TestQuantityCmpInt64AndDec, TestAddSubRoundTripAcrossScales' scales below -9,
 TestMostNegativeAtUnrepresentableScaleStaysInt64's int32 scale wrap).
 
 One known difference: Go accepts decimal exponents up to ±(2^31-1) (an inf.Dec
-with that scale); we hold exact integers, so a value past 10^10000 is refused
-with a QuantityError instead (tiny exponents still round up to 1n, as in Go).
+with that scale) and strings of any length; we refuse a magnitude of 10^128
+units or more, or a string over 160 characters, with a QuantityError (tiny
+exponents still round up to 1n, as in Go): see test_quantity_bounds.py.
 """
 
 from __future__ import annotations
