@@ -6,7 +6,7 @@
 | GET  /api/groups        | every group: name, path, parent, mode, children; per key    |
 |                         | hard, used (its own) and subtree (its own + descendants')   |
 | GET  /api/groups/{name} | one group: hard, carved, used, subtree, reserved, free per  |
-|                         | key; cash                                                   |
+|                         | key; cash; its last denials (`server/denials.py`)           |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
 
@@ -45,6 +45,7 @@ from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
 from quotalang.server.apiauth import BearerAuth, Gate
+from quotalang.server.denials import Denials
 from quotalang.server.engine import hpa_target
 from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
@@ -66,14 +67,17 @@ def create_api_app(
     max_body: int = DEFAULT_MAX_BODY,
     gate: Gate | None = None,
     clusters: Sequence[str] = (),
+    denials: Denials | None = None,
 ) -> Starlette:
     """The API app over the admission app's holder, ledger and metrics.
 
     `metrics`: the admission app's (it counts decisions); a new one watching
     the ledger when None. `gate`: who may ask (a cluster); None lets every
     request through, for a loopback bind with no cluster. `clusters`: the
-    registered clusters, shown per group (() for one cluster).
+    registered clusters, shown per group (() for one cluster). `denials`: the
+    admission app's record of the last denials per group (none when None).
     """
+    recent = denials if denials is not None else Denials()
     names = tuple(clusters)
     if metrics is None:
         metrics = Metrics()
@@ -101,7 +105,8 @@ def create_api_app(
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
-        return json_response(_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name]))
+        detail = _detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
+        return json_response({**detail, "denials": recent.of(name)})
 
     async def explain(request: Request) -> Response:
         policy = holder.policy
@@ -129,7 +134,7 @@ def create_api_app(
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
-            *page_routes(holder, ledger),  # /, /groups/..., /what-if, /propose, /static
+            *page_routes(holder, ledger, denials=recent),  # /, /groups/..., /what-if, /propose, /static
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )

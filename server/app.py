@@ -45,6 +45,7 @@ from quotalang.controller import Ledger
 from quotalang.controller.kube.deadline import parse_timeout, request_deadline
 from quotalang.controller.ledger.base import WouldBlock, without_waiting
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review
+from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine, FailureMode, Outcome
 from quotalang.server.http import (
     error_response,
@@ -75,16 +76,19 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     clusters: Sequence[str] = (),
     health: Callable[[], Mapping[str, ClusterReport]] | None = None,
+    denials: Denials | None = None,
 ) -> Starlette:
     """The admission app over a policy holder and a ledger (one of each per process).
 
     `waiting_for` names what readiness still waits for (the controller's first
     full sync), or None once there is nothing to wait for. `clusters`: the
     registered cluster names (a route each), () for the one `/validate`;
-    `health` reports each cluster for `/readyz`.
+    `health` reports each cluster for `/readyz`. `denials`: where the last
+    denials per group are kept (the API app shows them).
     """
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
+    recent = denials if denials is not None else Denials()
     engine = Engine(holder, ledger, failure_mode)
     # A store that makes network calls (kubernetes) decides in a worker thread, within the
     # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster. A
@@ -124,6 +128,7 @@ def create_app(
             outcome = engine.review(review, cluster)
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
+        recent.add(outcome)
         log_decision(outcome, elapsed)
         await send_json(send, 200, encode(outcome.response))
 

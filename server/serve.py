@@ -53,6 +53,7 @@ from quotalang.server.apiauth import Gate, KubeReviews
 from quotalang.server.app import create_app
 from quotalang.server.clientauth import ClientAuth, ClientAuthError
 from quotalang.server.clusters import Clusters, ClusterSpec, need_hub, plan
+from quotalang.server.denials import Denials
 from quotalang.server.engine import FailureMode
 from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.limits import (
@@ -182,11 +183,13 @@ def serve(opts: ServeOptions) -> int:
     runtime = _Runtime(opts, found, holder, metrics)
     ledger = runtime.build()
     names = found.names if found.several else ()
+    denials = Denials()  # the admission port records, the API port shows
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
                      waiting_for=runtime.waiting_for, routes=_exemption_routes(opts), clusters=names,
-                     health=runtime.health)
+                     health=runtime.health, denials=denials)
     gate = _gate(opts, found, runtime)
-    api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names)
+    api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names,
+                             denials=denials)
 
     keeper = _cert_keeper(opts, found, metrics)
     cert, key, ca = _tls_files(opts, keeper)

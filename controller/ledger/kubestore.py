@@ -608,6 +608,17 @@ class KubernetesLedger:
         return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live,
                           {c: dict(u) for c, u in state.observed_by_cluster.items()})
 
+    def objects_of(self, group: str) -> list[tuple[ObjectKey, dict[str, int]]] | None:
+        """The observed objects charged to `group` and their usage (copies), for the group page and API.
+
+        Only the leader watches the workloads, so only it can list them: a
+        follower answers None (it cannot say), never an empty list.
+        """
+        if self.fence is not None and self.fence() is None:
+            return None
+        with self._index_lock:
+            return [(k, dict(o.usage)) for k, o in self._observed.items() if o.group == group]
+
     def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
         """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
         fallback = self.fallback_lookup

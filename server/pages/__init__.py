@@ -3,7 +3,7 @@
 | route                     | what                                                           |
 |---------------------------|----------------------------------------------------------------|
 | GET  /                    | the tree: every group, its fullest keys as bars, cash; `?q=` filters |
-| GET  /groups/{name}       | one group: every key (models under their generic key), cash, children |
+| GET  /groups/{name}       | one group: every key (models under their generic key), cash, workloads, denials |
 
 A parent's rows also say what its subtree uses (its own usage plus its
 descendants'), on the tree and on its page.
@@ -52,6 +52,7 @@ from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
 from quotalang.server.admission import MAX_DEPTH, BadReview, check_depth
+from quotalang.server.denials import Denials
 from quotalang.server.engine import hpa_target
 from quotalang.server.pages import propose, views
 from quotalang.server.reload import PolicyHolder
@@ -148,9 +149,15 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_SECONDS) -> list[BaseRoute]:
-    """The pages' routes over a policy holder and a ledger: mount them in any Starlette app."""
+def routes(
+    holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_SECONDS, denials: Denials | None = None
+) -> list[BaseRoute]:
+    """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
+
+    `denials`: the admission app's last denials per group, shown on each group's page.
+    """
     templates = Jinja2Templates(env=_environment())
+    recent = denials if denials is not None else Denials()
 
     def now() -> dt.datetime:
         return dt.datetime.now(dt.UTC)
@@ -211,6 +218,7 @@ def routes(holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_S
             "rows": views.nested(n.limits, policy.settings.gpu_resources),
             "ancestors": _ancestors(policy, group), "source": views.source_line(group),
             "workloads": views.objects_of(ledger, group),
+            "denials": recent.of(group.name),
             "poll_url": f"/pages/groups/{quote(group.name, safe='')}.json",
         })
 

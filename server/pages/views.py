@@ -250,14 +250,16 @@ def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | N
     GPUs, cores and bytes compare.
 
     The ledger contract has no listing yet; a store that offers
-    `objects_of(group) -> Iterable[(ObjectKey, usage)]` is shown, others are
-    counted only.
+    `objects_of(group) -> Iterable[(ObjectKey, usage)] | None` is shown (every
+    store does: the kubernetes one on its leader only, None elsewhere), others
+    are counted only.
     """
     lister = getattr(ledger, "objects_of", None)
-    if lister is None:
+    listed = lister(group.name) if lister is not None else None
+    if listed is None:
         return None
     rows = []
-    for identity, usage in lister(group.name):
+    for identity, usage in listed:
         cells: Mapping[str, int] = usage
         shares = [ratio(v, group.hard[k]) for k, v in cells.items() if group.hard.get(k)]
         rows.append({"identity": str(identity), "kind": identity.kind,

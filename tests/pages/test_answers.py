@@ -69,3 +69,17 @@ def test_the_tree_page_and_its_poll_say_what_roots_teams_hold(client: TestClient
     assert gpu["alice"] is not None and "subtree" not in gpu["alice"]  # a leaf: its own usage is all
     detail = client.get("/pages/groups/nlp.json").json()["groups"]["nlp"]
     assert {b["key"]: b for b in detail["limits"]}[GPU]["subtree"] == "13"
+
+
+def test_a_groups_page_lists_its_workloads(client: TestClient) -> None:
+    text = _text(client.get("/groups/alice").text)
+    assert f"TFJob nlp/bert {GPU} 9" in text
+
+
+def test_a_store_that_cannot_list_here_says_so(ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kubernetes-store follower answers None: the page says another replica may list them, not "None"."""
+    monkeypatch.setattr(ledger, "objects_of", lambda group: None)
+    holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
+    with TestClient(create_api_app(holder, ledger)) as test:
+        text = _text(test.get("/groups/alice").text)
+    assert "1 observed workloads charge this group; this replica cannot list them" in text

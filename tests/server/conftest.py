@@ -12,6 +12,7 @@ from quotalang.compiler import CompiledPolicy
 from quotalang.controller import MemoryLedger
 from quotalang.server.api import create_api_app
 from quotalang.server.app import create_app
+from quotalang.server.denials import Denials
 from quotalang.server.metrics import Metrics
 from quotalang.server.reload import PolicyHolder
 from tests.server.webhook_helpers import compile_text
@@ -38,8 +39,13 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics) -> Starlette:
-    return create_app(holder, ledger, metrics=metrics)
+def denials() -> Denials:
+    return Denials()
+
+
+@pytest.fixture
+def app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics, denials: Denials) -> Starlette:
+    return create_app(holder, ledger, metrics=metrics, denials=denials)
 
 
 @pytest.fixture
@@ -49,9 +55,12 @@ def client(app: Starlette) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def api_app(holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics, app: Starlette) -> Starlette:
-    """The API port's app over the admission app's holder, ledger and metrics (`app` first: it watches the ledger)."""
-    return create_api_app(holder, ledger, metrics=metrics)
+def api_app(
+    holder: PolicyHolder, ledger: MemoryLedger, metrics: Metrics, denials: Denials, app: Starlette
+) -> Starlette:
+    """The API port's app over the admission app's holder, ledger, metrics and denials (`app` first: it watches
+    the ledger)."""
+    return create_api_app(holder, ledger, metrics=metrics, denials=denials)
 
 
 @pytest.fixture
