@@ -13,8 +13,9 @@ must not each do is done here once:
   that a cluster's pods are not known yet, and an accrual would move the
   group's last accrual time past them). The cash state file (memory store)
   is loaded and saved here too.
-* LimitRanges. A store given no index gets a `PerCluster` of the members'
-  indexes, so a review is defaulted by its own cluster's LimitRanges.
+* LimitRanges. Each member's controller installs its index under its own
+  cluster's name (`LimitRangeSource`), so a review is defaulted by its own
+  cluster's LimitRanges.
 * Health. A member whose watches fail keeps its last observed usage charged:
   its controller keeps what it saw and its resyncs hand it on unchanged,
   nothing is forgotten and no empty listing replaces it. Its watchers list
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from quotalang.controller import cash_file
 from quotalang.controller.cash import PodRun
-from quotalang.controller.ledger.base import ControllerLedger, PerCluster, TakesLimitRanges
+from quotalang.controller.ledger.base import ControllerLedger
 from quotalang.controller.reconcile import accrue_runs
 from quotalang.controller.runner import Controller, wait_for
 
@@ -109,8 +110,6 @@ class Fleet:
 
     # ------------------------------------------------------------ running
     def start(self) -> None:
-        if isinstance(self.ledger, TakesLimitRanges) and self.ledger.limit_ranges is None:
-            self.ledger.limit_ranges = PerCluster({n: c.limit_ranges for n, c in self.controllers.items()})
         if self.state_file is not None:
             restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
             if restored:

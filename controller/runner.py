@@ -24,7 +24,7 @@ from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.ledger.base import ControllerLedger, TakesLimitRanges, limit_ranges_of
+from quotalang.controller.ledger.base import ControllerLedger
 from quotalang.controller.reconcile import PODS, Reconciler
 
 LOG = logging.getLogger("quotalang.controller")
@@ -67,6 +67,7 @@ class Controller:
         state_file: str | Path | None = None,
         clock: Callable[[], float] = time.time,
         cluster: str = "",
+        limit_source: limit_ranges.LimitRangeSource | None = None,
     ) -> None:
         self.api = api
         self.cluster = cluster
@@ -82,6 +83,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.limit_ranges = limit_ranges.LimitRangeIndex()
+        self.limit_source = limit_source
         self._limit_watch: Watcher | None = None
         # False under a Fleet, which accrues every cluster's pods at once and keeps the state file.
         self.keeps_cash = True
@@ -89,16 +91,14 @@ class Controller:
         self.relist_after_failure = False
 
     def start(self) -> None:
-        if isinstance(self.ledger, TakesLimitRanges):
-            # Pods are charged as the LimitRanger will store them: the store applies this index (a
-            # Fleet's PerCluster names it for this cluster; a kubernetes store's runtime already
-            # watches them on every replica, and then this one is not used).
-            if self.ledger.limit_ranges is None:
-                self.ledger.limit_ranges = self.limit_ranges
-            if limit_ranges_of(self.ledger.limit_ranges, self.cluster) is self.limit_ranges:
-                self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
-                                            resync=self.resync, relist_after_failure=self.relist_after_failure)
-                self._limit_watch.start()
+        source = self.limit_source
+        if source is not None and not source.installed(self.cluster):
+            # Pods are charged as the LimitRanger will store them: the engine applies this cluster's index
+            # (a kubernetes store's runtime already watches them on every replica; then this one is unused).
+            source.install(self.limit_ranges, self.cluster)
+            self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
+                                        resync=self.resync, relist_after_failure=self.relist_after_failure)
+            self._limit_watch.start()
         if self.state_file is not None and self.keeps_cash:
             restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
             if restored:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quotalang.compiler import compile_policy, compile_sources
-    from quotalang.decision import Decision, Violation
+    from quotalang.decision import Decision, UsageSource, Violation
     from quotalang.errors import (
         Diagnostic,
         InputError,
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         QuotalangError,
         UserInputError,
     )
-    from quotalang.evaluator import Snapshot, UsageSource, evaluate
+    from quotalang.evaluator import Snapshot, evaluate
     from quotalang.policy import CompiledPolicy
 
 _EXPORTS = {
@@ -38,7 +38,7 @@ _EXPORTS = {
     "QuotalangError": "errors",
     "UserInputError": "errors",
     "Snapshot": "evaluator",
-    "UsageSource": "evaluator",
+    "UsageSource": "decision",
     "evaluate": "evaluator",
 }
 

@@ -21,8 +21,9 @@ import yaml
 from quotalang import loader
 from quotalang.checker import check
 from quotalang.compiler import compile_sources
+from quotalang.decision import UsageSource
 from quotalang.errors import Diagnostic, InputError, PolicyError, QuotalangError, UserInputError
-from quotalang.evaluator import Snapshot, UsageSource, evaluate
+from quotalang.evaluator import Snapshot, evaluate
 from quotalang.limitranges import LimitRanges, limit_range_documents
 from quotalang.policy import CompiledPolicy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from quotalang.quantity import Quantity, canonical_together
 from quotalang.units import format_hours
@@ -45,6 +45,14 @@ def qtys(key: str, *nanos: int) -> list[str]:
 
 # (pods, part name, one pod's quantity of the key): `2 × Worker 4`
 Term = tuple[int, str, int]
+
+
+class UsageSource(Protocol):
+    """What a group has used: own usage plus pending reservations, and cash (a store, a snapshot)."""
+
+    def used(self, group: str) -> Mapping[str, int]: ...
+
+    def cash_used(self, group: str) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

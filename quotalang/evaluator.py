@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
-from quotalang.decision import MAX_WARNING, Decision, Reason, Term, Violation, clip, qtys
+from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource, Violation, clip, qtys
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import labels_of, name_of
@@ -34,14 +34,6 @@ from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
 
 _EMPTY: Mapping[str, int] = {}
-
-
-class UsageSource(Protocol):
-    """What a group has used: own usage plus pending reservations, and cash."""
-
-    def used(self, group: str) -> Mapping[str, int]: ...
-
-    def cash_used(self, group: str) -> Mapping[str, int]: ...
 
 
 class Snapshot:

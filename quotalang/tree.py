@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quotalang.decision import qty
-from quotalang.evaluator import UsageSource
+from quotalang.decision import UsageSource, qty
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.units import format_hours
 

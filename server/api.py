@@ -41,12 +41,11 @@ from starlette.routing import Route
 from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.errors import UserInputError
-from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
 from quotalang.server.apiauth import BearerAuth, Gate
 from quotalang.server.denials import Denials
-from quotalang.server.engine import hpa_target
+from quotalang.server.engine import Engine
 from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
 from quotalang.server.pages import routes as page_routes
@@ -68,6 +67,7 @@ def create_api_app(
     gate: Gate | None = None,
     clusters: Sequence[str] = (),
     denials: Denials | None = None,
+    engine: Engine | None = None,
 ) -> Starlette:
     """The API app over the admission app's holder, ledger and metrics.
 
@@ -75,10 +75,13 @@ def create_api_app(
     the ledger when None. `gate`: who may ask (a cluster); None lets every
     request through, for a loopback bind with no cluster. `clusters`: the
     registered clusters, shown per group (() for one cluster). `denials`: the
-    admission app's record of the last denials per group (none when None).
+    admission app's record of the last denials per group (none when None). `engine`: the
+    admission app's, so that what-if decides exactly as `/validate` does (with
+    the LimitRange defaults it knows); a new one over `ledger` when None.
     """
     recent = denials if denials is not None else Denials()
     names = tuple(clusters)
+    engine = engine if engine is not None else Engine(holder, ledger)
     if metrics is None:
         metrics = Metrics()
         metrics.watch_ledger(ledger, lambda: holder.policy)
@@ -118,11 +121,8 @@ def create_api_app(
         except BadReview as exc:
             shown.bad_requests.labels(exc.reason).inc()
             return error_response(exc.status, exc.message)
-        target: Mapping[str, Any] | None = parent
-        if target is None and obj.get("kind") == "HorizontalPodAutoscaler":
-            target = _hpa_target(obj, ledger)
         try:
-            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
+            decision = engine.explain(policy, obj, operation, old=old, parent=parent)
         except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
             return error_response(400, str(exc))
         return json_response({"object": _describe(obj), **decision.as_json()})
@@ -134,7 +134,7 @@ def create_api_app(
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
-            *page_routes(holder, ledger, denials=recent),  # /, /groups/..., /what-if, /propose, /static
+            *page_routes(holder, ledger, engine, denials=recent),  # /, /groups/..., /what-if, /propose, /static
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )
@@ -248,13 +248,6 @@ def _explain_input(
     if operation not in ("CREATE", "UPDATE"):
         raise BadReview(f"operation {operation!r} is not CREATE or UPDATE", reason="operation")
     return obj, operation, old, parent
-
-
-def _hpa_target(hpa: Mapping[str, Any], ledger: Ledger) -> Mapping[str, Any] | None:
-    meta = hpa.get("metadata")
-    namespace = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
-    identity = hpa_target(hpa, namespace)
-    return ledger.lookup(identity) if identity is not None else None
 
 
 def _describe(obj: Mapping[str, Any]) -> str:

@@ -28,8 +28,8 @@ with a `Status` naming the problem) that never reach the engine.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
 from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,8 +42,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from quotalang.controller import Ledger
-from quotalang.controller.kube.deadline import parse_timeout, request_deadline
-from quotalang.controller.ledger.base import WouldBlock, without_waiting
+from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget, parse_timeout
+from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine, FailureMode, Outcome
@@ -77,6 +77,7 @@ def create_app(
     clusters: Sequence[str] = (),
     health: Callable[[], Mapping[str, ClusterReport]] | None = None,
     denials: Denials | None = None,
+    limit_ranges: LimitRangeSource | None = None,
 ) -> Starlette:
     """The admission app over a policy holder and a ledger (one of each per process).
 
@@ -84,21 +85,22 @@ def create_app(
     full sync), or None once there is nothing to wait for. `clusters`: the
     registered cluster names (a route each), () for the one `/validate`;
     `health` reports each cluster for `/readyz`. `denials`: where the last
-    denials per group are kept (the API app shows them).
+    denials per group are kept (the API app shows them). `limit_ranges`: each
+    cluster's LimitRange index, installed by whoever watches it (`Engine`).
     """
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
     recent = denials if denials is not None else Denials()
-    engine = Engine(holder, ledger, failure_mode)
-    # A store that makes network calls (kubernetes) decides in a worker thread, within the
-    # apiserver's `?timeout=`; the memory store decides on the event loop, which is faster. A
-    # blocking store is still tried on the loop first: what it can decide without a call (an
-    # admission within its lease) skips the thread hand-off; anything else raises WouldBlock.
-    blocking = bool(getattr(ledger, "blocking", False))
+    engine = Engine(holder, ledger, failure_mode, limit_ranges)
+    # The engine first tries each review on the event loop (the memory and SQLite stores decide there,
+    # and so does a kubernetes store within its lease); a review whose store would wait (a call, another
+    # batch's turn) is decided in a worker thread, within the apiserver's `?timeout=`.
 
     def decide(review: AdmissionRequest, timeout: float | None, cluster: str) -> Outcome:
-        with request_deadline(timeout):
-            return engine.review(review, cluster)
+        deadline = time.monotonic() + budget(timeout if timeout is not None else DEFAULT_TIMEOUT)
+        outcome = engine.review(review, cluster, deadline=deadline)
+        assert outcome is not None  # None only without waiting
+        return outcome
 
     def bad_request(exc: BadReview, scope: Scope) -> bytes:
         metrics.bad_requests.labels(exc.reason).inc()
@@ -117,15 +119,10 @@ def create_app(
         except BadReview as exc:
             await send_json(send, exc.status, bad_request(exc, scope))
             return
-        if blocking:
-            outcome = None
-            with without_waiting(), suppress(WouldBlock):
-                outcome = engine.review(review, cluster)
-            if outcome is None:
-                timeout = parse_timeout(_query_value(scope["query_string"], "timeout"))
-                outcome = await run_in_threadpool(decide, review, timeout, cluster)
-        else:
-            outcome = engine.review(review, cluster)
+        outcome = engine.review(review, cluster, wait=False)
+        if outcome is None:
+            timeout = parse_timeout(_query_value(scope["query_string"], "timeout"))
+            outcome = await run_in_threadpool(decide, review, timeout, cluster)
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
         recent.add(outcome)

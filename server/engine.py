@@ -24,6 +24,17 @@ thing that says where a review came from.
 A dry run (`dryRun: true`, the boolean; `admission` refuses any other type)
 is evaluated and answered but reserves nothing.
 
+**The engine decides, the store reserves.** `ask_for` is the one place a
+request becomes an `Ask`: the group whose numbers it is checked against, the
+identity it reserves for, its deadline, and a decide-function carrying the
+policy, the object, the old object, the Scale parent or HPA target and the
+LimitRange defaults of the review's own cluster. `/validate` (`review`),
+`/api/explain` and the what-if page (`explain`) all decide through it; a
+store only runs the ask under its lock or compare-and-swap and records what
+the decision says. The event loop first tries `review(..., wait=False)`: a
+store that would wait (a network call, another batch's turn) says so by
+returning None, and the review is decided again in a worker thread.
+
 An object that cannot be read (a replica count that is not a number, a
 malformed or negative quantity, ...) is denied with the reason, whatever the
 failure mode: the failure mode is for our own failures (a bug, a ledger that
@@ -35,15 +46,21 @@ in the message.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from quotalang.controller import Ledger, ObjectKey
+from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
+from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, kind_of_resource
-from quotalang.controller.ledger.base import WouldBlock
-from quotalang.decision import Decision, clip
+from quotalang.controller.ledger.base import Ask, version_of
+from quotalang.decision import Decision, UsageSource, clip
 from quotalang.errors import UserInputError
+from quotalang.evaluator import evaluate, resolve_group
+from quotalang.limitranges import LimitRanges
 from quotalang.policy import CompiledPolicy
 from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
@@ -70,6 +87,36 @@ class Outcome:
     cluster: str = ""  # the review's cluster (its route); "" with one cluster
 
 
+def ask_for(
+    policy: CompiledPolicy,
+    obj: Mapping[str, Any],
+    operation: str,
+    *,
+    old: Mapping[str, Any] | None = None,
+    parent: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    identity: ObjectKey | None = None,
+    limit_ranges: LimitRanges | None = None,
+    deadline: float = math.inf,
+) -> Ask:
+    """The ask of a CREATE or UPDATE of `obj`, a `Scale` (`parent`: the stored workload, `identity` names
+    it) or an HPA (`parent`: its target, checked and never charged).
+
+    The group label of `parent`, else of `obj`, picks the numbers it is checked
+    against; what is recorded comes from the decision alone.
+    """
+    target = parent if parent is not None else obj
+    group, _ = resolve_group(policy, target)
+    if identity is None:
+        identity = ObjectKey.of(target)
+
+    def decide(usage: UsageSource, dry: bool) -> Decision:
+        return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
+                        limit_ranges=limit_ranges)
+
+    return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
+
+
 def hpa_target(hpa: Mapping[str, Any], namespace: str, cluster: str = "") -> ObjectKey | None:
     """The identity of the workload an HPA scales (`spec.scaleTargetRef`, in the HPA's namespace and cluster)."""
     spec = hpa.get("spec")
@@ -90,16 +137,43 @@ def _metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-class Engine:
-    """Decides requests against the current policy; holds no per-request state."""
+def _is_hpa(obj: Mapping[str, Any]) -> bool:
+    return obj.get("kind") == "HorizontalPodAutoscaler" and str(obj.get("apiVersion", "")).startswith("autoscaling/")
 
-    def __init__(self, policies: PolicyHolder, ledger: Ledger, failure_mode: FailureMode = "deny") -> None:
+
+class _Wait(Exception):
+    """Deciding needs a wait (a lookup beyond what the store holds): the caller decides again in a thread."""
+
+
+class Engine:
+    """Decides requests against the current policy; holds no per-request state.
+
+    `limit_ranges`: each cluster's LimitRange index (the controller or the
+    kubernetes store's runtime installs it); None applies no defaults.
+    """
+
+    def __init__(
+        self,
+        policies: PolicyHolder,
+        ledger: Ledger,
+        failure_mode: FailureMode = "deny",
+        limit_ranges: LimitRangeSource | None = None,
+    ) -> None:
         self.policies = policies
         self.ledger = ledger
         self.failure_mode: FailureMode = failure_mode
+        self.limit_ranges = limit_ranges if limit_ranges is not None else LimitRangeSource()
 
-    def review(self, request: AdmissionRequest, cluster: str = "") -> Outcome:
-        """Decide one review; `cluster` is the route's (the cluster the object lives in)."""
+    def review(
+        self, request: AdmissionRequest, cluster: str = "", *, wait: bool = True, deadline: float | None = None
+    ) -> Outcome | None:
+        """Decide one review; `cluster` is the route's (the cluster the object lives in).
+
+        `deadline` (monotonic) is when a store gives up; by default the
+        apiserver's default webhook timeout from now. With `wait=False` (the
+        event loop's first try) None means the store would have to wait:
+        nothing was recorded, decide it again with `wait=True`.
+        """
         uid = request["uid"]
         gvk = request["kind"]
         obj = request.get("object")
@@ -119,16 +193,17 @@ class Engine:
         policy = self.policies.policy
         if policy is None:
             return self._failed(outcome, "no policy is loaded yet")
+        until = deadline if deadline is not None else time.monotonic() + budget(DEFAULT_TIMEOUT)
         try:
-            decision = self._decide(policy, request, outcome)
+            decision = self._decide(policy, request, outcome, wait, until)
         except UserInputError as exc:  # the object is invalid: denied in every failure mode
             where = f"{outcome.namespace}/{outcome.name}".lstrip("/")
             message = f"cannot read {outcome.kind} {where}: {exc}"
             outcome.response = responses.deny(uid, message)
             outcome.verdict, outcome.reason, outcome.error = "deny", "invalid-object", message
             return outcome
-        except WouldBlock:  # tried on the event loop: the caller decides it again in a worker thread
-            raise
+        except _Wait:
+            return None
         except Exception as exc:  # a bug or a broken ledger: answered per the failure mode
             return self._failed(outcome, f"{type(exc).__name__}: {exc}")
         if decision is None:
@@ -144,7 +219,28 @@ class Engine:
             outcome.verdict = "allow"
         return outcome
 
-    def _decide(self, policy: CompiledPolicy, request: AdmissionRequest, outcome: Outcome) -> Decision | None:
+    def explain(
+        self,
+        policy: CompiledPolicy,
+        obj: Mapping[str, Any],
+        operation: str = "CREATE",
+        *,
+        old: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        cluster: str = "",
+    ) -> Decision:
+        """The what-if decision (`/api/explain`, the what-if page): the webhook's, against the live usage,
+        with the namespace's LimitRange defaults; nothing is reserved. An HPA's target is looked up when no
+        `parent` is given. Raises `UserInputError` for an object that cannot be read."""
+        if parent is None and _is_hpa(obj):
+            parent = self._target(obj, _namespace_of(obj), cluster, wait=True)
+        ask = ask_for(policy, obj, operation, old=old, parent=parent,
+                      limit_ranges=self.limit_ranges.of(cluster))
+        return ask.decision(self.ledger)
+
+    def _decide(
+        self, policy: CompiledPolicy, request: AdmissionRequest, outcome: Outcome, wait: bool, until: float
+    ) -> Decision | None:
         operation = request["operation"]
         gvk = request["kind"]
         sub = request.get("subResource") or ""
@@ -156,40 +252,46 @@ class Engine:
             return None
         obj = request.get("object") or {}
         old = request.get("oldObject")
+        limits = self.limit_ranges.of(outcome.cluster)
         if sub == "scale" or gvk["kind"] == "Scale":
-            return self._scale(policy, request, obj, old, dry_run, outcome)
-        if sub:
+            resource = request.get("resource") or {"group": "", "version": "", "resource": ""}
+            kind = kind_of_resource(policy, resource.get("group", ""), resource.get("resource", ""))
+            if kind is None:  # the policy does not charge that kind: nothing to check
+                outcome.reason = "no-rule"
+                return None
+            identity = ObjectKey(resource.get("group", ""), kind, outcome.namespace, outcome.name, outcome.cluster)
+            parent = self._find(identity, wait)
+            ask = ask_for(policy, obj, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity,
+                          limit_ranges=limits, deadline=until)
+        elif sub:
             return None
-        if gvk["kind"] == "HorizontalPodAutoscaler" and gvk.get("group") == "autoscaling":
-            return self.ledger.admit(policy, obj, operation, old=old, parent=self._hpa_target(obj, outcome),
-                                     dry_run=dry_run)
-        identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
-        return self.ledger.admit(policy, obj, operation, old=old, dry_run=dry_run, identity=identity)
+        elif gvk["kind"] == "HorizontalPodAutoscaler" and gvk.get("group") == "autoscaling":
+            target = self._target(obj, outcome.namespace, outcome.cluster, wait)
+            ask = ask_for(policy, obj, operation, old=old, parent=target, dry_run=dry_run, limit_ranges=limits,
+                          deadline=until)
+        else:
+            identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
+            ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
+                          deadline=until)
+        if wait:
+            return self.ledger.reserve(ask)
+        decision = self.ledger.try_reserve(ask)
+        if decision is None:
+            raise _Wait
+        return decision
 
-    def _scale(
-        self,
-        policy: CompiledPolicy,
-        request: AdmissionRequest,
-        scale: Mapping[str, Any],
-        old: Mapping[str, Any] | None,
-        dry_run: bool,
-        outcome: Outcome,
-    ) -> Decision | None:
-        resource = request.get("resource") or {"group": "", "version": "", "resource": ""}
-        group, plural = resource.get("group", ""), resource.get("resource", "")
-        kind = kind_of_resource(policy, group, plural)
-        if kind is None:  # the policy does not charge that kind: nothing to check
-            outcome.reason = "no-rule"
-            return None
-        identity = ObjectKey(group, kind, outcome.namespace, outcome.name, outcome.cluster)
-        parent = self.ledger.lookup(identity)
-        return self.ledger.admit(
-            policy, scale, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity
-        )
+    def _target(self, hpa: Mapping[str, Any], namespace: str, cluster: str, wait: bool) -> Mapping[str, Any] | None:
+        identity = hpa_target(hpa, namespace, cluster)
+        return self._find(identity, wait) if identity is not None else None
 
-    def _hpa_target(self, hpa: Mapping[str, Any], outcome: Outcome) -> Mapping[str, Any] | None:
-        identity = hpa_target(hpa, outcome.namespace, outcome.cluster)
-        return self.ledger.lookup(identity) if identity is not None else None
+    def _find(self, identity: ObjectKey, wait: bool) -> Mapping[str, Any] | None:
+        """The stored body of `identity`, from the ledger (and, when it may wait, a live GET)."""
+        if wait or not self.ledger.fetches:
+            return self.ledger.lookup(identity)
+        found = self.ledger.lookup(identity, local=True)
+        if found is None:
+            raise _Wait  # only a call could tell: decide in a thread
+        return found
 
     def _failed(self, outcome: Outcome, error: str) -> Outcome:
         outcome.verdict, outcome.reason, outcome.error = "error", "error", error
@@ -205,3 +307,7 @@ class Engine:
                 reason="InternalError",
             )
         return outcome
+
+
+def _namespace_of(obj: Mapping[str, Any]) -> str:
+    return str(_metadata(obj).get("namespace") or "")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from quotalang.controller.kube.election import DEFAULT_LEASE
+from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
@@ -186,10 +187,10 @@ def serve(opts: ServeOptions) -> int:
     denials = Denials()  # the admission port records, the API port shows
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
                      waiting_for=runtime.waiting_for, routes=_exemption_routes(opts), clusters=names,
-                     health=runtime.health, denials=denials)
+                     health=runtime.health, denials=denials, limit_ranges=runtime.limit_ranges)
     gate = _gate(opts, found, runtime)
     api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names,
-                             denials=denials)
+                             denials=denials, engine=app.state.engine)
 
     keeper = _cert_keeper(opts, found, metrics)
     cert, key, ca = _tls_files(opts, keeper)
@@ -257,6 +258,8 @@ class _Runtime:
         self.store: KubernetesStore | None = None
         self.apis: dict[str, KubeApi] = {}  # the members' clients by name ("" for the one cluster)
         self.sqlite: SqliteLedger | None = None
+        # Each cluster's LimitRanges, installed by whoever watches them; the engine reads them.
+        self.limit_ranges = LimitRangeSource()
 
     def build(self) -> Ledger:
         opts = self.opts
@@ -284,6 +287,7 @@ class _Runtime:
                 self.holder, self.metrics, kubeconfig=hub.kubeconfig, namespace=opts.lease_namespace,
                 lease_duration=opts.lease_duration, reservation_ttl=opts.reservation_ttl,
                 on_leader=self._lead, on_follower=self._follow, fallback_lookup=lookup,
+                limit_source=self.limit_ranges,
             )
             self._connect_members()
             if self.found.several:  # every replica admits for every member: each member's LimitRanges
@@ -319,7 +323,8 @@ class _Runtime:
         opts = self.opts
         return Controller(api, lambda: self.holder.policy, ledger, resync=opts.resync_interval,
                           accrue_every=opts.accrue_interval,
-                          state_file=opts.state_file if opts.ledger_store == "memory" else None, cluster=cluster)
+                          state_file=opts.state_file if opts.ledger_store == "memory" else None, cluster=cluster,
+                          limit_source=self.limit_ranges)
 
     def _keepers(self, ledger: ControllerLedger) -> None:
         """The Controller, or for several clusters the Fleet of one Controller per member."""

@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from quotalang.controller.kube.api import KubeApi, KubeError
-from quotalang.controller.kube.deadline import current
 from quotalang.controller.kube.election import DEFAULT_LEASE, LeaderElector
+from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, collection_path
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, ObjectKey
 from quotalang.controller.ledger.kubestore import KubernetesLedger
@@ -77,8 +76,7 @@ def live_lookup(
             if kind == identity.kind and api_group(api_version) == identity.api_group:
                 path = f"{collection_path(api_version, kind, identity.namespace)}/{identity.name}"
                 try:
-                    return client.request("GET", path,
-                                          timeout=min(timeout, max(current() - time.monotonic(), 0.1)))
+                    return client.request("GET", path, timeout=timeout)
                 except KubeError:
                     return None
         return None
@@ -117,6 +115,7 @@ def kubernetes_store(
     on_follower: Callable[[], None] | None = None,
     fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
     create_crd: bool = True,
+    limit_source: LimitRangeSource | None = None,
 ) -> KubernetesStore:
     """Connect, make sure the CRD is served, and build ledger, election and upkeep (nothing runs yet).
 
@@ -153,7 +152,7 @@ def kubernetes_store(
 
     elector = LeaderElector(api, namespace=namespace, identity=replica, lease_duration=lease_duration,
                             on_started=started, on_stopped=stopped)
-    runtime = StoreRuntime(ledger, lambda: holder.policy, elector)
+    runtime = StoreRuntime(ledger, lambda: holder.policy, elector, limit_source=limit_source)
     if metrics is not None:
         metrics.registry.register(runtime.collector())
     return KubernetesStore(api, ledger, elector, runtime)

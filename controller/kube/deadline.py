@@ -1,23 +1,17 @@
-"""The request deadline, carried from the HTTP layer to the ledger store without new parameters.
+"""The request deadline: how long the apiserver waits for an answer, and how much of it a decision may use.
 
 The apiserver tells a webhook how long it will wait (`POST /validate?timeout=10s`,
 the webhook's `timeoutSeconds`). A store that retries compare-and-swap
 conflicts must stop before that, or its answer arrives after the apiserver has
-already applied its failure policy. The server sets the deadline in a context
-variable (which follows the request into the worker thread), and the store
-reads it: the `Ledger` protocol stays the same for every store.
+already applied its failure policy. The server turns the timeout into a
+deadline (`budget`), and the engine puts it in the request's `Ask`.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 DEFAULT_TIMEOUT = 10.0  # the apiserver's default webhook timeout (admissionregistration v1)
-_deadline: ContextVar[float | None] = ContextVar("quotalang_request_deadline", default=None)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -40,21 +34,4 @@ def budget(timeout: float) -> float:
     return max(timeout - 0.5, timeout * 0.5)
 
 
-@contextmanager
-def request_deadline(timeout: float | None) -> Iterator[float]:
-    """Within the block, `current()` is now + budget(timeout or the default), on the monotonic clock."""
-    deadline = time.monotonic() + budget(timeout if timeout is not None else DEFAULT_TIMEOUT)
-    token = _deadline.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _deadline.reset(token)
-
-
-def current(default: float = DEFAULT_TIMEOUT) -> float:
-    """The deadline of the request being decided (monotonic), or now + budget(default) outside one."""
-    deadline = _deadline.get()
-    return deadline if deadline is not None else time.monotonic() + budget(default)
-
-
-__all__ = ["DEFAULT_TIMEOUT", "budget", "current", "parse_timeout", "request_deadline"]
+__all__ = ["DEFAULT_TIMEOUT", "budget", "parse_timeout"]

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from quotalang.limitranges import LimitRanges
+
 SOURCE = "limitranges"
 PATH = "/api/v1/limitranges"
 
@@ -72,3 +74,28 @@ def _grouped(objects: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, 
 
 
 __all__ = ["PATH", "SOURCE", "LimitRangeIndex"]
+
+
+class LimitRangeSource:
+    """Each cluster's LimitRange index, where the engine reads the defaults of a review's own cluster.
+
+    Whoever watches a cluster's LimitRanges installs its index here once (a
+    controller, or on every replica the kubernetes store's runtime); the
+    engine builds every decision with `of(cluster)`, whatever the store, so
+    `/validate`, `/api/explain` and the what-if page charge pods alike. A
+    cluster nobody installed applies no defaults (no cluster at all: none).
+    """
+
+    __slots__ = ("_by_cluster",)
+
+    def __init__(self) -> None:
+        self._by_cluster: dict[str, LimitRanges] = {}
+
+    def install(self, index: LimitRanges, cluster: str = "") -> None:
+        self._by_cluster[cluster] = index
+
+    def installed(self, cluster: str = "") -> bool:
+        return cluster in self._by_cluster
+
+    def of(self, cluster: str = "") -> LimitRanges | None:
+        return self._by_cluster.get(cluster)

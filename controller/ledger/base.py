@@ -20,20 +20,17 @@ request may never persist.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from quotalang.compiler import CompiledPolicy
-from quotalang.decision import Decision
+from quotalang.decision import Decision, UsageSource
 from quotalang.errors import InputError, InternalError
-from quotalang.limitranges import LimitRanges
 
 DEFAULT_RESERVATION_TTL = 30.0
 EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -48,33 +45,6 @@ class LedgerUnavailable(InternalError):
 
 class NotLeader(InternalError):
     """A controller write by a replica that is not (or no longer) the leader."""
-
-
-class WouldBlock(Exception):
-    """Deciding would wait (a network call, another batch's turn): decide again where waiting is fine.
-
-    Raised only inside `without_waiting()`: the server first tries a blocking
-    store's decision on its event loop (a kubernetes store admitting within
-    its lease needs no call), and on this goes to a worker thread.
-    """
-
-
-_WAITING_ALLOWED: ContextVar[bool] = ContextVar("quotalang_waiting_allowed", default=True)
-
-
-@contextmanager
-def without_waiting() -> Iterator[None]:
-    """Within this block a store raises `WouldBlock` instead of waiting (the caller holds an event loop)."""
-    token = _WAITING_ALLOWED.set(False)
-    try:
-        yield
-    finally:
-        _WAITING_ALLOWED.reset(token)
-
-
-def may_wait() -> bool:
-    """Whether a store may wait here (false within `without_waiting`)."""
-    return _WAITING_ALLOWED.get()
 
 
 class CashError(InternalError, ValueError):
@@ -174,11 +144,41 @@ class CashState:
 
 
 # -------------------------------------------------------------- contract
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request as a store sees it: where to reserve, until when, and how to decide.
+
+    The engine (`quotalang.server.engine`) builds it from a review; a store
+    never sees the review, the policy or the evaluator. `decide(usage,
+    dry_run)` is the whole decision against the usage the store hands it
+    (its group's numbers, under its lock or from one ledger version): a store
+    may call it more than once (a retry after a conflict, a lease trial, a
+    check without some entries) and records only what the `Decision` it
+    returns says (`stored`, `reservation`, `stored_usage`).
+    """
+
+    group: str | None  # the group whose numbers it is checked against (its lock, its ledger object); None: none
+    identity: ObjectKey  # the object reserved for (a Scale: its parent)
+    operation: str  # CREATE or UPDATE (a Scale is an UPDATE of its parent)
+    decide: Callable[[UsageSource, bool], Decision]
+    dry_run: bool = False
+    deadline: float = math.inf  # monotonic: a store that would wait longer gives up (LedgerUnavailable)
+    admitted_version: str | None = None  # the resourceVersion an UPDATE was decided against (its old object's)
+
+    def decision(self, usage: UsageSource, dry_run: bool | None = None) -> Decision:
+        """Decide against `usage`; `dry_run` overrides the request's (a trial that must reserve nothing)."""
+        return self.decide(usage, self.dry_run if dry_run is None else dry_run)
+
+
 class Ledger(Protocol):
     """What admission needs from a ledger store.
 
-    It is a `quotalang.evaluator.UsageSource`: `used(group)` is observed usage
+    It is a `quotalang.decision.UsageSource`: `used(group)` is observed usage
     plus unexpired reservations, `cash_used(group)` the cash spent this period.
+    `reserve` decides an ask against the group's numbers and records it, as one
+    atomic step per group; `try_reserve` does the same only if it needs no
+    wait (no network call, no other request's turn) and otherwise returns
+    None having done nothing: the server's event loop tries it first.
     """
 
     @property
@@ -188,55 +188,23 @@ class Ledger(Protocol):
 
     def cash_used(self, group: str) -> Mapping[str, int]: ...
 
-    def admit(
-        self,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        identity: ObjectKey | None = None,
-    ) -> Decision: ...
+    def reserve(self, ask: Ask) -> Decision: ...
 
-    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None: ...
+    def try_reserve(self, ask: Ask) -> Decision | None: ...
+
+    @property
+    def fetches(self) -> bool:
+        """Whether `lookup` may make a call (a live GET) for what the store does not hold."""
+        ...
+
+    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+        """The stored body of `identity`: admitted, else observed, else (unless `local`) a live GET; None if
+        not found."""
+        ...
 
     def forget(self, identity: ObjectKey) -> None: ...
 
     def group_usage(self, group: str) -> GroupUsage: ...
-
-
-class PerCluster:
-    """Each cluster's LimitRanges: a review is charged with the defaults of its own cluster's namespace.
-
-    Installed as a store's `limit_ranges` when one ledger serves several
-    clusters; the store picks the index by the identity's cluster
-    (`limit_ranges_of`). A cluster it does not know applies no defaults.
-    """
-
-    __slots__ = ("by_cluster",)
-
-    def __init__(self, by_cluster: Mapping[str, LimitRanges]) -> None:
-        self.by_cluster = dict(by_cluster)
-
-
-def limit_ranges_of(ranges: LimitRanges | PerCluster | None, cluster: str) -> LimitRanges | None:
-    """The LimitRanges that apply in `cluster` (one index for every cluster unless it is `PerCluster`)."""
-    if isinstance(ranges, PerCluster):
-        return ranges.by_cluster.get(cluster)
-    return ranges
-
-
-@runtime_checkable
-class TakesLimitRanges(Protocol):
-    """A store that hands the namespace's LimitRanges to the evaluator (`evaluate(..., limit_ranges=)`).
-
-    Not part of `Ledger`: the controller installs its LimitRange index into a
-    store that has the attribute (`controller.kube.limit_ranges`), a Fleet one
-    index per cluster (`PerCluster`); None (no cluster) applies no defaults.
-    """
-
-    limit_ranges: LimitRanges | PerCluster | None
 
 
 class CashStore(Protocol):
@@ -461,7 +429,7 @@ def look_up(
     """`Ledger.lookup` for every store.
 
     The admitted body (until its reservation's deadline), else the observed
-    one, else what `fallback` finds.
+    one, else what `fallback` finds (pass None for a `local` lookup).
     """
     pending = admitted.get(identity)
     raw = pending.body if pending is not None and pending.deadline > now else None
@@ -640,6 +608,7 @@ __all__ = [
     "EMPTY",
     "NO_USAGE",
     "Admitted",
+    "Ask",
     "CashError",
     "CashFields",
     "CashState",
@@ -656,19 +625,14 @@ __all__ = [
     "Observation",
     "Observed",
     "PendingAdmission",
-    "PerCluster",
-    "TakesLimitRanges",
     "Usage",
-    "WouldBlock",
     "accrue_into",
     "accrued",
     "add_usage",
     "at_or_after",
     "later",
-    "limit_ranges_of",
     "look_up",
     "maximum",
-    "may_wait",
     "newer",
     "pack",
     "pack_observed",
@@ -678,5 +642,4 @@ __all__ = [
     "totals",
     "unpack",
     "version_of",
-    "without_waiting",
 ]

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -68,13 +69,13 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-from quotalang.compiler import CompiledPolicy
-from quotalang.controller.kube import deadline as deadlines
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
     EMPTY,
     NO_USAGE,
+    Ask,
     CashState,
     GroupUsage,
     LedgerUnavailable,
@@ -82,20 +83,15 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observation,
     Observed,
-    PerCluster,
     Usage,
-    WouldBlock,
     accrue_into,
     add_usage,
     at_or_after,
-    limit_ranges_of,
     look_up,
-    may_wait,
     newer,
     pack,
     pack_observed,
     summed,
-    version_of,
 )
 from quotalang.controller.ledger.crd import (
     COLLECTION_PATH,
@@ -111,8 +107,6 @@ from quotalang.controller.ledger.crd import (
 )
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.decision import Decision
-from quotalang.evaluator import evaluate, resolve_group
-from quotalang.limitranges import LimitRanges
 
 LOG = logging.getLogger("quotalang.kubestore")
 CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
@@ -160,19 +154,6 @@ class _View:
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         return self.cash if group == self.group else EMPTY
-
-
-@dataclass(slots=True)
-class _Request:
-    """One admission waiting for its group's next batch."""
-
-    policy: CompiledPolicy
-    obj: Mapping[str, Any]
-    operation: str
-    old: Mapping[str, Any] | None
-    parent: Mapping[str, Any] | None
-    dry_run: bool
-    identity: ObjectKey | None
 
 
 @dataclass(slots=True)
@@ -400,10 +381,6 @@ def _written(entry: Held | None, held: Held | None) -> bool:
     return entry.usage == held.usage and entry.count == held.count and abs(entry.expires - held.expires) < 1e-5
 
 
-def _would_block(identity: ObjectKey) -> Mapping[str, Any] | None:
-    raise WouldBlock(f"looking {identity} up needs a call to the apiserver")
-
-
 def _fits(charge: Mapping[str, int], left: Mapping[str, int]) -> bool:
     return all(value <= left.get(key, 0) for key, value in charge.items())
 
@@ -454,7 +431,7 @@ class KubernetesLedger:
         self.stats = StoreStats()
         self._cache: dict[str, LedgerState] = {}
         self._cache_lock = threading.Lock()
-        self._commits: dict[str, GroupCommit[_Request]] = {}
+        self._commits: dict[str, GroupCommit[Ask]] = {}
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, Observed] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # observed objects (leader), for lookups
@@ -493,7 +470,6 @@ class KubernetesLedger:
         # in: a resync's listing may predate them (`base.summed`); another term's calls do not count.
         self._told: dict[ObjectKey, int | None] = {}
         self._tokens = itertools.count(1)  # controller writes, for their tokens
-        self.limit_ranges: LimitRanges | PerCluster | None = None  # every replica's runtime installs its index
 
     # ------------------------------------------------------------ the cache
     def remember(self, state: LedgerState) -> None:
@@ -619,12 +595,15 @@ class KubernetesLedger:
         with self._index_lock:
             return [(k, dict(o.usage)) for k, o in self._observed.items() if o.group == group]
 
-    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
-        """What this replica admitted (until its reservation's deadline), else observed, else the fallback."""
-        fallback = self.fallback_lookup
-        if fallback is not None and not may_wait():
-            fallback = _would_block  # a live GET
-        return look_up(identity, self._pending, self._bodies, self._clock(), fallback)
+    @property
+    def fetches(self) -> bool:
+        return self.fallback_lookup is not None
+
+    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+        """What this replica admitted (until its reservation's deadline), else observed, else (unless `local`)
+        the fallback's live GET."""
+        return look_up(identity, self._pending, self._bodies, self._clock(),
+                       None if local else self.fallback_lookup)
 
     # ------------------------------------------------------------ API calls
     def read(self, group: str, until: float, *, create: bool = True) -> LedgerState:
@@ -688,49 +667,40 @@ class KubernetesLedger:
         time.sleep(min(0.2, left / 4))
 
     # ------------------------------------------------------------ admission
-    def admit(
-        self,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        identity: ObjectKey | None = None,
-    ) -> Decision:
-        """Decide and, when the decision `reserves`, reserve in the group's ledger object.
+    def reserve(self, ask: Ask) -> Decision:
+        """Decide `ask` and, when the decision `reserves`, reserve in its group's ledger object.
 
-        The group label of `parent` (a Scale's workload, an HPA's target), else
-        of `obj`, picks the ledger object; what is reserved comes from the
-        decision alone.
+        Concurrent asks of one group share one compare-and-swap (`_decide`);
+        what is reserved comes from the decision alone. Gives up with
+        `LedgerUnavailable` at the ask's deadline.
         """
-        group, _ = resolve_group(policy, parent if parent is not None else obj)
+        group = ask.group
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
-            return evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
-                            limit_ranges=limit_ranges_of(self.limit_ranges, identity.cluster if identity else ""))
-        until = deadlines.current()
-        request = _Request(policy, obj, operation, old, parent, dry_run, identity)
-        if not may_wait():
-            now = self._admit_now(group, Slot(request, until))
-            if now is None:
-                raise WouldBlock(f"the ledger of group {group} needs a read, a write or a turn")
-            return now
+            return ask.decision(self)
+        until = ask.deadline if ask.deadline != math.inf else time.monotonic() + budget(DEFAULT_TIMEOUT)
 
         def busy() -> LedgerUnavailable:
             self.stats.unavailable += 1
             return LedgerUnavailable(f"the ledger of group {group} is busy: gave up at the request deadline")
 
-        decision = self._commit(group).submit(request, until, busy)
+        decision = self._commit(group).submit(ask, until, busy)
         assert isinstance(decision, Decision)
         return decision
 
-    def _commit(self, group: str) -> GroupCommit[_Request]:
+    def try_reserve(self, ask: Ask) -> Decision | None:
+        """`reserve` if that needs no call and no wait (within this replica's lease), else None, having done
+        nothing: the event loop tries this first."""
+        if ask.group is None:
+            return ask.decision(self)
+        return self._admit_now(ask.group, Slot(ask, ask.deadline))
+
+    def _commit(self, group: str) -> GroupCommit[Ask]:
         commit = self._commits.get(group)
         if commit is None:
             commit = self._commits.setdefault(group, GroupCommit(lambda batch: self._decide(group, batch)))
         return commit
 
-    def _admit_now(self, group: str, slot: Slot[_Request]) -> Decision | None:
+    def _admit_now(self, group: str, slot: Slot[Ask]) -> Decision | None:
         """The request decided within this replica's lease at once, or None if that would need a call or a
         wait: a batch in flight or queued (it goes first), no lease, a charge the lease cannot cover, a denial
         (made only from a fresh read), a dry run."""
@@ -754,7 +724,7 @@ class KubernetesLedger:
             lock = self._writers.setdefault(group, _TakingTurns())  # atomic: one wins
         return lock
 
-    def _decide(self, group: str, batch: list[Slot[_Request]]) -> None:
+    def _decide(self, group: str, batch: list[Slot[Ask]]) -> None:
         """Decide a batch in arrival order against one version of the ledger; write it with one CAS.
 
         The write sets this replica's entry to the sum of its unconfirmed
@@ -783,7 +753,7 @@ class KubernetesLedger:
         window.count += admissions
         window.last = now
 
-    def _within_lease(self, group: str, batch: list[Slot[_Request]]) -> list[Slot[_Request]]:
+    def _within_lease(self, group: str, batch: list[Slot[Ask]]) -> list[Slot[Ask]]:
         """Admit the head of the batch within this replica's lease, writing nothing; return the rest.
 
         Safe without a write: the lease was reserved by a compare-and-swap
@@ -886,7 +856,7 @@ class KubernetesLedger:
         return asks if self.write(update, until) is not None else None
 
     def _lease_for(
-        self, group: str, update: LedgerState, request: _Request, decision: Decision, used: Mapping[str, int]
+        self, group: str, update: LedgerState, request: Ask, decision: Decision, used: Mapping[str, int]
     ) -> dict[str, int] | None:
         """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` no
         larger than the admissions of the current and the last window (about what the next window will use)
@@ -909,15 +879,12 @@ class KubernetesLedger:
             ahead = dict(used)
             for _ in range(4 * size - 1):
                 add_usage(ahead, charge)
-            trial = evaluate(request.policy, request.obj, request.operation, old=request.old,
-                             usage=_View(group, ahead, update.cash), parent=request.parent,
-                             limit_ranges=limit_ranges_of(self.limit_ranges, (request.identity or ObjectKey.of(
-                                 request.obj)).cluster))
+            trial = request.decision(_View(group, ahead, update.cash), dry_run=False)
             if trial.allowed and trial.reservation.get(group) == charge:
                 return {k: v * size for k, v in charge.items()}
         return None
 
-    def _decide_batch(self, group: str, batch: list[Slot[_Request]]) -> None:
+    def _decide_batch(self, group: str, batch: list[Slot[Ask]]) -> None:
         until = min(slot.until for slot in batch)
         moment = time.monotonic()  # wait at most half of what is left: the last read and write need time too
         wait_for_others = moment + min(ANSWER_WAIT, (until - moment) / 2)
@@ -985,7 +952,7 @@ class KubernetesLedger:
             return
 
     def _fits_without(
-        self, group: str, update: LedgerState, request: _Request, now: float, used: Mapping[str, int],
+        self, group: str, update: LedgerState, request: Ask, now: float, used: Mapping[str, int],
         unsettled: Mapping[str, int], mine: _Admissions, changes: Mapping[str, _Mine],
     ) -> bool:
         """Whether a denied request would be allowed without what other replicas may not need (`_unsettled`)."""
@@ -1022,7 +989,7 @@ class KubernetesLedger:
         self,
         group: str,
         update: LedgerState,
-        request: _Request,
+        request: Ask,
         now: float,
         used: dict[str, int],
         mine: _Admissions,
@@ -1031,26 +998,20 @@ class KubernetesLedger:
     ) -> tuple[Decision, tuple[ObjectKey, bytes] | None]:
         """Decide one request against `used` (observed + others' sums + this replica's admissions and the
         batch's `changes`); when it reserves (and `accept` takes it), record it in `changes` and `used`."""
-        obj, operation = request.obj, request.operation
-        key = request.identity or ObjectKey.of(obj)
+        key = request.identity
         slot = identity_key(key)
-        admitted_rv = version_of(request.old)
-        op = "CREATE" if operation.upper() == "CREATE" else "UPDATE"
+        admitted_rv = request.admitted_version
+        op = request.operation
         view: Mapping[str, int] = used
         existing = mine.get(slot, changes)
         if existing is not None and _replaces(existing, op, admitted_rv):  # a superseded one is checked without
             view = dict(used)
             add_usage(view, existing.usage, -1)
-        decision = evaluate(request.policy, obj, operation, old=request.old,
-                            usage=_View(group, dict(view), update.cash), parent=request.parent,
-                            dry_run=request.dry_run, limit_ranges=limit_ranges_of(self.limit_ranges, key.cluster))
+        decision = request.decision(_View(group, dict(view), update.cash))
         charge = decision.reservation.get(group)
         if not charge or decision.stored is None or (accept is not None and not accept(decision)):
             return decision, None
         body = pack(decision.stored)  # before anything is written
-        if request.identity is None:  # a Scale names its parent's identity
-            key = ObjectKey.of(decision.stored)
-            slot = identity_key(key)
         existing = mine.get(slot, changes)
         usage, rv = dict(charge), admitted_rv
         if existing is not None:

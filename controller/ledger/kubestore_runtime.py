@@ -23,14 +23,14 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube import limit_ranges
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
 from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Watcher
-from quotalang.controller.ledger.base import NotLeader, PerCluster
+from quotalang.controller.ledger.base import NotLeader
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
 from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.policy import CompiledPolicy
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60
@@ -106,6 +106,7 @@ class StoreRuntime:
         *,
         interval: float = 2.0,
         fold_interval: float = 0.1,
+        limit_source: limit_ranges.LimitRangeSource | None = None,
     ) -> None:
         self.ledger = ledger
         # The leader's observations are written once per group per fold interval, as native quota
@@ -125,7 +126,8 @@ class StoreRuntime:
         # Every replica admits, so every replica charges pods with their namespace's LimitRange defaults
         # (by default those of the cluster the store is in; `limit_ranges_from` for several clusters).
         self.limit_ranges = limit_ranges.LimitRangeIndex()
-        ledger.limit_ranges = self.limit_ranges
+        self.limit_source = limit_source if limit_source is not None else limit_ranges.LimitRangeSource()
+        self.limit_source.install(self.limit_ranges)
         self._limit_sources: dict[str, tuple[KubeApi, limit_ranges.LimitRangeIndex]] = {
             "": (ledger.api, self.limit_ranges)}
         self._limit_watches: list[Watcher] = []
@@ -134,12 +136,13 @@ class StoreRuntime:
         """Several clusters (call before `start`): each review is charged with its own cluster's LimitRanges.
 
         Every replica admits for every cluster, so every replica watches each
-        member's LimitRanges (not only the leader's Fleet); the store picks
-        the index by the identity's cluster (`base.PerCluster`).
+        member's LimitRanges (not only the leader's Fleet); the engine picks
+        the index by the review's cluster (`LimitRangeSource`).
         """
         self._limit_sources = {name: (api, limit_ranges.LimitRangeIndex()) for name, api in apis.items()}
         indexes = {name: index for name, (_, index) in self._limit_sources.items()}
-        self.ledger.limit_ranges = PerCluster(indexes)
+        for name, index in indexes.items():
+            self.limit_source.install(index, name)
         return indexes
 
     @property

@@ -54,9 +54,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
+    Ask,
     CashState,
     GroupNumbers,
     GroupTable,
@@ -64,23 +64,18 @@ from quotalang.controller.ledger.base import (
     Observation,
     Observed,
     PendingAdmission,
-    PerCluster,
     Usage,
     accrue_into,
     add_usage,
     at_or_after,
-    limit_ranges_of,
     look_up,
     pack,
     pack_observed,
     standalone_after,
     summed,
-    version_of,
 )
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
-from quotalang.evaluator import evaluate, resolve_group
-from quotalang.limitranges import LimitRanges
 
 
 class MemoryLedger(GroupTable):
@@ -115,8 +110,6 @@ class MemoryLedger(GroupTable):
         self._order_lock = threading.Lock()
         # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
         self._told: set[ObjectKey] = set()
-        # The controller installs its index, a Fleet one per cluster (base.TakesLimitRanges).
-        self.limit_ranges: LimitRanges | PerCluster | None = None
 
     # ------------------------------------------------------------ reading
     @property
@@ -130,52 +123,51 @@ class MemoryLedger(GroupTable):
             rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
         return iter(rows)
 
-    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
-        """The admitted (pending) version of an object, else its observed one, else the fallback's."""
-        return look_up(identity, self._pending, self._bodies, self._clock(), self._fallback_lookup)
+    @property
+    def fetches(self) -> bool:
+        return self._fallback_lookup is not None
+
+    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+        """The admitted (pending) version of an object, else its observed one, else (unless `local`) the
+        fallback's."""
+        return look_up(identity, self._pending, self._bodies, self._clock(),
+                       None if local else self._fallback_lookup)
 
     def __len__(self) -> int:
         """Objects recorded: observed (reconciled), or admitted and not deleted (standalone)."""
         return len(self._held) if self._standalone else len(self._observed)
 
     # ---------------------------------------------------------- admission
-    def admit(
-        self,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        identity: ObjectKey | None = None,
-    ) -> Decision:
-        """Decide and, when the decision `reserves`, record it: atomically per group.
+    def reserve(self, ask: Ask) -> Decision:
+        """Decide `ask` and, when the decision `reserves`, record it: atomically per group.
 
-        For a `Scale`, `parent` is the stored workload and `identity` names it;
-        for an HPA, `parent` is its target (checked, never charged). What is
+        The ask is decided under the lock of its group (`Ask.group`); what is
         recorded comes from the decision alone (`stored`, `reservation`,
-        `stored_usage`); the group label of `parent` (else `obj`) only picks
-        the lock. Raises `quotalang.InputError` for an object that cannot be
-        read, before anything is written.
+        `stored_usage`). The evaluator's `quotalang.InputError` for an object
+        that cannot be read passes through, before anything is written.
         """
-        group_name, _ = resolve_group(policy, parent if parent is not None else obj)
+        group_name = ask.group
         if self._pending and self._clock() >= self._next_deadline:
             self.expire()
         state = self._group(group_name) if group_name is not None else None
+        cluster = ask.identity.cluster
         with state.lock if state is not None else contextlib.nullcontext():
-            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run,
-                                limit_ranges=limit_ranges_of(self.limit_ranges, identity.cluster if identity else ""))
+            decision = ask.decision(self)
             if not decision.reserves:
                 return decision
             if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
                 raise InternalError(f"decided in group {decision.group} under the lock of {group_name}")
-            released = self._record(state if decision.group is not None else None, identity, decision,
-                                    version_of(old))
+            released = self._record(state if decision.group is not None else None, ask.identity, decision,
+                                    ask.admitted_version)
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
-                other.add_observed(usage, -1, identity.cluster if identity is not None else "")
+                other.add_observed(usage, -1, cluster)
         return decision
+
+    def try_reserve(self, ask: Ask) -> Decision:
+        """`reserve`: in one process nothing waits but a group's lock."""
+        return self.reserve(ask)
 
     def _record(
         self, state: GroupNumbers | None, identity: ObjectKey | None, decision: Decision, admitted_rv: str | None

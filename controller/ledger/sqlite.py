@@ -72,9 +72,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from quotalang.compiler import CompiledPolicy
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
+    Ask,
     CashState,
     GroupNumbers,
     GroupTable,
@@ -91,11 +91,9 @@ from quotalang.controller.ledger.base import (
     pack,
     standalone_after,
     summed,
-    version_of,
 )
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
-from quotalang.evaluator import evaluate, resolve_group
 
 SCHEMA_VERSION = 2  # 2: the cluster is part of an object's key (1 is migrated on open)
 DEFAULT_FILE = "ledger.sqlite3"
@@ -412,9 +410,15 @@ class SqliteLedger(GroupTable):
             rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
         return iter(rows)
 
-    def lookup(self, identity: ObjectKey) -> Mapping[str, Any] | None:
-        """The admitted (pending) version of an object, else its recorded one, else the fallback's."""
-        return look_up(identity, self._pending, self._bodies, self._clock(), self._fallback_lookup)
+    @property
+    def fetches(self) -> bool:
+        return self._fallback_lookup is not None
+
+    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+        """The admitted (pending) version of an object, else its recorded one, else (unless `local`) the
+        fallback's."""
+        return look_up(identity, self._pending, self._bodies, self._clock(),
+                       None if local else self._fallback_lookup)
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a pending reservation (a copy)."""
@@ -426,47 +430,40 @@ class SqliteLedger(GroupTable):
         return len(self._held) if self._standalone else len(self._observed)
 
     # ---------------------------------------------------------- admission
-    def admit(
-        self,
-        policy: CompiledPolicy,
-        obj: Mapping[str, Any],
-        operation: str,
-        old: Mapping[str, Any] | None = None,
-        parent: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        identity: ObjectKey | None = None,
-    ) -> Decision:
-        """Decide and, when the decision reserves, record it: atomically per group, in one transaction.
+    def reserve(self, ask: Ask) -> Decision:
+        """Decide `ask` and, when the decision reserves, record it: atomically per group, in one transaction.
 
         Raises `LedgerUnavailable` when the record cannot be committed (then
-        nothing was recorded) and the evaluator's `UserInputError` for an
-        object that cannot be read.
+        nothing was recorded); the evaluator's `UserInputError` for an object
+        that cannot be read passes through.
         """
-        kind = obj.get("kind")
-        target = parent if kind in ("Scale", "HorizontalPodAutoscaler") and parent is not None else obj
-        group_name, _ = resolve_group(policy, target)
+        group_name = ask.group
         if self._pending and self._clock() >= self._next_deadline:
             self.expire()
         if group_name is None:  # unlabelled or unknown: nothing to check, no lock to take
-            decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
+            decision = ask.decision(self)
             if not decision.reserves:
                 return decision
-            released = self._record(None, decision, identity, old)
+            released = self._record(None, decision, ask.identity, ask.admitted_version)
         else:
             state = self._group(group_name)
             with state.lock:
-                decision = evaluate(policy, obj, operation, old=old, usage=self, parent=parent, dry_run=dry_run)
+                decision = ask.decision(self)
                 if not decision.reserves:
                     return decision
-                released = self._record(state, decision, identity, old)
+                released = self._record(state, decision, ask.identity, ask.admitted_version)
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
-                other.add_observed(usage, -1, identity.cluster if identity is not None else "")
+                other.add_observed(usage, -1, ask.identity.cluster)
         return decision
 
+    def try_reserve(self, ask: Ask) -> Decision:
+        """`reserve`: a local commit is not a wait."""
+        return self.reserve(ask)
+
     def _record(
-        self, state: GroupNumbers | None, decision: Decision, identity: ObjectKey | None, old: Mapping[str, Any] | None
+        self, state: GroupNumbers | None, decision: Decision, identity: ObjectKey | None, admitted: str | None
     ) -> list[tuple[str, dict[str, int]]]:
         """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
         stored = decision.stored
@@ -475,7 +472,7 @@ class SqliteLedger(GroupTable):
         body = pack(stored)  # before any write: what cannot be encoded fails with nothing written
         if self._standalone:
             return self._fold(key, decision, state, body)
-        self._reserve(key, state, decision, body, version_of(old))
+        self._reserve(key, state, decision, body, admitted)
         return []
 
     def _fold(

@@ -49,11 +49,10 @@ from starlette.templating import Jinja2Templates
 
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
-from quotalang.evaluator import evaluate
 from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
 from quotalang.server.admission import MAX_DEPTH, BadReview, check_depth
 from quotalang.server.denials import Denials
-from quotalang.server.engine import hpa_target
+from quotalang.server.engine import Engine
 from quotalang.server.pages import propose, views
 from quotalang.server.reload import PolicyHolder
 
@@ -150,12 +149,20 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def routes(
-    holder: PolicyHolder, ledger: Ledger, *, poll_seconds: float = POLL_SECONDS, denials: Denials | None = None
+    holder: PolicyHolder,
+    ledger: Ledger,
+    engine: Engine | None = None,
+    *,
+    poll_seconds: float = POLL_SECONDS,
+    denials: Denials | None = None,
 ) -> list[BaseRoute]:
     """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
 
-    `denials`: the admission app's last denials per group, shown on each group's page.
+    What-if decides through `engine` (the admission app's, by default a new one
+    over `ledger`). `denials`: the admission app's last denials per group, shown
+    on each group's page.
     """
+    engine = engine if engine is not None else Engine(holder, ledger)
     templates = Jinja2Templates(env=_environment())
     recent = denials if denials is not None else Denials()
 
@@ -253,13 +260,7 @@ def routes(
             if operation not in ("CREATE", "UPDATE"):
                 raise PageError(f"operation {operation[:20]!r} is not CREATE or UPDATE")
             old = load_object(context["old"], "the stored object") if operation == "UPDATE" else None
-            target: Mapping[str, Any] | None = None
-            if obj.get("kind") == "HorizontalPodAutoscaler":
-                meta = obj.get("metadata")
-                namespace = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
-                identity = hpa_target(obj, namespace)
-                target = ledger.lookup(identity) if identity is not None else None
-            decision = evaluate(policy, obj, operation, old=old, usage=ledger, parent=target)
+            decision = engine.explain(policy, obj, operation, old=old)
         except PageError as exc:
             context["error"] = exc.message
             return render(request, "whatif.html", context, exc.status)

@@ -19,10 +19,12 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller import MemoryLedger
 from quotalang.controller.fleet import Fleet
 from quotalang.controller.kube.api import KubeApi, Unreachable
-from quotalang.controller.ledger.base import ObjectKey, PerCluster
+from quotalang.controller.kube.limit_ranges import LimitRangeSource
+from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.reconcile import PODS
 from quotalang.controller.runner import Controller
 from quotalang.loader import load_text
+from tests.asks import admit
 from tests.e2e.kube_cluster import wait_until
 
 NANO = 10**9
@@ -128,7 +130,8 @@ def pod(name: str, uid: str, gpus: int, scheduled: str) -> dict[str, Any]:
 
 def fleet_of(policy: CompiledPolicy, ledger: MemoryLedger, clusters: Mapping[str, KubeApi],
              **options: Any) -> Fleet:
-    controllers = {name: Controller(api, lambda: policy, ledger, cluster=name, **options)
+    source = LimitRangeSource()  # what serve hands the engine: each member installs its own index
+    controllers = {name: Controller(api, lambda: policy, ledger, cluster=name, limit_source=source, **options)
                    for name, api in clusters.items()}
     return Fleet(controllers, ledger, clock=lambda: MONDAY)
 
@@ -222,16 +225,18 @@ def test_a_member_that_fails_keeps_its_usage_and_its_relist_replaces_only_its_sh
 def test_limit_range_defaults_come_from_the_reviews_cluster(
     running: tuple[Fleet, MemoryLedger], clusters: dict[str, FakeCluster], policy: CompiledPolicy
 ) -> None:
-    _, ledger = running
-    assert isinstance(ledger.limit_ranges, PerCluster)
+    fleet, ledger = running
+    source = fleet.controllers["east"].limit_source
+    assert source is not None and source is fleet.controllers["west"].limit_source
     for name, cpu in (("east", "2"), ("west", "3")):  # each cluster defaults a container's cpu request
         clusters[name].put("/api/v1/limitranges", {
             "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": "ns"},
             "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": cpu}, "default": {"cpu": cpu}}]}})
-    indexes = ledger.limit_ranges.by_cluster
+    indexes = {name: source.of(name) for name in ("east", "west")}
+    assert all(index is not None for index in indexes.values())
     wait_until(lambda: all(len(indexes[n]("ns")) == 1 for n in ("east", "west")), "both LimitRanges", 10)
     bare = deployment("bare", 0, replicas=2, cpu=None)  # no cpu request: the LimitRanger's default applies
     for name, each in (("east", 2), ("west", 3)):
         identity = ObjectKey("apps", "Deployment", "ns", "bare", name)
-        decision = ledger.admit(policy, bare, "CREATE", identity=identity)
+        decision = admit(ledger, policy, bare, "CREATE", identity=identity, limit_ranges=source.of(name))
         assert decision.allowed and decision.delta["requests.cpu"] == 2 * each * NANO  # 2 pods × the default

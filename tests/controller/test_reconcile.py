@@ -18,6 +18,7 @@ from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.controller.kube.watch import Gone
 from quotalang.controller.reconcile import PODS, Reconciler, slim
 from quotalang.loader import load_text
+from tests.asks import admit
 
 NANO = 10**9
 CPU = 4 * NANO
@@ -193,7 +194,7 @@ def test_a_cluster_reconciler_keys_every_object_by_its_cluster(ledger: MemoryLed
 def test_an_observation_folds_the_reservation_admission_made(
     reconciler: Reconciler, ledger: MemoryLedger, policy: CompiledPolicy
 ) -> None:
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE").allowed
     assert ledger.group_usage("a").reserved["requests.cpu"] == 2 * CPU
     reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=2))
     usage = ledger.group_usage("a")
@@ -206,11 +207,11 @@ def test_a_resync_while_an_admission_is_unobserved_does_not_over_admit(
     # 6 pods observed (24 cpu); then 4 more admitted (16 cpu, 40 in all: the group is full) but the
     # watch has not shown them yet when a full resync lands with a LIST that predates them.
     reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])
-    assert ledger.admit(policy, deployment("new", replicas=4), "CREATE").allowed
+    assert admit(ledger, policy, deployment("new", replicas=4), "CREATE").allowed
     reconciler.replace(DEPLOYMENTS, [deployment("old", replicas=6)])  # the relist: "new" is not in it
     reconciler.recompute()  # and the resync: every group summed again from what was listed
     assert cpu(ledger, "a") == 40 * NANO  # 24 observed + 16 still reserved
-    late = ledger.admit(policy, deployment("late", replicas=1), "CREATE")
+    late = admit(ledger, policy, deployment("late", replicas=1), "CREATE")
     assert not late.allowed  # 40 + 4 > 40: the resync did not hand the reservation's quota out again
     # Once the watch shows "new", the reservation folds into observed usage: still 40, not 56.
     reconciler.apply(DEPLOYMENTS, "ADDED", deployment("new", replicas=4, rv="20"))
@@ -223,7 +224,7 @@ def test_an_event_between_a_recomputes_snapshot_and_its_write_is_kept(
 ) -> None:
     # recompute has summed what it has seen (no web yet); before the ledger takes the totals, the
     # watch shows web, which folds web's reservation. The older totals must not count web out.
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE").allowed
     resync = ledger.resync
 
     def late(observed_by_group: Any, cluster: str = "") -> None:
@@ -247,9 +248,9 @@ def test_concurrent_admissions_during_resyncs_admit_exactly_what_fits(
     start = threading.Barrier(51)
     admitted: list[bool] = []
 
-    def admit(i: int) -> None:
+    def create(i: int) -> None:
         start.wait()
-        admitted.append(ledger.admit(policy, deployment(f"d{i}"), "CREATE").allowed)
+        admitted.append(admit(ledger, policy, deployment(f"d{i}"), "CREATE").allowed)
 
     def resync() -> None:
         start.wait()
@@ -257,7 +258,7 @@ def test_concurrent_admissions_during_resyncs_admit_exactly_what_fits(
             reconciler.replace(DEPLOYMENTS, [])
             reconciler.recompute()
 
-    threads = [threading.Thread(target=admit, args=(i,)) for i in range(50)] + [threading.Thread(target=resync)]
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(50)] + [threading.Thread(target=resync)]
     for thread in threads:
         thread.start()
     for thread in threads:

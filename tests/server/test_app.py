@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import MemoryLedger, ObjectKey
+from quotalang.controller.ledger.base import Ask
 from quotalang.decision import Decision
 from quotalang.server.app import create_app
 from quotalang.server.metrics import Metrics
@@ -196,7 +197,7 @@ def test_an_unreadable_object_is_denied_with_the_reason(client: TestClient) -> N
 
 
 class BrokenLedger(MemoryLedger):
-    def admit(self, *args: Any, **kwargs: Any) -> Decision:
+    def reserve(self, ask: Ask) -> Decision:
         raise RuntimeError("ledger down")
 
 

@@ -1,5 +1,5 @@
-"""A blocking store (the kubernetes one) is tried on the event loop first, and decided in a worker thread only
-when it says it would wait (`WouldBlock`): the request is answered once and charged once either way.
+"""Every review is tried on the event loop first (`try_reserve`), and decided in a worker thread (`reserve`) only
+when the store says it would wait (None): the request is answered once and charged once either way.
 
 Numbers by hand (see webhook_helpers.POLICY): each test pod asks for 4 cpu of group `ml`.
 """
@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from quotalang.controller import MemoryLedger
-from quotalang.controller.ledger.base import WouldBlock, may_wait
+from quotalang.controller.ledger.base import Ask
 from quotalang.decision import Decision
 from quotalang.server.app import create_app
 from quotalang.server.reload import PolicyHolder
@@ -25,20 +25,20 @@ NANO = 10**9
 
 
 class Blocking(MemoryLedger):
-    """The memory store, declared blocking; on the loop it decides only if told to, else it would wait."""
-
-    blocking = True
+    """The memory store acting as a blocking one: on the loop it decides only if told to, else it would wait."""
 
     def __init__(self, decides_on_loop: bool) -> None:
         super().__init__()
         self.decides_on_loop = decides_on_loop
-        self.calls: list[tuple[bool, int]] = []  # (may wait, thread) per admit
+        self.calls: list[tuple[bool, int]] = []  # (may wait, thread) per call
 
-    def admit(self, *args: Any, **kwargs: Any) -> Decision:
-        self.calls.append((may_wait(), threading.get_ident()))
-        if not may_wait() and not self.decides_on_loop:
-            raise WouldBlock("it needs a write")
-        return super().admit(*args, **kwargs)
+    def try_reserve(self, ask: Ask) -> Decision | None:
+        self.calls.append((False, threading.get_ident()))
+        return super().reserve(ask) if self.decides_on_loop else None
+
+    def reserve(self, ask: Ask) -> Decision:
+        self.calls.append((True, threading.get_ident()))
+        return super().reserve(ask)
 
 
 def post(holder: PolicyHolder, ledger: Blocking) -> Mapping[str, Any]:

@@ -8,6 +8,7 @@ from quotalang.compiler import compile_sources
 from quotalang.controller.kube.limit_ranges import LimitRangeIndex
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.loader import load_text
+from tests.asks import admit
 from tests.controller.ledger.test_memory import CPU, POLICY, cpu
 
 
@@ -33,10 +34,9 @@ def test_a_ledger_charges_the_namespace_defaults() -> None:
     policy = compile_sources(load_text(POLICY, "ledger.quota"))
     ledger = MemoryLedger()
     index = LimitRangeIndex()
-    ledger.limit_ranges = index
     index.replace("limitranges", [limit_range("defaults", "ns", "4")])
     bare = {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "ns", "labels": {"team": "a"}},
             "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app"}]}}}}
-    assert ledger.admit(policy, bare, "CREATE").allowed
+    assert admit(ledger, policy, bare, "CREATE", limit_ranges=index).allowed
     assert cpu(ledger, "a") == 2 * CPU  # 2 pods × the LimitRange's 4 cpu default request

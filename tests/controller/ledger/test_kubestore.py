@@ -24,6 +24,7 @@ from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLe
 from quotalang.controller.ledger.crd import from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
+from tests.asks import admit
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
@@ -106,7 +107,7 @@ def reserved_cpu(api: KubeApi, group: str) -> int:
 
 def test_an_admission_reserves_exact_nanos_in_its_groups_object(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
-    decision = ledger.admit(policy, deployment("web-1", cpu="1500m", replicas=2), "CREATE")
+    decision = admit(ledger, policy, deployment("web-1", cpu="1500m", replicas=2), "CREATE")
     assert decision.allowed
     raw = stored(apis[0], "ml")
     assert raw["spec"] == {"group": "ml"}
@@ -123,10 +124,10 @@ def test_an_admission_reserves_exact_nanos_in_its_groups_object(apis: list[KubeA
 
 def test_a_dry_run_and_a_denial_write_nothing(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
-    assert ledger.admit(policy, deployment("big", replicas=4), "CREATE").allowed
+    assert admit(ledger, policy, deployment("big", replicas=4), "CREATE").allowed
     before = stored(apis[0], "ml")["metadata"]["resourceVersion"]
-    assert ledger.admit(policy, deployment("dry"), "CREATE", dry_run=True).allowed
-    denied = ledger.admit(policy, deployment("two", replicas=2), "CREATE")
+    assert admit(ledger, policy, deployment("dry"), "CREATE", dry_run=True).allowed
+    denied = admit(ledger, policy, deployment("two", replicas=2), "CREATE")
     assert not denied.allowed
     assert "requests.cpu: requested 2" in denied.message and "used 4 of 5" in denied.message
     assert stored(apis[0], "ml")["metadata"]["resourceVersion"] == before
@@ -142,8 +143,8 @@ def test_concurrent_admissions_over_three_replicas_admit_exactly_what_fits(
 
     def one(i: int) -> bool:
         start.wait()
-        with deadline.request_deadline(10):
-            return replicas[i % 3].admit(policy, deployment(f"web-{i}"), "CREATE").allowed
+        until = time.monotonic() + deadline.budget(10)
+        return admit(replicas[i % 3], policy, deployment(f"web-{i}"), "CREATE", deadline=until).allowed
 
     with ThreadPoolExecutor(18) as pool:
         results = list(pool.map(one, range(18)))
@@ -155,33 +156,33 @@ def test_concurrent_admissions_over_three_replicas_admit_exactly_what_fits(
 def test_a_stale_cache_costs_a_conflict_not_an_over_admission(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     b.read("ml", time.monotonic() + 10)  # b caches the empty ledger
-    assert a.admit(policy, deployment("first", replicas=4), "CREATE").allowed
-    decision = b.admit(policy, deployment("second", replicas=2), "CREATE")  # fits b's stale cache only
+    assert admit(a, policy, deployment("first", replicas=4), "CREATE").allowed
+    decision = admit(b, policy, deployment("second", replicas=2), "CREATE")  # fits b's stale cache only
     assert not decision.allowed
     assert b.stats.conflicts == 1  # its write lost; re-read; denied against a's reservation
-    assert b.admit(policy, deployment("third"), "CREATE").allowed
+    assert admit(b, policy, deployment("third"), "CREATE").allowed
     assert reserved_cpu(apis[0], "ml") == 5 * CPU
 
 
 def test_a_stale_cache_never_denies_what_fits(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
-    assert a.admit(policy, deployment("first", replicas=4), "CREATE").allowed
+    assert admit(a, policy, deployment("first", replicas=4), "CREATE").allowed
     b.read("ml", time.monotonic() + 10)  # b caches 4 cpu reserved
     a.forget(key("first"))  # the leader saw it deleted: 4 cpu free again
     a.tidy()  # a, its admitter, saw the confirmation and writes its smaller sum (the runtime does, every 0.1 s)
     assert b.used("ml")["requests.cpu"] == 4 * CPU  # b's cache has not heard (no watch here)
-    assert b.admit(policy, deployment("second", replicas=2), "CREATE").allowed  # denied by the cache, re-read
-    assert b.admit(policy, deployment("second", replicas=2), "CREATE", dry_run=True).allowed
+    assert admit(b, policy, deployment("second", replicas=2), "CREATE").allowed  # denied by the cache, re-read
+    assert admit(b, policy, deployment("second", replicas=2), "CREATE", dry_run=True).allowed
     assert reserved_cpu(apis[0], "ml") == 2 * CPU
 
 
 def test_a_repeated_create_replaces_its_reservation(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
     for _ in range(3):  # the user retries after a later webhook rejected it: charged once
-        assert ledger.admit(policy, deployment("web", replicas=3), "CREATE").allowed
+        assert admit(ledger, policy, deployment("web", replicas=3), "CREATE").allowed
     assert reserved_cpu(apis[0], "ml") == 3 * CPU
     # It is checked without its own superseded reservation: 5 fit even though 3 are reserved.
-    assert ledger.admit(policy, deployment("web", replicas=5), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=5), "CREATE").allowed
     assert reserved_cpu(apis[0], "ml") == 5 * CPU
 
 
@@ -190,11 +191,11 @@ def test_updates_add_up_across_versions_and_replace_on_the_same_version(
 ) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
     v1 = deployment("web", replicas=1, rv="100")
-    assert ledger.admit(policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # +1
-    assert ledger.admit(policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # same version: +1 again
+    assert admit(ledger, policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # +1
+    assert admit(ledger, policy, deployment("web", replicas=2), "UPDATE", old=v1).allowed  # same version: +1 again
     assert reserved_cpu(apis[0], "ml") == 1 * CPU
     v2 = deployment("web", replicas=2, rv="101")
-    assert ledger.admit(policy, deployment("web", replicas=4), "UPDATE", old=v2).allowed  # newer: +2 on top
+    assert admit(ledger, policy, deployment("web", replicas=4), "UPDATE", old=v2).allowed  # newer: +2 on top
     assert ledger.reservations("ml")["apps/Deployment/default/web"]["requests.cpu"] == 3 * CPU
     ledger.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="101")  # the version admitted against
     assert ledger.reservations("ml")  # not after it: still unconfirmed
@@ -204,7 +205,7 @@ def test_updates_add_up_across_versions_and_replace_on_the_same_version(
 
 def test_observe_folds_the_reservation_in_the_same_write(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     admitting, leader = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="leader")
-    assert admitting.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    assert admit(admitting, policy, deployment("web", replicas=2), "CREATE").allowed
     leader.read("ml", time.monotonic() + 10)
     leader.observe(key("web"), "ml", {"requests.cpu": 2 * CPU}, resource_version="500")
     assert leader.stats.writes == 1  # usage in, and the identity listed for its admitter: one write
@@ -227,7 +228,7 @@ def test_observing_a_listing_writes_once_per_group_with_the_same_result(
     apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
     admitting, leader = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="leader")
-    assert admitting.admit(policy, deployment("b", replicas=2), "CREATE").allowed  # 2 cpu reserved in ml
+    assert admit(admitting, policy, deployment("b", replicas=2), "CREATE").allowed  # 2 cpu reserved in ml
     for group in ("ml", "lab_x"):
         leader.read(group, time.monotonic() + 10)
     before = leader.stats.writes
@@ -256,7 +257,7 @@ def test_an_update_reservation_stays_until_a_newer_version_is_seen(
 ) -> None:
     ledger = KubernetesLedger(apis[0], replica="r0")
     ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="100")
-    assert ledger.admit(policy, deployment("web", replicas=3), "UPDATE", old=deployment("web", rv="100")).allowed
+    assert admit(ledger, policy, deployment("web", replicas=3), "UPDATE", old=deployment("web", rv="100")).allowed
     ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="100")  # a re-list of the old one
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU  # 1 observed + 2 reserved: still held
     ledger.observe(key("web"), "ml", {"requests.cpu": 3 * CPU}, resource_version="104")
@@ -268,9 +269,9 @@ def test_an_update_reservation_stays_until_a_newer_version_is_seen(
 def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     now = [1_000_000.0]
     ledger = KubernetesLedger(apis[0], replica="r0", clock=lambda: now[0], reservation_ttl=30)
-    assert ledger.admit(policy, deployment("gone"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("gone"), "CREATE").allowed
     now[0] += 10
-    assert ledger.admit(policy, deployment("pending", replicas=2), "CREATE").allowed
+    assert admit(ledger, policy, deployment("pending", replicas=2), "CREATE").allowed
     # A resync from a LIST that holds neither keeps both reservations (kubernetes#123434).
     ledger.resync({"ml": {key("other"): {"requests.cpu": 1 * CPU}}})
     assert ledger.used("ml")["requests.cpu"] == 4 * CPU
@@ -284,7 +285,7 @@ def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU
     # A replica that died leaves its entry: the leader drops it at the entry's last deadline.
     dead = KubernetesLedger(apis[1], replica="dead", clock=lambda: now[0], reservation_ttl=30)
-    assert dead.admit(policy, deployment("orphan"), "CREATE").allowed
+    assert admit(dead, policy, deployment("orphan"), "CREATE").allowed
     now[0] += 31
     assert ledger.expire() == 2  # r0's (its `pending` is past too) and the dead replica's
     assert from_object(stored(apis[0], "ml"), "ml").reservations == {}
@@ -301,7 +302,7 @@ def test_a_resync_from_a_listing_older_than_a_fold_never_undoes_it(
     # The leader admits web, the watch shows it, the fold confirms it and the admitter lets its
     # reservation go; only then does a resync land with a listing taken before web was seen.
     ledger = KubernetesLedger(apis[0], replica="r0", fold_interval=0.1)  # flushed by hand, as the fold thread
-    assert ledger.admit(policy, deployment("web"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web"), "CREATE").allowed
     listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # recompute's snapshot: no web yet
     ledger.observe(key("web"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
     assert ledger.flush() == 1
@@ -367,7 +368,7 @@ def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
     replicas = [KubernetesLedger(api, replica=f"webhook-{i}") for i, api in enumerate(apis)]
     sizes = []
     for i in range(500):  # nothing folds them: no leader runs
-        assert replicas[i % 3].admit(policy, deployment(f"web-{i:03}", cpu="100m", group="root"), "CREATE").allowed
+        assert admit(replicas[i % 3], policy, deployment(f"web-{i:03}", cpu="100m", group="root"), "CREATE").allowed
         if i % 100 == 99:
             sizes.append(len(orjson.dumps(stored(apis[0], "root"))))
     raw = stored(apis[0], "root")
@@ -387,14 +388,14 @@ def test_a_fold_write_lists_only_what_another_replica_may_hold(apis: list[KubeAp
     """Alone, the leader confirms its own admissions in its fold write and lists none of them: `folded` stays
     empty and the object small. Once another replica has an entry, it may hold the same identity: listed."""
     leader = KubernetesLedger(apis[0], replica="leader")
-    assert leader.admit(policy, deployment("web"), "CREATE").allowed
+    assert admit(leader, policy, deployment("web"), "CREATE").allowed
     leader.observe(key("web"), "ml", {"requests.cpu": CPU}, resource_version="700")
     state = from_object(stored(apis[0], "ml"), "ml")
     assert (state.folded, state.reservations, state.observed) == ([], {}, {"requests.cpu": CPU})
     assert leader.reservations("ml") == {}  # confirmed here, not through the list
     other = KubernetesLedger(apis[1], replica="other")
-    assert other.admit(policy, deployment("api"), "CREATE").allowed
-    assert leader.admit(policy, deployment("db"), "CREATE").allowed
+    assert admit(other, policy, deployment("api"), "CREATE").allowed
+    assert admit(leader, policy, deployment("db"), "CREATE").allowed
     leader.observe(key("db"), "ml", {"requests.cpu": CPU}, resource_version="701")
     state = from_object(stored(apis[0], "ml"), "ml")
     assert state.folded == ["apps/Deployment/default/db@701"]
@@ -487,8 +488,8 @@ def test_past_the_deadline_an_unreachable_apiserver_is_a_clear_error(policy: Com
     configuration.host = "https://127.0.0.1:9"  # discard port: nothing listens
     ledger = KubernetesLedger(KubeApi(configuration), replica="r0")
     started = time.monotonic()
-    with deadline.request_deadline(1.0), pytest.raises(LedgerUnavailable, match="gave up at the request deadline"):
-        ledger.admit(policy, deployment("web"), "CREATE")
+    with pytest.raises(LedgerUnavailable, match="gave up at the request deadline"):
+        admit(ledger, policy, deployment("web"), "CREATE", deadline=started + deadline.budget(1.0))
     assert time.monotonic() - started < 1.0  # budget(1 s) = 0.5 s, plus the last try
     assert ledger.stats.unavailable == 1
 
@@ -511,7 +512,7 @@ def test_a_follower_finds_a_scale_parent_by_a_live_get(apis: list[KubeApi], poli
                  "metadata": {"name": "scaled", "namespace": "default", "resourceVersion": rv},
                  "spec": {"replicas": 4}}
         old = {**scale, "spec": {"replicas": 2}}
-        decision = ledger.admit(policy, scale, "UPDATE", old=old, parent=parent, identity=key("scaled"))
+        decision = admit(ledger, policy, scale, "UPDATE", old=old, parent=parent, identity=key("scaled"))
         assert decision.allowed
         assert reserved_cpu(apis[0], "ml") == 2 * CPU  # 2 → 4 replicas of 1 cpu
         assert ledger.lookup(key("missing")) is None
@@ -561,8 +562,8 @@ def test_the_same_name_in_two_clusters_is_charged_twice_and_folded_by_cluster(
 ) -> None:
     ledger, leader = KubernetesLedger(apis[0], replica="r0"), KubernetesLedger(apis[1], replica="leader")
     east, west = in_cluster("east", "web"), in_cluster("west", "web")
-    assert ledger.admit(policy, deployment("web"), "CREATE", identity=east).allowed
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE", identity=west).allowed
+    assert admit(ledger, policy, deployment("web"), "CREATE", identity=east).allowed
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE", identity=west).allowed
     assert reserved_cpu(apis[0], "ml") == 3 * CPU  # two objects, not one replaced by the other
     leader.observe(east, "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
     state = from_object(stored(apis[0], "ml"), "ml")

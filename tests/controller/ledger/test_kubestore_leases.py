@@ -24,10 +24,13 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger import kubestore
-from quotalang.controller.ledger.base import ObjectKey, Observation, WouldBlock, without_waiting
+from quotalang.controller.ledger.base import ObjectKey, Observation
 from quotalang.controller.ledger.crd import Held, LedgerState, from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.decision import Decision
 from quotalang.loader import load_text
+from quotalang.server.engine import ask_for
+from tests.asks import admit
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 from tests.e2e.kube_cluster import wait_until
 
@@ -104,7 +107,7 @@ def version(api: KubeApi, group: str) -> str:
 
 def burst(ledger: KubernetesLedger, policy: CompiledPolicy, group: str, prefix: str, count: int = 4) -> None:
     for i in range(count):
-        assert ledger.admit(policy, deployment(f"{prefix}-{i}", group), "CREATE").allowed
+        assert admit(ledger, policy, deployment(f"{prefix}-{i}", group), "CREATE").allowed
 
 
 def test_a_burst_admits_within_its_lease_without_writing(
@@ -113,7 +116,7 @@ def test_a_burst_admits_within_its_lease_without_writing(
     ledger = KubernetesLedger(apis[0], replica="r0")
     burst(ledger, policy, "big", "web", 3)
     assert entries(apis[0], "big") == {"r0": 3}  # fewer than 4 in the window: no lease
-    assert ledger.admit(policy, deployment("web-3", "big"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web-3", "big"), "CREATE").allowed
     # The 4th: a lease of 4 (4 admitted in the window, and room for 4 × 4 more) beside the 4 held.
     assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
     written = version(apis[0], "big")
@@ -121,7 +124,7 @@ def test_a_burst_admits_within_its_lease_without_writing(
     assert version(apis[0], "big") == written  # not one write
     assert ledger.stats.leased == 4
     assert ledger.used("big")["requests.cpu"] == 8 * CPU  # what the replica checks against: its own 8
-    assert ledger.admit(policy, deployment("web-9", "big"), "CREATE").allowed  # the 5th: a write
+    assert admit(ledger, policy, deployment("web-9", "big"), "CREATE").allowed  # the 5th: a write
     assert entries(apis[0], "big") == {"r0": 9, "r0~lease": 8}  # 9 in the window: 8 (16 > 9)
     # 10 more: 8 within the lease (17 held); the 18th writes: 18 in the window, so a lease of 16; the 19th is
     # within it (the object still says 18 and 16).
@@ -140,7 +143,7 @@ def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPol
     written = version(apis[0], "big")
     burst(ledger, policy, "big", "rest", 2)  # the other 2: still no write
     assert version(apis[0], "big") == written
-    assert ledger.admit(policy, deployment("next", "big"), "CREATE").allowed  # not 3 more: a write
+    assert admit(ledger, policy, deployment("next", "big"), "CREATE").allowed  # not 3 more: a write
     assert version(apis[0], "big") != written
     state = from_object(apis[0].request("GET", object_path("big")), "big")
     assert state.observed["requests.cpu"] == 3 * CPU
@@ -158,7 +161,7 @@ def test_another_replica_counts_a_lease_and_asks_for_its_return(
     # next tick, answers by returning the lease, long before its window is over.
     with running(a, apis[0], "mid"):
         started = time.monotonic()
-        assert b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE").allowed
+        assert admit(b, policy, deployment("huge", "mid", cpu="13"), "CREATE").allowed
         assert time.monotonic() - started < min(kubestore.LEASE_WINDOW, kubestore.ANSWER_WAIT) / 2
     assert entries(apis[0], "mid") == {"a": 4, "b": 13}
 
@@ -168,7 +171,7 @@ def test_a_lease_never_returned_still_counts_after_the_wait(apis: list[KubeApi],
     burst(a, policy, "mid", "web")
     # a went away holding its lease: b waits ANSWER_WAIT, then denies (never over-admits).
     started = time.monotonic()
-    denied = b.admit(policy, deployment("huge", "mid", cpu="13"), "CREATE")
+    denied = admit(b, policy, deployment("huge", "mid", cpu="13"), "CREATE")
     assert not denied.allowed
     assert "used 8 of 20" in denied.message
     assert kubestore.ANSWER_WAIT - 0.2 <= time.monotonic() - started < kubestore.ANSWER_WAIT + 2
@@ -202,8 +205,8 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
 
         def one(i: int) -> bool:
             start.wait()
-            with deadline.request_deadline(10):
-                return replicas[i % 3].admit(policy, deployment(f"web-{i}", "mid"), "CREATE").allowed
+            until = time.monotonic() + deadline.budget(10)
+            return admit(replicas[i % 3], policy, deployment(f"web-{i}", "mid"), "CREATE", deadline=until).allowed
 
         with ThreadPoolExecutor(60) as pool:
             results = list(pool.map(one, range(60)))
@@ -219,22 +222,23 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
 def test_on_the_event_loop_only_what_a_lease_covers_is_decided(
     apis: list[KubeApi], policy: CompiledPolicy, window: float
 ) -> None:
-    """`without_waiting()` (the server's first try, on its event loop): an admission within the lease is decided
-    with no call; anything that needs one raises WouldBlock and writes nothing."""
+    """`try_reserve` (the server's first try, on its event loop): an admission within the lease is decided with
+    no call; anything that needs one answers None and writes nothing, and a local lookup makes no call."""
     ledger = KubernetesLedger(apis[0], replica="r0",
                               fallback_lookup=lambda identity: pytest.fail(f"looked {identity} up live"))
-    with without_waiting(), pytest.raises(WouldBlock):
-        ledger.admit(policy, deployment("first", "big"), "CREATE")  # no lease yet: it needs a write
+
+    def tried(obj: dict[str, Any], dry_run: bool = False) -> Decision | None:
+        return ledger.try_reserve(ask_for(policy, obj, "CREATE", dry_run=dry_run))
+
+    assert tried(deployment("first", "big")) is None  # no lease yet: it needs a write
     burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
     written = version(apis[0], "big")
-    with without_waiting():
-        assert ledger.admit(policy, deployment("fast", "big"), "CREATE").allowed
-        with pytest.raises(WouldBlock):
-            ledger.admit(policy, deployment("dry", "big"), "CREATE", dry_run=True)  # a dry run: a fresh read
-        with pytest.raises(WouldBlock):
-            ledger.admit(policy, deployment("huge", "big", cpu="2000"), "CREATE")  # a denial: a fresh read
-        with pytest.raises(WouldBlock):
-            ledger.lookup(ObjectKey("apps", "Deployment", "default", "nowhere"))  # a live GET
+    fast = tried(deployment("fast", "big"))
+    assert fast is not None and fast.allowed
+    assert tried(deployment("dry", "big"), dry_run=True) is None  # a dry run: a fresh read
+    assert tried(deployment("huge", "big", cpu="2000")) is None  # a denial: a fresh read
+    assert ledger.fetches
+    assert ledger.lookup(ObjectKey("apps", "Deployment", "default", "nowhere"), local=True) is None  # no live GET
     assert version(apis[0], "big") == written
     assert ledger.stats.leased == 1
     assert ledger.reservations("big")["apps/Deployment/default/fast"]["requests.cpu"] == CPU
@@ -267,14 +271,14 @@ def test_a_replica_that_needs_folded_room_asks_and_the_other_answers(
     its next tick by writing its sum (now 0), and b admits 18: 2 + 18 = 20 of 20."""
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     leader = KubernetesLedger(apis[2], replica="c")
-    assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
+    assert admit(a, policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     leader.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})
     a.remember(from_object(apis[0].request("GET", object_path("mid")), "mid"))  # a's watch sees the fold
     assert a.tidy(patient=True) == 0  # its smaller sum waits
     assert entries(apis[0], "mid") == {"a": 2}  # folded into observed, still in a's sum: counted twice
     with running(a, apis[0], "mid"):
         started = time.monotonic()
-        assert b.admit(policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
+        assert admit(b, policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
         assert time.monotonic() - started < kubestore.TIDY_LAG / 2  # answered, not written after the lag
     assert entries(apis[0], "mid") == {"b": 18}
     assert from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1
@@ -295,16 +299,16 @@ def test_a_replica_waiting_for_answers_answers_the_asks_made_meanwhile(
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
     dead, leader = KubernetesLedger(apis[2], replica="d"), KubernetesLedger(apis[2], replica="c")
     burst(dead, policy, "mid", "gone")
-    assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
+    assert admit(a, policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     assert entries(apis[0], "mid") == {"d": 4, "d~lease": 4, "a": 2}
     with running(a, apis[0], "mid"), ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(a.admit, policy, deployment("wide", "mid", cpu="11"), "CREATE")
+        waiting = pool.submit(admit, a, policy, deployment("wide", "mid", cpu="11"), "CREATE")
         wait_until(lambda: from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1, "a's ask", 5)
         leader.observe(ObjectKey("apps", "Deployment", "default", "web"), "mid", {"requests.cpu": 2 * CPU})
         time.sleep(0.2)  # a's watch (the tick) sees the fold
         assert not waiting.done()
         started = time.monotonic()
-        assert b.admit(policy, deployment("rest", "mid", cpu="10"), "CREATE").allowed
+        assert admit(b, policy, deployment("rest", "mid", cpu="10"), "CREATE").allowed
         assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
         denied = waiting.result(timeout=10)
     assert not denied.allowed and "used 20 of 20" in denied.message
@@ -315,10 +319,10 @@ def test_once_every_replica_answered_a_denial_is_final(apis: list[KubeApi], poli
     """a holds 2 it really admitted (nothing folded). b's 19 would fit without a's sum, so b asks; a answers by
     writing the same 2, and b denies then (2 + 19 > 20) instead of waiting out ANSWER_WAIT."""
     a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
-    assert a.admit(policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
+    assert admit(a, policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     with running(a, apis[0], "mid"):
         started = time.monotonic()
-        denied = b.admit(policy, deployment("huge", "mid", cpu="19"), "CREATE")
+        denied = admit(b, policy, deployment("huge", "mid", cpu="19"), "CREATE")
         assert not denied.allowed and "used 2 of 20" in denied.message
         assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
     state = from_object(apis[0].request("GET", object_path("mid")), "mid")
@@ -356,9 +360,9 @@ def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: Compil
     ledger = KubernetesLedger(apis[0], replica="r0")
     burst(ledger, policy, "big", "early", 2)
     time.sleep(kubestore.LEASE_WINDOW + 0.05)  # the next window
-    assert ledger.admit(policy, deployment("late-0", "big"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("late-0", "big"), "CREATE").allowed
     assert entries(apis[0], "big") == {"r0": 3}  # 3 lately: no lease yet
-    assert ledger.admit(policy, deployment("late-1", "big"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("late-1", "big"), "CREATE").allowed
     assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
 
 
@@ -384,13 +388,13 @@ def test_a_busy_groups_lease_past_its_window_is_replaced_by_the_next_batch(
     ledger = KubernetesLedger(apis[0], replica="r0")
     burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
     time.sleep(window * 0.6)
-    assert ledger.admit(policy, deployment("in-lease", "big"), "CREATE").allowed  # 1 of the 4 handed out
+    assert admit(ledger, policy, deployment("in-lease", "big"), "CREATE").allowed  # 1 of the 4 handed out
     time.sleep(max(ledger._leases["big"].usable_until - time.monotonic(), 0) + 0.05)
     written = version(apis[0], "big")
     assert ledger.tidy(patient=True) == 0  # busy: the last admission was about 0.4 window ago
     assert version(apis[0], "big") == written
     writes = ledger.stats.writes
-    assert ledger.admit(policy, deployment("next", "big"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("next", "big"), "CREATE").allowed
     assert ledger.stats.writes == writes + 1
     # 6 admitted, 6 lately: a new lease of 4 (room: 6 + 4 × 4 ≤ 1000), in the write that returned the old one.
     assert entries(apis[0], "big") == {"r0": 6, "r0~lease": 4}

@@ -12,6 +12,7 @@ from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
+from tests.asks import admit
 from tests.controller.kube_apiserver import apiserver
 from tests.controller.ledger.test_kubestore import CPU, apis, cluster, deployment, key, policy
 
@@ -42,7 +43,7 @@ def test_the_watch_keeps_another_replicas_cache_current(apis: list[KubeApi], pol
     runtime = StoreRuntime(reader, lambda: policy, interval=3600)
     runtime.start()
     try:
-        assert writer.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+        assert admit(writer, policy, deployment("web", replicas=2), "CREATE").allowed
         deadline_at = time.monotonic() + 5
         while reader.used("ml").get("requests.cpu") != 2 * CPU:
             assert time.monotonic() < deadline_at, "the watch never delivered the write"

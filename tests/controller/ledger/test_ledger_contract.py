@@ -25,6 +25,7 @@ from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.loader import load_text
+from tests.asks import admit
 from tests.controller.ledger.test_memory import CPU, NANO, POLICY, Clock, deployment, key, usage
 
 Store = MemoryLedger | SqliteLedger
@@ -60,7 +61,7 @@ def cpu(ledger: Store, group: str) -> int:
 # ------------------------------------------------------------ standalone
 def test_an_admitted_create_is_folded_into_observed_usage(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE").allowed
     numbers = ledger.group_usage("a")
     assert numbers.observed["requests.cpu"] == 2 * CPU
     assert numbers.observed["pods"] == 2 * NANO
@@ -71,29 +72,29 @@ def test_an_admitted_create_is_folded_into_observed_usage(policy: CompiledPolicy
 def test_readmitting_the_same_object_replaces_its_usage(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
     for _ in range(3):  # the apiserver retried, or a client re-created after a failed write
-        assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
+        assert admit(ledger, policy, deployment("web", replicas=2), "CREATE").allowed
     assert cpu(ledger, "a") == 2 * CPU
 
 
 def test_updates_charge_the_delta_and_shrinks_release(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
-    decision = ledger.admit(
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
+    decision = admit(ledger,
         policy, deployment("web", replicas=5), "UPDATE", old=deployment("web", replicas=2)
     )
     assert decision.allowed and decision.delta["requests.cpu"] == 3 * CPU
     assert cpu(ledger, "a") == 5 * CPU
-    ledger.admit(policy, deployment("web", replicas=1), "UPDATE", old=deployment("web", replicas=5))
+    admit(ledger, policy, deployment("web", replicas=1), "UPDATE", old=deployment("web", replicas=5))
     assert cpu(ledger, "a") == 1 * CPU
 
 
 def test_a_create_of_a_held_name_never_lowers_usage(policy: CompiledPolicy, make: Make) -> None:
     """Standalone: a retry, or a re-create the apiserver will refuse (AlreadyExists), over-counts rather than under."""
     ledger = make()
-    ledger.admit(policy, deployment("web", replicas=3), "CREATE")
-    ledger.admit(policy, deployment("web", replicas=1), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=3), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=1), "CREATE")
     assert cpu(ledger, "a") == 3 * CPU  # the per-key maximum of the two
-    ledger.admit(policy, deployment("web", "b", replicas=2), "CREATE")  # another group: charged as well
+    admit(ledger, policy, deployment("web", "b", replicas=2), "CREATE")  # another group: charged as well
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (3 * CPU, 2 * CPU)
     ledger.forget(key("web"))  # a DELETE releases every group the name held
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 0)
@@ -102,8 +103,8 @@ def test_a_create_of_a_held_name_never_lowers_usage(policy: CompiledPolicy, make
 
 def test_a_group_label_change_moves_the_usage(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
-    assert ledger.admit(
+    admit(ledger, policy, deployment("web", "a", replicas=2), "CREATE")
+    assert admit(ledger,
         policy, deployment("web", "b", replicas=2), "UPDATE", old=deployment("web", "a", replicas=2)
     ).allowed
     assert cpu(ledger, "a") == 0
@@ -113,8 +114,8 @@ def test_a_group_label_change_moves_the_usage(policy: CompiledPolicy, make: Make
 
 def test_moving_to_unlabelled_releases_the_group(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
-    assert ledger.admit(
+    admit(ledger, policy, deployment("web", "a", replicas=2), "CREATE")
+    assert admit(ledger,
         policy, deployment("web", None, replicas=2), "UPDATE", old=deployment("web", "a", replicas=2)
     ).allowed
     assert cpu(ledger, "a") == 0
@@ -122,7 +123,7 @@ def test_moving_to_unlabelled_releases_the_group(policy: CompiledPolicy, make: M
 
 def test_forget_releases_an_object(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", replicas=3), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=3), "CREATE")
     ledger.forget(key("web"))
     assert cpu(ledger, "a") == 0
     assert ledger.lookup(key("web")) is None
@@ -130,8 +131,8 @@ def test_forget_releases_an_object(policy: CompiledPolicy, make: Make) -> None:
 
 def test_dry_runs_and_denials_reserve_nothing(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE", dry_run=True).allowed
-    denied = ledger.admit(policy, deployment("big", replicas=11), "CREATE")  # 44 > 40
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE", dry_run=True).allowed
+    denied = admit(ledger, policy, deployment("big", replicas=11), "CREATE")  # 44 > 40
     assert not denied.allowed and denied.reason == "over-quota"
     assert dict(ledger.used("a")) == {}
     assert ledger.lookup(key("web")) is None
@@ -139,7 +140,7 @@ def test_dry_runs_and_denials_reserve_nothing(policy: CompiledPolicy, make: Make
 
 def test_scale_reads_the_indexed_parent_and_updates_it(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     scale = {
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",
@@ -148,19 +149,19 @@ def test_scale_reads_the_indexed_parent_and_updates_it(policy: CompiledPolicy, m
     }
     parent = ledger.lookup(key("web"))
     assert parent is not None
-    assert ledger.admit(policy, scale, "UPDATE", parent=parent, identity=key("web")).allowed
+    assert admit(ledger, policy, scale, "UPDATE", parent=parent, identity=key("web")).allowed
     assert cpu(ledger, "a") == 5 * CPU
     indexed = ledger.lookup(key("web"))
     assert indexed is not None and indexed["spec"]["replicas"] == 5
     scale["spec"] = {"replicas": 11}  # 11 × 4 = 44 > 40
-    denied = ledger.admit(policy, scale, "UPDATE", parent=indexed, identity=key("web"))
+    denied = admit(ledger, policy, scale, "UPDATE", parent=indexed, identity=key("web"))
     assert not denied.allowed
     assert cpu(ledger, "a") == 5 * CPU
 
 
 def test_an_hpa_is_checked_and_never_recorded(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -171,17 +172,17 @@ def test_an_hpa_is_checked_and_never_recorded(policy: CompiledPolicy, make: Make
         },
     }
     parent = ledger.lookup(key("web"))
-    assert ledger.admit(policy, hpa, "CREATE", parent=parent).allowed  # 10 × 4 = 40 fits
+    assert admit(ledger, policy, hpa, "CREATE", parent=parent).allowed  # 10 × 4 = 40 fits
     assert cpu(ledger, "a") == 2 * CPU
     assert len(ledger) == 1
     hpa["spec"]["maxReplicas"] = 11
-    assert not ledger.admit(policy, hpa, "CREATE", parent=parent).allowed
+    assert not admit(ledger, policy, hpa, "CREATE", parent=parent).allowed
 
 
 # ------------------------------------------------------------ reconciled
 def test_a_reservation_counts_until_the_watch_observes_it(policy: CompiledPolicy, make: Make) -> None:
     ledger = make(standalone=False, clock=Clock())
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     numbers = ledger.group_usage("a")
     assert numbers.reserved["requests.cpu"] == 2 * CPU
     assert "requests.cpu" not in numbers.observed
@@ -197,7 +198,7 @@ def test_a_reservation_counts_until_the_watch_observes_it(policy: CompiledPolicy
 def test_a_reservation_expires_and_the_quota_comes_back(policy: CompiledPolicy, make: Make) -> None:
     clock = Clock()
     ledger = make(standalone=False, clock=clock, reservation_ttl=30)
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     clock.now = 29.9
     assert ledger.expire() == 0
     assert cpu(ledger, "a") == 2 * CPU
@@ -209,17 +210,17 @@ def test_a_reservation_expires_and_the_quota_comes_back(policy: CompiledPolicy, 
 def test_expired_reservations_are_dropped_when_the_next_request_comes(policy: CompiledPolicy, make: Make) -> None:
     clock = Clock()
     ledger = make(standalone=False, clock=clock, reservation_ttl=30)
-    assert ledger.admit(policy, deployment("never-persisted", replicas=10), "CREATE").allowed  # 40 of 40
-    assert not ledger.admit(policy, deployment("next"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("never-persisted", replicas=10), "CREATE").allowed  # 40 of 40
+    assert not admit(ledger, policy, deployment("next"), "CREATE").allowed
     clock.now = 31.0
-    assert ledger.admit(policy, deployment("next"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("next"), "CREATE").allowed
     assert cpu(ledger, "a") == 1 * CPU
 
 
 def test_only_an_observation_after_the_admitted_version_folds(policy: CompiledPolicy, make: Make) -> None:
     ledger = make(standalone=False, clock=Clock())
     ledger.observe(key("web"), "a", usage(1), resource_version="10")
-    ledger.admit(policy, deployment("web", replicas=3), "UPDATE", old=deployment("web", replicas=1, rv="10"))
+    admit(ledger, policy, deployment("web", replicas=3), "UPDATE", old=deployment("web", replicas=1, rv="10"))
     assert cpu(ledger, "a") == 3 * CPU  # observed 1 + reserved 2
     ledger.observe(key("web"), "a", usage(1), resource_version="10")  # a stale event: still pending
     assert cpu(ledger, "a") == 3 * CPU
@@ -231,7 +232,7 @@ def test_only_an_observation_after_the_admitted_version_folds(policy: CompiledPo
 def test_a_shrink_is_released_only_when_observed(policy: CompiledPolicy, make: Make) -> None:
     ledger = make(standalone=False, clock=Clock())
     ledger.observe(key("web"), "a", usage(5), resource_version="3")
-    assert ledger.admit(
+    assert admit(ledger,
         policy, deployment("web", replicas=1), "UPDATE", old=deployment("web", replicas=5, rv="3")
     ).allowed
     assert cpu(ledger, "a") == 5 * CPU  # the update may never persist
@@ -242,7 +243,7 @@ def test_a_shrink_is_released_only_when_observed(policy: CompiledPolicy, make: M
 def test_resync_replaces_observed_usage_and_keeps_reservations(policy: CompiledPolicy, make: Make) -> None:
     ledger = make(standalone=False, clock=Clock())
     ledger.observe(key("x"), "a", usage(2))
-    ledger.admit(policy, deployment("in-flight", replicas=1), "CREATE")
+    admit(ledger, policy, deployment("in-flight", replicas=1), "CREATE")
     ledger.resync({"a": {key("x"): usage(3), key("z"): usage(1)}})
     numbers = ledger.group_usage("a")
     assert numbers.observed["requests.cpu"] == 4 * CPU
@@ -256,7 +257,7 @@ def test_resync_replaces_observed_usage_and_keeps_reservations(policy: CompiledP
 def test_forget_drops_both_the_reservation_and_the_observation(policy: CompiledPolicy, make: Make) -> None:
     ledger = make(standalone=False, clock=Clock())
     ledger.observe(key("web"), "a", usage(2), resource_version="1")
-    ledger.admit(policy, deployment("web", replicas=4), "UPDATE", old=deployment("web", replicas=2, rv="1"))
+    admit(ledger, policy, deployment("web", replicas=4), "UPDATE", old=deployment("web", replicas=2, rv="1"))
     assert cpu(ledger, "a") == 4 * CPU
     ledger.forget(key("web"))
     assert cpu(ledger, "a") == 0
@@ -267,7 +268,7 @@ def test_lookup_prefers_the_admitted_version_until_it_expires(policy: CompiledPo
     ledger = make(standalone=False, clock=clock, reservation_ttl=30)
     stored = deployment("web", replicas=2, rv="1")
     ledger.observe(key("web"), "a", usage(2), resource_version="1", body=stored)
-    ledger.admit(policy, deployment("web", replicas=3), "UPDATE", old=stored)
+    admit(ledger, policy, deployment("web", replicas=3), "UPDATE", old=stored)
     found = ledger.lookup(key("web"))
     assert found is not None and found["spec"]["replicas"] == 3
     clock.now = 30.0
@@ -311,7 +312,7 @@ def test_fifty_concurrent_creates_that_fit_ten_admit_exactly_ten(
             allowed: list[bool] = allowed,
         ) -> None:
             start.wait()
-            allowed.append(ledger.admit(policy, deployment(f"w{i}"), "CREATE").allowed)
+            allowed.append(admit(ledger, policy, deployment(f"w{i}"), "CREATE").allowed)
 
         threads = [threading.Thread(target=create, args=(i,)) for i in range(50)]
         for thread in threads:
@@ -326,11 +327,11 @@ def test_fifty_concurrent_creates_that_fit_ten_admit_exactly_ten(
 def test_one_group_busy_does_not_block_another(policy: CompiledPolicy, make: Make) -> None:
     """White-box: with group a's lock held, an admission in group b still completes."""
     ledger = make()
-    ledger.admit(policy, deployment("seed", "a"), "CREATE")
+    admit(ledger, policy, deployment("seed", "a"), "CREATE")
     done = threading.Event()
 
     def admit_in_b() -> None:
-        ledger.admit(policy, deployment("other", "b"), "CREATE")
+        admit(ledger, policy, deployment("other", "b"), "CREATE")
         done.set()
 
     with ledger._groups["a"].lock:
@@ -359,7 +360,7 @@ def test_lookup_falls_back_for_what_the_index_does_not_hold(policy: CompiledPoli
 def test_a_resync_from_a_listing_older_than_an_observation_keeps_it(policy: CompiledPolicy, make: Make) -> None:
     """A listing taken before the watch showed an object never undoes its fold (kubernetes#123434's twin)."""
     ledger = make(standalone=False, clock=Clock())
-    assert ledger.admit(policy, deployment("web", replicas=1), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=1), "CREATE").allowed
     listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # taken before the watch showed web
     ledger.observe(key("web"), "a", usage(1))  # folds web's reservation
     ledger.observe(key("old"), "a", usage(2))

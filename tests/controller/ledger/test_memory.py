@@ -17,6 +17,7 @@ from quotalang.controller.ledger.base import ObjectKey
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.errors import InputError
 from quotalang.loader import load_text
+from tests.asks import admit
 
 NANO = 10**9
 CPU = 4 * NANO  # one pod's requests.cpu, in nano-cores
@@ -106,26 +107,26 @@ def usage(pods: int) -> dict[str, int]:
 # Standalone rules (README, "Ledger"): never under-count, err toward over-counting.
 def test_standalone_recreate_of_a_held_name_never_lowers_its_usage(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
-    assert ledger.admit(policy, deployment("web", replicas=10), "CREATE").allowed  # 40 of 40
+    assert admit(ledger, policy, deployment("web", replicas=10), "CREATE").allowed  # 40 of 40
     # `kubectl create` of the same name with nothing: the apiserver will answer AlreadyExists,
     # but the webhook is asked first. The 40 stay charged, so a second 40 cannot get in.
-    assert ledger.admit(policy, deployment("web", replicas=0), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=0), "CREATE").allowed
     assert cpu(ledger, "a") == 10 * CPU
-    assert not ledger.admit(policy, deployment("other", replicas=10), "CREATE").allowed
+    assert not admit(ledger, policy, deployment("other", replicas=10), "CREATE").allowed
 
 
 def test_standalone_recreate_with_more_holds_the_larger(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
-    ledger.admit(policy, deployment("web", replicas=3), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=3), "CREATE")
     assert cpu(ledger, "a") == 3 * CPU
     assert ledger.group_usage("a").objects == 1
 
 
 def test_standalone_recreate_in_another_group_charges_both_until_delete(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
-    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
-    ledger.admit(policy, deployment("web", "b", replicas=3), "CREATE")  # either may be the one that exists
+    admit(ledger, policy, deployment("web", "a", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", "b", replicas=3), "CREATE")  # either may be the one that exists
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (2 * CPU, 3 * CPU)
     ledger.forget(key("web"))  # DELETE releases every group the name held
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 0)
@@ -134,18 +135,18 @@ def test_standalone_recreate_in_another_group_charges_both_until_delete(policy: 
 
 def test_standalone_update_holds_what_the_updated_object_charges(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
-    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
-    ledger.admit(policy, deployment("web", "b", replicas=3), "CREATE")
+    admit(ledger, policy, deployment("web", "a", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", "b", replicas=3), "CREATE")
     # An UPDATE proves which object exists: the name holds what the updated object charges, and only that.
-    ledger.admit(policy, deployment("web", "b", replicas=1), "UPDATE", old=deployment("web", "b", replicas=3))
+    admit(ledger, policy, deployment("web", "b", replicas=1), "UPDATE", old=deployment("web", "b", replicas=3))
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 1 * CPU)
 
 
 def test_standalone_update_to_no_kind_rule_keeps_the_usage_its_charges_keep(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger()
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     served_as = {**deployment("web", replicas=0), "apiVersion": "apps/v1beta2"}  # no kind rule reads it
-    decision = ledger.admit(policy, served_as, "UPDATE", old=deployment("web", replicas=2))
+    decision = admit(ledger, policy, served_as, "UPDATE", old=deployment("web", replicas=2))
     assert decision.allowed and decision.reason == "no-rule" and decision.charges == {}
     assert cpu(ledger, "a") == 2 * CPU  # nothing released, as the charges say
 
@@ -160,13 +161,13 @@ def test_an_object_that_cannot_be_recorded_leaves_no_trace(policy: CompiledPolic
     poisoned = deployment("web", replicas=10)
     poisoned["metadata"] = {**poisoned["metadata"], "annotations": {"deep": deep}}
     with pytest.raises(InputError):
-        ledger.admit(policy, poisoned, "CREATE")
+        admit(ledger, policy, poisoned, "CREATE")
     assert (cpu(ledger, "a"), len(ledger), ledger.lookup(key("web"))) == (0, 0, None)
-    assert ledger.admit(policy, deployment("web", replicas=10), "CREATE").allowed  # charged in full
+    assert admit(ledger, policy, deployment("web", replicas=10), "CREATE").allowed  # charged in full
     assert cpu(ledger, "a") == 10 * CPU
     reconciled = MemoryLedger(standalone=False)
     with pytest.raises(InputError):
-        reconciled.admit(policy, poisoned, "CREATE")
+        admit(reconciled, policy, poisoned, "CREATE")
     assert (cpu(reconciled, "a"), list(reconciled.pending())) == (0, [])
 
 
@@ -175,7 +176,7 @@ def test_an_object_that_cannot_be_recorded_leaves_no_trace(policy: CompiledPolic
 
 def test_a_resync_from_a_listing_older_than_an_observation_keeps_it(policy: CompiledPolicy) -> None:
     ledger = MemoryLedger(standalone=False, clock=Clock())
-    assert ledger.admit(policy, deployment("web", replicas=1), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=1), "CREATE").allowed
     listing: dict[str, dict[ObjectKey, dict[str, int]]] = {}  # taken before the watch showed web
     ledger.observe(key("web"), "a", usage(1))  # folds web's reservation
     ledger.observe(key("old"), "a", usage(2))
@@ -200,8 +201,8 @@ def eager_thread_switching() -> Iterator[None]:
 
 def test_objects_of_lists_what_each_group_holds_with_its_usage(policy: CompiledPolicy) -> None:
     standalone = MemoryLedger()
-    standalone.admit(policy, deployment("web", replicas=2), "CREATE")
-    standalone.admit(policy, deployment("api", "b", replicas=3), "CREATE")
+    admit(standalone, policy, deployment("web", replicas=2), "CREATE")
+    admit(standalone, policy, deployment("api", "b", replicas=3), "CREATE")
     listed = {k.name: u for k, u in standalone.objects_of("a")}
     assert list(listed) == ["web"]
     assert listed["web"]["requests.cpu"] == 2 * CPU and listed["web"]["pods"] == 2 * NANO

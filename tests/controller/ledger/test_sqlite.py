@@ -22,6 +22,7 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.sqlite import SCHEMA_VERSION, LedgerFileError, SqliteLedger, default_path
 from quotalang.loader import load_text
+from tests.asks import admit
 from tests.controller.ledger.test_memory import CPU, NANO, POLICY, Clock, deployment, key, usage
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -49,15 +50,15 @@ def reopened(path: Path, ledger: SqliteLedger, **options: Any) -> SqliteLedger:
 
 def test_recorded_usage_survives_a_reopen(policy: CompiledPolicy, path: Path) -> None:
     ledger = SqliteLedger(path)
-    assert ledger.admit(policy, deployment("web", replicas=2), "CREATE").allowed
-    assert ledger.admit(policy, deployment("api", "b", replicas=3), "CREATE").allowed
+    assert admit(ledger, policy, deployment("web", replicas=2), "CREATE").allowed
+    assert admit(ledger, policy, deployment("api", "b", replicas=3), "CREATE").allowed
     ledger = reopened(path, ledger)
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (2 * CPU, 3 * CPU)
     assert ledger.group_usage("a").objects == 1
     parent = ledger.lookup(key("web"))  # the body is kept too: a /scale after a restart finds its parent
     assert parent is not None and parent["spec"]["replicas"] == 2
-    assert ledger.admit(policy, deployment("more", replicas=8), "CREATE").allowed  # 2 + 8 = 10 pods: full
-    assert not ledger.admit(policy, deployment("one-too-many"), "CREATE").allowed
+    assert admit(ledger, policy, deployment("more", replicas=8), "CREATE").allowed  # 2 + 8 = 10 pods: full
+    assert not admit(ledger, policy, deployment("one-too-many"), "CREATE").allowed
     ledger.close()
 
 
@@ -67,9 +68,10 @@ from quotalang.compiler import compile_sources
 from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.loader import load_text
 from tests.controller.ledger.test_memory import POLICY, deployment
+from tests.asks import admit
 ledger = SqliteLedger(sys.argv[1])
 policy = compile_sources(load_text(POLICY, "ledger.quota"))
-assert ledger.admit(policy, deployment("web", replicas=10), "CREATE").allowed
+assert admit(ledger, policy, deployment("web", replicas=10), "CREATE").allowed
 os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint: the WAL is all there is
 """
 
@@ -80,15 +82,15 @@ def test_a_kill_right_after_an_admission_loses_nothing(policy: CompiledPolicy, p
     assert path.with_name(path.name + "-wal").exists()  # nothing was checkpointed
     again = SqliteLedger(path)
     assert cpu(again, "a") == 10 * CPU
-    assert not again.admit(policy, deployment("web-2"), "CREATE").allowed  # the full group stays full
+    assert not admit(again, policy, deployment("web-2"), "CREATE").allowed  # the full group stays full
     again.close()
 
 
 def test_moves_updates_and_deletes_persist(policy: CompiledPolicy, path: Path) -> None:
     ledger = SqliteLedger(path)
-    ledger.admit(policy, deployment("web", "a", replicas=2), "CREATE")
-    ledger.admit(policy, deployment("web", "b", replicas=3), "UPDATE", old=deployment("web", "a", replicas=2))
-    ledger.admit(policy, deployment("gone", "a"), "CREATE")
+    admit(ledger, policy, deployment("web", "a", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", "b", replicas=3), "UPDATE", old=deployment("web", "a", replicas=2))
+    admit(ledger, policy, deployment("gone", "a"), "CREATE")
     ledger.forget(key("gone"))
     ledger = reopened(path, ledger)
     assert (cpu(ledger, "a"), cpu(ledger, "b")) == (0, 3 * CPU)
@@ -99,7 +101,7 @@ def test_moves_updates_and_deletes_persist(policy: CompiledPolicy, path: Path) -
 
 def test_unlabelled_objects_are_kept_for_lookups_and_charge_nothing(policy: CompiledPolicy, path: Path) -> None:
     ledger = SqliteLedger(path)
-    assert ledger.admit(policy, deployment("free", None, replicas=50), "CREATE").allowed
+    assert admit(ledger, policy, deployment("free", None, replicas=50), "CREATE").allowed
     ledger = reopened(path, ledger)
     assert ledger.lookup(key("free")) is not None
     assert ledger.group_names() == []
@@ -110,7 +112,7 @@ def test_reservations_keep_their_deadline_across_a_restart(policy: CompiledPolic
     clock = Clock()
     clock.now = 1000.0
     ledger = SqliteLedger(path, standalone=False, clock=clock, reservation_ttl=30)
-    ledger.admit(policy, deployment("web", replicas=4), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=4), "CREATE")
     ledger = reopened(path, ledger, standalone=False, clock=clock, reservation_ttl=30)
     numbers = ledger.group_usage("a")
     assert (numbers.reserved["requests.cpu"], numbers.reservations) == (4 * CPU, 1)
@@ -127,7 +129,7 @@ def test_reservations_keep_their_deadline_across_a_restart(policy: CompiledPolic
 def test_an_observation_folds_the_reservation_durably(policy: CompiledPolicy, path: Path) -> None:
     clock = Clock()
     ledger = SqliteLedger(path, standalone=False, clock=clock)
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
     ledger.observe(key("web"), "a", usage(2), resource_version="7")
     ledger.resync({"a": {key("web"): usage(2), key("other"): usage(1)}})
     ledger = reopened(path, ledger, standalone=False, clock=clock)
@@ -162,7 +164,7 @@ def test_names_that_look_like_sql_are_stored_verbatim(policy: CompiledPolicy, pa
     name = "x'); DROP TABLE objects; --"
     obj = deployment(name)
     ledger = SqliteLedger(path)
-    assert ledger.admit(policy, obj, "CREATE").allowed
+    assert admit(ledger, policy, obj, "CREATE").allowed
     ledger = reopened(path, ledger)
     assert ledger.lookup(key(name)) == obj
     assert cpu(ledger, "a") == CPU
@@ -171,15 +173,15 @@ def test_names_that_look_like_sql_are_stored_verbatim(policy: CompiledPolicy, pa
 
 def test_a_failed_write_records_nothing_and_says_why(policy: CompiledPolicy, path: Path) -> None:
     ledger = SqliteLedger(path)
-    ledger.admit(policy, deployment("web"), "CREATE")
+    admit(ledger, policy, deployment("web"), "CREATE")
     # A real SQLite error from inside the transaction (what a full disk raises), not a mock.
     ledger._db.execute("CREATE TEMP TRIGGER full BEFORE INSERT ON objects BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     with pytest.raises(LedgerUnavailable, match=r"ledger database .* could not be written: disk full"):
-        ledger.admit(policy, deployment("next", replicas=2), "CREATE")
+        admit(ledger, policy, deployment("next", replicas=2), "CREATE")
     assert cpu(ledger, "a") == CPU  # the mirror did not move
     assert ledger.lookup(key("next")) is None
     ledger._db.execute("DROP TRIGGER full")
-    assert ledger.admit(policy, deployment("next", replicas=2), "CREATE").allowed  # and it recovers
+    assert admit(ledger, policy, deployment("next", replicas=2), "CREATE").allowed  # and it recovers
     ledger = reopened(path, ledger)
     assert cpu(ledger, "a") == 3 * CPU
     ledger.close()
@@ -272,17 +274,17 @@ def test_default_path_follows_xdg_state_home(monkeypatch: pytest.MonkeyPatch, tm
 def test_retries_write_nothing(policy: CompiledPolicy, path: Path) -> None:
     """The apiserver retries; re-admitting the identical object must not cost a transaction."""
     ledger = SqliteLedger(path)
-    ledger.admit(policy, deployment("web"), "CREATE")
+    admit(ledger, policy, deployment("web"), "CREATE")
     before = ledger._db.total_changes
-    ledger.admit(policy, deployment("web"), "CREATE")
+    admit(ledger, policy, deployment("web"), "CREATE")
     assert ledger._db.total_changes == before
     ledger.close()
 
 
 def test_objects_of_lists_a_groups_workloads(policy: CompiledPolicy, path: Path) -> None:
     ledger = SqliteLedger(path)
-    ledger.admit(policy, deployment("web", replicas=2), "CREATE")
-    ledger.admit(policy, deployment("api", "b"), "CREATE")
+    admit(ledger, policy, deployment("web", replicas=2), "CREATE")
+    admit(ledger, policy, deployment("api", "b"), "CREATE")
     assert [(k, u["requests.cpu"]) for k, u in ledger.objects_of("a")] == [(key("web"), 2 * CPU)]
     assert ObjectKey("apps", "Deployment", "ns", "api") in dict(ledger.objects_of("b"))
     ledger.close()
