@@ -46,7 +46,9 @@ in the message.
 
 from __future__ import annotations
 
+import heapq
 import math
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,6 +165,7 @@ class Engine:
         self.ledger = ledger
         self.failure_mode: FailureMode = failure_mode
         self.limit_ranges = limit_ranges if limit_ranges is not None else LimitRangeSource()
+        self._releases = _Releases()  # standalone: deleted pods released once their grace period is over
 
     def review(
         self, request: AdmissionRequest, cluster: str = "", *, wait: bool = True, deadline: float | None = None
@@ -241,17 +244,19 @@ class Engine:
     def _decide(
         self, policy: CompiledPolicy, request: AdmissionRequest, outcome: Outcome, wait: bool, until: float
     ) -> Decision | None:
-        operation = request["operation"]
+        operation: str = request["operation"]
         gvk = request["kind"]
         sub = request.get("subResource") or ""
         dry_run = request.get("dryRun") is True  # only the boolean; admission refuses other types
         if operation not in ("CREATE", "UPDATE"):
             if operation == "DELETE" and not sub and not dry_run and self.ledger.standalone:
                 gone = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
-                self.ledger.forget(gone)
+                self._deleted(gone, request.get("options"))
             return None
         obj = request.get("object") or {}
-        old = request.get("oldObject")
+        old: Mapping[str, Any] | None = request.get("oldObject")
+        if self.ledger.standalone:
+            self._releases.run(self.ledger)
         limits = self.limit_ranges.of(outcome.cluster)
         if sub == "scale" or gvk["kind"] == "Scale":
             resource = request.get("resource") or {"group": "", "version": "", "resource": ""}
@@ -263,22 +268,37 @@ class Engine:
             parent = self._find(identity, wait)
             ask = ask_for(policy, obj, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity,
                           limit_ranges=limits, deadline=until)
-        elif sub:
-            return None
+        elif sub and not (sub == "resize" and gvk["kind"] == "Pod" and not gvk.get("group")):
+            return None  # /status and the like change nothing a quota charges; pods/resize changes requests
         elif gvk["kind"] == "HorizontalPodAutoscaler" and gvk.get("group") == "autoscaling":
             target = self._target(obj, outcome.namespace, outcome.cluster, wait)
             ask = ask_for(policy, obj, operation, old=old, parent=target, dry_run=dry_run, limit_ranges=limits,
                           deadline=until)
         else:
             identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
+            if self.ledger.standalone:
+                operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
                           deadline=until)
         if wait:
-            return self.ledger.reserve(ask)
-        decision = self.ledger.try_reserve(ask)
-        if decision is None:
-            raise _Wait
+            decision = self.ledger.reserve(ask)
+        else:
+            found = self.ledger.try_reserve(ask)
+            if found is None:
+                raise _Wait
+            decision = found
+        if self.ledger.standalone and decision.reserves and _finally_deleted(obj):
+            self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
         return decision
+
+    def _deleted(self, identity: ObjectKey, options: Mapping[str, Any] | None) -> None:
+        """Standalone: a DELETE review releases only what is proven gone (`deletion_hold`)."""
+        recorded = self.ledger.lookup(identity, local=True)
+        hold = deletion_hold(recorded, options)
+        if hold == 0.0:
+            self.ledger.forget(identity)
+        elif hold is not None:
+            self._releases.add(identity, _metadata(recorded).get("uid"), hold)
 
     def _target(self, hpa: Mapping[str, Any], namespace: str, cluster: str, wait: bool) -> Mapping[str, Any] | None:
         identity = hpa_target(hpa, namespace, cluster)
@@ -307,6 +327,95 @@ class Engine:
                 reason="InternalError",
             )
         return outcome
+
+
+def standalone_basis(
+    operation: str, obj: Mapping[str, Any], recorded: Mapping[str, Any] | None
+) -> tuple[str, Mapping[str, Any] | None]:
+    """Standalone (nothing watches the cluster): what a CREATE or UPDATE is charged against.
+
+    Never the review's `oldObject`, which whoever reaches the port may write:
+    an UPDATE is charged against what the ledger recorded for the name (None:
+    the name holds nothing, so the update is charged in full). A CREATE whose
+    object has the uid of the recorded one is the same admission retried (the
+    apiserver resends a review it got no answer for): it is checked as an
+    UPDATE against what it already holds, never counted twice.
+    """
+    if operation == "UPDATE":
+        return "UPDATE", recorded
+    uid = _metadata(obj).get("uid")
+    if recorded is not None and uid and _metadata(recorded).get("uid") == uid:
+        return "UPDATE", recorded
+    return operation, None
+
+
+def deletion_hold(recorded: Mapping[str, Any] | None, options: Mapping[str, Any] | None) -> float | None:
+    """Standalone: how long a deleted object's usage stays charged: 0 (released now), seconds, or None
+    (until a later review shows it gone).
+
+    A DELETE only starts a deletion. An object with finalizers lives on
+    (Terminating) until they are removed — that last UPDATE releases it
+    (`_finally_deleted`); an orphaning delete leaves its dependents running
+    uncharged otherwise, so their owner's charge stays; a Pod keeps running
+    for its grace period (the delete's `gracePeriodSeconds`, else the pod's
+    `terminationGracePeriodSeconds`, default 30 s, as the kubelet does). The
+    name is read from the ledger's record, never from the review.
+    """
+    if recorded is None:
+        return 0.0
+    meta = _metadata(recorded)
+    if meta.get("finalizers"):
+        return None
+    given = options or {}
+    if given.get("propagationPolicy") == "Orphan" or given.get("orphanDependents") is True:
+        return None
+    if recorded.get("kind") == "Pod" and recorded.get("apiVersion") == "v1":
+        grace = given.get("gracePeriodSeconds")
+        if not isinstance(grace, int) or isinstance(grace, bool):
+            spec = recorded.get("spec")
+            grace = spec.get("terminationGracePeriodSeconds") if isinstance(spec, Mapping) else None
+        if not isinstance(grace, int) or isinstance(grace, bool):
+            grace = DEFAULT_GRACE_SECONDS
+        return float(min(max(grace, 0), MAX_GRACE_SECONDS))
+    return 0.0
+
+
+DEFAULT_GRACE_SECONDS = 30  # a Pod's terminationGracePeriodSeconds when unset
+MAX_GRACE_SECONDS = 3600  # a longer hold is still a hold, never a release before the pod could be gone
+
+
+def _finally_deleted(obj: Mapping[str, Any]) -> bool:
+    """An update of an object being deleted that leaves it no finalizer: the apiserver removes it now."""
+    meta = _metadata(obj)
+    return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
+
+
+class _Releases:
+    """Standalone: deleted objects released once their hold is over, checked on each review (in memory: a
+    restart keeps them charged, over-counting, never under)."""
+
+    __slots__ = ("_due", "_lock")
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, ObjectKey, Any]] = []  # (when, identity, the deleted object's uid)
+        self._lock = threading.Lock()
+
+    def add(self, identity: ObjectKey, uid: Any, seconds: float) -> None:
+        with self._lock:
+            heapq.heappush(self._due, (time.monotonic() + seconds, identity, uid))
+
+    def run(self, ledger: Ledger) -> None:
+        """Release what is due, unless the name was created again meanwhile (another uid holds it now)."""
+        if not self._due or self._due[0][0] > time.monotonic():
+            return
+        with self._lock:
+            now = time.monotonic()
+            gone = []
+            while self._due and self._due[0][0] <= now:
+                gone.append(heapq.heappop(self._due)[1:])
+        for identity, uid in gone:
+            if _metadata(ledger.lookup(identity, local=True)).get("uid") == uid:
+                ledger.forget(identity)
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:

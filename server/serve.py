@@ -226,6 +226,13 @@ def serve(opts: ServeOptions) -> int:
         ledger=runtime.describe(), failure_mode=opts.failure_mode,
         ca=str(ca) if ca is not None else None,
     )
+    if not found.members and not _is_loopback(opts.host):
+        logs.log_event(
+            LOG, logging.WARNING, "standalone behind a network address",
+            note="no cluster is watched: usage comes from the reviews alone, and a tenant whose CREATE the "
+                 "apiserver refuses keeps it charged until a DELETE of the name. For a cluster, run with "
+                 "--kubeconfig or --in-cluster (as quotalang manifests does)",
+        )
     servers = (uvicorn.Server(config), uvicorn.Server(api_config))
     runtime.start()
     try:

@@ -1,0 +1,186 @@
+"""Standalone rules a tenant with kubectl (or a forged review) cannot game (issue 25 #3, #4, #5, #8).
+
+With nothing watching the cluster the ledger's own record is the truth: an
+UPDATE is charged against what the ledger holds for the name, never the
+review's `oldObject`; a CREATE retried with the same object uid is the same
+admission; a DELETE releases only what is proven gone; `pods/resize` is
+decided like any change of what a pod requests.
+
+Numbers by hand (tests/server/webhook_helpers.POLICY): group `ml` may use 40
+cpu and every test pod asks for 4, so ten pods fit; `lab` may use 10 cpu.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from quotalang.controller import MemoryLedger
+from quotalang.server.app import create_app
+from quotalang.server.reload import PolicyHolder
+from tests.server.webhook_helpers import compile_text, deployment, response_of, review
+
+NANO = 10**9
+POD_POLICY = """\
+settings {
+  group label "team"
+  unlabelled deny
+}
+
+group ml {
+  requests.cpu 8
+}
+
+kind v1 Pod {
+  pods {
+    replicas 1
+    template .
+  }
+}
+"""
+
+
+@pytest.fixture
+def client(holder: PolicyHolder, ledger: MemoryLedger) -> TestClient:
+    return TestClient(create_app(holder, ledger))
+
+
+def send(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    answer = client.post("/validate", content=orjson.dumps(body), headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    return response_of(answer.json())
+
+
+def cpu(ledger: MemoryLedger, group: str = "ml") -> int:
+    return ledger.used(group).get("requests.cpu", 0) // NANO
+
+
+def with_uid(obj: dict[str, Any], uid: str) -> dict[str, Any]:
+    obj["metadata"]["uid"] = uid
+    return obj
+
+
+# ------------------------------------------------------------ #8: UPDATE against the ledger's record
+def test_a_forged_old_object_does_not_make_an_update_free(client: TestClient, ledger: MemoryLedger) -> None:
+    assert send(client, review(deployment("web", replicas=1)))["allowed"]
+    assert cpu(ledger) == 4
+    grown = deployment("web", replicas=11)  # 44 cpu; the forged old claims it already held that
+    answer = send(client, review(grown, "UPDATE", old=deployment("web", replicas=11)))
+    assert answer["allowed"] is False  # charged 44 − 4 = 40 more against 4 of 40 used: 44 > 40
+    assert cpu(ledger) == 4
+
+
+def test_an_update_of_a_name_the_ledger_never_admitted_is_charged_in_full(
+    client: TestClient, ledger: MemoryLedger
+) -> None:
+    forged = deployment("ghost", replicas=11)  # 44 cpu, old = the same object: a delta of 0 if trusted
+    assert send(client, review(forged, "UPDATE", old=forged))["allowed"] is False  # 44 > 40
+    assert send(client, review(deployment("ghost", replicas=5), "UPDATE",
+                               old=deployment("ghost", replicas=5)))["allowed"]
+    assert cpu(ledger) == 20  # 5 × 4, in full
+
+
+def test_a_label_move_is_released_from_the_recorded_group_not_the_forged_one(
+    client: TestClient, ledger: MemoryLedger
+) -> None:
+    assert send(client, review(deployment("web", group="lab", replicas=1)))["allowed"]  # lab 4
+    assert send(client, review(deployment("big", replicas=9)))["allowed"]  # ml 36
+    moved = deployment("web", group="ml", replicas=2)  # 8 cpu into ml; the forged old says it was there
+    answer = send(client, review(moved, "UPDATE", old=deployment("web", group="ml", replicas=2)))
+    assert answer["allowed"] is False  # a move charges ml in full: 36 + 8 = 44 > 40
+    assert (cpu(ledger, "ml"), cpu(ledger, "lab")) == (36, 4)
+
+
+# ------------------------------------------------------------ #5: the same CREATE retried
+def test_a_create_retried_with_the_same_uid_is_the_same_admission(client: TestClient, ledger: MemoryLedger) -> None:
+    first = with_uid(deployment("job", replicas=9), "uid-1")  # 36 of 40
+    assert send(client, review(first))["allowed"]
+    retried = send(client, review(with_uid(deployment("job", replicas=9), "uid-1")))
+    assert retried["allowed"] is True  # not 36 + 36 > 40: it already holds its 36
+    assert cpu(ledger) == 36
+    other = send(client, review(with_uid(deployment("job", replicas=9), "uid-2")))  # a re-create of the name
+    assert other["allowed"] is False  # held by the first until it is proven gone: 36 + 36 > 40
+    assert cpu(ledger) == 36
+
+
+# ------------------------------------------------------------ #4: DELETE releases only what is gone
+def delete(obj: dict[str, Any], **options: Any) -> dict[str, Any]:
+    body = review(None, "DELETE", old=obj)
+    if options:
+        body["request"]["options"] = {"apiVersion": "meta.k8s.io/v1", "kind": "DeleteOptions", **options}
+    return body
+
+
+def test_a_delete_with_finalizers_holds_until_the_last_finalizer_goes(
+    client: TestClient, ledger: MemoryLedger
+) -> None:
+    kept = deployment("web", replicas=10)  # 40 of 40
+    kept["metadata"]["finalizers"] = ["tenant.example/keep"]
+    assert send(client, review(kept))["allowed"]
+    send(client, delete(kept))  # Terminating: still stored, its pods still running
+    assert cpu(ledger) == 40
+    assert send(client, review(deployment("second", replicas=1)))["allowed"] is False  # 40 + 4 > 40
+    terminating = deployment("web", replicas=10)
+    terminating["metadata"].update(deletionTimestamp="2026-12-07T18:00:00Z", finalizers=["tenant.example/keep"])
+    gone = deployment("web", replicas=10)
+    gone["metadata"].update(deletionTimestamp="2026-12-07T18:00:00Z", finalizers=[])
+    assert send(client, review(gone, "UPDATE", old=terminating))["allowed"]  # the last finalizer removed
+    assert cpu(ledger) == 0
+    assert send(client, review(deployment("second", replicas=1)))["allowed"]
+
+
+def test_an_orphaning_delete_keeps_the_charge(client: TestClient, ledger: MemoryLedger) -> None:
+    assert send(client, review(deployment("web", replicas=2)))["allowed"]
+    send(client, delete(deployment("web", replicas=2), propagationPolicy="Orphan"))  # its pods live on
+    assert cpu(ledger) == 8
+
+
+def test_a_plain_delete_releases_at_once(client: TestClient, ledger: MemoryLedger) -> None:
+    assert send(client, review(deployment("web", replicas=2)))["allowed"]
+    send(client, delete(deployment("web", replicas=2)))
+    assert cpu(ledger) == 0
+
+
+def pod(name: str, cpu_request: str, grace: int | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "app:1",
+                                            "resources": {"requests": {"cpu": cpu_request}}}]}
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "team-a", "labels": {"team": "ml"}}, "spec": spec}
+
+
+@pytest.fixture
+def pods() -> tuple[TestClient, MemoryLedger]:
+    ledger = MemoryLedger()
+    return TestClient(create_app(PolicyHolder(compile_text(POD_POLICY)), ledger)), ledger
+
+
+def test_a_deleted_pod_stays_charged_for_its_grace_period(pods: tuple[TestClient, MemoryLedger]) -> None:
+    client, ledger = pods
+    assert send(client, review(pod("slow", "4", grace=1)))["allowed"]
+    assert send(client, review(pod("now", "4")))["allowed"]  # 8 of 8
+    send(client, delete(pod("slow", "4", grace=1)))
+    send(client, delete(pod("now", "4"), gracePeriodSeconds=0))  # a forced delete: gone now
+    assert cpu(ledger) == 4  # slow still runs for its second
+    assert send(client, review(pod("next", "8")))["allowed"] is False  # 4 + 8 > 8
+    time.sleep(1.1)
+    assert send(client, review(pod("next", "8")))["allowed"]  # slow's grace is over: 0 + 8 = 8
+    assert cpu(ledger) == 8
+
+
+# ------------------------------------------------------------ #3: pods/resize
+def test_an_in_place_resize_is_decided_and_charged(pods: tuple[TestClient, MemoryLedger]) -> None:
+    client, ledger = pods
+    small = pod("web", "1")
+    assert send(client, review(small))["allowed"]
+    resized = send(client, review(pod("web", "60"), "UPDATE", old=small, sub_resource="resize"))
+    assert resized["allowed"] is False  # 60 > 8: a 1-cpu pod cannot be resized past its group
+    assert send(client, review(pod("web", "6"), "UPDATE", old=small, sub_resource="resize"))["allowed"]
+    assert cpu(ledger) == 6
+    status = send(client, review(pod("web", "60"), "UPDATE", old=small, sub_resource="status"))
+    assert status["allowed"] is True and cpu(ledger) == 6  # /status changes nothing a quota charges
