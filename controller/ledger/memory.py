@@ -1,4 +1,9 @@
-"""The memory store: the ledger in one process, with no cluster needed (the default of `serve`).
+"""The in-process store: the ledger in one process, with no cluster needed; SQLite is its journal.
+
+Its admission rules exist here once. Given a `Journal` (`sqlite.SqliteJournal`,
+what `serve` runs by default) every change is written there first, in one
+transaction, and reaches memory only once that committed; with none it is
+the memory store.
 
 Per group it holds observed usage, pending reservations and cash. Admission
 asks the ledger two things at once: "does this fit?" and "then it is mine".
@@ -51,8 +56,8 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
@@ -65,7 +70,7 @@ from quotalang.controller.ledger.base import (
     Observed,
     PendingAdmission,
     Usage,
-    accrue_into,
+    accrued,
     add_usage,
     at_or_after,
     look_up,
@@ -77,13 +82,53 @@ from quotalang.controller.ledger.base import (
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
 
+Held = dict[str, dict[str, int]]  # standalone: group -> usage an object holds
+
+
+class Loaded(NamedTuple):
+    """What a journal holds when the store opens: the store rebuilds its memory from it."""
+
+    observed: dict[ObjectKey, Observed]
+    held: dict[ObjectKey, Held]
+    bodies: dict[ObjectKey, bytes]
+    pending: dict[ObjectKey, PendingAdmission]
+    cash: dict[str, CashState]
+
+
+class Journal(Protocol):
+    """Where an in-process store writes each change before it shows (SQLite: one transaction each).
+
+    Every method is all or nothing, and raises `LedgerUnavailable` when it
+    cannot write: the store then changes nothing in memory either.
+    """
+
+    def load(self) -> Loaded: ...
+
+    def held(self, key: ObjectKey, held: Held, body: bytes) -> None: ...
+
+    def reserved(self, key: ObjectKey, pending: PendingAdmission) -> None: ...
+
+    def observed(self, seen: Sequence[tuple[Observation, bytes | None]], folded: Iterable[ObjectKey]) -> None: ...
+
+    def forgotten(self, key: ObjectKey) -> None: ...
+
+    def expired(self, keys: Sequence[ObjectKey]) -> None: ...
+
+    def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None: ...
+
+    def cash(self, group: str, state: CashState) -> None: ...
+
+    def close(self) -> None: ...
+
 
 class MemoryLedger(GroupTable):
-    """The in-memory ledger: one process, no cluster needed.
+    """The in-process ledger: one process, no cluster needed; durable with a `journal`.
 
-    `clock` is injectable (monotonic seconds) so tests can move reservation
-    deadlines without sleeping. `fallback_lookup` finds what the index does
-    not hold (with a cluster: a live GET, as DESIGN orders it for `/scale`).
+    `clock` is injectable (seconds; deadlines are on it, so a journal wants
+    wall-clock epoch seconds, which mean the same after a restart) so tests
+    can move reservation deadlines without sleeping. `fallback_lookup` finds
+    what the index does not hold (with a cluster: a live GET, as DESIGN
+    orders it for `/scale`).
     """
 
     def __init__(
@@ -93,15 +138,18 @@ class MemoryLedger(GroupTable):
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         clock: Callable[[], float] = time.monotonic,
         fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._standalone = standalone
         self._fallback_lookup = fallback_lookup
         self._ttl = reservation_ttl
         self._clock = clock
+        self._journal = journal
         self._groups: dict[str, GroupNumbers] = {}
+        # The per-object tables below and the journal's writes; always taken innermost.
         self._index_lock = threading.Lock()
         self._observed: dict[ObjectKey, Observed] = {}
-        self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
+        self._held: dict[ObjectKey, Held] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, PendingAdmission] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
         self._next_deadline = math.inf
@@ -110,11 +158,42 @@ class MemoryLedger(GroupTable):
         self._order_lock = threading.Lock()
         # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
         self._told: set[ObjectKey] = set()
+        if journal is not None:
+            self._load(journal.load())
+
+    def _load(self, loaded: Loaded) -> None:
+        """Memory rebuilt from what the journal holds."""
+        self._observed, self._held, self._bodies = loaded.observed, loaded.held, loaded.bodies
+        self._pending = loaded.pending
+        for key, observed in self._observed.items():
+            if observed.group is not None:
+                self._group(observed.group).add_observed(observed.usage, +1, key.cluster)
+        for key, held in self._held.items():
+            for group, usage in held.items():
+                self._group(group).add_observed(usage, +1, key.cluster)
+        for key, pending in self._pending.items():
+            self._next_deadline = min(self._next_deadline, pending.deadline)
+            for group, usage in pending.charges.items():
+                state = self._group(group)
+                state.add_reserved(usage, +1)
+                state.pending.add(key)
+        for group, cash in loaded.cash.items():
+            state = self._group(group)
+            state.cash, state.period_start, state.last_accrual = cash.used, cash.period_start, cash.last_accrual
 
     # ------------------------------------------------------------ reading
     @property
     def standalone(self) -> bool:
         return self._standalone
+
+    @property
+    def durable(self) -> bool:
+        """With a journal the controller keeps its observations until its first full sync (see reconcile)."""
+        return self._journal is not None
+
+    @property
+    def fetches(self) -> bool:
+        return self._fallback_lookup is not None
 
     def objects_of(self, group: str) -> Iterator[tuple[ObjectKey, dict[str, int]]]:
         """The objects recorded against `group` and their usage (a copy; the group page lists them)."""
@@ -123,15 +202,16 @@ class MemoryLedger(GroupTable):
             rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
         return iter(rows)
 
-    @property
-    def fetches(self) -> bool:
-        return self._fallback_lookup is not None
-
     def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
         """The admitted (pending) version of an object, else its observed one, else (unless `local`) the
         fallback's."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
                        None if local else self._fallback_lookup)
+
+    def pending(self) -> Iterable[ObjectKey]:
+        """Identities with a pending reservation (a copy)."""
+        with self._index_lock:
+            return list(self._pending)
 
     def __len__(self) -> int:
         """Objects recorded: observed (reconciled), or admitted and not deleted (standalone)."""
@@ -143,43 +223,39 @@ class MemoryLedger(GroupTable):
 
         The ask is decided under the lock of its group (`Ask.group`); what is
         recorded comes from the decision alone (`stored`, `reservation`,
-        `stored_usage`). The evaluator's `quotalang.InputError` for an object
-        that cannot be read passes through, before anything is written.
+        `stored_usage`), journalled before it shows. The evaluator's
+        `quotalang.InputError` for an object that cannot be read passes
+        through, before anything is written; `LedgerUnavailable` when the
+        journal cannot write (then nothing was recorded).
         """
         group_name = ask.group
         if self._pending and self._clock() >= self._next_deadline:
             self.expire()
         state = self._group(group_name) if group_name is not None else None
-        cluster = ask.identity.cluster
         with state.lock if state is not None else contextlib.nullcontext():
             decision = ask.decision(self)
             if not decision.reserves:
                 return decision
             if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
                 raise InternalError(f"decided in group {decision.group} under the lock of {group_name}")
-            released = self._record(state if decision.group is not None else None, ask.identity, decision,
-                                    ask.admitted_version)
+            released = self._record(state if decision.group is not None else None, ask, decision)
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
-                other.add_observed(usage, -1, cluster)
+                other.add_observed(usage, -1, ask.identity.cluster)
         return decision
 
     def try_reserve(self, ask: Ask) -> Decision:
-        """`reserve`: in one process nothing waits but a group's lock."""
+        """`reserve`: in one process nothing waits but a group's lock (and a local commit)."""
         return self.reserve(ask)
 
-    def _record(
-        self, state: GroupNumbers | None, identity: ObjectKey | None, decision: Decision, admitted_rv: str | None
-    ) -> list[tuple[str, dict[str, int]]]:
+    def _record(self, state: GroupNumbers | None, ask: Ask, decision: Decision) -> list[tuple[str, dict[str, int]]]:
         """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
-        body = decision.stored
-        assert body is not None  # `reserves` implies it
-        key = identity or ObjectKey.of(body)
-        packed = pack(body)  # before anything is written: a body that cannot be packed writes nothing
+        assert decision.stored is not None  # `reserves` implies it
+        packed = pack(decision.stored)  # before anything is written: a body that cannot be packed writes nothing
         if self._standalone:
-            return self._fold(key, decision, state, packed)
-        self._reserve(key, state, decision, packed, admitted_rv)
+            return self._fold(ask.identity, decision, state, packed)
+        self._reserve(ask.identity, state, decision, packed, ask.admitted_version)
         return []
 
     def _fold(
@@ -192,11 +268,16 @@ class MemoryLedger(GroupTable):
         """
         group = decision.group
         with self._index_lock:
+            known = key in self._held
             held = self._held.get(key, {})
             after = standalone_after(held, decision)
+            if known and after == held and self._bodies.get(key) == body:
+                return []  # a retry of what is recorded: nothing to write
+            if self._journal is not None:
+                self._journal.held(key, after, body)
             self._held[key] = after
             self._bodies[key] = body
-        if state is not None and group is not None:
+        if state is not None and group is not None and group in after:
             before = held.get(group)
             if before is None:
                 state.add_observed(after[group], +1, key.cluster)
@@ -207,28 +288,22 @@ class MemoryLedger(GroupTable):
         return [(g, usage) for g, usage in held.items() if g not in after]
 
     def _reserve(
-        self,
-        key: ObjectKey,
-        state: GroupNumbers | None,
-        decision: Decision,
-        body: bytes,
-        resource_version: str | None,
+        self, key: ObjectKey, state: GroupNumbers | None, decision: Decision, body: bytes, version: str | None
     ) -> None:
-        """Add the decision's reservation to the object's pending reservation."""
+        """Reconciled: add the decision's reservation to the object's pending one (caller holds `state.lock`)."""
         deadline = self._clock() + self._ttl
         charges = decision.reservation
         with self._index_lock:
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = PendingAdmission({}, deadline, resource_version)
-            pending.deadline = deadline
-            pending.body = body
-            if resource_version is not None:
-                pending.resource_version = resource_version
+            current = self._pending.get(key)
+            merged: Held = {g: dict(u) for g, u in current.charges.items()} if current is not None else {}
             for group, usage in charges.items():
-                merged = pending.charges.setdefault(group, {})
-                for k, v in usage.items():
-                    merged[k] = merged.get(k, 0) + v
+                add_usage(merged.setdefault(group, {}), usage)
+            if version is None and current is not None:
+                version = current.resource_version
+            pending = PendingAdmission(merged, deadline, version, body)
+            if self._journal is not None:
+                self._journal.reserved(key, pending)
+            self._pending[key] = pending
             self._next_deadline = min(self._next_deadline, deadline)
         # Only the checked group can be charged positively (moves release the old one, which is
         # not reserved), and the caller holds its lock.
@@ -246,50 +321,65 @@ class MemoryLedger(GroupTable):
         resource_version: str | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> None:
-        """The watch saw `identity` charging `usage` to `group` (None: to no group).
-
-        Replaces the object's previous observed usage. A pending reservation is
-        folded (dropped: the observed usage now includes it) when the
-        observation is at or after the version it was admitted at.
-        """
-        folded: PendingAdmission | None = None
-        packed = pack_observed(body)
-        with self._order_lock:
-            with self._index_lock:
-                previous = self._observed.get(identity)
-                self._observed[identity] = Observed(group, dict(usage))
-                self._told.add(identity)
-                if packed is not None:
-                    self._bodies[identity] = packed
-                pending = self._pending.get(identity)
-                if pending is not None and at_or_after(resource_version, pending.resource_version):
-                    folded = self._pending.pop(identity)
-            if group is not None:
-                state = self._group(group)
-                with state.lock:
-                    state.add_observed(usage, +1, identity.cluster)
-            if previous is not None and previous.group is not None:
-                state = self._group(previous.group)
-                with state.lock:
-                    state.add_observed(previous.usage, -1, identity.cluster)
-        if folded is not None:  # after observed holds it: counted twice for a moment, never not at all
-            self._release(identity, folded)
+        """The watch saw `identity` charging `usage` to `group` (None: to no group); see `observe_many`."""
+        self.observe_many([Observation(identity, group, usage, resource_version, body)])
 
     def observe_many(self, observations: Iterable[Observation]) -> None:
-        """`observe` each in turn (in memory a batch saves nothing; the kubernetes store's does)."""
-        for seen in observations:
-            self.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version, body=seen.body)
+        """Record a batch of observations (one journal transaction), then apply them.
+
+        Each replaces its object's previous observed usage. A pending
+        reservation is folded (dropped: the observed usage now includes it)
+        when the observation is at or after the version it was admitted at.
+        """
+        batch = [(seen, pack_observed(seen.body)) for seen in observations]
+        if not batch:
+            return
+        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]] = []
+        with self._order_lock:
+            with self._index_lock:
+                folding: set[ObjectKey] = set()
+                for seen, _ in batch:
+                    pending = self._pending.get(seen.identity)
+                    if pending is not None and at_or_after(seen.resource_version, pending.resource_version):
+                        folding.add(seen.identity)
+                if self._journal is not None:
+                    self._journal.observed(batch, folding)
+                for seen, packed in batch:
+                    previous = self._observed.get(seen.identity)
+                    self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
+                    self._told.add(seen.identity)
+                    if packed is not None:
+                        self._bodies[seen.identity] = packed
+                    folded = self._pending.pop(seen.identity, None) if seen.identity in folding else None
+                    folding.discard(seen.identity)
+                    changes.append((previous, seen, folded))
+            for previous, seen, _ in changes:
+                if seen.group is not None:
+                    state = self._group(seen.group)
+                    with state.lock:
+                        state.add_observed(seen.usage, +1, seen.identity.cluster)
+                if previous is not None and previous.group is not None:
+                    state = self._group(previous.group)
+                    with state.lock:
+                        state.add_observed(previous.usage, -1, seen.identity.cluster)
+        for _, seen, folded in changes:  # after observed holds it: counted twice for a moment, never not at all
+            if folded is not None:
+                self._release(seen.identity, folded)
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage (standalone: every group it held) and any reservation."""
         with self._order_lock:
             with self._index_lock:
+                if not self._standalone:
+                    self._told.add(identity)
+                if identity not in self._observed and identity not in self._pending and identity not in self._held:
+                    return
+                if self._journal is not None:
+                    self._journal.forgotten(identity)
                 previous = self._observed.pop(identity, None)
                 held = self._held.pop(identity, {})
                 pending = self._pending.pop(identity, None)
                 self._bodies.pop(identity, None)
-                if not self._standalone:
-                    self._told.add(identity)
             self._drop_observed(identity, previous, held)
         if pending is not None:
             self._release(identity, pending)
@@ -299,6 +389,8 @@ class MemoryLedger(GroupTable):
         now = self._clock() if now is None else now
         with self._index_lock:
             expired = [(k, p) for k, p in self._pending.items() if p.deadline <= now]
+            if expired and self._journal is not None:
+                self._journal.expired([k for k, _ in expired])
             for key, _ in expired:
                 del self._pending[key]
             self._next_deadline = min((p.deadline for p in self._pending.values()), default=math.inf)
@@ -318,49 +410,55 @@ class MemoryLedger(GroupTable):
         """Replace `cluster`'s observed usage with a fresh LIST of it: `{group: {identity: usage}}`.
 
         Other clusters' objects stay. Pending reservations are kept (only
-        `observe` and `expire` drop them); bodies of that cluster's objects
-        the LIST no longer holds leave the index. The listing was taken before
-        this call: what `observe`/`forget` were told of the cluster since its
-        last resync is merged in (`base.summed`), under the lock they take, so
-        an observation that folded a reservation after the listing is never
+        `observe` and `expire` drop them); what admissions alone recorded
+        gives way to the LIST; bodies of that cluster's objects the LIST no
+        longer holds leave the index. The listing was taken before this call:
+        what `observe`/`forget` were told of the cluster since its last resync
+        is merged in (`base.summed`), under the lock they take, so an
+        observation that folded a reservation after the listing is never
         replaced by the listing's older view.
         """
         with self._order_lock:
             with self._index_lock:
                 told = {k: self._observed.get(k) for k in self._told if k.cluster == cluster}
                 fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
+                if self._journal is not None:
+                    rows = [(k, o) for k, o in fresh.items() if k.cluster == cluster]
+                    gone = [k for k in self._observed.keys() - fresh.keys() if k.cluster == cluster]
+                    self._journal.resynced(rows, gone + list(self._held.keys() - fresh.keys()))
                 self._observed = fresh
                 self._told = {k for k in self._told if k.cluster != cluster}
-                for gone in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
-                    del self._bodies[gone]
+                self._held = {}
+                for key in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
+                    del self._bodies[key]
             self._set_observed(sums)
 
-    def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
-        """Cash spent this period per key, in nano-unit-seconds (the controller accrues it)."""
-        state = self._group(group)
-        with state.lock:
-            state.cash = dict(spent)
-
-    def add_cash(self, group: str, key: str, nanos: int) -> None:
-        state = self._group(group)
-        with state.lock:
-            state.cash[key] = state.cash.get(key, 0) + nanos
-
+    # ---------------------------------------------------------------- cash
     def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
-        """Apply an accrual to the group's stored cash under its lock (see `KubernetesLedger.update_cash`)."""
+        """Apply an accrual to the group's stored cash under its lock, journalled before it shows."""
         state = self._group(group)
         with state.lock:
-            return accrue_into(group, state, accrue)[0]
+            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
+            new = accrued(group, stored, accrue)
+            if new is None:
+                return stored
+            used = {k: v for k, v in new.used.items() if v}
+            if self._journal is not None:
+                with self._index_lock:
+                    self._journal.cash(group, CashState(used, new.period_start, new.last_accrual))
+            state.cash, state.period_start, state.last_accrual = used, new.period_start, new.last_accrual
+            return new
 
     def cash_state(self, group: str) -> CashState:
         state = self._group(group)
         with state.lock:
             return CashState(dict(state.cash), state.period_start, state.last_accrual)
 
-    def pending(self) -> Iterable[ObjectKey]:
-        """Identities with a pending reservation (a copy)."""
-        with self._index_lock:
-            return list(self._pending)
+    def close(self) -> None:
+        """Close the journal (a graceful stop); a crash needs nothing."""
+        if self._journal is not None:
+            with self._index_lock:
+                self._journal.close()
 
 
-__all__ = ["MemoryLedger"]
+__all__ = ["Held", "Journal", "Loaded", "MemoryLedger"]

@@ -1,12 +1,13 @@
 """The SQLite store: the embedded ledger on local disk, so that `kill -9` at any moment loses nothing.
 
-It keeps what the memory store keeps — per object its recorded usage, group
-and body; pending reservations; per group cash and the last accrual — in a
-SQLite database (the standard library's `sqlite3`, WAL journal), and an
-in-memory mirror of it that admission reads. The mirror is rebuilt from the
-database when the store opens; after that every change goes to the database
-first, in one transaction, and reaches the mirror only once that transaction
-has committed. So:
+It is the in-process store (`memory.MemoryLedger`, where its admission
+rules live once) with a journal: `SqliteJournal` keeps what that store keeps
+— per object its recorded usage, group and body; pending reservations; per
+group cash and the last accrual — in a SQLite database (the standard
+library's `sqlite3`, WAL journal): schema, migration, transactions and
+loading, nothing else. Memory is rebuilt from the database when the store
+opens; after that every change goes to the database first, in one
+transaction, and reaches memory only once that transaction has committed. So:
 
 * an admission is answered `allowed` only after its record has committed: a
   crash before the commit leaves nothing (and nobody heard "allowed"); a
@@ -66,33 +67,21 @@ import json
 import math
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
-    Ask,
     CashState,
-    GroupNumbers,
-    GroupTable,
     LedgerUnavailable,
     ObjectKey,
     Observation,
     Observed,
     PendingAdmission,
-    Usage,
-    accrued,
-    add_usage,
-    at_or_after,
-    look_up,
-    pack,
-    standalone_after,
-    summed,
 )
-from quotalang.decision import Decision
+from quotalang.controller.ledger.memory import Held, Loaded, MemoryLedger
 from quotalang.errors import InternalError
 
 SCHEMA_VERSION = 2  # 2: the cluster is part of an object's key (1 is migrated on open)
@@ -218,50 +207,13 @@ def _time(value: Any, where: str) -> float | None:
     return float(value)
 
 
-class SqliteLedger(GroupTable):
-    """The durable embedded ledger (see the module docstring).
+class SqliteJournal:
+    """A `memory.Journal` in a SQLite file: one transaction per change (see the module docstring)."""
 
-    `clock` is injectable (epoch seconds; deadlines are stored as such).
-    `fallback_lookup` finds what the index does not hold (with a cluster: a
-    live GET). Call `close()` when done (a graceful stop); a crash needs
-    nothing — the next open finds every committed transaction.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        standalone: bool = True,
-        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
-        clock: Callable[[], float] = time.time,
-        fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
-        synchronous: Synchronous = "NORMAL",
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], synchronous: Synchronous = "NORMAL") -> None:
         self.path = Path(path)
-        self._standalone = standalone
-        self._ttl = reservation_ttl
-        self._clock = clock
-        self._fallback_lookup = fallback_lookup
-        self._groups: dict[str, GroupNumbers] = {}
-        self._db_lock = threading.Lock()  # the connection and the object tables below; always innermost
-        # Orders observe/forget (rows, then mirror totals) against resync (both replaced): taken first,
-        # before any group lock or `_db_lock`, and never by admission (as in the memory store).
-        self._order_lock = threading.Lock()
-        # Identities observed or forgotten since the last resync, whose listing may predate them (`summed`).
-        self._told: set[ObjectKey] = set()
-        self._observed: dict[ObjectKey, Observed] = {}  # reconciled: what the watch saw
-        self._held: dict[ObjectKey, dict[str, dict[str, int]]] = {}  # standalone: object -> group -> usage
-        self._pending: dict[ObjectKey, PendingAdmission] = {}
-        self._bodies: dict[ObjectKey, bytes] = {}
-        self._next_deadline = math.inf
-        self._db = self._open(synchronous)
-        try:
-            self._load()
-        except BaseException:
-            self._db.close()
-            raise
+        self.db = self._open(synchronous)
 
-    # ------------------------------------------------------------ opening
     def _open(self, synchronous: Synchronous) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -316,56 +268,68 @@ class SqliteLedger(GroupTable):
             raise
         return db
 
-    def _load(self) -> None:
-        """Rebuild the mirror from the database; a row that does not read is an error naming it."""
-        db = self._db
+    def load(self) -> Loaded:
+        """What the database holds; a row that does not read is an error naming it."""
+        loaded = Loaded({}, {}, {}, {}, {})
+        db = self.db
         try:
             for api_group, kind, namespace, name, cluster, grp, usage, held, body in db.execute(
                 f"SELECT {_KEY}, grp, usage, held, body FROM objects"
             ):
                 key = ObjectKey(api_group, kind, namespace, name, cluster)
-                if held is not None:
-                    holding = _charges(held, f"object {key}")
-                    self._held[key] = holding
-                    if body is not None:
-                        self._bodies[key] = bytes(body)
-                    for group, part in holding.items():
-                        self._group(group).add_observed(part, +1, cluster)
-                    continue
-                recorded = _usage(usage, f"object {key}")
-                self._observed[key] = Observed(grp, recorded)
                 if body is not None:
-                    self._bodies[key] = bytes(body)
-                if grp is not None:
-                    self._group(grp).add_observed(recorded, +1, cluster)
+                    loaded.bodies[key] = bytes(body)
+                if held is not None:
+                    loaded.held[key] = _charges(held, f"object {key}")
+                else:
+                    loaded.observed[key] = Observed(grp, _usage(usage, f"object {key}"))
             for api_group, kind, namespace, name, cluster, charges, deadline, rv, body in db.execute(
                 f"SELECT {_KEY}, charges, deadline, resource_version, body FROM reservations"
             ):
                 key = ObjectKey(api_group, kind, namespace, name, cluster)
                 where = f"reservation {key}"
-                pending = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
-                                           bytes(body) if body is not None else None)
-                self._pending[key] = pending
-                self._next_deadline = min(self._next_deadline, pending.deadline)
-                for group, usage_ in pending.charges.items():
-                    state = self._group(group)
-                    state.add_reserved(usage_, +1)
-                    state.pending.add(key)
+                loaded.pending[key] = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
+                                                       bytes(body) if body is not None else None)
             for grp, used, period_start, last_accrual in db.execute(
                 "SELECT grp, used, period_start, last_accrual FROM cash"
             ):
-                state = self._group(grp)
-                state.cash = _usage(used, f"cash of group {grp}")
-                state.period_start = _time(period_start, f"cash of group {grp}: period start")
-                state.last_accrual = _time(last_accrual, f"cash of group {grp}: last accrual")
+                where = f"cash of group {grp}"
+                loaded.cash[grp] = CashState(_usage(used, where), _time(period_start, f"{where}: period start"),
+                                             _time(last_accrual, f"{where}: last accrual"))
         except (ValueError, TypeError, sqlite3.Error) as exc:
             raise LedgerFileError(f"the ledger database {self.path} cannot be read: {exc}") from None
+        return loaded
+
+    def held(self, key: ObjectKey, held: Held, body: bytes) -> None:
+        self._commit([(_UPSERT_HELD, (*key, _encode_held(held), body))])
+
+    def reserved(self, key: ObjectKey, pending: PendingAdmission) -> None:
+        self._commit([(_UPSERT_RESERVATION, (*key, json.dumps(pending.charges), pending.deadline,
+                                              pending.resource_version, pending.body))])
+
+    def observed(self, seen: Sequence[tuple[Observation, bytes | None]], folded: Iterable[ObjectKey]) -> None:
+        statements: list[Statement] = [
+            (_UPSERT_OBJECT, (*o.identity, o.group, _encode(o.usage), body)) for o, body in seen]
+        statements += [(_DELETE_RESERVATION, tuple(key)) for key in folded]
+        self._commit(statements)
+
+    def forgotten(self, key: ObjectKey) -> None:
+        self._commit([(_DELETE_OBJECT, tuple(key)), (_DELETE_RESERVATION, tuple(key))])
+
+    def expired(self, keys: Sequence[ObjectKey]) -> None:
+        self._commit([], [(_DELETE_RESERVATION, [tuple(k) for k in keys])])
+
+    def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None:
+        self._commit([], [(_DELETE_OBJECT, [tuple(k) for k in gone]),
+                          (_UPSERT_USAGE, [(*k, o.group, _encode(o.usage)) for k, o in rows])])
+
+    def cash(self, group: str, state: CashState) -> None:
+        self._commit([(_UPSERT_CASH, (group, _encode(state.used), state.period_start, state.last_accrual))])
 
     def close(self) -> None:
-        with self._db_lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
 
     def _commit(self, statements: Sequence[Statement], many: Sequence[Statement] = ()) -> None:
         """Run statements in one transaction (caller holds `_db_lock`); all or nothing.
@@ -374,7 +338,7 @@ class SqliteLedger(GroupTable):
         One statement alone (an admission's) runs as its own implicit
         transaction: as atomic, and two calls fewer on the hot path.
         """
-        db = self._db
+        db = self.db
         if len(statements) == 1 and not many:
             try:
                 db.execute(*statements[0])
@@ -393,307 +357,40 @@ class SqliteLedger(GroupTable):
                 db.execute("ROLLBACK")
             raise LedgerUnavailable(f"the ledger database {self.path} could not be written: {exc}") from None
 
-    # ------------------------------------------------------------ reading
-    @property
-    def standalone(self) -> bool:
-        return self._standalone
 
-    @property
-    def durable(self) -> bool:
-        """The controller keeps its observations until its first full sync (see reconcile)."""
-        return True
 
-    def objects_of(self, group: str) -> Iterator[tuple[ObjectKey, dict[str, int]]]:
-        """The objects recorded against `group` and their usage (a copy; for the pages)."""
-        with self._db_lock:
-            rows = [(k, dict(o.usage)) for k, o in self._observed.items() if o.group == group]
-            rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
-        return iter(rows)
+class SqliteLedger(MemoryLedger):
+    """The durable embedded ledger: the in-process store journalled to a SQLite file (see the module doc).
 
-    @property
-    def fetches(self) -> bool:
-        return self._fallback_lookup is not None
+    `clock` is injectable (epoch seconds; deadlines are stored as such).
+    `fallback_lookup` finds what the index does not hold (with a cluster: a
+    live GET). Call `close()` when done (a graceful stop); a crash needs
+    nothing — the next open finds every committed transaction.
+    """
 
-    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
-        """The admitted (pending) version of an object, else its recorded one, else (unless `local`) the
-        fallback's."""
-        return look_up(identity, self._pending, self._bodies, self._clock(),
-                       None if local else self._fallback_lookup)
-
-    def pending(self) -> Iterable[ObjectKey]:
-        """Identities with a pending reservation (a copy)."""
-        with self._db_lock:
-            return list(self._pending)
-
-    def __len__(self) -> int:
-        """Recorded objects: observed (reconciled), or admitted and not deleted (standalone)."""
-        return len(self._held) if self._standalone else len(self._observed)
-
-    # ---------------------------------------------------------- admission
-    def reserve(self, ask: Ask) -> Decision:
-        """Decide `ask` and, when the decision reserves, record it: atomically per group, in one transaction.
-
-        Raises `LedgerUnavailable` when the record cannot be committed (then
-        nothing was recorded); the evaluator's `UserInputError` for an object
-        that cannot be read passes through.
-        """
-        group_name = ask.group
-        if self._pending and self._clock() >= self._next_deadline:
-            self.expire()
-        if group_name is None:  # unlabelled or unknown: nothing to check, no lock to take
-            decision = ask.decision(self)
-            if not decision.reserves:
-                return decision
-            released = self._record(None, decision, ask.identity, ask.admitted_version)
-        else:
-            state = self._group(group_name)
-            with state.lock:
-                decision = ask.decision(self)
-                if not decision.reserves:
-                    return decision
-                released = self._record(state, decision, ask.identity, ask.admitted_version)
-        for name, usage in released:  # other groups, after our lock is released: never two at once
-            other = self._group(name)
-            with other.lock:
-                other.add_observed(usage, -1, ask.identity.cluster)
-        return decision
-
-    def try_reserve(self, ask: Ask) -> Decision:
-        """`reserve`: a local commit is not a wait."""
-        return self.reserve(ask)
-
-    def _record(
-        self, state: GroupNumbers | None, decision: Decision, identity: ObjectKey | None, admitted: str | None
-    ) -> list[tuple[str, dict[str, int]]]:
-        """Record a decision that reserves (the caller holds `state.lock`); return releases due elsewhere."""
-        stored = decision.stored
-        assert stored is not None  # Decision.reserves says so
-        key = identity or ObjectKey.of(stored)
-        body = pack(stored)  # before any write: what cannot be encoded fails with nothing written
-        if self._standalone:
-            return self._fold(key, decision, state, body)
-        self._reserve(key, state, decision, body, admitted)
-        return []
-
-    def _fold(
-        self, key: ObjectKey, decision: Decision, state: GroupNumbers | None, body: bytes
-    ) -> list[tuple[str, dict[str, int]]]:
-        """Standalone: commit what the object holds after `decision`, then the mirror.
-
-        The caller holds `state.lock` (the decision's group); the groups the
-        object leaves are returned, to be released after that lock is let go.
-        """
-        group = decision.group
-        with self._db_lock:
-            known = key in self._held
-            held = self._held.get(key, {})
-            after = standalone_after(held, decision)
-            if known and after == held and self._bodies.get(key) == body:
-                return []  # a retry of what is recorded: nothing to write
-            self._commit([(_UPSERT_HELD, (*key, _encode_held(after), body))])
-            self._held[key] = after
-            self._bodies[key] = body
-        if state is not None and group is not None and group in after:
-            before = held.get(group)
-            if before is None:
-                state.add_observed(after[group], +1, key.cluster)
-            elif before != after[group]:
-                diff = dict(after[group])
-                add_usage(diff, before, -1)
-                state.add_observed(diff, +1, key.cluster, count=False)
-        return [(g, usage) for g, usage in held.items() if g not in after]
-
-    def _reserve(
-        self, key: ObjectKey, state: GroupNumbers | None, decision: Decision, body: bytes, resource_version: str | None
-    ) -> None:
-        """Reconciled: add the decision's reservation to the object's pending one (caller holds `state.lock`)."""
-        deadline = self._clock() + self._ttl
-        charges = decision.reservation
-        with self._db_lock:
-            current = self._pending.get(key)
-            merged: dict[str, dict[str, int]] = (
-                {g: dict(u) for g, u in current.charges.items()} if current is not None else {}
-            )
-            for group, usage in charges.items():
-                add_usage(merged.setdefault(group, {}), usage)
-            version = resource_version if resource_version is not None else (
-                current.resource_version if current is not None else None)
-            self._commit([(_UPSERT_RESERVATION, (*key, json.dumps(merged), deadline, version, body))])
-            self._pending[key] = PendingAdmission(merged, deadline, version, body)
-            self._next_deadline = min(self._next_deadline, deadline)
-        # Only the checked group can be charged positively (a move's old group is released, not
-        # reserved), and the caller holds its lock.
-        if state is not None and decision.group in charges:
-            state.add_reserved(charges[decision.group], +1)
-            state.pending.add(key)
-
-    # ------------------------------------------------- the controller's API
-    def observe(
+    def __init__(
         self,
-        identity: ObjectKey,
-        group: str | None,
-        usage: Usage,
+        path: str | os.PathLike[str],
         *,
-        resource_version: str | None = None,
-        body: Mapping[str, Any] | None = None,
+        standalone: bool = True,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        clock: Callable[[], float] = time.time,
+        fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
+        synchronous: Synchronous = "NORMAL",
     ) -> None:
-        """The watch saw `identity` charging `usage` to `group`; one transaction (see `observe_many`)."""
-        self.observe_many([Observation(identity, group, usage, resource_version, body)])
+        self.journal = SqliteJournal(path, synchronous)
+        self.path = self.journal.path
+        try:
+            super().__init__(standalone=standalone, reservation_ttl=reservation_ttl, clock=clock,
+                             fallback_lookup=fallback_lookup, journal=self.journal)
+        except BaseException:
+            self.journal.db.close()
+            raise
 
-    def observe_many(self, observations: Iterable[Observation]) -> None:
-        """Record a batch of observations in one transaction, then apply them to the mirror.
-
-        Each replaces its object's recorded usage; a pending reservation is
-        folded when the observation is at or after the admitted version.
-        """
-        batch = list(observations)
-        if not batch:
-            return
-        packed = [pack(seen.body) if seen.body is not None else None for seen in batch]
-        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]] = []
-        with self._order_lock:
-            self._observe_batch(batch, packed, changes)
-        for _, seen, folded in changes:  # after observed holds it: counted twice for a moment, never not at all
-            if folded is not None:
-                self._release(seen.identity, folded)
-
-    def _observe_batch(
-        self,
-        batch: list[Observation],
-        packed: list[bytes | None],
-        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]],
-    ) -> None:
-        """Rows and mirror for `observe_many` (the caller holds `_order_lock`); fills `changes`."""
-        with self._db_lock:
-            statements: list[Statement] = []
-            folding: set[ObjectKey] = set()
-            for seen, body in zip(batch, packed, strict=True):
-                statements.append((_UPSERT_OBJECT, (*seen.identity, seen.group, _encode(seen.usage), body)))
-                pending = self._pending.get(seen.identity)
-                if pending is not None and seen.identity not in folding and at_or_after(
-                    seen.resource_version, pending.resource_version
-                ):
-                    folding.add(seen.identity)
-                    statements.append((_DELETE_RESERVATION, tuple(seen.identity)))
-            self._commit(statements)
-            for seen, body in zip(batch, packed, strict=True):
-                previous = self._observed.get(seen.identity)
-                self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
-                self._told.add(seen.identity)
-                if body is not None:
-                    self._bodies[seen.identity] = body
-                folded = self._pending.pop(seen.identity, None) if seen.identity in folding else None
-                folding.discard(seen.identity)
-                changes.append((previous, seen, folded))
-        for previous, seen, _ in changes:
-            if seen.group is not None:
-                state = self._group(seen.group)
-                with state.lock:
-                    state.add_observed(seen.usage, +1, seen.identity.cluster)
-            if previous is not None and previous.group is not None:
-                state = self._group(previous.group)
-                with state.lock:
-                    state.add_observed(previous.usage, -1, seen.identity.cluster)
-
-    def forget(self, identity: ObjectKey) -> None:
-        """The object is gone (a watch DELETE, or a DELETE review in standalone mode): release it all."""
-        with self._order_lock:
-            with self._db_lock:
-                if not self._standalone:
-                    self._told.add(identity)
-                if identity not in self._observed and identity not in self._pending and identity not in self._held:
-                    return
-                self._commit([(_DELETE_OBJECT, tuple(identity)), (_DELETE_RESERVATION, tuple(identity))])
-                previous = self._observed.pop(identity, None)
-                held = self._held.pop(identity, {})
-                pending = self._pending.pop(identity, None)
-                self._bodies.pop(identity, None)
-            self._drop_observed(identity, previous, held)
-        if pending is not None:
-            self._release(identity, pending)
-
-    def expire(self, now: float | None = None) -> int:
-        """Drop reservations past their deadline (one transaction); return how many were dropped."""
-        now = self._clock() if now is None else now
-        with self._db_lock:
-            expired = [(k, p) for k, p in self._pending.items() if p.deadline <= now]
-            if expired:
-                self._commit([], [(_DELETE_RESERVATION, [tuple(k) for k, _ in expired])])
-                for key, _ in expired:
-                    del self._pending[key]
-            self._next_deadline = min((p.deadline for p in self._pending.values()), default=math.inf)
-        for key, pending in expired:
-            self._release(key, pending)
-        return len(expired)
-
-    def _release(self, identity: ObjectKey, pending: PendingAdmission) -> None:
-        for group, usage in pending.charges.items():
-            state = self._group(group)
-            with state.lock:
-                if identity in state.pending:
-                    state.add_reserved(usage, -1)
-                    state.pending.discard(identity)
-
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
-        """Replace `cluster`'s recorded usage with a fresh LIST of it (one transaction); reservations are kept.
-
-        Other clusters' objects stay. The listing was taken before this call:
-        what `observe`/`forget` were told of the cluster since its last resync
-        is merged in (`base.summed`), under the lock they take, so an
-        observation that folded a reservation after the listing is never
-        replaced by the listing's older view.
-        """
-        with self._order_lock:
-            with self._db_lock:
-                told = {k: self._observed.get(k) for k in self._told if k.cluster == cluster}
-                fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
-                rows = [(*k, o.group, _encode(o.usage)) for k, o in fresh.items() if k.cluster == cluster]
-                gone = [tuple(k) for k in self._observed.keys() - fresh.keys() if k.cluster == cluster]
-                gone += [tuple(k) for k in self._held.keys() - fresh.keys()]
-                self._commit([], [(_DELETE_OBJECT, gone), (_UPSERT_USAGE, rows)])
-                self._observed = fresh
-                self._told = {k for k in self._told if k.cluster != cluster}
-                self._held = {}  # a LIST is the truth: what admissions alone recorded gives way to it
-                for key in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
-                    del self._bodies[key]
-            self._set_observed(sums)
-
-    # ---------------------------------------------------------------- cash
-    def _store_cash(self, group: str, state: GroupNumbers, new: CashState) -> None:
-        """Write a group's cash, then the mirror (caller holds `state.lock`)."""
-        used = {k: v for k, v in new.used.items() if v}
-        with self._db_lock:
-            self._commit([(_UPSERT_CASH, (group, _encode(used), new.period_start, new.last_accrual))])
-        state.cash, state.period_start, state.last_accrual = used, new.period_start, new.last_accrual
-
-    def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
-        """Apply an accrual to the group's cash under its lock, committed before it shows."""
-        state = self._group(group)
-        with state.lock:
-            stored = CashState(dict(state.cash), state.period_start, state.last_accrual)
-            new = accrued(group, stored, accrue)
-            if new is None:
-                return stored
-            self._store_cash(group, state, new)
-            return new
-
-    def cash_state(self, group: str) -> CashState:
-        state = self._group(group)
-        with state.lock:
-            return CashState(dict(state.cash), state.period_start, state.last_accrual)
-
-    def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
-        """Cash spent this period per key, in nano-unit-seconds."""
-        state = self._group(group)
-        with state.lock:
-            self._store_cash(group, state, CashState(dict(spent), state.period_start, state.last_accrual))
-
-    def add_cash(self, group: str, key: str, nanos: int) -> None:
-        state = self._group(group)
-        with state.lock:
-            used = dict(state.cash)
-            used[key] = used.get(key, 0) + nanos
-            self._store_cash(group, state, CashState(used, state.period_start, state.last_accrual))
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection (tests inject SQLite's own failures through it)."""
+        return self.journal.db
 
 
-__all__ = ["DEFAULT_FILE", "SCHEMA_VERSION", "LedgerFileError", "SqliteLedger", "default_path"]
+__all__ = ["DEFAULT_FILE", "SCHEMA_VERSION", "LedgerFileError", "SqliteJournal", "SqliteLedger", "default_path"]

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from quotalang.controller import MemoryLedger
 from quotalang.server.api import create_api_app
 from quotalang.server.reload import PolicyHolder
+from tests.cash import set_cash
 from tests.server.test_app import NANO, post, used
 from tests.server.webhook_helpers import deployment, hpa, review
 
@@ -65,7 +66,7 @@ def test_api_group_shows_hard_used_reserved_free_and_cash(
     client: TestClient, ledger: MemoryLedger, api: TestClient
 ) -> None:
     post(client, review(deployment("web", replicas=2)))
-    ledger.set_cash("ml", {"requests.nvidia.com/gpu": 90 * 3600 * NANO})
+    set_cash(ledger, "ml", {"requests.nvidia.com/gpu": 90 * 3600 * NANO})
     body = api.get("/api/groups/ml").json()
     rows = {r["key"]: r for r in body["limits"]}
     assert rows["requests.cpu"] == {

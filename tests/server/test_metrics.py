@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from quotalang.controller import MemoryLedger
+from tests.cash import set_cash
 from tests.server.webhook_helpers import deployment, review
 
 NANO = 10**9
@@ -47,7 +48,7 @@ def test_ledger_gauges_follow_the_ledger_at_each_scrape(
     client: TestClient, api: TestClient, ledger: MemoryLedger
 ) -> None:
     admit(client, deployment("a", replicas=2))  # 8 cpu, 2 pods in ml
-    ledger.set_cash("ml", {"requests.nvidia.com/gpu": 3600 * NANO})
+    set_cash(ledger, "ml", {"requests.nvidia.com/gpu": 3600 * NANO})
     found = scrape(api)
     ml_cpu = labels(group="ml", resource="requests.cpu")
     assert found["quotalang_ledger_hard", ml_cpu] == 40

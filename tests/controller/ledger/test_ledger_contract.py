@@ -26,6 +26,7 @@ from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.loader import load_text
 from tests.asks import admit
+from tests.cash import add_cash, set_cash
 from tests.controller.ledger.test_memory import CPU, NANO, POLICY, Clock, deployment, key, usage
 
 Store = MemoryLedger | SqliteLedger
@@ -277,8 +278,8 @@ def test_lookup_prefers_the_admitted_version_until_it_expires(policy: CompiledPo
 
 def test_cash_is_kept_per_group(policy: CompiledPolicy, make: Make) -> None:
     ledger = make()
-    ledger.set_cash("a", {"requests.nvidia.com/gpu": 3600 * NANO})
-    ledger.add_cash("a", "requests.nvidia.com/gpu", 1800 * NANO)
+    set_cash(ledger, "a", {"requests.nvidia.com/gpu": 3600 * NANO})
+    add_cash(ledger, "a", "requests.nvidia.com/gpu", 1800 * NANO)
     assert dict(ledger.cash_used("a")) == {"requests.nvidia.com/gpu": 5400 * NANO}
     assert dict(ledger.cash_used("b")) == {}
 

@@ -23,6 +23,7 @@ from quotalang.controller.ledger.base import CashState, LedgerUnavailable, Objec
 from quotalang.controller.ledger.sqlite import SCHEMA_VERSION, LedgerFileError, SqliteLedger, default_path
 from quotalang.loader import load_text
 from tests.asks import admit
+from tests.cash import add_cash
 from tests.controller.ledger.test_memory import CPU, NANO, POLICY, Clock, deployment, key, usage
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -142,7 +143,7 @@ def test_cash_and_the_last_accrual_persist(path: Path) -> None:
     ledger = SqliteLedger(path)
     gpu = "requests.nvidia.com/gpu"
     ledger.update_cash("a", lambda s: CashState({gpu: 3600 * NANO}, 100.0, 200.0))
-    ledger.add_cash("a", gpu, 1800 * NANO)
+    add_cash(ledger, "a", gpu, 1800 * NANO)
     ledger = reopened(path, ledger)
     assert ledger.cash_state("a") == CashState({gpu: 5400 * NANO}, 100.0, 200.0)
     assert dict(ledger.cash_used("a")) == {gpu: 5400 * NANO}
