@@ -135,8 +135,11 @@ def hpa_target(hpa: Mapping[str, Any], namespace: str, cluster: str = "") -> Obj
 
 
 def _metadata(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    return meta if isinstance(meta, Mapping) else {}
+    meta = obj.get("metadata") if type(obj) is dict or isinstance(obj, Mapping) else None
+    return meta if type(meta) is dict or isinstance(meta, Mapping) else _NO_METADATA
+
+
+_NO_METADATA: Mapping[str, Any] = {}
 
 
 def _is_hpa(obj: Mapping[str, Any]) -> bool:
@@ -255,7 +258,8 @@ class Engine:
             return None
         obj = request.get("object") or {}
         old: Mapping[str, Any] | None = request.get("oldObject")
-        if self.ledger.standalone:
+        standalone = self.ledger.standalone
+        if standalone and self._releases:
             self._releases.run(self.ledger)
         limits = self.limit_ranges.of(outcome.cluster)
         if sub == "scale" or gvk["kind"] == "Scale":
@@ -276,7 +280,7 @@ class Engine:
                           deadline=until)
         else:
             identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
-            if self.ledger.standalone:
+            if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
                 operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
                           deadline=until)
@@ -287,7 +291,7 @@ class Engine:
             if found is None:
                 raise _Wait
             decision = found
-        if self.ledger.standalone and decision.reserves and _finally_deleted(obj):
+        if standalone and decision.reserves and _finally_deleted(obj):
             self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
         return decision
 
@@ -403,6 +407,9 @@ class _Releases:
     def add(self, identity: ObjectKey, uid: Any, seconds: float) -> None:
         with self._lock:
             heapq.heappush(self._due, (time.monotonic() + seconds, identity, uid))
+
+    def __bool__(self) -> bool:
+        return bool(self._due)
 
     def run(self, ledger: Ledger) -> None:
         """Release what is due, unless the name was created again meanwhile (another uid holds it now)."""
