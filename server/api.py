@@ -29,8 +29,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-import yaml
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +42,7 @@ from quotalang.errors import UserInputError
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
 from quotalang.server.apiauth import BearerAuth, Gate
+from quotalang.server.bodies import Busy, ParsePool, describe, is_yaml
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
 from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
@@ -82,6 +81,7 @@ def create_api_app(
     recent = denials if denials is not None else Denials()
     names = tuple(clusters)
     engine = engine if engine is not None else Engine(holder, ledger)
+    parser = ParsePool()  # explain's and the what-if page's: one line to the one parsing process
     if metrics is None:
         metrics = Metrics()
         metrics.watch_ledger(ledger, lambda: holder.policy)
@@ -116,17 +116,25 @@ def create_api_app(
         if policy is None:
             return error_response(503, "no policy loaded")
         try:
-            body = await read_body(request, max_body)
-            obj, operation, old, parent = _explain_input(body, request.headers.get("content-type", ""))
+            as_yaml = is_yaml(request.headers.get("content-type"))
+            async with parser.place():  # before the body is read: a flood waits unread
+                body = await read_body(request, max_body)
+                if not body.strip():
+                    raise BadReview("empty body: post a workload (JSON, or YAML with Content-Type application/yaml)",
+                                    reason="empty")
+                obj, operation, old, parent = _explain_input(await parser.load(body, as_yaml))
+                decision = await parser.decide(
+                    lambda: engine.explain(policy, obj, operation, old=old, parent=parent))
         except BadReview as exc:
             shown.bad_requests.labels(exc.reason).inc()
             return error_response(exc.status, exc.message)
-        try:
-            decision = engine.explain(policy, obj, operation, old=old, parent=parent)
+        except Busy:
+            busy = error_response(503, "explain is busy with other workloads: retry in a few seconds")
+            busy.headers.update({"Retry-After": "5", "Connection": "close"})  # the unread body goes with it
+            return busy
         except UserInputError as exc:  # a malformed quantity too: a 400, never a 500
             return error_response(400, str(exc))
-        return json_response({"object": _describe(obj), **decision.as_json()})
-
+        return json_response({"object": describe(obj), **decision.as_json()})
 
     app = Starlette(
         routes=[
@@ -134,7 +142,8 @@ def create_api_app(
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
-            *page_routes(holder, ledger, engine, denials=recent),  # /, /groups/..., /what-if, /propose, /static
+            # /, /groups/..., /what-if, /propose, /static
+            *page_routes(holder, ledger, engine, denials=recent, parser=parser),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )
@@ -214,24 +223,9 @@ def _detail(
 
 
 def _explain_input(
-    body: bytes, content_type: str
+    data: Any,
 ) -> tuple[dict[str, Any], str, dict[str, Any] | None, dict[str, Any] | None]:
-    """A bare workload, or `{object, oldObject?, operation?, parent?}`; JSON, or YAML when so declared."""
-    if not body.strip():
-        raise BadReview("empty body: post a workload (JSON, or YAML with Content-Type application/yaml)",
-                        reason="empty")
-    data: Any
-    if "yaml" in content_type:
-        try:
-            data = yaml.safe_load(body)
-        except yaml.YAMLError as exc:
-            raise BadReview(f"body is not YAML: {exc}", reason="not-yaml") from None
-    else:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadReview(f"body is not JSON: {exc} (send YAML with Content-Type application/yaml)",
-                            reason="not-json") from None
+    """A bare workload, or `{object, oldObject?, operation?, parent?}` (parsed by `bodies`)."""
     if not isinstance(data, dict):
         raise BadReview(f"body is a {type(data).__name__}, not a workload object", reason="invalid")
     if "object" in data and "kind" not in data:
@@ -246,12 +240,6 @@ def _explain_input(
         if value is not None and not isinstance(value, dict):
             raise BadReview(f"{what} is not an object", reason="invalid")
     if operation not in ("CREATE", "UPDATE"):
-        raise BadReview(f"operation {operation!r} is not CREATE or UPDATE", reason="operation")
+        shown = repr(operation)[:40] if isinstance(operation, str) else f"a {type(operation).__name__}"
+        raise BadReview(f"operation {shown} is not CREATE or UPDATE", reason="operation")
     return obj, operation, old, parent
-
-
-def _describe(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    name = meta.get("name", "<unnamed>") if isinstance(meta, Mapping) else "<unnamed>"
-    return f"{obj.get('kind', '?')} {name} ({obj.get('apiVersion', '?')})"
-

@@ -33,14 +33,13 @@ Security Policy allows only this origin's script and stylesheet.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import jinja2
 import orjson
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -50,7 +49,8 @@ from starlette.templating import Jinja2Templates
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
 from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
-from quotalang.server.admission import MAX_DEPTH, BadReview, check_depth
+from quotalang.server.admission import BadReview
+from quotalang.server.bodies import Busy, ParsePool, describe
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
 from quotalang.server.pages import propose, views
@@ -92,32 +92,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-class _NoAliases(yaml.SafeLoader):
-    """SafeLoader refusing anchors' aliases: `*a` repeated makes a small paste expand without bound."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here", event.start_mark)
-        return super().compose_node(parent, index)
-
-
-def load_object(text: str, what: str) -> dict[str, Any]:
-    """A pasted workload (YAML or JSON), or `PageError` saying what is wrong with it."""
+async def load_object(parser: ParsePool, text: str, what: str) -> dict[str, Any]:
+    """A pasted workload (YAML or JSON), parsed apart from the event loop (`bodies`), or `PageError`."""
     if not text.strip():
         raise PageError(f"{what}: paste a workload (YAML or JSON) with apiVersion, kind and metadata")
     try:
-        data = yaml.load(text, Loader=_NoAliases)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise PageError(f"{what} is not YAML or JSON: {str(exc)[:400]}") from None
-    except RecursionError:
-        raise PageError(f"{what} nests too deeply; no workload needs more than {MAX_DEPTH} levels") from None
+        data = await parser.load(text.encode(), as_yaml=True)  # JSON is YAML too
+    except BadReview as exc:
+        raise PageError(f"{what} {exc.message.removeprefix('the body ')}", exc.status) from None
     if not isinstance(data, dict):
         raise PageError(f"{what} is {type(data).__name__ if data is not None else 'empty'}, not a workload object")
-    try:
-        check_depth(text.encode(), data)
-    except BadReview:
-        raise PageError(f"{what} nests more than {MAX_DEPTH} levels deep; no workload needs that many") from None
     if not data.get("kind") or not isinstance(data.get("kind"), str):
         raise PageError(f"{what} has no kind: paste an object with apiVersion and kind")
     return data
@@ -155,14 +139,17 @@ def routes(
     *,
     poll_seconds: float = POLL_SECONDS,
     denials: Denials | None = None,
+    parser: ParsePool | None = None,
 ) -> list[BaseRoute]:
     """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
 
     What-if decides through `engine` (the admission app's, by default a new one
     over `ledger`). `denials`: the admission app's last denials per group, shown
-    on each group's page.
+    on each group's page. `parser`: where pasted workloads are parsed and decided
+    (the API app's, shared with `/api/explain`; a new one when None).
     """
     engine = engine if engine is not None else Engine(holder, ledger)
+    parser = parser if parser is not None else ParsePool()
     templates = Jinja2Templates(env=_environment())
     recent = denials if denials is not None else Denials()
 
@@ -252,15 +239,19 @@ def routes(
         if request.method == "GET":
             return render(request, "whatif.html", context)
         try:
-            form = await read_form(request)
-            context.update(workload=form.get("workload", ""), old=form.get("old", ""),
-                           operation=form.get("operation", "CREATE"))
-            obj = load_object(context["workload"], "the workload")
-            operation = context["operation"]
-            if operation not in ("CREATE", "UPDATE"):
-                raise PageError(f"operation {operation[:20]!r} is not CREATE or UPDATE")
-            old = load_object(context["old"], "the stored object") if operation == "UPDATE" else None
-            decision = engine.explain(policy, obj, operation, old=old)
+            async with parser.place():  # the line explain waits in, taken before the form is read
+                form = await read_form(request)
+                context.update(workload=form.get("workload", ""), old=form.get("old", ""),
+                               operation=form.get("operation", "CREATE"))
+                obj = await load_object(parser, context["workload"], "the workload")
+                operation = context["operation"]
+                if operation not in ("CREATE", "UPDATE"):
+                    raise PageError(f"operation {operation[:20]!r} is not CREATE or UPDATE")
+                old = await load_object(parser, context["old"], "the stored object") if operation == "UPDATE" else None
+                decision = await parser.decide(lambda: engine.explain(policy, obj, operation, old=old))
+        except Busy:
+            context["error"] = "what-if is busy with other workloads: try again in a few seconds"
+            return render(request, "whatif.html", context, 503)
         except PageError as exc:
             context["error"] = exc.message
             return render(request, "whatif.html", context, exc.status)
@@ -268,7 +259,7 @@ def routes(
             context["error"] = str(exc)
             return render(request, "whatif.html", context, 400)
         context["decision"] = decision
-        context["described"] = _describe(obj)
+        context["described"] = describe(obj)
         return render(request, "whatif.html", context)
 
     async def propose_page(request: Request) -> Response:
@@ -351,12 +342,6 @@ def _ancestors(policy: CompiledPolicy, group: CompiledGroup) -> list[CompiledGro
         node = policy.groups[node.parent]
         out.append(node)
     return out[::-1]
-
-
-def _describe(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    name = meta.get("name", "<unnamed>") if isinstance(meta, Mapping) else "<unnamed>"
-    return f"{obj.get('kind', '?')} {str(name)[:200]} ({str(obj.get('apiVersion', '?'))[:100]})"
 
 
 __all__ = ["PageError", "load_object", "read_form", "routes"]

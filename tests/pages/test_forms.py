@@ -44,13 +44,13 @@ def test_pages_carry_a_strict_content_security_policy(client: TestClient) -> Non
     ("kind: [", "is not YAML or JSON"),
     ("- a\n- b", "is list, not a workload object"),
     ("a: &x [1, 2]\nb: *x", "aliases (*name) are not accepted"),
-    ("[" * 5000 + "]" * 5000, "nests too deeply"),
+    ("[" * 5000 + "]" * 5000, "nests more than 128 levels"),
     ("{\"kind\": \"Pod\", \"x\": " + "{\"a\": " * 200 + "1" + "}" * 200 + "}", "nests more than 128 levels"),
     ("", "paste a workload"),
     ("apiVersion: v1\nmetadata: {name: x}", "has no kind"),
     ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: {biz.group.resource.quota: bob}}\n"
      "spec: {replicas: many, template: {spec: {containers: []}}}", "not an integer"),
-    ("a: 1\n---\nb: 2", "is not YAML or JSON"),
+    ("a: 1\n---\nb: 2", "holds several YAML documents"),
 ])
 def test_what_if_refuses_bad_workloads_clearly(client: TestClient, workload: str, said: str) -> None:
     answer = client.post("/what-if", data={"workload": workload, "operation": "CREATE"})

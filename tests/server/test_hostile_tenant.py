@@ -112,3 +112,69 @@ def test_a_huge_usage_in_the_ledger_never_breaks_metrics_or_pages(
     assert bars["requests.cpu"]["over"] is True
     assert bars["requests.cpu"]["own_pct"] == 100.0
     assert bars["requests.cpu"]["used"] == printed  # exact, past Python's 4,300-digit conversion limit too
+
+
+def explained(api: TestClient, body: bytes, content_type: str = "application/yaml") -> Any:
+    answer = api.post("/api/explain", content=body, headers={"content-type": content_type})
+    assert answer.status_code < 500, answer.text[:300]
+    return answer
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "said"), [
+    (b"- " * 5000 + b"x", "application/yaml", 400, "nests more than 128 levels"),  # was a RecursionError: 500
+    (b"[" * 5000 + b"]" * 5000, "application/yaml", 400, "nests more than 128 levels"),
+    (b'{"a":' * 1000 + b"1" + b"}" * 1000, "application/json", 400, "nests more than 128 levels"),  # TypeError: 500
+    (b"kind: Pod\nspec: {replicas: " + b"9" * 4400 + b"}", "application/yaml", 400, "YAML cannot read"),
+    (b"kind: Pod\nspec: {replicas: " + b"9" * 30 + b"}", "application/yaml", 400, "outside int64"),
+    (b"a: &x [1, 2]\nkind: *x", "application/yaml", 400, "aliases (*name) are not accepted"),
+    (b"kind: Pod\n---\nkind: Pod", "application/yaml", 400, "several YAML documents"),
+    (b"kind: Pod", "text/plain; x=yaml", 415, "not served"),  # a CORS simple request counted as YAML
+    (b"kind=Pod", "application/x-www-form-urlencoded", 415, "not served"),
+])
+def test_explain_refuses_hostile_bodies_with_a_4xx(
+    api: TestClient, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str, status: int, said: str
+) -> None:
+    """Finding 9: 5,000-deep YAML and 1,000-deep JSON were 500s, and `text/plain; x=yaml` counted as YAML."""
+    answer = explained(api, body, content_type)
+    assert answer.status_code == status, answer.text[:300]
+    assert said in answer.json()["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_explain_parses_and_decides_away_from_the_event_loop(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 9: /api/explain parsed (17.8 s for 3 MB) and decided on the event loop admissions share.
+
+    Parsing in this process now fails the test (the worker process has its own yaml),
+    and the decision records the thread it ran in.
+    """
+    import yaml
+
+    from quotalang.server.engine import Engine
+
+    def on_the_loop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a posted body was parsed in the server's process")
+
+    monkeypatch.setattr(yaml, "safe_load", on_the_loop)
+    monkeypatch.setattr(yaml, "load", on_the_loop)
+    threads: list[str] = []
+    explain = Engine.explain
+
+    def recorded(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        import threading
+
+        threads.append(threading.current_thread().name)
+        return explain(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "explain", recorded)
+    text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w, namespace: team-a, labels: {team: ml}}\n" \
+        "spec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: a\n" \
+        "        resources: {requests: {cpu: '4'}}\n"
+    answer = explained(api, text.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed"] is True
+    assert answer.json()["usage"]["requests.cpu"] == "8"  # 2 × 4, by hand
+    page = api.post("/what-if", data={"workload": text, "operation": "CREATE"})
+    assert page.status_code == 200, page.text[-300:]
+    assert len(threads) == 2 and all(name.startswith("quotalang-explain") for name in threads), threads
