@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quotalang.errors import InputError
-from quotalang.quantity import Quantity, QuantityError, parse_quantity
+from quotalang.quantity import Quantity, resource_list
 
 # namespace -> that namespace's LimitRange objects; or a function answering the same.
 # The controller keeps the mapping (or answers from its informer); `eval` and
@@ -70,18 +70,7 @@ def _quantities(raw: Any, where: str) -> dict[str, Quantity]:
         return {}
     if not isinstance(raw, Mapping):
         raise InvalidLimitRange(f"{where} is not a mapping of resource: quantity")
-    out = {}
-    for name, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InvalidLimitRange(f"{where}.{name} is {value!r}, not a quantity")
-        try:
-            quantity = parse_quantity(value if isinstance(value, str) else repr(value))
-        except QuantityError as exc:
-            raise InvalidLimitRange(f"{where}.{name}: {exc}") from None
-        if quantity.nanos < 0:
-            raise InvalidLimitRange(f"{where}.{name} is {quantity}: must be greater than or equal to 0")
-        out[str(name)] = quantity
-    return out
+    return resource_list(raw, where, InvalidLimitRange)
 
 
 def _name_of(limit_range: Mapping[str, Any], index: int) -> str:

@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Any
 
 from quotalang.errors import InputError
-from quotalang.quantity import Quantity, QuantityError, parse_quantity
+from quotalang.quantity import Quantity, parse_quantity, resource_list
 
 ResourceList = dict[str, Quantity]
 
@@ -129,26 +129,8 @@ def _short(value: Any) -> str:
 
 
 def _resources(raw: Any, where: str) -> ResourceList:
-    """A ResourceList from YAML/JSON: strings or numbers, parsed exactly, never negative.
-
-    `where` is the field (`container c resources.limits`); errors name `<where>.<resource>`.
-    """
-    out: ResourceList = {}
-    for name, value in _strict_mapping(raw, where).items():
-        field = f"{where}.{name}"
-        if isinstance(value, Quantity):
-            quantity = value
-        elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InvalidPod(f"{field} is {_short(value)}, not a quantity")
-        else:
-            try:
-                quantity = parse_quantity(value if isinstance(value, str) else repr(value))
-            except QuantityError as exc:
-                raise InvalidPod(f"{field}: {exc}") from None
-        if quantity.nanos < 0:
-            raise InvalidPod(f"{field} is {quantity}: must be greater than or equal to 0")
-        out[str(name)] = quantity
-    return out
+    """A ResourceList of the pod's (`where`: `container c resources.limits`); errors name `<where>.<resource>`."""
+    return resource_list(_strict_mapping(raw, where), where, InvalidPod)
 
 
 def _add(into: ResourceList, more: ResourceList) -> None:

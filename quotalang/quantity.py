@@ -9,10 +9,11 @@ suffix family to print with) follows apimachinery's rules.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from quotalang.errors import QuantityError
+from quotalang.errors import InputError, QuantityError
 from quotalang.units import NANO, decimal
 
 Format = Literal["DecimalSI", "BinarySI", "DecimalExponent"]
@@ -344,3 +345,25 @@ def _parse(text: str) -> Quantity:
         if nanos < NANO:
             fmt = "DecimalSI"  # a fraction of a byte reads better in decimal
     return Quantity(nanos if positive else -nanos, fmt)
+
+
+def resource_list(raw: Mapping[str, Any], where: str, invalid: type[InputError]) -> dict[str, Quantity]:
+    """A ResourceList read from YAML/JSON (pods, LimitRanges): strings or numbers, parsed exactly, never
+    negative. Errors are `invalid` (the object's own kind of error) and name `<where>.<resource>`."""
+    out: dict[str, Quantity] = {}
+    for name, value in raw.items():
+        field = f"{where}.{name}"
+        if isinstance(value, Quantity):
+            quantity = value
+        elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            text = repr(value)
+            raise invalid(f"{field} is {text if len(text) <= 60 else text[:59] + '…'}, not a quantity")
+        else:
+            try:
+                quantity = parse_quantity(value if isinstance(value, str) else repr(value))
+            except QuantityError as exc:
+                raise invalid(f"{field}: {exc}") from None
+        if quantity.nanos < 0:
+            raise invalid(f"{field} is {quantity}: must be greater than or equal to 0")
+        out[str(name)] = quantity
+    return out
