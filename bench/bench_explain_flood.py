@@ -1,6 +1,6 @@
 """Admission latency while the API port is flooded with 3 MB explain bodies (issue 25 #9, #11).
 
-Run: `python bench/bench_explain_flood.py [--seconds 20] [--clients 48] [--idle-seconds 6]`.
+Run: `python bench/bench_explain_flood.py [--seconds 20] [--clients 48] [--idle-seconds 6] [--target explain|validate]`.
 Prints figures; asserts nothing; stops by itself; listens on 127.0.0.1 only.
 
 One `quotalang serve` (the example policy, memory store, TLS on both ports).
@@ -10,7 +10,9 @@ with its arithmetic) every 20 ms to the admission port, first while nothing
 else runs (idle), then while `--clients` connections, from another process,
 each post a 2.9 MB YAML Deployment (900 containers) to `/api/explain` in a
 loop. It prints the admission p50 / p99 of both phases, their ratio, and how
-the explain posts were answered (status: count).
+the posts were answered (status: count). `--target validate` floods the
+admission port itself instead, with the same Deployment as a 2.2 MB
+AdmissionReview (a CREATE, decided in full).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def big_workload(containers: int = 900) -> bytes:
     return yaml.safe_dump(obj).encode()
 
 
-def flood(url: str, cafile: str, clients: int, seconds: float, body: bytes, out: Any) -> None:
-    """In its own process: `clients` connections posting `body` to explain until `seconds` pass."""
+def flood(url: str, path: str, media: str, cafile: str, clients: int, seconds: float, body: bytes, out: Any) -> None:
+    """In its own process: `clients` connections posting `body` to `path` until `seconds` pass."""
 
     async def run() -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -63,8 +65,7 @@ def flood(url: str, cafile: str, clients: int, seconds: float, body: bytes, out:
             async def one() -> None:
                 while time.monotonic() < end:
                     try:
-                        answer = await client.post("/api/explain", content=body,
-                                                   headers={"content-type": "application/yaml"})
+                        answer = await client.post(path, content=body, headers={"content-type": media})
                         counts[str(answer.status_code)] += 1
                     except httpx.HTTPError as exc:
                         counts[type(exc).__name__] += 1
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the flood lasts")
     parser.add_argument("--idle-seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, default=48)
+    parser.add_argument("--target", choices=("explain", "validate"), default="explain")
     args = parser.parse_args()
     from quotalang.server.tls import issue, make_ca
 
@@ -130,17 +132,30 @@ def main() -> None:
             admissions(port, context, review, 1.0)  # warm-up
             idle = admissions(port, context, review, args.idle_seconds)
             print(f"idle:    {summary(idle)}")
+            if args.target == "explain":
+                target = (api, "/api/explain", "application/yaml", body)
+            else:
+                obj = yaml.safe_load(body)
+                request = {"uid": "big", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                           "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                           "name": "big", "namespace": "nlp", "operation": "CREATE", "object": obj,
+                           "dryRun": True}
+                large = orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                      "request": request})
+                print(f"admission body: {len(large) / 1e6:.1f} MB of JSON")
+                target = (f"https://127.0.0.1:{port}", "/validate", "application/json", large)
             results: Any = multiprocessing.get_context("spawn").Queue()
             flooder = multiprocessing.get_context("spawn").Process(
-                target=flood, args=(api, cafile, args.clients, args.seconds, body, results))
+                target=flood, args=(target[0], target[1], target[2], cafile, args.clients, args.seconds, target[3],
+                                    results))
             flooder.start()
             time.sleep(2.0)  # every flood connection is posting
             busy = admissions(port, context, review, args.seconds - 3.0)
             flooder.join(timeout=args.seconds + 90)
             counts = results.get(timeout=30) if not results.empty() else {}
-            print(f"flooded: {summary(busy)}  ({args.clients} clients posting to /api/explain)")
+            print(f"flooded: {summary(busy)}  ({args.clients} clients posting to {target[1]})")
             print(f"p50 ratio flooded / idle: {statistics.median(busy) / statistics.median(idle):.2f}")
-            print(f"explain answers: {counts}")
+            print(f"flood answers: {counts}")
 
 
 if __name__ == "__main__":
