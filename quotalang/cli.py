@@ -89,6 +89,10 @@ def cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
     errors = sum(d.severity == "error" for d in findings)
     if args.format == "json":
         _json([d.as_json() for d in findings], out)
+    elif args.format == "sarif":
+        from quotalang.sarif import sarif_log
+
+        _json(sarif_log(findings, texts), out)
     elif args.format == "github":
         for d in findings:
             level = "error" if d.severity == "error" else "warning"
@@ -349,7 +353,7 @@ def build_parser(*extensions: Extension) -> argparse.ArgumentParser:
     verb = verbs.add
 
     lint = verb("lint", "check a policy: syntax, tree, carving, names, kind rules", cmd_lint,
-                ("text", "json", "github"))
+                ("text", "json", "github", "sarif"))
     lint.add_argument("paths", nargs="*", default=["."], metavar="PATH")
     lint.add_argument("--list-kinds", action="store_true", help="also list the kinds the policy charges")
 
