@@ -1,7 +1,7 @@
 """A workload's usage: Σ parts replicas × pod usage, with model keys added.
 
 Pod usage is computed once per distinct resource shape and model set: the
-cache is keyed by the canonical JSON of only the fields pod usage reads
+cache is keyed by a digest of the canonical JSON of only the fields pod usage reads
 (containers' names and resources, init containers' restart policy, overhead,
 pod-level resources, status and deletion marks), so templates that differ in
 images, env or labels -- every Deployment of a team, the same object seen again
@@ -9,8 +9,9 @@ at UPDATE -- share one entry and cost a small dump and a cache lookup.
 
 The cache is keyed by content alone (the shape, the models, the policy's gpu
 resource names), so it is shared by every policy and never written into one:
-a compiled policy stays immutable, and a reload starts warm. It is a bounded
-LRU, so a stream of new shapes evicts the oldest rather than emptying it. The
+a compiled policy stays immutable, and a reload starts warm. It is an LRU bounded in
+bytes (`CACHE_BYTES`), so a stream of new shapes, however large, evicts the
+oldest rather than emptying it or growing. The
 webhook and the controller's threads share it, hence the lock.
 
 A pod is charged as it will be stored: the API server's defaults (requests
@@ -26,6 +27,9 @@ field; nothing is cached for it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +48,7 @@ from quotalang.quantity import Format, Quantity
 from quotalang.resources import model_kind, resource_class, split_key
 
 MODEL_KINDS = ("cpu", "gpu", "memory")
-CACHE_SIZE = 8192  # distinct (pod shape, models) pairs; a few hundred bytes each
+CACHE_BYTES = 16 * 1024 * 1024  # what the cached entries may hold: about 20,000 ordinary pod shapes
 Vector = tuple[tuple[str, int], ...]  # (key, nanos), sorted by key
 Models = tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
 # resource of pods.VALIDATION_SET -> the containers that leave it unset (`container c`), sorted by resource
@@ -93,11 +97,18 @@ def _dump(value: Any) -> bytes:
 
 
 def usage_key(template: Mapping[str, Any]) -> bytes:
-    """The cache key of a template's pod usage: the fields `pods.pod_usage` reads.
+    """The cache key of a template's pod usage: a digest of the fields `pods.pod_usage` reads.
 
-    Anything that is not the expected shape falls back to the whole template,
-    so a malformed template is still computed (and reported) exactly.
+    A digest (BLAKE2b, 32 bytes: no tenant can make two shapes collide), never
+    the shape: the shape of a 1.8 MB review is about as large, and each
+    distinct one kept 1.9 MB alive in the cache. Anything that is not the
+    expected shape falls back to the whole template, so a malformed template
+    is still computed (and reported) exactly.
     """
+    return hashlib.blake2b(_shape(template), digest_size=32).digest()
+
+
+def _shape(template: Mapping[str, Any]) -> bytes:
     spec = template.get("spec")
     meta = template.get("metadata")
     if type(spec) is not dict or (meta is not None and type(meta) is not dict):
@@ -143,9 +154,24 @@ def workload_models(
     return tuple(found)
 
 
+def _entry_bytes(entry: tuple[Vector, Unspecified]) -> int:
+    """About what one cached entry holds (its key's digest and tuples included), for the cache's byte bound.
+
+    The value is what grows with a hostile template: a pod of 30,000 containers
+    that leave cpu unset lists every one of their names.
+    """
+    vector, unset = entry
+    size = _ENTRY_OVERHEAD + sum(_ITEM + sys.getsizeof(k) for k, _ in vector)
+    for resource, containers in unset:
+        size += _ITEM + sys.getsizeof(resource) + sum(8 + sys.getsizeof(label) for label in containers)
+    return size
+
+
+_ENTRY_OVERHEAD = 400  # the slot tuple, the 32-byte digest, the models and defaults it shares, the LRU links
+_ITEM = 100  # a (key, nanos) pair: the tuple and the int
 # (usage_key, models, gpu resource names, LimitRange defaults) -> (usage vector with model keys, unspecified)
 _per_pod: LRUCache[tuple[bytes, Models, frozenset[str], ContainerDefaults], tuple[Vector, Unspecified]] = LRUCache(
-    CACHE_SIZE
+    CACHE_BYTES, getsizeof=_entry_bytes
 )
 _per_pod_lock = threading.Lock()
 
@@ -169,7 +195,7 @@ def pod_shape(
         except KeyError:
             pass
     shape = _compute(template, models, gpus, defaults)  # outside the lock: a race computes one twice, harmlessly
-    with _per_pod_lock:
+    with _per_pod_lock, contextlib.suppress(ValueError):  # ValueError: one entry past the whole bound
         _per_pod[slot] = shape
     return shape
 

@@ -124,3 +124,54 @@ def test_the_cache_is_keyed_by_content_and_shared_by_policies() -> None:
     obj = deployment(template(cpu="777m"))
     assert workload_usage(first, obj).total == workload_usage(second, obj).total
     assert sum(1 for k in usage._per_pod if k[0] == usage_key(obj["spec"]["template"])) == 1
+
+
+def large_template(tag: str, containers: int = 2000, resources: bool = True) -> dict[str, Any]:
+    """About 1.4 MB of shape: `containers` containers with 600-character names (what pod usage reads)."""
+    spec = []
+    for n in range(containers):
+        container: dict[str, Any] = {"name": f"{tag}-{n}-" + "c" * 600}
+        if resources:
+            both = {"cpu": "1m", "memory": "1Mi"}
+            container["resources"] = {"requests": both, "limits": dict(both)}
+        spec.append(container)
+    return {"spec": {"containers": spec}}
+
+
+def test_the_cache_keys_on_a_digest_and_keeps_no_shape(monkeypatch: Any) -> None:
+    """Issue 25 #10: each distinct 1.8 MB review added 1.94 MB to the cache (it kept the shape as its key)."""
+    import tracemalloc
+
+    from cachetools import LRUCache
+
+    monkeypatch.setattr(usage, "_per_pod", LRUCache(usage.CACHE_BYTES, getsizeof=usage._entry_bytes))
+    policy = compile_sources(load_text(POLICY, "p.quota"))
+    templates = [large_template(f"t{i}") for i in range(12)]
+    assert len(usage._shape(templates[0])) > 1_300_000
+    assert len(usage_key(templates[0])) == 32
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for tmpl in templates:
+            assert workload_usage(policy, deployment(tmpl)).total["requests.cpu"] == 2000 * 10**6  # 2000 × 1m
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(usage._per_pod) == 12
+    assert kept < 12 * 20_000, kept  # a few hundred bytes an entry; it was 1.4 MB an entry
+
+
+def test_the_cache_is_bounded_in_bytes_whatever_the_entries_hold(monkeypatch: Any) -> None:
+    """Issue 25 #10: an entry lists the containers leaving cpu unset: 2,000 long names each here."""
+    from cachetools import LRUCache
+
+    bound = 20 * 1024 * 1024  # each entry here holds about 8 MB: six resources × 2,000 names
+    cache: LRUCache[Any, Any] = LRUCache(bound, getsizeof=usage._entry_bytes)
+    monkeypatch.setattr(usage, "_per_pod", cache)
+    policy = compile_sources(load_text(POLICY, "p.quota"))
+    for i in range(12):
+        workload_usage(policy, deployment(large_template(f"u{i}", resources=False)))
+    (entry, *_) = cache.values()
+    assert usage._entry_bytes(entry) > 6 * 2000 * 600  # the names are counted
+    assert cache.currsize <= bound
+    assert 0 < len(cache) < 12  # the oldest were evicted
