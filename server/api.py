@@ -108,7 +108,7 @@ def create_api_app(
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
-        detail = _detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
+        detail = group_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
         return json_response({**detail, "denials": recent.of(name)})
 
     async def explain(request: Request) -> Response:
@@ -177,7 +177,7 @@ def _listing(policy: CompiledPolicy, ledger: Ledger) -> list[dict[str, Any]]:
     ]
 
 
-def _detail(
+def group_detail(
     group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = (), below: Mapping[str, int] | None = None
 ) -> dict[str, Any]:
     """`used` is observed + reserved (what admission checks); `free` = hard − carved − used;

@@ -88,6 +88,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             api_host=args.api_host,
             api_port=args.api_port,
             api_insecure=args.api_insecure,
+            aggregated_port=args.aggregated_port,
+            requestheader_client_ca=args.requestheader_client_ca_file,
+            requestheader_allowed_names=tuple(n for n in (args.requestheader_allowed_names or "").split(",") if n),
         )
     )
 
@@ -124,6 +127,12 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         metrics_from_namespace=args.metrics_from_namespace,
     )
     notes: list[str] = []
+    if args.aggregated_api and args.cluster:
+        raise core.UsageError("--aggregated-api is for one cluster's install: leave out --cluster")
+    if args.aggregated_api and not (args.tls_secret or args.cert_manager or args.embed_self_signed):
+        raise core.UsageError("--aggregated-api: the APIService needs the serving CA now (serve's own Secret-kept CA "
+                              "is written to the webhook configuration only): give --cert-manager, --tls-secret NAME "
+                              "--ca-bundle FILE, or --embed-self-signed")
     if args.cluster:
         targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, **options)
         if args.only is not None and args.only not in targets:
@@ -142,6 +151,10 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         notes = m.fleet_notes(args.only, args.namespace, args.cluster)
     else:
         docs = m.manifests(args.policy, args.namespace, **options)
+        if args.aggregated_api:
+            from quotalang.server.aggregated_manifests import with_aggregated_api
+
+            docs = with_aggregated_api(docs, args.namespace, m.NAME)
     if m.has_private_key(docs):
         _warn_private_key(args)
     if args.output_dir:
@@ -202,6 +215,13 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     serve.add_argument("--api-insecure", action="store_true",
                        help="no token check on the API port: anyone who reaches it reads the tree and usage "
                        "(lets a non-loopback --api-host without a cluster; with one, turns TokenReview off)")
+    serve.add_argument("--aggregated-port", type=_port, metavar="PORT",
+                       help="serve the aggregated API (visibility.quotalang.dev: kubectl get quotagroups, the pages "
+                       "through kubectl proxy) on this port, to the apiserver's front proxy only")
+    serve.add_argument("--requestheader-client-ca-file", metavar="FILE",
+                       help="the front proxy's CA (default: read from kube-system/extension-apiserver-authentication)")
+    serve.add_argument("--requestheader-allowed-names", metavar="NAMES",
+                       help="comma-separated names the front proxy's certificate must carry (CN or SAN)")
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (reloaded when it changes)")
     serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
     serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local experiments only")
@@ -312,6 +332,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--metrics-from-namespace", metavar="NS",
                      help="NetworkPolicy: admit the API port (/metrics, /api, the pages) only from this namespace "
                      "(default anywhere: a token RBAC allows is needed there anyway; Kubernetes >= 1.21)")
+    man.add_argument("--aggregated-api", action="store_true",
+                     help="also serve quota as a Kubernetes API (visibility.quotalang.dev: kubectl get quotagroups, "
+                     "the pages through kubectl proxy): APIService, viewer ClusterRole, --aggregated-port")
     man.add_argument("--cluster", action="append", metavar="NAME",
                      help="several clusters: a member cluster (repeatable; the hub's serve gets --cluster NAME=... "
                      "from a kubeconfig Secret, the member a webhook configuration calling --webhook-url/validate/NAME "

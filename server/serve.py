@@ -36,10 +36,12 @@ import gc
 import ipaddress
 import logging
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from quotalang.controller.kube.api import KubeError
 from quotalang.controller.kube.election import DEFAULT_LEASE
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
@@ -49,6 +51,8 @@ from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Co
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
 from quotalang.server.admission import DEFAULT_MAX_BODY
+from quotalang.server.aggregated import PREFIX as AGGREGATED_PREFIX
+from quotalang.server.aggregated import create_aggregated_app
 from quotalang.server.api import create_api_app
 from quotalang.server.apiauth import Gate, KubeReviews
 from quotalang.server.app import create_app
@@ -134,6 +138,11 @@ class ServeOptions:
     api_host: str | None = None
     api_port: int = 8444
     api_insecure: bool = False
+    # The aggregated API (quotalang.server.aggregated): its port (None: not served) and the front proxy's
+    # CA and names (None: read from the cluster's extension-apiserver-authentication ConfigMap).
+    aggregated_port: int | None = None
+    requestheader_client_ca: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
 
     @property
     def cluster(self) -> bool:
@@ -176,6 +185,7 @@ def serve(opts: ServeOptions) -> int:
     if opts.state_file and opts.ledger_store == "kubernetes":
         raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
     api_host = _api_host(opts)
+    _check_aggregated(opts)
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
     holder = PolicyHolder()
@@ -191,6 +201,9 @@ def serve(opts: ServeOptions) -> int:
     gate = _gate(opts, found, runtime)
     api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names,
                              denials=denials, engine=app.state.engine)
+
+    trust = _front_proxy(opts, found, runtime)
+    aggregated = create_aggregated_app(holder, ledger, app.state.engine, denials=denials) if trust else None
 
     keeper = _cert_keeper(opts, found, metrics)
     cert, key, ca = _tls_files(opts, keeper)
@@ -233,11 +246,18 @@ def serve(opts: ServeOptions) -> int:
                  "apiserver refuses keeps it charged until a DELETE of the name. For a cluster, run with "
                  "--kubeconfig or --in-cluster (as quotalang manifests does)",
         )
-    servers = (uvicorn.Server(config), uvicorn.Server(api_config))
+    servers = [uvicorn.Server(config), uvicorn.Server(api_config)]
+    if aggregated is not None and trust is not None and opts.aggregated_port is not None:
+        # Only the aggregator's front-proxy certificate gets past the handshake and the per-request check.
+        servers.append(uvicorn.Server(port(aggregated, limited_protocol(limits, trust), api_host,
+                                           opts.aggregated_port, **trust.uvicorn_options())))
+        logs.log_event(LOG, logging.INFO, "aggregated API",
+                       url=f"https://{_url_host(api_host)}:{opts.aggregated_port}{AGGREGATED_PREFIX}",
+                       front_proxy_names=list(trust.names) or "any")
     runtime.start()
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
-            runner.run(_run(servers, reloader, metrics, cert, key, keeper))
+            runner.run(_run(tuple(servers), reloader, metrics, cert, key, keeper))
     except SystemExit as exc:  # uvicorn exits when it cannot bind; it has logged why
         if exc.code not in (0, None):
             raise ServeError(f"could not serve on {_url_host(opts.host)}:{opts.port} "
@@ -400,6 +420,37 @@ class _Runtime:
             self.sqlite.close()
 
 
+def _check_aggregated(opts: ServeOptions) -> None:
+    if opts.aggregated_port is None:
+        if opts.requestheader_client_ca or opts.requestheader_allowed_names:
+            raise ServeError("--requestheader-* say whom the aggregated API trusts: give --aggregated-port too")
+        return
+    if opts.insecure_http:
+        raise ServeError("--aggregated-port is served over TLS to the apiserver: it cannot take --insecure-http")
+    if opts.aggregated_port in (opts.port, opts.api_port):
+        raise ServeError(f"--aggregated-port {opts.aggregated_port} is taken by another port: give it its own")
+    if opts.requestheader_allowed_names and not opts.requestheader_client_ca:
+        raise ServeError("--requestheader-allowed-names narrows --requestheader-client-ca-file: give the file too")
+    if not opts.requestheader_client_ca and not opts.cluster:
+        raise ServeError("--aggregated-port needs the front proxy's CA: --requestheader-client-ca-file, or a "
+                         "cluster (--kubeconfig / --in-cluster) to read it from")
+
+
+def _front_proxy(opts: ServeOptions, found: Clusters, runtime: _Runtime) -> ClientAuth | None:
+    """Whom the aggregated API port trusts (`aggregated_trust`); None when it is not served."""
+    if opts.aggregated_port is None:
+        return None
+    from quotalang.server import aggregated_trust
+
+    try:
+        if opts.requestheader_client_ca:
+            return aggregated_trust.from_files(opts.requestheader_client_ca, opts.requestheader_allowed_names)
+        api = runtime.hub_api() or _connect(need_hub(found, "the aggregated API's front-proxy CA"))
+        return aggregated_trust.from_cluster(api, Path(tempfile.mkdtemp(prefix="quotalang-")))
+    except (ClientAuthError, KubeError) as exc:
+        raise ServeError(f"the aggregated API cannot start: {exc}") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -525,7 +576,7 @@ def _stopped(signum: int, frame: object) -> None:
 
 
 async def _run(
-    servers: tuple[uvicorn.Server, uvicorn.Server],
+    servers: tuple[uvicorn.Server, ...],
     reloader: PolicyReloader,
     metrics: Metrics,
     cert: str | None,

@@ -157,7 +157,8 @@ def routes(
         return dt.datetime.now(dt.UTC)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-        context = {"poll_seconds": poll_seconds, "nav": name, **context}
+        # Links are relative to the page (`base`): the same HTML on the API port and through `kubectl proxy`.
+        context = {"poll_seconds": poll_seconds, "nav": name, "base": base(request), **context}
         return templates.TemplateResponse(request, name, context, status_code=status, headers=HEADERS)
 
     def policy_or_error() -> CompiledPolicy:
@@ -200,7 +201,7 @@ def routes(
         ]
         return render(request, "tree.html", {
             "policy": policy, "rows": rows, "query": query,
-            "count": len(policy.groups), "poll_url": "/pages/tree.json",
+            "count": len(policy.groups), "poll_url": base(request) + "/pages/tree.json",
         })
 
     async def group_page(request: Request) -> Response:
@@ -213,7 +214,7 @@ def routes(
             "ancestors": _ancestors(policy, group), "source": views.source_line(group),
             "workloads": views.objects_of(ledger, group),
             "denials": recent.of(group.name),
-            "poll_url": f"/pages/groups/{quote(group.name, safe='')}.json",
+            "poll_url": f"{base(request)}/pages/groups/{quote(group.name, safe='')}.json",
         })
 
     async def tree_json(request: Request) -> Response:
@@ -313,6 +314,21 @@ def routes(
         Route("/pages/groups/{name}.json", json_route(group_json), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+
+
+def base(request: Request) -> str:
+    """The pages' root relative to this page: `.` for `/` and `/what-if`, `..` for `/groups/nlp`.
+
+    Links are relative so that the pages work wherever they are mounted (the
+    API port's root, the aggregated API's prefix). Through the apiserver they
+    must be: its proxy rewrites every absolute path in HTML to the backend's
+    own `https://host:port`, which the browser cannot reach.
+    """
+    path = str(request.scope.get("path", "/"))
+    root = str(request.scope.get("root_path", ""))
+    inside = path[len(root):] if root and path.startswith(root) else path
+    depth = max(inside.count("/") - 1, 0)
+    return "/".join([".."] * depth) or "."
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -6,7 +6,8 @@ and etcd, the controller-runtime envtest convention), else from the folder
 `~/.cache/quotalang/kube-1.20.2`). Certificates are made here with
 `cryptography`: one CA signs the apiserver's serving pair, an admin client
 pair in `system:masters`, and the webhook's serving pair; the service-account
-signing key is a separate EC key.
+signing key is a separate EC key; a second CA signs the aggregator's
+front-proxy client pair (`--requestheader-*`, `--proxy-client-*`).
 
 Without kube-controller-manager nothing is garbage-collected and no pods are
 created for workloads: tests create what they need themselves.
@@ -36,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ASSETS = Path.home() / ".cache" / "quotalang" / "kube-1.20.2"
 WEBHOOK_NAME = "quota.quotalang.dev"
+FRONT_PROXY_NAME = "front-proxy-client"
 
 
 def assets() -> Path | None:
@@ -189,6 +191,11 @@ class Cluster:
         self.serving = self.authority.issue("apiserver", hosts=["127.0.0.1", "localhost"])
         self.admin = self.authority.issue("admin", groups=["system:masters"], client=True)
         self.service_accounts = _service_account_keys(self.folder)
+        # The aggregator's front proxy: a CA of its own (as Kubernetes advises) and the client pair it
+        # presents to aggregated APIs (tests/e2e/test_aggregated.py).
+        (self.folder / "front-proxy").mkdir(exist_ok=True)
+        self.front_proxy_ca = Authority(self.folder / "front-proxy")
+        self.front_proxy = self.front_proxy_ca.issue(FRONT_PROXY_NAME, client=True)
         self.port = free_port()
         self.kubeconfig = self.folder / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump({
@@ -235,7 +242,15 @@ class Cluster:
              "--service-account-issuer", "https://kubernetes.default.svc",
              "--service-account-key-file", str(self.service_accounts.cert),
              "--service-account-signing-key-file", str(self.service_accounts.key),
-             "--allow-privileged=true", *self.apiserver_args])
+             "--allow-privileged=true",
+             "--requestheader-client-ca-file", str(self.front_proxy_ca.cert),
+             "--requestheader-allowed-names", FRONT_PROXY_NAME,
+             "--requestheader-username-headers", "X-Remote-User",
+             "--requestheader-group-headers", "X-Remote-Group",
+             "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+             "--proxy-client-cert-file", str(self.front_proxy.cert),
+             "--proxy-client-key-file", str(self.front_proxy.key),
+             *self.apiserver_args])
         wait_until(self._ready, "kube-apiserver /readyz", 90, self._apiserver, log)
 
     def _ready(self) -> bool:
@@ -281,6 +296,16 @@ class Cluster:
     def create(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.kubectl("create", "-f", "-", stdin=orjson.dumps(doc).decode(), check=check)
 
+    def token(self, namespace: str, account: str) -> str:
+        """A bound token for ServiceAccount `account` in `namespace`, from the TokenRequest API."""
+        with self.http() as client:
+            answer = client.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+                                 json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                       "spec": {"expirationSeconds": 3600}})
+        assert answer.status_code == 201, answer.text
+        value: str = answer.json()["status"]["token"]
+        return value
+
     def ensure_namespace(self, name: str) -> None:
         if self.kubectl("get", "namespace", name, check=False).returncode != 0:
             self.kubectl("create", "namespace", name)
@@ -294,6 +319,7 @@ def _spawn(log: Path, command: list[str], env: dict[str, str] | None = None) -> 
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -318,6 +344,7 @@ class Webhook:
     api_port: int = 0  # /metrics, /api/*: the API port
     api_auth: bool = False  # True: bearer tokens checked against the cluster; False: --api-insecure
     env: dict[str, str] = field(default_factory=dict)  # more environment (e.g. POD_NAME for a replica)
+    hosts: tuple[str, ...] = ()  # more names its serving certificate carries (a Service's DNS name)
 
     @property
     def url(self) -> str:
@@ -333,7 +360,7 @@ class Webhook:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        pair = self.cluster.authority.issue(f"webhook-{free_port()}", hosts=["127.0.0.1", "localhost"])
+        pair = self.cluster.authority.issue(f"webhook-{free_port()}", hosts=["127.0.0.1", "localhost", *self.hosts])
         self.port = self.port or free_port()
         self.api_port = self.api_port or free_port()
         self.process = _spawn(self.log,

@@ -45,13 +45,7 @@ kind apps/v1 Deployment {
 
 def token(cluster: Cluster, account: str) -> str:
     """A bound token for a ServiceAccount in NS, from the TokenRequest API."""
-    with cluster.http() as client:
-        answer = client.post(f"/api/v1/namespaces/{NS}/serviceaccounts/{account}/token",
-                             json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                   "spec": {"expirationSeconds": 3600}})
-    assert answer.status_code == 201, answer.text
-    value: str = answer.json()["status"]["token"]
-    return value
+    return cluster.token(NS, account)
 
 
 def account(name: str) -> dict[str, Any]:
