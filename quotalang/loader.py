@@ -8,6 +8,7 @@ imported.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -37,7 +38,28 @@ def library_dir() -> Path:
 
 
 def _quota_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix == ".quota" and p.is_file())
+    """Every `*.quota` entry that is not a directory: a dangling, looping or unreadable one is
+    listed too, so that reading it fails and names it (skipping it loaded the policy without
+    its groups, and a reload reported success)."""
+    return sorted(p for p in directory.iterdir() if p.suffix == ".quota" and not p.is_dir())
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why `path` cannot be read, in words; a symlink says where it points."""
+    name = _display(path)
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        if exc.errno == errno.ELOOP:
+            why = "loops"
+        elif isinstance(exc, FileNotFoundError):
+            why = "points to nothing"
+        else:
+            why = f"cannot be read: {exc.strerror or exc}"
+        return f"{name} is a symlink to {target!r} that {why}"
+    return f"cannot read {name}: {exc.strerror or exc}"
 
 
 def _display(path: Path) -> str:
@@ -58,14 +80,21 @@ def load(paths: list[str] | str) -> Sources:
     seen: set[Path] = set()
 
     def read(path: Path, origin: nodes.Span | None) -> None:
-        real = path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            real = path.absolute()
         if real in seen:
             return
         seen.add(real)
         name = _display(path)
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            problems.append(Diagnostic("E005", _unreadable(path, exc), origin,
+                                       "fix or remove the file: the policy is not loaded without it"))
+            return
+        except UnicodeDecodeError as exc:
             problems.append(Diagnostic("E005", f"cannot read {name}: {exc}", origin))
             return
         texts[name] = text

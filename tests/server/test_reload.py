@@ -168,3 +168,41 @@ def test_run_polls_the_files_and_wakes_on_request(
             await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["dangling", "looping"])
+def test_a_broken_file_is_rejected_by_name_and_the_last_good_policy_serves(
+    setup: tuple[Path, PolicyHolder, Metrics, PolicyReloader], kind: str
+) -> None:
+    """Issue 25 #13: a dangling or looping symlinked `.quota` file was skipped silently: the policy
+    loaded without its groups ("unknown quota group" for all their workloads) and the metrics said fine."""
+    folder, holder, metrics, reloader = setup
+    first = holder.policy
+    (folder / "extra.quota").write_text(EXTRA_KIND)
+    assert reloader.reload() == "loaded"
+    good = holder.policy
+    assert good is not None and good is not first
+    (folder / "extra.quota").unlink()
+    if kind == "dangling":
+        (folder / "extra.quota").symlink_to(folder / "gone.quota")
+        said = "is a symlink to"
+        why = "that points to nothing"
+    else:
+        (folder / "extra.quota").symlink_to(folder / "loop.quota")
+        (folder / "loop.quota").symlink_to(folder / "extra.quota")
+        said, why = "is a symlink to", "that loops"
+    assert reloader.reload() == "rejected"
+    assert holder.policy is good  # the last good policy keeps serving
+    error = holder.last_error
+    assert error is not None and "E005" in error and "extra.quota" in error and said in error and why in error
+    assert counter(metrics, "quotalang_policy_reload_errors_total") == 1
+    assert counter(metrics, "quotalang_policy_last_reload_ok") == 0
+
+
+def test_a_dangling_symlink_fails_the_first_load_by_name(tmp_path: Path) -> None:
+    (tmp_path / "org.quota").write_text(POLICY)
+    (tmp_path / "teams.quota").symlink_to(tmp_path / "..data" / "teams.quota")
+    with pytest.raises(PolicyError) as caught:
+        PolicyReloader([str(tmp_path)], PolicyHolder()).load_initial()
+    assert "teams.quota is a symlink to" in caught.value.render()
+    assert "points to nothing" in caught.value.render()
