@@ -63,6 +63,7 @@ GROUP = "visibility.quotalang.dev"
 VERSION = "v1alpha1"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
 PREFIX = f"/apis/{GROUP_VERSION}"
+API_SERVICE = f"{VERSION}.{GROUP}"  # the APIService's name
 RESOURCE = "quotagroups"
 KIND = "QuotaGroup"
 # The pages live under pages/quota/: for RBAC, resource `pages`, name `quota`, and as subresource the first
@@ -238,6 +239,7 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
 
 
 __all__ = [
+    "API_SERVICE",
     "GROUP",
     "GROUP_VERSION",
     "PAGES",

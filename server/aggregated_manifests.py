@@ -22,7 +22,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from quotalang.server.aggregated import GROUP, PAGE_SECTIONS, PAGES, RESOURCE, VERSION
+from quotalang.server.aggregated import API_SERVICE, GROUP, PAGE_SECTIONS, PAGES, RESOURCE, VERSION
 
 VIEWER = "quotalang-quotagroup-viewer"
 AGGREGATED_PORT = 8445
@@ -51,7 +51,7 @@ def api_service(namespace: str, service: str, *, ca_bundle: str | None, annotati
                             "groupPriorityMinimum": 1000, "versionPriority": 15}
     if ca_bundle:
         spec["caBundle"] = ca_bundle
-    meta: dict[str, Any] = {"name": f"{VERSION}.{GROUP}", "labels": dict(labels)}
+    meta: dict[str, Any] = {"name": API_SERVICE, "labels": dict(labels)}
     if annotations:
         meta["annotations"] = dict(annotations)
     return {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": meta, "spec": spec}
@@ -64,14 +64,27 @@ def reader_binding(namespace: str, account: str, labels: dict[str, str]) -> dict
             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}
 
 
+def ca_publisher(namespace: str, account: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """serve may write the APIService's caBundle (`--cert-secret`: its own CA, as for the webhook), that one only."""
+    role = f"{account}-apiservice"
+    return [
+        {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": role, "labels": dict(labels)},
+         "rules": [{"apiGroups": ["apiregistration.k8s.io"], "resources": ["apiservices"],
+                    "resourceNames": [API_SERVICE], "verbs": ["get", "update"]}]},
+        {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": role, "labels": dict(labels)},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
+    ]
+
+
 def with_aggregated_api(docs: Sequence[dict[str, Any]], namespace: str, name: str) -> list[dict[str, Any]]:
     """`docs` (an install: its Service, Deployment, NetworkPolicy and webhook configuration named `name`) serving
     the aggregated API too: the pods' port and flag, the Service's port, ingress to it from where the webhook's
     calls come from, the APIService (before the webhook configuration, which stays last) and the RBAC above.
 
     The APIService takes the webhook's CA: its `caBundle` (`--tls-secret`, `--embed-self-signed`) or
-    cert-manager's `inject-ca-from`. With the default Secret-kept CA, serve writes the webhook's caBundle
-    itself and not yet the APIService's: give `--cert-manager` or `--tls-secret` with `--aggregated-api`.
+    cert-manager's `inject-ca-from`; with the default Secret-kept CA serve writes it, as it writes the
+    webhook's (`certs.py`), and may update that one APIService only.
     """
     out = [copy.deepcopy(d) for d in docs]
     labels: dict[str, str] = {}
@@ -96,6 +109,8 @@ def with_aggregated_api(docs: Sequence[dict[str, Any]], namespace: str, name: st
             annotations = {k: v for k, v in meta.get("annotations", {}).items() if k.startswith("cert-manager.io/")}
     added = [api_service(namespace, name, ca_bundle=ca_bundle, annotations=annotations, labels=labels),
              viewer_role(labels), reader_binding(namespace, name, labels)]
+    if ca_bundle is None and not annotations:  # serve keeps its own CA (--cert-secret) and publishes it
+        added += ca_publisher(namespace, name, labels)
     last = out[-1:] if out and out[-1].get("kind") == "ValidatingWebhookConfiguration" else []
     return out[: len(out) - len(last)] + added + last
 

@@ -12,7 +12,8 @@ Gatekeeper's and Kyverno's certificate controllers do:
   writes the pair to a local folder (an emptyDir) and serves it, reloading it
   into the live `SSLContext` when it changes;
 * every replica keeps the webhook configuration's `caBundle` equal to the
-  CAs the Secret trusts (only for webhooks that point at our Service);
+  CAs the Secret trusts (only for webhooks that point at our Service), and
+  the aggregated API's APIService's with `--aggregated-port`;
 * the serving pair is reissued when a third of its life is left (30 of 90
   days by default); the CA lives four times as long and is rotated in two
   steps so that no request fails: a *next* CA is added to the bundle first,
@@ -54,6 +55,7 @@ DEFAULT_VALIDITY = 90 * DAY  # serving certificate; the CA lives CA_FACTOR times
 CA_FACTOR = 4
 NEXT_SINCE = "quotalang.dev/next-ca-since"
 WEBHOOKS_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+APISERVICES_PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
 
 
 class CertificateError(QuotalangError):
@@ -69,6 +71,7 @@ class CertSettings:
     service: str
     webhook_configuration: str | None = None
     validity: float = DEFAULT_VALIDITY
+    api_service: str | None = None  # the aggregated API's APIService (server/aggregated.py), trusting the same CA
 
     @property
     def hosts(self) -> list[str]:
@@ -202,6 +205,7 @@ class SecretCertificates:
         self.renewals = 0  # serving pairs this replica issued (tests count them)
         self._served: Pem | None = None
         self._bundle: bytes | None = None
+        self._api_bundle: bytes | None = None
 
     @property
     def secret_path(self) -> str:
@@ -315,41 +319,61 @@ class SecretCertificates:
         return True
 
     def _publish(self, bundle: bytes) -> None:
-        """Set caBundle on our webhooks in the configuration (GET, then a PUT guarded by resourceVersion)."""
+        """Set caBundle on our webhooks in the configuration, and on the aggregated API's APIService."""
+        encoded = _b64(bundle)
         name = self.settings.webhook_configuration
-        if name is None or bundle == self._bundle:
-            return
-        path = f"{WEBHOOKS_PATH}/{name}"
+        if name is not None and bundle != self._bundle:
+
+            def webhooks(config: dict[str, Any]) -> bool:
+                dirty = False
+                for hook in config.get("webhooks") or []:
+                    client = hook.get("clientConfig") or {}
+                    if self._ours(client.get("service")) and client.get("caBundle") != encoded:
+                        client["caBundle"] = encoded
+                        dirty = True
+                return dirty
+
+            if self._update(f"{WEBHOOKS_PATH}/{name}", f"ValidatingWebhookConfiguration {name}", webhooks, bundle):
+                self._bundle = bundle
+        service = self.settings.api_service
+        if service is not None and bundle != self._api_bundle:
+
+            def api_service(found: dict[str, Any]) -> bool:
+                spec = found.setdefault("spec", {})
+                if not self._ours(spec.get("service")) or spec.get("caBundle") == encoded:
+                    return False
+                spec["caBundle"] = encoded
+                return True
+
+            if self._update(f"{APISERVICES_PATH}/{service}", f"APIService {service}", api_service, bundle):
+                self._api_bundle = bundle
+
+    def _ours(self, service: Any) -> bool:
+        """Whether a clientConfig's or APIService's `service` is our Service (others keep their CA)."""
+        return isinstance(service, dict) and service.get("name") == self.settings.service and \
+            service.get("namespace") == self.settings.namespace
+
+    def _update(self, path: str, what: str, change: Callable[[dict[str, Any]], bool], bundle: bytes) -> bool:
+        """GET, `change` in place, then a PUT guarded by resourceVersion (again on 409). False: not there yet."""
         for _attempt in range(5):
             try:
-                config = self.api.request("GET", path, timeout=10)
+                found = self.api.request("GET", path, timeout=10)
             except ApiError as exc:
                 if exc.status == 404:  # not applied yet: the next round tries again
-                    log_event(LOG, logging.WARNING, "no ValidatingWebhookConfiguration to give the CA to yet",
-                              name=name)
-                    return
-                raise CertificateError(f"cannot read the ValidatingWebhookConfiguration {name}: {exc}") from None
-            encoded = _b64(bundle)
-            dirty = False
-            for hook in config.get("webhooks") or []:
-                client = hook.get("clientConfig") or {}
-                service = client.get("service") or {}
-                if service.get("name") == self.settings.service and \
-                        service.get("namespace") == self.settings.namespace and client.get("caBundle") != encoded:
-                    client["caBundle"] = encoded
-                    dirty = True
-            if not dirty:
-                self._bundle = bundle
-                return
+                    log_event(LOG, logging.WARNING, f"no {what.split()[0]} to give the CA to yet", name=path)
+                    return False
+                raise CertificateError(f"cannot read the {what}: {exc}") from None
+            if not change(found):
+                return True
             try:
-                self.api.request("PUT", path, body=config, timeout=10)
+                self.api.request("PUT", path, body=found, timeout=10)
             except ApiError as exc:
                 if exc.status == 409:
                     continue
-                raise CertificateError(f"cannot update the ValidatingWebhookConfiguration {name}: {exc}") from None
-            log_event(LOG, logging.INFO, "webhook caBundle updated", name=name, cas=bundle.count(b"BEGIN"))
-            self._bundle = bundle
-            return
+                raise CertificateError(f"cannot update the {what}: {exc}") from None
+            log_event(LOG, logging.INFO, f"{what.split()[0]} caBundle updated", name=path, cas=bundle.count(b"BEGIN"))
+            return True
+        return False
 
     # ------------------------------------------------------------------ the loop
     def start(self, deadline: float = 60.0) -> None:

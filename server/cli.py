@@ -129,10 +129,6 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
     notes: list[str] = []
     if args.aggregated_api and args.cluster:
         raise core.UsageError("--aggregated-api is for one cluster's install: leave out --cluster")
-    if args.aggregated_api and not (args.tls_secret or args.cert_manager or args.embed_self_signed):
-        raise core.UsageError("--aggregated-api: the APIService needs the serving CA now (serve's own Secret-kept CA "
-                              "is written to the webhook configuration only): give --cert-manager, --tls-secret NAME "
-                              "--ca-bundle FILE, or --embed-self-signed")
     if args.cluster:
         targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, **options)
         if args.only is not None and args.only not in targets:

@@ -51,6 +51,7 @@ from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Co
 from quotalang.errors import QuotalangError
 from quotalang.server import logs
 from quotalang.server.admission import DEFAULT_MAX_BODY
+from quotalang.server.aggregated import API_SERVICE as AGGREGATED_API_SERVICE
 from quotalang.server.aggregated import PREFIX as AGGREGATED_PREFIX
 from quotalang.server.aggregated import create_aggregated_app
 from quotalang.server.api import create_api_app
@@ -539,7 +540,8 @@ def _cert_keeper(opts: ServeOptions, found: Clusters, metrics: Metrics) -> Secre
 
     api = _connect(need_hub(found, "--cert-secret"))
     settings = CertSettings(lease_namespace(), opts.cert_secret, opts.cert_service, opts.webhook_configuration,
-                            opts.cert_validity or DEFAULT_VALIDITY)
+                            opts.cert_validity or DEFAULT_VALIDITY,
+                            api_service=AGGREGATED_API_SERVICE if opts.aggregated_port is not None else None)
     keeper = SecretCertificates(api, settings, default_folder(), metrics)
     try:
         keeper.start()

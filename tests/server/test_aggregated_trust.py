@@ -118,6 +118,19 @@ def test_quotalang_manifests_prints_the_aggregated_api_with_the_webhooks_ca() ->
     assert "APIService" not in {d["kind"] for d in plain}  # opt-in: a cluster without a front proxy would fail
 
 
-def test_the_aggregated_api_needs_a_ca_the_apiservice_can_carry() -> None:
-    code, _, err = _manifests("--aggregated-api")
-    assert code == 2 and "the APIService needs the serving CA now" in err
+def test_with_serves_own_ca_serve_may_write_the_apiservices_ca_and_nothing_else() -> None:
+    import orjson
+
+    code, text, _ = _manifests("--aggregated-api", "--format", "json")
+    assert code == 0
+    docs = orjson.loads(text)["items"]
+    (service,) = [d for d in docs if d["kind"] == "APIService"]
+    assert "caBundle" not in service["spec"]  # serve writes it (--cert-secret), as it writes the webhook's
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "quotalang-apiservice"]
+    assert role["rules"] == [{"apiGroups": ["apiregistration.k8s.io"], "resources": ["apiservices"],
+                              "resourceNames": ["v1alpha1.visibility.quotalang.dev"], "verbs": ["get", "update"]}]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--cert-secret" in " ".join(args) and f"--aggregated-port={AGGREGATED_PORT}" in args
+    with_ca = orjson.loads(_manifests("--aggregated-api", "--embed-self-signed", "--format", "json")[1])["items"]
+    assert not [d for d in with_ca if d["metadata"]["name"] == "quotalang-apiservice"]  # nothing to write there

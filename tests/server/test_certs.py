@@ -203,3 +203,34 @@ def test_no_webhook_configuration_yet_is_not_an_error(tmp_path: Path) -> None:
     api.objects[HOOKS] = webhooks()
     k.sync()
     assert bundle(api) == [secret_cert(api, "ca.crt")]
+
+
+APISERVICE = "/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.visibility.quotalang.dev"
+
+
+def _api_service(namespace: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": "v1alpha1.visibility.quotalang.dev", "resourceVersion": "1"},
+            "spec": {"group": "visibility.quotalang.dev", "version": "v1alpha1",
+                     "service": {"namespace": namespace, "name": name, "port": 8445}}}
+
+
+def test_the_aggregated_apis_apiservice_trusts_the_same_ca(api: FakeApi, tmp_path: Path) -> None:
+    api.objects[APISERVICE] = _api_service("q", "quotalang")
+    settings = CertSettings("q", "quotalang-tls", "quotalang", "quotalang", VALIDITY,
+                            api_service="v1alpha1.visibility.quotalang.dev")
+    SecretCertificates(api, settings, tmp_path / "tls", clock=Clock()).sync()  # type: ignore[arg-type]
+    published = api.objects[APISERVICE]["spec"]["caBundle"]
+    assert published == api.objects[HOOKS]["webhooks"][0]["clientConfig"]["caBundle"]
+    assert x509.load_pem_x509_certificates(base64.b64decode(published))[0] == secret_cert(api, "ca.crt")
+    puts = [c for c in api.calls if c == ("PUT", APISERVICE)]
+    SecretCertificates(api, settings, tmp_path / "tls2", clock=Clock()).sync()  # type: ignore[arg-type]
+    assert [c for c in api.calls if c == ("PUT", APISERVICE)] == puts  # already right: not written again
+
+
+def test_an_apiservice_of_another_service_keeps_its_ca(api: FakeApi, tmp_path: Path) -> None:
+    api.objects[APISERVICE] = _api_service("other", "quotalang")
+    settings = CertSettings("q", "quotalang-tls", "quotalang", "quotalang", VALIDITY,
+                            api_service="v1alpha1.visibility.quotalang.dev")
+    SecretCertificates(api, settings, tmp_path / "tls", clock=Clock()).sync()  # type: ignore[arg-type]
+    assert "caBundle" not in api.objects[APISERVICE]["spec"]
