@@ -12,7 +12,10 @@ fields of the wrong type, bodies cut short. What must hold for every one:
 * the ledger's totals equal the sum of the charges of the requests that were
   admitted, computed here by evaluating each request independently of the
   server (and a request admitted over HTTP must be one the evaluator allows:
-  an invalid object is never admitted, whatever the failure mode).
+  an invalid object is never admitted, whatever the failure mode);
+* a forged `oldObject` buys nothing: the ledger is standalone, so an UPDATE
+  is charged against what the ledger recorded for the name (README,
+  standalone rules), whatever the review claims the name held.
 
 Each example runs on a fresh memory ledger (standalone), with a CREATE and,
 when that was admitted, an UPDATE of the same object: their charges add up
@@ -259,8 +262,40 @@ def expected_charges(request: Any, ledger: MemoryLedger) -> tuple[bool, dict[str
     elif sub:
         return None
     else:
+        identity = ObjectKey(gvk.get("group", ""), gvk["kind"], request.get("namespace") or "",
+                             request.get("name") or "")
+        recorded = ledger.lookup(identity, local=True)  # standalone: the ledger's record, never the review's
+        uid = _uid(obj)
+        if operation == "UPDATE" or (uid and recorded is not None and _uid(recorded) == uid):
+            operation, old = "UPDATE", recorded
+        else:
+            old = None
         decision = evaluate(POLICY, obj, operation, old=old, usage=ledger)
     return decision.allowed, {g: dict(c) for g, c in decision.charges.items()}
+
+
+def _uid(obj: Any) -> Any:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta.get("uid") if isinstance(meta, dict) else None
+
+
+def inflated(obj: Any) -> Any:
+    """`obj` claiming to have held ten times its replicas everywhere (a forged old object)."""
+    copied = copy.deepcopy(obj)
+
+    def scale(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "replicas" and isinstance(value, int) and not isinstance(value, bool):
+                    node[key] = value * 10 + 10
+                else:
+                    scale(value)
+        elif isinstance(node, list):
+            for item in node:
+                scale(item)
+
+    scale(copied)
+    return copied
 
 
 def totals(ledger: MemoryLedger) -> dict[str, dict[str, int]]:
@@ -405,9 +440,21 @@ def test_no_body_gets_a_5xx_and_the_ledger_holds_what_was_admitted(
         first_request = step(server, admitted, body, first["request"].get("uid"))
         assert totals(server.ledger) == admitted
 
-        # An UPDATE of what was admitted: the charges of both requests add up to the ledger.
+        # An UPDATE of what was admitted: the charges of both requests add up to the ledger. Its
+        # oldObject is what was admitted, or a forgery (scaled up, moved, another object): either way
+        # it is charged against what the ledger recorded.
         if first_request is not None and routed == "object":
-            second = review(base, data.draw(mutated_object(base)), "UPDATE", first_request["object"])
+            forged = data.draw(st.sampled_from(["honest", "mutated", "inflated", "new"]))
+            old = first_request["object"]
+            if forged == "mutated":
+                old = data.draw(mutated_object(base))
+            elif forged == "inflated":
+                old = inflated(first_request["object"])
+            elif forged == "new":
+                old = None  # filled in below: the new object itself, a delta of nothing if trusted
+            new = data.draw(mutated_object(base))
+            second = review(base, new, "UPDATE", new if forged == "new" else old)
+            event(f"old object: {forged}")
             step(server, admitted, encode(second), second["request"]["uid"])
             assert totals(server.ledger) == admitted
         assert not errors.found, errors.found

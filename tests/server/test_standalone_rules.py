@@ -12,11 +12,14 @@ cpu and every test pod asks for 4, so ten pods fit; `lab` may use 10 cpu.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from quotalang.controller import MemoryLedger
@@ -25,6 +28,7 @@ from quotalang.server.reload import PolicyHolder
 from tests.server.webhook_helpers import compile_text, deployment, response_of, review
 
 NANO = 10**9
+POLICY_OF_TESTS = compile_text()
 POD_POLICY = """\
 settings {
   group label "team"
@@ -184,3 +188,22 @@ def test_an_in_place_resize_is_decided_and_charged(pods: tuple[TestClient, Memor
     assert cpu(ledger) == 6
     status = send(client, review(pod("web", "60"), "UPDATE", old=small, sub_resource="status"))
     assert status["allowed"] is True and cpu(ledger) == 6  # /status changes nothing a quota charges
+
+
+# ------------------------------------------------------------ a forged oldObject, fuzzed
+@settings(max_examples=2000 if os.environ.get("QUOTALANG_FUZZ_PROFILE", "ci") == "ci" else 200, deadline=None)
+@given(held=st.integers(0, 10), wanted=st.integers(0, 30), claimed=st.integers(0, 30),
+       claimed_group=st.sampled_from(["ml", "lab", None]), failure_mode=st.sampled_from(["deny", "allow"]))
+def test_no_forged_old_object_admits_more_than_fits(
+    held: int, wanted: int, claimed: int, claimed_group: str | None, failure_mode: str
+) -> None:
+    """By hand: `web` holds `held` pods of 4 cpu in ml (40 cpu, 40 pods); an UPDATE to `wanted` pods fits iff
+    4 × wanted ≤ 40 — whatever the review's oldObject claims (`claimed` pods, in `claimed_group`)."""
+    ledger = MemoryLedger()
+    client = TestClient(create_app(PolicyHolder(POLICY_OF_TESTS), ledger, failure_mode=failure_mode))  # type: ignore[arg-type]
+    if held:
+        assert send(client, review(deployment("web", replicas=held)))["allowed"]
+    forged = deployment("web", group=claimed_group, replicas=claimed)
+    answer = send(client, review(deployment("web", replicas=wanted), "UPDATE", old=forged))
+    assert answer["allowed"] is (4 * wanted <= 40)
+    assert cpu(ledger) == (4 * wanted if answer["allowed"] else 4 * held)
