@@ -99,12 +99,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
     from quotalang.server import manifests as m
 
-    ca_bundle = None
-    if args.ca_bundle:
-        try:
-            ca_bundle = Path(args.ca_bundle).read_bytes()
-        except OSError as exc:
-            raise core.UsageError(f"cannot read {args.ca_bundle}: {exc.strerror}") from None
+    ca_bundle = _read(args.ca_bundle)
+    client_ca = _read(args.client_ca)
     if args.only is not None and not args.cluster:
         raise core.UsageError("--only picks one part of a --cluster install: give --cluster NAME")
     if bool(args.cluster) != bool(args.webhook_url):
@@ -112,25 +108,34 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
                               "address they call")
     if args.output_dir and args.format == "json":
         raise core.UsageError("--output-dir writes YAML files: leave out --format json")
-    options: dict[str, Any] = dict(
-        image=args.image or m.DEFAULT_IMAGE,
-        failure_policy=args.failure_policy,
-        replicas=args.replicas,
+    # Flags left out take Options' defaults, written once (server/manifests/options.py).
+    given: dict[str, Any] = {k: v for k, v in (("failure_policy", args.failure_policy), ("replicas", args.replicas),
+                                                ("timeout_seconds", args.timeout_seconds), ("store", args.store))
+                             if v is not None}
+    if args.priority_class is not None:
+        given["priority_class"] = args.priority_class or None  # '' for none
+    options = m.Options(
+        image=args.image,
         tls_secret=args.tls_secret,
         ca_bundle=ca_bundle,
         cert_manager=args.cert_manager,
+        cert_manager_issuer=_issuer(args.cert_manager_issuer),
         embed_self_signed=args.embed_self_signed,
-        priority_class=args.priority_class or None,
         kube_version=m.parse_kube_version(args.kube_version),
-        exempt_namespaces=args.exempt_namespace or (),
-        webhook_from=args.webhook_from or (),
+        exempt_namespaces=tuple(args.exempt_namespace or ()),
+        webhook_from=tuple(args.webhook_from or ()),
         metrics_from_namespace=args.metrics_from_namespace,
+        namespace_selector=_labels(args.namespace_label or ()),
+        sqlite_claim=args.sqlite_claim,
+        client_ca=client_ca,
+        client_names=tuple(args.client_name or ()),
+        **given,
     )
     notes: list[str] = []
     if args.aggregated_api and args.cluster:
         raise core.UsageError("--aggregated-api is for one cluster's install: leave out --cluster")
     if args.cluster:
-        targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, **options)
+        targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, options)
         if args.only is not None and args.only not in targets:
             raise core.UsageError(f"--only {args.only}: give {m.HUB} or one of the --cluster names "
                                   f"({', '.join(args.cluster)})")
@@ -146,7 +151,7 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         docs = targets[args.only]
         notes = m.fleet_notes(args.only, args.namespace, args.cluster)
     else:
-        docs = m.manifests(args.policy, args.namespace, **options)
+        docs = m.manifests(args.policy, args.namespace, options)
         if args.aggregated_api:
             from quotalang.server.aggregated_manifests import with_aggregated_api
 
@@ -160,8 +165,37 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         out.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": docs},
                                option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        out.write(m.render_yaml(docs, args.namespace, args.replicas, notes))
+        out.write(m.render_yaml(docs, args.namespace, notes))
     return core.EXIT_OK
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise core.UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _issuer(text: str | None) -> tuple[str, str] | None:
+    """`ClusterIssuer/letsencrypt` → ("ClusterIssuer", "letsencrypt")."""
+    if text is None:
+        return None
+    kind, _, name = text.partition("/")
+    if kind not in ("Issuer", "ClusterIssuer") or not name:
+        raise core.UsageError(f"--cert-manager-issuer {text!r}: give Issuer/NAME or ClusterIssuer/NAME")
+    return kind, name
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise core.UsageError(f"--namespace-label {pair!r}: give KEY=VALUE")
+        out[key] = value
+    return out
 
 
 def _warn_private_key(args: argparse.Namespace) -> None:
@@ -305,19 +339,25 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--format", choices=["text", "json"], default="text", help="text is YAML")
     man.add_argument("--policy", action="append", required=True, metavar="DIR")
     man.add_argument("--namespace", required=True, metavar="NS")
-    man.add_argument("--image", help="the image the Deployment runs (default: this version's release image)")
-    man.add_argument("--failure-policy", choices=["Fail", "Ignore"], default="Fail")
-    man.add_argument("--replicas", type=_positive_int, default=2)
+    man.add_argument("--image", required=True, metavar="REF",
+                     help="the image reference the Deployment runs, as pushed to your registry "
+                     "(README: Build the image)")
+    man.add_argument("--failure-policy", choices=["Fail", "Ignore"], help="default Fail")
+    man.add_argument("--timeout-seconds", type=_positive_int, metavar="N",
+                     help="how long the apiserver waits for one review (1..30; default 5)")
+    man.add_argument("--replicas", type=_positive_int, help="default 2")
     man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
     man.add_argument("--ca-bundle", metavar="FILE", help="PEM CA that signed --tls-secret's certificate")
     man.add_argument("--cert-manager", action="store_true",
                      help="cert-manager issues and renews the certificate (Issuer, Certificate, CA injection)")
     man.add_argument("--embed-self-signed", action="store_true",
                      help="print a self-signed serving pair, private key included (a warning; nothing renews it)")
+    man.add_argument("--cert-manager-issuer", metavar="KIND/NAME",
+                     help="with --cert-manager: your Issuer/NAME or ClusterIssuer/NAME (default: a self-signed Issuer)")
     man.add_argument("--kube-version", default="1.21", metavar="X.Y",
                      help="the oldest Kubernetes to apply to (default 1.21; 1.20 uses policy/v1beta1 and "
                      "exempts namespaces by a label quotalang guards)")
-    man.add_argument("--priority-class", default="system-cluster-critical", metavar="NAME",
+    man.add_argument("--priority-class", metavar="NAME",
                      help="the webhook pods' priorityClassName ('' for none; default system-cluster-critical)")
     man.add_argument("--exempt-namespace", action="append", metavar="NS",
                      help="a namespace quota does not apply to (repeatable), fixed at install time; kube-system and "
@@ -331,6 +371,18 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--aggregated-api", action="store_true",
                      help="also serve quota as a Kubernetes API (visibility.quotalang.dev: kubectl get quotagroups, "
                      "the pages through kubectl proxy): APIService, viewer ClusterRole, --aggregated-port")
+    man.add_argument("--namespace-label", action="append", metavar="KEY=VALUE",
+                     help="the webhook sees only namespaces with this label (repeatable: all of them), "
+                     "besides skipping the exempt ones")
+    man.add_argument("--store", choices=["kubernetes", "sqlite"],
+                     help="kubernetes: a ledger object per group, shared by every replica (default); sqlite: one "
+                     "replica's file on --sqlite-claim")
+    man.add_argument("--sqlite-claim", metavar="PVC", help="with --store sqlite: the claim holding the file")
+    man.add_argument("--client-ca", metavar="FILE",
+                     help="mutual TLS: only a client certificate from this CA (the apiserver's, through its "
+                     "AdmissionConfiguration; docs/operations.md) may call the webhook")
+    man.add_argument("--client-name", action="append", metavar="NAME",
+                     help="with --client-ca: the certificate must also name this (CN or SAN; repeatable)")
     man.add_argument("--cluster", action="append", metavar="NAME",
                      help="several clusters: a member cluster (repeatable; the hub's serve gets --cluster NAME=... "
                      "from a kubeconfig Secret, the member a webhook configuration calling --webhook-url/validate/NAME "

@@ -8,7 +8,7 @@ namespaces` may set — an opt-out from quota. Two ways out:
 
 * Kubernetes >= 1.21 sets `kubernetes.io/metadata.name` on every namespace
   and refuses changes to it, so the `namespaceSelector` names the exempt
-  namespaces through it (server/manifests.py) and nothing here is needed.
+  namespaces through it (server/manifests/) and nothing here is needed.
 * Kubernetes 1.20 has no such label. The quota webhook then skips namespaces
   labelled `quotalang.dev/exempt`, the manifests put that label on the listed
   namespaces, and a second webhook sends quotalang every namespace CREATE or

@@ -48,9 +48,12 @@ def require() -> Path:
     return folder
 
 
+IMAGE = "registry.example/quotalang:test"
+
+
 def generate(*args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "quotalang.server.cli", "manifests", "--policy", str(POLICY),
-                           "--namespace", NS, "--kube-version", "1.20", *args],
+                           "--namespace", NS, "--image", IMAGE, "--kube-version", "1.20", *args],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -136,7 +139,7 @@ def test_the_whole_output_passes_a_server_side_dry_run(cluster: Cluster, variant
 def test_kubectl_kustomize_renders_the_output_dir(cluster: Cluster, tmp_path: Path) -> None:
     folder = tmp_path / "install"
     done = subprocess.run([sys.executable, "-m", "quotalang.server.cli", "manifests", "--policy", str(POLICY),
-                           "--namespace", NS, "--kube-version", "1.20", "--output-dir", str(folder)],
+                           "--namespace", NS, "--image", IMAGE, "--kube-version", "1.20", "--output-dir", str(folder)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     rendered = cluster.kubectl("kustomize", str(folder))

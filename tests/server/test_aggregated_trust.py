@@ -91,7 +91,8 @@ def _manifests(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            code = main(["manifests", "--policy", str(EXAMPLES), "--namespace", "quota-system", *args], out)
+            code = main(["manifests", "--policy", str(EXAMPLES), "--namespace", "quota-system",
+                         "--image", "registry.example/quotalang:test", *args], out)
         except SystemExit as exc:
             code = int(exc.code or 0)
     return code, out.getvalue(), err.getvalue()

@@ -15,15 +15,16 @@ from cryptography import x509
 
 from quotalang.errors import InputError
 from quotalang.server.cli import main
-from quotalang.server.manifests import manifests
+from quotalang.server.manifests import Options, manifests
 from quotalang.server.tls import issue, make_ca
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+IMAGE = "registry.example/quotalang:test"
 
 
 def run(*args: str) -> tuple[int, str]:
     out = io.StringIO()
-    code = main(["manifests", *args], out)
+    code = main(["manifests", *args, *(() if "--image" in args else ("--image", IMAGE))], out)
     return code, out.getvalue()
 
 
@@ -177,11 +178,11 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca() -> None:
 
 def test_ways_to_get_a_certificate_exclude_each_other() -> None:
     with pytest.raises(InputError, match="choose one"):
-        manifests([str(EXAMPLES)], "q", cert_manager=True, embed_self_signed=True)
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, cert_manager=True, embed_self_signed=True))
 
 
 def test_the_pdb_api_follows_the_kube_version() -> None:
-    old = manifests([str(EXAMPLES)], "q", kube_version=(1, 20))
+    old = manifests([str(EXAMPLES)], "q", Options(IMAGE, kube_version=(1, 20)))
     assert find(old, "PodDisruptionBudget")["apiVersion"] == "policy/v1beta1"
     assert run("--policy", str(EXAMPLES), "--namespace", "q", "--kube-version", "banana")[0] == 2
 
@@ -297,13 +298,13 @@ def test_imports_from_outside_the_directory_are_refused(tmp_path: Path) -> None:
     policy.mkdir()
     (policy / "org.quota").write_text('import "../shared.quota"\n\ngroup root {\n  pods 10\n}\n')
     with pytest.raises(InputError, match="outside the policy directory"):
-        manifests([str(policy)], "q")
+        manifests([str(policy)], "q", Options(IMAGE))
     assert run("--policy", str(policy), "--namespace", "q")[0] == 2
 
 
 def test_tls_secret_needs_a_ca_bundle() -> None:
     with pytest.raises(InputError, match="go together"):
-        manifests([str(EXAMPLES)], "q", tls_secret="s")
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, tls_secret="s"))
 
 
 def test_issue_names_every_host() -> None:
@@ -318,7 +319,7 @@ def test_issue_names_every_host() -> None:
 
 
 def test_before_1_21_exemption_is_a_label_only_listed_namespaces_may_carry() -> None:
-    docs = manifests([str(EXAMPLES)], "q", kube_version=(1, 20), exempt_namespaces=["monitoring"])
+    docs = manifests([str(EXAMPLES)], "q", Options(IMAGE, kube_version=(1, 20), exempt_namespaces=("monitoring",)))
     label = "quotalang.dev/exempt"
     quota, guard = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
     assert quota["namespaceSelector"] == {"matchExpressions": [{"key": label, "operator": "DoesNotExist"}]}
@@ -355,23 +356,23 @@ def test_the_header_says_which_exempt_namespaces_to_label_by_hand() -> None:
 @pytest.mark.parametrize("name", ["Kube-System", "a b", "-x", "x" * 64, "a/b", ""])
 def test_a_bad_namespace_name_is_a_clear_error(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(InputError, match="is not a namespace name"):
-        manifests([str(EXAMPLES)], "q", exempt_namespaces=[name])
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, exempt_namespaces=(name,)))
     assert run("--policy", str(EXAMPLES), f"--namespace={name}")[0] == 2
     err = capsys.readouterr().err
     assert "--namespace" in err and "is not a namespace name" in err and "Traceback" not in err
     with pytest.raises(InputError, match="--metrics-from-namespace"):
-        manifests([str(EXAMPLES)], "q", metrics_from_namespace=name)
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, metrics_from_namespace=name))
 
 
 def test_the_network_policy_admits_only_the_webhook_and_api_ports() -> None:
-    default = find(manifests([str(EXAMPLES)], "q"), "NetworkPolicy")
+    default = find(manifests([str(EXAMPLES)], "q", Options(IMAGE)), "NetworkPolicy")
     assert default["spec"]["policyTypes"] == ["Ingress"]
     assert default["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "quotalang",
                                                               "app.kubernetes.io/component": "webhook"}}
     assert default["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]},
                                           {"ports": [{"protocol": "TCP", "port": 8444}]}]
-    narrowed = find(manifests([str(EXAMPLES)], "q", webhook_from=["10.0.0.0/24", "192.168.1.7"],
-                              metrics_from_namespace="monitoring"), "NetworkPolicy")
+    narrowed = find(manifests([str(EXAMPLES)], "q", Options(IMAGE, webhook_from=("10.0.0.0/24", "192.168.1.7"),
+                                                            metrics_from_namespace="monitoring")), "NetworkPolicy")
     assert narrowed["spec"]["ingress"] == [
         {"ports": [{"protocol": "TCP", "port": 8443}],
          "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "192.168.1.7/32"}}]},
@@ -379,10 +380,10 @@ def test_the_network_policy_admits_only_the_webhook_and_api_ports() -> None:
          "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
     ]
     with pytest.raises(InputError, match="not a CIDR"):
-        manifests([str(EXAMPLES)], "q", webhook_from=["anywhere"])
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, webhook_from=("anywhere",)))
     # Before 1.21 any namespace could claim the name label: refused, not silently weak.
     with pytest.raises(InputError, match=r"from 1\.21"):
-        manifests([str(EXAMPLES)], "q", kube_version=(1, 20), metrics_from_namespace="monitoring")
+        manifests([str(EXAMPLES)], "q", Options(IMAGE, kube_version=(1, 20), metrics_from_namespace="monitoring"))
 
 
 def test_output_dir_writes_one_file_per_object_and_a_kustomization(tmp_path: Path) -> None:
@@ -394,7 +395,7 @@ def test_output_dir_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     files = kustomization["resources"]
     assert sorted(p.name for p in folder.iterdir()) == sorted([*files, "kustomization.yaml"])
     docs = [yaml.safe_load((folder / name).read_text()) for name in files]
-    assert [d["kind"] for d in docs] == [d["kind"] for d in manifests([str(EXAMPLES)], "q")]
+    assert [d["kind"] for d in docs] == [d["kind"] for d in manifests([str(EXAMPLES)], "q", Options(IMAGE))]
     assert files[0] == "01-customresourcedefinition-quotaledgers.quotalang.dev.yaml"
     assert files[-1] == f"{len(files):02d}-validatingwebhookconfiguration-quotalang.yaml"
     # A second run replaces its own output (a dropped object leaves no file behind) ...
@@ -442,7 +443,7 @@ def test_a_member_gets_a_webhook_calling_its_route_and_read_only_rbac(ca_file: t
     assert hook["clientConfig"] == {"url": "https://quota.example.com:8443/validate/west",
                                     "caBundle": base64.b64encode(ca_file[1]).decode()}
     # The same rules and exemptions as a one-cluster install's webhook.
-    single = find(manifests([str(EXAMPLES)], "q"), "ValidatingWebhookConfiguration")["webhooks"][0]
+    single = find(manifests([str(EXAMPLES)], "q", Options(IMAGE)), "ValidatingWebhookConfiguration")["webhooks"][0]
     assert hook["rules"] == single["rules"] and hook["namespaceSelector"] == single["namespaceSelector"]
     role = find(docs, "ClusterRole")
     assert role["metadata"]["name"] == "quotalang-watcher"

@@ -53,8 +53,11 @@ def test_the_parser_has_the_core_verbs_and_the_server_ones() -> None:
     args = parser.parse_args(["serve", "--policy", "p"])
     assert (args.host, args.port, args.failure_mode, args.log_format) == ("127.0.0.1", 8443, "deny", "text")
     assert args.max_body_bytes == 3 * 1024 * 1024
-    args = parser.parse_args(["manifests", "--policy", "p", "--namespace", "n"])
-    assert (args.failure_policy, args.replicas) == ("Fail", 2)
+    # manifests: the image is named explicitly; flags left out take Options' defaults (tests/server/test_manifests.py).
+    args = parser.parse_args(["manifests", "--policy", "p", "--namespace", "n", "--image", "r.example/q:1"])
+    assert (args.image, args.failure_policy, args.replicas) == ("r.example/q:1", None, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["manifests", "--policy", "p", "--namespace", "n"])
     assert parser.parse_args(["lint", "x"]).paths == ["x"]
 
 

@@ -1,0 +1,125 @@
+"""RBAC: every rule is one the code calls, and the call is named next to it.
+
+A rule too few and `serve` fails (the end-to-end install test runs the image
+under exactly these rules); a rule too many is a grant nobody reviews.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quotalang.compiler import CompiledPolicy
+from quotalang.controller.kube.naming import plural, policy_kinds
+from quotalang.controller.ledger import crd as ledger_crd
+from quotalang.server.manifests.objects import meta
+from quotalang.server.manifests.options import LEASE_NAME, METRICS_READER, NAME, TLS_SECRET, VIEWER
+
+
+def watch_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
+    """What the controller reads in a cluster it watches: list + watch, and get for /scale parents."""
+    # pods: the controller accrues cash per pod. limitranges: every replica (the kubernetes store's
+    # runtime) and the controller list + watch them to charge templates with their namespace's
+    # LimitRange defaults, as the LimitRanger will fill them in (controller/kube/limit_ranges.py).
+    watched: dict[str, set[str]] = {"": {"pods", "limitranges"}}
+    scaled: dict[str, set[str]] = {}
+    for group, _version, kind, scales in policy_kinds(policy):
+        watched.setdefault(group, set()).add(plural(kind))
+        if scales:
+            scaled.setdefault(group, set()).add(plural(kind))
+    rules: list[dict[str, Any]] = []
+    for group in sorted(set(watched) | set(scaled)):
+        # list + watch: the leader's controller (controller/runner.py) lists and watches every policy
+        # kind and pods cluster-wide to reconcile observed usage.
+        if watched.get(group):
+            rules.append({"apiGroups": [group], "resources": sorted(watched[group]), "verbs": ["list", "watch"]})
+        # get: a replica asked about a /scale it did not admit fetches the parent (server/stores.py
+        # live_lookup); only kinds whose rule names a scale path get /scale reviews.
+        if scaled.get(group):
+            rules.append({"apiGroups": [group], "resources": sorted(scaled[group]), "verbs": ["get"]})
+    return rules
+
+
+def rbac(
+    policy: CompiledPolicy, namespace: str, *, keeps_secret: bool, watches: bool = True
+) -> list[dict[str, Any]]:
+    """ServiceAccount, roles and bindings: every rule is one the code calls, with the call named.
+
+    `keeps_secret`: serve keeps its certificates in a Secret and publishes the CA
+    to the webhook configuration (the default), which needs three more rules.
+    `watches`: serve watches this cluster (False: a hub that only holds the
+    ledger; the members grant the watch, `member_objects`).
+    """
+    # A hub that is no member watches nothing there: every replica watches each member's LimitRanges
+    # instead (kubestore_runtime.StoreRuntime.limit_ranges_from).
+    rules = watch_rules(policy) if watches else []
+    # The shared ledger (controller/ledger/kubestore.py): get/create/update one object per group on
+    # every admission (compare-and-swap), list + watch to follow other replicas' writes, delete to
+    # drop an empty ledger of a group the policy no longer has.
+    rules.append({"apiGroups": [ledger_crd.GROUP], "resources": [ledger_crd.PLURAL],
+                  "verbs": ["get", "list", "watch", "create", "update", "delete"]})
+    # get: `serve --store kubernetes` checks at start that the QuotaLedger CRD is installed
+    # (controller/ledger/kubestore_runtime.py install_crd); it never creates it, the manifests do.
+    rules.append({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+                  "resourceNames": [ledger_crd.CRD_NAME], "verbs": ["get"]})
+    # create: the API port asks who a bearer token belongs to (TokenReview) and whether that user may
+    # read what it asks for (SubjectAccessReview); server/apiauth.py KubeReviews. Both are reviews,
+    # not objects: create is the only verb they have.
+    rules.append({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]})
+    rules.append({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+                  "verbs": ["create"]})
+    if keeps_secret:
+        # get + update: every replica keeps the caBundle of this webhook configuration equal to the
+        # CAs in its certificate Secret (server/certs.py _publish).
+        rules.append({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+                      "resourceNames": [NAME], "verbs": ["get", "update"]})
+    role_rules: list[dict[str, Any]] = [
+        # get + update: the Lease holder renews, a follower reads and takes over an expired Lease
+        # (controller/kube/election.py); create: the first replica makes it (create cannot be
+        # limited by name).
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [LEASE_NAME],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    if keeps_secret:
+        # get + update: read the CA and serving pair, renew them by compare-and-swap
+        # (server/certs.py); create: the first replica makes the Secret.
+        role_rules += [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [TLS_SECRET], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ]
+    subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(NAME, namespace)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(NAME),
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(NAME),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+         "subjects": subject},
+        *readers(),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(NAME, namespace),
+         "rules": role_rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": meta(NAME, namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+         "subjects": subject},
+    ]
+
+
+def readers() -> list[dict[str, Any]]:
+    """ClusterRoles for the API port's readers, bound by admins (nothing is bound here).
+
+    `quotalang-viewer`: the whole tree or nothing (server/apiauth.py: `get` on
+    `groups.quotalang.dev` for the JSON API and the pages, `create` on
+    `groups/explain` for what-if and propose, which reserve nothing).
+    `quotalang-metrics-reader`: `get` on the non-resource URL /metrics, for Prometheus.
+    """
+    from quotalang.server.apiauth import API_GROUP, EXPLAIN, RESOURCE
+
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(VIEWER),
+         "rules": [{"apiGroups": [API_GROUP], "resources": [RESOURCE], "verbs": ["get"]},
+                   {"apiGroups": [API_GROUP], "resources": [f"{RESOURCE}/{EXPLAIN}"], "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(METRICS_READER),
+         "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
+    ]
+
