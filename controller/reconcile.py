@@ -29,7 +29,8 @@ from typing import Any
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.controller.cash import PodRun, accrue, pod_run
 from quotalang.controller.ledger.base import CashState, CashStore, ControllerLedger, ObjectKey, Observation, Usage
-from quotalang.evaluator import charged_owner, resolve_group
+from quotalang.evaluator import resolve_group
+from quotalang.owners import claimed_owner
 from quotalang.usage import workload_usage
 
 LOG = logging.getLogger("quotalang.controller")
@@ -200,7 +201,7 @@ class Reconciler:
             return None  # a stale event (a watcher being replaced): what was seen is newer
         meta = _meta(obj)
         uid = str(meta.get("uid") or "") or None
-        owned = charged_owner(policy, obj) is not None
+        owned = claimed_owner(policy, obj) is not None
         if owned and source == PODS:
             return None  # a pod its owner paid for: no usage, never an owner itself, nothing to index
         group: str | None = None
@@ -234,7 +235,7 @@ class Reconciler:
                 break
             found = self._owners.get(owners[0])
             if found is None:
-                if hop > 0 or charged_owner(policy, pod) is not None:
+                if hop > 0 or claimed_owner(policy, pod) is not None:
                     return None, False  # an owner's watch has not listed it yet: try again later
                 break
             group, owners = found

@@ -641,7 +641,7 @@ def _cash_period_mismatch(parent: nodes.Group, child: nodes.Group, policy: _Poli
         )
 
 
-# ------------------------------------------------------------------ kind rules (E301–E306)
+# ------------------------------------------------------------------ kind rules (E301–E308)
 def _check_kinds(policy: _Policy) -> list[Diagnostic]:
     found: list[Diagnostic] = list(_duplicate_kinds(policy.rules))
     for rule in policy.rules:
@@ -650,6 +650,8 @@ def _check_kinds(policy: _Policy) -> list[Diagnostic]:
         found += _scale_not_replicas(rule)
         found += _wildcards_outside_each(rule)
         found += _repeated_statements(rule)
+        found += _creates_itself(rule)
+        found += _call_arity(rule)
     return found
 
 
@@ -704,6 +706,9 @@ def _replicas_paths(expr: nodes.Expr | None) -> Iterator[nodes.Path]:
     elif isinstance(expr, nodes.BinOp):
         yield from _replicas_paths(expr.left)
         yield from _replicas_paths(expr.right)
+    elif isinstance(expr, nodes.Call):
+        for arg in expr.args:
+            yield from _replicas_paths(arg)
 
 
 def _scale_not_replicas(rule: nodes.KindRule) -> Iterator[Diagnostic]:
@@ -767,6 +772,51 @@ def _repeated_statements(rule: nodes.KindRule) -> Iterator[Diagnostic]:
                 f"`replicas` is given twice in a part of kind rule {_rule_name(rule)} (first at {first})",
                 span,
                 "keep one `replicas` line per part; combine them with + - * if you meant a sum",
+            )
+
+
+def _creates_itself(rule: nodes.KindRule) -> Iterator[Diagnostic]:
+    """E307: a kind that creates its own kind (or creates through itself) would make any object of
+    it free once some charged object of it is named as its controller."""
+    mine = (rule.group, rule.kind)
+    for created in rule.creates:
+        through = (created.via_api_version or "").rpartition("/")[0], created.via_kind
+        if (created.api_version.rpartition("/")[0], created.kind) == mine or through == mine:
+            yield Diagnostic(
+                "E307",
+                f"kind rule {_rule_name(rule)} creates {created.kind}, its own kind",
+                created.span,
+                "name only what the kind's controller creates from it (e.g. `creates v1 Pod`)",
+            )
+
+
+_ARITY = {"min": "at least 2", "max": "at least 2", "clamp": "3 (value, lower bound, upper bound)"}
+
+
+def _calls(expr: nodes.Expr | None) -> Iterator[nodes.Call]:
+    if isinstance(expr, nodes.Call):
+        yield expr
+        for arg in expr.args:
+            yield from _calls(arg)
+    elif isinstance(expr, nodes.BinOp):
+        yield from _calls(expr.left)
+        yield from _calls(expr.right)
+
+
+def _call_arity(rule: nodes.KindRule) -> Iterator[Diagnostic]:
+    """E308: `clamp` takes exactly three arguments, `min` and `max` two or more."""
+    for part in rule.parts:
+        for call in _calls(part.replicas):
+            count = len(call.args)
+            if (call.func == "clamp" and count == 3) or (call.func != "clamp" and count >= 2):
+                continue
+            yield Diagnostic(
+                "E308",
+                f"{call.func}() takes {_ARITY[call.func]} arguments, given {count}",
+                call.span,
+                "clamp(.replicas default 0, .minReplicas default 0, .maxReplicas default 10)"
+                if call.func == "clamp"
+                else f"{call.func}(.replicas default 1, 2)",
             )
 
 

@@ -26,6 +26,7 @@ from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource,
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import labels_of, name_of
+from quotalang.owners import claimed_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
@@ -188,7 +189,7 @@ def _workload(
     if rule is None:
         return Decision(True, op, reason="no-rule", notes=_notes(["no kind rule matches; not charged"], note),
                         stored=stored, dry_run=dry_run)
-    owner = charged_owner(policy, obj)
+    owner = claimed_owner(policy, obj)
     if owner is not None:
         return Decision(True, op, reason="owned",
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),
@@ -326,25 +327,6 @@ def _must_specify(policy: CompiledPolicy, group: CompiledGroup, parts: tuple[Par
         f"resources.{', resources.'.join(fields)} on every container and init container, "
         "or add a LimitRange default to the namespace)"
     )
-
-
-def charged_owner(policy: CompiledPolicy, obj: Mapping[str, Any]) -> str | None:
-    """The controlling owner that a kind rule already charges, if any.
-
-    A Deployment's ReplicaSet and pods, a CronJob's Jobs, a TFJob's pods: the
-    owner paid for them at admission, so charging them again would count the
-    same pods twice (and deny them under `unlabelled deny`). Pods of an owner
-    no rule covers are charged themselves.
-    """
-    meta = obj.get("metadata")
-    refs = meta.get("ownerReferences") if type(meta) is dict or isinstance(meta, Mapping) else None
-    if not refs or not isinstance(refs, list):
-        return None
-    for ref in refs:
-        owned = isinstance(ref, Mapping) and ref.get("controller") is True
-        if owned and (ref.get("apiVersion"), ref.get("kind")) in policy.kinds:
-            return f"{ref.get('kind')} {ref.get('name')}"
-    return None
 
 
 def _subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:

@@ -202,8 +202,21 @@ def _kind_body(rule: nodes.KindRule, lines: list[str]) -> list[_Elem]:
         surge = rule.surge if index == 0 and rule.surge else _reparse_surge(_slice(lines, span))
         default = f" default {surge.default}" if surge.default is not None else ""
         body.append(_Stmt(span.line, span.column, f"surge {surge.path.text}{default}"))
+    by_line: dict[int, list[nodes.Creates]] = {}
+    for created in rule.creates:
+        by_line.setdefault(created.span.line, []).append(created)
+    for line, entries in by_line.items():
+        text = ", ".join(_created(c) for c in entries)
+        # `creates` sits before the first entry: its column is the statement's.
+        start = lines[line - 1][: entries[0].span.column - 1].rfind("creates") + 1
+        body.append(_Stmt(line, start, f"creates {text}"))
     body.sort(key=lambda e: (e.line, _column(e)))
     return body
+
+
+def _created(created: nodes.Creates) -> str:
+    via = f" via {created.via_api_version} {created.via_kind}" if created.via_kind else ""
+    return f"{created.api_version} {created.kind}{via}"
 
 
 def _part(part: nodes.Part, lines: list[str]) -> _Block:
@@ -278,6 +291,8 @@ def _expr(expr: nodes.Expr) -> str:
         return str(expr.value)
     if isinstance(expr, nodes.PathRef):
         return expr.path.text + (f" default {expr.default}" if expr.default is not None else "")
+    if isinstance(expr, nodes.Call):
+        return f"{expr.func}({', '.join(_expr(arg) for arg in expr.args)})"
     left, right = _expr(expr.left), _expr(expr.right)
     precedence = _PRECEDENCE[expr.op]
     if isinstance(expr.left, nodes.BinOp) and _PRECEDENCE[expr.left.op] < precedence:

@@ -76,12 +76,30 @@ def compile_expr(expr: nodes.Expr) -> Counter:
             return _as_count(value, where)
 
         return read
+    if isinstance(expr, nodes.Call):
+        return _compile_call(expr)
     left, right = compile_expr(expr.left), compile_expr(expr.right)
     if expr.op == "+":
         return lambda root, item: left(root, item) + right(root, item)
     if expr.op == "-":
         return lambda root, item: left(root, item) - right(root, item)
     return lambda root, item: left(root, item) * right(root, item)
+
+
+def _compile_call(call: nodes.Call) -> Counter:
+    """min / max of any number of arguments; `clamp(x, lo, hi)` is `max(min(x, hi), lo)`.
+
+    clamp takes `lo` when the bounds cross (lo > hi): the larger of what the
+    operators do then (KubeRay took maxReplicas, later minReplicas, and now
+    rejects the cluster), so a crossed spec is never under-charged.
+    """
+    args = tuple(compile_expr(arg) for arg in call.args)
+    if call.func == "min":
+        return lambda root, item: min(arg(root, item) for arg in args)
+    if call.func == "max":
+        return lambda root, item: max(arg(root, item) for arg in args)
+    value, low, high = args  # the checker (E307) holds clamp to three arguments
+    return lambda root, item: max(min(value(root, item), high(root, item)), low(root, item))
 
 
 def _iterate(node: Any, segments: tuple[str, ...], label: str) -> Iterator[tuple[str, Any]]:
@@ -142,6 +160,9 @@ class CompiledKind:
     surge: Getter | None
     surge_default: str | None
     source: str  # file:line of the rule, for explanations
+    # (API group, kind) of what the kind's controller creates, and (created, via) pairs: see owners.py
+    creates: frozenset[tuple[str, str]] = frozenset()
+    creates_via: frozenset[tuple[tuple[str, str], tuple[str, str]]] = frozenset()
 
     def pods_of(self, obj: Mapping[str, Any]) -> list[PodSet]:
         """Every part of `obj` as (name, replicas, template)."""
@@ -196,6 +217,14 @@ def _expr_paths(expr: nodes.Expr | None) -> Iterator[str]:
     elif isinstance(expr, nodes.BinOp):
         yield from _expr_paths(expr.left)
         yield from _expr_paths(expr.right)
+    elif isinstance(expr, nodes.Call):
+        for arg in expr.args:
+            yield from _expr_paths(arg)
+
+
+def group_kind(api_version: str, kind: str) -> tuple[str, str]:
+    """(API group, kind): what names a kind across its versions (`apps/v1` → `apps`, `v1` → '')."""
+    return (api_version.rpartition("/")[0], kind)
 
 
 def compile_kind(rule: nodes.KindRule) -> CompiledKind:
@@ -222,4 +251,10 @@ def compile_kind(rule: nodes.KindRule) -> CompiledKind:
         surge=surge,
         surge_default=rule.surge.default if rule.surge else None,
         source=str(rule.span),
+        creates=frozenset(group_kind(c.api_version, c.kind) for c in rule.creates if c.via_kind is None),
+        creates_via=frozenset(
+            (group_kind(c.api_version, c.kind), group_kind(c.via_api_version or "", c.via_kind))
+            for c in rule.creates
+            if c.via_kind is not None
+        ),
     )

@@ -162,7 +162,16 @@ class BinOp:
     span: Span
 
 
-Expr = IntLit | PathRef | BinOp
+@dataclass(frozen=True, slots=True)
+class Call:
+    """`min(a, b, ...)`, `max(a, b, ...)` or `clamp(x, lo, hi)`: what operators compute from bounds."""
+
+    func: Literal["min", "max", "clamp"]
+    args: tuple[Expr, ...]
+    span: Span
+
+
+Expr = IntLit | PathRef | BinOp | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +195,23 @@ class Surge:
 
 
 @dataclass(frozen=True, slots=True)
+class Creates:
+    """`creates API_VERSION KIND [via API_VERSION KIND]`: what the kind's controller creates.
+
+    An object of the created kind whose controller ownerReference names the
+    rule's kind is charged through its owner; with `via`, one whose controller
+    is an object of the `via` kind in this kind's tree (LWS: leader pod → worker
+    StatefulSet).
+    """
+
+    api_version: str
+    kind: str
+    via_api_version: str | None
+    via_kind: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class KindRule:
     api_version: str
     kind: str
@@ -196,6 +222,7 @@ class KindRule:
     # Every `scale` / `surge` statement, so the checker can report repeats.
     scale_spans: tuple[Span, ...] = ()
     surge_spans: tuple[Span, ...] = ()
+    creates: tuple[Creates, ...] = ()
 
     @property
     def group(self) -> str:

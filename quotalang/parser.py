@@ -42,6 +42,7 @@ _TERMINAL_NAMES = {
     "PLUS": "'+'",
     "MINUS": "'-'",
     "STAR": "'*'",
+    "COMMA": "','",
     "$END": "end of file",
 }
 
@@ -248,7 +249,7 @@ class _Build(Transformer[Token, Any]):
     def model_kind(self, tok: Token) -> str:
         return str(tok)
 
-    unlabelled_action = mode_value = period = model_kind
+    unlabelled_action = mode_value = period = func = model_kind
 
     # groups
     @v_args(meta=True)
@@ -292,6 +293,7 @@ class _Build(Transformer[Token, Any]):
         parts = tuple(c for c in body if isinstance(c, nodes.Part))
         scales = [c for c in body if isinstance(c, tuple) and c[0] == "scale"]
         surges = [c for c in body if isinstance(c, nodes.Surge)]
+        creates = tuple(c for group in body if isinstance(group, list) for c in group)
         return nodes.KindRule(
             api_version=str(api_version),
             kind=str(kind),
@@ -301,6 +303,21 @@ class _Build(Transformer[Token, Any]):
             span=self._span(meta),
             scale_spans=tuple(s[1].span for s in scales),
             surge_spans=tuple(s.span for s in surges),
+            creates=creates,
+        )
+
+    def creates(self, children: list[nodes.Creates]) -> list[nodes.Creates]:
+        return children
+
+    @v_args(meta=True)
+    def created(self, meta: Any, children: list[Token]) -> nodes.Creates:
+        via = children[2:]
+        return nodes.Creates(
+            str(children[0]),
+            str(children[1]),
+            str(via[0]) if via else None,
+            str(via[1]) if via else None,
+            self._span(meta),
         )
 
     @v_args(meta=True)
@@ -354,6 +371,10 @@ class _Build(Transformer[Token, Any]):
     @v_args(meta=True)
     def mul(self, meta: Any, children: list[Any]) -> nodes.BinOp:
         return nodes.BinOp("*", children[0], children[1], self._span(meta))
+
+    @v_args(meta=True)
+    def call(self, meta: Any, children: list[Any]) -> nodes.Call:
+        return nodes.Call(children[0], tuple(children[1:]), self._span(meta))
 
     @v_args(meta=True)
     def int_lit(self, meta: Any, children: list[Token]) -> nodes.IntLit:

@@ -58,6 +58,7 @@ kind v1 Pod {
 }
 
 kind apps/v1 Deployment {
+  creates apps/v1 ReplicaSet
   pods {
     replicas spec.replicas default 1
     template spec.template
@@ -66,6 +67,7 @@ kind apps/v1 Deployment {
 }
 
 kind apps/v1 ReplicaSet {
+  creates v1 Pod
   pods {
     replicas spec.replicas default 1
     template spec.template

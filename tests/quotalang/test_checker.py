@@ -760,3 +760,30 @@ def test_every_checker_code_is_in_the_code_table() -> None:
         *(f"E30{n}" for n in range(1, 7)),
     }
     assert tested <= set(CODES)
+
+
+def test_e307_a_kind_that_creates_its_own_kind() -> None:
+    d = only("kind apps/v1 Deployment {\n  creates apps/v2 Deployment\n  pods {\n    template spec.template\n  }\n}\n")
+    assert (d.code, str(d.span)) == ("E307", "p.quota:2:11")
+    assert "creates Deployment, its own kind" in d.message
+
+
+def test_e307_creating_through_itself() -> None:
+    d = only("kind v1 Pod {\n  creates apps/v1 StatefulSet via v1 Pod\n  pods {\n    template .\n  }\n}\n")
+    assert d.code == "E307"
+
+
+def test_e308_function_arity() -> None:
+    found = findings(
+        "kind v1 K {\n  pods {\n    replicas clamp(.a, 1) + min(.b) + max(.c, 1)\n    template .t\n  }\n}\n"
+    )
+    assert where(found) == [("E308", "p.quota:3:14"), ("E308", "p.quota:3:29")]
+    assert found[0].message == "clamp() takes 3 (value, lower bound, upper bound) arguments, given 2"
+    assert found[1].message == "min() takes at least 2 arguments, given 1"
+
+
+def test_scale_may_name_a_path_inside_a_function() -> None:
+    assert findings(
+        "kind v1 K {\n  pods {\n    replicas max(spec.replicas default 1, 2)\n    template .t\n  }\n"
+        "  scale spec.replicas\n}\n"
+    ) == []

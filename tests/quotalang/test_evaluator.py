@@ -291,7 +291,7 @@ def test_bad_snapshot_is_an_input_error(policy: CompiledPolicy) -> None:
 
 
 def test_objects_controlled_by_a_charged_owner_are_not_charged_twice(policy: CompiledPolicy) -> None:
-    rs = deployment("ai", replicas=3, cpu="10")
+    rs = {**deployment("ai", replicas=3, cpu="10"), "kind": "ReplicaSet"}
     rs["metadata"]["ownerReferences"] = [
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u1", "controller": True}]
     d = evaluate(policy, rs, usage={"ai": {"requests.cpu": "60"}})
@@ -301,6 +301,15 @@ def test_objects_controlled_by_a_charged_owner_are_not_charged_twice(policy: Com
     assert not evaluate(policy, rs, usage={"ai": {"requests.cpu": "60"}}).allowed
     rs["metadata"]["ownerReferences"][0].update(kind="Deployment", controller=False)
     assert not evaluate(policy, rs, usage={"ai": {"requests.cpu": "60"}}).allowed
+
+
+def test_an_owner_whose_rule_does_not_create_the_kind_exempts_nothing(policy: CompiledPolicy) -> None:
+    """Issue 25 #1: a Pod (or a Deployment) named as the controller of a Deployment makes it free no more."""
+    for owner in ({"apiVersion": "v1", "kind": "Pod"}, {"apiVersion": "apps/v1", "kind": "Deployment"}):
+        dep = deployment("ai", replicas=3, cpu="10")
+        dep["metadata"]["ownerReferences"] = [{**owner, "name": "tiny", "uid": "u1", "controller": True}]
+        d = evaluate(policy, dep, usage={"ai": {"requests.cpu": "60"}})
+        assert not d.allowed and d.reason == "over-quota"  # 30 cpu more on 60 of the group's limit
 
 
 # ---- issue 13: what the pods will really be charged, and invalid objects

@@ -566,3 +566,18 @@ def test_plain_drops_positions_only() -> None:
     assert plain(one.items) == plain(two.items)
     assert plain(one.items) != plain(parser.parse("group a {\n cpu 2\n}\n").items)
     assert isinstance(one.items[0], nodes.Group)
+
+
+def test_creates_and_functions_are_formatted_in_place() -> None:
+    source = (
+        "kind v1 K {\n    creates   v1 Pod ,batch/v1 Job\n  pods {\n"
+        "    replicas clamp( .a default 0,.b,  max(.c, 2) ) * 2\n    template .t\n  }\n"
+        "  creates apps/v1 StatefulSet   via v1 Pod  # the LWS hop\n}\n"
+    )
+    expected = (
+        "kind v1 K {\n  creates v1 Pod, batch/v1 Job\n  pods {\n"
+        "    replicas clamp(.a default 0, .b, max(.c, 2)) * 2\n    template .t\n  }\n"
+        "  creates apps/v1 StatefulSet via v1 Pod  # the LWS hop\n}\n"
+    )
+    assert format_source(source) == expected
+    assert format_source(expected) == expected

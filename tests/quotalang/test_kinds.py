@@ -125,3 +125,53 @@ def test_with_replicas_copies_only_the_path() -> None:
 def test_with_replicas_needs_a_scale_path() -> None:
     with pytest.raises(InputError, match="no scale path"):
         TFJOB.with_replicas({}, 3)
+
+
+CLAMPED = rule("""
+kind v1 K {
+  pods each spec.groups.* {
+    replicas clamp(.replicas default 0, .minReplicas default 0, .maxReplicas default 9) * .hosts default 1
+    template .template
+  }
+  pods "pair" {
+    replicas min(spec.a default 5, spec.b default 7, 6) + max(spec.c default 0, 1)
+    template spec.template
+  }
+}
+""")
+
+
+@pytest.mark.parametrize(
+    ("group", "pods"),
+    [
+        ({}, 0),  # clamp(0, 0, 9)
+        ({"replicas": 4}, 4),
+        ({"replicas": 12}, 9),  # over the upper bound
+        ({"replicas": 1, "minReplicas": 3}, 3),  # under the lower bound
+        ({"replicas": 5, "minReplicas": 8, "maxReplicas": 2}, 8),  # crossed: the lower bound, the larger
+        ({"replicas": 2, "minReplicas": 1, "maxReplicas": 4, "hosts": 3}, 6),
+    ],
+)
+def test_clamp_is_bounded_by_min_and_max(group: dict[str, int], pods: int) -> None:
+    obj = {"spec": {"groups": [{"name": "g", "template": {"spec": {}}, **group}], "template": {"spec": {}}}}
+    assert [(p.name, p.replicas) for p in CLAMPED.pods_of(obj)] == [("g", pods), ("pair", 6)]  # min(5, 7, 6) + 1
+
+
+def test_min_and_max_read_paths_with_defaults() -> None:
+    obj = {"spec": {"a": 2, "c": 4, "template": {"spec": {}}}}
+    # min(2, 7, 6) + max(4, 1) = 2 + 4
+    assert CLAMPED.pods_of(obj)[-1].replicas == 6
+
+
+def test_creates_compiles_to_group_and_kind() -> None:
+    compiled = rule("""
+kind leaderworkerset.x-k8s.io/v1 LeaderWorkerSet {
+  creates apps/v1 StatefulSet, v1 Pod
+  creates apps/v1 StatefulSet via v1 Pod
+  pods {
+    template spec.template
+  }
+}
+""")
+    assert compiled.creates == {("apps", "StatefulSet"), ("", "Pod")}
+    assert compiled.creates_via == {(("apps", "StatefulSet"), ("", "Pod"))}

@@ -417,6 +417,17 @@ def test_pytorchjob(policy: Any) -> None:
     )
 
 
+def test_elastic_pytorchjob_charges_workers_at_max_replicas(policy: Any) -> None:
+    """The operator's HPA moves Worker.replicas up to elasticPolicy.maxReplicas through /scale (issue 25 #2)."""
+    obj = load("pytorchjob.yaml")
+    obj["spec"]["elasticPolicy"] = {"minReplicas": 1, "maxReplicas": 7}
+    usage = workload_usage(policy, obj).quantities()
+    # 1 master + 3 workers + (7 − 3) elastic workers = 8 pods × 2 GPUs
+    expect(usage, {"pods": "8", GPU: "16", f"{GPU}.A100": "16"})
+    obj["spec"]["elasticPolicy"] = {"maxReplicas": 2}  # below the declared 3: nothing more
+    expect(workload_usage(policy, obj).quantities(), {"pods": "4", GPU: "8"})
+
+
 def test_pytorchjob_warns_near_the_limit(policy: Any) -> None:
     # alice: A100 16; used 7 + 8 = 15 → 93% ≥ 90%: allowed, with a warning.
     decision = evaluate(policy, load("pytorchjob.yaml"), usage={"alice": {GPU: "7", f"{GPU}.A100": "7"}})
@@ -505,12 +516,55 @@ def test_ray_worker_groups_are_named_by_group_name(policy: Any) -> None:
 
 def test_raycluster_replicas_default_zero_and_num_of_hosts(policy: Any) -> None:
     obj = load("raycluster.yaml")
-    del obj["spec"]["workerGroupSpecs"][0]["replicas"]  # t4-workers: CRD default 0
+    del obj["spec"]["workerGroupSpecs"][0]["replicas"]  # t4-workers: CRD default 0, raised to minReplicas 1
     obj["spec"]["workerGroupSpecs"][1]["numOfHosts"] = 2  # v100-workers: 2 replicas × 2 hosts
     usage = workload_usage(policy, obj).quantities()
-    # pods: 1 head + 0 + 2 × 2 = 5; GPUs: 4 × 2 = 8, all V100
-    expect(usage, {"pods": "5", GPU: "8", f"{GPU}.V100": "8"})
-    assert f"{GPU}.T4" not in usage
+    # pods: 1 head + clamp(0, 1, 8) = 1 + 2 × 2 = 6; GPUs: t4 1 × 1, v100 4 × 2 = 8
+    expect(usage, {"pods": "6", GPU: "9", f"{GPU}.V100": "8", f"{GPU}.T4": "1"})
+
+
+def _ray_workers(policy: Any, name: str, spec_path: tuple[str, ...], **group: int) -> list[tuple[str, int]]:
+    """(part, pods) of `name` with its first worker group's counts replaced by `group` (absent: removed)."""
+    obj = load(name)
+    node: Any = obj
+    for segment in spec_path:
+        node = node[segment]
+    worker = node["workerGroupSpecs"][0]
+    for field in ("replicas", "minReplicas", "maxReplicas", "numOfHosts"):
+        worker.pop(field, None)
+        if field in group:
+            worker[field] = group[field]
+    return [(p.name, p.replicas) for p in workload_usage(policy, obj).parts]
+
+
+@pytest.mark.parametrize(
+    ("group", "pods"),
+    [
+        ({"replicas": 0, "minReplicas": 64}, 64),  # issue 25 #2: KubeRay runs minReplicas
+        ({"replicas": 3, "minReplicas": 1, "maxReplicas": 8}, 3),
+        ({"replicas": 12, "minReplicas": 1, "maxReplicas": 8}, 8),  # above maxReplicas: maxReplicas
+        ({"replicas": 2, "minReplicas": 4, "maxReplicas": 8, "numOfHosts": 4}, 16),  # 4 × 4 hosts
+        ({"minReplicas": 5}, 5),  # replicas absent (CRD default 0) → minReplicas
+        ({"replicas": 7}, 7),  # no bounds: minReplicas 0, maxReplicas 2147483647
+        ({"replicas": 1, "minReplicas": 6, "maxReplicas": 2}, 6),  # crossed bounds: the larger, minReplicas
+        ({"replicas": 3, "numOfHosts": 0}, 0),  # an explicit 0 hosts runs nothing
+    ],
+)
+def test_ray_worker_groups_charge_what_kuberay_runs(policy: Any, group: dict[str, int], pods: int) -> None:
+    """clamp(replicas, minReplicas, maxReplicas) × numOfHosts, as GetWorkerGroupDesiredReplicas; the head is 1."""
+    cluster = _ray_workers(policy, "raycluster.yaml", ("spec",), **group)
+    assert cluster == [("head", 1), ("t4-workers", pods), ("v100-workers", 2)]
+    job = _ray_workers(policy, "rayjob.yaml", ("spec", "rayClusterSpec"), **group)
+    assert job[0] == ("head", 1) and job[1][1] == pods and job[-1] == ("submitter", 1)
+
+
+def test_raycluster_min_replicas_charges_gpus(policy: Any) -> None:
+    """The issue's case in figures: replicas 0, minReplicas 64 of a 1-GPU T4 group."""
+    obj = load("raycluster.yaml")
+    obj["spec"]["workerGroupSpecs"][0].update(replicas=0, minReplicas=64, maxReplicas=64)
+    usage = workload_usage(policy, obj).quantities()
+    # 64 × 1 T4 + 2 × 2 V100 = 68 GPUs; pods 1 + 64 + 2 = 67
+    expect(usage, {GPU: "68", f"{GPU}.T4": "64", "pods": "67"})
 
 
 def test_rayjob(policy: Any) -> None:
