@@ -66,6 +66,8 @@ CODES: dict[str, str] = {
     "E304": "wildcard outside an each path",
     "E305": "statement given twice in a kind rule",
     "E306": "kind rule without parts",
+    "E307": "kind rule creates its own kind",
+    "E308": "wrong number of arguments to min, max or clamp",
 }
 
 
