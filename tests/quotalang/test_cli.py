@@ -204,7 +204,8 @@ def test_core_verbs_of_the_console_script_need_no_server_dependency() -> None:
 
 
 @pytest.mark.parametrize("argv", [["serve", "--policy", "examples/policies"],
-                                  ["manifests", "--policy", "examples/policies", "--namespace", "q"]])
+                                  ["manifests", "--policy", "examples/policies", "--namespace", "q",
+                                   "--image", "registry.example/quotalang:test"]])
 def test_server_verbs_without_the_extra_say_how_to_install_it(argv: list[str]) -> None:
     done = _without_server_extra(f"main({argv!r})")
     assert done.returncode == 2, done.stderr
