@@ -13,7 +13,9 @@ loop, no client library, no socket, no TLS: the server's own time to answer):
 2. GET / (the tree page), GET /pages/tree.json (what the page polls), and two
    baselines measured the same way: GET /api/groups (the JSON API's list of
    the same tree) and `quotalang tree --format json`'s data (`tree_json`, every
-   group's rows, serialised with orjson, no HTTP);
+   group's rows, serialised with orjson, no HTTP); also what `kubectl get
+   quotagroups` asks the aggregated API for (a Table of every group) and the
+   subtree sums alone (`usage_below`, once per page);
 3. the median of `--rounds` requests each, as milliseconds and as ratios to
    the baselines (absolute times drift on a shared machine; ratios in one run
    do not).
@@ -38,16 +40,22 @@ from bench_server import generate_policy, workloads  # a sibling script, not a p
 
 from quotalang.compiler import compile_policy
 from quotalang.controller import MemoryLedger
+from quotalang.policy import usage_below
+from quotalang.server.aggregated import PREFIX as AGGREGATED
+from quotalang.server.aggregated import create_aggregated_app
 from quotalang.server.api import create_api_app
+from quotalang.server.engine import Engine, ask_for
+from quotalang.server.pages.views import own_usage
 from quotalang.server.reload import PolicyHolder
 from quotalang.tree import tree_json
 
 
-async def asgi_get(app: ASGIApp, path: str) -> tuple[int, bytes]:
+async def asgi_get(app: ASGIApp, path: str, accept: bytes = b"*/*") -> tuple[int, bytes]:
     """GET `path` from the app as a server would call it; the status and the body."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1), "server": ("bench", 80)}
+             "headers": [(b"host", b"bench"), (b"accept", accept)], "client": ("127.0.0.1", 1),
+             "server": ("bench", 80)}
     status = 0
     chunks: list[bytes] = []
 
@@ -86,13 +94,15 @@ def main() -> None:
         teams = generate_policy(Path(folder), args.groups)
         policy = compile_policy([folder])
     ledger = MemoryLedger()
-    admitted = sum(ledger.admit(policy, obj, "CREATE").allowed for obj in workloads(teams, args.workloads))
-    app = create_api_app(PolicyHolder(policy), ledger)
+    admitted = sum(ledger.reserve(ask_for(policy, obj, "CREATE")).allowed for obj in workloads(teams, args.workloads))
+    holder = PolicyHolder(policy)
+    app = create_api_app(holder, ledger)
+    aggregated = create_aggregated_app(holder, ledger, Engine(holder, ledger))
     loop = asyncio.new_event_loop()
 
-    def get(path: str) -> Callable[[], int]:
+    def get(path: str, on: ASGIApp = app, accept: bytes = b"*/*") -> Callable[[], int]:
         def run() -> int:
-            status, body = loop.run_until_complete(asgi_get(app, path))
+            status, body = loop.run_until_complete(asgi_get(on, path, accept))
             assert status == 200, body[:300]
             return len(body)
         return run
@@ -104,6 +114,10 @@ def main() -> None:
         "GET / (tree page)": median_ms(get("/"), args.rounds),
         "GET /pages/tree.json (poll)": median_ms(get("/pages/tree.json"), args.rounds),
         "GET /api/groups (baseline)": median_ms(get("/api/groups"), args.rounds),
+        "kubectl get quotagroups (Table)": median_ms(
+            get(f"{AGGREGATED}/quotagroups", aggregated, b"application/json;as=Table;v=v1;g=meta.k8s.io"),
+            args.rounds),
+        "usage_below (subtree sums)": median_ms(lambda: len(usage_below(policy, own_usage(ledger))), args.rounds),
         "tree_json + orjson (baseline)": median_ms(core, args.rounds),
     }
     print(f"{len(policy.groups)} groups, {admitted} of {args.workloads} Deployments admitted, "

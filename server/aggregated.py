@@ -99,13 +99,16 @@ def quota_group(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, de
     """One group as a Kubernetes object: the policy's view in spec, the ledger's in status."""
     detail = group_detail(group, ledger, (), below)
     return {
-        "apiVersion": GROUP_VERSION, "kind": KIND,
-        "metadata": {"name": group.name, "annotations": {"quotalang.dev/policy": policy.checksum,
-                                                         "quotalang.dev/source": group.source}},
+        "apiVersion": GROUP_VERSION, "kind": KIND, "metadata": _metadata(policy, group),
         "spec": {"parent": group.parent, "path": group.path, "mode": group.mode, "children": list(group.children)},
         "status": {"limits": detail["limits"], "cash": detail["cash"], "objects": detail["objects"],
                    "reservations": detail["reservations"], "denials": denials.of(group.name)},
     }
+
+
+def _metadata(policy: CompiledPolicy, group: CompiledGroup) -> dict[str, Any]:
+    return {"name": group.name, "annotations": {"quotalang.dev/policy": policy.checksum,
+                                                "quotalang.dev/source": group.source}}
 
 
 def main_keys(policy: CompiledPolicy) -> list[str]:
@@ -137,7 +140,7 @@ def table_version(accept: str) -> str | None:
 
 
 def table(policy: CompiledPolicy, groups: list[CompiledGroup], ledger: Ledger, below: Mapping[str, Mapping[str, int]],
-          version: str, include: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+          version: str, include: str, objects: list[dict[str, Any]] | None) -> dict[str, Any]:
     """Server-side printing: what `kubectl get` shows, one row per group."""
     keys = main_keys(policy)
     columns: list[dict[str, Any]] = [
@@ -158,7 +161,7 @@ def table(policy: CompiledPolicy, groups: list[CompiledGroup], ledger: Ledger, b
     columns.append({"name": "Path", "type": "string", "format": "", "priority": 1,
                     "description": "Its path from the root."})
     rows = []
-    for group, obj in zip(groups, objects, strict=True):
+    for index, group in enumerate(groups):
         by_key = {r.key: r for r in limit_rows(group, ledger.group_usage(group.name).used, below[group.name])}
         cells: list[Any] = [group.name, group.parent or "", group.mode]
         for key in keys:
@@ -166,11 +169,11 @@ def table(policy: CompiledPolicy, groups: list[CompiledGroup], ledger: Ledger, b
             cells += ["-", "-", "-"] if r is None else [qty(key, r.hard), qty(key, r.subtree), qty(key, r.free)]
         cells.append(group.path)
         row: dict[str, Any] = {"cells": cells}
-        if include == "Object":
-            row["object"] = obj
+        if include == "Object" and objects is not None:
+            row["object"] = objects[index]
         elif include != "None":
             row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
-                             "metadata": obj["metadata"]}
+                             "metadata": _metadata(policy, group)}
         rows.append(row)
     return {"kind": "Table", "apiVersion": f"meta.k8s.io/{version}", "metadata": {"resourceVersion": ""},
             "columnDefinitions": columns, "rows": rows}
@@ -191,16 +194,19 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
         policy = holder.policy
         assert policy is not None
         below = usage_below(policy, own_usage(ledger))
-        objects = [quota_group(policy, g, ledger, recent, below[g.name]) for g in chosen]
         version = table_version(request.headers.get("accept", ""))
-        if version is not None:
+
+        def objects() -> list[dict[str, Any]]:
+            return [quota_group(policy, g, ledger, recent, below[g.name]) for g in chosen]
+
+        if version is not None:  # whole objects only when asked for: kubectl get prints the cells
             include = request.query_params.get("includeObject", "Metadata")
-            return Response(orjson.dumps(table(policy, chosen, ledger, below, version, include, objects)),
-                            media_type=JSON)
+            rows = table(policy, chosen, ledger, below, version, include, objects() if include == "Object" else None)
+            return Response(orjson.dumps(rows), media_type=JSON)
         if single:
-            return Response(orjson.dumps(objects[0]), media_type=JSON)
+            return Response(orjson.dumps(objects()[0]), media_type=JSON)
         return Response(orjson.dumps({"apiVersion": GROUP_VERSION, "kind": f"{KIND}List",
-                                      "metadata": {"resourceVersion": ""}, "items": objects}), media_type=JSON)
+                                      "metadata": {"resourceVersion": ""}, "items": objects()}), media_type=JSON)
 
     async def listing(request: Request) -> Response:
         policy = policy_or_none()
