@@ -122,8 +122,9 @@ def cert_manager_crds() -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("variant", [(), ("--embed-self-signed",), ("--exempt-namespace", "monitoring",
                                                                      "--webhook-from", "10.0.0.0/8",
-                                                                     "--priority-class", "", "--replicas", "1")],
-                         ids=["default", "embed-self-signed", "options"])
+                                                                     "--priority-class", "", "--replicas", "1"),
+                                     ("--aggregated-api",)],
+                         ids=["default", "embed-self-signed", "options", "aggregated-api"])
 def test_the_whole_output_passes_a_server_side_dry_run(cluster: Cluster, variant: tuple[str, ...]) -> None:
     text = generate(*variant)
     done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=text, check=False)
