@@ -26,6 +26,7 @@ admission app.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ from quotalang.server.apiauth import BearerAuth, Gate
 from quotalang.server.bodies import Busy, ParsePool, describe, is_yaml
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
-from quotalang.server.http import error_response, internal_error_handler, json_response, read_body
+from quotalang.server.http import HostCheck, error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
 from quotalang.server.pages import routes as page_routes
 from quotalang.server.pages.views import own_usage
@@ -67,6 +68,7 @@ def create_api_app(
     clusters: Sequence[str] = (),
     denials: Denials | None = None,
     engine: Engine | None = None,
+    hosts: Sequence[str] = (),
 ) -> Starlette:
     """The API app over the admission app's holder, ledger and metrics.
 
@@ -77,11 +79,16 @@ def create_api_app(
     admission app's record of the last denials per group (none when None). `engine`: the
     admission app's, so that what-if decides exactly as `/validate` does (with
     the LimitRange defaults it knows); a new one over `ledger` when None.
+    `hosts`: the names this port is reached by besides IP literals and
+    localhost (its bind name, an Ingress's): any other `Host` is a 421, so
+    that a page of a rebound name (DNS rebinding) can neither read the tree
+    nor post to explain.
     """
     recent = denials if denials is not None else Denials()
     names = tuple(clusters)
     engine = engine if engine is not None else Engine(holder, ledger)
     parser = ParsePool()  # explain's and the what-if page's: one line to the one parsing process
+    form_token = secrets.token_urlsafe(24)  # the pages' forms carry it; another site's cannot
     if metrics is None:
         metrics = Metrics()
         metrics.watch_ledger(ledger, lambda: holder.policy)
@@ -143,15 +150,17 @@ def create_api_app(
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
             # /, /groups/..., /what-if, /propose, /static
-            *page_routes(holder, ledger, engine, denials=recent, parser=parser),
+            *page_routes(holder, ledger, engine, denials=recent, parser=parser, form_token=form_token),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )
     app.state.holder = holder
     app.state.ledger = ledger
     app.state.metrics = shown
+    app.state.form_token = form_token
     if gate is not None:
         app.add_middleware(BearerAuth, gate=gate)
+    app.add_middleware(HostCheck, names=hosts)  # the outermost: before the gate reads a token
     return app
 
 

@@ -88,6 +88,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             api_host=args.api_host,
             api_port=args.api_port,
             api_insecure=args.api_insecure,
+            api_hostnames=tuple(args.api_hostname or ()),
             aggregated_port=args.aggregated_port,
             requestheader_client_ca=args.requestheader_client_ca_file,
             requestheader_allowed_names=tuple(n for n in (args.requestheader_allowed_names or "").split(",") if n),
@@ -242,6 +243,10 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                        help="the API port: /metrics, /api/* and the pages (default 8444)")
     serve.add_argument("--api-host", metavar="ADDR",
                        help="address the API port listens on (default: --host with a cluster, else 127.0.0.1)")
+    serve.add_argument("--api-hostname", action="append", metavar="NAME",
+                       help="a name the API port is reached by (an Ingress's, the Service's DNS name); repeatable. "
+                       "Besides IP addresses, localhost and the listening host's name, any other Host is refused "
+                       "(421), so that a rebound DNS name cannot reach it from a browser")
     serve.add_argument("--api-insecure", action="store_true",
                        help="no token check on the API port: anyone who reaches it reads the tree and usage "
                        "(lets a non-loopback --api-host without a cluster; with one, turns TokenReview off)")

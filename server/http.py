@@ -8,14 +8,15 @@ the same on every route.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quotalang.server.admission import BadReview, too_large
 from quotalang.server.logs import log_event
@@ -73,6 +74,52 @@ async def send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def _host_of(header: str) -> str:
+    """The host of a `Host` header, without its port (`[::1]:8444` → `::1`), lower-cased."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def host_allowed(header: str, names: frozenset[str]) -> bool:
+    """A `Host` a browser can only send for this server: an IP literal, a loopback name, or one of `names`.
+
+    DNS rebinding points a name the attacker owns at this server; the browser
+    then sends that name as `Host`. An IP literal cannot be rebound (its origin
+    is the address itself), so only names need to be known.
+    """
+    host = _host_of(header)
+    if host in LOOPBACK_NAMES or host in names:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheck:
+    """ASGI middleware: a request whose `Host` is not this server's is a 421, before anything reads it."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]) -> None:
+        self.app = app
+        self.names = frozenset(n.strip().lower().rstrip(".") for n in names if n.strip())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if not host_allowed(header.rstrip("."), self.names):
+                body = status_body(421, f"Host {header[:100]!r} is not served here: use an address of this "
+                                        "server, or name it with serve --api-hostname")
+                await send_json(send, 421, body)
+                return
+        await self.app(scope, receive, send)
 
 
 def internal_error(log: logging.Logger, path: str, exc: Exception) -> bytes:

@@ -139,6 +139,7 @@ class ServeOptions:
     api_host: str | None = None
     api_port: int = 8444
     api_insecure: bool = False
+    api_hostnames: tuple[str, ...] = ()  # Host names the API port answers besides IPs and local names
     # The aggregated API (quotalang.server.aggregated): its port (None: not served) and the front proxy's
     # CA and names (None: read from the cluster's extension-apiserver-authentication ConfigMap).
     aggregated_port: int | None = None
@@ -200,8 +201,11 @@ def serve(opts: ServeOptions) -> int:
                      waiting_for=runtime.waiting_for, routes=_exemption_routes(opts), clusters=names,
                      health=runtime.health, denials=denials, limit_ranges=runtime.limit_ranges)
     gate = _gate(opts, found, runtime)
+    from quotalang.server.tls import local_hosts
+
     api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names,
-                             denials=denials, engine=app.state.engine)
+                             denials=denials, engine=app.state.engine,
+                             hosts=[*local_hosts(api_host), *opts.api_hostnames])
 
     trust = _front_proxy(opts, found, runtime)
     aggregated = create_aggregated_app(holder, ledger, app.state.engine, denials=denials) if trust else None

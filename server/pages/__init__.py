@@ -33,6 +33,8 @@ Security Policy allows only this origin's script and stylesheet.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -107,8 +109,14 @@ async def load_object(parser: ParsePool, text: str, what: str) -> dict[str, Any]
     return data
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """An url-encoded form body, bounded in size and field count (413 / 400 past them)."""
+async def read_form(request: Request, token: str) -> dict[str, str]:
+    """An url-encoded form body, bounded in size and field count (413 / 400 past them), from this site.
+
+    A form of another site is refused (403): the form must carry `token` (the
+    pages put it in a hidden field), which a page of another origin cannot
+    read. (`Origin` is not compared with `Host`: through `kubectl proxy` the
+    two differ for the page's own forms.)
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_FORM:
         raise PageError(f"the form is {int(declared)} bytes, over the limit of {MAX_FORM} bytes", 413)
@@ -129,7 +137,10 @@ async def read_form(request: Request) -> dict[str, str]:
         raise PageError("the form is not UTF-8") from None
     except ValueError:
         raise PageError(f"the form has more than {MAX_FIELDS} fields") from None
-    return dict(pairs)
+    form = dict(pairs)
+    if not hmac.compare_digest(form.pop("csrf", "").encode(), token.encode()):
+        raise PageError("this form is out of date or from another site: reload the page and post it again", 403)
+    return form
 
 
 def routes(
@@ -140,16 +151,19 @@ def routes(
     poll_seconds: float = POLL_SECONDS,
     denials: Denials | None = None,
     parser: ParsePool | None = None,
+    form_token: str | None = None,
 ) -> list[BaseRoute]:
     """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
 
     What-if decides through `engine` (the admission app's, by default a new one
     over `ledger`). `denials`: the admission app's last denials per group, shown
     on each group's page. `parser`: where pasted workloads are parsed and decided
-    (the API app's, shared with `/api/explain`; a new one when None).
+    (the API app's, shared with `/api/explain`; a new one when None). `form_token`:
+    what every form posted must carry (the forms hold it; a new one when None).
     """
     engine = engine if engine is not None else Engine(holder, ledger)
     parser = parser if parser is not None else ParsePool()
+    form_token = form_token or secrets.token_urlsafe(24)  # this server's: only its own pages carry it
     templates = Jinja2Templates(env=_environment())
     recent = denials if denials is not None else Denials()
 
@@ -158,7 +172,7 @@ def routes(
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         # Links are relative to the page (`base`): the same HTML on the API port and through `kubectl proxy`.
-        context = {"poll_seconds": poll_seconds, "nav": name, "base": base(request), **context}
+        context = {"poll_seconds": poll_seconds, "nav": name, "base": base(request), "csrf": form_token, **context}
         return templates.TemplateResponse(request, name, context, status_code=status, headers=HEADERS)
 
     def policy_or_error() -> CompiledPolicy:
@@ -241,7 +255,7 @@ def routes(
             return render(request, "whatif.html", context)
         try:
             async with parser.place():  # the line explain waits in, taken before the form is read
-                form = await read_form(request)
+                form = await read_form(request, form_token)
                 context.update(workload=form.get("workload", ""), old=form.get("old", ""),
                                operation=form.get("operation", "CREATE"))
                 obj = await load_object(parser, context["workload"], "the workload")
@@ -273,7 +287,7 @@ def routes(
                 context["group"] = group_or_error(policy, name)
                 context["values"] = propose.form_values(policy, name)
             return render(request, "propose.html", context)
-        form = await read_form(request)
+        form = await read_form(request, form_token)
         name = form.get("group", "").strip()
         context["form"] = form
         status = 200
@@ -289,7 +303,7 @@ def routes(
 
     async def propose_diff(request: Request) -> Response:
         policy = policy_or_error()
-        form = await read_form(request)
+        form = await read_form(request, form_token)
         proposal = propose.parse_form(form)
         group_or_error(policy, proposal.group)
         result = propose.review(policy, ledger, proposal)

@@ -34,7 +34,7 @@ def ledger() -> MemoryLedger:
 @pytest.fixture
 def client(ledger: MemoryLedger) -> Iterator[TestClient]:
     holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
-    with TestClient(create_api_app(holder, ledger), raise_server_exceptions=False) as test:
+    with TestClient(create_api_app(holder, ledger, hosts=["testserver"]), raise_server_exceptions=False) as test:
         yield test
 
 
@@ -80,6 +80,6 @@ def test_a_store_that_cannot_list_here_says_so(ledger: MemoryLedger, monkeypatch
     """A kubernetes-store follower answers None: the page says another replica may list them, not "None"."""
     monkeypatch.setattr(ledger, "objects_of", lambda group: None)
     holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
-    with TestClient(create_api_app(holder, ledger)) as test:
+    with TestClient(create_api_app(holder, ledger, hosts=["testserver"])) as test:
         text = _text(test.get("/groups/alice").text)
     assert "1 observed workloads charge this group; this replica cannot list them" in text

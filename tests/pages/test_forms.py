@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,11 +20,24 @@ from tests.pages.conftest import ROOT
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
+class FormClient(TestClient):
+    """A client that posts forms as the pages do: with the form token the server put in them."""
+
+    token = ""
+
+    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        if isinstance(data, dict):
+            data = {"csrf": self.token, **data}
+        return super().post(url, data=data, **kwargs)
+
+
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.chdir(ROOT)  # proposals read the policy files by the names the served policy has
     holder = PolicyHolder(compile_policy(["examples/policies"]))
-    with TestClient(create_api_app(holder, MemoryLedger()), raise_server_exceptions=False) as test:
+    app = create_api_app(holder, MemoryLedger(), hosts=["testserver"])
+    with FormClient(app, raise_server_exceptions=False) as test:
+        test.token = app.state.form_token
         yield test
 
 

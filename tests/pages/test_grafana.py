@@ -46,7 +46,8 @@ def _live() -> set[str]:
     holder = PolicyHolder(compile_policy([str(ROOT / "examples" / "policies")]))
     ledger, metrics = MemoryLedger(), Metrics()
     app = create_app(holder, ledger, metrics=metrics)
-    with TestClient(app) as client, TestClient(create_api_app(holder, ledger, metrics=metrics)) as api:
+    api_app = create_api_app(holder, ledger, metrics=metrics, hosts=["testserver"])
+    with TestClient(app) as client, TestClient(api_app) as api:
         client.post("/validate", content=orjson.dumps(review(workload("deployment.yaml"))),
                     headers={"content-type": "application/json"})
         client.post("/validate", content=b"not json", headers={"content-type": "application/json"})

@@ -60,7 +60,7 @@ def api_app(
 ) -> Starlette:
     """The API port's app over the admission app's holder, ledger, metrics and denials (`app` first: it watches
     the ledger)."""
-    return create_api_app(holder, ledger, metrics=metrics, denials=denials)
+    return create_api_app(holder, ledger, metrics=metrics, denials=denials, hosts=["testserver"])
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ def test_metrics_count_the_admission_ports_decisions(client: TestClient, api: Te
 
 
 def test_with_no_policy_loaded_the_api_answers_503(ledger: MemoryLedger) -> None:
-    with TestClient(create_api_app(PolicyHolder(), ledger)) as api:
+    with TestClient(create_api_app(PolicyHolder(), ledger, hosts=["testserver"])) as api:
         assert api.get("/api/groups").status_code == 503
         assert api.get("/api/groups/ml").status_code == 503
         assert api.get("/metrics").status_code == 200

@@ -70,7 +70,7 @@ def reviews() -> FakeReviews:
 def gated(holder: PolicyHolder, ledger: MemoryLedger, reviews: FakeReviews) -> Starlette:
     metrics = Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
-    return create_api_app(holder, ledger, metrics=metrics, gate=Gate(reviews))
+    return create_api_app(holder, ledger, metrics=metrics, gate=Gate(reviews), hosts=["testserver"])
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_the_group_api_and_metrics_show_usage_per_cluster_and_in_total(
               "west": SimpleNamespace(reachable=False, synced=True, last_error="refused", since=5.0)}
     metrics.watch_clusters(("east", "west"), lambda: health)
     create_app(holder, ledger, metrics=metrics, clusters=("east", "west"))  # watches the ledger for the metrics
-    api_app = create_api_app(holder, ledger, metrics=metrics, clusters=("east", "west"))
+    api_app = create_api_app(holder, ledger, metrics=metrics, clusters=("east", "west"), hosts=["testserver"])
     ledger.observe(ObjectKey("apps", "Deployment", "team-a", "web", "east"), "ml", {"requests.cpu": 8 * CPU})
     ledger.observe(ObjectKey("apps", "Deployment", "team-a", "web", "west"), "ml", {"requests.cpu": 12 * CPU})
     ledger.observe(ObjectKey("apps", "Deployment", "team-a", "db", "west"), "ml", {"requests.cpu": 1500 * CPU // 1000})

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from quotalang.controller import MemoryLedger, ObjectKey
@@ -110,7 +111,7 @@ def test_a_huge_usage_in_the_ledger_never_breaks_metrics_or_pages(
     huge = 10 ** (exponent + 9)  # a ledger written before the bounds (SQLite keeps it across restarts)
     usage = {"requests.cpu": huge, "requests.nvidia.com/gpu": huge, "pods": NANO}
     ledger.observe(ObjectKey("apps", "Deployment", "team-b", "big"), "lab", usage)
-    with TestClient(create_api_app(holder, ledger), raise_server_exceptions=False) as api:
+    with TestClient(create_api_app(holder, ledger, hosts=["testserver"]), raise_server_exceptions=False) as api:
         pages = ("/metrics", "/", "/pages/tree.json", "/groups/lab", "/pages/groups/lab.json", "/api/groups/lab")
         for path in pages:
             answer = api.get(path)
@@ -156,7 +157,7 @@ def test_explain_refuses_hostile_bodies_with_a_4xx(
 
 
 def test_explain_parses_and_decides_away_from_the_event_loop(
-    api: TestClient, monkeypatch: pytest.MonkeyPatch
+    api: TestClient, api_app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding 9: /api/explain parsed (17.8 s for 3 MB) and decided on the event loop admissions share.
 
@@ -180,7 +181,7 @@ def test_explain_parses_and_decides_away_from_the_event_loop(
     assert answer.status_code == 200, answer.text
     assert answer.json()["allowed"] is True
     assert answer.json()["usage"]["requests.cpu"] == "8"  # 2 × 4, by hand
-    page = api.post("/what-if", data={"workload": text, "operation": "CREATE"})
+    page = api.post("/what-if", data={"workload": text, "operation": "CREATE", "csrf": api_app.state.form_token})
     assert page.status_code == 200, page.text[-300:]
     assert len(threads) == 2 and all(name.startswith("quotalang-explain") for name in threads), threads
 
@@ -204,3 +205,38 @@ def test_a_large_review_is_decided_in_its_own_thread(
     assert threads[0].startswith("quotalang-large-review")
     assert not threads[-1].startswith("quotalang-large-review")
     assert ledger.group_usage("ml").used["requests.cpu"] == 8 * NANO  # 4 + 4, by hand
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("evil.example", 421), ("evil.example:8444", 421), ("localhost.evil.example", 421),
+    ("127.0.0.1:8444", 200), ("localhost", 200), ("[::1]:8444", 200), ("10.1.2.3", 200),
+    ("quotalang.example.com", 200),  # named with serve --api-hostname
+])
+def test_the_api_port_answers_only_its_own_host_names(
+    holder: PolicyHolder, ledger: MemoryLedger, host: str, status: int
+) -> None:
+    """Finding 14: the API port answered any Host, so a rebound DNS name could read the tree from a browser."""
+    api_app = create_api_app(holder, ledger, hosts=["quotalang.example.com"])
+    with TestClient(api_app) as api:
+        for path in ("/api/groups", "/", "/metrics"):
+            assert api.get(path, headers={"host": host}).status_code == status
+        posted = api.post("/api/explain", content=orjson.dumps(deployment()), headers={"host": host})
+        assert posted.status_code == status
+    if status == 421:
+        assert "is not served here" in posted.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/what-if", "/propose", "/propose/diff"])
+def test_the_forms_need_this_servers_token(api: TestClient, api_app: Starlette, path: str) -> None:
+    """Finding 14: the what-if and propose forms accepted posts from any site (CSRF)."""
+    form = {"workload": "kind: Pod\napiVersion: v1", "operation": "CREATE", "group": "ml", "limit:requests.cpu": "41"}
+    for token in (None, "guessed", api_app.state.form_token[:-1]):
+        data = dict(form) if token is None else {**form, "csrf": token}
+        answer = api.post(path, data=data)
+        assert answer.status_code == 403, (token, answer.text[-300:])
+        assert "reload the page" in answer.text
+    page = api.get("/what-if").text  # one token for every form of the server
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]  # what the page's form carries
+    assert token == api_app.state.form_token
+    answer = api.post(path, data={**form, "csrf": token})
+    assert answer.status_code != 403 and "reload the page" not in answer.text

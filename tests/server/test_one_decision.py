@@ -78,7 +78,7 @@ def test_limit_range_defaults_decide_alike_in_every_store_and_in_explain(
 ) -> None:
     holder = PolicyHolder(policy)
     app = create_app(holder, store, limit_ranges=defaults())
-    api = create_api_app(holder, store, engine=app.state.engine)
+    api = create_api_app(holder, store, engine=app.state.engine, hosts=["testserver"])
     with TestClient(api) as explaining:
         answer = explaining.post("/api/explain", content=orjson.dumps({"object": bare()}),
                                  headers={"content-type": "application/json"})
