@@ -31,11 +31,13 @@ def test_lint_examples_is_clean() -> None:
 
 
 def test_lint_json_lists_findings_with_locations(tmp_path: Path) -> None:
-    (tmp_path / "p.quota").write_text("group a {\n  limits.cpu 1\n}\ngroup b in a {\n  limits.cpu 2\n}\n")
+    (tmp_path / "p.quota").write_text(
+        'import "quotalang:policies"\ngroup a {\n  limits.cpu 1\n}\ngroup b in a {\n  limits.cpu 2\n}\n'
+    )
     code, out = run("lint", str(tmp_path), "--format", "json")
     assert code == 1
     findings = json.loads(out)
-    assert [(f["code"], f["line"], f["column"], f["severity"]) for f in findings] == [("E105", 2, 3, "error")]
+    assert [(f["code"], f["line"], f["column"], f["severity"]) for f in findings] == [("E105", 3, 3, "error")]
     assert set(findings[0]) >= {"file", "line", "column", "severity", "code", "message"}
 
 
@@ -47,10 +49,14 @@ def test_lint_syntax_error_is_a_finding_not_a_traceback(tmp_path: Path, capsys: 
 
 
 def test_lint_github_annotations(tmp_path: Path) -> None:
-    (tmp_path / "p.quota").write_text("group a {\n  limits.cpuu 1\n}\n")
+    (tmp_path / "p.quota").write_text("group a {\n  limits.cpu 1\n}\n")
     code, out = run("lint", str(tmp_path), "--format", "github")
-    assert code == 0  # warnings only
-    assert out.startswith("::warning file=") and ",line=2,col=3,title=W102::" in out
+    assert code == 0  # warnings only: W301, no kind rules
+    assert out.startswith("::warning file=") and ",line=1,col=7,title=W301::" in out
+    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup a {\n  limits.cpuu 1\n}\n')
+    code, out = run("lint", str(tmp_path), "--format", "github")
+    assert code == 1  # an unknown resource name is an error (issue 26 #4)
+    assert out.startswith("::error file=") and ",line=3,col=3,title=E113::" in out
 
 
 def test_lint_lists_kinds() -> None:
