@@ -16,7 +16,7 @@ Decisions where docs/language.md is silent:
 - A key given twice in a group (E107) is read at its first value elsewhere.
 - A cycle is one finding, placed at the member declared first; the message
   follows `in` links from there: `a → b → a` means a is in b, b is in a.
-- Cash keys get the same name checks as limits (W102, E111, W104) and are
+- Cash keys get the same name checks as limits (E113, E111, W104) and are
   compared to their generic key (W101) when both have the same period.
 - Memory-class keys warn (W103) for any value that is not a whole number of
   bytes (which covers every value between 0 and 1), and for `m`/`u`/`n`.
@@ -339,7 +339,7 @@ def _repeated_modes(group: nodes.Group) -> Iterator[Diagnostic]:
 
 
 def _key_name(key: str, span: nodes.Span, policy: _Policy) -> list[Diagnostic]:
-    """E111, W102, W104: whether the key is a name ResourceQuota knows and can be charged."""
+    """E111, E113, E114, W104: whether the key is a name ResourceQuota knows and can be charged."""
     split = policy.split(key)
     if is_limits_extended(split.base):
         return [_limits_extended(key, split.base, span)]
