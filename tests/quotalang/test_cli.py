@@ -351,3 +351,36 @@ def test_tree_per_cluster_usage_errors_exit_2(
     args = [a for u in usage for a in ("--usage", u)]
     assert run("tree", "--policy", str(tmp_path), *args)[0] == 2
     assert message in capsys.readouterr().err
+
+
+def test_lint_of_a_missing_path_is_a_usage_error_with_near_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26 #4: `lint nonexistent-dir` exited 1, as if the policy had findings."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.quota").write_text('import "quotalang:policies"\n')
+    code, out = run("lint", str(tmp_path / "polices"))
+    err = capsys.readouterr().err
+    assert (code, out) == (2, "")
+    assert f"no such file or directory: {tmp_path / 'polices'} (did you mean {tmp_path / 'policies'}?)" in err
+    assert run("lint", str(tmp_path / "zzz"))[0] == 2
+    assert capsys.readouterr().err.strip().endswith("zzz")  # nothing near: no suggestion
+
+
+def test_tree_usage_naming_an_unknown_group_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26 #4: usage of a group the policy lacks was silently ignored."""
+    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup research {\n  pods 10\n}\n')
+    (tmp_path / "usage.yaml").write_text("reserch:\n  pods: 4\nresearch:\n  pods: 1\n")
+    code, _ = run("tree", "--policy", str(tmp_path), "--usage", str(tmp_path / "usage.yaml"))
+    assert code == 2
+    assert "--usage names groups the policy does not have: reserch (did you mean research?)" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "usage.yaml").write_text("research:\n  pods: 1\n")
+    assert run("tree", "--policy", str(tmp_path), "--usage", f"east={tmp_path / 'usage.yaml'}")[0] == 0
+    (tmp_path / "west.yaml").write_text("nobody:\n  pods: 1\n")
+    code, _ = run("tree", "--policy", str(tmp_path), "--usage", f"east={tmp_path / 'usage.yaml'}",
+                  "--usage", f"west={tmp_path / 'west.yaml'}")
+    assert code == 2 and "nobody" in capsys.readouterr().err
