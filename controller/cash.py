@@ -150,8 +150,7 @@ def pod_run(policy: CompiledPolicy, pod: Mapping[str, Any], group: str, observed
     if start is None:
         return None
     running = _as_running(pod)
-    labels = _mapping(_mapping(running.get("metadata")).get("labels"))
-    models = workload_models(policy, labels, running)
+    models = workload_models(policy, running, running)
     vector = per_pod(policy, running, models, usage_key(running))
     usage = {key: nanos for key, nanos in vector if key in compiled.cash and nanos > 0}
     if not usage:

@@ -17,6 +17,7 @@ from fractions import Fraction
 from types import MappingProxyType
 
 from quotalang import checker, kinds, loader, nodes
+from quotalang.bindings import Bindings, Pattern, parse_pattern
 from quotalang.errors import PolicyError
 from quotalang.kinds import CompiledKind
 from quotalang.policy import (
@@ -28,7 +29,7 @@ from quotalang.policy import (
     Settings,
 )
 from quotalang.quantity import parse_quantity
-from quotalang.resources import DEFAULT_GPU_RESOURCES
+from quotalang.resources import DEFAULT_GPU_RESOURCES, model_kind, split_key
 from quotalang.units import hours_to_nanos
 
 
@@ -70,12 +71,15 @@ def _compile_sources(sources: loader.Sources) -> CompiledPolicy:
     digest = hashlib.sha256()
     for name in sorted(sources.texts):
         digest.update(name.encode() + b"\0" + sources.texts[name].encode() + b"\0")
+    settings = _settings(sources.files)
+    groups = _groups(sources.files, settings.gpu_resources)
     return CompiledPolicy(
-        settings=_settings(sources.files),
-        groups=_groups(sources.files),
+        settings=settings,
+        groups=groups,
         kinds=_kinds(sources.files),
         warnings=warnings,
         checksum=digest.hexdigest()[:16],
+        bindings=_bindings(sources.files, groups),
     )
 
 
@@ -85,17 +89,32 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
     gpus: list[str] = []
     unlabelled, unlabelled_group = "allow", None
     warn_at = Fraction(9, 10)
+    group_source: nodes.Source = "label"
+    model_sources: dict[str, nodes.Source] = {}
+    node_labels: dict[str, str] = {}
+    models: dict[str, set[str]] = {}
+    node_values: dict[str, dict[str, str]] = {}
+    unbound = "allow"
     for file in files:
         for block in file.settings:
             for entry in block.entries:
                 if isinstance(entry, nodes.GroupLabel):
-                    group_label = entry.label
+                    group_label, group_source = entry.label, entry.source
                 elif isinstance(entry, nodes.ModelLabel):
                     model_labels[entry.model_kind] = entry.label
+                    model_sources[entry.model_kind] = entry.source
+                elif isinstance(entry, nodes.ModelDecl):
+                    models.setdefault(entry.model_kind, set()).add(entry.name)
+                    for value in entry.values or (entry.name,):
+                        node_values.setdefault(entry.model_kind, {}).setdefault(value, entry.name)
+                elif isinstance(entry, nodes.NodeLabel):
+                    node_labels[entry.model_kind] = entry.label
                 elif isinstance(entry, nodes.GpuResource):
                     gpus.append(entry.resource)
                 elif isinstance(entry, nodes.Unlabelled):
                     unlabelled, unlabelled_group = entry.action, entry.group
+                elif isinstance(entry, nodes.Unbound):
+                    unbound = entry.action
                 else:
                     warn_at = Fraction(entry.percent) / 100
     return Settings(
@@ -105,10 +124,16 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
         unlabelled=unlabelled,
         unlabelled_group=unlabelled_group,
         warn_at=warn_at,
+        group_source=group_source,
+        model_sources=MappingProxyType(model_sources),
+        node_labels=MappingProxyType(node_labels),
+        models=MappingProxyType({kind: frozenset(names) for kind, names in models.items()}),
+        node_values=MappingProxyType({kind: MappingProxyType(v) for kind, v in node_values.items()}),
+        unbound=unbound,
     )
 
 
-def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
+def _groups(files: tuple[nodes.PolicyFile, ...], gpus: frozenset[str]) -> dict[str, CompiledGroup]:
     declared = [g for f in files for g in f.groups]
     by_name = {g.name: g for g in declared}
     children: dict[str, list[str]] = {g.name: [] for g in declared}
@@ -129,7 +154,7 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
                 cash[g.name][stmt.key] = CashBudget(
                     stmt.key, hours_to_nanos(stmt.hours), stmt.period, stmt.hours
                 )
-            else:
+            elif isinstance(stmt, nodes.ModeStmt):
                 own_mode[g.name] = stmt.mode
 
     def path_of(name: str) -> list[str]:
@@ -138,12 +163,29 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
             chain.append(parent)
         return chain[::-1]
 
+    modes: dict[str, nodes.Mode] = {}
+    for g in declared:
+        mode: nodes.Mode = "enforce"
+        for ancestor in path_of(g.name):
+            mode = own_mode[ancestor] or mode
+        modes[g.name] = mode
+    enforced: dict[str, bool] = {}
+
+    def subtree_enforced(name: str) -> bool:
+        found = enforced.get(name)
+        if found is None:
+            stack, found = list(children[name]), True
+            while stack and found:
+                child = stack.pop()
+                found = modes[child] == "enforce"
+                stack.extend(children[child])
+            enforced[name] = found
+        return found
+
     out: dict[str, CompiledGroup] = {}
     for g in declared:
         chain = path_of(g.name)
-        mode: nodes.Mode = "enforce"
-        for ancestor in chain:
-            mode = own_mode[ancestor] or mode
+        mode = modes[g.name]
         carved: dict[str, int] = {}
         cash_carved: dict[str, int] = {}
         for child in children[g.name]:
@@ -164,8 +206,44 @@ def _groups(files: tuple[nodes.PolicyFile, ...]) -> dict[str, CompiledGroup]:
             children=tuple(children[g.name]),
             source=str(g.name_span),
             cash_carved=cash_carved,
+            model_kinds=_model_kinds(hard[g.name], gpus),
+            subtree_enforced=subtree_enforced(g.name),
         )
     return out
+
+
+def _model_kinds(hard: dict[str, int], gpus: frozenset[str]) -> frozenset[str]:
+    """The model kinds of the model keys in `hard` (`limits.cpu.A4` → cpu)."""
+    found = set()
+    for key in hard:
+        split = split_key(key, gpus)
+        kind = model_kind(split.base, gpus) if split.model is not None else None
+        if kind is not None:
+            found.add(kind)
+    return frozenset(found)
+
+
+def _bindings(files: tuple[nodes.PolicyFile, ...], groups: dict[str, CompiledGroup]) -> Bindings | None:
+    """The namespace bindings, or None when no group binds any (the policy of before: a lint warning)."""
+    own: dict[str, list[Pattern]] = {}
+    defaults: dict[str, list[Pattern]] = {}
+    for file in files:
+        for g in file.groups:
+            for stmt in g.body:
+                if not isinstance(stmt, nodes.Namespaces):
+                    continue
+                for text in stmt.patterns:
+                    pattern = parse_pattern(text)
+                    assert pattern is not None, text  # the checker refused a malformed one
+                    own.setdefault(g.name, []).append(pattern)
+                    if stmt.default:
+                        defaults.setdefault(g.name, []).append(pattern)
+    if not own:
+        return None
+    chains = {name: group.path.split("/") for name, group in groups.items()}
+    return Bindings.build(
+        {k: tuple(v) for k, v in own.items()}, {k: tuple(v) for k, v in defaults.items()}, chains
+    )
 
 
 def _kinds(files: tuple[nodes.PolicyFile, ...]) -> dict[tuple[str, str], CompiledKind]:

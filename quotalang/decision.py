@@ -27,6 +27,12 @@ Reason = Literal[
     "owned",  # controlled by an owner a kind rule already charges
     "unlabelled",  # no group label: allowed or denied per the policy's `unlabelled` setting
     "unknown-group",  # the group label names no group of the policy
+    "not-bound",  # the group (and its ancestors) does not bind the workload's namespace: denied
+    "outside-quota",  # no group binds the namespace: allowed, not charged (as without a ResourceQuota)
+    "unbound-namespace",  # no group binds the namespace and `unbound namespaces deny`: denied
+    "model-not-pinned",  # the group limits a model key, the pod template pins no single declared model
+    "unknown-model",  # a model label or a node selector names a model the policy does not declare
+    "model-conflict",  # the model label says one model, the node selector pins another
     "not-intercepted",  # an operation other than CREATE / UPDATE
     "scale-parent-missing",  # a Scale whose workload cannot be found: denied
     "hpa-target-missing",  # an HPA whose target cannot be found: allowed with a warning
@@ -171,6 +177,9 @@ class Decision:
     # an operation that is not intercepted, a Scale of a kind with no scale path.
     stored: Mapping[str, Any] | None = None
     dry_run: bool = False  # evaluated and answered, but nothing is reserved
+    # what would have denied it in enforce mode besides `violations` (a namespace the group does not
+    # bind, an unpinned model, ...): warned in warn mode, recorded in audit mode
+    findings: list[str] = field(default_factory=list)
 
     @property
     def usage(self) -> dict[str, Quantity]:
@@ -220,9 +229,10 @@ class Decision:
 
     @property
     def audit_annotations(self) -> dict[str, str]:
-        if self.mode != "audit" or not self.violations:
+        if self.mode != "audit" or not (self.violations or self.findings):
             return {}
-        return {"quotalang.dev/would-deny": self.message}
+        said = [*self.findings, self.message] if self.violations else self.findings
+        return {"quotalang.dev/would-deny": "; ".join(said)}
 
     def explanation(self) -> list[str]:
         lines = []

@@ -42,7 +42,6 @@ CODES: dict[str, str] = {
     "E201": "setting given twice",
     "E202": "unlabelled rule names an unknown group",
     "E203": "warn threshold out of range",
-    "E204": "label key is not a valid Kubernetes label key",
     # groups and the tree
     "E101": "duplicate group",
     "E102": "unknown parent group",
@@ -56,11 +55,16 @@ CODES: dict[str, str] = {
     "E110": "quantity does not fit the resource",
     "E111": "extended resources have no limits. form",
     "E112": "cash period differs from the parent's",
-    "E113": "unknown resource name",
-    "E114": "object count that nothing charges",
     "W101": "model limit larger than its generic limit",
+    "W102": "unknown resource name",
     "W103": "unit looks wrong for the resource",
     "W104": "model key but no model label in settings",
+    # namespace bindings and models (binding_checks)
+    "E401": "malformed namespace pattern",
+    "E402": "two groups are the default group of one namespace",
+    "E403": "one node label value stands for two models",
+    "E404": "node label set but no model of that kind declared",
+    "W401": "no group binds a namespace: any namespace may charge any group",
     # kind rules
     "E301": "duplicate kind rule",
     "E302": "part without a template",
@@ -70,7 +74,6 @@ CODES: dict[str, str] = {
     "E306": "kind rule without parts",
     "E307": "kind rule creates its own kind",
     "E308": "wrong number of arguments to min, max or clamp",
-    "W301": "policy without kind rules",
 }
 
 

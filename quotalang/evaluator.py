@@ -18,14 +18,14 @@ common case costs one test per part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource, Violation, clip, qtys
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
-from quotalang.objects import labels_of, name_of
+from quotalang.objects import metadata_of, name_of
 from quotalang.owners import claimed_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
@@ -51,10 +51,6 @@ class Snapshot:
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         return self._cash.get(group, _EMPTY)
-
-    def groups(self) -> frozenset[str]:
-        """Every group the snapshot names (for `tree --usage` to refuse one the policy lacks)."""
-        return frozenset(self._used) | frozenset(self._cash)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None) -> Snapshot:
@@ -99,30 +95,87 @@ def _source(usage: UsageSource | Mapping[str, Any] | None) -> UsageSource:
     return usage
 
 
-def resolve_group(policy: CompiledPolicy, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(group, None) or (None, why-not); (None, None) means unlabelled and allowed."""
-    group, _, problem = _resolve(policy, obj)
+def resolve_group(
+    policy: CompiledPolicy, obj: Mapping[str, Any], *, namespace: str | None = None, cluster: str = ""
+) -> tuple[str | None, str | None]:
+    """(group, None) or (None, why-not); (None, None) means charged to no group and allowed.
+
+    The one group resolver: the evaluator and the stores (which pick the
+    ledger object by it) must agree. `namespace` is the review's (the object's
+    own, else `default`, when not given); `cluster` the review's cluster.
+    """
+    where = _namespace(obj, None) if namespace is None else namespace
+    group, _, problem, _ = _resolve(policy, obj, where, cluster)
     return group, problem
 
 
-def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any]) -> tuple[str | None, Reason | None, str | None]:
-    """(group, None, None), or (None, reason, why-not) when no group is charged; why-not is None when allowed."""
+# (group, reason, why-not, finding): a group is charged, or `reason` says why none is (`why-not`
+# set when that is a denial); `finding` is a binding that would deny in enforce mode (the group's
+# mode is warn or audit, so it is charged and warned or recorded)
+_Resolved = tuple[str | None, Reason | None, str | None, str | None]
+
+
+def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any], namespace: str, cluster: str) -> _Resolved:
     settings = policy.settings
-    name = labels_of(obj).get(settings.group_label)
+    bindings = policy.bindings
+    name = metadata_of(obj, settings.group_source).get(settings.group_label)
+    where = f"{settings.group_source} {settings.group_label}"
     if name is None:
-        if settings.unlabelled == "group":
-            return settings.unlabelled_group, None, None
+        default = bindings.default_group(namespace, cluster) if bindings is not None else None
+        if default is not None:
+            return default, None, None, None
+        if bindings is not None and not bindings.is_bound(namespace, cluster):
+            return _outside(policy, namespace, cluster)
         if settings.unlabelled == "deny":
             return None, "unlabelled", (
-                f"workload has no label {settings.group_label}; "
-                "label it with the quota group it belongs to"
-            )
-        return None, "unlabelled", None
-    if name in policy.groups:
-        return str(name), None, None
-    near = policy.near_groups(str(name))
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
-    return None, "unknown-group", f"unknown quota group {name!r} in label {settings.group_label}{hint}"
+                f"workload has no {where}; label it with the quota group it belongs to"
+            ), None
+        if settings.unlabelled != "group" or settings.unlabelled_group is None:
+            return None, "unlabelled", None, None
+        name = settings.unlabelled_group
+    elif name not in policy.groups:
+        if bindings is not None and not bindings.is_bound(namespace, cluster):
+            return _outside(policy, namespace, cluster)
+        near = policy.near_groups(str(name))
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        return None, "unknown-group", f"unknown quota group {name!r} in {where}{hint}", None
+    group = str(name)
+    if bindings is None or bindings.allows(group, namespace, cluster):
+        return group, None, None, None
+    if not bindings.is_bound(namespace, cluster):
+        return _outside(policy, namespace, cluster)
+    problem = _not_bound(policy, group, namespace, cluster)
+    if policy.groups[group].mode == "enforce":
+        return None, "not-bound", problem, None
+    return group, None, None, problem
+
+
+def _shown(namespace: str, cluster: str) -> str:
+    return f"{cluster}/{namespace}" if cluster else namespace
+
+
+def _outside(policy: CompiledPolicy, namespace: str, cluster: str) -> _Resolved:
+    """A namespace no group binds: outside quota, unless `unbound namespaces deny`."""
+    if policy.settings.unbound != "deny":
+        return None, "outside-quota", None, None
+    shown = _shown(namespace, cluster)
+    return None, "unbound-namespace", (
+        f"namespace {shown} is bound to no quota group and the policy denies such namespaces "
+        f'(unbound namespaces deny); bind it in a group: namespaces "{namespace}"'
+    ), None
+
+
+def _not_bound(policy: CompiledPolicy, group: str, namespace: str, cluster: str) -> str:
+    """`namespace vision-dev may not charge quota group root/ai/llm (it binds "llm", "llm-*"); ...`."""
+    assert policy.bindings is not None
+    patterns = policy.bindings.allowed.get(group, ())
+    binds = f"it binds {', '.join(f'{chr(34)}{p.text}{chr(34)}' for p in patterns)}" if patterns else (
+        "neither it nor its parents bind any namespace"
+    )
+    shown = _shown(namespace, cluster)
+    other = policy.bindings.bound_group(namespace, cluster)
+    hint = f"; {shown} is bound to group {policy.groups[other].path}" if other is not None else ""
+    return f"namespace {shown} may not charge quota group {policy.groups[group].path} ({binds}){hint}"
 
 
 def evaluate(
@@ -134,6 +187,9 @@ def evaluate(
     parent: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     limit_ranges: LimitRanges | None = None,
+    *,
+    namespace: str | None = None,
+    cluster: str = "",
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
@@ -142,6 +198,9 @@ def evaluate(
     and marked so that nothing is reserved for it. `limit_ranges` gives each
     namespace's LimitRange objects (a mapping or a function of the
     namespace); their container defaults apply to every pod template first.
+    `namespace` is the review's (default: the object's, else its parent's,
+    else `default`) and `cluster` the review's cluster: the namespace bindings
+    are checked against them.
     Raises `InputError` for objects that cannot be read: a negative or
     malformed quantity, a `resources` that is not a mapping, a bad replica
     count, an invalid LimitRange.
@@ -153,12 +212,23 @@ def evaluate(
         return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
-    defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, _namespace(obj, parent))
+    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster)
+    defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, where.namespace)
     if kind == "Scale":
-        return _scale(policy, obj, source, parent, dry_run, defaults)
+        return _scale(policy, obj, source, parent, dry_run, defaults, where)
     if kind == "HorizontalPodAutoscaler" and str(obj.get("apiVersion", "")).startswith("autoscaling/"):
-        return _hpa(policy, obj, source, parent, dry_run, defaults)
-    return _workload(policy, obj, op, old if op == "UPDATE" else None, source, dry_run, defaults)
+        return _hpa(policy, obj, source, parent, dry_run, defaults, where)
+    return _workload(policy, obj, op, old if op == "UPDATE" else None, source, dry_run, defaults, where)
+
+
+class _Where(NamedTuple):
+    """The review's namespace and cluster, which the namespace bindings are checked against."""
+
+    namespace: str
+    cluster: str = ""
+
+
+_NOWHERE = _Where("default")
 
 
 def _namespace(obj: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
@@ -179,6 +249,7 @@ def _workload(
     source: UsageSource,
     dry_run: bool,
     defaults: ContainerDefaults = NO_DEFAULTS,
+    where: _Where = _NOWHERE,
     *,
     check_only: bool = False,
     note: str | None = None,
@@ -199,20 +270,30 @@ def _workload(
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),
                         stored=stored, dry_run=dry_run)
     new = usage_of(policy, rule, obj, defaults)
-    group_name, why, problem = _resolve(policy, obj)
+    group_name, why, problem, finding = _resolve(policy, obj, where.namespace, where.cluster)
     if group_name is None:
         assert why is not None
         if problem is None:
+            said = _UNCHARGED[why].format(namespace=_shown(where.namespace, where.cluster))
             return Decision(True, op, reason=why, total=new.total, parts=new.parts,
-                            notes=_notes(["unlabelled and the policy allows it; not charged"], note),
-                            stored=stored, dry_run=dry_run)
+                            notes=_notes([said], note), stored=stored, dry_run=dry_run)
         return Decision(False, op, reason=why, total=new.total, parts=new.parts, notes=_notes([], note),
                         error=problem, stored=stored, dry_run=dry_run)
     group = policy.groups[group_name]
     charges: dict[str, dict[str, int]] = {}
     notes: list[str] = []
+    findings: list[str] = []
     extra: dict[str, int] = {}
     rolling: tuple[PartUsage, ...] = ()
+    if finding is not None:
+        findings.append(finding)
+    wrong_model = _model_problem(policy, group, new.parts)
+    if wrong_model is not None:
+        if group.mode == "enforce":
+            return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason=wrong_model[0],
+                            total=new.total, parts=new.parts, notes=_notes([], note), error=wrong_model[1],
+                            stored=stored, dry_run=dry_run)
+        findings.append(wrong_model[1])
     unset = _must_specify(policy, group, new.parts)
     if unset is not None and group.mode == "enforce":
         return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason="must-specify",
@@ -224,7 +305,7 @@ def _workload(
         except InputError:  # stored before it was checked: charge the new object in full (over-count, never under)
             old_usage = WorkloadUsage(rule, (), {})
             notes.append("the stored object cannot be read; the new one is charged in full")
-        old_group, _ = resolve_group(policy, old)
+        old_group, _, _, _ = _resolve(policy, old, where.namespace, where.cluster)
         if old_group == group_name:
             delta = _subtract(new.total, old_usage.total)
             rolling = _rolling_out(new, old_usage)
@@ -240,10 +321,14 @@ def _workload(
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, rolling, new, old is not None, source)
     if unset is not None:  # warn or audit mode: allowed, and said
+        findings.append(unset)
+    if findings:  # only ever in warn or audit mode: allowed, and said
         if group.mode == "warn":
-            warnings.insert(0, clip(f"{group.name}: {unset}"))
-        notes.append(unset)
+            warnings[:0] = [clip(f"{group.name}: {f}") for f in findings]
+        notes.extend(findings)
     denied = bool(violations) and group.mode == "enforce"
+    if denied:  # the threshold warnings were computed as if it had been admitted
+        warnings = []
     if denied or check_only:
         charges = {}
     elif delta:
@@ -266,7 +351,48 @@ def _workload(
         notes=_notes(notes, note),
         stored=stored,
         dry_run=dry_run,
+        findings=findings,
     )
+
+
+_UNCHARGED: dict[Reason, str] = {
+    "unlabelled": "unlabelled and the policy allows it; not charged",
+    "outside-quota": "namespace {namespace} is bound to no quota group: outside quota, not charged",
+}
+
+
+def _model_problem(
+    policy: CompiledPolicy, group: CompiledGroup, parts: tuple[PartUsage, ...]
+) -> tuple[Reason, str] | None:
+    """(reason, message) for the first part whose model claim is refused in `group`, else None.
+
+    An unpinned template is refused only where the group limits a model key of
+    that kind and the part's pods request that resource (`must pin`, as
+    native quota's `must specify`); an undeclared or conflicting model always.
+    """
+    for part in parts:
+        if not part.model_problems or not part.replicas:
+            continue
+        for problem in part.model_problems:
+            if not problem.unpinned:
+                return problem.reason, f"part {part.name}: {problem.message}"
+            if problem.kind not in group.model_kinds or not _requests(policy, part, problem.kind):
+                continue
+            gpus = policy.settings.gpu_resources
+            keys = [
+                k for k in group.hard if (s := split_key(k, gpus)).model and model_kind(s.base, gpus) == problem.kind
+            ]
+            return problem.reason, (
+                f"must pin a {problem.kind} model for: part {part.name} (group {group.path} limits "
+                f"{', '.join(keys)}): {problem.message}"
+            )
+    return None
+
+
+def _requests(policy: CompiledPolicy, part: PartUsage, kind: str) -> bool:
+    """Whether one pod of `part` requests a resource of model kind `kind` (a gpu, cpu, memory)."""
+    gpus = policy.settings.gpu_resources
+    return any(value > 0 and model_kind(key, gpus) == kind for key, value in part.per_pod)
 
 
 def _warning(group: str, violation: Violation) -> str:
@@ -404,10 +530,18 @@ def _check(
             surge = _terms(key, rolling, surge=True) if extra.get(key) else ()
             added = delta.get(key, 0) if is_update else None
             violations.append(Violation(key, need, own, carved, hard, "", None, terms, added, surge))
-        elif after * warn_den >= hard * warn_num:
-            percent = after * 100 // hard if hard else 100
-            shown, limit = qtys(key, after, hard)
-            warnings.append(clip(f"{group.name} at {percent}% of {key} ({shown} of {limit})"))
+        elif not carved:
+            if after * warn_den >= hard * warn_num:
+                warnings.append(_near(f"{group.name} at", key, after, hard))
+        else:  # what is carved is configuration, not use: own use against own room, the subtree's against hard
+            mine = own + need
+            room = hard - carved
+            if mine * warn_den >= room * warn_num:
+                warnings.append(_near(f"{group.name} at", key, mine, room, " of its own share"))
+            if after * warn_den >= hard * warn_num or not group.subtree_enforced:
+                subtree = mine + _below(policy, group, key, source.used)
+                if subtree * warn_den >= hard * warn_num:
+                    warnings.append(_near(f"{group.name} with its subgroups at", key, subtree, hard))
     cash_carved = group.cash_carved
     for key, budget in group.cash.items():
         if delta.get(key, 0) <= 0 and extra.get(key, 0) <= 0:
@@ -415,12 +549,45 @@ def _check(
         spent = source.cash_used(group.name).get(key, 0)
         carved = cash_carved.get(key, 0)  # the children's budgets: the group's own share is the rest
         period = budget.period or "lifetime"
-        if spent + carved >= budget.budget:
+        share = budget.budget - carved
+        if spent >= share:
             violations.append(Violation(key, delta.get(key, 0), spent, carved, budget.budget, "", period))
-        elif (spent + carved) * warn_at.denominator >= budget.budget * warn_at.numerator:
-            of = f"{format_hours(budget.budget - carved)} (own share)" if carved else format_hours(budget.budget)
+            continue
+        if spent and spent * warn_den >= share * warn_num:
+            of = f"{format_hours(share)} (own share)" if carved else format_hours(budget.budget)
             warnings.append(clip(f"{group.name} has spent {format_hours(spent)} of {of} cash {key} per {period}"))
+        if carved:
+            subtree = spent + _below(policy, group, key, source.cash_used)
+            if subtree * warn_den >= budget.budget * warn_num:
+                warnings.append(clip(
+                    f"{group.name} with its subgroups has spent {format_hours(subtree)} of "
+                    f"{format_hours(budget.budget)} cash {key} per {period}"
+                ))
     return violations, warnings
+
+
+def _near(who: str, key: str, used: int, room: int, of: str = "") -> str:
+    """`ai at 90% of requests.cpu (54 of 60)`: a threshold warning, figures in one unit."""
+    percent = used * 100 // room if room else 100
+    shown, limit = qtys(key, used, room)
+    return clip(f"{who} {percent}%{of} of {key} ({shown} of {limit})")
+
+
+def _below(
+    policy: CompiledPolicy, group: CompiledGroup, key: str, used: Callable[[str], Mapping[str, int]]
+) -> int:
+    """What `group`'s descendants use of `key` (`used` is the source's usage or cash of one group).
+
+    Walks the subtree: only asked when a warning may be due for a group with children.
+    """
+    total = 0
+    stack = list(group.children)
+    groups = policy.groups
+    while stack:
+        name = stack.pop()
+        total += used(name).get(key, 0)
+        stack.extend(groups[name].children)
+    return total
 
 
 def _scale(
@@ -430,6 +597,7 @@ def _scale(
     parent: Mapping[str, Any] | None,
     dry_run: bool,
     defaults: ContainerDefaults = NO_DEFAULTS,
+    where: _Where = _NOWHERE,
 ) -> Decision:
     """A `/scale` UPDATE: decided as an UPDATE of the parent to the scaled parent.
 
@@ -449,7 +617,7 @@ def _scale(
         return Decision(True, "UPDATE", reason="no-rule",
                         notes=[f"kind rule {rule.kind} names no scale path; not charged"], dry_run=dry_run)
     scaled = rule.with_replicas(parent, replicas)
-    return _workload(policy, scaled, "UPDATE", parent, source, dry_run, defaults,
+    return _workload(policy, scaled, "UPDATE", parent, source, dry_run, defaults, where,
                      note=f"scale of {rule.kind} {name} to {replicas} replicas")
 
 
@@ -460,6 +628,7 @@ def _hpa(
     target: Mapping[str, Any] | None,
     dry_run: bool,
     defaults: ContainerDefaults = NO_DEFAULTS,
+    where: _Where = _NOWHERE,
 ) -> Decision:
     """An HPA: its target at maxReplicas must fit; checked, never charged, nothing stored."""
     if target is None:
@@ -471,7 +640,7 @@ def _hpa(
         return Decision(True, "CREATE", reason="no-rule", notes=["HPA target kind is not charged"], dry_run=dry_run)
     max_replicas = _int_field(hpa, ("spec", "maxReplicas"), "HPA spec.maxReplicas")
     at_max = rule.with_replicas(target, max_replicas)
-    return _workload(policy, at_max, "UPDATE", target, source, dry_run, defaults, check_only=True,
+    return _workload(policy, at_max, "UPDATE", target, source, dry_run, defaults, where, check_only=True,
                      note=f"HPA maxReplicas {max_replicas}: room is checked, nothing is charged")
 
 

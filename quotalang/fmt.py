@@ -158,20 +158,29 @@ def _item(item: nodes.Import | nodes.Settings | nodes.Group | nodes.KindRule, li
 
 
 def _settings(settings: nodes.Settings) -> list[_Elem]:
-    kinds = [e.model_kind for e in settings.entries if isinstance(e, nodes.ModelLabel)]
+    kinds = [
+        e.model_kind for e in settings.entries if isinstance(e, (nodes.ModelLabel, nodes.ModelDecl, nodes.NodeLabel))
+    ]
     kind_width = max(map(len, kinds), default=0) + 1
     out: list[_Elem] = []
     for entry in settings.entries:
         span = entry.span
         if isinstance(entry, nodes.GroupLabel):
-            label, value = "group label", f'"{entry.label}"'
+            label, value = f"group {entry.source}", f'"{entry.label}"'
         elif isinstance(entry, nodes.ModelLabel):
-            label, value = "model label", f'{entry.model_kind.ljust(kind_width)}"{entry.label}"'
+            label, value = f"model {entry.source}", f'{entry.model_kind.ljust(kind_width)}"{entry.label}"'
+        elif isinstance(entry, nodes.ModelDecl):
+            values = "".join(f' "{v}"' for v in entry.values)
+            label, value = "model", f"{entry.model_kind.ljust(kind_width)}{entry.name}{values}"
+        elif isinstance(entry, nodes.NodeLabel):
+            label, value = "node label", f'{entry.model_kind.ljust(kind_width)}"{entry.label}"'
         elif isinstance(entry, nodes.GpuResource):
             label, value = "gpu resource", f'"{entry.resource}"'
         elif isinstance(entry, nodes.Unlabelled):
             label = "unlabelled"
             value = f"group {entry.group}" if entry.action == "group" else entry.action
+        elif isinstance(entry, nodes.Unbound):
+            label, value = "unbound namespaces", entry.action
         else:
             label, value = "warn at", f"{entry.percent}%"
         out.append(_Stmt(span.line, span.column, label, value))
@@ -185,6 +194,9 @@ def _group_stmt(stmt: nodes.GroupStmt) -> _Stmt:
     if isinstance(stmt, nodes.Cash):
         per = f" per {stmt.period}" if stmt.period else ""
         return _Stmt(span.line, span.column, f"cash {stmt.key}", f"{stmt.hours}h{per}")
+    if isinstance(stmt, nodes.Namespaces):  # not aligned with the limits: a list, not a value
+        patterns = ", ".join(f'"{p}"' for p in stmt.patterns)
+        return _Stmt(span.line, span.column, f"{'default ' if stmt.default else ''}namespaces {patterns}")
     return _Stmt(span.line, span.column, f"mode {stmt.mode}")
 
 

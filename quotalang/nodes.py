@@ -38,10 +38,16 @@ class Import:
 
 
 # ------------------------------------------------------------------ settings
+Source = Literal["label", "annotation"]
+
+
 @dataclass(frozen=True, slots=True)
 class GroupLabel:
+    """`group label "KEY"` or `group annotation "KEY"`: where a workload names its group."""
+
     label: str
     span: Span
+    source: Source = "label"
 
 
 ModelKind = Literal["cpu", "gpu", "memory"]
@@ -49,8 +55,43 @@ ModelKind = Literal["cpu", "gpu", "memory"]
 
 @dataclass(frozen=True, slots=True)
 class ModelLabel:
+    """`model label|annotation KIND "KEY"`: where a workload names its model itself (self-declared)."""
+
     model_kind: ModelKind
     label: str
+    span: Span
+    source: Source = "label"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDecl:
+    """`model gpu A100 "NVIDIA-A100-SXM4-80GB" ...`: a model and the node label values it stands for.
+
+    Without values the model stands for the node label value spelled as its name.
+    """
+
+    model_kind: ModelKind
+    name: str
+    values: tuple[str, ...]
+    span: Span
+    name_span: Span
+    value_spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLabel:
+    """`node label gpu "nvidia.com/gpu.product"`: the node label the scheduler matches models on."""
+
+    model_kind: ModelKind
+    label: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unbound:
+    """`unbound namespaces allow|deny`: what happens in a namespace no group binds."""
+
+    action: Literal["allow", "deny"]
     span: Span
 
 
@@ -75,7 +116,7 @@ class WarnAt:
     span: Span
 
 
-Setting = GroupLabel | ModelLabel | GpuResource | Unlabelled | WarnAt
+Setting = GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +155,21 @@ class ModeStmt:
     span: Span
 
 
-GroupStmt = Limit | Cash | ModeStmt
+@dataclass(frozen=True, slots=True)
+class Namespaces:
+    """`[default] namespaces "nlp", "nlp-*"`: the namespaces whose workloads may charge the group.
+
+    A pattern is a namespace name or `prefix-*`, optionally `cluster/...`;
+    `default` also makes the group the one unlabelled workloads there charge.
+    """
+
+    patterns: tuple[str, ...]
+    default: bool
+    span: Span
+    pattern_spans: tuple[Span, ...]
+
+
+GroupStmt = Limit | Cash | ModeStmt | Namespaces
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,18 @@ def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return labels if type(labels) is dict or isinstance(labels, Mapping) else _EMPTY
 
 
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """`metadata.annotations`, or an empty mapping."""
+    meta = obj.get("metadata") if type(obj) is dict or isinstance(obj, Mapping) else None
+    found = meta.get("annotations") if type(meta) is dict or isinstance(meta, Mapping) else None
+    return found if type(found) is dict or isinstance(found, Mapping) else _EMPTY
+
+
+def metadata_of(obj: Mapping[str, Any] | None, source: str) -> Mapping[str, Any]:
+    """`metadata.labels` or `metadata.annotations`, as `source` (a setting's `label` / `annotation`) says."""
+    return annotations_of(obj) if source == "annotation" else labels_of(obj)
+
+
 def name_of(obj: Mapping[str, Any]) -> str:
     """`namespace/name` (or `name`) for messages; `<unnamed>` without metadata."""
     meta = obj.get("metadata")

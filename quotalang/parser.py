@@ -221,13 +221,35 @@ class _Build(Transformer[Token, Any]):
         return nodes.Settings(tuple(children), self._span(meta))
 
     @v_args(meta=True)
-    def group_label(self, meta: Any, children: list[Token]) -> nodes.GroupLabel:
-        return nodes.GroupLabel(_unquote(children[0]), self._span(meta))
+    def group_label(self, meta: Any, children: list[Any]) -> nodes.GroupLabel:
+        source, label = children
+        return nodes.GroupLabel(_unquote(label), self._span(meta), source)
 
     @v_args(meta=True)
     def model_label(self, meta: Any, children: list[Any]) -> nodes.ModelLabel:
+        source, kind, label = children
+        return nodes.ModelLabel(kind, _unquote(label), self._span(meta), source)
+
+    @v_args(meta=True)
+    def model_decl(self, meta: Any, children: list[Any]) -> nodes.ModelDecl:
+        kind, name, *values = children
+        return nodes.ModelDecl(
+            kind,
+            str(name),
+            tuple(_unquote(v) for v in values),
+            self._span(meta),
+            self._tspan(name),
+            tuple(self._tspan(v) for v in values),
+        )
+
+    @v_args(meta=True)
+    def node_label(self, meta: Any, children: list[Any]) -> nodes.NodeLabel:
         kind, label = children
-        return nodes.ModelLabel(kind, _unquote(label), self._span(meta))
+        return nodes.NodeLabel(kind, _unquote(label), self._span(meta))
+
+    @v_args(meta=True)
+    def unbound(self, meta: Any, children: list[Any]) -> nodes.Unbound:
+        return nodes.Unbound(children[0], self._span(meta))
 
     @v_args(meta=True)
     def gpu_resource(self, meta: Any, children: list[Token]) -> nodes.GpuResource:
@@ -249,7 +271,7 @@ class _Build(Transformer[Token, Any]):
     def model_kind(self, tok: Token) -> str:
         return str(tok)
 
-    unlabelled_action = mode_value = period = func = model_kind
+    unlabelled_action = mode_value = period = func = source = model_kind
 
     # groups
     @v_args(meta=True)
@@ -285,6 +307,18 @@ class _Build(Transformer[Token, Any]):
     @v_args(meta=True)
     def mode(self, meta: Any, children: list[Any]) -> nodes.ModeStmt:
         return nodes.ModeStmt(children[0], self._span(meta))
+
+    def _namespaces(self, meta: Any, children: list[Token], default: bool) -> nodes.Namespaces:
+        patterns = tuple(_unquote(c) for c in children)
+        return nodes.Namespaces(patterns, default, self._span(meta), tuple(self._tspan(c) for c in children))
+
+    @v_args(meta=True)
+    def namespaces(self, meta: Any, children: list[Token]) -> nodes.Namespaces:
+        return self._namespaces(meta, children, False)
+
+    @v_args(meta=True)
+    def default_namespaces(self, meta: Any, children: list[Token]) -> nodes.Namespaces:
+        return self._namespaces(meta, children, True)
 
     # kind rules
     @v_args(meta=True)
@@ -426,7 +460,13 @@ _RUN = re.compile(r"[^ \t]+")
 # `KEY QUANTITY`, the line most groups are made of.
 _PAIR = re.compile(r"[ \t]*([^ \t#]+)[ \t]+([^ \t#]+)[ \t]*(?:#.*)?")
 _BLANK = re.compile(r"[ \t]*(#[^\n]*)?")
+# `[default] namespaces "a", "b-*"`; a line that starts so but does not fit goes to lark.
+_NAMESPACES = re.compile(
+    r'[ \t]*(default[ \t]+)?namespaces[ \t]+("[^"\n#]*"(?:[ \t]*,?[ \t]*"[^"\n#]*")*)[ \t]*(?:#.*)?'
+)
+_QUOTED = re.compile(r'"[^"\n#]*"')
 _MODES = frozenset({"enforce", "warn", "audit"})
+_NOT_LIMITS = frozenset({"mode", "namespaces", "default"})
 _PERIODS = frozenset({"day", "week", "month"})
 
 
@@ -545,7 +585,7 @@ def _fast_group(
         line = lines[index]
         index += 1
         found = pair(line)
-        if found is not None and (first := found.group(1)) != "mode":
+        if found is not None and (first := found.group(1)) not in _NOT_LIMITS:
             value = found.group(2)
             if first not in keys:
                 if not _whole(_KEY, first, seen) or (first in keywords and not _reads_as("key", first)):
@@ -580,6 +620,14 @@ def _fast_group(
             group_span = Span(filename, name_span.line, 1, number, first_col + 2)
             parent_name = parent[1] if parent else None
             return nodes.Group(name[1], parent_name, tuple(body), group_span, name_span, parent_span), index
+        elif first in ("namespaces", "default"):
+            bound = _NAMESPACES.fullmatch(line)
+            if bound is None:
+                return None
+            strings = list(_QUOTED.finditer(line, bound.start(2), bound.end(2)))
+            spans = tuple(Span(filename, number, m.start() + 1, number, m.end() + 1) for m in strings)
+            span = Span(filename, number, first_col + 1, number, bound.end(2) + 1)
+            append(nodes.Namespaces(tuple(m.group()[1:-1] for m in strings), bool(bound.group(1)), span, spans))
         elif first == "mode" and size == 2 and tokens[1][1] in _MODES:
             value_col, value = tokens[1]
             span = Span(filename, number, first_col + 1, number, value_col + 1 + len(value))

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from quotalang import nodes
+from quotalang.bindings import Bindings
 from quotalang.errors import Diagnostic
 from quotalang.kinds import CompiledKind
 
@@ -55,16 +56,29 @@ class CompiledGroup:
     # key -> Σ children's cash budgets (nano-unit-seconds): cash carves like hard limits, so the
     # group's own workloads may spend budget − this (DESIGN "Cash budgets carve the same way")
     cash_carved: Mapping[str, int] = field(default_factory=dict)
+    # the model kinds (cpu, gpu, memory) of the model keys it limits: with a node label for one of
+    # them, a workload here that requests that resource must pin a declared model
+    model_kinds: frozenset[str] = frozenset()
+    # every descendant is in enforce mode, so none holds more than its hard (the subtree warning's shortcut)
+    subtree_enforced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     group_label: str
-    model_labels: Mapping[str, str]  # model kind -> label key
+    model_labels: Mapping[str, str]  # model kind -> label (or annotation) key
     gpu_resources: frozenset[str]
     unlabelled: str  # allow | deny | group
     unlabelled_group: str | None
     warn_at: Fraction  # 0.9 for 90%
+    group_source: nodes.Source = "label"  # where group_label is read: labels or annotations
+    # model kind -> where its model label is read: label | annotation (label if absent)
+    model_sources: Mapping[str, nodes.Source] = field(default_factory=dict)
+    node_labels: Mapping[str, str] = field(default_factory=dict)  # model kind -> the node label pods pin models on
+    models: Mapping[str, frozenset[str]] = field(default_factory=dict)  # model kind -> the declared model names
+    # model kind -> node label value -> model
+    node_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    unbound: str = "allow"  # a namespace no group binds: allow (outside quota) | deny
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,7 @@ class CompiledPolicy:
     kinds: Mapping[tuple[str, str], CompiledKind]
     warnings: tuple[Diagnostic, ...]
     checksum: str
+    bindings: Bindings | None = None  # None: no group binds a namespace, any namespace may charge any group
 
     def group_path(self, name: str) -> str:
         return self.groups[name].path

@@ -76,7 +76,7 @@ def groups_of(sources: loader.Sources) -> dict[str, Group]:
                     period = stmt.period or "lifetime"
                     text = f"{stmt.hours}h" + (f" per {stmt.period}" if stmt.period else "")
                     cash[name][stmt.key] = Cash(hours_to_nanos(stmt.hours), period, text)
-                else:
+                elif isinstance(stmt, nodes.ModeStmt):
                     own_mode[name] = stmt.mode
             except (QuantityError, ValueError, ZeroDivisionError):
                 continue  # malformed: the checker reports it
@@ -253,20 +253,13 @@ def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None
 
 
 # ------------------------------------------------------------------ git
-def checkout(rev: str, directory: str, into: Path) -> Path | None:
-    """Extract `directory` as it was at `rev` (via `git archive`) under `into`; return its copy.
-
-    None when `rev` has no such directory (a policy's first pull request): the
-    caller compares against an empty policy, as a reviewer would read it.
-    """
+def checkout(rev: str, directory: str, into: Path) -> Path:
+    """Extract `directory` as it was at `rev` (via `git archive`) under `into`; return its copy."""
     where = Path(directory).resolve()
     if not where.is_dir():
         raise InputError(f"--git compares a policy directory of the working tree; {directory} is not one")
     top = _git(["rev-parse", "--show-toplevel"], where).decode().strip()
     rel = os.path.relpath(where, top)
-    _git(["rev-parse", "--verify", f"{rev}^{{commit}}"], Path(top), f"{directory} at {rev}")
-    if not _git(["ls-tree", "-d", rev, "--", rel], Path(top), f"{directory} at {rev}").strip():
-        return None
     archive = _git(["archive", "--format=tar", rev, "--", rel], Path(top), f"{directory} at {rev}")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")

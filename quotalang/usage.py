@@ -42,15 +42,13 @@ from quotalang import pods
 from quotalang.errors import InputError
 from quotalang.kinds import CompiledKind
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, apply_limit_ranges
-from quotalang.objects import labels_of
+from quotalang.models import ModelProblem, Models, part_models
 from quotalang.policy import CompiledPolicy
 from quotalang.quantity import Format, Quantity
 from quotalang.resources import model_kind, resource_class, split_key
 
-MODEL_KINDS = ("cpu", "gpu", "memory")
 CACHE_BYTES = 16 * 1024 * 1024  # what the cached entries may hold: about 20,000 ordinary pod shapes
 Vector = tuple[tuple[str, int], ...]  # (key, nanos), sorted by key
-Models = tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
 # resource of pods.VALIDATION_SET -> the containers that leave it unset (`container c`), sorted by resource
 Unspecified = tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -67,6 +65,7 @@ class PartUsage:
     template: Mapping[str, Any] | None  # compared at UPDATE: a changed template is a rollout
     missing_template: bool
     unspecified: Unspecified = ()  # after defaults; empty for nearly every pod, so checking it costs nothing
+    model_problems: tuple[ModelProblem, ...] = ()  # an unpinned, undeclared or conflicting model (`models`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,25 +132,10 @@ def _shape(template: Mapping[str, Any]) -> bytes:
 
 
 def workload_models(
-    policy: CompiledPolicy, obj_labels: Mapping[str, Any], template: Mapping[str, Any] | None
+    policy: CompiledPolicy, obj: Mapping[str, Any], template: Mapping[str, Any] | None
 ) -> Models:
-    """The models a part runs on: workload labels first, then pod template labels."""
-    found = []
-    template_labels: Mapping[str, Any] | None = None
-    for kind in MODEL_KINDS:
-        label = policy.settings.model_labels.get(kind)
-        if label is None:
-            continue
-        value = obj_labels.get(label)
-        where = "workload label"
-        if value is None:
-            if template_labels is None:
-                template_labels = labels_of(template)
-            value = template_labels.get(label)
-            where = "pod template label"
-        if isinstance(value, str) and value:
-            found.append((kind, value, f"{where} {label}"))
-    return tuple(found)
+    """The models a part of `obj` runs on (`models.part_models`; its problems are the evaluator's)."""
+    return part_models(policy.settings, obj, template)[0]
 
 
 def _entry_bytes(entry: tuple[Vector, Unspecified]) -> int:
@@ -249,7 +233,7 @@ def usage_of(
     `InputError` (an `InvalidPod` for a template) naming the part and field
     for an object that cannot be charged as it is.
     """
-    obj_labels = labels_of(obj)
+    settings = policy.settings
     parts = []
     total: dict[str, int] = {}
     try:
@@ -261,7 +245,7 @@ def usage_of(
         if template is None:
             parts.append(PartUsage(pod_set.name, pod_set.replicas, (), pod_set.surge, (), None, True))
             continue
-        models = workload_models(policy, obj_labels, template)
+        models, problems = part_models(settings, obj, template)
         key = usage_key(template)
         try:
             vector, unset = pod_shape(policy, template, models, key, defaults)
@@ -271,5 +255,7 @@ def usage_of(
         if replicas:
             for k, v in vector:
                 total[k] = total.get(k, 0) + v * replicas
-        parts.append(PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, template, False, unset))
+        parts.append(
+            PartUsage(pod_set.name, replicas, vector, pod_set.surge, models, template, False, unset, problems)
+        )
     return WorkloadUsage(rule, tuple(parts), total)

@@ -108,13 +108,15 @@ def ask_for(
     against; what is recorded comes from the decision alone.
     """
     target = parent if parent is not None else obj
-    group, _ = resolve_group(policy, target)
     if identity is None:
         identity = ObjectKey.of(target)
+    # the review's namespace and cluster decide which groups may be charged (namespace bindings)
+    namespace, cluster = identity.namespace or None, identity.cluster
+    group, _ = resolve_group(policy, target, namespace=namespace, cluster=cluster)
 
     def decide(usage: UsageSource, dry: bool) -> Decision:
         return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
-                        limit_ranges=limit_ranges)
+                        limit_ranges=limit_ranges, namespace=namespace, cluster=cluster)
 
     return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
 

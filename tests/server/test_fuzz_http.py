@@ -258,7 +258,8 @@ def expected_charges(request: Any, ledger: MemoryLedger) -> tuple[bool, dict[str
             resource.get("group", ""), kind, request.get("namespace") or meta.get("namespace") or "",
             request.get("name") or meta.get("name") or "",
         )
-        decision = evaluate(POLICY, obj, "UPDATE", old=old, usage=ledger, parent=ledger.lookup(identity))
+        decision = evaluate(POLICY, obj, "UPDATE", old=old, usage=ledger, parent=ledger.lookup(identity),
+                            namespace=identity.namespace or None)
     elif sub:
         return None
     else:
@@ -270,7 +271,7 @@ def expected_charges(request: Any, ledger: MemoryLedger) -> tuple[bool, dict[str
             operation, old = "UPDATE", recorded
         else:
             old = None
-        decision = evaluate(POLICY, obj, operation, old=old, usage=ledger)
+        decision = evaluate(POLICY, obj, operation, old=old, usage=ledger, namespace=identity.namespace or None)
     return decision.allowed, {g: dict(c) for g, c in decision.charges.items()}
 
 
