@@ -6,6 +6,7 @@ a stable code and a hint naming what was expected.
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from importlib import resources
@@ -116,12 +117,32 @@ def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
     )
 
 
+MAX_SYNTAX_ERRORS = 50  # per file; past this the rest is noise
+
+
 def _lark_items(text: str, filename: str) -> list[Any]:
-    """The whole file through lark: the reference reading, and its syntax errors."""
-    try:
-        tree = _lark().parse(text)
-    except UnexpectedInput as exc:
-        raise PolicyError([_diagnose(exc, text, filename)], {filename: text}) from None
+    """The whole file through lark: the reference reading, and its syntax errors.
+
+    Every syntax error of the file is reported: after each, the statement it
+    is in (a whole block when the line opens one) is blanked out, keeping
+    every other line and column, and the file is read again. An error at the
+    end of the file (a missing `}`) stops it: nothing after it could be read.
+    """
+    problems: list[Diagnostic] = []
+    current = text
+    while True:
+        try:
+            tree = _lark().parse(current)
+            break
+        except UnexpectedInput as exc:
+            problems.append(_diagnose(exc, current, filename))
+            line = problems[-1].span.line if problems[-1].span is not None else 0
+            skipped = _skip_statement(current, line) if problems[-1].code != "E003" else None
+            if skipped is None or len(problems) >= MAX_SYNTAX_ERRORS:
+                break
+            current = skipped
+    if problems:
+        raise PolicyError(problems, {filename: text})
     try:
         items = cast(list[Any], _Build(filename).transform(tree))
     except RecursionError:
@@ -129,6 +150,27 @@ def _lark_items(text: str, filename: str) -> list[Any]:
         problem = Diagnostic("E001", "expression nested too deeply", span, "split it into simpler parts")
         raise PolicyError([problem], {filename: text}) from None
     return items
+
+
+def _code_of(line: str) -> str:
+    """A line without its comment, strings kept (a `{` in a string is no brace)."""
+    return _COMMENT_OR_STRING.sub(lambda m: "" if m.group(1) else "\"\"", line)
+
+
+def _skip_statement(text: str, line: int) -> str | None:
+    """`text` with the statement on `line` blanked (its block too, if it opens one); None if nothing changes."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines) or not lines[line - 1].strip():
+        return None
+    last = line
+    depth = _code_of(lines[line - 1]).count("{") - _code_of(lines[line - 1]).count("}")
+    while depth > 0 and last < len(lines):
+        last += 1
+        code = _code_of(lines[last - 1])
+        depth += code.count("{") - code.count("}")
+    for number in range(line, last + 1):
+        lines[number - 1] = " " * len(lines[number - 1])
+    return "\n".join(lines)
 
 
 def _comments(text: str, filename: str) -> list[nodes.Comment]:
@@ -170,12 +212,18 @@ def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
             f"expected {_expected(expected)}; is a closing '}}' missing?",
         )
     if isinstance(exc, UnexpectedCharacters):
+        better = _misspelt(text, filename, line, column)
+        if better is not None:
+            return better
         position = exc.pos_in_stream or 0
         char = text[position] if position < len(text) else ""
         span = nodes.Span(filename, line, column, line, column + 1)
         allowed = _expected(set(exc.allowed)) if exc.allowed else "something else"
         return Diagnostic("E002", f"unexpected character {char!r}", span, f"expected {allowed}")
     assert isinstance(exc, UnexpectedToken)
+    better = _misspelt(text, filename, line, column)
+    if better is not None:
+        return better
     token = exc.token
     shown = "a new line" if token.type == "_NL" else repr(str(token))
     end = column + max(1, len(str(token).split("\n")[0]))
@@ -184,6 +232,52 @@ def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
     if "_NL" in exc.expected and token.type != "_NL":
         hint += " (one statement per line)"
     return Diagnostic("E001", f"unexpected {shown}", span, hint)
+
+
+# The words a keyword takes after it, for `mode warning`-like errors.
+_CHOICES = {
+    "mode": ("enforce", "warn", "audit"),
+    "per": ("day", "week", "month"),
+    "unlabelled": ("allow", "deny", "group"),
+    "label": ("cpu", "gpu", "memory"),
+}
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
+
+
+def _misspelt(text: str, filename: str, line: int, column: int) -> Diagnostic | None:
+    """E001 for a misspelt keyword or value on the error's line, with a did-you-mean; None if none fits.
+
+    `mode warning` (lark reads `warn`, then fails at `ing`) names the word and
+    the values the keyword takes; `mdoe warn` (read as a limit key, then a
+    quantity is missing) names the statement and the keyword it is near.
+    """
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    code = _code_of(lines[line - 1])
+    words = [(m.start() + 1, m.group()) for m in _WORD.finditer(code)]
+    here = next((i for i, (start, word) in enumerate(words) if start <= column < start + len(word)), None)
+    if here is None:
+        return None
+
+    def span(index: int) -> nodes.Span:
+        start, word = words[index]
+        return nodes.Span(filename, line, start, line, start + len(word))
+
+    word = words[here][1]
+    if here > 0 and words[here - 1][1] in _CHOICES:
+        keyword, choices = words[here - 1][1], _CHOICES[words[here - 1][1]]
+        if word not in choices:
+            near = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+            hint = f"did you mean `{keyword} {near[0]}`?" if near else f"write one of: {', '.join(choices)}"
+            return Diagnostic("E001", f"`{keyword} {word}`: {keyword} takes {', '.join(choices)}", span(here), hint)
+    first = words[0][1]
+    keywords = _keywords()
+    if first not in keywords:
+        near = difflib.get_close_matches(first, sorted(keywords), n=1, cutoff=0.75)
+        if near:
+            return Diagnostic("E001", f"unknown statement `{first}`", span(0), f"did you mean `{near[0]}`?")
+    return None
 
 
 def _unquote(token: Token) -> str:

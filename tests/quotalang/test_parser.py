@@ -133,3 +133,48 @@ def test_syntax_errors_name_file_line_col(text: str, code: str, where: str, in_h
     rendered = info.value.render()
     assert rendered.startswith(f"{where}: error {code}")
     assert "^" in rendered
+
+
+def _errors(text: str) -> list[tuple[str, str, str]]:
+    with pytest.raises(PolicyError) as info:
+        parse(text, "e.quota")
+    return [(d.code, str(d.span), d.message) for d in info.value.diagnostics]
+
+
+def test_every_syntax_error_of_a_file_is_reported() -> None:
+    """Issue 26 #4: only the first syntax error per file was reported; now each statement's, in order."""
+    text = (
+        "group a {\n  limits.cpu 1 2\n  pods 3\n}\n"  # 2:16
+        "group B {\n  pods 1\n}\n"  # 5:7: the whole block is skipped
+        "kind v1 Pod {\n  pods {\n    replicas 1 +\n    template .\n  }\n}\n"  # 10:17
+        "group c {\n  cash limits.cpu 10 per week\n}\n"  # 15:19
+    )
+    assert [(code, where) for code, where, _ in _errors(text)] == [
+        ("E001", "e.quota:2:16"), ("E001", "e.quota:5:7"), ("E001", "e.quota:10:17"), ("E001", "e.quota:15:19"),
+    ]
+
+
+def test_recovery_stops_at_a_missing_closing_brace() -> None:
+    assert [(c, w) for c, w, _ in _errors("group a {\n  pods 1 1\n  pods 2\n")] == [
+        ("E001", "e.quota:2:10"), ("E003", "e.quota:3:9"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "hint"),
+    [
+        ("group a {\n  mdoe warn\n}\n", "e.quota:2:3", "unknown statement `mdoe`", "did you mean `mode`?"),
+        ("grop a {\n  pods 1\n}\n", "e.quota:1:1", "unknown statement `grop`", "did you mean `group`?"),
+        ("group a {\n  mode warning\n}\n", "e.quota:2:8", "`mode warning`: mode takes enforce, warn, audit",
+         "did you mean `mode warn`?"),
+        ("group a {\n  cash requests.cpu 1h per wek\n}\n", "e.quota:2:28", "`per wek`: per takes day, week, month",
+         "did you mean `per week`?"),
+        ("settings {\n  unlabelled alow\n}\n", "e.quota:2:14", "`unlabelled alow`: unlabelled takes allow, deny, group",
+         "did you mean `unlabelled allow`?"),
+    ],
+)
+def test_misspelt_keywords_get_did_you_mean(text: str, where: str, message: str, hint: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse(text, "e.quota")
+    (diag,) = info.value.diagnostics
+    assert (diag.code, str(diag.span), diag.message, diag.hint) == ("E001", where, message, hint)
