@@ -25,7 +25,7 @@ from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
 from quotalang.controller.kube.times import parse_time
-from quotalang.controller.ledger.base import CashState
+from quotalang.controller.ledger.base import CashState, ObjectKey
 from quotalang.usage import per_pod, usage_key, workload_models
 
 _TERMINAL = ("Succeeded", "Failed")
@@ -43,6 +43,7 @@ class PodRun:
     usage: Mapping[str, int]  # key -> nanos the pod holds (model keys included)
     start: float  # when it was scheduled (epoch s)
     end: float | None  # when it finished or was deleted; None while it runs
+    workload: ObjectKey | None = None  # the workload that pays for it (its charged owner, or the pod itself)
 
 
 def period_start(period: str | None, t: float) -> float | None:
@@ -180,7 +181,6 @@ def accrue(
     if t0 is not None and t1 <= t0:
         return None
     runs = tuple(runs)
-    t1_ms = _ms(t1)
     used: dict[str, int] = {}
     earliest: float | None = None
     for key, budget in budgets.items():
@@ -188,21 +188,50 @@ def accrue(
         if ps is not None and (earliest is None or ps < earliest):
             earliest = ps
         carried = state.used.get(key, 0) if t0 is not None and (ps is None or ps <= t0) else 0
-        bounds = [t for t in (ps, t0) if t is not None]
-        lo_ms = _ms(max(bounds)) if bounds else None
-        total = 0  # nanos × milliseconds
-        for run in runs:
-            nanos = run.usage.get(key, 0)
-            if nanos <= 0:
-                continue
-            begin = _ms(run.start) if lo_ms is None else max(_ms(run.start), lo_ms)
-            end = t1_ms if run.end is None else min(_ms(run.end), t1_ms)
-            if end > begin:
-                total += nanos * (end - begin)
+        lo_ms = _lower_ms(ps, t0)
+        total = sum(_held(run, key, lo_ms, t1) for run in runs)  # nanos × milliseconds
         amount = carried + total // 1000
         if amount:
             used[key] = amount
     return CashState(used, earliest, t1)
 
 
-__all__ = ["PodRun", "accrue", "finished_at", "period_start", "pod_run", "scheduled_at"]
+def _lower_ms(window: float | None, last_accrual: float | None) -> int | None:
+    """Where an accrual up to now starts: the later of the window's start and the last accrual (ms)."""
+    bounds = [t for t in (window, last_accrual) if t is not None]
+    return _ms(max(bounds)) if bounds else None
+
+
+def _held(run: PodRun, key: str, lo_ms: int | None, now: float) -> int:
+    """nanos × milliseconds `run` held `key` from `lo_ms` (None: its start) to `now` or its end."""
+    nanos = run.usage.get(key, 0)
+    if nanos <= 0:
+        return 0
+    begin = _ms(run.start) if lo_ms is None else max(_ms(run.start), lo_ms)
+    end = _ms(now) if run.end is None else min(_ms(run.end), _ms(now))
+    return nanos * (end - begin) if end > begin else 0
+
+
+def spent_by_run(
+    state: CashState, runs: Iterable[PodRun], budgets: Mapping[str, CashBudget], now: float
+) -> list[tuple[PodRun, str, int]]:
+    """What each run adds to each budgeted key in `accrue(state, runs, budgets, now)`: (run, key, nano-unit-s).
+
+    The same windows as `accrue`; each run's share is floored on its own, so
+    the shares may sum to up to one nano-unit-second per run less than the
+    group's amount.
+    """
+    t0 = state.last_accrual
+    if t0 is not None and now <= t0:
+        return []
+    out: list[tuple[PodRun, str, int]] = []
+    for key, budget in budgets.items():
+        lo_ms = _lower_ms(period_start(budget.period, now), t0)
+        for run in runs:
+            amount = _held(run, key, lo_ms, now) // 1000
+            if amount:
+                out.append((run, key, amount))
+    return out
+
+
+__all__ = ["PodRun", "accrue", "finished_at", "period_start", "pod_run", "scheduled_at", "spent_by_run"]

@@ -41,6 +41,7 @@ from quotalang.controller.cash import PodRun
 from quotalang.controller.ledger.base import ControllerLedger
 from quotalang.controller.reconcile import accrue_runs
 from quotalang.controller.runner import Controller, wait_for
+from quotalang.controller.spending import Spending
 
 LOG = logging.getLogger("quotalang.controller")
 
@@ -95,6 +96,7 @@ class Fleet:
                 raise ValueError(f"the controller of cluster {name!r} keeps another ledger")
         self.controllers = dict(controllers)
         self.ledger = ledger
+        self.spending = Spending()  # what each workload spent this period, in every cluster (accrue)
         first = next(iter(self.controllers.values()))
         self.policy = first.policy
         self.accrue_every = first.accrue_every if accrue_every is None else accrue_every
@@ -155,7 +157,7 @@ class Fleet:
         if policy is None:
             return 0
         now = self._clock() if now is None else now
-        changed = accrue_runs(self.ledger, policy, self.runs(), now)
+        changed = accrue_runs(self.ledger, policy, self.runs(), now, self.spending)
         for controller in self.controllers.values():
             controller.reconciler.accrued(now)
         if self.state_file is not None:

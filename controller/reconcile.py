@@ -18,17 +18,17 @@ indexed for that walk but never charged: the owner paid for them.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from quotalang.compiler import CashBudget, CompiledPolicy
-from quotalang.controller.cash import PodRun, accrue, pod_run
+from quotalang.controller.cash import PodRun, accrue, pod_run, spent_by_run
 from quotalang.controller.ledger.base import CashState, CashStore, ControllerLedger, ObjectKey, Observation, Usage
+from quotalang.controller.spending import Spending
 from quotalang.evaluator import resolve_group
 from quotalang.owners import claimed_owner
 from quotalang.usage import workload_usage
@@ -90,6 +90,8 @@ class Reconciler:
         self._seen: dict[ObjectKey, _Seen] = {}
         self._by_source: dict[str, set[ObjectKey]] = {}
         self._owners: dict[str, tuple[str | None, tuple[str, ...]]] = {}  # uid -> (group, owner uids)
+        self._keys: dict[str, ObjectKey] = {}  # workload uid -> its identity (who pays for a pod's cash)
+        self.spending = Spending()  # what each workload spent this period (`accrue`)
         self._runs: dict[str, PodRun] = {}  # pod uid -> its run
         # A durable ledger (the kubernetes store) already holds the totals an earlier leader observed:
         # until the first full sync, observations are only indexed, then `synced()` replaces the totals.
@@ -216,6 +218,7 @@ class Reconciler:
             self._by_source.setdefault(source, set()).add(key)
             if uid is not None:
                 self._owners[uid] = (group, _owner_uids(obj))
+                self._keys[uid] = key
         return None if owned else Observation(key, group, usage, version, slim(obj))
 
     def _forget(self, source: str, key: ObjectKey) -> None:
@@ -224,25 +227,29 @@ class Reconciler:
             self._by_source.get(source, set()).discard(key)
             if seen is not None and seen.uid is not None:
                 self._owners.pop(seen.uid, None)
+                self._keys.pop(seen.uid, None)
         self.ledger.forget(key)
 
     # -------------------------------------------------------------- pods
-    def _pod_group(self, policy: CompiledPolicy, pod: Mapping[str, Any]) -> tuple[str | None, bool]:
-        """The pod's group, and whether that is final (False: a charged owner is not seen yet)."""
+    def _pod_group(self, policy: CompiledPolicy, pod: Mapping[str, Any]) -> tuple[str | None, bool, ObjectKey]:
+        """The pod's group, whether that is final (False: a charged owner is not seen yet), and who pays:
+        the charged owner, else the pod itself."""
         owners = _owner_uids(pod)
+        itself = ObjectKey.of(pod, self.cluster)
         for hop in range(_OWNER_DEPTH):
             if not owners:
                 break
             found = self._owners.get(owners[0])
             if found is None:
                 if hop > 0 or claimed_owner(policy, pod) is not None:
-                    return None, False  # an owner's watch has not listed it yet: try again later
+                    return None, False, itself  # an owner's watch has not listed it yet: try again later
                 break
+            payer = self._keys.get(owners[0], itself)
             group, owners = found
             if group is not None:
-                return group, True
+                return group, True, payer
         group, _ = resolve_group(policy, pod)
-        return group, True
+        return group, True, itself
 
     def _pod(self, event: str, pod: dict[str, Any], policy: CompiledPolicy | None = None) -> None:
         uid = str(_meta(pod).get("uid") or "")
@@ -259,10 +266,11 @@ class Reconciler:
         policy = policy or self._policy()
         if policy is None:
             return
-        group, final = self._pod_group(policy, pod)
+        group, final, payer = self._pod_group(policy, pod)
         run = None
         if group is not None and group in policy.groups and policy.groups[group].cash:
             run = pod_run(policy, pod, group, self._clock())
+            run = replace(run, workload=payer) if run is not None else None
         with self._lock:
             self._pods[uid] = (_version(pod), policy.checksum)
             if final:
@@ -300,7 +308,7 @@ class Reconciler:
         if policy is None:
             return 0
         now = self._clock() if now is None else now
-        changed = accrue_runs(self.ledger, policy, self.runs(), now)
+        changed = accrue_runs(self.ledger, policy, self.runs(), now, self.spending)
         self.accrued(now)
         return changed
 
@@ -319,12 +327,14 @@ class Reconciler:
         return len(self._seen)
 
 
-def accrue_runs(ledger: CashStore, policy: CompiledPolicy, runs: Iterable[PodRun], now: float) -> int:
+def accrue_runs(ledger: CashStore, policy: CompiledPolicy, runs: Iterable[PodRun], now: float,
+                spending: Spending | None = None) -> int:
     """Accrue every cash-budgeted group over `runs` up to `now`, one `update_cash` per group; how many changed.
 
     One call per group over all its runs, whichever cluster they run in: the
     last accrual time is the group's, so a second accrual of the same group
-    up to the same `now` would skip the first one's pods.
+    up to the same `now` would skip the first one's pods. With `spending`,
+    each workload's share of what was written is added there.
     """
     by_group: dict[str, list[PodRun]] = {}
     for run in runs:
@@ -333,8 +343,20 @@ def accrue_runs(ledger: CashStore, policy: CompiledPolicy, runs: Iterable[PodRun
     for name, group in policy.groups.items():
         if not group.cash:
             continue
-        step = functools.partial(_accrue_step, runs=by_group.get(name, ()), budgets=group.cash, now=now)
-        changed += ledger.update_cash(name, step).last_accrual == now
+        mine = by_group.get(name, ())
+        shares: list[tuple[PodRun, str, int]] = []
+
+        def step(state: CashState, mine: Sequence[PodRun] = mine, budgets: Mapping[str, CashBudget] = group.cash,
+                 shares: list[tuple[PodRun, str, int]] = shares) -> CashState | None:
+            new = _accrue_step(state, runs=mine, budgets=budgets, now=now)
+            # A store may call this again after a conflict: the shares are those of the call it wrote.
+            shares[:] = spent_by_run(state, mine, budgets, now) if new is not None and spending else []
+            return new
+
+        wrote = ledger.update_cash(name, step).last_accrual == now
+        changed += wrote
+        if wrote and spending is not None and shares:
+            spending.add(name, shares, group.cash, now)
     return changed
 
 

@@ -55,7 +55,7 @@ from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
 from quotalang.server.http import internal_error_handler
 from quotalang.server.pages import routes as page_routes
-from quotalang.server.pages.views import own_usage
+from quotalang.server.pages.views import SpentOf, own_usage
 from quotalang.server.reload import PolicyHolder
 
 LOG = logging.getLogger("quotalang.server.aggregated")
@@ -180,8 +180,8 @@ def table(policy: CompiledPolicy, groups: list[CompiledGroup], ledger: Ledger, b
 
 
 def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, *,
-                          denials: Denials | None = None) -> Starlette:
-    """The aggregated API over the admission app's holder, ledger, engine and denials."""
+                          denials: Denials | None = None, spent: SpentOf | None = None) -> Starlette:
+    """The aggregated API over the admission app's holder, ledger, engine and denials (`spent`: the pages')."""
     recent = denials if denials is not None else Denials()
 
     def policy_or_none() -> CompiledPolicy | None:
@@ -238,7 +238,7 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
             Route(f"{PREFIX}/{RESOURCE}", refused, methods=["POST", "PUT", "PATCH", "DELETE"]),
             Route(f"{PREFIX}/{RESOURCE}/{{name}}", one, methods=["GET"]),
             Route(f"{PREFIX}/{RESOURCE}/{{name}}", refused, methods=["POST", "PUT", "PATCH", "DELETE"]),
-            Mount(PAGES_PREFIX, routes=page_routes(holder, ledger, engine, denials=recent)),
+            Mount(PAGES_PREFIX, routes=page_routes(holder, ledger, engine, denials=recent, spent=spent)),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )

@@ -49,7 +49,7 @@ from quotalang.server.engine import Engine
 from quotalang.server.http import HostCheck, error_response, internal_error_handler, json_response, read_body
 from quotalang.server.metrics import Metrics
 from quotalang.server.pages import routes as page_routes
-from quotalang.server.pages.views import own_usage
+from quotalang.server.pages.views import SpentOf, own_usage
 from quotalang.server.reload import PolicyHolder
 from quotalang.units import format_hours
 
@@ -69,6 +69,7 @@ def create_api_app(
     denials: Denials | None = None,
     engine: Engine | None = None,
     hosts: Sequence[str] = (),
+    spent: SpentOf | None = None,
 ) -> Starlette:
     """The API app over the admission app's holder, ledger and metrics.
 
@@ -150,7 +151,8 @@ def create_api_app(
             Route("/api/groups/{name}", group, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
             # /, /groups/..., /what-if, /propose, /static
-            *page_routes(holder, ledger, engine, denials=recent, parser=parser, form_token=form_token),
+            *page_routes(holder, ledger, engine, denials=recent, parser=parser, form_token=form_token,
+                         spent=spent),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )

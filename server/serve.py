@@ -37,6 +37,7 @@ import ipaddress
 import logging
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,8 +82,10 @@ if TYPE_CHECKING:
 
     from quotalang.controller.fleet import ClusterHealth, Fleet
     from quotalang.controller.kube.api import KubeApi
-    from quotalang.controller.ledger.base import ControllerLedger
+    from quotalang.controller.ledger.base import ControllerLedger, ObjectKey
     from quotalang.controller.ledger.kubestore import KubernetesLedger
+    from quotalang.controller.spending import Spending
+    from quotalang.policy import CompiledGroup
     from quotalang.server.certs import SecretCertificates
     from quotalang.server.stores import KubernetesStore
 
@@ -204,11 +207,12 @@ def serve(opts: ServeOptions) -> int:
     from quotalang.server.tls import local_hosts
 
     api_app = create_api_app(holder, ledger, metrics=metrics, max_body=opts.max_body, gate=gate, clusters=names,
-                             denials=denials, engine=app.state.engine,
+                             denials=denials, engine=app.state.engine, spent=runtime.spent_of,
                              hosts=[*local_hosts(api_host), *opts.api_hostnames])
 
     trust = _front_proxy(opts, found, runtime)
-    aggregated = create_aggregated_app(holder, ledger, app.state.engine, denials=denials) if trust else None
+    aggregated = (create_aggregated_app(holder, ledger, app.state.engine, denials=denials, spent=runtime.spent_of)
+                  if trust else None)
 
     keeper = _cert_keeper(opts, found, metrics)
     cert, key, ca = _tls_files(opts, keeper)
@@ -367,6 +371,17 @@ class _Runtime:
 
         controllers = {name: self._controller(api, ledger, name) for name, api in self.apis.items()}
         self.fleet = Fleet(controllers, ledger)
+
+    def spending(self) -> Spending | None:
+        """What each workload spent this period, where this process accrues cash (None: it does not)."""
+        if self.fleet is not None:
+            return self.fleet.spending
+        return self.controller.reconciler.spending if self.controller is not None else None
+
+    def spent_of(self, group: CompiledGroup) -> dict[ObjectKey, dict[str, int]] | None:
+        """Per workload of `group`, what it spent of each cash budget this period (None: not known here)."""
+        spending = self.spending()
+        return spending.of(group.name, group.cash, time.time()) if spending is not None else None
 
     def _lead(self, ledger: KubernetesLedger) -> None:
         self._keepers(ledger)

@@ -152,6 +152,7 @@ def routes(
     denials: Denials | None = None,
     parser: ParsePool | None = None,
     form_token: str | None = None,
+    spent: views.SpentOf | None = None,
 ) -> list[BaseRoute]:
     """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
 
@@ -160,6 +161,8 @@ def routes(
     on each group's page. `parser`: where pasted workloads are parsed and decided
     (the API app's, shared with `/api/explain`; a new one when None). `form_token`:
     what every form posted must carry (the forms hold it; a new one when None).
+    `spent`: what each workload spent of its group's cash this period,
+    where this process accrues cash (a column of the group page's workloads).
     """
     engine = engine if engine is not None else Engine(holder, ledger)
     parser = parser if parser is not None else ParsePool()
@@ -226,7 +229,7 @@ def routes(
             "policy": policy, "group": group, "n": n,
             "rows": views.nested(n.limits, policy.settings.gpu_resources),
             "ancestors": _ancestors(policy, group), "source": views.source_line(group),
-            "workloads": views.objects_of(ledger, group),
+            "workloads": views.objects_of(ledger, group, spent),
             "denials": recent.of(group.name),
             "poll_url": f"{base(request)}/pages/groups/{quote(group.name, safe='')}.json",
         })

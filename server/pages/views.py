@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from quotalang.controller import GroupUsage, Ledger
+from quotalang.controller import GroupUsage, Ledger, ObjectKey
 from quotalang.decision import qty
 from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows, usage_below
 from quotalang.quantity import ratio
@@ -243,13 +243,18 @@ def source_line(group: CompiledGroup) -> str:
     return file if file and rest.isdigit() else group.source
 
 
-def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | None:
+SpentOf = Callable[[CompiledGroup], Mapping[ObjectKey, Mapping[str, int]] | None]
+
+
+def objects_of(ledger: Ledger, group: CompiledGroup, spent: SpentOf | None = None) -> list[dict[str, Any]] | None:
     """The workloads charged to `group`, largest first, if the store can list them (None if not).
 
     "Largest" is the largest share of one of the group's hard limits, so that
     GPUs, cores and bytes compare.
 
-    The ledger contract has no listing yet; a store that offers
+    With `spent` (where this process accrues cash), each row says what the
+    workload's pods spent of the group's cash budgets this period
+    (`controller.spending`). The ledger contract has no listing yet; a store that offers
     `objects_of(group) -> Iterable[(ObjectKey, usage)] | None` is shown (every
     store does: the kubernetes one on its leader only, None elsewhere), others
     are counted only.
@@ -258,6 +263,7 @@ def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | N
     listed = lister(group.name) if lister is not None else None
     if listed is None:
         return None
+    paid = spent(group) if spent is not None else None
     rows = []
     for identity, usage in listed:
         cells: Mapping[str, int] = usage
@@ -265,6 +271,8 @@ def objects_of(ledger: Ledger, group: CompiledGroup) -> list[dict[str, Any]] | N
         rows.append({"identity": str(identity), "kind": identity.kind,
                      "name": f"{identity.namespace}/{identity.name}" if identity.namespace else identity.name,
                      "usage": ", ".join(f"{k} {qty(k, v)}" for k, v in sorted(cells.items()) if v),
-                     "weight": max(shares, default=0.0)})
+                     "weight": max(shares, default=0.0),
+                     "spent": None if paid is None else ", ".join(
+                         f"{k} {format_hours(v)}" for k, v in sorted(paid.get(identity, {}).items())) or "0h"})
     rows.sort(key=lambda r: -float(r["weight"]))
     return rows

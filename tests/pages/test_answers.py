@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -83,3 +84,23 @@ def test_a_store_that_cannot_list_here_says_so(ledger: MemoryLedger, monkeypatch
     with TestClient(create_api_app(holder, ledger, hosts=["testserver"])) as test:
         text = _text(test.get("/groups/alice").text)
     assert "1 observed workloads charge this group; this replica cannot list them" in text
+
+
+def test_a_groups_workloads_say_what_they_spent_this_period(ledger: MemoryLedger) -> None:
+    """Where this process accrues cash, each workload's share of its group's GPU-hours this period."""
+    bert = ObjectKey("kubeflow.org", "TFJob", "nlp", "bert")
+    seen: list[str] = []
+
+    def spent(group: Any) -> dict[ObjectKey, dict[str, int]]:
+        seen.append(group.name)
+        return {bert: {GPU: 27 * 3600 * NANO}}  # 9 GPUs for 3 hours
+
+    holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
+    with TestClient(create_api_app(holder, ledger, spent=spent, hosts=["testserver"])) as test:
+        text = _text(test.get("/groups/alice").text)
+    assert seen == ["alice"]
+    assert f"TFJob nlp/bert {GPU} 9 {GPU} 27h" in text and "spent this period" in text
+
+
+def test_without_accruals_here_there_is_no_spent_column(client: TestClient) -> None:
+    assert "spent this period" not in client.get("/groups/alice").text
