@@ -273,6 +273,12 @@ def _object(request: Mapping[str, Any], field: str, typed: bool) -> None:
         raise BadReview(f"request.{field}.metadata.labels is not an object of strings")
 
 
+def check_object(obj: Any, field: str) -> None:
+    """What a review's object must be (`request.<field>`), for one posted on its own (explain, what-if):
+    the engine reads its apiVersion, kind and metadata as strings, and a list there was a TypeError."""
+    _object({field: obj}, field, typed=False)
+
+
 def validate_request(request: dict[str, Any]) -> AdmissionRequest:
     """Check the type of every request field; return the request typed.
 

@@ -41,7 +41,7 @@ from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.errors import UserInputError
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
-from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview
+from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview, check_object
 from quotalang.server.apiauth import BearerAuth, Gate
 from quotalang.server.bodies import Busy, ParsePool, describe, is_yaml
 from quotalang.server.denials import Denials
@@ -247,9 +247,8 @@ def _explain_input(
     if not isinstance(obj, dict) or not obj.get("kind"):
         raise BadReview("no workload: post an object with apiVersion and kind, or {\"object\": ...}",
                         reason="invalid")
-    for what, value in (("oldObject", old), ("parent", parent)):
-        if value is not None and not isinstance(value, dict):
-            raise BadReview(f"{what} is not an object", reason="invalid")
+    for what, value in (("object", obj), ("oldObject", old), ("parent", parent)):
+        check_object(value, what)  # a 400 naming the field, as a review's would be
     if operation not in ("CREATE", "UPDATE"):
         shown = repr(operation)[:40] if isinstance(operation, str) else f"a {type(operation).__name__}"
         raise BadReview(f"operation {shown} is not CREATE or UPDATE", reason="operation")

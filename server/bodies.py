@@ -23,6 +23,7 @@ request waits (`WAIT_SECONDS`); past either, the answer is a 503 to retry.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import multiprocessing
@@ -189,6 +190,16 @@ def _workers() -> concurrent.futures.ProcessPoolExecutor:
             _executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
         return _executor
+
+
+@atexit.register
+def _shutdown() -> None:
+    """Stop the parsing process before the interpreter tears modules down (else its collector complains)."""
+    global _executor
+    with _lock:
+        if _executor is not None:
+            _executor.shutdown(wait=True, cancel_futures=True)
+            _executor = None
 
 
 def _restart(broken: concurrent.futures.ProcessPoolExecutor) -> None:

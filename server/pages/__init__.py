@@ -51,7 +51,7 @@ from starlette.templating import Jinja2Templates
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
 from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
-from quotalang.server.admission import BadReview
+from quotalang.server.admission import BadReview, check_object
 from quotalang.server.bodies import Busy, ParsePool, describe
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
@@ -106,6 +106,10 @@ async def load_object(parser: ParsePool, text: str, what: str) -> dict[str, Any]
         raise PageError(f"{what} is {type(data).__name__ if data is not None else 'empty'}, not a workload object")
     if not data.get("kind") or not isinstance(data.get("kind"), str):
         raise PageError(f"{what} has no kind: paste an object with apiVersion and kind")
+    try:
+        check_object(data, "object")
+    except BadReview as exc:
+        raise PageError(f"{what}: {exc.message.removeprefix('request.')}") from None
     return data
 
 

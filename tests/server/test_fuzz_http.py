@@ -13,6 +13,8 @@ fields of the wrong type, bodies cut short. What must hold for every one:
   admitted, computed here by evaluating each request independently of the
   server (and a request admitted over HTTP must be one the evaluator allows:
   an invalid object is never admitted, whatever the failure mode);
+* a quantity past quotalang's bounds (4,401 digits, `0.000…01`, `1e5000`)
+  is an invalid object, denied in both failure modes like any malformed one;
 * a forged `oldObject` buys nothing: the ledger is standalone, so an UPDATE
   is charged against what the ledger recorded for the name (README,
   standalone rules), whatever the review claims the name held.
@@ -70,12 +72,16 @@ PROFILE = os.environ.get("QUOTALANG_FUZZ_PROFILE", "ci")
 MARKER = re.compile(rb'"@@(deep|raw):([^@]+)@@"')
 RAW = {  # JSON orjson will not write but will read: numbers past 64 bits and past float range
     "huge": b"1" + b"0" * 25, "-huge": b"-1" + b"0" * 25, "inf": b"1e400", "tiny": b"1e-400",
+    "digits": b"9" * 4401, "exponent": b"1e5000",  # past Python's 4,300-digit conversion, past a float
 }
 HOSTILE_STRINGS = [
     "-8", "-1", "1e1.5", "1.5.5", "lots", "1e400", "0x10", "∞", "", " 1", "1 ", "100m", "1Ki", "-100m",
     "99999999999999999999999999", "9223372036854775808", "1e-9", "0.0000000001", "NaN", "null", "true",
     "CREATE", "UPDATE", "DELETE", "CONNECT", "create", "Scale", "HorizontalPodAutoscaler", "scale", "status",
     "x" * 5000,
+    # issue 25 #6, #7: past the quantity bounds (160 characters, 10^128 units), and just inside them
+    "9" * 4401, "0." + "0" * 4400 + "1", "1e5000", "-1e5000", "1e400", "1e128", "1e127", "9" * 129,
+    "1e2147483648", "1e-5000", "1E127", "99Ei", "1e-2147483647",
 ]
 
 
@@ -340,6 +346,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture(scope="module")
 def errors() -> Iterator[Errors]:
+    """Errors logged under `quotalang` while a module's fuzz runs (test_fuzz_explain uses it too)."""
     handler = Errors()
     logger = logging.getLogger("quotalang")
     logger.addHandler(handler)
