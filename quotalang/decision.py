@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
+from quotalang.borrowing import Draw
 from quotalang.quantity import Quantity, canonical_together
 from quotalang.units import format_hours
 from quotalang.usage import PartUsage, to_quantity
@@ -81,6 +82,7 @@ class Violation:
     terms: tuple[Term, ...] = ()  # the workload's parts that charge the key
     added: int | None = None  # an UPDATE: what it adds to the key (`+4 to 11 × pod 4`)
     surge: tuple[Term, ...] = ()  # an UPDATE that rolls pods out: the surge pods it needs room for
+    beyond: str = ""  # where the balance rule fails when the group lends or borrows (`1 short at root/ai`)
 
     @property
     def free(self) -> int:
@@ -108,7 +110,8 @@ class Violation:
         carved = f" ({carved_text} carved for children)" if self.carved else ""
         shown = self._breakdown(texts[5:]) if detail else ""
         shown = f" ({shown})" if shown else ""
-        return f"{k}: requested {requested}{shown}, used {taken} of {hard}{carved}, {free} free"
+        beyond = f", {self.beyond}" if self.beyond else ""
+        return f"{k}: requested {requested}{shown}, used {taken} of {hard}{carved}, {free} free{beyond}"
 
     def _breakdown(self, texts: list[str]) -> str:
         """`+4 to 11 × pod 4, including rollout surge: 2 × pod 500m`, from figures already printed."""
@@ -180,6 +183,10 @@ class Decision:
     # what would have denied it in enforce mode besides `violations` (a namespace the group does not
     # bind, an unpinned model, ...): warned in warn mode, recorded in audit mode
     findings: list[str] = field(default_factory=list)
+    # Borrowing (issue 29): the ancestors whose balance an admitted request changes, nearest first (a
+    # store decides it under their locks too; empty: its group alone), and what it borrows from which.
+    touches: tuple[str, ...] = ()
+    borrowed: tuple[Draw, ...] = ()
 
     @property
     def usage(self) -> dict[str, Quantity]:
@@ -250,6 +257,13 @@ class Decision:
         return lines
 
     def as_json(self) -> dict[str, Any]:
+        out = self._json()
+        if self.borrowed:  # only when it borrows: every other answer reads as before
+            out["borrowed"] = [{"from": d.group, "resource": d.key, "amount": qty(d.key, d.amount)}
+                               for d in self.borrowed]
+        return out
+
+    def _json(self) -> dict[str, Any]:
         return {
             "allowed": self.allowed,
             "operation": self.operation,

@@ -19,9 +19,11 @@ common case costs one test per part.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from quotalang import borrowing
 from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource, Violation, clip, qtys
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
@@ -320,6 +322,7 @@ def _workload(
     else:
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, rolling, new, old is not None, source)
+    lent = _balances(policy, group, delta, extra, rolling, new, old is not None, source, violations)
     if unset is not None:  # warn or audit mode: allowed, and said
         findings.append(unset)
     if findings:  # only ever in warn or audit mode: allowed, and said
@@ -335,6 +338,12 @@ def _workload(
         charges[group_name] = delta
     if violations and group.mode == "warn":
         warnings = [_warning(group.name, v) for v in violations] + warnings
+    recorded = lent is not None and not denied and not check_only
+    touches, borrowed = (lent.touches, lent.borrowed) if lent is not None and recorded else ((), ())
+    for draw in borrowed:
+        said = draw.describe(policy.groups[draw.group].path, qtys(draw.key, draw.amount)[0])
+        notes.append(said)
+        warnings.append(clip(f"{group.name} {said}"))
     return Decision(
         allowed=not denied,
         operation=op,
@@ -352,6 +361,8 @@ def _workload(
         stored=stored,
         dry_run=dry_run,
         findings=findings,
+        touches=touches,
+        borrowed=borrowed,
     )
 
 
@@ -588,6 +599,57 @@ def _below(
         total += used(name).get(key, 0)
         stack.extend(groups[name].children)
     return total
+
+
+def _balances(
+    policy: CompiledPolicy,
+    group: CompiledGroup,
+    delta: Mapping[str, int],
+    extra: Mapping[str, int],
+    rolling: tuple[PartUsage, ...],
+    new: WorkloadUsage,
+    is_update: bool,
+    source: UsageSource,
+    violations: list[Violation],
+) -> borrowing.Check | None:
+    """Where the group or a child lends or borrows (issue 29), the balance rule replaces the carved one.
+
+    `violations` (from `_check`, in place) keeps its cash entries; a key the
+    balance rule admits loses its carved violation, and a key it refuses at
+    the group or at an ancestor gains one that says where. None (and
+    `violations` untouched) when neither the group nor a child lends or
+    borrows: then the carved rule is the balance rule, at no extra cost.
+    """
+    lending = policy.lending
+    if not lending or not (lending.moves(group.name) or any(lending.moves(c) for c in group.children)):
+        return None
+    needs = dict(delta)
+    for key, value in extra.items():
+        needs[key] = needs.get(key, 0) + value
+    result = borrowing.check(policy.groups, lending, source.used, group.name, needs)
+    short = {s.key: s for s in result.short}
+    kept = [v for v in violations if v.cash_period is not None or v.resource in short]
+    carved_refused = {v.resource for v in kept}
+    used = source.used(group.name)
+    for key, where in short.items():
+        if key in carved_refused:
+            index = next(i for i, v in enumerate(kept) if v.resource == key and v.cash_period is None)
+            kept[index] = replace(kept[index], beyond=_short_text(policy, group, where))
+            continue
+        surge = _terms(key, rolling, surge=True) if extra.get(key) else ()
+        kept.append(Violation(key, needs[key], used.get(key, 0), group.carved.get(key, 0), group.hard[key], "",
+                              None, _terms(key, new.parts), delta.get(key, 0) if is_update else None, surge,
+                              _short_text(policy, group, where)))
+    violations[:] = kept
+    return result
+
+
+def _short_text(policy: CompiledPolicy, group: CompiledGroup, short: borrowing.Short) -> str:
+    """`2 short beyond the 3 it may borrow` at the group, `1 short at root/ai, which may borrow 0` above."""
+    amount, limit = qtys(short.key, short.floor - short.balance, -short.floor)
+    if short.group == group.name:
+        return f"{amount} short beyond the {limit} it may borrow"
+    return f"{amount} short at {policy.groups[short.group].path}, which may borrow {limit}"
 
 
 def _scale(

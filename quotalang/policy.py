@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from quotalang import nodes
 from quotalang.bindings import Bindings
+from quotalang.borrowing import NO_LENDING, Lending
 from quotalang.errors import Diagnostic
 from quotalang.kinds import CompiledKind
 
@@ -89,6 +90,7 @@ class CompiledPolicy:
     warnings: tuple[Diagnostic, ...]
     checksum: str
     bindings: Bindings | None = None  # None: no group binds a namespace, any namespace may charge any group
+    lending: Lending = NO_LENDING  # what groups lend and borrow per key (issue 29); empty: strict carving
 
     def group_path(self, name: str) -> str:
         return self.groups[name].path

@@ -65,6 +65,7 @@ from quotalang.controller.ledger.base import (
     CashState,
     GroupNumbers,
     GroupTable,
+    LedgerUnavailable,
     ObjectKey,
     Observation,
     Observed,
@@ -238,12 +239,48 @@ class MemoryLedger(GroupTable):
                 return decision
             if decision.group is not None and decision.group != group_name:  # would break check-and-reserve
                 raise InternalError(f"decided in group {decision.group} under the lock of {group_name}")
-            released = self._record(state if decision.group is not None else None, ask, decision)
+            drawing = decision.touches and state is not None
+            if not drawing:
+                released = self._record(state if decision.group is not None else None, ask, decision)
+        if drawing:  # beyond its guarantee: decided again under the locks of the ancestors it draws on
+            assert state is not None
+            decision, released = self._reserve_drawing(ask, state, decision.touches)
         for name, usage in released:  # other groups, after our lock is released: never two at once
             other = self._group(name)
             with other.lock:
                 other.add_observed(usage, -1, ask.identity.cluster)
         return decision
+
+    def _reserve_drawing(
+        self, ask: Ask, state: GroupNumbers, touches: tuple[str, ...]
+    ) -> tuple[Decision, list[tuple[str, dict[str, int]]]]:
+        """Decide and record an ask that changes its ancestors' balances (it lends or borrows, issue 29).
+
+        The decision is made again holding the locks of those ancestors from
+        the root down, then its group's: a fixed order (one lock per depth,
+        deeper last), so two such requests never wait for each other in a
+        circle. Every request that changes a group's balance holds that
+        group's lock, so under these locks the balances it is checked
+        against can only grow (a release, observed without them), never
+        shrink: N requests racing for one parent's room admit what fits.
+        When the balances moved meanwhile and it now touches more ancestors,
+        it lets go and tries again holding those too (at most the tree's
+        depth times). Waits end at the ask's deadline (`LedgerUnavailable`):
+        across a policy reload two trees may order the same groups apart.
+        """
+        held: tuple[str, ...] = ()
+        while True:
+            held = touches if len(touches) > len(held) else held  # nearest first; each a prefix of the other
+            with contextlib.ExitStack() as locks:
+                for name in reversed(held):
+                    locks.enter_context(_waiting(self._group(name).lock, ask.deadline))
+                locks.enter_context(_waiting(state.lock, ask.deadline))
+                decision = ask.decision(self)
+                if not decision.reserves:
+                    return decision, []
+                touches = decision.touches
+                if len(touches) <= len(held):
+                    return decision, self._record(state, ask, decision)
 
     def try_reserve(self, ask: Ask) -> Decision:
         """`reserve`: in one process nothing waits but a group's lock (and a local commit)."""
@@ -459,6 +496,18 @@ class MemoryLedger(GroupTable):
         if self._journal is not None:
             with self._index_lock:
                 self._journal.close()
+
+
+@contextlib.contextmanager
+def _waiting(lock: threading.Lock, deadline: float) -> Iterator[None]:
+    """Hold `lock`, waiting no later than `deadline` (monotonic; inf: as long as it takes)."""
+    timeout = -1.0 if deadline == math.inf else max(deadline - time.monotonic(), 0.0)
+    if not lock.acquire(timeout=timeout):
+        raise LedgerUnavailable("a group's lock was not free before the request's deadline")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 __all__ = ["Held", "Journal", "Loaded", "MemoryLedger"]

@@ -12,19 +12,24 @@ pods fit. A pod charges `requests.cpu` and `cpu` (4 each) and `pods` 1.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from quotalang.borrowing import Draw, Lending
 from quotalang.compiler import CompiledPolicy, compile_sources
-from quotalang.controller.ledger.base import ObjectKey
+from quotalang.controller.ledger.base import LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
+from quotalang.decision import Decision, UsageSource
 from quotalang.loader import load_text
+from quotalang.server.engine import ask_for
 from tests.asks import admit
 from tests.cash import add_cash, set_cash
 from tests.controller.ledger.test_memory import CPU, NANO, POLICY, Clock, deployment, key, usage
@@ -296,6 +301,15 @@ def eager_thread_switching() -> Iterator[None]:
         sys.setswitchinterval(before)
 
 
+def run_together(target: Callable[[int], None], count: int) -> None:
+    """`target(0)` … `target(count - 1)`, each in its own thread; back when all are done."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
 @pytest.mark.parametrize("standalone", [True, False], ids=["standalone", "reconciled"])
 @pytest.mark.usefixtures("eager_thread_switching")
 def test_fifty_concurrent_creates_that_fit_ten_admit_exactly_ten(
@@ -315,11 +329,7 @@ def test_fifty_concurrent_creates_that_fit_ten_admit_exactly_ten(
             start.wait()
             allowed.append(admit(ledger, policy, deployment(f"w{i}"), "CREATE").allowed)
 
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(50)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        run_together(create, 50)
         assert len(allowed) == 50
         assert allowed.count(True) == 10
         assert cpu(ledger, "a") == 40 * NANO
@@ -440,3 +450,121 @@ def test_a_resync_of_one_cluster_keeps_what_another_was_told_for_its_own(make: M
     assert cpu(ledger, "a") == 3 * CPU  # without the per-cluster merge: 1, late counted nowhere
     ledger.resync({}, cluster="east")  # told nothing since: east's listing is the truth again
     assert ledger.group_usage("a").observed_by_cluster == {"west": usage(1)}
+
+
+# ------------------------------------------------------------- borrowing
+# Issue 29, with the tree above: root requests.cpu 100, a 40 and b 40 carved, so root's own room is 20.
+# a and b may each borrow 12 (three 4-cpu pods) beyond their 40; nobody lends. Until the language says
+# `borrow`, the policy's lending is set on the compiled policy.
+@pytest.fixture(scope="module")
+def borrowing(policy: CompiledPolicy) -> CompiledPolicy:
+    twelve = {"requests.cpu": 12 * NANO}
+    return dataclasses.replace(policy, lending=Lending(borrow={"a": twelve, "b": twelve}))
+
+
+def fill(ledger: Store, policy: CompiledPolicy) -> None:
+    """a and b at their hard: ten pods (40 cpu) each, admitted within their guarantees."""
+    for group in ("a", "b"):
+        decision = admit(ledger, policy, deployment(f"full-{group}", group, replicas=10), "CREATE")
+        assert decision.allowed and decision.touches == () and decision.borrowed == ()
+
+
+def slow(decide: Callable[[UsageSource, bool], Decision]) -> Callable[[UsageSource, bool], Decision]:
+    """The decision, then a millisecond before the store records it: a check-then-reserve window to race in."""
+
+    def deciding(usage: UsageSource, dry_run: bool) -> Decision:
+        decision = decide(usage, dry_run)
+        time.sleep(0.001)
+        return decision
+
+    return deciding
+
+
+@pytest.mark.parametrize("standalone", [True, False], ids=["standalone", "reconciled"])
+@pytest.mark.usefixtures("eager_thread_switching")
+def test_two_siblings_racing_for_their_parents_room_admit_exactly_what_fits(
+    borrowing: CompiledPolicy, make: Make, standalone: bool
+) -> None:
+    # a and b full; 20 one-pod creates (10 from each) race for root's own 20 cpu: exactly 5 fit
+    # (5 × 4 = 20), each sibling at most 3 (its borrow 12). Each decision waits a millisecond before it is
+    # recorded: without the ancestor's lock every round admits 6 (each sibling's 3, both reading root's 20).
+    for _ in range(3):
+        ledger = make(standalone=standalone)
+        fill(ledger, borrowing)
+        start = threading.Barrier(20)
+        allowed: list[tuple[str, bool]] = []
+
+        def create(
+            i: int,
+            ledger: Store = ledger,
+            start: threading.Barrier = start,
+            allowed: list[tuple[str, bool]] = allowed,
+        ) -> None:
+            group = "ab"[i % 2]
+            ask = ask_for(borrowing, deployment(f"w{i}", group), "CREATE")
+            start.wait()
+            allowed.append((group, ledger.reserve(dataclasses.replace(ask, decide=slow(ask.decide))).allowed))
+
+        run_together(create, 20)
+        assert len(allowed) == 20
+        won = [group for group, ok in allowed if ok]
+        assert len(won) == 5
+        assert won.count("a") <= 3 and won.count("b") <= 3
+        assert cpu(ledger, "a") + cpu(ledger, "b") == 100 * NANO  # 40 + 40 + root's 20
+
+
+def test_a_borrowing_admission_says_what_it_borrowed_from_where(borrowing: CompiledPolicy, make: Make) -> None:
+    # a full: one more pod is 4 beyond its 40, within its borrow 12: drawn from root's own room (20).
+    ledger = make()
+    fill(ledger, borrowing)
+    decision = admit(ledger, borrowing, deployment("extra", "a"), "CREATE")
+    assert decision.allowed and decision.touches == ("root",)
+    assert decision.borrowed == (Draw("root", "requests.cpu", 4 * NANO),)
+    assert "borrowed 4 of requests.cpu from root" in decision.explanation()
+    assert decision.as_json()["borrowed"] == [{"from": "root", "resource": "requests.cpu", "amount": "4"}]
+    assert cpu(ledger, "a") == 44 * NANO  # recorded in its own group only; root's balance is derived
+    # Three more than its borrow (12 = 3 pods): the fourth extra pod is 16 beyond, 4 short.
+    for i in range(2):
+        assert admit(ledger, borrowing, deployment(f"extra-{i}", "a"), "CREATE").allowed
+    denied = admit(ledger, borrowing, deployment("too-many", "a"), "CREATE")
+    assert not denied.allowed and denied.touches == () and cpu(ledger, "a") == 52 * NANO
+    assert "4 short beyond the 12 it may borrow" in denied.message
+
+
+def test_within_its_guarantee_a_request_takes_its_groups_lock_alone(borrowing: CompiledPolicy, make: Make) -> None:
+    """White-box: with root's lock held, a request of a within its 40 completes; one that borrows waits for it."""
+    ledger = make()
+    admit(ledger, borrowing, deployment("seed", "a", replicas=10), "CREATE")
+    done = threading.Event()
+    borrowed = threading.Event()
+
+    def within() -> None:
+        admit(ledger, borrowing, deployment("seed", "a", replicas=9), "UPDATE",
+              old=deployment("seed", "a", replicas=10))
+        done.set()
+
+    def beyond() -> None:
+        admit(ledger, borrowing, deployment("more", "a", replicas=2), "CREATE")  # 36 + 8 = 44: borrows 4
+        borrowed.set()
+
+    with ledger._group("root").lock:
+        first = threading.Thread(target=within)
+        first.start()
+        assert done.wait(timeout=10)
+        second = threading.Thread(target=beyond)
+        second.start()
+        assert not borrowed.wait(timeout=0.3)
+    assert borrowed.wait(timeout=10)
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert cpu(ledger, "a") == 44 * NANO
+
+
+def test_a_borrowing_request_gives_up_at_its_deadline_and_records_nothing(
+    borrowing: CompiledPolicy, make: Make
+) -> None:
+    ledger = make()
+    fill(ledger, borrowing)
+    with ledger._group("root").lock, pytest.raises(LedgerUnavailable):
+        admit(ledger, borrowing, deployment("late", "a"), "CREATE", deadline=time.monotonic() + 0.2)
+    assert cpu(ledger, "a") == 40 * NANO and ledger.lookup(key("late"), local=True) is None
