@@ -310,6 +310,16 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FINDINGS if result.problems else EXIT_OK
 
 
+# ------------------------------------------------------------------- lsp
+def cmd_lsp(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from quotalang.lsp.service import run
+    except ImportError as exc:
+        raise UsageError(f"quotalang lsp needs the lsp extra: pip install 'quotalang[lsp]' ({exc})") from None
+    run(load_snapshot)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------- main
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -391,6 +401,9 @@ def build_parser(*extensions: Extension) -> argparse.ArgumentParser:
     diff.add_argument("dirs", nargs="+", metavar="DIR", help="OLD NEW, or with --git only the working-tree DIR")
     diff.add_argument("--git", metavar="REV", help="compare DIR as it was at this git revision with the working tree")
     diff.add_argument("--usage", metavar="FILE", help="usage snapshot: report groups over their new limits")
+    lsp = verb("lsp", "a language server for .quota files over stdio (the lsp extra; see docs/editors.md)", cmd_lsp,
+               ())
+    lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it: stdio is the transport")
     for extend in extensions:
         extend(verbs)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -71,8 +72,13 @@ def _display(path: Path) -> str:
     return rel if not rel.startswith("../../..") else str(path)
 
 
-def load(paths: list[str] | str) -> Sources:
-    """Parse every file of the policy; raise `PolicyError` with all the problems."""
+def load(paths: list[str] | str, overlay: Mapping[Path, str] | None = None) -> Sources:
+    """Parse every file of the policy; raise `PolicyError` with all the problems.
+
+    `overlay` maps resolved paths to texts read instead of the disk's: an
+    editor's unsaved buffers (`quotalang lsp`).
+    """
+    unsaved = overlay or {}
     roots = [paths] if isinstance(paths, str) else list(paths)
     texts: dict[str, str] = {}
     files: list[nodes.PolicyFile] = []
@@ -89,7 +95,7 @@ def load(paths: list[str] | str) -> Sources:
         seen.add(real)
         name = _display(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = unsaved[real] if real in unsaved else path.read_text(encoding="utf-8")
         except OSError as exc:
             problems.append(Diagnostic("E005", _unreadable(path, exc), origin,
                                        "fix or remove the file: the policy is not loaded without it"))
