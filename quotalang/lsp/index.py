@@ -8,7 +8,7 @@ well under a millisecond per request).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Literal
 
 from quotalang import loader, nodes
@@ -38,12 +38,16 @@ def contains(span: nodes.Span, line: int, column: int) -> bool:
     return not (line == span.end_line and column > span.end_column)
 
 
-def _expr_paths(expr: nodes.Expr | None) -> Iterator[nodes.Path]:
+def _expr_paths(expr: object) -> Iterator[nodes.Path]:
+    """Paths under an expression, whatever its node types (operators, calls): read off its fields."""
     if isinstance(expr, nodes.PathRef):
         yield expr.path
-    elif isinstance(expr, nodes.BinOp):
-        yield from _expr_paths(expr.left)
-        yield from _expr_paths(expr.right)
+    elif is_dataclass(expr) and not isinstance(expr, type):
+        for item in fields(expr):
+            value = getattr(expr, item.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                if is_dataclass(child) and not isinstance(child, nodes.Span):
+                    yield from _expr_paths(child)
 
 
 def rule_paths(rule: nodes.KindRule) -> Iterator[tuple[nodes.Path, nodes.Path | None]]:

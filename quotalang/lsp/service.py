@@ -88,23 +88,16 @@ def initialize(ls: QuotaServer, params: types.InitializeParams) -> None:
             ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"quotalang: usage: {exc}"))
 
 
+DocumentEvent = (types.DidOpenTextDocumentParams | types.DidChangeTextDocumentParams
+                 | types.DidSaveTextDocumentParams | types.DidCloseTextDocumentParams)
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-def did_open(ls: QuotaServer, params: types.DidOpenTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
-
-
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-def did_change(ls: QuotaServer, params: types.DidChangeTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
-
-
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-def did_save(ls: QuotaServer, params: types.DidSaveTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
-
-
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: QuotaServer, params: types.DidCloseTextDocumentParams) -> None:
+def on_document(ls: QuotaServer, params: DocumentEvent) -> None:
+    """Open, change, save, close: the policy's text changed (or its buffer now reads from disk)."""
     ls.refresh(params.text_document.uri)
 
 
