@@ -25,6 +25,7 @@ group root {
 group team in root {
   requests.cpu   4
   limits.memory  2Gi
+  namespaces     "team"
 }
 """
 
@@ -141,7 +142,7 @@ async def test_completion_after_in_offers_the_groups(client: LanguageClient, pol
     text = POLICY + "\ngroup new in \n"
     await change(client, uri, 2, text)
     found = await client.text_document_completion_async(
-        types.CompletionParams(types.TextDocumentIdentifier(uri), pos(12, 13)))
+        types.CompletionParams(types.TextDocumentIdentifier(uri), pos(13, 13)))
     assert isinstance(found, types.CompletionList)
     assert [(i.label, i.kind, i.detail) for i in found.items] == [
         ("root", types.CompletionItemKind.Module, "group"), ("team", types.CompletionItemKind.Module, "group")]
@@ -166,7 +167,7 @@ async def test_a_code_action_declares_the_key_a_child_lacks(client: LanguageClie
     assert lacks.range == rng(7, 6, 10)
     found = await client.text_document_code_action_async(types.CodeActionParams(
         types.TextDocumentIdentifier(uri), lacks.range, types.CodeActionContext(diagnostics=[lacks])))
-    edit = types.TextEdit(rng(9, 0, 0), "  limits.memory 0\n")
+    edit = types.TextEdit(rng(10, 0, 0), "  limits.memory 0\n")
     assert found == (types.CodeAction(title="declare limits.memory 0", kind=types.CodeActionKind.QuickFix,
                                       diagnostics=(lacks,), is_preferred=True,
                                       edit=types.WorkspaceEdit(changes={uri: (edit,)})),)
