@@ -16,7 +16,7 @@ Decisions where docs/language.md is silent:
 - A key given twice in a group (E107) is read at its first value elsewhere.
 - A cycle is one finding, placed at the member declared first; the message
   follows `in` links from there: `a → b → a` means a is in b, b is in a.
-- Cash keys get the same name checks as limits (W102, E111, W104) and are
+- Cash keys get the same name checks as limits (E113, E111, W104) and are
   compared to their generic key (W101) when both have the same period.
 - Memory-class keys warn (W103) for any value that is not a whole number of
   bytes (which covers every value between 0 and 1), and for `m`/`u`/`n`.
@@ -190,7 +190,48 @@ def _check_settings(policy: _Policy) -> list[Diagnostic]:
         *_settings_given_twice(policy.settings),
         *_unlabelled_unknown_group(policy),
         *_warn_at_out_of_range(policy.settings),
+        *_invalid_label_keys(policy.settings),
     ]
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a Kubernetes qualified name (label and annotation keys), or None.
+
+    `[prefix/]name`: name 1–63 characters, alphanumeric at both ends, `-_.`
+    inside; the optional prefix a DNS subdomain of at most 253 characters.
+    """
+    prefix, slash, name = key.rpartition("/")
+    if slash and not prefix:
+        return "the prefix before '/' is empty"
+    if "/" in prefix:
+        return "it has more than one '/'"
+    if prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
+        return f"the prefix {prefix!r} is not a DNS subdomain (lowercase letters, digits, '-', '.')"
+    if not name:
+        return "the name is empty"
+    if len(name) > 63:
+        return f"the name is {len(name)} characters long, more than 63"
+    if not _LABEL_NAME.match(name):
+        return f"the name {name!r} must be letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+    return None
+
+
+def _invalid_label_keys(settings: Iterable[nodes.Setting]) -> Iterator[Diagnostic]:
+    """E204: no object can carry a label that is not a qualified name, so nothing would ever be read."""
+    for setting in settings:
+        if isinstance(setting, nodes.GroupLabel | nodes.ModelLabel):
+            problem = label_key_problem(setting.label)
+            if problem is not None:
+                yield Diagnostic(
+                    "E204",
+                    f'label key "{setting.label}" is not a valid Kubernetes label key: {problem}',
+                    setting.span,
+                    'write `[prefix/]name`, e.g. "example.com/team"',
+                )
 
 
 def _setting_name(setting: nodes.Setting) -> str:
@@ -307,12 +348,14 @@ def _repeated_modes(group: nodes.Group) -> Iterator[Diagnostic]:
 
 
 def _key_name(key: str, span: nodes.Span, policy: _Policy) -> list[Diagnostic]:
-    """E111, W102, W104: whether the key is a name ResourceQuota knows and can be charged."""
+    """E111, E113, E114, W104: whether the key is a name ResourceQuota knows and can be charged."""
     split = policy.split(key)
     if is_limits_extended(split.base):
         return [_limits_extended(key, split.base, span)]
     if not split.known:
         return [_unknown_name(key, span)]
+    if split.base.startswith("count/") and split.base != "count/pods":
+        return [_uncounted(key, split.base, span)]
     if split.model is not None:
         return list(_unlabelled_model(key, split.base, span, policy))
     return []
@@ -330,14 +373,30 @@ def _limits_extended(key: str, base: str, span: nodes.Span) -> Diagnostic:
 
 
 def _unknown_name(key: str, span: nodes.Span) -> Diagnostic:
-    """W102: a name no pod ever charges is most likely a typo."""
+    """E113: a name no pod ever charges is most likely a typo, and a limit that never binds fails open.
+
+    A deliberate extended resource is written as Kubernetes names one,
+    domain-qualified (`requests.example.com/fpga`): those are always accepted.
+    """
     near = suggest(key)
     hint = (
         f"did you mean `{near}`?"
         if near
         else "ResourceQuota names: requests.cpu, limits.memory, pods, count/pods, requests.DOMAIN/NAME, ..."
     )
-    return Diagnostic("W102", f"unknown resource name {key}", span, hint)
+    if key.startswith("requests.") and "/" not in key:
+        hint += " (an extended resource is named with its domain: `requests.example.com/NAME`)"
+    return Diagnostic("E113", f"unknown resource name {key}", span, hint)
+
+
+def _uncounted(key: str, base: str, span: nodes.Span) -> Diagnostic:
+    """E114: only pods are counted; an object count no kind rule produces would never bind."""
+    return Diagnostic(
+        "E114",
+        f"{key}: nothing charges {base}: quotalang counts pods (count/pods), not other objects",
+        span,
+        "limit `count/pods` or `pods`, or keep object counts in a native ResourceQuota",
+    )
 
 
 def _unlabelled_model(key: str, base: str, span: nodes.Span, policy: _Policy) -> Iterator[Diagnostic]:
@@ -368,7 +427,7 @@ def _limit_quantity(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:
         return [_negative(limit)]
     split = policy.split(limit.key)
     if not split.known:
-        return []  # W102 already; its unit cannot be judged
+        return []  # E113 already; its unit cannot be judged
     klass = resource_class(split.base)
     if klass in _WHOLE_CLASSES and quantity.nanos % NANO:
         return [_not_whole(limit, klass)]
@@ -499,8 +558,13 @@ def _check_tree(policy: _Policy) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     found += _duplicate_groups(policy)
     found += _unknown_parents(policy)
-    found += _cycles(policy)
+    cycles = _find_cycles(policy)
+    found += _cycles(policy, cycles)
+    # A cycle is reported alone: carving within it has no root and would only repeat it (E104–E106, E112).
+    in_cycle = {name for cycle in cycles for name in cycle}
     for parent in policy.by_name.values():
+        if parent.name in in_cycle:
+            continue
         kids = policy.children.get(parent.name, ())
         for child in kids:
             found += _undeclared_keys(parent, child, policy)
@@ -535,10 +599,11 @@ def _unknown_parents(policy: _Policy) -> Iterator[Diagnostic]:
         )
 
 
-def _cycles(policy: _Policy) -> Iterator[Diagnostic]:
-    """E103: a cycle has no root to carve from. Each group has one parent, so walks are chains."""
+def _find_cycles(policy: _Policy) -> list[list[str]]:
+    """Every cycle, each from its member declared first. Each group has one parent, so walks are chains."""
     done: set[str] = set()
     order = {name: index for index, name in enumerate(policy.by_name)}
+    cycles = []
     for start in policy.by_name.values():
         walk: list[str] = []
         name: str | None = start.name
@@ -550,7 +615,13 @@ def _cycles(policy: _Policy) -> Iterator[Diagnostic]:
             continue
         cycle = walk[walk.index(name) :]
         first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
-        cycle = cycle[first:] + cycle[:first]
+        cycles.append(cycle[first:] + cycle[:first])
+    return cycles
+
+
+def _cycles(policy: _Policy, cycles: list[list[str]]) -> Iterator[Diagnostic]:
+    """E103: a cycle has no root to carve from."""
+    for cycle in cycles:
         yield Diagnostic(
             "E103",
             "cycle in the group tree: " + " → ".join([*cycle, cycle[0]]),
@@ -651,8 +722,20 @@ def _cash_period_mismatch(parent: nodes.Group, child: nodes.Group, policy: _Poli
 
 
 # ------------------------------------------------------------------ kind rules (E301–E308)
+def _no_kind_rules(policy: _Policy) -> Iterator[Diagnostic]:
+    """W301: without kind rules no workload is charged: every decision is `no kind rule matches`."""
+    if policy.rules or not policy.groups:
+        return
+    yield Diagnostic(
+        "W301",
+        "the policy has no kind rules: no workload is charged",
+        policy.groups[0].name_span,
+        'add `import "quotalang:policies"` (the shipped kind rules) to one of its files',
+    )
+
+
 def _check_kinds(policy: _Policy) -> list[Diagnostic]:
-    found: list[Diagnostic] = list(_duplicate_kinds(policy.rules))
+    found: list[Diagnostic] = [*_duplicate_kinds(policy.rules), *_no_kind_rules(policy)]
     for rule in policy.rules:
         found += _without_parts(rule)
         found += _parts_without_template(rule)

@@ -8,6 +8,7 @@ messages; anything else prints one line (set QUOTALANG_DEBUG=1 for the trace).
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -75,7 +76,24 @@ def load_snapshot(path: str | None) -> Snapshot:
 
 
 # ------------------------------------------------------------------- lint
+def _missing_path(raw: str) -> UsageError:
+    """A path that does not exist, with the near names beside it (a typo, most likely)."""
+    path = Path(raw)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        siblings = [p.name for p in parent.iterdir()] if parent.is_dir() else []
+    except OSError:
+        siblings = []
+    near = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(str(parent / n) for n in near)}?)" if near else ""
+    return UsageError(f"no such file or directory: {raw}{hint}")
+
+
 def cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 1 for findings; 2 for a path that does not exist (input, not a finding)."""
+    for raw in args.paths:
+        if not Path(raw).exists():
+            raise _missing_path(raw)
     findings: list[Diagnostic]
     texts: dict[str, str] = {}
     kinds: list[str] = []
@@ -217,11 +235,25 @@ def cmd_tree(args: argparse.Namespace, out: TextIO) -> int:
 
     policy = load_policy(args.policy)
     usage = tree_usage(args.usage or [])
+    unknown = sorted(_snapshot_groups(usage) - set(policy.groups))
+    if unknown:
+        near = {name: policy.near_groups(name) for name in unknown}
+        listed = "; ".join(f"{n} (did you mean {', '.join(near[n])}?)" if near[n] else n for n in unknown)
+        raise UsageError(f"--usage names groups the policy does not have: {listed}")
     if args.format == "json":
         _json(tree_json(policy, usage), out)
     else:
         out.write(render_tree(policy, usage))
     return EXIT_OK
+
+
+def _snapshot_groups(usage: UsageSource) -> set[str]:
+    """The groups a snapshot (or each cluster's) names: usage of a group the policy lacks would vanish."""
+    from quotalang.tree import ClusterUsage
+
+    if isinstance(usage, ClusterUsage):
+        return set().union(*(_snapshot_groups(u) for u in usage.clusters.values()))
+    return set(usage.groups()) if isinstance(usage, Snapshot) else set()
 
 
 def tree_usage(values: Sequence[str]) -> UsageSource:
@@ -298,11 +330,15 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     with policydiff.temporary_dir() as tmp:
         if args.git is not None:
             new_dir = args.dirs[0]
-            old_dir, old_name = str(policydiff.checkout(args.git, new_dir, Path(tmp))), f"{new_dir}@{args.git}"
+            copy = policydiff.checkout(args.git, new_dir, Path(tmp))
+            old_name = f"{new_dir}@{args.git}"
+            # A directory absent at REV (the policy's first pull request) is an empty policy.
+            old = loader.Sources((), {}) if copy is None else loader.load(str(copy))
         else:
             old_dir, new_dir = args.dirs
             old_name = old_dir
-        result = policydiff.diff(loader.load(old_dir), loader.load(new_dir), snapshot)
+            old = loader.load(old_dir)
+        result = policydiff.diff(old, loader.load(new_dir), snapshot)
     if args.format == "json":
         _json(policydiff.as_json(result), out)
     else:

@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "E201": "setting given twice",
     "E202": "unlabelled rule names an unknown group",
     "E203": "warn threshold out of range",
+    "E204": "label key is not a valid Kubernetes label key",
     # groups and the tree
     "E101": "duplicate group",
     "E102": "unknown parent group",
@@ -55,8 +56,9 @@ CODES: dict[str, str] = {
     "E110": "quantity does not fit the resource",
     "E111": "extended resources have no limits. form",
     "E112": "cash period differs from the parent's",
+    "E113": "unknown resource name",
+    "E114": "object count that nothing charges",
     "W101": "model limit larger than its generic limit",
-    "W102": "unknown resource name",
     "W103": "unit looks wrong for the resource",
     "W104": "model key but no model label in settings",
     # namespace bindings and models (binding_checks)
@@ -74,6 +76,7 @@ CODES: dict[str, str] = {
     "E306": "kind rule without parts",
     "E307": "kind rule creates its own kind",
     "E308": "wrong number of arguments to min, max or clamp",
+    "W301": "policy without kind rules",
 }
 
 

@@ -54,6 +54,10 @@ class Snapshot:
     def cash_used(self, group: str) -> Mapping[str, int]:
         return self._cash.get(group, _EMPTY)
 
+    def groups(self) -> frozenset[str]:
+        """Every group the snapshot names (for `tree --usage` to refuse one the policy lacks)."""
+        return frozenset(self._used) | frozenset(self._cash)
+
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None) -> Snapshot:
         """Parse a snapshot; raise `InputError` naming the bad entry."""

@@ -253,13 +253,20 @@ def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None
 
 
 # ------------------------------------------------------------------ git
-def checkout(rev: str, directory: str, into: Path) -> Path:
-    """Extract `directory` as it was at `rev` (via `git archive`) under `into`; return its copy."""
+def checkout(rev: str, directory: str, into: Path) -> Path | None:
+    """Extract `directory` as it was at `rev` (via `git archive`) under `into`; return its copy.
+
+    None when `rev` has no such directory (a policy's first pull request): the
+    caller compares against an empty policy, as a reviewer would read it.
+    """
     where = Path(directory).resolve()
     if not where.is_dir():
         raise InputError(f"--git compares a policy directory of the working tree; {directory} is not one")
     top = _git(["rev-parse", "--show-toplevel"], where).decode().strip()
     rel = os.path.relpath(where, top)
+    _git(["rev-parse", "--verify", f"{rev}^{{commit}}"], Path(top), f"{directory} at {rev}")
+    if not _git(["ls-tree", "-d", rev, "--", rel], Path(top), f"{directory} at {rev}").strip():
+        return None
     archive = _git(["archive", "--format=tar", rev, "--", rel], Path(top), f"{directory} at {rev}")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")

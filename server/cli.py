@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+import yaml
 
 from quotalang import cli as core
 
@@ -107,6 +108,9 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
     if bool(args.cluster) != bool(args.webhook_url):
         raise core.UsageError("--cluster and --webhook-url go together: the member clusters, and the hub's https "
                               "address they call")
+    if args.helm_values and (args.output_dir or args.cluster):
+        raise core.UsageError("--helm-values prints the chart's values for one cluster: leave out --output-dir "
+                              "and --cluster")
     if args.output_dir and args.format == "json":
         raise core.UsageError("--output-dir writes YAML files: leave out --format json")
     # Flags left out take Options' defaults, written once (server/manifests/options.py).
@@ -132,6 +136,13 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         client_names=tuple(args.client_name or ()),
         **given,
     )
+    if args.helm_values:
+        from quotalang.server.manifests.chart import chart_values
+
+        values = chart_values(args.policy, options)
+        out.write("# values for charts/quotalang, from `quotalang manifests --helm-values` (helm install -f FILE)\n")
+        out.write(yaml.safe_dump(values, sort_keys=False, default_flow_style=False, width=120))
+        return core.EXIT_OK
     notes: list[str] = []
     if args.aggregated_api and args.cluster:
         raise core.UsageError("--aggregated-api is for one cluster's install: leave out --cluster")
@@ -397,6 +408,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--only", metavar="hub|NAME",
                      help="with --cluster: print only the hub's part, or member NAME's (else --output-dir writes a "
                      "folder each)")
+    man.add_argument("--helm-values", action="store_true",
+                     help="print the Helm chart's values (charts/quotalang) that render this same install: the "
+                     "policy's files and kinds included")
     man.add_argument("--output-dir", metavar="DIR",
                      help="write one file per object and a kustomization.yaml (kubectl apply -k DIR) instead of "
                      "printing")

@@ -126,12 +126,12 @@ def deployment(
         "livenessProbe": {"httpGet": {"path": "/healthz", **probe}, "initialDelaySeconds": 5,
                           "periodSeconds": 10, "failureThreshold": 3},
         "resources": {k: dict(v) for k, v in options.resources.items()},
-        "securityContext": _copy(options.container_security_context),
+        "securityContext": plain(options.container_security_context),
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {
         "serviceAccountName": NAME,
-        "securityContext": _copy(options.pod_security_context),
+        "securityContext": plain(options.pod_security_context),
         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": labels()},
                                                 "topologyKey": "kubernetes.io/hostname"}}]}},
@@ -153,12 +153,12 @@ def deployment(
     }
 
 
-def _copy(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A plain deep copy of nested mappings and lists (the output must not share the defaults' dicts)."""
     if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_copy(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 

@@ -210,3 +210,41 @@ def test_the_hub_and_member_outputs_pass_a_server_side_dry_run(cluster: Cluster,
         urls = {w["clientConfig"]["url"] for d in webhooks for w in d["webhooks"]}
         assert "https://quota.example.com/validate/east" in urls
         assert "Deployment" not in kinds and {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
+
+
+CHART_VALUES = {
+    "defaults": {},
+    "sqlite-mtls-selector": {"replicas": 1, "store": {"type": "sqlite", "sqliteClaim": "ledger"},
+                             "mutualTLS": {"clientNames": ["kube-apiserver"]},
+                             "webhook": {"timeoutSeconds": 10, "namespaceSelector": {"quota": "on"},
+                                         "exemptNamespaces": ["monitoring"]},
+                             "priorityClassName": "", "pdb": {"enabled": False}},
+    "existing-secret": {"tls": {"mode": "existing", "secretName": "corp-tls"},
+                        "webhook": {"failurePolicy": "Ignore"}, "networkPolicy": {"webhookFrom": ["10.0.0.0/8"]}},
+}
+
+
+@pytest.mark.parametrize("name", list(CHART_VALUES))
+def test_the_charts_rendering_passes_a_server_side_dry_run(cluster: Cluster, name: str) -> None:
+    """charts/quotalang rendered by Helm's library (kubeVersion 1.20, this apiserver) for a matrix of values."""
+    from quotalang.server.manifests import Options
+    from quotalang.server.manifests.chart import chart_values
+    from quotalang.server.tls import make_ca
+    from tests.chart_render import render_text
+
+    ca = make_ca("chart test CA").cert
+    values = chart_values([str(POLICY)], Options(IMAGE, kube_version=(1, 20)))
+    change = CHART_VALUES[name]
+    for key, value in change.items():
+        values[key] = values[key] | value if isinstance(value, dict) and isinstance(values.get(key), dict) else value
+    values["mutualTLS"]["clientCA"] = ca.decode() if "mutualTLS" in change else ""
+    if values["tls"]["mode"] == "existing":
+        values["tls"]["caBundle"] = ca.decode()
+    text = render_text(values, NS)
+    done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=text, check=False)
+    assert done.returncode == 0, done.stderr
+    docs = parse(text)
+    assert len(done.stdout.strip().splitlines()) == len(docs), done.stdout
+    webhook = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["timeoutSeconds"] == (10 if name == "sqlite-mtls-selector" else 5)
+    assert cluster.kubectl("get", "validatingwebhookconfiguration", "quotalang", check=False).returncode != 0

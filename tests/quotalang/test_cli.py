@@ -32,12 +32,12 @@ def test_lint_examples_is_clean() -> None:
 
 def test_lint_json_lists_findings_with_locations(tmp_path: Path) -> None:
     (tmp_path / "p.quota").write_text(
-        'group a {\n  limits.cpu 1\n}\ngroup b in a {\n  namespaces "b"\n  limits.cpu 2\n}\n'
+        'import "quotalang:policies"\ngroup a {\n  limits.cpu 1\n}\ngroup b in a {\n  namespaces "b"\n  limits.cpu 2\n}\n'
     )
     code, out = run("lint", str(tmp_path), "--format", "json")
     assert code == 1
     findings = json.loads(out)
-    assert [(f["code"], f["line"], f["column"], f["severity"]) for f in findings] == [("E105", 2, 3, "error")]
+    assert [(f["code"], f["line"], f["column"], f["severity"]) for f in findings] == [("E105", 3, 3, "error")]
     assert set(findings[0]) >= {"file", "line", "column", "severity", "code", "message"}
 
 
@@ -49,10 +49,14 @@ def test_lint_syntax_error_is_a_finding_not_a_traceback(tmp_path: Path, capsys: 
 
 
 def test_lint_github_annotations(tmp_path: Path) -> None:
-    (tmp_path / "p.quota").write_text("group a {\n  limits.cpuu 1\n}\n")
+    (tmp_path / "p.quota").write_text("group a {\n  limits.cpu 1\n}\n")
     code, out = run("lint", str(tmp_path), "--format", "github")
-    assert code == 0  # warnings only
-    assert out.startswith("::warning file=") and ",line=2,col=3,title=W102::" in out
+    assert code == 0  # warnings only: W301, no kind rules
+    assert out.startswith("::warning file=") and ",line=1,col=7,title=W301::" in out
+    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup a {\n  limits.cpuu 1\n}\n')
+    code, out = run("lint", str(tmp_path), "--format", "github")
+    assert code == 1  # an unknown resource name is an error (issue 26 #4)
+    assert out.startswith("::error file=") and ",line=3,col=3,title=E113::" in out
 
 
 def test_lint_lists_kinds() -> None:
@@ -347,3 +351,36 @@ def test_tree_per_cluster_usage_errors_exit_2(
     args = [a for u in usage for a in ("--usage", u)]
     assert run("tree", "--policy", str(tmp_path), *args)[0] == 2
     assert message in capsys.readouterr().err
+
+
+def test_lint_of_a_missing_path_is_a_usage_error_with_near_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26 #4: `lint nonexistent-dir` exited 1, as if the policy had findings."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.quota").write_text('import "quotalang:policies"\n')
+    code, out = run("lint", str(tmp_path / "polices"))
+    err = capsys.readouterr().err
+    assert (code, out) == (2, "")
+    assert f"no such file or directory: {tmp_path / 'polices'} (did you mean {tmp_path / 'policies'}?)" in err
+    assert run("lint", str(tmp_path / "zzz"))[0] == 2
+    assert capsys.readouterr().err.strip().endswith("zzz")  # nothing near: no suggestion
+
+
+def test_tree_usage_naming_an_unknown_group_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26 #4: usage of a group the policy lacks was silently ignored."""
+    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup research {\n  pods 10\n}\n')
+    (tmp_path / "usage.yaml").write_text("reserch:\n  pods: 4\nresearch:\n  pods: 1\n")
+    code, _ = run("tree", "--policy", str(tmp_path), "--usage", str(tmp_path / "usage.yaml"))
+    assert code == 2
+    assert "--usage names groups the policy does not have: reserch (did you mean research?)" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "usage.yaml").write_text("research:\n  pods: 1\n")
+    assert run("tree", "--policy", str(tmp_path), "--usage", f"east={tmp_path / 'usage.yaml'}")[0] == 0
+    (tmp_path / "west.yaml").write_text("nobody:\n  pods: 1\n")
+    code, _ = run("tree", "--policy", str(tmp_path), "--usage", f"east={tmp_path / 'usage.yaml'}",
+                  "--usage", f"west={tmp_path / 'west.yaml'}")
+    assert code == 2 and "nobody" in capsys.readouterr().err

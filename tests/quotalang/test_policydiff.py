@@ -207,3 +207,28 @@ def test_git_compares_a_revision_with_the_working_tree(
     monkeypatch.chdir(tmp_path)
     plain = policy(tmp_path, "plain", OLD)
     assert run("--git", "HEAD", plain)[0] == 2  # not in a git repository
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_a_directory_absent_at_the_revision_is_an_empty_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26 #4: a policy's first pull request exited 2 with git's raw `pathspec` error."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("x\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    (repo / "policies").mkdir()
+    (repo / "policies" / "p.quota").write_text(OLD)
+    monkeypatch.chdir(repo)
+    code, out = run("--git", "HEAD", "policies")
+    assert code == 0, capsys.readouterr().err
+    assert out.startswith("policy diff: policies@HEAD -> policies\n")
+    assert "pathspec" not in out + capsys.readouterr().err
+    assert "groups:\n  + root\n" in out and "\nno problems\n" in out
+    code, out = run("--git", "HEAD", "policies", "--format", "json")
+    added = [g["path"] for g in json.loads(out)["added"]]
+    assert code == 0 and added == ["root", "root/a", "root/a/a1", "root/b"]
+    assert run("--git", "no-such-rev", "policies")[0] == 2  # a bad revision is still an error

@@ -1,0 +1,73 @@
+"""The Helm chart (charts/quotalang) and `quotalang manifests` are one install: `chart_values` maps an
+`Options` and a policy to the chart's values, and tests/server/test_chart.py renders the chart with
+them and checks that it holds the very objects `manifests` prints, for a matrix of options.
+
+`quotalang manifests --helm-values` prints these values, so a chart user gets the policy's files
+and the kinds the webhook and RBAC must cover (the chart cannot compile a policy) from the same
+code. What the chart does not offer: several clusters (`--cluster`) and `--embed-self-signed` (a
+private key in values); use `quotalang manifests` for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from quotalang.compiler import CompiledPolicy
+from quotalang.controller.kube.naming import plural, policy_kinds
+from quotalang.errors import InputError
+from quotalang.server.manifests.objects import plain
+from quotalang.server.manifests.options import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, RESOURCES, Options
+from quotalang.server.manifests.policyfiles import policy_files
+
+
+def kinds(policy: CompiledPolicy) -> list[dict[str, Any]]:
+    """The policy's workload kinds as the chart's `kinds` value (what to watch and intercept)."""
+    return [{"group": group, "version": version, "resource": plural(kind), "scale": scales}
+            for group, version, kind, scales in policy_kinds(policy)]
+
+
+def chart_values(paths: Sequence[str], options: Options) -> dict[str, Any]:
+    """The chart's values that make it render what `manifests(paths, namespace, options)` prints."""
+    if options.embed_self_signed:
+        raise InputError("--helm-values: the chart takes no private key in values; use --tls-secret NAME "
+                         "--ca-bundle FILE, --cert-manager, or serve's own Secret (the default)")
+    policy, files = policy_files(paths)
+    tls = {"mode": options.tls, "secretName": options.tls_secret or "",
+           "caBundle": options.ca_bundle.decode() if options.ca_bundle is not None else ""}
+    issuer = ({"kind": options.cert_manager_issuer[0], "name": options.cert_manager_issuer[1]}
+              if options.cert_manager_issuer else {})
+    return {
+        "image": options.image,
+        "replicas": options.replicas,
+        "kubeVersion": "{}.{}".format(*options.kube_version),
+        "resources": _replacing(options.resources, RESOURCES),
+        "priorityClassName": options.priority_class or "",
+        "podSecurityContext": _replacing(options.pod_security_context, POD_SECURITY_CONTEXT),
+        "securityContext": _replacing(options.container_security_context, CONTAINER_SECURITY_CONTEXT),
+        "webhook": {"failurePolicy": options.failure_policy, "timeoutSeconds": options.timeout_seconds,
+                    "namespaceSelector": dict(options.namespace_selector),
+                    "exemptNamespaces": list(options.exempt_namespaces)},
+        "tls": tls,
+        "certManager": {"issuerRef": issuer},
+        "mutualTLS": {"clientCA": options.client_ca.decode() if options.client_ca is not None else "",
+                      "clientNames": list(options.client_names)},
+        "store": {"type": options.store, "sqliteClaim": options.sqlite_claim or ""},
+        "pdb": {"enabled": options.pdb},
+        "networkPolicy": {"enabled": options.network_policy, "webhookFrom": list(options.webhook_from),
+                          "metricsFromNamespace": options.metrics_from_namespace or ""},
+        "kinds": kinds(policy),
+        "policy": {"files": files},
+    }
+
+
+def _replacing(given: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """`given` as values that replace the chart's default map: Helm merges maps, and a null deletes a key."""
+    out: dict[str, Any] = {k: None for k in default if k not in given}
+    for key, value in given.items():
+        inner = default.get(key)
+        if isinstance(value, Mapping) and isinstance(inner, Mapping):
+            out[key] = _replacing(value, inner)
+        else:
+            out[key] = plain(value)
+    return out
