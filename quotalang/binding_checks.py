@@ -11,7 +11,9 @@ Decisions where the issue is silent:
   namespace matches both (`team-*` and `team-a`, or `a-*` and `a-b-*`): the
   reader of a policy should never need a precedence rule to know where an
   unlabelled workload goes. Patterns naming different clusters never conflict.
-- A policy with groups and no binding warns once (W401), at its first group.
+- A policy with groups and kind rules and no binding warns once (W401), at
+  its first group. Without kind rules nothing is charged at all: W301 says so,
+  and W401 would be noise.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from quotalang.errors import Diagnostic
 def check(files: tuple[nodes.PolicyFile, ...]) -> list[Diagnostic]:
     groups = [g for f in files for g in f.groups]
     settings = [e for f in files for block in f.settings for e in block.entries]
-    return [*_patterns(groups), *_models(settings)]
+    charges = any(f.kinds for f in files)
+    return [*_patterns(groups, charges), *_models(settings)]
 
 
-def _patterns(groups: list[nodes.Group]) -> Iterator[Diagnostic]:
+def _patterns(groups: list[nodes.Group], charges: bool) -> Iterator[Diagnostic]:
     """E401, E402, W401."""
     bound = False
     defaults: list[tuple[Pattern, str, nodes.Span]] = []
@@ -62,7 +65,7 @@ def _patterns(groups: list[nodes.Group]) -> Iterator[Diagnostic]:
                         )
                         break
                 defaults.append((pattern, group.name, span))
-    if groups and not bound:
+    if groups and charges and not bound:
         yield Diagnostic(
             "W401",
             "no group binds a namespace: a workload in any namespace may charge any group it names",

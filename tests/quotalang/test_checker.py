@@ -840,7 +840,7 @@ def test_w301_a_policy_without_kind_rules_warns() -> None:
     found = check(load_text("group root {\n  pods 10\n}\n", "p.quota"))
     assert [(d.code, str(d.span), d.severity) for d in found] == [("W301", "p.quota:1:7", "warning")]
     assert 'import "quotalang:policies"' in found[0].hint
-    with_rules = 'import "quotalang:policies"\ngroup root {\n  pods 10\n}\n'
+    with_rules = 'import "quotalang:policies"\ngroup root {\n  namespaces "ops"\n  pods 10\n}\n'  # W401 without
     assert check(load_text(with_rules, "p.quota")) == []
 
 

@@ -32,7 +32,8 @@ def test_lint_examples_is_clean() -> None:
 
 def test_lint_json_lists_findings_with_locations(tmp_path: Path) -> None:
     (tmp_path / "p.quota").write_text(
-        'import "quotalang:policies"\ngroup a {\n  limits.cpu 1\n}\ngroup b in a {\n  namespaces "b"\n  limits.cpu 2\n}\n'
+        'import "quotalang:policies"\ngroup a {\n  limits.cpu 1\n}\n'
+        'group b in a {\n  namespaces "b"\n  limits.cpu 2\n}\n'
     )
     code, out = run("lint", str(tmp_path), "--format", "json")
     assert code == 1
@@ -53,7 +54,7 @@ def test_lint_github_annotations(tmp_path: Path) -> None:
     code, out = run("lint", str(tmp_path), "--format", "github")
     assert code == 0  # warnings only: W301, no kind rules
     assert out.startswith("::warning file=") and ",line=1,col=7,title=W301::" in out
-    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup a {\n  limits.cpuu 1\n}\n')
+    (tmp_path / "p.quota").write_text('import "quotalang:policies"\ngroup a {\n  limits.cpuu 1\n  namespaces "a"\n}\n')
     code, out = run("lint", str(tmp_path), "--format", "github")
     assert code == 1  # an unknown resource name is an error (issue 26 #4)
     assert out.startswith("::error file=") and ",line=3,col=3,title=E113::" in out
