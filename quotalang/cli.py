@@ -53,6 +53,9 @@ def read_yaml(path: str) -> list[Any]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(f"{where}: not valid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past 4,300 digits; nesting past Python's stack
+        problem = "nests too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise InputError(f"{path}: cannot read: {problem}") from None
 
 
 def read_one(path: str, what: str) -> dict[str, Any]:

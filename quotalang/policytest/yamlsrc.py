@@ -104,3 +104,6 @@ def read_documents(path: Path, shown: str) -> list[Any]:
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         raise _problem(shown, exc) from None
+    except (ValueError, RecursionError) as exc:  # an integer past 4,300 digits; nesting past Python's stack
+        problem = "nests too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise LocatedError(shown, 1, f"cannot read: {problem}") from None

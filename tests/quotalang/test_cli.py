@@ -290,6 +290,11 @@ def test_eval_without_limits_must_specify_and_a_limit_range_default_admits(tmp_p
      "spec.replicas is -2: must be greater than or equal to 0"),
     ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n"
      "      containers: [{name: c, resources: {limits: lots}}]\n", "container c resources.limits is 'lots'"),
+    # issue 25: a 4,400-digit number was "internal error: ValueError"; a cpu past the bounds is invalid
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  replicas: " + "9" * 4400 + "\n",
+     "cannot read: Exceeds the limit (4300 digits) for integer string conversion"),
+    ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n"
+     "      containers: [{name: c, resources: {requests: {cpu: 1e5000}}}]\n", "is out of range"),
 ])
 def test_eval_of_an_invalid_object_exits_2_with_one_line_naming_file_document_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
