@@ -17,6 +17,8 @@ QuotaLedger CRD's, which it would hide. Served, all cluster-scoped:
 | /quotagroups                                       | every group, a QuotaGroupList or a Table    |
 | /quotagroups/{name}                                | one QuotaGroup (spec: the policy; status:   |
 |                                                    | limits, cash, counts, last denials)         |
+| /namespaces/{ns}/chargeablegroups                  | the groups namespace ns may charge (a List  |
+|                                                    | or a Table: name, path, default)            |
 | /pages/quota/...                                   | the pages, for `kubectl proxy`              |
 
 A Table (what `kubectl get` asks for with `Accept: ...;as=Table;g=meta.k8s.io`)
@@ -46,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.policy import CompiledGroup, CompiledPolicy, limit_rows, usage_below
@@ -72,17 +75,23 @@ KIND = "QuotaGroup"
 PAGES = "pages"
 PAGES_NAME = "quota"
 PAGES_PREFIX = f"{PREFIX}/{PAGES}/{PAGES_NAME}"
-PAGE_SECTIONS = ("groups", "pages", "static", "what-if", "propose")
+PAGE_SECTIONS = ("groups", "namespaces", "pages", "static", "what-if", "propose")
+# Namespaced: the groups a namespace may charge (`kubectl get chargeablegroups -n NS`), so a RoleBinding of the
+# viewer role in a team's own namespace shows it exactly that (and not the cluster-scoped tree).
+CHARGEABLE = "chargeablegroups"
+CHARGEABLE_KIND = "ChargeableGroup"
 MAIN_KEYS = 3
 JSON = "application/json"
 
 
 def discovery() -> dict[str, Any]:
-    """What the aggregator and kubectl read to learn the resource (`kubectl api-resources`)."""
+    """What the aggregator and kubectl read to learn the resources (`kubectl api-resources`)."""
     return {
         "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION,
         "resources": [{"name": RESOURCE, "singularName": "quotagroup", "namespaced": False, "kind": KIND,
-                       "verbs": ["get", "list"], "shortNames": ["qg"], "categories": ["quotalang"]}],
+                       "verbs": ["get", "list"], "shortNames": ["qg"], "categories": ["quotalang"]},
+                      {"name": CHARGEABLE, "singularName": "chargeablegroup", "namespaced": True,
+                       "kind": CHARGEABLE_KIND, "verbs": ["list"], "categories": ["quotalang"]}],
     }
 
 
@@ -227,6 +236,32 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
             return _status(404, "NotFound", f'{RESOURCE}.{GROUP} "{shown}" not found', shown)
         return await answer(request, [found], single=True)
 
+    async def charged_from(request: Request) -> Response:
+        policy = policy_or_none()
+        if policy is None:
+            return _status(503, "ServiceUnavailable", "no policy loaded yet")
+        namespace = request.path_params["namespace"]
+        if not is_label(namespace):
+            return _status(400, "BadRequest", "a namespace name is a DNS label")
+        answer = chargeable(policy, namespace)
+        items = [{"apiVersion": GROUP_VERSION, "kind": CHARGEABLE_KIND,
+                  "metadata": {"name": g, "namespace": namespace},
+                  "spec": {"path": policy.groups[g].path, "default": g == answer.default}} for g in answer.groups]
+        version = table_version(request.headers.get("accept", ""))
+        if version is None:
+            return Response(orjson.dumps({"apiVersion": GROUP_VERSION, "kind": f"{CHARGEABLE_KIND}List",
+                                          "metadata": {"resourceVersion": ""}, "items": items}), media_type=JSON)
+        columns = [{"name": n, "type": "string", "format": f, "description": d, "priority": 0} for n, f, d in (
+            ("Name", "name", "A group workloads in this namespace may charge."),
+            ("Path", "", "Its path from the root."),
+            ("Default", "", "Whether a workload naming no group charges it."))]
+        rows = [{"cells": [g, policy.groups[g].path, "yes" if g == answer.default else ""],
+                 "object": {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
+                            "metadata": {"name": g, "namespace": namespace}}} for g in answer.groups]
+        return Response(orjson.dumps({"kind": "Table", "apiVersion": f"meta.k8s.io/{version}",
+                                      "metadata": {"resourceVersion": ""}, "columnDefinitions": columns,
+                                      "rows": rows}), media_type=JSON)
+
     async def refused(request: Request) -> Response:
         return _status(405, "MethodNotAllowed", f"{RESOURCE} are read-only: the policy in Git says what they are")
 
@@ -238,6 +273,7 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
             Route(f"{PREFIX}/{RESOURCE}", refused, methods=["POST", "PUT", "PATCH", "DELETE"]),
             Route(f"{PREFIX}/{RESOURCE}/{{name}}", one, methods=["GET"]),
             Route(f"{PREFIX}/{RESOURCE}/{{name}}", refused, methods=["POST", "PUT", "PATCH", "DELETE"]),
+            Route(f"{PREFIX}/namespaces/{{namespace}}/{CHARGEABLE}", charged_from, methods=["GET"]),
             Mount(PAGES_PREFIX, routes=page_routes(holder, ledger, engine, denials=recent, spent=spent)),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
@@ -246,6 +282,7 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
 
 __all__ = [
     "API_SERVICE",
+    "CHARGEABLE",
     "GROUP",
     "GROUP_VERSION",
     "PAGES",

@@ -12,6 +12,9 @@ adds these to an install's documents.
   (the pages through `kubectl proxy`; `create` is the what-if and propose
   forms, which reserve nothing). Bound by admins, to teams or to `system:authenticated`
   (nothing is bound here): one grant reads the whole tree, as on the API port;
+* `chargeablegroups` (namespaced) `list`: bound in a team's namespace by a
+  RoleBinding, the viewer role shows that namespace which groups it may
+  charge, and not the tree (a RoleBinding grants no cluster-scoped resource);
 * serve's own identity reads the front proxy's CA: a RoleBinding in
   kube-system of the built-in `extension-apiserver-authentication-reader`.
 """
@@ -22,7 +25,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from quotalang.server.aggregated import API_SERVICE, GROUP, PAGE_SECTIONS, PAGES, RESOURCE, VERSION
+from quotalang.server.aggregated import API_SERVICE, CHARGEABLE, GROUP, PAGE_SECTIONS, PAGES, RESOURCE, VERSION
 
 VIEWER = "quotalang-quotagroup-viewer"
 AGGREGATED_PORT = 8445
@@ -34,6 +37,7 @@ RBAC = "rbac.authorization.k8s.io/v1"
 def viewer_rules() -> list[dict[str, Any]]:
     return [
         {"apiGroups": [GROUP], "resources": [RESOURCE], "verbs": ["get", "list"]},
+        {"apiGroups": [GROUP], "resources": [CHARGEABLE], "verbs": ["list"]},
         {"apiGroups": [GROUP], "resources": [PAGES, *(f"{PAGES}/{s}" for s in PAGE_SECTIONS)],
          "verbs": ["get", "create"]},
     ]

@@ -7,6 +7,7 @@
 |                         | hard, used (its own) and subtree (its own + descendants')   |
 | GET  /api/groups/{name} | one group: hard, carved, used, subtree, reserved, free per  |
 |                         | key; cash; its last denials (`server/denials.py`)           |
+| GET  /api/namespaces/{ns} | the groups namespace ns may charge (?cluster=), its default |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
 
@@ -37,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.errors import UserInputError
@@ -119,6 +121,16 @@ def create_api_app(
         detail = group_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
         return json_response({**detail, "denials": recent.of(name)})
 
+    async def namespace(request: Request) -> Response:
+        policy = holder.policy
+        if policy is None:
+            return error_response(503, "no policy loaded")
+        name, cluster = request.path_params["name"], request.query_params.get("cluster", "")
+        if not is_label(name) or (cluster and not is_label(cluster)):
+            return error_response(400, "a namespace (and ?cluster=) is a DNS label: lowercase letters, digits, '-', "
+                                       "at most 63 characters")
+        return json_response(chargeable(policy, name, cluster).as_json())
+
     async def explain(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
@@ -149,6 +161,7 @@ def create_api_app(
             Route("/metrics", prometheus, methods=["GET"]),
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
+            Route("/api/namespaces/{name}", namespace, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
             # /, /groups/..., /what-if, /propose, /static
             *page_routes(holder, ledger, engine, denials=recent, parser=parser, form_token=form_token,

@@ -7,6 +7,7 @@
 
 A parent's rows also say what its subtree uses (its own usage plus its
 descendants'), on the tree and on its page.
+| GET  /namespaces?ns=NS    | the groups namespace NS may charge, and its default group      |
 | GET  /what-if             | paste a workload, get the webhook's decision (reserves nothing) |
 | POST /what-if             |                                                                |
 | GET  /propose             | edit a group's limits or cash, or add a child                  |
@@ -48,6 +49,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
 from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
@@ -209,6 +211,18 @@ def routes(
 
         return page
 
+    async def namespaces(request: Request) -> Response:
+        policy = policy_or_error()
+        name = request.query_params.get("ns", "").strip()
+        cluster = request.query_params.get("cluster", "").strip()
+        answer = None
+        if name:
+            if not is_label(name) or (cluster and not is_label(cluster)):
+                raise PageError(f"{name[:63]!r} is not a namespace name: lowercase letters, digits and '-', "
+                                "at most 63 characters")
+            answer = chargeable(policy, name, cluster)
+        return render(request, "namespaces.html", {"policy": policy, "query": name[:63], "answer": answer})
+
     async def tree(request: Request) -> Response:
         policy = policy_or_error()
         query = request.query_params.get("q", "").strip()[:100]
@@ -328,6 +342,7 @@ def routes(
     return [
         Route("/", guarded(tree), methods=["GET"], name="pages-tree"),
         Route("/groups/{name}", guarded(group_page), methods=["GET"], name="pages-group"),
+        Route("/namespaces", guarded(namespaces), methods=["GET"], name="pages-namespaces"),
         Route("/what-if", guarded(what_if), methods=["GET", "POST"], name="pages-what-if"),
         Route("/propose", guarded(propose_page), methods=["GET", "POST"], name="pages-propose"),
         Route("/propose/diff", guarded(propose_diff), methods=["POST"], name="pages-propose-diff"),

@@ -54,6 +54,8 @@ group root {
 group team-a in root {
   requests.cpu              4
   requests.nvidia.com/gpu   4
+  namespaces "e2e-aggregated"
+  default namespaces "e2e-aggregated"
 }
 group team-b in root {
   requests.cpu              4
@@ -178,6 +180,10 @@ def test_a_viewer_lists_and_describes_groups_with_kubectl(cluster: Cluster, serv
     body = orjson.loads(raw.stdout)
     cpu = {r["key"]: r for r in body["status"]["limits"]}["requests.cpu"]
     assert (cpu["hard"], cpu["carved"], cpu["used"], cpu["subtree"], cpu["free"]) == ("10", "8", "0", "1", "2")
+    charged = viewer("get", "chargeablegroups", "-n", NS)
+    assert charged.returncode == 0, charged.stderr
+    assert [line.split() for line in charged.stdout.splitlines()] == [["NAME", "PATH", "DEFAULT"],
+                                                                     ["team-a", "root/team-a", "yes"]]
     missing = viewer("get", "quotagroup", "nobody")
     assert missing.returncode != 0 and 'quotagroups.visibility.quotalang.dev "nobody" not found' in missing.stderr
 

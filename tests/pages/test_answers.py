@@ -104,3 +104,17 @@ def test_a_groups_workloads_say_what_they_spent_this_period(ledger: MemoryLedger
 
 def test_without_accruals_here_there_is_no_spent_column(client: TestClient) -> None:
     assert "spent this period" not in client.get("/groups/alice").text
+
+
+def test_the_namespaces_page_and_api_say_which_groups_a_namespace_may_charge(client: TestClient) -> None:
+    """nlp binds "nlp-*", so nlp-alice may charge nlp and its subtree; alice is its default."""
+    text = _text(client.get("/namespaces?ns=nlp-alice").text)
+    assert "may charge these groups" in text and "charges alice" in text
+    assert re.findall(r'<li><a href="./groups/(\w+)">', client.get("/namespaces?ns=nlp-alice").text) == [
+        "nlp", "alice", "bob", "carol"]
+    assert "No group binds namespace kube-public" in _text(client.get("/namespaces?ns=kube-public").text)
+    bad = client.get("/namespaces?ns=" + "x" * 500)
+    assert bad.status_code == 400 and "is not a namespace name" in bad.text and "x" * 64 not in bad.text
+    body = client.get("/api/namespaces/nlp-alice").json()
+    assert (body["groups"], body["default"], body["bound"]) == (["nlp", "alice", "bob", "carol"], "alice", True)
+    assert client.get("/api/namespaces/NLP").status_code == 400

@@ -37,10 +37,11 @@ def agg(holder: PolicyHolder, ledger: MemoryLedger, denials: Denials, app: Starl
 def test_discovery_names_the_resource_kubectl_resolves(agg: TestClient) -> None:
     body = agg.get(PREFIX).json()
     assert body["groupVersion"] == "visibility.quotalang.dev/v1alpha1"
-    (resource,) = body["resources"]
+    resource, chargeable = body["resources"]
     assert (resource["name"], resource["singularName"], resource["kind"], resource["namespaced"]) == (
         "quotagroups", "quotagroup", "QuotaGroup", False)
     assert resource["verbs"] == ["get", "list"] and resource["shortNames"] == ["qg"]
+    assert (chargeable["name"], chargeable["namespaced"], chargeable["verbs"]) == ("chargeablegroups", True, ["list"])
 
 
 def test_a_quotagroup_carries_the_policy_in_spec_and_the_ledger_in_status(agg: TestClient) -> None:
@@ -119,4 +120,38 @@ def test_the_viewer_role_covers_every_page_route(holder: PolicyHolder, ledger: M
     sections.discard("")
     assert sections == set(PAGE_SECTIONS)
     granted = {r for rule in viewer_rules() for r in rule["resources"]}
-    assert {f"pages/{s}" for s in PAGE_SECTIONS} | {"pages", "quotagroups"} == granted
+    assert {f"pages/{s}" for s in PAGE_SECTIONS} | {"pages", "quotagroups", "chargeablegroups"} == granted
+
+
+BOUND = """\
+group root {
+  pods 10
+  namespaces "platform"
+}
+group team in root {
+  pods 5
+  namespaces "team-*"
+  default namespaces "team-a"
+}
+group other in root {
+  pods 5
+  namespaces "other"
+}
+"""
+
+
+def test_a_namespace_lists_the_groups_it_may_charge(ledger: MemoryLedger, app: Starlette) -> None:
+    from quotalang.compiler import compile_sources
+    from quotalang.loader import load_text
+
+    holder = PolicyHolder(compile_sources(load_text(BOUND, "bound.quota")))
+    with TestClient(create_aggregated_app(holder, ledger, app.state.engine)) as test:
+        listed = test.get(f"{PREFIX}/namespaces/team-a/chargeablegroups").json()
+        assert listed["kind"] == "ChargeableGroupList"
+        assert [(i["metadata"]["name"], i["metadata"]["namespace"], i["spec"]) for i in listed["items"]] == [
+            ("team", "team-a", {"path": "root/team", "default": True})]
+        table = test.get(f"{PREFIX}/namespaces/platform/chargeablegroups", headers={"accept": TABLE}).json()
+        assert [r["cells"] for r in table["rows"]] == [["root", "root", ""], ["team", "root/team", ""],
+                                                      ["other", "root/other", ""]]
+        assert test.get(f"{PREFIX}/namespaces/nobody/chargeablegroups").json()["items"] == []
+        assert test.get(f"{PREFIX}/namespaces/Bad_Name/chargeablegroups").status_code == 400
