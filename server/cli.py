@@ -134,6 +134,7 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         sqlite_claim=args.sqlite_claim,
         client_ca=client_ca,
         client_names=tuple(args.client_name or ()),
+        prometheus_operator=args.prometheus_operator,
         **given,
     )
     if args.helm_values:
@@ -399,6 +400,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                      "AdmissionConfiguration; docs/operations.md) may call the webhook")
     man.add_argument("--client-name", action="append", metavar="NAME",
                      help="with --client-ca: the certificate must also name this (CN or SAN; repeatable)")
+    man.add_argument("--prometheus-operator", action="store_true",
+                     help="add a ServiceMonitor and the alerts as a PrometheusRule (the Prometheus Operator's kinds); "
+                     "bind Prometheus to quotalang-metrics-reader")
     man.add_argument("--cluster", action="append", metavar="NAME",
                      help="several clusters: a member cluster (repeatable; the hub's serve gets --cluster NAME=... "
                      "from a kubeconfig Secret, the member a webhook configuration calling --webhook-url/validate/NAME "

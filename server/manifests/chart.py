@@ -56,6 +56,8 @@ def chart_values(paths: Sequence[str], options: Options) -> dict[str, Any]:
         "pdb": {"enabled": options.pdb},
         "networkPolicy": {"enabled": options.network_policy, "webhookFrom": list(options.webhook_from),
                           "metricsFromNamespace": options.metrics_from_namespace or ""},
+        "metrics": {"serviceMonitor": {"enabled": options.prometheus_operator}},
+        "alerts": {"prometheusRule": {"enabled": options.prometheus_operator}},
         "kinds": kinds(policy),
         "policy": {"files": files},
     }

@@ -13,6 +13,7 @@ from quotalang.controller.ledger import crd as ledger_crd
 from quotalang.errors import InputError
 from quotalang.server.clusters import cluster_name
 from quotalang.server.exemptions import exempt_list, namespace_name
+from quotalang.server.manifests.monitoring import prometheus_rule, service_monitor
 from quotalang.server.manifests.objects import (
     cert_manager_objects,
     client_ca_configmap,
@@ -114,6 +115,8 @@ def _install(
         docs.append(pdb(namespace, options))
     if options.network_policy:
         docs.append(network_policy(namespace, options))
+    if options.prometheus_operator:
+        docs += [service_monitor(namespace, options), prometheus_rule(namespace)]
     if not clusters:
         docs.append(webhook_configuration(policy, client_config, options, exempt, annotations))
     return _Install(docs, policy, client_config, exempt)

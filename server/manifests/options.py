@@ -101,7 +101,8 @@ class Options:
     are always exempt. `client_ca` (PEM): mutual TLS, only the apiserver's
     client certificate may call the webhook (`client_names` narrows it).
     `namespace_selector`: labels a namespace must carry for the webhook to
-    see it (matchLabels), besides not being exempt.
+    see it (matchLabels), besides not being exempt. `prometheus_operator`: a
+    ServiceMonitor and the alerts as a PrometheusRule (monitoring.py).
     """
 
     image: str
@@ -128,6 +129,7 @@ class Options:
     sqlite_claim: str | None = None
     client_ca: bytes | None = None
     client_names: tuple[str, ...] = ()
+    prometheus_operator: bool = False
 
     def __post_init__(self) -> None:
         if not self.image.strip():

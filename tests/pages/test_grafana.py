@@ -1,4 +1,4 @@
-"""docs/grafana/quotalang.json queries only metrics that `quotalang serve` exports.
+"""docs/grafana/quotalang.json and the alerting rules query only metrics that `quotalang serve` exports.
 
 Exported means: seen in a live /metrics of the app after an admission, or — for
 the metrics that exist only with TLS or a cluster (certificate expiry, the
@@ -73,6 +73,25 @@ def test_the_dashboard_queries_only_exported_metrics() -> None:
     families = {_family(n) for n in live} | _registered()
     unknown = sorted(q for q in queried if q not in live and _family(q) not in families)
     assert unknown == [], f"the dashboard queries metrics serve does not export: {unknown}"
+
+
+def _alerted() -> set[str]:
+    """The metrics the alerting rules (server/manifests/alerts.yaml) query."""
+    import yaml
+
+    groups = yaml.safe_load((ROOT / "server" / "manifests" / "alerts.yaml").read_text())["groups"]
+    return {m for g in groups for r in g["rules"] for m in METRIC.findall(r["expr"])}
+
+
+def test_the_alerts_query_only_exported_metrics() -> None:
+    alerted = _alerted()
+    assert len(alerted) >= 12  # by hand: 12 names across the 10 alerts
+    live = _live()
+    families = {_family(n) for n in live} | _registered()
+    unknown = sorted(q for q in alerted if q not in live and _family(q) not in families)
+    assert unknown == [], f"the alerts query metrics serve does not export: {unknown}"
+    for name in alerted:  # counters by their exposed name, as the dashboard's
+        assert f"{name}_total" not in live, f"{name} is a counter: query {name}_total"
 
 
 def test_the_dashboard_covers_what_issue_17_lists() -> None:

@@ -31,9 +31,11 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIBdummy\n-----END CERTIFICATE-----\n"
 MATRIX = {
     "defaults": Options(IMAGE),
     "kube-1.20": Options(IMAGE, kube_version=(1, 20), exempt_namespaces=("monitoring", "gpu-operator")),
-    "cert-manager": Options(IMAGE, cert_manager=True, replicas=3, metrics_from_namespace="monitoring"),
+    "cert-manager": Options(IMAGE, cert_manager=True, replicas=3, metrics_from_namespace="monitoring",
+                            prometheus_operator=True),
     "cert-manager-issuer": Options(IMAGE, cert_manager=True, cert_manager_issuer=("ClusterIssuer", "corp-ca")),
-    "existing-secret": Options(IMAGE, tls_secret="corp-tls", ca_bundle=PEM, failure_policy="Ignore"),
+    "existing-secret": Options(IMAGE, tls_secret="corp-tls", ca_bundle=PEM, failure_policy="Ignore",
+                               prometheus_operator=True),
     "sqlite-mtls": Options(IMAGE, store="sqlite", sqlite_claim="ledger", replicas=1, client_ca=PEM,
                            client_names=("kube-apiserver",), timeout_seconds=10, namespace_selector={"quota": "on"},
                            priority_class=None, webhook_from=("10.0.0.0/8",)),
