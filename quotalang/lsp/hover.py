@@ -57,6 +57,10 @@ def group_text(analysis: Analysis, index: Index, name: str) -> str | None:
         return f"**group {name}** (parent: {group.parent or 'none, a root'}; children: {kids})\n\n" \
                f"{keys}\n\n_the policy has errors: room per key once it compiles_"
     head = f"**group {name}** · `{compiled.path}` · mode {compiled.mode}\n\nchildren: {kids}\n\n"
+    bindings = [(stmt.default, p) for stmt in group.body if isinstance(stmt, nodes.Namespaces) for p in stmt.patterns]
+    if bindings:
+        shown = ", ".join(f'"{p}"' + (" (default)" if default else "") for default, p in bindings)
+        head += f"namespaces: {shown}\n\n"
     usage = analysis.usage
     used = usage.used(name) if usage else {}
     columns = "| key | hard | carved | own room |" + (" used | free |" if usage else "")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Literal
 
 from quotalang import loader, nodes
+from quotalang.resources import DEFAULT_GPU_RESOURCES, model_kind, split_key
 
 TargetKind = Literal["group", "parent", "key", "cash", "import", "path", "rule"]
 
@@ -121,16 +122,30 @@ class Index:
         return None
 
     def models(self) -> dict[str, set[str]]:
-        """Per base key, the model suffixes the policy's keys use (completion offers them on other keys)."""
-        from quotalang.resources import split_key
-
+        """Per base key, its model suffixes: those the policy's keys use, and the declared models of its kind."""
         found: dict[str, set[str]] = {}
+        bases: set[str] = set()
         for group in self.groups.values():
             for stmt in group.body:
                 if isinstance(stmt, nodes.Limit | nodes.Cash):
                     key = split_key(stmt.key)
+                    bases.add(key.base)
                     if key.model is not None:
                         found.setdefault(key.base, set()).add(key.model)
+        declared: dict[str, set[str]] = {}
+        gpus = frozenset(DEFAULT_GPU_RESOURCES)
+        for tree in self.files.values():
+            for block in tree.settings:
+                for entry in block.entries:
+                    if isinstance(entry, nodes.ModelDecl):
+                        declared.setdefault(entry.model_kind, set()).add(entry.name)
+                    elif isinstance(entry, nodes.GpuResource):
+                        gpus |= {entry.resource}
+        for base in bases | {"requests.cpu", "limits.cpu", "requests.memory", "limits.memory",
+                             "requests.nvidia.com/gpu"}:
+            kind = model_kind(base, gpus)
+            if kind is not None and kind in declared:
+                found.setdefault(base, set()).update(declared[kind])
         return found
 
 

@@ -180,3 +180,40 @@ async def test_rename_of_a_group_rewrites_every_in(client: LanguageClient, polic
         types.RenameParams(types.TextDocumentIdentifier(uri), pos(2, 8), "org"))
     assert found == types.WorkspaceEdit(changes={uri: (types.TextEdit(rng(2, 6, 10), "org"),
                                                        types.TextEdit(rng(7, 14, 18), "org"))})
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[QUOTALANG, "lsp"]))
+async def usage_client(lsp_client: LanguageClient, tmp_path: Path) -> AsyncIterator[None]:
+    (tmp_path / "usage.yaml").write_text("root: {requests.cpu: 5, limits.memory: 1Gi}\n")
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), initialization_options={"usage": str(tmp_path / "usage.yaml")}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest.mark.asyncio
+async def test_hover_with_a_usage_snapshot_adds_used_and_free(usage_client: LanguageClient, policy: Path) -> None:
+    client = usage_client
+    uri = await open_doc(client, policy, POLICY)
+    result = await client.text_document_hover_async(types.HoverParams(types.TextDocumentIdentifier(uri), pos(2, 7)))
+    assert result is not None and isinstance(result.contents, types.MarkupContent)
+    # root: cpu 10 hard, 4 carved, 5 used -> 1 free; memory 8Gi, 2Gi carved, 1Gi used -> 5Gi free.
+    assert result.contents.value.endswith(
+        "| key | hard | carved | own room | used | free |\n|---|---|---|---|---|---|\n"
+        "| `requests.cpu` | 10 | 4 | 6 | 5 | 1 |\n"
+        "| `limits.memory` | 8Gi | 2Gi | 6Gi | 1Gi | 5Gi |")
+
+
+@pytest.mark.asyncio
+async def test_hostile_text_gets_diagnostics_and_empty_answers(client: LanguageClient, policy: Path) -> None:
+    uri = await open_doc(client, policy, "\x00group {{{ in in \"\n" * 3)
+    (error,) = client.diagnostics[uri]
+    assert error.code in {"E001", "E002", "E003"} and error.source == "quotalang"
+    hovered = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri), pos(0, 3)))
+    assert hovered is None
+    edits = await client.text_document_formatting_async(types.DocumentFormattingParams(
+        types.TextDocumentIdentifier(uri), types.FormattingOptions(tab_size=2, insert_spaces=True)))
+    assert edits is None or list(edits) == []
+    # The server is still there, and answers for the fixed text.
+    assert await change(client, uri, 2, POLICY) == ()
