@@ -91,6 +91,7 @@ class _Policy:
     rules: tuple[nodes.KindRule, ...]
     gpu_resources: frozenset[str]
     labelled: frozenset[str]  # model kinds that have a `model label`
+    declared: Mapping[str, tuple[str, ...]]  # model kind -> its declared models (`model gpu A100 ...`)
     quantities: Mapping[int, Quantity]  # id(limit) -> value, for the limits that parse
     # Memos, filled as the rules ask: each group's limits and cash by id, keys split once.
     _limits: dict[int, dict[str, nodes.Limit]] = field(default_factory=dict)
@@ -120,6 +121,7 @@ class _Policy:
                 s.model_kind for s in settings if isinstance(s, (nodes.ModelLabel, nodes.NodeLabel))
             ),
             quantities=_parse_all(groups),
+            declared=_declared_models(settings),
         )
 
     def limits(self, group: nodes.Group) -> dict[str, nodes.Limit]:
@@ -152,6 +154,14 @@ class _Policy:
         if found is None:
             found = self._splits[key] = _split(key, self.gpu_resources)
         return found
+
+
+def _declared_models(settings: Iterable[nodes.Setting]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for setting in settings:
+        if isinstance(setting, nodes.ModelDecl):
+            out.setdefault(setting.model_kind, []).append(setting.name)
+    return {kind: tuple(names) for kind, names in out.items()}
 
 
 def _parse_all(groups: Iterable[nodes.Group]) -> dict[int, Quantity]:
@@ -357,7 +367,7 @@ def _key_name(key: str, span: nodes.Span, policy: _Policy) -> list[Diagnostic]:
     if split.base.startswith("count/") and split.base != "count/pods":
         return [_uncounted(key, split.base, span)]
     if split.model is not None:
-        return list(_unlabelled_model(key, split.base, span, policy))
+        return [*_unlabelled_model(key, split.base, span, policy), *_undeclared_model(key, split, span, policy)]
     return []
 
 
@@ -416,6 +426,24 @@ def _unlabelled_model(key: str, base: str, span: nodes.Span, policy: _Policy) ->
             span,
             f'add `model label {kind} "example.com/{kind}-type"` to settings',
         )
+
+
+def _undeclared_model(key: str, split: _Key, span: nodes.Span, policy: _Policy) -> Iterator[Diagnostic]:
+    """E115: once models of a kind are declared, a key naming another model is never charged
+    (the evaluator refuses undeclared models): `gpu.T04`, `gpu.a100` (matching is exact)."""
+    kind = model_kind(split.base, policy.gpu_resources)
+    declared = policy.declared.get(kind or "")
+    if not declared or split.model in declared:
+        return
+    near = difflib.get_close_matches(split.model or "", declared, n=1, cutoff=0.8)
+    near += [name for name in declared if name.lower() == (split.model or "").lower() and name not in near]
+    hint = f"did you mean `{split.base}.{near[0]}`?" if near else f"declare `model {kind} {split.model} ...`"
+    yield Diagnostic(
+        "E115",
+        f"{key} names model {split.model}, which is not a declared {kind} model ({', '.join(declared)})",
+        span,
+        hint,
+    )
 
 
 def _limit_quantity(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:

@@ -58,6 +58,7 @@ CODES: dict[str, str] = {
     "E112": "cash period differs from the parent's",
     "E113": "unknown resource name",
     "E114": "object count that nothing charges",
+    "E115": "model key names an undeclared model",
     "W101": "model limit larger than its generic limit",
     "W103": "unit looks wrong for the resource",
     "W104": "model key but no model label in settings",

@@ -764,6 +764,7 @@ def test_every_checker_code_is_in_the_code_table() -> None:
         *(f"E20{n}" for n in range(1, 5)),
         "E113",
         "E114",
+        "E115",
         "W301",
         *(f"E30{n}" for n in range(1, 9)),
     }
@@ -853,3 +854,31 @@ def test_a_cycle_is_reported_alone() -> None:
         "group d in c {\n}\n"
     )
     assert where(findings(text)) == [("E103", "p.quota:1:7")]
+
+
+DECLARED = (
+    'settings {\n  node label gpu "nvidia.com/gpu.product"\n  model gpu A100 "NVIDIA-A100-SXM4-80GB"\n'
+    '  model gpu T4 "Tesla-T4"\n}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("requests.nvidia.com/gpu.T04", "did you mean `requests.nvidia.com/gpu.T4`?"),
+        ("requests.nvidia.com/gpu.a100", "did you mean `requests.nvidia.com/gpu.A100`?"),  # matching is exact
+        ("requests.nvidia.com/gpu.H100", "declare `model gpu H100 ...`"),
+    ],
+)
+def test_e115_a_model_key_naming_an_undeclared_model(key: str, hint: str) -> None:
+    """Issue 26 #4: `requests.nvidia.com/gpu.T04` was silent, and never charged."""
+    d = only(f"{DECLARED}group root {{\n  requests.nvidia.com/gpu 8\n  {key} 4\n}}\n")
+    assert (d.code, str(d.span), d.hint) == ("E115", "p.quota:8:3", hint)
+    assert d.message == f"{key} names model {key.rsplit('.', 1)[1]}, which is not a declared gpu model (A100, T4)"
+
+
+def test_declared_models_and_undeclared_kinds_pass() -> None:
+    # cpu models are not declared: a cpu model key is left to W104's rules (a model label is set here)
+    text = (DECLARED.replace("}\n", '  model label cpu "c"\n}\n', 1)
+            + "group root {\n  requests.nvidia.com/gpu.A100 4\n  requests.nvidia.com/gpu.T4 4\n  limits.cpu.X9 4\n}\n")
+    assert findings(text) == []
