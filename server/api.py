@@ -6,7 +6,8 @@
 | GET  /api/groups        | every group: name, path, parent, mode, children; per key    |
 |                         | hard, used (its own) and subtree (its own + descendants')   |
 | GET  /api/groups/{name} | one group: hard, carved, used, subtree, reserved, free per  |
-|                         | key; cash; its last denials (`server/denials.py`)           |
+|                         | key; cash; its last denials (`server/denials.py`); its      |
+|                         | workloads (usage, and GPU-hours spent where accrued here)   |
 | GET  /api/namespaces/{ns} | the groups namespace ns may charge (?cluster=), its default |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
@@ -119,7 +120,7 @@ def create_api_app(
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
         detail = group_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
-        return json_response({**detail, "denials": recent.of(name)})
+        return json_response({**detail, "denials": recent.of(name), "workloads": workloads(found, ledger, spent)})
 
     async def namespace(request: Request) -> Response:
         policy = holder.policy
@@ -244,6 +245,27 @@ def group_detail(
         "objects": numbers.objects,
         "reservations": numbers.reservations,
     }
+
+
+def workloads(group: CompiledGroup, ledger: Ledger, spent: SpentOf | None) -> list[dict[str, Any]] | None:
+    """The workloads charged to `group` (None: this replica cannot list them), with what each spent this period
+    where this process accrues cash."""
+    lister = getattr(ledger, "objects_of", None)
+    listed = lister(group.name) if lister is not None else None
+    if listed is None:
+        return None
+    paid = spent(group) if spent is not None else None
+    out: list[dict[str, Any]] = []
+    for identity, usage in sorted(listed, key=lambda row: tuple(row[0])):
+        row: dict[str, Any] = {
+            "apiGroup": identity.api_group, "kind": identity.kind, "namespace": identity.namespace,
+            "name": identity.name, "usage": {k: qty(k, v) for k, v in sorted(usage.items()) if v}}
+        if identity.cluster:
+            row["cluster"] = identity.cluster
+        if paid is not None:
+            row["spent"] = {k: format_hours(v) for k, v in sorted(paid.get(identity, {}).items())}
+        out.append(row)
+    return out
 
 
 def _explain_input(

@@ -118,3 +118,18 @@ def test_the_namespaces_page_and_api_say_which_groups_a_namespace_may_charge(cli
     body = client.get("/api/namespaces/nlp-alice").json()
     assert (body["groups"], body["default"], body["bound"]) == (["nlp", "alice", "bob", "carol"], "alice", True)
     assert client.get("/api/namespaces/NLP").status_code == 400
+
+
+def test_the_api_lists_a_groups_workloads_and_what_they_spent(ledger: MemoryLedger) -> None:
+    bert = ObjectKey("kubeflow.org", "TFJob", "nlp", "bert")
+    holder = PolicyHolder(compile_policy([str(EXAMPLES / "policies")]))
+    spent = {bert: {GPU: 27 * 3600 * NANO}}
+    with TestClient(create_api_app(holder, ledger, hosts=["testserver"],
+                                   spent=lambda group: spent if group.name == "alice" else {})) as test:
+        alice = test.get("/api/groups/alice").json()["workloads"]
+        nlp = test.get("/api/groups/nlp").json()["workloads"]
+    assert alice == [{"apiGroup": "kubeflow.org", "kind": "TFJob", "namespace": "nlp", "name": "bert",
+                      "usage": {GPU: "9"}, "spent": {GPU: "27h"}}]
+    assert nlp == []  # nlp's own workloads: none (alice's and bob's are theirs)
+    with TestClient(create_api_app(holder, ledger, hosts=["testserver"])) as test:
+        assert "spent" not in test.get("/api/groups/alice").json()["workloads"][0]
