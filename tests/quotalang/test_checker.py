@@ -882,3 +882,18 @@ def test_declared_models_and_undeclared_kinds_pass() -> None:
     text = (DECLARED.replace("}\n", '  model label cpu "c"\n}\n', 1)
             + "group root {\n  requests.nvidia.com/gpu.A100 4\n  requests.nvidia.com/gpu.T4 4\n  limits.cpu.X9 4\n}\n")
     assert findings(text) == []
+
+
+def test_docs_language_lists_every_code() -> None:
+    """docs/language.md's code table names each code of errors.CODES, and no other (issue 26 item 5)."""
+    import re
+
+    from quotalang.errors import CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| ([EW]\d{3})\b", doc, re.M))
+    for first, last in re.findall(r"^\| E(\d{3})–E(\d{3})", doc, re.M):
+        listed |= {f"E{n:03d}" for n in range(int(first), int(last) + 1)}
+    for pair in re.findall(r"^\| (E\d{3}) / (E\d{3})", doc, re.M):
+        listed |= set(pair)
+    assert listed == set(CODES)
