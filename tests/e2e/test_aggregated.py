@@ -258,6 +258,17 @@ def test_the_pages_through_kubectl_proxy_in_chromium(cluster: Cluster, served: t
                 page.goto(f"{base}/groups/root")
                 root = page.locator('tr[data-g="root"][data-k="requests.cpu"]')
                 assert root.locator('[data-f="subtree"]').inner_text() == "1"
+                # A form through the proxy (the apiserver authorises the POST as create on pages/what-if):
+                # team-a uses 1 of 4 cpu, so 4 pods of 1 cpu more are denied with the arithmetic.
+                page.goto(f"{base}/what-if")
+                page.fill("#workload", yaml.safe_dump({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "more", "namespace": NS, "labels": {"quota.group": "team-a"}},
+                    "spec": {"replicas": 4, "template": {"spec": {"containers": [
+                        {"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}}}}))
+                page.click("button[type=submit]")
+                assert "denied" in page.locator("#verdict").inner_text()
+                assert "requested 4 (4 × pod 1), used 1 of 4, 3 free" in page.locator("#message").inner_text()
                 artifacts = Path(os.environ.get("QUOTALANG_ARTIFACTS", "build/test-artifacts")) / "pages"
                 artifacts.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(artifacts / "aggregated-root.png"), full_page=True)
