@@ -15,7 +15,15 @@ import yaml
 
 from quotalang.errors import InputError
 from quotalang.server.exemptions import LABEL as EXEMPT_LABEL
-from quotalang.server.manifests.options import HUB, NAME, NAMESPACE_WEBHOOK_NAME, TOKEN_SECRET, cluster_secret
+from quotalang.server.manifests.objects import labels
+from quotalang.server.manifests.options import (
+    HUB,
+    NAME,
+    NAMESPACE_WEBHOOK_NAME,
+    POLICY_CONFIGMAP,
+    TOKEN_SECRET,
+    cluster_secret,
+)
 
 
 def has_private_key(docs: list[dict[str, Any]]) -> bool:
@@ -101,32 +109,58 @@ def file_name(index: int, doc: Mapping[str, Any]) -> str:
     return f"{index:02d}-{str(doc['kind']).lower()}-{name}.yaml"
 
 
+POLICY_DIR = "policy"  # --output-dir: the policy's *.quota files, which a configMapGenerator turns into its ConfigMap
+
+
+def _is_policy(doc: Mapping[str, Any]) -> bool:
+    return doc.get("kind") == "ConfigMap" and doc.get("metadata", {}).get("name") == POLICY_CONFIGMAP
+
+
 def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path, notes: Sequence[str] = ()) -> list[Path]:
     """One file per object and a kustomization.yaml naming them in apply order; returns what was written.
 
-    A folder that holds other files is refused (the output would mix with them);
-    one written by an earlier run is replaced whole, so an object dropped since
-    does not linger as a file nobody applies. A private key (--embed-self-signed)
-    goes into a file only its owner can read.
+    The policy is not one generated YAML file: its `*.quota` files go to
+    `policy/` as they are and a `configMapGenerator` makes the ConfigMap, so a
+    policy change (in Git, or an overlay's own files) is a `.quota` diff. The
+    name carries no content hash: a new name would roll the Deployment, and serve
+    reloads the mounted policy in place instead. A folder that holds other files
+    is refused (the output would mix with them); one written by an earlier run is
+    replaced whole, so an object dropped since does not linger as a file nobody
+    applies. A private key (--embed-self-signed) goes into a file only its owner
+    can read.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--output-dir {folder} is a file, not a directory")
     if folder.is_dir():
         present = sorted(p.name for p in folder.iterdir())
+        present += sorted(f"{POLICY_DIR}/{p.name}" for p in (folder / POLICY_DIR).glob("*") if p.is_file())
         ours = _previous_output(folder)
         foreign = [n for n in present if n not in ours]
         if foreign:
             raise InputError(
                 f"--output-dir {folder} holds files this command did not write ({', '.join(foreign[:5])}); "
                 "give an empty or new directory")
-        for name in ours & set(present):
-            (folder / name).unlink()
+        for name in sorted(ours & set(present), reverse=True):  # policy/'s files before the folder
+            path = folder / name
+            path.rmdir() if path.is_dir() else path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     names: list[str] = []
-    for index, doc in enumerate(docs, start=1):
-        name = file_name(index, doc)
+    generators: list[dict[str, Any]] = []
+    for doc in docs:
+        if _is_policy(doc):
+            (folder / POLICY_DIR).mkdir(exist_ok=True)
+            files = []
+            for key, text in doc["data"].items():
+                path = folder / POLICY_DIR / key
+                path.write_text(text)
+                files.append(f"{POLICY_DIR}/{key}")
+                written.append(path)
+            generators.append({"name": doc["metadata"]["name"], "namespace": doc["metadata"]["namespace"],
+                               "files": files})
+            continue
+        name = file_name(len(names) + 1, doc)
         secret = doc.get("kind") == "Secret" and "tls.key" in (doc.get("data") or {})
         path = folder / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
@@ -135,7 +169,13 @@ def write_dir(docs: list[dict[str, Any]], namespace: str, folder: Path, notes: S
         names.append(name)
         written.append(path)
     lines = [_MARK, *header(docs, namespace, f"kubectl apply -k {folder}", notes)]
-    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": names}
+    if generators:
+        lines.append(f"# The policy is {POLICY_DIR}/*.quota (configMapGenerator): edit, apply, and serve reloads it.")
+    kustomization: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                     "resources": names}
+    if generators:
+        kustomization["generatorOptions"] = {"disableNameSuffixHash": True, "labels": labels()}
+        kustomization["configMapGenerator"] = generators
     path = folder / KUSTOMIZATION
     path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(kustomization, sort_keys=False))
     written.append(path)
@@ -152,8 +192,12 @@ def _previous_output(folder: Path) -> set[str]:
     if not text.startswith(_MARK):
         return set()
     try:
-        listed = (yaml.safe_load(text) or {}).get("resources") or []
-    except yaml.YAMLError:
+        loaded = yaml.safe_load(text) or {}
+        listed = list(loaded.get("resources") or [])
+        for generator in loaded.get("configMapGenerator") or []:
+            listed += [POLICY_DIR, *(generator.get("files") or [])]
+    except (yaml.YAMLError, AttributeError, TypeError):
         return set()
-    return {KUSTOMIZATION, *(n for n in listed if isinstance(n, str) and "/" not in n and n != "..")}
-
+    ok = [n for n in listed if isinstance(n, str) and ".." not in n
+          and ("/" not in n or (n.startswith(f"{POLICY_DIR}/") and n.count("/") == 1))]
+    return {KUSTOMIZATION, *ok}

@@ -393,9 +393,17 @@ def test_output_dir_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization"
     files = kustomization["resources"]
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*files, "kustomization.yaml"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*files, "kustomization.yaml", "policy"])
     docs = [yaml.safe_load((folder / name).read_text()) for name in files]
-    assert [d["kind"] for d in docs] == [d["kind"] for d in manifests([str(EXAMPLES)], "q", Options(IMAGE))]
+    printed = manifests([str(EXAMPLES)], "q", Options(IMAGE))
+    # Every object a file, but the policy: its .quota files as they are, and a generator (no hash suffix).
+    assert [d["kind"] for d in docs] == [d["kind"] for d in printed if d["metadata"]["name"] != "quotalang-policy"]
+    sources = sorted(p.name for p in EXAMPLES.glob("*.quota"))
+    assert kustomization["configMapGenerator"] == [{"name": "quotalang-policy", "namespace": "q",
+                                                    "files": [f"policy/{n}" for n in sources]}]
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
+    for name in sources:
+        assert (folder / "policy" / name).read_text() == (EXAMPLES / name).read_text()
     assert files[0] == "01-customresourcedefinition-quotaledgers.quotalang.dev.yaml"
     assert files[-1] == f"{len(files):02d}-validatingwebhookconfiguration-quotalang.yaml"
     # A second run replaces its own output (a dropped object leaves no file behind) ...
@@ -403,8 +411,11 @@ def test_output_dir_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
                   "1.20")
     assert code == 0
     again = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*again, "kustomization.yaml"])
-    # ... but never mixes with files it did not write.
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*again, "kustomization.yaml", "policy"])
+    # ... but never mixes with files it did not write, in policy/ neither.
+    (folder / "policy" / "extra.quota").write_text("group x {}\n")
+    assert run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder))[0] == 2
+    (folder / "policy" / "extra.quota").unlink()
     (folder / "mine.yaml").write_text("keep: me\n")
     assert run("--policy", str(EXAMPLES), "--namespace", "q", "--output-dir", str(folder))[0] == 2
     assert (folder / "mine.yaml").read_text() == "keep: me\n"
