@@ -1,8 +1,8 @@
 """One policy as an editor sees it: a directory's files (unsaved buffers first) checked and compiled.
 
 The analysis of a directory is what every request reads; it is rebuilt on
-open and on change (parse and check: about 0.3 s for 1,000 groups; the
-compile for hover's figures follows the diagnostics) and kept until the next,
+open and on change (parse and check: about 0.3 s for 1,000 groups on an idle
+machine; hover compiles it when it first needs the figures) and kept until the next,
 so hovers and completions only look things up. When a file does not parse,
 the loader returns no syntax trees at all: the diagnostics are the new ones,
 and navigation keeps using the last analysis that parsed.
@@ -59,8 +59,8 @@ def analyse(directory: Path, overlay: Mapping[Path, str], usage: Snapshot | None
 
 
 def compiled(analysis: Analysis) -> Analysis:
-    """`analysis` with its compiled policy, when it has no errors: a separate step, so that the
-    server publishes diagnostics first (compiling 1,000 groups takes as long as checking them)."""
+    """`analysis` with its compiled policy, when it has no errors: a separate step that only hover
+    needs, so a change costs parse + check (compiling 1,000 groups takes as long as checking them)."""
     if analysis.sources is None or any(d.severity == "error" for d in analysis.findings):
         return analysis
     try:

@@ -4,8 +4,9 @@ A document belongs to the policy of its directory (all its `.quota` files
 and their imports, as `lint DIR` reads it). Every open, change, save or close
 re-analyses that directory with the open buffers' unsaved texts and publishes
 diagnostics for each of its files (an empty list clears a fixed one).
-Requests read the latest analysis; navigation falls back to the last one
-that parsed while a file is mid-edit. `initializationOptions: {"usage":
+Requests read the latest analysis (hover compiles it the first time it
+needs the figures); navigation falls back to the last one that parsed while
+a file is mid-edit. `initializationOptions: {"usage":
 FILE}` names a usage snapshot (as `tree --usage`) for hover's used/free.
 """
 
@@ -60,7 +61,6 @@ class QuotaServer(LanguageServer):
         for target in sorted({uri} | self.published.get(directory, set()) | set(found)):
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(target, found.get(target, [])))
         self.published[directory] = set(found)
-        analysis = self.analyses[directory] = compiled(analysis)
         return analysis
 
     def at(self, uri: str) -> tuple[Analysis, Index | None, str]:
@@ -104,6 +104,9 @@ def on_document(ls: QuotaServer, params: DocumentEvent) -> None:
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 def on_hover(ls: QuotaServer, params: types.HoverParams) -> types.Hover | None:
     analysis, index, name = ls.at(params.text_document.uri)
+    if analysis.compiled is None and analysis.sources is not None:
+        # Compiled on the first hover after a change, not on every keystroke: diagnostics come first.
+        analysis = ls.analyses[analysis.directory] = compiled(analysis)
     if analysis.index is None and index is not None:
         analysis = Analysis(analysis.directory, analysis.findings, analysis.texts, index, None, analysis.usage)
     return hover.hover(analysis, name, params.position.line + 1, params.position.character + 1)
