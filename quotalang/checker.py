@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from quotalang import binding_checks, loader, nodes
+from quotalang import binding_checks, lending_checks, loader, nodes
 from quotalang.errors import Diagnostic
 from quotalang.quantity import Quantity, QuantityError, parse_quantity
 from quotalang.resources import (
@@ -69,6 +69,7 @@ def check(sources: loader.Sources) -> list[Diagnostic]:
     found += _check_tree(policy)
     found += _check_kinds(policy)
     found += binding_checks.check(sources.files)
+    found += lending_checks.check(sources.files)
     return sorted(found, key=_order)
 
 

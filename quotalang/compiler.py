@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from types import MappingProxyType
 
-from quotalang import checker, kinds, loader, nodes
+from quotalang import checker, kinds, lending_checks, loader, nodes
 from quotalang.bindings import Bindings, Pattern, parse_pattern
 from quotalang.errors import PolicyError
 from quotalang.kinds import CompiledKind
@@ -80,6 +80,7 @@ def _compile_sources(sources: loader.Sources) -> CompiledPolicy:
         warnings=warnings,
         checksum=digest.hexdigest()[:16],
         bindings=_bindings(sources.files, groups),
+        lending=lending_checks.lending_of(sources.files),
     )
 
 

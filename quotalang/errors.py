@@ -59,9 +59,13 @@ CODES: dict[str, str] = {
     "E113": "unknown resource name",
     "E114": "object count that nothing charges",
     "E115": "model key names an undeclared model",
+    "E116": "lend larger than the hard limit",
+    "E117": "borrow with nothing that could be lent",
+    "E118": "cash budgets never lend or borrow",
     "W101": "model limit larger than its generic limit",
     "W103": "unit looks wrong for the resource",
     "W104": "model key but no model label in settings",
+    "W105": "a root lends to no one",
     # namespace bindings and models (binding_checks)
     "E401": "malformed namespace pattern",
     "E402": "two groups are the default group of one namespace",

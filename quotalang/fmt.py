@@ -190,14 +190,20 @@ def _settings(settings: nodes.Settings) -> list[_Elem]:
 def _group_stmt(stmt: nodes.GroupStmt) -> _Stmt:
     span = stmt.span
     if isinstance(stmt, nodes.Limit):
-        return _Stmt(span.line, span.column, stmt.key, stmt.quantity)
+        return _Stmt(span.line, span.column, stmt.key, stmt.quantity + _lending(stmt.lending))
     if isinstance(stmt, nodes.Cash):
         per = f" per {stmt.period}" if stmt.period else ""
-        return _Stmt(span.line, span.column, f"cash {stmt.key}", f"{stmt.hours}h{per}")
+        return _Stmt(span.line, span.column, f"cash {stmt.key}", f"{stmt.hours}h{per}{_lending(stmt.lending)}")
     if isinstance(stmt, nodes.Namespaces):  # not aligned with the limits: a list, not a value
         patterns = ", ".join(f'"{p}"' for p in stmt.patterns)
         return _Stmt(span.line, span.column, f"{'default ' if stmt.default else ''}namespaces {patterns}")
     return _Stmt(span.line, span.column, f"mode {stmt.mode}")
+
+
+def _lending(terms: nodes.Lending) -> str:
+    """` lend 8 borrow 4` as written, on the limit's line (empty when it has neither)."""
+    lend = f" lend {terms.lend}" if terms.lend is not None else ""
+    return lend + (f" borrow {terms.borrow}" if terms.borrow is not None else "")
 
 
 def _kind_body(rule: nodes.KindRule, lines: list[str]) -> list[_Elem]:

@@ -131,12 +131,26 @@ Period = Literal["day", "week", "month"]
 
 
 @dataclass(frozen=True, slots=True)
+class Lending:
+    """`lend Q` and `borrow Q` after a limit (after a cash budget they are an error): as written."""
+
+    lend: str | None = None
+    borrow: str | None = None
+    lend_span: Span | None = None  # the quantity's
+    borrow_span: Span | None = None
+
+
+NO_LENDING = Lending()
+
+
+@dataclass(frozen=True, slots=True)
 class Limit:
     key: str
     quantity: str
     span: Span
     key_span: Span
     quantity_span: Span
+    lending: Lending = NO_LENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +161,7 @@ class Cash:
     span: Span
     key_span: Span
     amount_span: Span
+    lending: Lending = NO_LENDING  # never valid on cash (E117): kept so that lint can point at it
 
 
 @dataclass(frozen=True, slots=True)

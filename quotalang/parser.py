@@ -386,16 +386,38 @@ class _Build(Transformer[Token, Any]):
         )
 
     @v_args(meta=True)
-    def limit(self, meta: Any, children: list[Token]) -> nodes.Limit:
-        key, qty = children
-        return nodes.Limit(str(key), str(qty), self._span(meta), self._tspan(key), self._tspan(qty))
+    def limit(self, meta: Any, children: list[Any]) -> nodes.Limit:
+        key, qty = children[0], children[1]
+        return nodes.Limit(str(key), str(qty), self._span(meta), self._tspan(key), self._tspan(qty),
+                           self._lending(children[2:]))
 
     @v_args(meta=True)
     def cash(self, meta: Any, children: list[Any]) -> nodes.Cash:
         key, hours = children[0], children[1]
-        period = children[2] if len(children) > 2 else None
+        rest = [c for c in children[2:] if not isinstance(c, tuple)]
+        period = rest[0] if rest else None
         return nodes.Cash(
-            str(key), str(hours)[:-1], period, self._span(meta), self._tspan(key), self._tspan(hours)
+            str(key), str(hours)[:-1], period, self._span(meta), self._tspan(key), self._tspan(hours),
+            self._lending([c for c in children[2:] if isinstance(c, tuple)]),
+        )
+
+    def lend(self, children: list[Token]) -> tuple[str, Token]:
+        return ("lend", children[0])
+
+    def borrow(self, children: list[Token]) -> tuple[str, Token]:
+        return ("borrow", children[0])
+
+    def _lending(self, terms: list[tuple[str, Token]]) -> nodes.Lending:
+        """`lend Q` / `borrow Q` (each at most once: the grammar's order) as a node."""
+        found = dict(terms)
+        lend, borrow = found.get("lend"), found.get("borrow")
+        if lend is None and borrow is None:
+            return nodes.NO_LENDING
+        return nodes.Lending(
+            str(lend) if lend is not None else None,
+            str(borrow) if borrow is not None else None,
+            self._tspan(lend) if lend is not None else None,
+            self._tspan(borrow) if borrow is not None else None,
         )
 
     @v_args(meta=True)

@@ -20,6 +20,7 @@ request may never persist.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from quotalang.decision import Decision, UsageSource
+from quotalang.decision import Decision, UsageSource, clip
 from quotalang.errors import InputError, InternalError
 
 DEFAULT_RESERVATION_TTL = 30.0
@@ -477,6 +478,23 @@ def accrue_into(
 
 
 
+def refuse_drawing(decision: Decision) -> Decision:
+    """A decision that draws on its group's ancestors (borrowing, issue 29), for a store that cannot yet hold
+    their numbers while it records: refused in enforce mode; in warn and audit mode allowed with a warning,
+    as a request over quota is there, and recorded in its group alone.
+
+    The replicated store checks a group against its own ledger object only, so
+    the ancestors' balances it would read are not there (docs/architecture.md
+    has the plan: register the draw with each ancestor by compare-and-swap).
+    """
+    why = (f"group {decision.path} would go beyond its guarantee, and borrowing is not supported by the "
+           "kubernetes ledger store yet (use the embedded store, or remove lend/borrow from the policy)")
+    if decision.mode != "enforce":
+        return dataclasses.replace(decision, touches=(), borrowed=(), warnings=[*decision.warnings, clip(why)])
+    return dataclasses.replace(decision, allowed=False, reason="over-quota", charges={}, touches=(), borrowed=(),
+                               warnings=[], error=why)
+
+
 # ------------------------------------------------- in-process stores
 class GroupNumbers:
     """One group's numbers as an in-process store keeps them (memory, and SQLite's mirror). Guarded by `lock`."""
@@ -637,6 +655,7 @@ __all__ = [
     "pack",
     "pack_observed",
     "positive",
+    "refuse_drawing",
     "standalone_after",
     "summed",
     "totals",

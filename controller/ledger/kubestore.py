@@ -91,6 +91,7 @@ from quotalang.controller.ledger.base import (
     newer,
     pack,
     pack_observed,
+    refuse_drawing,
     summed,
 )
 from quotalang.controller.ledger.crd import (
@@ -880,7 +881,7 @@ class KubernetesLedger:
             for _ in range(4 * size - 1):
                 add_usage(ahead, charge)
             trial = request.decision(_View(group, ahead, update.cash), dry_run=False)
-            if trial.allowed and trial.reservation.get(group) == charge:
+            if trial.allowed and not trial.touches and trial.reservation.get(group) == charge:
                 return {k: v * size for k, v in charge.items()}
         return None
 
@@ -1008,6 +1009,8 @@ class KubernetesLedger:
             view = dict(used)
             add_usage(view, existing.usage, -1)
         decision = request.decision(_View(group, dict(view), update.cash))
+        if decision.touches:  # it would draw on ancestors this store does not register with yet (issue 29)
+            decision = refuse_drawing(decision)
         charge = decision.reservation.get(group)
         if not charge or decision.stored is None or (accept is not None and not accept(decision)):
             return decision, None

@@ -587,3 +587,19 @@ def test_a_ledger_object_without_clusters_reads_as_the_one_clusters(apis: list[K
     fresh = KubernetesLedger(apis[1], replica="r1")
     fresh.resync({"ml": {in_cluster("east", "api"): {"requests.cpu": 1 * CPU}}}, cluster="east")
     assert shares(apis[1], "ml") == ({"": 2 * CPU, "east": 1 * CPU}, {"": 1, "east": 1}, 3 * CPU)
+
+
+def test_borrowing_beyond_a_guarantee_is_refused_until_this_store_registers_it(
+    apis: list[KubeApi], policy: CompiledPolicy
+) -> None:
+    """Issue 29: ml (5 cpu) may borrow 2 from root's own 85; this store cannot lock root's numbers yet, so a
+    request past ml's 5 is denied, saying why, and reserves nothing; one within the 5 is admitted as before."""
+    lending = compile_sources(load_text(POLICY.replace("requests.cpu     5", "requests.cpu     5 borrow 2"),
+                                        "test.quota"))
+    assert lending.lending  # the language's `borrow`, compiled
+    ledger = KubernetesLedger(apis[0], replica="r0")
+    assert admit(ledger, lending, deployment("within", cpu="4"), "CREATE").allowed  # 4 ≤ 5
+    denied = admit(ledger, lending, deployment("beyond", cpu="2"), "CREATE")  # 4 + 2 = 6 > 5
+    assert not denied.allowed and "borrowing is not supported by the kubernetes ledger store" in denied.message
+    assert denied.touches == () and denied.charges == {}
+    assert ledger.used("ml")["requests.cpu"] == 4 * CPU
