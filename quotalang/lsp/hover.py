@@ -38,6 +38,10 @@ def hover(analysis: Analysis, file: str, line: int, column: int) -> types.Hover 
         text = path_text(target)
     elif target.kind == "import":
         text = import_text(target)
+    elif target.kind == "created":
+        rule = index.rule(target.name)
+        where = f"its kind rule is at {rule.span}" if rule else "no kind rule reads it: it is never charged"
+        text = f"**creates {target.name}**: charged through its owner, this kind; {where}"
     else:
         assert target.rule is not None
         text = f"**kind {target.name}**: {len(target.rule.parts)} part(s) of replicas × pod template"

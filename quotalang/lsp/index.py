@@ -14,7 +14,7 @@ from typing import Literal
 from quotalang import loader, nodes
 from quotalang.resources import DEFAULT_GPU_RESOURCES, model_kind, split_key
 
-TargetKind = Literal["group", "parent", "key", "cash", "import", "path", "rule"]
+TargetKind = Literal["group", "parent", "key", "cash", "import", "path", "rule", "created"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,13 @@ class Target:
     rule: nodes.KindRule | None = None  # the kind rule holding the path
     path: nodes.Path | None = None
     each: nodes.Path | None = None  # the `each` a relative path is read from
+
+
+def header(rule: nodes.KindRule) -> nodes.Span:
+    """The `kind API_VERSION KIND` words of a rule (its span is the whole block)."""
+    start = rule.span
+    width = len(f"kind {rule.api_version} {rule.kind}")
+    return nodes.Span(start.file, start.line, start.column, start.line, start.column + width)
 
 
 def contains(span: nodes.Span, line: int, column: int) -> bool:
@@ -96,6 +103,14 @@ class Index:
             spans += [g.parent_span for g in file.groups if g.parent == name and g.parent_span is not None]
         return spans
 
+    def rule(self, name: str) -> nodes.KindRule | None:
+        """The first kind rule for `API_VERSION KIND`."""
+        return next((r for r in self.rules if f"{r.api_version} {r.kind}" == name), None)
+
+    def creators(self, name: str) -> list[nodes.Creates]:
+        """Every `creates` entry naming `API_VERSION KIND`, in file order."""
+        return [c for r in self.rules for c in r.creates if f"{c.api_version} {c.kind}" == name]
+
     def group_at(self, file: str, line: int, column: int) -> nodes.Group | None:
         tree = self.files.get(file)
         if tree is None:
@@ -115,6 +130,9 @@ class Index:
             return _in_group(group, line, column)
         for rule in tree.kinds:
             if contains(rule.span, line, column):
+                for made in rule.creates:
+                    if contains(made.span, line, column):
+                        return Target("created", f"{made.api_version} {made.kind}", made.span, rule=rule)
                 for path, each in rule_paths(rule):
                     if contains(path.span, line, column):
                         return Target("path", path.text, path.span, rule=rule, path=path, each=each)

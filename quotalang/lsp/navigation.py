@@ -2,9 +2,12 @@
 
 Definition of `in NAME` is NAME's declaration; of a group, itself; of an
 import, the imported file (each `.quota` file of an imported directory); of a
-child's key, the parent's line for that key. References of a group are its
-declaration and every `in NAME`; its children are the groups those belong
-to. Rename rewrites the declaration and every `in NAME` (an `unlabelled group
+child's key, the parent's line for that key; of a kind in `creates`, the
+kind rule that reads it (the shipped library's included). References of a
+group are its declaration and every `in NAME`; its children are the groups
+those belong to. References of a kind rule are the `creates` naming it.
+
+Rename rewrites the declaration and every `in NAME` (an `unlabelled group
 NAME` setting too); workloads' group labels live outside the policy and are
 not touched, so the new name must also be the label's value.
 """
@@ -20,7 +23,7 @@ from quotalang import nodes
 from quotalang.loader import resolve_import
 from quotalang.lsp.analysis import resolve
 from quotalang.lsp.convert import location, to_range, uri_of
-from quotalang.lsp.index import Index
+from quotalang.lsp.index import Index, header
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")  # the grammar's NAME
 
@@ -39,6 +42,9 @@ def definition(index: Index, file: str, line: int, column: int) -> list[types.Lo
         files = sorted(p for p in found.iterdir() if p.suffix == ".quota") if found.is_dir() else [found]
         start = types.Range(types.Position(0, 0), types.Position(0, 0))
         return [types.Location(Path(p).resolve().as_uri(), start) for p in files]
+    if target.kind in ("created", "rule"):
+        rule = index.rule(target.name)
+        return [location(header(rule))] if rule else []
     if target.kind in ("key", "cash") and target.group is not None and target.group.parent:
         parent = index.groups.get(target.group.parent)
         want = nodes.Limit if target.kind == "key" else nodes.Cash
@@ -50,6 +56,10 @@ def definition(index: Index, file: str, line: int, column: int) -> list[types.Lo
 
 def references(index: Index, file: str, line: int, column: int, declaration: bool) -> list[types.Location]:
     target = index.at(file, line, column)
+    if target is not None and target.kind in ("rule", "created"):
+        rule = index.rule(target.name)
+        made = [location(c.span) for c in index.creators(target.name)]
+        return ([location(header(rule))] if rule and declaration else []) + made
     if target is None or target.kind not in ("group", "parent"):
         return []
     spans = index.references(target.name)

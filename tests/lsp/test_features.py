@@ -171,3 +171,23 @@ def test_a_did_you_mean_becomes_a_replacement(folder: Path) -> None:
     assert fixes == [types.CodeAction(title="replace with requests.cpu", kind=types.CodeActionKind.QuickFix,
                                       diagnostics=[typo], is_preferred=True,
                                       edit=types.WorkspaceEdit(changes={uri: [edit]}))]
+
+
+def test_a_created_kind_leads_to_its_rule_and_the_rule_to_its_creators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "k.quota").write_text(
+        "kind example.com/v1 Trainer {\n  creates apps/v1 Thing\n  pods {\n    template spec.template\n  }\n}\n\n"
+        "kind apps/v1 Thing {\n  pods {\n    template spec.template\n  }\n}\n")
+    analysis = analyse(tmp_path, {})
+    assert analysis.index is not None
+    uri = (tmp_path / "k.quota").as_uri()
+
+    def loc(line: int, start: int, end: int) -> types.Location:
+        return types.Location(uri, types.Range(types.Position(line, start), types.Position(line, end)))
+
+    assert navigation.definition(analysis.index, "k.quota", 2, 14) == [loc(7, 0, 18)]
+    assert navigation.references(analysis.index, "k.quota", 8, 3, True) == [loc(7, 0, 18), loc(1, 10, 23)]
+    assert md(hover.hover(analysis, "k.quota", 2, 14)) == (
+        "**creates apps/v1 Thing**: charged through its owner, this kind; its kind rule is at k.quota:8:1")
