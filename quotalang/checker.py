@@ -772,6 +772,7 @@ def _check_kinds(policy: _Policy) -> list[Diagnostic]:
         found += _wildcards_outside_each(rule)
         found += _repeated_statements(rule)
         found += _creates_itself(rule)
+        found += _creates_nothing(rule)
         found += _call_arity(rule)
     return found
 
@@ -909,6 +910,20 @@ def _creates_itself(rule: nodes.KindRule) -> Iterator[Diagnostic]:
                 created.span,
                 "name only what the kind's controller creates from it (e.g. `creates v1 Pod`)",
             )
+
+
+def _creates_nothing(rule: nodes.KindRule) -> Iterator[Diagnostic]:
+    """W302: a workload rule without `creates` exempts nothing it controls, so the Pods (or Jobs,
+    ReplicaSets) its controller makes are charged again as themselves. A Pod creates nothing."""
+    if rule.creates or (rule.group, rule.kind) == ("", "Pod"):
+        return
+    yield Diagnostic(
+        "W302",
+        f"kind rule {_rule_name(rule)} says nothing about what its controller creates: "
+        "the objects it makes are charged again",
+        rule.span,
+        "add `creates v1 Pod` (or what the operator makes, e.g. `creates batch/v1 Job`) to the rule",
+    )
 
 
 _ARITY = {"min": "at least 2", "max": "at least 2", "clamp": "3 (value, lower bound, upper bound)"}

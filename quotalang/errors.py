@@ -82,6 +82,7 @@ CODES: dict[str, str] = {
     "E307": "kind rule creates its own kind",
     "E308": "wrong number of arguments to min, max or clamp",
     "W301": "policy without kind rules",
+    "W302": "kind rule without creates",
 }
 
 

@@ -17,9 +17,9 @@ from quotalang.loader import load, load_text
 
 
 def findings(text: str) -> list[Diagnostic]:
-    """The findings of `text`, less W301 (most snippets here have no kind rules; W301's own tests ask check)
-    and W401 (no namespace bindings: the snippets here bind none)."""
-    return [d for d in check(load_text(text, "p.quota")) if d.code not in ("W301", "W401")]
+    """The findings of `text`, less W301 (most snippets here have no kind rules), W302 (rules without
+    `creates`) and W401 (no namespace bindings); their own tests ask `check`."""
+    return [d for d in check(load_text(text, "p.quota")) if d.code not in ("W301", "W302", "W401")]
 
 
 def where(found: list[Diagnostic]) -> list[tuple[str, str]]:
@@ -38,7 +38,7 @@ def load_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, s
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    return [d for d in check(load(".")) if d.code not in ("W301", "W401")]
+    return [d for d in check(load(".")) if d.code not in ("W301", "W302", "W401")]
 
 
 # ------------------------------------------------------------------ a clean policy
@@ -86,6 +86,7 @@ group default in root {
 }
 
 kind apps/v1 Deployment {
+  creates apps/v1 ReplicaSet
   pods {
     replicas spec.replicas default 1
     template spec.template
@@ -95,6 +96,7 @@ kind apps/v1 Deployment {
 }
 
 kind kubeflow.org/v1 TFJob {
+  creates v1 Pod
   pods each spec.tfReplicaSpecs.* {
     replicas .replicas default 1
     template .template
@@ -766,6 +768,7 @@ def test_every_checker_code_is_in_the_code_table() -> None:
         "E114",
         "E115",
         "W301",
+        "W302",
         *(f"E30{n}" for n in range(1, 9)),
     }
     assert tested <= set(CODES)
@@ -897,3 +900,13 @@ def test_docs_language_lists_every_code() -> None:
     for pair in re.findall(r"^\| (E\d{3}) / (E\d{3})", doc, re.M):
         listed |= set(pair)
     assert listed == set(CODES)
+
+
+def test_w302_a_kind_rule_without_creates() -> None:
+    """After issue 25 #1 a rule without `creates` exempts nothing: its operator's pods are charged again."""
+    rule = "kind example.com/v1 Trainer {\n  pods {\n    template spec.template\n  }\n}\n"
+    found = [(d.code, str(d.span)) for d in check(load_text(rule, "p.quota"))]
+    assert found == [("W302", "p.quota:1:1")]
+    assert check(load_text(rule.replace("{\n  pods", "{\n  creates v1 Pod\n  pods", 1), "p.quota")) == []
+    pod = "kind v1 Pod {\n  pods {\n    template .\n  }\n}\n"  # a Pod creates nothing
+    assert check(load_text(pod, "p.quota")) == []
