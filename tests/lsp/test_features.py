@@ -191,3 +191,17 @@ def test_a_created_kind_leads_to_its_rule_and_the_rule_to_its_creators(
     assert navigation.references(analysis.index, "k.quota", 8, 3, True) == [loc(7, 0, 18), loc(1, 10, 23)]
     assert md(hover.hover(analysis, "k.quota", 2, 14)) == (
         "**creates apps/v1 Thing**: charged through its owner, this kind; its kind rule is at k.quota:8:1")
+
+
+def test_lsp_without_its_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import sys
+
+    from quotalang.cli import main
+
+    monkeypatch.delitem(sys.modules, "quotalang.lsp.service", raising=False)
+    monkeypatch.setitem(sys.modules, "pygls.lsp.server", None)  # what an install without pygls looks like
+    assert main(["lsp"], out=io.StringIO()) == 2
+    assert "quotalang lsp needs the lsp extra: pip install 'quotalang[lsp]'" in capsys.readouterr().err
