@@ -118,6 +118,9 @@ def parse(text: str, filename: str = "<policy>") -> nodes.PolicyFile:
 
 
 MAX_SYNTAX_ERRORS = 50  # per file; past this the rest is noise
+# Each error reads the file again: a large broken file stops early (≥ 1 error), so a reload never spends
+# more than about this many characters of parsing on one file.
+_RECOVERY_BUDGET = 4_000_000
 
 
 def _lark_items(text: str, filename: str) -> list[Any]:
@@ -138,7 +141,7 @@ def _lark_items(text: str, filename: str) -> list[Any]:
             problems.append(_diagnose(exc, current, filename))
             line = problems[-1].span.line if problems[-1].span is not None else 0
             skipped = _skip_statement(current, line) if problems[-1].code != "E003" else None
-            if skipped is None or len(problems) >= MAX_SYNTAX_ERRORS:
+            if skipped is None or len(problems) >= min(MAX_SYNTAX_ERRORS, _RECOVERY_BUDGET // max(len(text), 1)):
                 break
             current = skipped
     if problems:

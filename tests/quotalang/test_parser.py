@@ -178,3 +178,11 @@ def test_misspelt_keywords_get_did_you_mean(text: str, where: str, message: str,
         parse(text, "e.quota")
     (diag,) = info.value.diagnostics
     assert (diag.code, str(diag.span), diag.message, diag.hint) == ("E001", where, message, hint)
+
+
+def test_recovery_in_a_large_file_is_bounded() -> None:
+    """Each error reads the file again: a large broken file reports fewer (a reload stays quick)."""
+    text = "group a {\n  pods 1 2\n}\n" * 8000  # 192,000 characters, an error in every group
+    with pytest.raises(PolicyError) as info:
+        parse(text, "e.quota")
+    assert len(info.value.diagnostics) == 4_000_000 // 192_000 == 20
