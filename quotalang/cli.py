@@ -100,6 +100,7 @@ def cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
     findings: list[Diagnostic]
     texts: dict[str, str] = {}
     kinds: list[str] = []
+    sources: loader.Sources | None = None
     try:
         sources = loader.load(args.paths)
         texts = sources.texts
@@ -113,7 +114,7 @@ def cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
     elif args.format == "sarif":
         from quotalang.sarif import sarif_log
 
-        _json(sarif_log(findings, texts), out)
+        _json(sarif_log(findings, texts, sources), out)
     elif args.format == "github":
         for d in findings:
             level = "error" if d.severity == "error" else "warning"

@@ -14,6 +14,8 @@ Decisions where the issue is silent:
   (stripped) and the text under its span, plus an occurrence counter: a finding
   keeps its fingerprint when lines above it move and loses it when its own line
   changes, which is how code scanning tells "moved" from "fixed and new".
+- Related locations are the editor's (`quotalang.lsp.related`): each child's
+  share of an over-allocated key, the parent's line of a key a child lacks.
 - Paths the loader reports relative to the working directory are relative to
   `%SRCROOT%` (what `upload-sarif` resolves against the checkout); absolute ones
   are `file:` URIs.
@@ -29,6 +31,10 @@ from urllib.parse import quote
 
 from quotalang import __version__
 from quotalang.errors import CODES, Diagnostic
+from quotalang.loader import Sources
+from quotalang.lsp.index import Index
+from quotalang.lsp.related import elsewhere
+from quotalang.nodes import Span
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT = "quotalangFinding/v1"
@@ -78,9 +84,7 @@ def _lines(texts: Mapping[str, str], file: str) -> list[str]:
     return text.splitlines() if text is not None else []
 
 
-def _region(diag: Diagnostic, lines: list[str]) -> dict[str, Any]:
-    span = diag.span
-    assert span is not None
+def _region(span: Span, lines: list[str]) -> dict[str, Any]:
     region: dict[str, Any] = {
         "startLine": span.line,
         "startColumn": span.column,
@@ -102,7 +106,15 @@ def _covered(diag: Diagnostic, lines: list[str]) -> tuple[str, str]:
     return line.strip(), line[span.column - 1 : end - 1]
 
 
-def result(diag: Diagnostic, texts: Mapping[str, str], seen: dict[str, int]) -> dict[str, Any]:
+def _location(span: Span, lines: list[str], message: str | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"physicalLocation": {"artifactLocation": _uri(span.file), "region": _region(span, lines)}}
+    if message:
+        found["message"] = {"text": message}
+    return found
+
+
+def result(diag: Diagnostic, texts: Mapping[str, str], seen: dict[str, int], index: Index | None = None
+           ) -> dict[str, Any]:
     """One SARIF result; `seen` counts earlier identical fingerprints (the occurrence suffix)."""
     text = diag.message + (f" (hint: {diag.hint})" if diag.hint else "")
     out: dict[str, Any] = {"ruleId": diag.code, "level": diag.severity, "message": {"text": text}}
@@ -111,7 +123,10 @@ def result(diag: Diagnostic, texts: Mapping[str, str], seen: dict[str, int]) -> 
     file = diag.span.file if diag.span else ""
     lines = _lines(texts, file)
     if diag.span is not None:
-        out["locations"] = [{"physicalLocation": {"artifactLocation": _uri(file), "region": _region(diag, lines)}}]
+        out["locations"] = [_location(diag.span, lines)]
+    related = [_location(span, _lines(texts, span.file), text) for span, text in elsewhere(diag, index)]
+    if related:
+        out["relatedLocations"] = [{"id": n, **loc} for n, loc in enumerate(related)]
     line, covered = _covered(diag, lines)
     digest = hashlib.sha256("\0".join((diag.code, file, line, covered)).encode()).hexdigest()[:32]
     seen[digest] = seen.get(digest, 0) + 1
@@ -119,9 +134,11 @@ def result(diag: Diagnostic, texts: Mapping[str, str], seen: dict[str, int]) -> 
     return out
 
 
-def sarif_log(findings: Iterable[Diagnostic], texts: Mapping[str, str]) -> dict[str, Any]:
-    """The whole log: one run of quotalang over one policy."""
+def sarif_log(findings: Iterable[Diagnostic], texts: Mapping[str, str], sources: Sources | None = None
+              ) -> dict[str, Any]:
+    """The whole log: one run of quotalang over one policy (`sources`, when it parsed: related locations)."""
     seen: dict[str, int] = {}
+    index = Index.build(sources) if sources is not None else None
     return {
         "$schema": SCHEMA_URI,
         "version": "2.1.0",
@@ -133,6 +150,6 @@ def sarif_log(findings: Iterable[Diagnostic], texts: Mapping[str, str]) -> dict[
                 "rules": rules(),
             }},
             "columnKind": "unicodeCodePoints",
-            "results": [result(d, texts, seen) for d in findings],
+            "results": [result(d, texts, seen, index) for d in findings],
         }],
     }

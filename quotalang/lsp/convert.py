@@ -8,8 +8,6 @@ comments, if at all.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 from lsprotocol import types
@@ -18,9 +16,9 @@ from quotalang import nodes
 from quotalang.errors import Diagnostic
 from quotalang.lsp.analysis import Analysis, resolve
 from quotalang.lsp.index import Index
+from quotalang.lsp.related import elsewhere
 
 SOURCE = "quotalang"
-_UNDECLARED = re.compile(r"does not declare (cash )?(\S+), which its parent (\S+)")
 
 
 def to_range(span: nodes.Span) -> types.Range:
@@ -37,36 +35,10 @@ def location(span: nodes.Span) -> types.Location:
     return types.Location(uri_of(span.file), to_range(span))
 
 
-def _related(diag: Diagnostic, index: Index | None) -> Iterator[types.DiagnosticRelatedInformation]:
-    """Where else a finding is: each child's share of an over-allocated key, the parent's key a child lacks."""
-    if index is None or diag.span is None:
-        return
-    group = index.group_at(diag.span.file, diag.span.line, diag.span.column)
-    if group is None:
-        return
-    if diag.code in ("E105", "E106"):
-        target = index.at(diag.span.file, diag.span.line, diag.span.column)
-        if target is None or target.kind not in ("key", "cash"):
-            return
-        for child in index.children.get(group.name, ()):
-            for stmt in child.body:
-                if type(stmt) is (nodes.Limit if diag.code == "E105" else nodes.Cash) and stmt.key == target.name:
-                    amount = stmt.quantity if isinstance(stmt, nodes.Limit) else f"{stmt.hours}h"
-                    yield types.DiagnosticRelatedInformation(location(stmt.span),
-                                                             f"{child.name}'s share: {amount}")
-                    break
-    elif diag.code == "E104" and (found := _UNDECLARED.search(diag.message)):
-        parent = index.groups.get(found.group(3))
-        want = nodes.Cash if found.group(1) else nodes.Limit
-        for stmt in parent.body if parent else ():
-            if isinstance(stmt, want) and stmt.key == found.group(2):
-                yield types.DiagnosticRelatedInformation(location(stmt.span), f"{found.group(3)} limits it here")
-
-
 def diagnostic(diag: Diagnostic, index: Index | None) -> types.Diagnostic:
     span = diag.span or nodes.Span("", 1, 1, 1, 1)
     severity = types.DiagnosticSeverity.Error if diag.severity == "error" else types.DiagnosticSeverity.Warning
-    related = list(_related(diag, index))
+    related = [types.DiagnosticRelatedInformation(location(span), text) for span, text in elsewhere(diag, index)]
     return types.Diagnostic(
         range=to_range(span),
         message=diag.message + (f"\nhint: {diag.hint}" if diag.hint else ""),

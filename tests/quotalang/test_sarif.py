@@ -48,7 +48,11 @@ def lint_sarif(folder: Path, monkeypatch: Any) -> tuple[int, dict[str, Any]]:
 
 
 def region(result: dict[str, Any]) -> tuple[str, int, int, int, int]:
-    loc = result["locations"][0]["physicalLocation"]
+    return where(result["locations"][0])
+
+
+def where(location: dict[str, Any]) -> tuple[str, int, int, int, int]:
+    loc = location["physicalLocation"]
     r = loc["region"]
     return loc["artifactLocation"]["uri"], r["startLine"], r["startColumn"], r["endLine"], r["endColumn"]
 
@@ -72,6 +76,9 @@ def test_five_findings_validate_against_the_sarif_schema(tmp_path: Path, monkeyp
     assert over["message"]["text"].startswith("children of root over-allocate limits.cpu: 12 > 10 (a 8, b 4)")
     assert over["locations"][0]["physicalLocation"]["region"]["snippet"]["text"] == "  limits.cpu 10"
     assert over["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
+    # Each child's share of the over-allocated key: a's first limits.cpu (14:3) and b's (21:3), 12 characters each.
+    assert [(where(r), r["message"]["text"]) for r in over["relatedLocations"]] == [
+        (("org.quota", 14, 3, 14, 15), "a's share: 8"), (("org.quota", 21, 3, 21, 15), "b's share: 4")]
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == list(CODES)
     for result in run["results"]:
