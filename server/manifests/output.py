@@ -37,10 +37,28 @@ def _hand_labelled(docs: list[dict[str, Any]]) -> list[str]:
     if not any(h.get("name") == NAMESPACE_WEBHOOK_NAME for h in hooks):
         return []
     labelled = {d["metadata"]["name"] for d in docs if d.get("kind") == "Namespace"}
+    return [n for n in _exempt(docs) if n not in labelled]
+
+
+def _exempt(docs: list[dict[str, Any]]) -> list[str]:
     deploy = next((d for d in docs if d.get("kind") == "Deployment"), None)
     args: list[str] = deploy["spec"]["template"]["spec"]["containers"][0]["args"] if deploy else []
-    listed = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--exempt-namespace"]
-    return [n for n in listed if n not in labelled]
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--exempt-namespace"]
+
+
+def outage_warning(docs: list[dict[str, Any]]) -> list[str]:
+    """The loud note: with failurePolicy Fail, an outage blocks every covered write outside the exempt list."""
+    hooks: list[dict[str, Any]] = next(
+        (d["webhooks"] for d in docs if d.get("kind") == "ValidatingWebhookConfiguration"), [])
+    if not any(h.get("failurePolicy") == "Fail" and h.get("name") != NAMESPACE_WEBHOOK_NAME for h in hooks):
+        return []
+    return [
+        "# WARNING: failurePolicy Fail. While no replica answers, every create and update of a covered kind is",
+        f"#   REFUSED outside the exempt namespaces ({', '.join(_exempt(docs))}): the pods of cert-manager,",
+        "#   the GPU operator, monitoring and other cluster services too. Exempt their namespaces",
+        "#   (--exempt-namespace cert-manager --exempt-namespace gpu-operator --exempt-namespace monitoring ...)",
+        "#   or they cannot restart during an outage (when it is up, a namespace bound to no group is not charged).",
+    ]
 
 
 def header(docs: list[dict[str, Any]], namespace: str, apply: str, notes: Sequence[str] = ()) -> list[str]:
@@ -49,6 +67,7 @@ def header(docs: list[dict[str, Any]], namespace: str, apply: str, notes: Sequen
         f"# Apply with: {apply}",
         *(f"# {note}" for note in notes),
     ]
+    lines += outage_warning(docs)
     for name in _hand_labelled(docs):
         lines.append(f"# Exempt namespace {name}: kubectl label namespace {name} {EXEMPT_LABEL}=true")
     if has_private_key(docs):

@@ -542,3 +542,14 @@ def test_cluster_manifest_usage_errors_exit_2(
 ) -> None:
     assert run("--policy", str(EXAMPLES), "--namespace", "q", *args)[0] == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_header_warns_what_an_outage_blocks_under_fail_only() -> None:
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--exempt-namespace", "monitoring")
+    assert code == 0
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert "# WARNING: failurePolicy Fail." in header[2]
+    assert "outside the exempt namespaces (kube-system, monitoring, q)" in header[3]
+    assert any("--exempt-namespace cert-manager --exempt-namespace gpu-operator" in line for line in header)
+    code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--failure-policy", "Ignore")
+    assert code == 0 and "WARNING: failurePolicy" not in text
