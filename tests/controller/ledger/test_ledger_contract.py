@@ -568,3 +568,31 @@ def test_a_borrowing_request_gives_up_at_its_deadline_and_records_nothing(
     with ledger._group("root").lock, pytest.raises(LedgerUnavailable):
         admit(ledger, borrowing, deployment("late", "a"), "CREATE", deadline=time.monotonic() + 0.2)
     assert cpu(ledger, "a") == 40 * NANO and ledger.lookup(key("late"), local=True) is None
+
+
+@pytest.mark.usefixtures("eager_thread_switching")
+def test_a_lender_taking_back_and_a_sibling_borrowing_race_for_the_same_lent_room(make: Make) -> None:
+    # root 80 = a 40 + b 40: no room of its own. a lends 8 (two pods), b may borrow 8. a holds 32 (its
+    # guarantee, 40 − 8), b its 40. Ten one-pod creates (5 from each) race for a's lent 8: exactly 2 fit,
+    # whoever wins them (a taking back, b borrowing); a's guarantee and root's 80 hold.
+    tree = POLICY.replace("requests.cpu 100", "requests.cpu 80")
+    eight = {"requests.cpu": 8 * NANO}
+    lending = dataclasses.replace(compile_sources(load_text(tree, "ledger.quota")),
+                                  lending=Lending(lend={"a": eight}, borrow={"b": eight}))
+    for _ in range(3):
+        ledger = make()
+        assert admit(ledger, lending, deployment("held-a", "a", replicas=8), "CREATE").touches == ()
+        assert admit(ledger, lending, deployment("held-b", "b", replicas=10), "CREATE").touches == ()
+        start = threading.Barrier(10)
+        won: list[str] = []
+
+        def create(i: int, ledger: Store = ledger, start: threading.Barrier = start, won: list[str] = won) -> None:
+            group = "ab"[i % 2]
+            ask = ask_for(lending, deployment(f"r{i}", group), "CREATE")
+            start.wait()
+            if ledger.reserve(dataclasses.replace(ask, decide=slow(ask.decide))).allowed:
+                won.append(group)
+
+        run_together(create, 10)
+        assert len(won) == 2
+        assert cpu(ledger, "a") + cpu(ledger, "b") == 80 * NANO
