@@ -1,11 +1,15 @@
 """Core benchmark: compile a 10,000-group policy; decide Deployments and TFJobs.
 
-Run: `python bench/bench_core.py [--groups 1000 10000] [--seconds 2]`. Compiles
+Run: `python bench/bench_core.py [--groups 1000 10000] [--seconds 2] [--bindings]`. Compiles
 a generated policy of each size (by default 1,000 and 10,000 groups) and times
 decisions against the largest. Prints figures; asserts nothing. "Cold" decisions see pod resources the usage cache
 has never seen (a new memory request each time: the cache is keyed by what pod
 usage reads, so a new image alone would hit it); "warm" ones repeat one
 object, as the webhook does for a re-sent review or another team's copy.
+`--bindings` binds every group's namespace (`namespaces "team-0-0"`, the
+platforms `platform-0-*`) and reads the GPU model from the node label the
+workloads pin (`node label gpu`), so the two runs compare the cost of the
+binding and model checks.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ def _scaled(value: int | str, factor: int) -> str:
     return f"{number * factor}{value[-2:]}"
 
 
-def generate_policy(directory: Path, groups: int) -> None:
+MODELS = ['  model gpu A100 "NVIDIA-A100-SXM4-80GB"', '  node label gpu "nvidia.com/gpu.product"']
+
+
+def generate_policy(directory: Path, groups: int, bindings: bool = False) -> None:
     """root → platforms → teams, ~√groups platforms; every key carved exactly."""
     platforms = max(1, int((groups - 1) ** 0.5))
     teams_per = max(1, (groups - 1 - platforms) // platforms)
@@ -50,12 +57,15 @@ def generate_policy(directory: Path, groups: int) -> None:
         "settings {",
         '  group label "quota.group"',
         '  model label gpu "quota.group/gpu-type"',
+        *(MODELS if bindings else []),
         "}",
         "",
     ]
 
     def block(name: str, parent: str | None, factor: int) -> None:
         lines.append(f"group {name}" + (f" in {parent}" if parent else "") + " {")
+        if bindings and parent is not None:
+            lines.append(f'  namespaces "{name}"' + (f', "{name}-*"' if parent == "root" else ""))
         for key, value in KEYS:
             lines.append(f"  {key} {_scaled(value, factor)}")
         lines.append(f"  cash requests.nvidia.com/gpu {100 * factor}h per week")
@@ -67,6 +77,9 @@ def generate_policy(directory: Path, groups: int) -> None:
         for t in range(teams_per):
             block(f"team-{p}-{t}", f"platform-{p}", 1)
     (directory / "org.quota").write_text("\n".join(lines) + "\n")
+
+
+PIN = {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}}
 
 
 def deployment(tag: int = 0) -> dict[str, Any]:
@@ -94,7 +107,8 @@ def deployment(tag: int = 0) -> dict[str, Any]:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container, sidecar]}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [container, sidecar], **PIN}},
         },
     }
 
@@ -103,12 +117,13 @@ def tfjob(tag: int = 0) -> dict[str, Any]:
     def spec(replicas: int, gpus: int) -> dict[str, Any]:
         res = {"cpu": "1", "memory": f"{2097152 + tag}Ki", "nvidia.com/gpu": str(gpus)}
         container = {"name": "tensorflow", "image": f"tf:{tag}", "resources": {"requests": res, "limits": res}}
-        return {"replicas": replicas, "template": {"spec": {"containers": [container]}}}
+        return {"replicas": replicas, "template": {"spec": {"containers": [container], **PIN}}}
 
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "TFJob",
-        "metadata": {"name": "train", "labels": {"quota.group": "team-0-0", "quota.group/gpu-type": "A100"}},
+        "metadata": {"name": "train", "namespace": "team-0-0",
+                     "labels": {"quota.group": "team-0-0", "quota.group/gpu-type": "A100"}},
         "spec": {"tfReplicaSpecs": {"Chief": spec(1, 0), "Worker": spec(1, 1)}},
     }
 
@@ -132,11 +147,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--groups", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--bindings", action="store_true", help="namespace bindings and node-label models")
     args = parser.parse_args()
 
     for groups in sorted(args.groups):
         with tempfile.TemporaryDirectory() as tmp:
-            generate_policy(Path(tmp), groups)
+            generate_policy(Path(tmp), groups, args.bindings)
             lines = (Path(tmp) / "org.quota").read_text().count("\n")
             gc.collect()
             start = time.perf_counter()
@@ -149,8 +165,8 @@ def main() -> None:
     # Some usage already there, well below the 90% warning threshold: the common case.
     usage = Snapshot.parse({"team-0-0": {"limits.cpu": "2", "requests.cpu": "1", "pods": "3"}})
     warm_deploy, warm_tf = deployment(), tfjob()
-    assert evaluate(policy, warm_deploy, usage=usage).allowed
-    assert evaluate(policy, warm_tf, usage=usage).allowed
+    assert evaluate(policy, warm_deploy, usage=usage).reason == "charged"
+    assert evaluate(policy, warm_tf, usage=usage).reason == "charged"
     cold_deploys = [deployment(i + 1) for i in range(200_000)]
     cold_tfs = [tfjob(i + 1) for i in range(100_000)]
 

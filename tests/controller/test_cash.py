@@ -304,6 +304,9 @@ def test_split_loses_at_most_one_nano_second_for_sub_micro_usage(points: list[fl
 # ------------------------------------------------------------ pods
 
 
+NODE_VALUES = {"A100": "NVIDIA-A100-SXM4-80GB", "V100": "Tesla-V100-SXM2-32GB"}  # examples/policies/settings.quota
+
+
 def pod(
     *,
     node: str | None = "node-1",
@@ -324,6 +327,8 @@ def pod(
     }
     if node is not None:
         spec["nodeName"] = node
+    if gpu_model is not None:  # the example policy reads GPU models from the node label the pod pins
+        spec["nodeSelector"] = {"nvidia.com/gpu.product": NODE_VALUES[gpu_model]}
     conditions = [{"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-23T00:59:00Z"}]
     if scheduled is not None:
         conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled})
