@@ -774,6 +774,36 @@ def _fast_group(
                     Span(filename, number, hours_col + 1, number, hours_col + 1 + len(hours)),
                 )
             )
+        elif size in (4, 6) and first not in _NOT_LIMITS and first != "cash":
+            limit = _fast_lending(tokens, filename, number, seen)
+            if limit is None:
+                return None
+            append(limit)
         else:
             return None
     return None
+
+
+def _fast_lending(tokens: list[tuple[int, str]], filename: str, number: int, seen: _Seen) -> nodes.Limit | None:
+    """`KEY QUANTITY lend Q [borrow Q]` or `KEY QUANTITY borrow Q` (issue 29, the grammar's order), else None."""
+    words = [word for _, word in tokens[2::2]]
+    if words not in (["lend"], ["borrow"], ["lend", "borrow"]):
+        return None
+    (key_col, key), (qty_col, qty) = tokens[0], tokens[1]
+    if not _whole(_KEY, key, seen) or (key in _keywords() and not _reads_as("key", key)):
+        return None
+    if not all(_whole(_QUANTITY, value, seen) for _, value in (tokens[1], *tokens[3::2])):
+        return None
+
+    def span(column: int, text: str) -> nodes.Span:
+        return nodes.Span(filename, number, column + 1, number, column + 1 + len(text))
+
+    terms = dict(zip(words, tokens[3::2], strict=True))
+    lend, borrow = terms.get("lend"), terms.get("borrow")
+    end_col, end = tokens[-1]
+    return nodes.Limit(
+        key, qty, nodes.Span(filename, number, key_col + 1, number, end_col + 1 + len(end)), span(key_col, key),
+        span(qty_col, qty),
+        nodes.Lending(lend[1] if lend else None, borrow[1] if borrow else None,
+                      span(*lend) if lend else None, span(*borrow) if borrow else None),
+    )

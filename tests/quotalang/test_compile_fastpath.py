@@ -123,6 +123,29 @@ def test_malformed_quantities_are_read_whole_on_both_paths(value: str) -> None:
     _agree(text)
 
 
+def test_lend_and_borrow_lines_are_read_fast_and_exactly() -> None:
+    # Issue 29: a limit's `lend` / `borrow`, in the grammar's order, with the spans lark gives them.
+    text = ("group a {\n  limits.cpu 8 lend 2  # c\n\trequests.nvidia.com/gpu.A100 4\tborrow 1\n"
+            "  pods 10 lend 1 borrow 3#c\n  count/pods 5 lend 1x\n}\n")
+    fast = parser._fast_items(text, "f.quota")
+    assert fast is not None
+    cpu, gpu, pods, count = fast[0].body
+    assert (cpu.lending.lend, str(cpu.lending.lend_span), cpu.lending.borrow) == ("2", "f.quota:2:21", None)
+    assert (gpu.lending.borrow, str(gpu.lending.borrow_span)) == ("1", "f.quota:3:40")
+    assert (pods.lending.lend, pods.lending.borrow, str(pods.span)) == ("1", "3", "f.quota:4:3")
+    assert count.lending.lend == "1x"  # read whole: the checker says E109 at its column
+    _agree(text)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["limits.cpu 1 lend", "limits.cpu 1 borrow 1 lend 1", "limits.cpu 1 lend 1 lend 1", "limits.cpu 1 lend 2}",
+     "lend 1 lend 1", "limits.cpu lend 1 borrow", "cash pods 1h lend 1", "cash pods 1h per day borrow 2"],
+)
+def test_lend_and_borrow_edge_cases_agree(line: str) -> None:
+    _agree(f"group a {{\n  {line}\n}}\n")
+
+
 def test_keywords_lark_reads_as_names_and_keys_stay_fast() -> None:
     text = "group default {\n  cpu 8\n  memory 1Gi\n  cash cpu 1h\n}\ngroup gpu in default {\n  cpu 1\n}\n"
     assert parser._fast_items(text, "f.quota") is not None
@@ -150,7 +173,7 @@ TOKENS = [
     "group", "in", "a", "b", "root", "{", "}", "mode", "warn", "enforce", "cash", "per", "week", "year",
     "pods", "limits.cpu", "requests.nvidia.com/gpu.A100", "Limits.cpu", "8", "500m", "8Ti", "1e3", "1E5i",
     ".5", "+1", "-1", "1e", "1.5.5", "0x10", "12Qi", "10h", "1.5h", "#c", "\t", "\r", "", '"x"', "settings",
-    "kind", "a.b.",
+    "kind", "a.b.", "lend", "borrow",
 ]
 
 STATEMENTS = [
@@ -159,6 +182,7 @@ STATEMENTS = [
     "mode warn", "mode enforce", "cash requests.nvidia.com/gpu 100h per week",
     "cash limits.cpu 12.5h", "cash pods 1h per day", "cash gpu 1h", "cash cash 2h per month",
     "limits.cpu -1", "limits.cpu 1e3 # c", "", "#c",
+    "limits.cpu 8 lend 2", "pods 4 borrow 1", "requests.nvidia.com/gpu.A100 8 lend 4 borrow 2", "pods 1 lend -1",
 ]
 
 KIND = "kind apps/v1 Deployment {\n  pods {\n    template spec.template\n  }\n}"
