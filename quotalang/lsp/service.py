@@ -162,7 +162,8 @@ def on_formatting(ls: QuotaServer, params: types.DocumentFormattingParams) -> li
                 types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
 def on_code_action(ls: QuotaServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     _, index, name = ls.at(params.text_document.uri)
-    return actions.actions(params.text_document.uri, name, list(params.context.diagnostics), index)
+    text = ls.workspace.get_text_document(params.text_document.uri).source
+    return actions.actions(params.text_document.uri, name, text, list(params.context.diagnostics), index)
 
 
 def run(load_usage: Callable[[str], Snapshot]) -> None:

@@ -166,7 +166,8 @@ def test_a_did_you_mean_becomes_a_replacement(folder: Path) -> None:
     found = convert.by_file(analysis, folder / "teams.quota")
     uri = (folder / "teams.quota").as_uri()
     (typo,) = [d for d in found[uri] if d.message.startswith("unknown resource name requests.cpo")]
-    fixes = actions.actions(uri, "teams.quota", [typo], analysis.index)
+    text = analysis.texts["teams.quota"]
+    fixes = actions.actions(uri, "teams.quota", text, [typo], analysis.index)
     edit = types.TextEdit(types.Range(types.Position(10, 2), types.Position(10, 14)), "requests.cpu")
     assert fixes == [types.CodeAction(title="replace with requests.cpu", kind=types.CodeActionKind.QuickFix,
                                       diagnostics=[typo], is_preferred=True,
@@ -205,3 +206,15 @@ def test_lsp_without_its_extra_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "pygls.lsp.server", None)  # what an install without pygls looks like
     assert main(["lsp"], out=io.StringIO()) == 2
     assert "quotalang lsp needs the lsp extra: pip install 'quotalang[lsp]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("line", "start", "end", "fix", "expected"), [
+    ("  unlabelled group teem", 2, 23, "team", (19, 23)),  # E202's range is the whole setting
+    ("  mode warning", 7, 14, "mode warn", (2, 14)),  # a keyword's did-you-mean names the statement
+    ("  requests.cpo 1  # typo", 2, 14, "requests.cpu", (2, 14)),
+    ("group a in rot {", 11, 14, "root", (11, 14)),
+])
+def test_a_fix_replaces_the_words_most_like_it(line: str, start: int, end: int, fix: str,
+                                               expected: tuple[int, int]) -> None:
+    found = actions.replacement(line, start, end, fix)
+    assert found is not None and (found.start.character, found.end.character) == expected
