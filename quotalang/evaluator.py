@@ -125,7 +125,6 @@ def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any], namespace: str, clu
     settings = policy.settings
     bindings = policy.bindings
     name = metadata_of(obj, settings.group_source).get(settings.group_label)
-    where = f"{settings.group_source} {settings.group_label}"
     if name is None:
         default = bindings.default_group(namespace, cluster) if bindings is not None else None
         if default is not None:
@@ -134,7 +133,8 @@ def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any], namespace: str, clu
             return _outside(policy, namespace, cluster)
         if settings.unlabelled == "deny":
             return None, "unlabelled", (
-                f"workload has no {where}; label it with the quota group it belongs to"
+                f"workload has no {settings.group_source} {settings.group_label}; "
+                "label it with the quota group it belongs to"
             ), None
         if settings.unlabelled != "group" or settings.unlabelled_group is None:
             return None, "unlabelled", None, None
@@ -144,6 +144,7 @@ def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any], namespace: str, clu
             return _outside(policy, namespace, cluster)
         near = policy.near_groups(str(name))
         hint = f"; did you mean {', '.join(near)}?" if near else ""
+        where = f"{settings.group_source} {settings.group_label}"
         return None, "unknown-group", f"unknown quota group {name!r} in {where}{hint}", None
     group = str(name)
     if bindings is None or bindings.allows(group, namespace, cluster):

@@ -45,8 +45,11 @@ class ModelProblem:
 
 
 def _mapping(node: Any, key: str) -> Mapping[str, Any]:
-    found = node.get(key) if isinstance(node, Mapping) else None
-    return found if isinstance(found, Mapping) else _EMPTY
+    """`node[key]` when both are mappings, else empty; `type(...) is dict` first: the hot path sees dicts."""
+    found = node.get(key) if type(node) is dict or isinstance(node, Mapping) else None
+    if found is None:
+        return _EMPTY
+    return found if type(found) is dict or isinstance(found, Mapping) else _EMPTY
 
 
 def pinned_values(template: Mapping[str, Any] | None, label: str) -> frozenset[str] | None:
@@ -61,6 +64,8 @@ def pinned_values(template: Mapping[str, Any] | None, label: str) -> frozenset[s
     selected = _mapping(spec, "nodeSelector").get(label)
     if isinstance(selected, str):
         found = frozenset((selected,))
+    if spec.get("affinity") is None:  # the common case: a nodeSelector or nothing
+        return found
     affinity = _mapping(_mapping(spec, "affinity"), "nodeAffinity")
     required = _mapping(affinity, "requiredDuringSchedulingIgnoredDuringExecution")
     terms = required.get("nodeSelectorTerms")
@@ -140,6 +145,12 @@ def _pinned(
     """The model the scheduler enforces for `kind`, or the problem with the template's pin."""
     pinned = pinned_values(template, node_label)
     by_value = settings.node_values.get(kind, _EMPTY)
+    if pinned is not None and len(pinned) == 1:  # the common case: one value, no sorting
+        (value,) = pinned
+        model = by_value.get(value)
+        if model is not None and (claimed is None or claimed == model):
+            found.append((kind, model, f"node selector {node_label}={value}"))
+            return
     if not pinned:
         problems.append(ModelProblem(kind, "model-not-pinned", (
             f"set nodeSelector {node_label} to one {kind} model: {declared_text(settings, kind)}"
