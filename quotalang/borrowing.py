@@ -126,7 +126,7 @@ class Check:
     fits: bool
     touches: tuple[str, ...]  # ancestors whose balance it changes, nearest first (empty: its group alone)
     borrowed: tuple[Draw, ...] = ()  # nearest ancestor first, per key in the order asked
-    short: tuple[Short, ...] = ()  # one per key that does not fit
+    short: tuple[Short, ...] = ()  # where a key does not fit, nearest first (a key may fail at several)
 
 
 def balance(groups: Groups, lending: Lending, used: Used, name: str, key: str) -> int:
@@ -175,7 +175,11 @@ def check(groups: Groups, lending: Lending, used: Used, name: str, needs: Mappin
     it changes at or above its floor, and what it borrows from which ancestor.
 
     Keys `name` does not limit are not checked; an ancestor that does not
-    limit a key has room for it. Per key, the drop in g's balance travels up
+    limit a key has room for it. A key that does not fit is followed up all
+    the same (`touches`, `borrowed` and further `short` entries): a group in
+    warn or audit mode is admitted over quota, and what it then takes from
+    its ancestors (at most its borrow: shares stop at −borrow) must be
+    decided under their locks. Per key, the drop in g's balance travels up
     as far as the shares change: each ancestor absorbs what its share does
     not pass on. What g takes of its own lendable part (its balance between
     lend and 0) is counted against the nearest pools first and is not
@@ -197,9 +201,8 @@ def check(groups: Groups, lending: Lending, used: Used, name: str, needs: Mappin
             lend, borrow = lending.terms(node, key)
             after = before - drop
             floor = -borrow if group.parent is not None else 0
-            if after < floor:
-                short.append(Short(node, key, after, floor))
-                break
+            if after < floor:  # noted, and followed up: in warn or audit mode it is admitted all the same,
+                short.append(Short(node, key, after, floor))  # and the balances it changes must be locked
             passed = 0
             if group.parent is not None:
                 passed = share(groups, lending, used, node, key, before) - share(groups, lending, used, node, key,

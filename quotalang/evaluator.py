@@ -632,7 +632,9 @@ def _balances(
     for key, value in extra.items():
         needs[key] = needs.get(key, 0) + value
     result = borrowing.check(policy.groups, lending, source.used, group.name, needs)
-    short = {s.key: s for s in result.short}
+    short: dict[str, borrowing.Short] = {}
+    for where in result.short:  # the nearest place a key fails is the one to name
+        short.setdefault(where.key, where)
     kept = [v for v in violations if v.cash_period is not None or v.resource in short]
     carved_refused = {v.resource for v in kept}
     used = source.used(group.name)

@@ -115,3 +115,19 @@ def test_a_decision_through_the_written_policy_says_what_it_borrowed() -> None:
                                                      "limits": {"nvidia.com/gpu": "8"}}
     denied = evaluate(policy, pod, usage={"ai-platform": {GPU: "4"}})
     assert not denied.allowed and "1 short beyond the 3 it may borrow" in denied.message
+
+
+def test_a_warn_mode_group_past_its_borrow_is_admitted_and_locks_what_it_draws_on() -> None:
+    # nlp in warn mode, ai-platform's own 4 used: 8 GPUs is 4 beyond nlp's hard, 1 past its borrow 3.
+    # Allowed with the warning; its share stops at −3, so it still draws 2 at ai-platform (vision's lent 2)
+    # and 1 at root, and the decision names both, for the store to decide it under their locks.
+    text = WRITTEN.replace("group nlp in ai-platform {\n", "group nlp in ai-platform {\n  mode warn\n")
+    policy = compile_sources(load_text(KINDS + text, "tree.quota"))
+    eight = {"requests": {"nvidia.com/gpu": "8"}, "limits": {"nvidia.com/gpu": "8"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "labels": {"g": "nlp"}},
+           "spec": {"containers": [{"name": "c", "resources": eight}]}}
+    decision = evaluate(policy, pod, usage={"ai-platform": {GPU: "4"}})
+    assert decision.allowed and decision.mode == "warn"
+    assert any("1 short beyond the 3 it may borrow" in w for w in decision.warnings)
+    assert decision.touches == ("ai-platform", "root")
+    assert decision.borrowed == (Draw("ai-platform", GPU, 2 * N), Draw("root", GPU, 1 * N))
