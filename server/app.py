@@ -140,6 +140,8 @@ def create_app(
             return
         elapsed = perf_counter() - start
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
+        if outcome.reason == "outside-quota":
+            metrics.outside_quota.inc()
         recent.add(outcome)
         log_decision(outcome, elapsed)
         await send_json(send, 200, encode(outcome.response))

@@ -63,6 +63,10 @@ class Metrics:
             "quotalang_bad_requests", "Bodies that were not usable AdmissionReviews (4xx).", ["reason"],
             registry=r,
         )
+        self.outside_quota = Counter(
+            "quotalang_outside_quota",
+            "Admissions in namespaces no group binds: admitted and charged nowhere (issue 26).", registry=r,
+        )
         self.reloads = Counter("quotalang_policy_reloads", "Policies loaded and swapped in.", registry=r)
         self.reload_errors = Counter(
             "quotalang_policy_reload_errors", "Policies rejected on reload (the last good one kept serving).",

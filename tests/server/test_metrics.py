@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from quotalang.controller import MemoryLedger
+from quotalang.server.metrics import Metrics
 from tests.cash import set_cash
 from tests.server.webhook_helpers import deployment, review
 
@@ -72,3 +73,22 @@ def test_bad_requests_and_reload_counters_are_exported(client: TestClient, api: 
     assert found["quotalang_bad_requests_total", labels(reason="not-json")] == 1
     assert found["quotalang_policy_reloads_total", labels()] == 0
     assert found["quotalang_policy_reload_errors_total", labels()] == 0
+
+
+def test_admissions_outside_quota_are_counted(ledger: MemoryLedger, metrics: Metrics) -> None:
+    """Issue 26: a namespace no group binds is admitted uncharged, and counted."""
+    from quotalang.server.api import create_api_app
+    from quotalang.server.app import create_app
+    from quotalang.server.reload import PolicyHolder
+    from tests.server.webhook_helpers import POLICY, compile_text
+
+    bound = compile_text(POLICY.replace("group ml in root {", 'group ml in root {\n  namespaces "team-a"'))
+    holder = PolicyHolder(bound)
+    with TestClient(create_app(holder, ledger, metrics=metrics)) as client, \
+            TestClient(create_api_app(holder, ledger, metrics=metrics, hosts=["testserver"])) as api:
+        admit(client, deployment("a", namespace="team-a"))  # bound to ml: charged
+        admit(client, deployment("b", namespace="scratch"))  # bound to no group: outside quota
+        admit(client, deployment("c", namespace="scratch"))
+        found = scrape(api)
+    assert found["quotalang_outside_quota_total", labels()] == 2
+    assert ledger.used("ml")["requests.cpu"] == 4 * NANO  # a's one pod; b and c charged nowhere
