@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from quotalang.borrowing import Draw, Lending
+from quotalang.borrowing import Draw, Lending, balance
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.ledger.base import LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.memory import MemoryLedger
@@ -596,3 +596,65 @@ def test_a_lender_taking_back_and_a_sibling_borrowing_race_for_the_same_lent_roo
         run_together(create, 10)
         assert len(won) == 2
         assert cpu(ledger, "a") + cpu(ledger, "b") == 80 * NANO
+
+
+TREE = """\
+settings {
+  group label "team"
+}
+
+group root {
+  requests.cpu 80
+}
+
+group ai in root {
+  requests.cpu 48 borrow 16
+}
+
+group vision in ai {
+  requests.cpu 16 lend 8
+}
+
+group nlp in ai {
+  requests.cpu 16 borrow 12
+}
+
+group data in root {
+  requests.cpu 24 lend 12
+}
+
+group etl in data {
+  requests.cpu 16 lend 4 borrow 8
+}
+
+kind apps/v1 Deployment {
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+}
+"""
+
+
+@pytest.mark.usefixtures("eager_thread_switching")
+def test_concurrent_requests_across_a_lending_tree_never_break_a_balance(make: Make) -> None:
+    # test_borrowing's tree × 4 cpu (one pod each), written in the language. 48 one-pod creates in every
+    # group at once, each decision waiting 1 ms before it is recorded. Afterwards every balance is at or
+    # above its floor (−borrow; a root 0), so every subtree holds at most hard + borrow: root 80 in all.
+    # Sequentially, whatever the order, 20 pods fit in all (root's 80 / 4).
+    tree = compile_sources(load_text(TREE, "tree.quota"))
+    groups = list(tree.groups)
+    ledger = make()
+    start = threading.Barrier(48)
+
+    def create(i: int) -> None:
+        ask = ask_for(tree, deployment(f"t{i}", groups[i % len(groups)]), "CREATE")
+        start.wait()
+        ledger.reserve(dataclasses.replace(ask, decide=slow(ask.decide)))
+
+    run_together(create, 48)
+    used = {g: cpu(ledger, g) for g in groups}
+    for name, group in tree.groups.items():
+        floor = 0 if group.parent is None else -tree.lending.terms(name, "requests.cpu")[1]
+        assert balance(tree.groups, tree.lending, lambda g: {"requests.cpu": used[g]}, name, "requests.cpu") >= floor
+    assert sum(used.values()) == 80 * NANO
