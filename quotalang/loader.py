@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -72,13 +72,20 @@ def _display(path: Path) -> str:
     return rel if not rel.startswith("../../..") else str(path)
 
 
-def load(paths: list[str] | str, overlay: Mapping[Path, str] | None = None) -> Sources:
+def load(
+    paths: list[str] | str,
+    overlay: Mapping[Path, str] | None = None,
+    memo: MutableMapping[tuple[str, str], nodes.PolicyFile] | None = None,
+) -> Sources:
     """Parse every file of the policy; raise `PolicyError` with all the problems.
 
-    `overlay` maps resolved paths to texts read instead of the disk's: an
-    editor's unsaved buffers (`quotalang lsp`).
+    For `quotalang lsp`: `overlay` maps resolved paths to texts read instead
+    of the disk's (an editor's unsaved buffers); `memo`, kept by the caller,
+    holds the trees of (name, text) already parsed (trees are immutable), so
+    a change re-parses only the files that changed.
     """
     unsaved = overlay or {}
+    trees = memo if memo is not None else {}
     roots = [paths] if isinstance(paths, str) else list(paths)
     texts: dict[str, str] = {}
     files: list[nodes.PolicyFile] = []
@@ -104,11 +111,13 @@ def load(paths: list[str] | str, overlay: Mapping[Path, str] | None = None) -> S
             problems.append(Diagnostic("E005", f"cannot read {name}: {exc}", origin))
             return
         texts[name] = text
-        try:
-            parsed = parse(text, name)
-        except PolicyError as exc:
-            problems.extend(exc.diagnostics)
-            return
+        parsed = trees.get((name, text))
+        if parsed is None:
+            try:
+                parsed = trees[(name, text)] = parse(text, name)
+            except PolicyError as exc:
+                problems.extend(exc.diagnostics)
+                return
         files.append(parsed)
         for imp in parsed.imports:
             target = resolve_import(imp.target, path.parent)

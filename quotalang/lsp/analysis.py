@@ -10,11 +10,11 @@ and navigation keeps using the last analysis that parsed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from quotalang import loader
+from quotalang import loader, nodes
 from quotalang.checker import check
 from quotalang.compiler import compile_sources
 from quotalang.errors import Diagnostic, PolicyError, QuotalangError
@@ -46,10 +46,15 @@ def resolve(name: str) -> Path:
     return Path(name).resolve()
 
 
-def analyse(directory: Path, overlay: Mapping[Path, str], usage: Snapshot | None = None) -> Analysis:
-    """Load, check and (when clean) compile `directory`, reading `overlay`'s texts before the disk's."""
+def analyse(
+    directory: Path,
+    overlay: Mapping[Path, str],
+    usage: Snapshot | None = None,
+    memo: MutableMapping[tuple[str, str], nodes.PolicyFile] | None = None,
+) -> Analysis:
+    """Load and check `directory`, reading `overlay`'s texts before the disk's (`memo`: see loader.load)."""
     try:
-        sources = loader.load(str(directory), overlay)
+        sources = loader.load(str(directory), overlay, memo)
     except PolicyError as exc:
         names = {resolve(n): n for n in exc.sources}
         return Analysis(directory, exc.diagnostics, exc.sources, None, None, usage, names)

@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from quotalang import __version__
+from quotalang import __version__, nodes
 from quotalang.errors import QuotalangError
 from quotalang.evaluator import Snapshot
 from quotalang.fmt import format_source
@@ -38,6 +38,7 @@ class QuotaServer(LanguageServer):
         self.indexes: dict[Path, Index] = {}
         self.published: dict[Path, set[str]] = {}
         self.usage: Snapshot | None = None
+        self.parsed: dict[tuple[str, str], nodes.PolicyFile] = {}  # loader.load's memo
         self.load_usage: Callable[[str], Snapshot] = lambda path: Snapshot({}, {})
 
     def path_of(self, uri: str) -> Path:
@@ -51,7 +52,9 @@ class QuotaServer(LanguageServer):
         directory = self.path_of(uri).parent
         overlay = {self.path_of(d.uri): d.source for d in self.workspace.text_documents.values()
                    if d.uri.startswith("file:")}
-        analysis = analyse(directory, overlay, self.usage)
+        if len(self.parsed) > 4 * max(len(overlay), 64):  # old versions of edited files: start again
+            self.parsed.clear()
+        analysis = analyse(directory, overlay, self.usage, self.parsed)
         self.analyses[directory] = analysis
         if analysis.index is not None:
             self.indexes[directory] = analysis.index

@@ -218,3 +218,14 @@ def test_a_fix_replaces_the_words_most_like_it(line: str, start: int, end: int, 
                                                expected: tuple[int, int]) -> None:
     found = actions.replacement(line, start, end, fix)
     assert found is not None and (found.start.character, found.end.character) == expected
+
+
+def test_a_change_reparses_only_the_changed_file(folder: Path) -> None:
+    memo: dict[tuple[str, str], object] = {}
+    first = analyse(folder, {}, None, memo)  # type: ignore[arg-type]
+    edited = TEAMS_FILE.replace("gpu       3", "gpu       2")
+    second = analyse(folder, {(folder / "teams.quota").resolve(): edited}, None, memo)  # type: ignore[arg-type]
+    assert first.index is not None and second.index is not None
+    assert second.index.files["root.quota"] is first.index.files["root.quota"]
+    assert second.index.files["teams.quota"] is not first.index.files["teams.quota"]
+    assert [d.code for d in second.findings if d.severity == "error"] == []
