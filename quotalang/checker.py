@@ -146,8 +146,13 @@ class _Policy:
         return out
 
     def quantity(self, limit: nodes.Limit) -> Quantity | None:
-        """The limit's value, None when it does not parse (E109)."""
-        return self.quantities.get(id(limit))
+        """The limit's value, None when it does not parse (E109); a lend / borrow value is parsed here."""
+        if id(limit) in self.quantities:
+            return self.quantities[id(limit)]
+        try:
+            return parse_quantity(limit.quantity)
+        except QuantityError:
+            return None
 
     def split(self, key: str) -> _Key:
         """`key` split with this policy's gpu resources (see `_split`)."""
@@ -314,6 +319,7 @@ def _check_groups(policy: _Policy) -> list[Diagnostic]:
             if isinstance(stmt, nodes.Limit):
                 found += _key_name(stmt.key, stmt.key_span, policy)
                 found += _limit_quantity(stmt, policy)
+                found += _lending_quantities(stmt, policy)
             elif isinstance(stmt, nodes.Cash):
                 found += _key_name(stmt.key, stmt.key_span, policy)
         found += _model_over_generic(group, policy)
@@ -465,6 +471,16 @@ def _limit_quantity(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:
     if klass in _BYTE_CLASSES and (limit.quantity.endswith(_SMALL_SUFFIXES) or quantity.nanos % NANO):
         return [_bytes_in_fractions(limit)]
     return []
+
+
+def _lending_quantities(limit: nodes.Limit, policy: _Policy) -> list[Diagnostic]:
+    """E109, E110, W103 for a limit's `lend` / `borrow` (issue 29): read and judged as its value is."""
+    out: list[Diagnostic] = []
+    terms = limit.lending
+    for text, span in ((terms.lend, terms.lend_span), (terms.borrow, terms.borrow_span)):
+        if text is not None and span is not None:
+            out += _limit_quantity(nodes.Limit(limit.key, text, span, limit.key_span, span), policy)
+    return out
 
 
 def _malformed(limit: nodes.Limit) -> Diagnostic:

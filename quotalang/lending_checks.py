@@ -4,7 +4,8 @@ Their own module, as the binding checks are: `checker.check` calls `check`,
 the compiler calls `lending_of`. Each rule guards what the balance rule
 (`quotalang.borrowing`) relies on:
 
-- E109: a lend or borrow that is not a quantity, or is negative.
+- (E109, E110, W103 for the values themselves are the checker's: it reads
+  them as it reads the limit's value.)
 - E116: a group lends more than its hard limit (`hard − lend`, its guarantee,
   would be negative).
 - E117: a group may borrow a key but nothing could ever be lent to it: with
@@ -58,10 +59,7 @@ def check(files: tuple[nodes.PolicyFile, ...]) -> list[Diagnostic]:
                 if text is None or span is None:
                     continue
                 value = _value(text)
-                if value is None or value < 0:
-                    why = "is negative" if value is not None else "is not a quantity"
-                    found.append(Diagnostic("E109", f"{word} {text} of {stmt.key} {why}", span,
-                                            f"write a quantity of {stmt.key}, e.g. `{word} 2`"))
+                if value is None or value < 0:  # E109 / E110 (the checker reads it as it reads the limit)
                     continue
                 if value:
                     into.setdefault(group.name, {})[stmt.key] = value

@@ -131,3 +131,12 @@ def test_a_warn_mode_group_past_its_borrow_is_admitted_and_locks_what_it_draws_o
     assert any("1 short beyond the 3 it may borrow" in w for w in decision.warnings)
     assert decision.touches == ("ai-platform", "root")
     assert decision.borrowed == (Draw("ai-platform", GPU, 2 * N), Draw("root", GPU, 1 * N))
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [("1e200", "E109"), ("-1", "E110"), ("0.5", "E110"), ("99999999999999999999999", "E116")]
+)
+def test_hostile_lend_values_are_named_at_their_column(value: str, code: str) -> None:
+    # Read and judged as a limit's value is (out of range, negative, a fraction of a pod), or larger than hard.
+    (found,) = findings(f"group root {{\n  pods 8\n}}\ngroup a in root {{\n  pods 4 lend {value}\n}}\n")
+    assert (found.code, str(found.span)) == (code, "p.quota:5:15")
