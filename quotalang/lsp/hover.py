@@ -61,10 +61,7 @@ def group_text(analysis: Analysis, index: Index, name: str) -> str | None:
         return f"**group {name}** (parent: {group.parent or 'none, a root'}; children: {kids})\n\n" \
                f"{keys}\n\n_the policy has errors: room per key once it compiles_"
     head = f"**group {name}** · `{compiled.path}` · mode {compiled.mode}\n\nchildren: {kids}\n\n"
-    bindings = [(stmt.default, p) for stmt in group.body if isinstance(stmt, nodes.Namespaces) for p in stmt.patterns]
-    if bindings:
-        shown = ", ".join(f'"{p}"' + (" (default)" if default else "") for default, p in bindings)
-        head += f"namespaces: {shown}\n\n"
+    head += bindings_text(index, group)
     usage = analysis.usage
     used = usage.used(name) if usage else {}
     columns = "| key | hard | carved | own room |" + (" used | free |" if usage else "")
@@ -77,6 +74,21 @@ def group_text(analysis: Analysis, index: Index, name: str) -> str | None:
         rows.append("| " + " | ".join(cells) + " |")
     cash = [f"- cash `{k}` {b.hours}h per {b.period or 'lifetime'}" for k, b in compiled.cash.items()]
     return head + "\n".join(rows) + ("\n\n" + "\n".join(cash) if cash else "")
+
+
+def bindings_text(index: Index, group: nodes.Group) -> str:
+    """The group's own namespace bindings, then those it inherits (a binding covers its subtree)."""
+    lines = []
+    seen: set[str] = set()
+    current: nodes.Group | None = group
+    while current is not None and current.name not in seen:
+        seen.add(current.name)
+        bound = [(s.default, p) for s in current.body if isinstance(s, nodes.Namespaces) for p in s.patterns]
+        if bound:
+            shown = ", ".join(f'"{p}"' + (" (default)" if default else "") for default, p in bound)
+            lines.append(f"namespaces: {shown}" if current is group else f"namespaces from {current.name}: {shown}")
+        current = index.groups.get(current.parent) if current.parent else None
+    return "".join(f"{line}\n\n" for line in lines)
 
 
 def key_meaning(base: str) -> str:

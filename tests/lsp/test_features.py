@@ -229,3 +229,13 @@ def test_a_change_reparses_only_the_changed_file(folder: Path) -> None:
     assert second.index.files["root.quota"] is first.index.files["root.quota"]
     assert second.index.files["teams.quota"] is not first.index.files["teams.quota"]
     assert [d.code for d in second.findings if d.severity == "error"] == []
+
+
+def test_hover_on_a_group_lists_the_bindings_it_inherits(folder: Path) -> None:
+    bound = ROOT_FILE.replace("  requests.nvidia.com/gpu.A100  4\n", "  requests.nvidia.com/gpu.A100  4\n"
+                              '  default namespaces "shared"\n')
+    fixed = TEAMS_FILE.replace("requests.nvidia.com/gpu       3", "requests.nvidia.com/gpu       2")
+    analysis = compiled(analyse(folder, {(folder / "root.quota").resolve(): bound,
+                                         (folder / "teams.quota").resolve(): fixed}))
+    text = md(hover.hover(analysis, "teams.quota", 7, 8))
+    assert 'namespaces: "lab"\n\nnamespaces from root: "shared" (default)\n\n| key |' in text
