@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from quotalang.borrowing import Draw, Lending
 from quotalang.checker import check
+from quotalang.cli import main
 from quotalang.compiler import compile_sources
 from quotalang.errors import Diagnostic, PolicyError
 from quotalang.evaluator import evaluate
@@ -140,3 +146,30 @@ def test_hostile_lend_values_are_named_at_their_column(value: str, code: str) ->
     # Read and judged as a limit's value is (out of range, negative, a fraction of a pod), or larger than hard.
     (found,) = findings(f"group root {{\n  pods 8\n}}\ngroup a in root {{\n  pods 4 lend {value}\n}}\n")
     assert (found.code, str(found.span)) == (code, "p.quota:5:15")
+
+
+def test_quotalang_test_states_borrowing_expectations(tmp_path: Path) -> None:
+    # team 4 cpu borrow 1, root 10 = team 4 + other 4 (own room 2). 4 one-cpu pods fit team's own 4
+    # (allow); the fifth borrows 1 from root, a warning the user sees (warn); the sixth is 2 beyond, 1 short.
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "p.quota").write_text(
+        'import "quotalang:policies/core.quota"\nsettings {\n  group label "g"\n}\n'
+        "group root {\n  requests.cpu 10\n}\ngroup team in root {\n  requests.cpu 4 borrow 1\n}\n"
+        "group other in root {\n  requests.cpu 4\n}\n"
+    )
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p0", "namespace": "ns", "labels": {"g": "team"}},
+           "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}}]}}
+    cases = [{"name": f"pod {i}", "workload": pod, "patch": {"metadata": {"name": f"p{i}"}},
+              "expect": "warn" if i == 3 else "allow"} for i in range(4)]  # the fourth: team at 100% (warn at 90%)
+    cases.append({"name": "borrows", "workload": pod, "patch": {"metadata": {"name": "p4"}},
+                  "expect": {"decision": "warn", "message": "team borrowed 1 of requests.cpu from root"}})
+    cases.append({"name": "past its borrow", "workload": pod, "patch": {"metadata": {"name": "p5"}},
+                  "expect": {"decision": "deny", "message": "1 short beyond the 1 it may borrow",
+                             "used": {"team": {"requests.cpu": 5}}}})
+    (tmp_path / "b.test.yaml").write_text(yaml.safe_dump({"policy": "policy", "cases": cases}, sort_keys=False))
+    out = io.StringIO()
+    code = main(["test", str(tmp_path), "--format", "json"], out=out)
+    report = json.loads(out.getvalue())
+    assert code == 0, report
+    assert [c["status"] for c in report["cases"]] == ["PASS"] * 6
