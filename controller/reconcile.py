@@ -30,7 +30,7 @@ from quotalang.controller.cash import PodRun, accrue, pod_run, spent_by_run
 from quotalang.controller.ledger.base import CashState, CashStore, ControllerLedger, ObjectKey, Observation, Usage
 from quotalang.controller.spending import Spending
 from quotalang.evaluator import resolve_group
-from quotalang.owners import claimed_owner
+from quotalang.owners import OwnerRef, claimed_owner, verified_owner
 from quotalang.usage import workload_usage
 
 LOG = logging.getLogger("quotalang.controller")
@@ -59,6 +59,13 @@ def _owner_uids(obj: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(refs, list):
         return ()
     return tuple(str(r["uid"]) for r in refs if isinstance(r, Mapping) and r.get("controller") and r.get("uid"))
+
+
+def _ownership(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What verifying a chain of owners reads of an object: its kind, uid and controller reference."""
+    meta = _meta(obj)
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": {"uid": meta.get("uid"), "ownerReferences": meta.get("ownerReferences")}}
 
 
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +105,10 @@ class Reconciler:
         self._holding = bool(getattr(ledger, "durable", False))
         self._pods: dict[str, tuple[str | None, str]] = {}  # pod uid -> (version, policy) it was read at
         self._unresolved: dict[str, dict[str, Any]] = {}  # pods whose charged owner is not seen yet
+        # uid -> what verifying ownership reads of an object (its kind and controller reference)
+        self._ownership: dict[str, dict[str, Any]] = {}
+        # workloads charged as themselves because the owner they claim is not seen (yet): read again
+        self._unowned: dict[ObjectKey, tuple[str, dict[str, Any]]] = {}
         self.events = 0
 
     # --------------------------------------------------------- the sink
@@ -203,8 +214,14 @@ class Reconciler:
             return None  # a stale event (a watcher being replaced): what was seen is newer
         meta = _meta(obj)
         uid = str(meta.get("uid") or "") or None
-        owned = claimed_owner(policy, obj) is not None
-        if owned and source == PODS:
+        # Owned only by an owner the watches have seen with the uid the reference names (as admission
+        # checks it against the ledger): a reference anyone may write proves nothing by itself.
+        claim = claimed_owner(policy, obj)
+        owned = claim is not None and verified_owner(policy, obj, self._owner_seen) is not None
+        if uid is not None:
+            with self._lock:
+                self._ownership[uid] = _ownership(obj)
+        if owned and source == PODS and (seen_before is None or seen_before.group is None):
             return None  # a pod its owner paid for: no usage, never an owner itself, nothing to index
         group: str | None = None
         usage: dict[str, int] = {}
@@ -219,15 +236,28 @@ class Reconciler:
             if uid is not None:
                 self._owners[uid] = (group, _owner_uids(obj))
                 self._keys[uid] = key
-        return None if owned else Observation(key, group, usage, version, slim(obj))
+            if claim is not None and not owned:
+                self._unowned[key] = (source, obj)  # charged as itself until its owner is seen
+            else:
+                self._unowned.pop(key, None)
+        if owned:  # charged nothing; an object charged as itself before its owner was seen gives it back
+            was_charged = seen_before is not None and seen_before.group is not None
+            return Observation(key, None, {}, version, slim(obj)) if was_charged else None
+        return Observation(key, group, usage, version, slim(obj))
+
+    def _owner_seen(self, ref: OwnerRef) -> Mapping[str, Any] | None:
+        with self._lock:
+            return self._ownership.get(ref.uid)
 
     def _forget(self, source: str, key: ObjectKey) -> None:
         with self._lock:
             seen = self._seen.pop(key, None)
             self._by_source.get(source, set()).discard(key)
+            self._unowned.pop(key, None)
             if seen is not None and seen.uid is not None:
                 self._owners.pop(seen.uid, None)
                 self._keys.pop(seen.uid, None)
+                self._ownership.pop(seen.uid, None)
         self.ledger.forget(key)
 
     # -------------------------------------------------------------- pods
@@ -294,11 +324,19 @@ class Reconciler:
                     self._runs[uid] = replace(run, end=now)
 
     def resolve_pods(self) -> int:
-        """Read again the pods whose charged owner was not seen yet (watches list in any order)."""
+        """Read again the pods whose charged owner was not seen yet (watches list in any order), and the
+        workloads charged as themselves because the owner they claim was not seen: one now seen takes them
+        over (until then they are counted, never under)."""
         with self._lock:
             waiting = list(self._unresolved.values())
+            unowned = list(self._unowned.values())
         for pod in waiting:
             self._pod("MODIFIED", pod)
+        policy = self._policy()
+        if policy is not None:
+            for source, obj in unowned:
+                if verified_owner(policy, obj, self._owner_seen) is not None:
+                    self._workload(source, "MODIFIED", obj, policy)
         return len(waiting) - len(self._unresolved)
 
     # -------------------------------------------------------------- cash

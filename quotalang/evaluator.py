@@ -28,7 +28,7 @@ from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource,
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import metadata_of, name_of
-from quotalang.owners import claimed_owner
+from quotalang.owners import Find, claimed_owner, verified_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
@@ -197,6 +197,7 @@ def evaluate(
     *,
     namespace: str | None = None,
     cluster: str = "",
+    owners: Find | None = None,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
@@ -207,7 +208,11 @@ def evaluate(
     namespace); their container defaults apply to every pod template first.
     `namespace` is the review's (default: the object's, else its parent's,
     else `default`) and `cluster` the review's cluster: the namespace bindings
-    are checked against them.
+    are checked against them. `owners` finds a claimed controller owner's
+    stored body (the ledger): an object is then its owner's to charge only if
+    the owner is known with the uid the reference names (`owners.
+    verified_owner`); without it (CI, no ledger) the kind rules' `creates`
+    alone decide (`claimed_owner`).
     Raises `InputError` for objects that cannot be read: a negative or
     malformed quantity, a `resources` that is not a mapping, a bad replica
     count, an invalid LimitRange.
@@ -219,7 +224,7 @@ def evaluate(
         return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
-    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster)
+    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners)
     defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, where.namespace)
     if kind == "Scale":
         return _scale(policy, obj, source, parent, dry_run, defaults, where)
@@ -233,6 +238,7 @@ class _Where(NamedTuple):
 
     namespace: str
     cluster: str = ""
+    owners: Find | None = None  # the ledger's lookup of a claimed owner (None: the claim alone decides)
 
 
 _NOWHERE = _Where("default")
@@ -272,7 +278,8 @@ def _workload(
         return Decision(True, op, reason="no-rule", notes=_notes(["no kind rule matches; not charged"], note),
                         stored=stored, dry_run=dry_run)
     owner = claimed_owner(policy, obj)
-    if owner is not None:
+    unverified = owner is not None and where.owners is not None and verified_owner(policy, obj, where.owners) is None
+    if owner is not None and not unverified:
         return Decision(True, op, reason="owned",
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),
                         stored=stored, dry_run=dry_run)
@@ -289,6 +296,9 @@ def _workload(
     group = policy.groups[group_name]
     charges: dict[str, dict[str, int]] = {}
     notes: list[str] = []
+    if unverified:
+        assert owner is not None
+        notes.append(f"names {owner} as its controller, which is not known with uid {owner.uid}; charged as itself")
     findings: list[str] = []
     extra: dict[str, int] = {}
     rolling: tuple[PartUsage, ...] = ()

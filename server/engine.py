@@ -54,6 +54,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cachetools import TTLCache
+
 from quotalang.controller import Ledger, ObjectKey
 from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
@@ -63,6 +65,7 @@ from quotalang.decision import Decision, UsageSource, clip
 from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
+from quotalang.owners import Find, OwnerRef, claimed_owner, verified_owner
 from quotalang.policy import CompiledPolicy
 from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
@@ -100,12 +103,15 @@ def ask_for(
     identity: ObjectKey | None = None,
     limit_ranges: LimitRanges | None = None,
     deadline: float = math.inf,
+    owners: Find | None = None,
 ) -> Ask:
     """The ask of a CREATE or UPDATE of `obj`, a `Scale` (`parent`: the stored workload, `identity` names
     it) or an HPA (`parent`: its target, checked and never charged).
 
     The group label of `parent`, else of `obj`, picks the numbers it is checked
-    against; what is recorded comes from the decision alone.
+    against; what is recorded comes from the decision alone. `owners` answers
+    where a claimed controller owner is known (`Engine._owners`: looked up
+    before the store decides, so a store never waits for a call under its lock).
     """
     target = parent if parent is not None else obj
     if identity is None:
@@ -116,7 +122,7 @@ def ask_for(
 
     def decide(usage: UsageSource, dry: bool) -> Decision:
         return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
-                        limit_ranges=limit_ranges, namespace=namespace, cluster=cluster)
+                        limit_ranges=limit_ranges, namespace=namespace, cluster=cluster, owners=owners)
 
     return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
 
@@ -171,6 +177,9 @@ class Engine:
         self.failure_mode: FailureMode = failure_mode
         self.limit_ranges = limit_ranges if limit_ranges is not None else LimitRangeSource()
         self._releases = _Releases()  # standalone: deleted pods released once their grace period is over
+        # (owner, uid) -> what ownership needs of the owner's body: owners known with that uid, for a while
+        self._verified: TTLCache[tuple[ObjectKey, str], dict[str, Any]] = TTLCache(maxsize=4096, ttl=30)
+        self._verified_lock = threading.Lock()  # the cache is read from the event loop and worker threads
 
     def review(
         self, request: AdmissionRequest, cluster: str = "", *, wait: bool = True, deadline: float | None = None
@@ -285,7 +294,7 @@ class Engine:
             if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
                 operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
-                          deadline=until)
+                          deadline=until, owners=self._owners(policy, obj, identity, wait))
         if wait:
             decision = self.ledger.reserve(ask)
         else:
@@ -296,6 +305,36 @@ class Engine:
         if standalone and decision.reserves and _finally_deleted(obj):
             self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
         return decision
+
+    def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Find:
+        """The ledger's answer to where `obj`'s claimed controller owner (and, through a go-between, the chain
+        above it) is known: looked up now, outside any store lock, and handed to the decision as a memo.
+
+        An owner the ledger holds with the claimed uid is remembered briefly
+        (`_verified`), so the pods of one ReplicaSet cost one lookup of it.
+        """
+        found: dict[tuple[str, str, str], Mapping[str, Any] | None] = {}
+
+        def find(ref: OwnerRef) -> Mapping[str, Any] | None:
+            key = (ref.api_version, ref.kind, ref.name)
+            if key not in found:
+                owner = ObjectKey(api_group(ref.api_version), ref.kind, identity.namespace, ref.name,
+                                  identity.cluster)
+                with self._verified_lock:
+                    known = self._verified.get((owner, ref.uid))
+                if known is not None:
+                    found[key] = known
+                else:
+                    body = self._find(owner, wait)
+                    found[key] = body
+                    if body is not None and _metadata(body).get("uid") == ref.uid:
+                        with self._verified_lock:
+                            self._verified[owner, ref.uid] = _ownership(body)
+            return found[key]
+
+        if claimed_owner(policy, obj) is not None:
+            verified_owner(policy, obj, find)  # every lookup it needs happens here; the decision reads `found`
+        return find
 
     def _deleted(self, identity: ObjectKey, options: Mapping[str, Any] | None) -> None:
         """Standalone: a DELETE review releases only what is proven gone (`deletion_hold`)."""
@@ -388,6 +427,13 @@ def deletion_hold(recorded: Mapping[str, Any] | None, options: Mapping[str, Any]
 
 DEFAULT_GRACE_SECONDS = 30  # a Pod's terminationGracePeriodSeconds when unset
 MAX_GRACE_SECONDS = 3600  # a longer hold is still a hold, never a release before the pod could be gone
+
+
+def _ownership(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What verifying a chain of owners reads of an owner's body: its kind and its own controller reference."""
+    meta = _metadata(body)
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": {"uid": meta.get("uid"), "ownerReferences": meta.get("ownerReferences")}}
 
 
 def _finally_deleted(obj: Mapping[str, Any]) -> bool:

@@ -427,3 +427,25 @@ def test_slim_drops_only_managed_fields() -> None:
     out = slim(obj)
     assert "managedFields" not in out["metadata"] and out["metadata"]["uid"] == "uid-web"
     assert obj["metadata"]["managedFields"]  # the original is untouched
+
+
+# ---------------------------------------------------------------- owners (issue 25 #1)
+def test_a_replicaset_is_owned_only_by_a_deployment_the_watches_have_seen(
+    reconciler: Reconciler, ledger: MemoryLedger
+) -> None:
+    """By hand: a 5-pod ReplicaSet of group a (5 × 4 = 20 cpu) naming Deployment `web` as its controller is
+    charged as itself while no `web` with that uid is seen, and given back once it is; one naming a
+    Deployment nobody created stays charged."""
+    rs = owned("ReplicaSet", "web-1", "Deployment", "web", spec={"replicas": 5, "template": TEMPLATE})
+    rs["metadata"]["labels"] = {"team": "a"}
+    fake = owned("ReplicaSet", "free-1", "Deployment", "nobody", spec={"replicas": 2, "template": TEMPLATE})
+    fake["metadata"]["labels"] = {"team": "a"}
+    reconciler.apply(REPLICASETS, "ADDED", rs)  # its Deployment's watch has not listed it yet
+    reconciler.apply(REPLICASETS, "ADDED", fake)
+    assert cpu(ledger, "a") == 7 * CPU  # both charged as themselves: 5 + 2 pods
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("web", replicas=5))  # uid-web, as rs names
+    reconciler.resolve_pods()
+    assert cpu(ledger, "a") == (5 + 2) * CPU  # the Deployment's 5 pods; rs is its own; the fake still 2
+    reconciler.apply(DEPLOYMENTS, "ADDED", deployment("nobody", replicas=1, uid="uid-someone-else"))
+    reconciler.resolve_pods()
+    assert cpu(ledger, "a") == (5 + 1 + 2) * CPU  # another uid than the reference names: still charged

@@ -207,3 +207,59 @@ def test_no_forged_old_object_admits_more_than_fits(
     answer = send(client, review(deployment("web", replicas=wanted), "UPDATE", old=forged))
     assert answer["allowed"] is (4 * wanted <= 40)
     assert cpu(ledger) == (4 * wanted if answer["allowed"] else 4 * held)
+
+
+# ------------------------------------------------------------ #1: an owner is one the ledger knows
+OWNED_POLICY = """\
+settings {
+  group label "team"
+  unlabelled deny
+}
+
+group ml {
+  requests.cpu 8
+}
+
+kind v1 Pod {
+  pods {
+    replicas 1
+    template .
+  }
+}
+
+kind apps/v1 ReplicaSet {
+  creates v1 Pod
+  pods {
+    replicas spec.replicas default 1
+    template spec.template
+  }
+}
+"""
+
+
+def owned_pod(name: str, cpu_request: str, owner_uid: str) -> dict[str, Any]:
+    body = pod(name, cpu_request)
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                                            "uid": owner_uid, "controller": True}]
+    return body
+
+
+def test_a_pod_is_its_owners_only_if_the_ledger_knows_that_owner(holder: PolicyHolder) -> None:
+    """By hand: ml may use 8 cpu. The ReplicaSet `rs` (uid rs-1, 2 pods of 2 cpu) is charged 4; a pod it
+    controls is not charged again; a pod naming `rs` with another uid, or a ReplicaSet nobody admitted, is
+    charged as itself."""
+    ledger = MemoryLedger()
+    client = TestClient(create_app(PolicyHolder(compile_text(OWNED_POLICY)), ledger))
+    forged = send(client, review(owned_pod("free-ride", "6", "rs-1")))  # no rs known yet: charged 6
+    assert forged["allowed"] is True and cpu(ledger) == 6
+    send(client, delete(owned_pod("free-ride", "6", "rs-1"), gracePeriodSeconds=0))
+    assert cpu(ledger) == 0
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "rs", "namespace": "team-a", "uid": "rs-1", "labels": {"team": "ml"}},
+          "spec": {"replicas": 2, "template": pod("x", "2")}}
+    assert send(client, review(rs))["allowed"] and cpu(ledger) == 4
+    assert send(client, review(owned_pod("rs-a", "2", "rs-1")))["allowed"]
+    assert cpu(ledger) == 4  # its owner paid for it
+    wrong = send(client, review(owned_pod("rs-b", "6", "rs-other")))  # the name of rs, not its uid
+    assert wrong["allowed"] is False  # charged as itself: 4 + 6 > 8
+    assert cpu(ledger) == 4
