@@ -16,14 +16,16 @@ from typing import Any
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube.naming import plural, policy_kinds
 from quotalang.errors import InputError
-from quotalang.server.manifests.objects import plain
+from quotalang.server.manifests.objects import plain, resizes
 from quotalang.server.manifests.options import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, RESOURCES, Options
 from quotalang.server.manifests.policyfiles import policy_files
 
 
-def kinds(policy: CompiledPolicy) -> list[dict[str, Any]]:
-    """The policy's workload kinds as the chart's `kinds` value (what to watch and intercept)."""
-    return [{"group": group, "version": version, "resource": plural(kind), "scale": scales}
+def kinds(policy: CompiledPolicy, kube_version: tuple[int, int] = (1, 21)) -> list[dict[str, Any]]:
+    """The policy's workload kinds as the chart's `kinds` value (what to watch and intercept; `resize`: its
+    `pods/resize` too, on a cluster that has it)."""
+    return [{"group": group, "version": version, "resource": plural(kind), "scale": scales,
+             **({"resize": True} if resizes(group, kind, kube_version) else {})}
             for group, version, kind, scales in policy_kinds(policy)]
 
 
@@ -58,7 +60,7 @@ def chart_values(paths: Sequence[str], options: Options) -> dict[str, Any]:
                           "metricsFromNamespace": options.metrics_from_namespace or ""},
         "metrics": {"serviceMonitor": {"enabled": options.prometheus_operator}},
         "alerts": {"prometheusRule": {"enabled": options.prometheus_operator}},
-        "kinds": kinds(policy),
+        "kinds": kinds(policy, options.kube_version),
         "policy": {"files": files},
     }
 

@@ -50,13 +50,24 @@ def meta(name: str, namespace: str | None = None) -> dict[str, Any]:
     return out
 
 
-def webhook_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
+RESIZE_SINCE = (1, 33)  # pods/resize (in-place resize) is served from Kubernetes 1.33
+
+
+def resizes(group: str, kind: str, kube_version: tuple[int, int]) -> bool:
+    """Whether `pods/resize` changes what this kind charges on this cluster (a Pod, Kubernetes ≥ 1.33)."""
+    return group == "" and kind == "Pod" and kube_version >= RESIZE_SINCE
+
+
+def webhook_rules(policy: CompiledPolicy, kube_version: tuple[int, int] = (1, 21)) -> list[dict[str, Any]]:
+    """Every kind the policy charges, its `/scale`, and where the cluster has it `pods/resize`; HPAs."""
     by_gv: dict[tuple[str, str], list[str]] = {}
     for group, version, kind, scales in policy_kinds(policy):
         resources = by_gv.setdefault((group, version), [])
         resources.append(plural(kind))
         if scales:
             resources.append(f"{plural(kind)}/scale")
+        if resizes(group, kind, kube_version):
+            resources.append(f"{plural(kind)}/resize")
     rules = [
         {"apiGroups": [group], "apiVersions": [version], "operations": ["CREATE", "UPDATE"],
          "resources": sorted(resources), "scope": "Namespaced"}
@@ -226,7 +237,7 @@ def webhook_configuration(
         "matchPolicy": "Equivalent",
         "clientConfig": dict(client_config),
         "namespaceSelector": selector,
-        "rules": webhook_rules(policy),
+        "rules": webhook_rules(policy, options.kube_version),
     }
     hooks = [quota_hook]
     if not options.by_name:

@@ -31,6 +31,7 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIBdummy\n-----END CERTIFICATE-----\n"
 MATRIX = {
     "defaults": Options(IMAGE),
     "kube-1.20": Options(IMAGE, kube_version=(1, 20), exempt_namespaces=("monitoring", "gpu-operator")),
+    "kube-1.33": Options(IMAGE, kube_version=(1, 33)),  # pods/resize is routed
     "cert-manager": Options(IMAGE, cert_manager=True, replicas=3, metrics_from_namespace="monitoring",
                             prometheus_operator=True),
     "cert-manager-issuer": Options(IMAGE, cert_manager=True, cert_manager_issuer=("ClusterIssuer", "corp-ca")),

@@ -187,6 +187,17 @@ def test_the_pdb_api_follows_the_kube_version() -> None:
     assert run("--policy", str(EXAMPLES), "--namespace", "q", "--kube-version", "banana")[0] == 2
 
 
+def test_pods_resize_is_routed_where_the_cluster_has_it() -> None:
+    """In-place resize (pods/resize, Kubernetes 1.33) changes what a pod charges: the webhook decides it."""
+    def resources(version: tuple[int, int]) -> set[str]:
+        config = find(manifests([str(EXAMPLES)], "q", Options(IMAGE, kube_version=version)),
+                      "ValidatingWebhookConfiguration")
+        return {r for rule in config["webhooks"][0]["rules"] for r in rule["resources"]}
+
+    assert "pods/resize" in resources((1, 33)) and "pods" in resources((1, 33))
+    assert "pods/resize" not in resources((1, 32))  # an older apiserver refuses a rule it does not serve
+
+
 def test_the_deployment_is_ready_for_production(docs: list[dict[str, Any]]) -> None:
     deployment = find(docs, "Deployment")
     spec = deployment["spec"]
