@@ -28,7 +28,10 @@ Decisions:
   by the object's identity: a CREATE, or an UPDATE against the same object
   version as the pending one, *replaces* it (only one of them can persist),
   so a retried request is never charged twice; an UPDATE against a newer
-  version adds to it. Only the positive part of a delta is reserved.
+  version adds to it. A replacement holds the larger of the two deltas per
+  key (the one stored need not be the later) on top of what admissions
+  against earlier versions hold (a CREATE not folded yet stays held).
+  Only the positive part of a delta is reserved.
 * The leader folds observations in batches (`flush`: one write per group per
   `fold_interval` at most; what frees no quota may wait `FOLD_PATIENCE` to
   share a write): the write adds the observed usage and lists the
@@ -88,6 +91,7 @@ from quotalang.controller.ledger.base import (
     add_usage,
     at_or_after,
     look_up,
+    maximum,
     newer,
     pack,
     pack_observed,
@@ -231,6 +235,15 @@ class _Mine:
     usage: dict[str, int]
     deadline: float  # wall clock
     resource_version: str | None  # the object's version it was admitted against (None on CREATE)
+    # Of `usage`, what admissions against earlier versions hold (an UPDATE on top of a CREATE not yet folded):
+    # a later admission against the same version replaces only the rest (`latest`), never this.
+    base: dict[str, int] = field(default_factory=dict)
+
+    def latest(self) -> dict[str, int]:
+        """The part the last admission against `resource_version` holds."""
+        rest = dict(self.usage)
+        add_usage(rest, self.base, -1)
+        return rest
 
 
 def _adder(diff: Mapping[str, int], new_object: bool, cluster: str) -> Callable[[LedgerState], bool]:
@@ -400,6 +413,9 @@ class KubernetesLedger:
     """A `Ledger` whose state lives in `QuotaLedger` objects, shared by every replica.
 
     `clock` is wall-clock seconds (reservation deadlines, cash times);
+    `monotonic` and `sleep` measure and wait out intervals (deadlines, lease
+    windows, lags, backoff): injectable, so a simulation runs the store on
+    virtual time with no thread of its own;
     `fence` returns the leader's epoch, or None when this replica is not the
     leader (controller writes then raise `NotLeader`); without one, controller
     writes are unfenced (tests, a single replica). `fallback_lookup` finds a
@@ -422,8 +438,12 @@ class KubernetesLedger:
         fence: Callable[[], int | None] | None = None,
         fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
         fold_interval: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api = api
+        self._monotonic = monotonic
+        self._sleep = sleep
         self.replica = replica
         self._ttl = reservation_ttl
         self._clock = clock
@@ -500,7 +520,7 @@ class KubernetesLedger:
             confirmed = _confirmed(mine, state.folded)
             mine.drop_all(confirmed)
             if confirmed and not _written(state.reservations.get(self.replica), mine.held()):
-                self._dirty.setdefault(group, time.monotonic())
+                self._dirty.setdefault(group, self._monotonic())
 
     def _account_own(self, update: LedgerState, folded: Iterable[str]) -> set[str]:
         """The leader's fold write also writes the leader's own smaller sum, so it needs no `tidy` write.
@@ -533,7 +553,7 @@ class KubernetesLedger:
         if confirmed and all(name in (self.replica, self._lease_name) for name in update.reservations):
             update.folded = [entry for entry in update.folded if _fold_parts(entry)[0] not in confirmed]
         if lease is not None and held_lease is not None:
-            if time.monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
+            if self._monotonic() >= lease.usable_until:  # returned with the fold: `tidy` then has nothing to write
                 update.reservations.pop(self._lease_name, None)
             else:
                 update.reservations[self._lease_name] = Held(dict(lease.left), 0, held_lease.expires, update.asks)
@@ -612,7 +632,7 @@ class KubernetesLedger:
         while True:
             try:
                 self.stats.reads += 1
-                obj = self.api.request("GET", object_path(group), timeout=_left(until))
+                obj = self.api.request("GET", object_path(group), timeout=self._left(until))
                 state = from_object(obj, group)
                 self.remember(state)
                 return state
@@ -627,7 +647,7 @@ class KubernetesLedger:
     def _create(self, group: str, until: float) -> None:
         try:
             obj = self.api.request("POST", COLLECTION_PATH, body=to_object(LedgerState(group)),
-                                   timeout=_left(until))
+                                   timeout=self._left(until))
             self.stats.writes += 1
             self.remember(from_object(obj, group))
             LOG.info("created the ledger of group %s", group)
@@ -639,7 +659,8 @@ class KubernetesLedger:
         """PUT `state` if the object is still at `state.resource_version`; None on 409 Conflict."""
         while True:
             try:
-                obj = self.api.request("PUT", object_path(state.group), body=to_object(state), timeout=_left(until))
+                obj = self.api.request("PUT", object_path(state.group), body=to_object(state),
+                                       timeout=self._left(until))
             except ApiError as exc:
                 if exc.status == 409:
                     self.stats.conflicts += 1
@@ -658,14 +679,14 @@ class KubernetesLedger:
         """Back off and return if the error is worth retrying and time is left; else raise."""
         status = exc.status if isinstance(exc, ApiError) else None
         transient = status is None or status == 429 or status >= 500
-        left = until - time.monotonic()
+        left = until - self._monotonic()
         if not transient:
             raise LedgerUnavailable(f"{doing}: {exc}") from None
         if left <= 0.05:
             self.stats.unavailable += 1
             raise LedgerUnavailable(f"{doing}: gave up at the request deadline: {exc}") from None
         self.stats.retries += 1
-        time.sleep(min(0.2, left / 4))
+        self._sleep(min(0.2, left / 4))
 
     # ------------------------------------------------------------ admission
     def reserve(self, ask: Ask) -> Decision:
@@ -678,7 +699,7 @@ class KubernetesLedger:
         group = ask.group
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
             return ask.decision(self)
-        until = ask.deadline if ask.deadline != math.inf else time.monotonic() + budget(DEFAULT_TIMEOUT)
+        until = ask.deadline if ask.deadline != math.inf else self._monotonic() + budget(DEFAULT_TIMEOUT)
 
         def busy() -> LedgerUnavailable:
             self.stats.unavailable += 1
@@ -741,13 +762,13 @@ class KubernetesLedger:
     def _lately(self, group: str) -> int:
         """Admissions of the group in this replica's current window and the one just before it."""
         window = self._recent.get(group)
-        if window is None or time.monotonic() - window.start > LEASE_WINDOW:
+        if window is None or self._monotonic() - window.start > LEASE_WINDOW:
             return 0
         return window.count + window.before
 
     def _count(self, group: str, admissions: int) -> None:
         window = self._recent.get(group)
-        now = time.monotonic()
+        now = self._monotonic()
         if window is None or now - window.start > LEASE_WINDOW:
             before = window.count if window is not None and now - window.start <= 2 * LEASE_WINDOW else 0
             window = self._recent[group] = _Window(now, 0, before)
@@ -768,7 +789,7 @@ class KubernetesLedger:
         through the written path.
         """
         lease, state = self._leases.get(group), self._cache.get(group)
-        if lease is None or state is None or time.monotonic() >= lease.usable_until:
+        if lease is None or state is None or self._monotonic() >= lease.usable_until:
             return batch
         now = self._clock()
         with self._index_lock:
@@ -887,7 +908,7 @@ class KubernetesLedger:
 
     def _decide_batch(self, group: str, batch: list[Slot[Ask]]) -> None:
         until = min(slot.until for slot in batch)
-        moment = time.monotonic()  # wait at most half of what is left: the last read and write need time too
+        moment = self._monotonic()  # wait at most half of what is left: the last read and write need time too
         wait_for_others = moment + min(ANSWER_WAIT, (until - moment) / 2)
         asked: int | None = None
         state, fresh = self._cache.get(group), False
@@ -918,12 +939,12 @@ class KubernetesLedger:
             if stale:
                 state, fresh = self.read(group, until), True
                 continue
-            if blocked and time.monotonic() < wait_for_others:
+            if blocked and self._monotonic() < wait_for_others:
                 if asked is None or self._lent_since(update, asked):  # a refused ask is made again, too
                     asked = self._ask(group, state, mine, until)
                 elif self._asked_of(update):  # another waiter asked since: answer here (tidy waits for this turn)
                     self._write_own(group, state, mine, until, state.asks)
-                time.sleep(0.1)
+                self._sleep(0.1)
                 state, fresh = self.read(group, until), True
                 continue
             if written:
@@ -934,7 +955,7 @@ class KubernetesLedger:
                     held = mine.held(changes)
                 self._set_mine(update, held, lease, now)
                 if self.write(update, until) is None:
-                    if time.monotonic() >= until:
+                    if self._monotonic() >= until:
                         self.stats.unavailable += 1
                         raise LedgerUnavailable(
                             f"the ledger of group {group} kept changing under concurrent writes: "
@@ -945,7 +966,7 @@ class KubernetesLedger:
             self._keep(mine, changes, written, now)
             if written:  # the lease written replaces the one before (what that one handed out is in `mine`)
                 if lease:
-                    self._leases[group] = _Lease(dict(lease), time.monotonic() + LEASE_WINDOW)
+                    self._leases[group] = _Lease(dict(lease), self._monotonic() + LEASE_WINDOW)
                 else:
                     self._leases.pop(group, None)
             for slot, decision in zip(batch, decisions, strict=True):
@@ -1005,9 +1026,9 @@ class KubernetesLedger:
         op = request.operation
         view: Mapping[str, int] = used
         existing = mine.get(slot, changes)
-        if existing is not None and _replaces(existing, op, admitted_rv):  # a superseded one is checked without
+        if existing is not None and _replaces(existing, op, admitted_rv):  # checked without the superseded delta
             view = dict(used)
-            add_usage(view, existing.usage, -1)
+            add_usage(view, existing.latest(), -1)
         decision = request.decision(_View(group, dict(view), update.cash))
         if decision.touches:  # it would draw on ancestors this store does not register with yet (issue 29)
             decision = refuse_drawing(decision)
@@ -1016,14 +1037,18 @@ class KubernetesLedger:
             return decision, None
         body = pack(decision.stored)  # before anything is written
         existing = mine.get(slot, changes)
-        usage, rv = dict(charge), admitted_rv
+        usage, rv, base = dict(charge), admitted_rv, {}
         if existing is not None:
-            if not _replaces(existing, op, admitted_rv):
-                add_usage(usage, existing.usage)
+            if not _replaces(existing, op, admitted_rv):  # on top of what earlier versions' admissions hold
+                base = dict(existing.usage)
                 rv = admitted_rv or existing.resource_version
+            else:  # only one of the two persists, not always the later: the larger delta, on the same base
+                base = dict(existing.base)
+                usage = maximum(usage, existing.latest())
             add_usage(used, existing.usage, -1)
+        add_usage(usage, base)
         add_usage(used, usage)
-        changes[slot] = _Mine(usage, now + self._ttl, rv)
+        changes[slot] = _Mine(usage, now + self._ttl, rv, base)
         self._prune_pending(now)
         return decision, (key, body)
 
@@ -1057,7 +1082,7 @@ class KubernetesLedger:
         attempt: if it landed, nothing is applied again. Returns the state
         written, or None if nothing changed.
         """
-        until = time.monotonic() + timeout
+        until = self._monotonic() + timeout
         epoch = self._epoch()
         token = token or self._token(epoch)
         with self._writer(group):
@@ -1099,7 +1124,7 @@ class KubernetesLedger:
             if written is not None:
                 self._drop_mine(group, own)
                 return written
-            if time.monotonic() >= until:
+            if self._monotonic() >= until:
                 raise LedgerUnavailable(f"the ledger of group {group}: no write succeeded in time")
             state = self.read(group, until)
 
@@ -1206,7 +1231,7 @@ class KubernetesLedger:
         and a release or shrink is never held back. It saves a write per
         group per observation when groups are many and each is quiet.
         """
-        now = time.monotonic()
+        now = self._monotonic()
         with self._queue_lock:
             for group, changes in edits.items():
                 queued = self._queue.setdefault(group, [])
@@ -1237,7 +1262,7 @@ class KubernetesLedger:
         failed: Exception | None = None
         with self._flush_lock:
             with self._queue_lock:
-                now = time.monotonic()
+                now = self._monotonic()
                 due = [g for g, at in self._due.items() if at <= now] if patient else list(self._due)
                 queue = {g: self._queue.pop(g) for g in due}
                 unsure = {g: self._unsure.pop(g) for g in due if g in self._unsure}
@@ -1296,7 +1321,7 @@ class KubernetesLedger:
         moment of counting twice. Not fenced: every replica owns its entry.
         """
         now = self._clock() if now is None else now
-        moment = time.monotonic()
+        moment = self._monotonic()
         writes = 0
         with self._index_lock:
             for group, mine in self._mine.items():
@@ -1310,7 +1335,7 @@ class KubernetesLedger:
         due |= self._asked()
         for group in due:
             with self._writer(group):
-                writes += self._tidy(group, time.monotonic() + timeout)
+                writes += self._tidy(group, self._monotonic() + timeout)
         return writes
 
     def _busy(self, group: str, moment: float) -> bool:
@@ -1343,7 +1368,7 @@ class KubernetesLedger:
             self._set_mine(update, held)
             if self.write(update, until) is not None:
                 return 1
-            if time.monotonic() >= until:
+            if self._monotonic() >= until:
                 with self._index_lock:
                     self._dirty[group] = 0.0  # next round
                 return 0
@@ -1438,7 +1463,7 @@ class KubernetesLedger:
         return result[0]
 
     def cash_state(self, group: str) -> CashState:
-        state = self._cache.get(group) or self.read(group, time.monotonic() + CONTROLLER_TIMEOUT)
+        state = self._cache.get(group) or self.read(group, self._monotonic() + CONTROLLER_TIMEOUT)
         return CashState(dict(state.cash), state.period_start, state.last_accrual)
 
     def pending(self) -> Iterable[ObjectKey]:
@@ -1453,13 +1478,16 @@ class KubernetesLedger:
             mine = self._mine.get(group)
             return {k: dict(v.usage) for k, v in mine.items.items()} if mine is not None else {}
 
+    def _left(self, until: float) -> float:
+        return max(until - self._monotonic(), 0.001)
+
     # ------------------------------------------------------ ledger objects
     def load_all(self, timeout: float = CONTROLLER_TIMEOUT) -> str:
         """LIST every ledger object into the cache; return the list's resourceVersion (for a watch)."""
-        until = time.monotonic() + timeout
+        until = self._monotonic() + timeout
         while True:
             try:
-                listing = self.api.request("GET", COLLECTION_PATH, timeout=_left(until))
+                listing = self.api.request("GET", COLLECTION_PATH, timeout=self._left(until))
                 break
             except KubeError as exc:
                 self._retry_or_raise(exc, until, "listing the ledger objects")
@@ -1478,7 +1506,7 @@ class KubernetesLedger:
 
     def ensure_groups(self, groups: Iterable[str], timeout: float = CONTROLLER_TIMEOUT) -> int:
         """Create the ledger objects of `groups` that do not exist yet; return how many were created."""
-        until = time.monotonic() + timeout
+        until = self._monotonic() + timeout
         created = 0
         for group in groups:
             if group in self._cache:
@@ -1503,10 +1531,6 @@ class KubernetesLedger:
             raise
         self.drop(group)
         return True
-
-
-def _left(until: float) -> float:
-    return max(until - time.monotonic(), 0.001)
 
 
 __all__ = ["CONTROLLER_TIMEOUT", "KubernetesLedger", "StoreStats"]

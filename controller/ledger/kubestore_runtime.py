@@ -50,16 +50,9 @@ class LedgerWatch:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                if version is None:
-                    version = self.ledger.load_all()
-                    self.relists += 1
-                    self.synced.set()
-                version = self._watch(version)
+                version = self.step(version)
                 backoff = 0.2
             except ApiError as exc:
-                if exc.status == 410:  # too old: start over from a fresh LIST
-                    version = None
-                    continue
                 LOG.warning("ledger watch: %s", exc)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -68,6 +61,20 @@ class LedgerWatch:
                     LOG.error("ledger watch failed: %s: %s", type(exc).__name__, exc)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def step(self, version: str | None) -> str | None:
+        """One round: LIST when `version` is None, then WATCH until the stream ends; the version to resume
+        from (None: relist, after `410 Gone`). Other errors are raised: `run` backs off, a simulation decides."""
+        try:
+            if version is None:
+                version = self.ledger.load_all()
+                self.relists += 1
+                self.synced.set()
+            return self._watch(version)
+        except ApiError as exc:
+            if exc.status == 410:  # too old: start over from a fresh LIST
+                return None
+            raise
 
     def _watch(self, version: str) -> str | None:
         query = {"resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS}
