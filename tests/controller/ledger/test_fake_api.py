@@ -16,6 +16,7 @@ from quotalang.controller.ledger.base import LedgerUnavailable
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, object_path
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
+from quotalang.server.engine import ask_for
 from tests.controller.ledger.fake_api import FakeApiServer, FakeKubeApi
 
 CPU, GI = 10**9, 2**30 * 10**9
@@ -155,16 +156,20 @@ def test_a_second_update_against_the_same_version_keeps_what_the_create_before_i
     clock = Clock()
     api = FakeKubeApi(FakeApiServer(), clock)
     ledger = KubernetesLedger(api, replica="r0", monotonic=clock.monotonic, sleep=clock.sleep)  # type: ignore[arg-type]
-    assert ledger.admit(policy, deployment(1, "1"), "CREATE").allowed
+    def allowed(obj: dict[str, Any], operation: str, old: dict[str, Any] | None = None) -> bool:
+        return ledger.reserve(ask_for(policy, obj, operation, old=old, deadline=clock.now + 9.5)).allowed
+
+    assert allowed(deployment(1, "1"), "CREATE")
     v7 = deployment(1, "1", rv="7")
-    assert ledger.admit(policy, deployment(1, "2"), "UPDATE", old=v7).allowed
-    assert ledger.admit(policy, deployment(1, "1500m"), "UPDATE", old=v7).allowed
+    assert allowed(deployment(1, "2"), "UPDATE", v7)
+    assert allowed(deployment(1, "1500m"), "UPDATE", v7)
     held = from_object(api.request("GET", object_path("ml")), "ml").reservations["r0"]
     assert (held.usage["requests.cpu"], held.usage["requests.memory"], held.count) == (2 * CPU, 2 * GI, 1)
     # A newer version adds on top, as before: against v8 (1.5 cpu), 4 replicas would need 4.5 cpu more (2 + 4.5 >
     # 5: denied), 2 replicas 1.5 more.
-    assert not ledger.admit(policy, deployment(4, "1500m"), "UPDATE", old=deployment(1, "1500m", rv="8")).allowed
-    assert ledger.admit(policy, deployment(2, "1500m"), "UPDATE", old=deployment(1, "1500m", rv="8")).allowed
+    v8 = deployment(1, "1500m", rv="8")
+    assert not allowed(deployment(4, "1500m"), "UPDATE", v8)
+    assert allowed(deployment(2, "1500m"), "UPDATE", v8)
     held = from_object(api.request("GET", object_path("ml")), "ml").reservations["r0"]
     assert held.usage["requests.cpu"] == 2 * CPU + 1500 * 10**6
 
@@ -184,5 +189,5 @@ def test_the_store_waits_on_the_clock_it_is_given(policy: CompiledPolicy) -> Non
     api = FakeKubeApi(FakeApiServer(), clock, network=Down(), latency=0.0)
     ledger = KubernetesLedger(api, replica="r0", monotonic=clock.monotonic, sleep=clock.sleep)  # type: ignore[arg-type]
     with pytest.raises(LedgerUnavailable, match="gave up at the request deadline"):
-        ledger.admit(policy, deployment(1, "1"), "CREATE")
+        ledger.reserve(ask_for(policy, deployment(1, "1"), "CREATE", deadline=clock.now + 9.5))
     assert 109.4 <= clock.now <= 109.6
