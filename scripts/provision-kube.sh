@@ -101,6 +101,7 @@ if [ ! -x "$ASSETS/kube-apiserver" ]; then
 fi
 
 "$ASSETS/kube-apiserver" --version >&2
-"$ASSETS/etcd" --version | head -1 >&2
+version="$("$ASSETS/etcd" --version)"  # whole, then its first line: `| head -1` under pipefail can end in SIGPIPE
+echo "${version%%$'\n'*}" >&2
 "$ASSETS/kubectl" version --client --short 2>/dev/null >&2 || true
 echo "$ASSETS"

@@ -14,4 +14,5 @@ export DEBIAN_FRONTEND=noninteractive
 # shellcheck source=scripts/lib/tools.sh
 . "$(dirname "$0")/lib/tools.sh"
 provision_tools provision-prometheus "promtool:prometheus"
-promtool --version 2>&1 | head -1
+version="$(promtool --version 2>&1)"  # whole, then its first line (`| head -1` under pipefail: SIGPIPE)
+echo "${version%%$'\n'*}"
