@@ -210,23 +210,7 @@ def test_no_forged_old_object_admits_more_than_fits(
 
 
 # ------------------------------------------------------------ #1: an owner is one the ledger knows
-OWNED_POLICY = """\
-settings {
-  group label "team"
-  unlabelled deny
-}
-
-group ml {
-  requests.cpu 8
-}
-
-kind v1 Pod {
-  pods {
-    replicas 1
-    template .
-  }
-}
-
+OWNED_POLICY = POD_POLICY + """
 kind apps/v1 ReplicaSet {
   creates v1 Pod
   pods {
