@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -62,5 +64,27 @@ def test_the_worker_process_parses_and_a_bad_body_comes_back_as_bad_review() -> 
         with pytest.raises(BadReview) as caught:
             await pool.load(b"- " * 300 + b"x", as_yaml=True)
         assert caught.value.status == 400 and caught.value.reason == "too-deep"
+
+    asyncio.run(run())
+
+
+def test_a_worker_killed_on_a_body_answers_400_and_the_next_body_gets_a_new_worker() -> None:
+    """The OOM killer (or a crash) taking the parsing process is the sender's problem, never the next one's."""
+    from quotalang.server import bodies
+
+    async def run() -> None:
+        pool = ParsePool(parse_seconds=30.0)
+        assert await pool.load(b"{}", as_yaml=False) == {}  # the worker is up
+        worker = bodies._workers()
+        slow = b"[" + b"[1, 2, 3, 4, 5, 6, 7, 8]," * 400_000 + b"0]"  # long enough to be killed mid-parse
+        parsing = asyncio.ensure_future(pool.load(slow, as_yaml=True))
+        await asyncio.sleep(0.3)
+        for process in list(worker._processes.values()):  # type: ignore[attr-defined]
+            os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(BadReview) as caught:
+            await parsing
+        assert caught.value.status == 400 and "stopped on it" in caught.value.message
+        assert bodies._workers() is not worker  # replaced, and the broken one shut down
+        assert await pool.load(b"kind: Pod", as_yaml=True) == {"kind": "Pod"}
 
     asyncio.run(run())
