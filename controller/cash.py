@@ -18,6 +18,7 @@ accrual otherwise).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,24 @@ def period_start(period: str | None, t: float) -> float | None:
     else:
         raise ValueError(f"unknown cash period {period!r} (expected day, week, month or none)")
     return start.timestamp()
+
+
+def period_end(period: str | None, t: float) -> float:
+    """When the `period` window holding `t` ends and its budget renews (UTC epoch s); +inf for lifetime.
+
+    What an alert needs to tell a budget that will run out from one that renews first.
+    """
+    start = period_start(period, t)
+    if start is None:
+        return math.inf
+    begun = datetime.fromtimestamp(start, UTC)
+    if period == "day":
+        end = begun + timedelta(days=1)
+    elif period == "week":
+        end = begun + timedelta(days=7)
+    else:  # month: period_start refused anything else
+        end = begun.replace(year=begun.year + 1, month=1) if begun.month == 12 else begun.replace(month=begun.month + 1)
+    return end.timestamp()
 
 
 def _mapping(node: Any) -> Mapping[str, Any]:
@@ -234,4 +253,4 @@ def spent_by_run(
     return out
 
 
-__all__ = ["PodRun", "accrue", "finished_at", "period_start", "pod_run", "scheduled_at", "spent_by_run"]
+__all__ = ["PodRun", "accrue", "finished_at", "period_end", "period_start", "pod_run", "scheduled_at", "spent_by_run"]

@@ -28,6 +28,7 @@ units; divide by 3600 for GPU-hours.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
@@ -37,6 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from quotalang.controller import Ledger
+from quotalang.controller.cash import period_end
 from quotalang.policy import CompiledPolicy, cash_rows, limit_rows
 from quotalang.quantity import approximate
 
@@ -181,10 +183,12 @@ class LedgerCollector(Collector):
         ledger: Ledger,
         policy: Callable[[], CompiledPolicy | None],
         clusters: Callable[[], tuple[str, ...]] = tuple,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._ledger = ledger
         self._policy = policy
         self._clusters = clusters
+        self._clock = clock
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # computed on collect; nothing to check at registration
@@ -212,12 +216,18 @@ class LedgerCollector(Collector):
             "Cash the group's own workloads may still spend: budget − children's budgets − used, floored at 0.",
             labels=labels,
         )
+        cash_renews = GaugeMetricFamily(
+            "quotalang_cash_period_end_timestamp_seconds",
+            "When the current period ends and the budget renews (UTC epoch s); +Inf for a lifetime budget.",
+            labels=labels,
+        )
         observed = GaugeMetricFamily(
             "quotalang_ledger_observed", "A group's observed usage of a key in one cluster (several clusters).",
             labels=[*labels, "cluster"],
         )
         clusters = self._clusters()
         policy = self._policy()
+        now = self._clock()
         if policy is not None:
             for name, group in policy.groups.items():
                 numbers = self._ledger.group_usage(name)
@@ -234,7 +244,8 @@ class LedgerCollector(Collector):
                     cash_used.add_metric([name, c.key], approximate(c.used))
                     cash_budget.add_metric([name, c.key], approximate(c.budget))
                     cash_free.add_metric([name, c.key], approximate(c.free))
-        yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free)
+                    cash_renews.add_metric([name, c.key], period_end(group.cash[c.key].period, now))
+        yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free, cash_renews)
         if clusters:
             yield observed
 

@@ -12,6 +12,7 @@ Anchor dates (UTC), by hand:
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from quotalang.compiler import CashBudget, CompiledPolicy, compile_policy
 from quotalang.controller import MemoryLedger
-from quotalang.controller.cash import PodRun, accrue, finished_at, period_start, pod_run, scheduled_at
+from quotalang.controller.cash import PodRun, accrue, finished_at, period_end, period_start, pod_run, scheduled_at
 from quotalang.controller.ledger.base import CashState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +86,16 @@ def test_period_start_month_in_january_and_december() -> None:
     # 2027-01-01 = 2026-11-23 + (30 - 23 + 1 = 8 days to Dec 1) + 31 = 39 days
     assert period_start("month", MONDAY + 39 * DAY + 5) == MONDAY + 39 * DAY
     assert period_start("month", MONDAY + 39 * DAY - 1) == MONDAY + 8 * DAY  # 2026-12-01
+
+
+def test_period_end_is_when_the_budget_renews() -> None:
+    t = MONDAY + 2 * DAY + 13.5 * HOUR  # Wednesday 2026-11-25 13:30
+    assert period_end("day", t) == MONDAY + 3 * DAY  # Thursday 00:00
+    assert period_end("week", t) == MONDAY + 7 * DAY  # the next Monday
+    assert period_end("week", SUNDAY_2300) == MONDAY  # an hour later
+    assert period_end("month", t) == MONDAY + 8 * DAY  # 2026-12-01 (see above)
+    assert period_end("month", MONDAY + 8 * DAY) == MONDAY + 39 * DAY  # December ends 2027-01-01
+    assert period_end(None, t) == math.inf  # lifetime: never renews
 
 
 def test_period_start_rejects_unknown_period() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -63,6 +66,9 @@ def test_ledger_gauges_follow_the_ledger_at_each_scrape(
     gpu = labels(group="ml", resource="requests.nvidia.com/gpu")
     assert found["quotalang_cash_used_seconds", gpu] == 3600
     assert found["quotalang_cash_budget_seconds", gpu] == 500 * 3600
+    renews = found["quotalang_cash_period_end_timestamp_seconds", gpu]  # `per week`: the next Monday 00:00 UTC
+    assert time.time() < renews <= time.time() + 7 * 86400
+    assert renews % 86400 == 0 and datetime.fromtimestamp(renews, UTC).weekday() == 0
     admit(client, deployment("b", replicas=3))
     assert scrape(api)["quotalang_ledger_used", ml_cpu] == 20
 
