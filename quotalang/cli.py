@@ -247,7 +247,7 @@ def cmd_tree(args: argparse.Namespace, out: TextIO) -> int:
     if args.format == "json":
         _json(tree_json(policy, usage), out)
     else:
-        out.write(render_tree(policy, usage))
+        out.write(render_tree(policy, usage, with_usage=bool(args.usage)))
     return EXIT_OK
 
 

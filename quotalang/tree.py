@@ -3,6 +3,11 @@
 A parent's `used` is its own workloads' only; `subtree` beside it adds what
 its descendants use (`policy.usage_below`), so the root says what its teams hold.
 
+Where some group lends or borrows a key (issue 29), that key's row also
+carries lend / borrow / guarantee and, from the usage, what the group's own
+workloads hold, what it borrows (and from which ancestor's pool) and what of
+its lendable part others hold (`quotalang.lent`, the views' one source).
+
 Usage may come from one snapshot or from one per cluster (`--usage NAME=FILE`,
 issue 18): a quota spans the fleet, so the clusters' usage is summed and the
 tree is checked against the sum, with each cluster's share shown beside it.
@@ -14,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quotalang.decision import UsageSource, qty
+from quotalang.lent import Lent, figures
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.units import format_hours
 
@@ -43,7 +49,18 @@ def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
     return [g for g in policy.groups.values() if g.parent is None]
 
 
-def _rows(group: CompiledGroup, usage: UsageSource, below: Mapping[str, int]) -> list[dict[str, Any]]:
+def lending_json(policy: CompiledPolicy, row: Lent) -> dict[str, Any]:
+    """One key's borrowing figures as the JSON views show them (tree, `/api/groups`), quantities printed."""
+    key = row.key
+    return {"lend": qty(key, row.lend), "borrow": qty(key, row.borrow), "guarantee": qty(key, row.guarantee),
+            "own": qty(key, row.used), "borrowed": qty(key, row.borrowed),
+            "borrowed_from": [{"group": g, "path": policy.group_path(g), "amount": qty(key, a)}
+                              for g, a in row.draws],
+            "lent_out": qty(key, row.lent_out), "over": qty(key, row.over)}
+
+
+def _rows(group: CompiledGroup, usage: UsageSource, below: Mapping[str, int],
+          lending: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for r in limit_rows(group, usage.used(group.name), below):
         row: dict[str, Any] = {"key": r.key, "hard": qty(r.key, r.hard), "carved": qty(r.key, r.carved),
@@ -52,6 +69,8 @@ def _rows(group: CompiledGroup, usage: UsageSource, below: Mapping[str, int]) ->
         if isinstance(usage, ClusterUsage):
             row["clusters"] = {name: qty(r.key, part.used(group.name).get(r.key, 0))
                                for name, part in usage.clusters.items()}
+        if lending and r.key in lending:
+            row["lending"] = lending[r.key]
         rows.append(row)
     return rows
 
@@ -64,15 +83,21 @@ def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]
     ]
 
 
+def _lending(policy: CompiledPolicy, usage: UsageSource) -> dict[str, dict[str, dict[str, Any]]]:
+    return {name: {key: lending_json(policy, row) for key, row in keys.items()}
+            for name, keys in figures(policy.groups, policy.lending, usage.used).items()}
+
+
 def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]]:
     below = usage_below(policy, usage.used)
+    lending = _lending(policy, usage)
 
     def node(group: CompiledGroup) -> dict[str, Any]:
         return {
             "name": group.name,
             "path": group.path,
             "mode": group.mode,
-            "limits": _rows(group, usage, below[group.name]),
+            "limits": _rows(group, usage, below[group.name], lending.get(group.name)),
             "cash": _cash_rows(group, usage),
             "children": [node(policy.groups[c]) for c in group.children],
         }
@@ -80,16 +105,28 @@ def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]
     return [node(g) for g in _roots(policy)]
 
 
-def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
+def _lending_line(row: Mapping[str, Any], with_usage: bool) -> str:
+    """`lend 2  borrow 0  guarantee 2`, and with usage `  own 3  borrowed 1 (from root/ai-platform 1)  lent out 1`."""
+    line = f"lend {row['lend']}  borrow {row['borrow']}  guarantee {row['guarantee']}"
+    if with_usage:
+        sources = ", ".join(f"{d['path']} {d['amount']}" for d in row["borrowed_from"])
+        line += f"  own {row['own']}  borrowed {row['borrowed']}" + (f" (from {sources})" if sources else "")
+        line += f"  lent out {row['lent_out']}" + (f"  over {row['over']}" if row["over"] != "0" else "")
+    return line
+
+
+def render_tree(policy: CompiledPolicy, usage: UsageSource, with_usage: bool = False) -> str:
+    """The tree as text; `with_usage` (a snapshot was given) adds the borrowing figures to lending keys."""
     lines: list[str] = []
     below = usage_below(policy, usage.used)
+    lending = _lending(policy, usage)
 
     def walk(group: CompiledGroup, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└── " if last else "├── ")
         mode = "" if group.mode == "enforce" else f"  [{group.mode}]"
         lines.append(f"{prefix}{branch}{group.name}{mode}")
         inner = prefix + ("" if top else ("    " if last else "│   "))
-        rows = _rows(group, usage, below[group.name])
+        rows = _rows(group, usage, below[group.name], lending.get(group.name))
         if rows:
             width = max(len(r["key"]) for r in rows)
             for r in rows:
@@ -99,6 +136,8 @@ def render_tree(policy: CompiledPolicy, usage: UsageSource) -> str:
                     f"{inner}  {r['key']:<{width}}  hard {r['hard']:>7}  carved {r['carved']:>7}"
                     f"  used {r['used']:>7}{subtree}  free {r['free']:>7}" + (f"  ({shares})" if shares else "")
                 )
+                if "lending" in r:
+                    lines.append(f"{inner}  {'':<{width}}  {_lending_line(r['lending'], with_usage)}")
         for c in _cash_rows(group, usage):
             lines.append(
                 f"{inner}  cash {c['key']} per {c['period']}: budget {c['budget']}, carved {c['carved']},"
