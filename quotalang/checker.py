@@ -266,6 +266,8 @@ def _setting_name(setting: nodes.Setting) -> str:
         return f"node label {setting.model_kind}"
     if isinstance(setting, nodes.Unbound):
         return "unbound namespaces"
+    if isinstance(setting, nodes.BorrowBelow):
+        return "borrow below priority"
     return "warn at"
 
 
@@ -790,6 +792,7 @@ def _check_kinds(policy: _Policy) -> list[Diagnostic]:
         found += _creates_itself(rule)
         found += _creates_nothing(rule)
         found += _call_arity(rule)
+        found += _suspend_path_problems(rule)
     return found
 
 
@@ -849,6 +852,29 @@ def _replicas_paths(expr: nodes.Expr | None) -> Iterator[nodes.Path]:
             yield from _replicas_paths(arg)
 
 
+def _suspend_path_problems(rule: nodes.KindRule) -> Iterator[Diagnostic]:
+    """E309: reclaim sets the suspend path to true, so it must name one field from the root that no
+    part reads; W303: a name without `suspend` is likely not the operator's boolean switch (every
+    shipped rule's is `suspend`)."""
+    path = rule.suspend
+    if path is None:
+        return
+    name = f"{rule.api_version} {rule.kind}"
+    counted = {p.text for part in rule.parts for p in _replicas_paths(part.replicas)}
+    counted |= {p.text for part in rule.parts for p in part.templates}
+    if path.relative or "*" in path.segments or path.text in counted:
+        why = ("is relative: write it from the object's root" if path.relative
+               else "has a `*`: name one field" if "*" in path.segments
+               else "is read by a part as a count or template")
+        yield Diagnostic("E309", f"suspend path {path.text} of kind rule {name} {why}", path.span,
+                         "name the boolean field its operator pauses on, e.g. `suspend spec.suspend`")
+        return
+    last = path.segments[-1].strip('"').lower()
+    if "suspend" not in last:
+        yield Diagnostic("W303", f"suspend path {path.text} of kind rule {name} does not look like a boolean switch",
+                         path.span, "reclaim sets it to true: name the operator's suspend field, e.g. spec.suspend")
+
+
 def _scale_not_replicas(rule: nodes.KindRule) -> Iterator[Diagnostic]:
     """E303: a /scale UPDATE can only be charged if it sets a field some part counts."""
     if rule.scale is None:
@@ -894,7 +920,7 @@ def _wildcards_outside_each(rule: nodes.KindRule) -> Iterator[Diagnostic]:
 
 def _repeated_statements(rule: nodes.KindRule) -> Iterator[Diagnostic]:
     """E305: one /scale field and one surge per rule, one replicas per part; repeats would be ignored."""
-    for what, spans in (("scale", rule.scale_spans), ("surge", rule.surge_spans)):
+    for what, spans in (("scale", rule.scale_spans), ("surge", rule.surge_spans), ("suspend", rule.suspend_spans)):
         for span in spans[1:]:
             yield Diagnostic(
                 "E305",

@@ -21,6 +21,7 @@ from quotalang.bindings import Bindings, Pattern, parse_pattern
 from quotalang.errors import PolicyError
 from quotalang.kinds import CompiledKind
 from quotalang.policy import (
+    DEFAULT_BORROW_BELOW,
     DEFAULT_GROUP_LABEL,
     CashBudget,
     CompiledGroup,
@@ -96,6 +97,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
     models: dict[str, set[str]] = {}
     node_values: dict[str, dict[str, str]] = {}
     unbound = "allow"
+    borrow_below = DEFAULT_BORROW_BELOW
     for file in files:
         for block in file.settings:
             for entry in block.entries:
@@ -116,6 +118,8 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
                     unlabelled, unlabelled_group = entry.action, entry.group
                 elif isinstance(entry, nodes.Unbound):
                     unbound = entry.action
+                elif isinstance(entry, nodes.BorrowBelow):
+                    borrow_below = entry.priority
                 else:
                     warn_at = Fraction(entry.percent) / 100
     return Settings(
@@ -131,6 +135,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
         models=MappingProxyType({kind: frozenset(names) for kind, names in models.items()}),
         node_values=MappingProxyType({kind: MappingProxyType(v) for kind, v in node_values.items()}),
         unbound=unbound,
+        borrow_below=borrow_below,
     )
 
 

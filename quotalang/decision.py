@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from quotalang.borrowing import Draw
 from quotalang.quantity import Quantity, canonical_together
+from quotalang.reclaimable import Reclaim
 from quotalang.units import format_hours
 from quotalang.usage import PartUsage, to_quantity
 
@@ -187,6 +188,7 @@ class Decision:
     # store decides it under their locks too; empty: its group alone), and what it borrows from which.
     touches: tuple[str, ...] = ()
     borrowed: tuple[Draw, ...] = ()
+    reclaim: Reclaim | None = None  # how a borrowing admission is given back (None when it borrows nothing)
 
     @property
     def usage(self) -> dict[str, Quantity]:

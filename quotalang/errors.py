@@ -81,8 +81,10 @@ CODES: dict[str, str] = {
     "E306": "kind rule without parts",
     "E307": "kind rule creates its own kind",
     "E308": "wrong number of arguments to min, max or clamp",
+    "E309": "suspend path reclaim cannot set",
     "W301": "policy without kind rules",
     "W302": "kind rule without creates",
+    "W303": "suspend path that does not look like a boolean switch",
 }
 
 

@@ -32,6 +32,7 @@ from quotalang.owners import Find, claimed_owner, verified_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
+from quotalang.reclaimable import Priorities, Reclaim, reclaim_of
 from quotalang.resources import model_kind, split_key
 from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
@@ -198,6 +199,7 @@ def evaluate(
     namespace: str | None = None,
     cluster: str = "",
     owners: Find | None = None,
+    priorities: Priorities | None = None,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
@@ -224,7 +226,7 @@ def evaluate(
         return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
-    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners)
+    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners, priorities)
     defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, where.namespace)
     if kind == "Scale":
         return _scale(policy, obj, source, parent, dry_run, defaults, where)
@@ -239,6 +241,7 @@ class _Where(NamedTuple):
     namespace: str
     cluster: str = ""
     owners: Find | None = None  # the ledger's lookup of a claimed owner (None: the claim alone decides)
+    priorities: Priorities | None = None  # PriorityClass values (None: only spec.priority and system classes)
 
 
 _NOWHERE = _Where("default")
@@ -338,6 +341,9 @@ def _workload(
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, rolling, new, old is not None, source)
     lent = _balances(policy, group, delta, extra, rolling, new, old is not None, source, violations)
+    reclaim = None
+    if lent is not None and lent.borrowed:
+        reclaim = _reclaimable(policy, group, lent, new, delta, source, where, violations)
     if unset is not None:  # warn or audit mode: allowed, and said
         findings.append(unset)
     if findings:  # only ever in warn or audit mode: allowed, and said
@@ -378,6 +384,7 @@ def _workload(
         findings=findings,
         touches=touches,
         borrowed=borrowed,
+        reclaim=reclaim if borrowed else None,
     )
 
 
@@ -659,6 +666,37 @@ def _balances(
                               _short_text(policy, group, where)))
     violations[:] = kept
     return result
+
+
+def _reclaimable(
+    policy: CompiledPolicy,
+    group: CompiledGroup,
+    lent: borrowing.Check,
+    new: WorkloadUsage,
+    delta: Mapping[str, int],
+    source: UsageSource,
+    where: _Where,
+    violations: list[Violation],
+) -> Reclaim:
+    """How a borrowing workload would be given back; a key it borrows gains a violation (in place)
+    when it cannot be: only reclaimable workloads may borrow (issue 29)."""
+    rule = new.rule
+    assert rule is not None  # a workload with no rule is never charged, so it never borrows
+    reclaim = reclaim_of(rule.suspend_path, (p.template for p in new.parts), policy.settings.borrow_below,
+                         where.priorities)
+    if reclaim.reclaimable:
+        return reclaim
+    refused = {v.resource for v in violations if v.cash_period is None}
+    why = reclaim.why_not(f"{rule.api_version} {rule.kind}")
+    for key in dict.fromkeys(d.key for d in lent.borrowed):
+        if key in refused:
+            index = next(i for i, v in enumerate(violations) if v.resource == key and v.cash_period is None)
+            violations[index] = replace(violations[index], beyond=f"{violations[index].beyond}; {why}")
+            continue
+        violations.append(Violation(key, delta.get(key, 0), source.used(group.name).get(key, 0),
+                                    group.carved.get(key, 0), group.hard[key], "", None, _terms(key, new.parts),
+                                    beyond=why))
+    return reclaim
 
 
 def _short_text(policy: CompiledPolicy, group: CompiledGroup, short: borrowing.Short) -> str:

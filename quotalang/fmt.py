@@ -181,6 +181,8 @@ def _settings(settings: nodes.Settings) -> list[_Elem]:
             value = f"group {entry.group}" if entry.action == "group" else entry.action
         elif isinstance(entry, nodes.Unbound):
             label, value = "unbound namespaces", entry.action
+        elif isinstance(entry, nodes.BorrowBelow):
+            label, value = "borrow below priority", str(entry.priority)
         else:
             label, value = "warn at", f"{entry.percent}%"
         out.append(_Stmt(span.line, span.column, label, value))
@@ -216,6 +218,8 @@ def _kind_body(rule: nodes.KindRule, lines: list[str]) -> list[_Elem]:
     body: list[_Elem] = [_part(part, lines) for part in rule.parts]
     for span in rule.scale_spans:  # each span is the path's, so the slice is the path as written
         body.append(_Stmt(span.line, span.column, f"scale {_slice(lines, span)}"))
+    for span in rule.suspend_spans:  # each span is the path's, as for `scale`
+        body.append(_Stmt(span.line, span.column, f"suspend {_slice(lines, span)}"))
     for index, span in enumerate(rule.surge_spans):
         surge = rule.surge if index == 0 and rule.surge else _reparse_surge(_slice(lines, span))
         default = f" default {surge.default}" if surge.default is not None else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from quotalang import nodes
@@ -163,9 +163,26 @@ class CompiledKind:
     # (API group, kind) of what the kind's controller creates, and (created, via) pairs: see owners.py
     creates: frozenset[tuple[str, str]] = frozenset()
     creates_via: frozenset[tuple[tuple[str, str], tuple[str, str]]] = frozenset()
+    # `suspend PATH`: the field set to true to pause the workload (reclaim.py), e.g. ("spec", "suspend")
+    suspend_path: tuple[str, ...] | None = None
+
+    def suspended(self, obj: Mapping[str, Any]) -> bool:
+        """Whether `obj`'s suspend field is true: its operator then runs no pods, so none are charged."""
+        return self.suspend_path is not None and _follow(obj, self.suspend_path) is True
 
     def pods_of(self, obj: Mapping[str, Any]) -> list[PodSet]:
-        """Every part of `obj` as (name, replicas, template)."""
+        """Every part of `obj` as (name, replicas, template); 0 replicas each while it is suspended.
+
+        A suspended workload charges nothing, as Kueue's queued (suspended)
+        Jobs hold no quota: resuming it is an UPDATE charged in full, and
+        suspending one the controller reclaims gives its quota back as the
+        watch sees the suspend.
+        """
+        if self.suspended(obj):
+            return [replace(pod_set, replicas=0, surge=0) for pod_set in self._pods_of(obj)]
+        return self._pods_of(obj)
+
+    def _pods_of(self, obj: Mapping[str, Any]) -> list[PodSet]:
         out: list[PodSet] = []
         for part in self.parts:
             if part.each is None:
@@ -257,4 +274,5 @@ def compile_kind(rule: nodes.KindRule) -> CompiledKind:
             for c in rule.creates
             if c.via_kind is not None
         ),
+        suspend_path=rule.suspend.segments if rule.suspend is not None else None,
     )

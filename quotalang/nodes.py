@@ -116,7 +116,15 @@ class WarnAt:
     span: Span
 
 
-Setting = GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt
+@dataclass(frozen=True, slots=True)
+class BorrowBelow:
+    """`borrow below priority 100`: the priority below which a workload may borrow (it can be preempted)."""
+
+    priority: int
+    span: Span
+
+
+Setting = GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt | BorrowBelow
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +301,9 @@ class KindRule:
     scale_spans: tuple[Span, ...] = ()
     surge_spans: tuple[Span, ...] = ()
     creates: tuple[Creates, ...] = ()
+    # `suspend PATH`: the boolean field that pauses the workload (spec.suspend), so it may borrow
+    suspend: Path | None = None
+    suspend_spans: tuple[Span, ...] = ()
 
     @property
     def group(self) -> str:

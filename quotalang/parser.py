@@ -364,6 +364,10 @@ class _Build(Transformer[Token, Any]):
     def warn_at(self, meta: Any, children: list[Token]) -> nodes.WarnAt:
         return nodes.WarnAt(str(children[0])[:-1], self._span(meta))
 
+    @v_args(meta=True)
+    def borrow_below(self, meta: Any, children: list[Token]) -> nodes.BorrowBelow:
+        return nodes.BorrowBelow(int(children[0]), self._span(meta))
+
     @v_args(inline=True)
     def model_kind(self, tok: Token) -> str:
         return str(tok)
@@ -446,6 +450,7 @@ class _Build(Transformer[Token, Any]):
         parts = tuple(c for c in body if isinstance(c, nodes.Part))
         scales = [c for c in body if isinstance(c, tuple) and c[0] == "scale"]
         surges = [c for c in body if isinstance(c, nodes.Surge)]
+        suspends = [c[1] for c in body if isinstance(c, tuple) and c[0] == "suspend"]
         creates = tuple(c for group in body if isinstance(group, list) for c in group)
         return nodes.KindRule(
             api_version=str(api_version),
@@ -457,6 +462,8 @@ class _Build(Transformer[Token, Any]):
             scale_spans=tuple(s[1].span for s in scales),
             surge_spans=tuple(s.span for s in surges),
             creates=creates,
+            suspend=suspends[0] if suspends else None,
+            suspend_spans=tuple(s.span for s in suspends),
         )
 
     def creates(self, children: list[nodes.Creates]) -> list[nodes.Creates]:
@@ -507,6 +514,10 @@ class _Build(Transformer[Token, Any]):
     @v_args(inline=True)
     def scale(self, path: nodes.Path) -> tuple[str, nodes.Path]:
         return ("scale", path)
+
+    @v_args(inline=True)
+    def suspend(self, path: nodes.Path) -> tuple[str, nodes.Path]:
+        return ("suspend", path)
 
     @v_args(meta=True)
     def surge(self, meta: Any, children: list[Any]) -> nodes.Surge:

@@ -28,6 +28,7 @@ from quotalang.errors import Diagnostic
 from quotalang.kinds import CompiledKind
 
 DEFAULT_GROUP_LABEL = "quotalang.dev/group"
+DEFAULT_BORROW_BELOW = 100  # KAI separates preemptible from non-preemptible work at priority 100
 
 Period = Literal["day", "week", "month"]
 
@@ -80,6 +81,9 @@ class Settings:
     # model kind -> node label value -> model
     node_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     unbound: str = "allow"  # a namespace no group binds: allow (outside quota) | deny
+    # `borrow below priority N`: a workload whose pods' priority is below it may borrow (it can be
+    # preempted); 100 as KAI separates preemptible from non-preemptible work (issue 29)
+    borrow_below: int = DEFAULT_BORROW_BELOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ def cash_rows(group: CompiledGroup, spent: Mapping[str, int]) -> list[CashRow]:
 
 
 __all__ = [
+    "DEFAULT_BORROW_BELOW",
     "DEFAULT_GROUP_LABEL",
     "CashBudget",
     "CashRow",
