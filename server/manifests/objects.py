@@ -83,6 +83,8 @@ def deployment(
 ) -> dict[str, Any]:
     """The webhook's Deployment; with `clusters`, the hub's: each member's kubeconfig mounted from a Secret."""
     args = ["serve", "--policy", POLICY_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), "--api-port", str(API_PORT)]
+    for host in service_hosts(namespace):  # the API port answers its Service's names (else 421: DNS rebinding)
+        args += ["--api-hostname", host]
     for name in exempt:  # the same list the webhook configuration skips (serve judges the label by it)
         args += ["--exempt-namespace", name]
     mounts: list[dict[str, Any]] = [{"name": "policy", "mountPath": POLICY_MOUNT, "readOnly": True}]

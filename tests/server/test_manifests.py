@@ -564,3 +564,16 @@ def test_the_header_warns_what_an_outage_blocks_under_fail_only() -> None:
     assert any("--exempt-namespace cert-manager --exempt-namespace gpu-operator" in line for line in header)
     code, text = run("--policy", str(EXAMPLES), "--namespace", "q", "--failure-policy", "Ignore")
     assert code == 0 and "WARNING: failurePolicy" not in text
+
+
+def test_the_api_port_answers_its_service_s_names_and_nothing_else(docs: list[dict[str, Any]]) -> None:
+    """In the cluster the pages are reached by the Service's DNS name: without it every page is a 421."""
+    from quotalang.server.http import host_allowed
+
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    named = frozenset(value for flag, value in zip(args, args[1:]) if flag == "--api-hostname")
+    assert named == {"quotalang.quota-system.svc", "quotalang.quota-system.svc.cluster.local",
+                     "quotalang.quota-system", "quotalang"}
+    assert host_allowed("quotalang.quota-system.svc:8444", named)
+    assert not host_allowed("quotalang.other-namespace.svc:8444", named)
+    assert not host_allowed("attacker.example:8444", named)
