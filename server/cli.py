@@ -22,8 +22,8 @@ import orjson
 import yaml
 
 from quotalang import cli as core
-
-MIB = 1024 * 1024
+from quotalang.server import serveopts
+from quotalang.server.serveopts import positive_int
 
 
 def _server_extra(verb: Callable[[argparse.Namespace, TextIO], int]) -> Callable[[argparse.Namespace, TextIO], int]:
@@ -47,54 +47,9 @@ def _server_extra(verb: Callable[[argparse.Namespace, TextIO], int]) -> Callable
 
 @_server_extra
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from quotalang.server.serve import ServeOptions, serve
+    from quotalang.server.serve import serve
 
-    return serve(
-        ServeOptions(
-            policy=args.policy,
-            host=args.host,
-            port=args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            insecure_http=args.insecure_http,
-            state_dir=args.state_dir,
-            failure_mode=args.failure_mode,
-            log_format=args.log_format,
-            log_level=args.log_level,
-            max_body=args.max_body_bytes,
-            reload_interval=args.reload_interval,
-            kubeconfig=args.kubeconfig,
-            in_cluster=args.in_cluster,
-            clusters=tuple(args.cluster or ()),
-            ledger_cluster=args.ledger_cluster,
-            store=args.store,
-            state_file=args.state,
-            resync_interval=args.resync_interval,
-            accrue_interval=args.accrue_interval,
-            lease_namespace=args.lease_namespace,
-            lease_duration=args.lease_duration,
-            reservation_ttl=args.reservation_ttl,
-            cert_secret=args.cert_secret,
-            cert_service=args.cert_service,
-            webhook_configuration=args.webhook_configuration,
-            cert_validity=args.cert_validity,
-            exempt_namespaces=tuple(args.exempt_namespace or ()),
-            header_timeout=args.header_timeout,
-            body_timeout=args.body_timeout,
-            max_headers=args.max_headers,
-            max_header_bytes=args.max_header_bytes,
-            max_connections=args.max_connections,
-            client_ca=args.client_ca,
-            client_names=tuple(args.client_name or ()),
-            api_host=args.api_host,
-            api_port=args.api_port,
-            api_insecure=args.api_insecure,
-            api_hostnames=tuple(args.api_hostname or ()),
-            aggregated_port=args.aggregated_port,
-            requestheader_client_ca=args.requestheader_client_ca_file,
-            requestheader_allowed_names=tuple(n for n in (args.requestheader_allowed_names or "").split(",") if n),
-        )
-    )
+    return serve(serveopts.from_args(args))
 
 
 @_server_extra
@@ -217,30 +172,6 @@ def _warn_private_key(args: argparse.Namespace) -> None:
               "Git and CI logs, and note that nothing renews this certificate", file=sys.stderr)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port {text} is not in 1..65535")
-    return value
-
-
 def add_server_verbs(verbs: core.Verbs) -> None:
     """Add `serve` and `manifests` to the core parser (a `quotalang.cli.build_parser` extension)."""
     serve = verbs.add(
@@ -248,105 +179,7 @@ def add_server_verbs(verbs: core.Verbs) -> None:
         description="Run the admission webhook: POST /validate, /healthz, /readyz on --port; /metrics, /api/* "
         "and the pages on --api-port.",
     )
-    serve.add_argument("--policy", action="append", required=True, metavar="DIR")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8443)
-    serve.add_argument("--api-port", type=_port, default=8444,
-                       help="the API port: /metrics, /api/* and the pages (default 8444)")
-    serve.add_argument("--api-host", metavar="ADDR",
-                       help="address the API port listens on (default: --host with a cluster, else 127.0.0.1)")
-    serve.add_argument("--api-hostname", action="append", metavar="NAME",
-                       help="a name the API port is reached by (an Ingress's, the Service's DNS name); repeatable. "
-                       "Besides IP addresses, localhost and the listening host's name, any other Host is refused "
-                       "(421), so that a rebound DNS name cannot reach it from a browser")
-    serve.add_argument("--api-insecure", action="store_true",
-                       help="no token check on the API port: anyone who reaches it reads the tree and usage "
-                       "(lets a non-loopback --api-host without a cluster; with one, turns TokenReview off)")
-    serve.add_argument("--aggregated-port", type=_port, metavar="PORT",
-                       help="serve the aggregated API (visibility.quotalang.dev: kubectl get quotagroups, the pages "
-                       "through kubectl proxy) on this port, to the apiserver's front proxy only")
-    serve.add_argument("--requestheader-client-ca-file", metavar="FILE",
-                       help="the front proxy's CA (default: read from kube-system/extension-apiserver-authentication)")
-    serve.add_argument("--requestheader-allowed-names", metavar="NAMES",
-                       help="comma-separated names the front proxy's certificate must carry (CN or SAN)")
-    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (reloaded when it changes)")
-    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
-    serve.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local experiments only")
-    serve.add_argument("--state-dir", metavar="DIR",
-                       help="where a self-signed CA is kept (default $XDG_STATE_HOME/quotalang)")
-    serve.add_argument("--failure-mode", choices=["allow", "deny"], default="deny",
-                       help="answer to requests the server cannot decide (default deny)")
-    serve.add_argument("--log-format", choices=["json", "text"], default="text")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
-    serve.add_argument("--max-body-bytes", type=_positive_int, default=3 * MIB, metavar="N",
-                       help="largest AdmissionReview accepted (default 3 MiB, like the apiserver)")
-    serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS",
-                       help="how often the policy and certificate files are checked (default 2)")
-    clients = serve.add_argument_group("clients", "bound what slow or many clients can hold (every limit answers "
-                                       "408, 431 or closes the connection; none reaches the app)")
-    clients.add_argument("--header-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                         help="a request's line and headers must arrive within this (default 10)")
-    clients.add_argument("--body-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
-                         help="a request's body must arrive within this after its headers (default 10)")
-    clients.add_argument("--max-headers", type=_positive_int, default=100, metavar="N",
-                         help="header fields per request (default 100)")
-    clients.add_argument("--max-header-bytes", type=_positive_int, default=32 * 1024, metavar="N",
-                         help="bytes of request target plus headers (default 32 KiB)")
-    clients.add_argument("--max-connections", type=_positive_int, metavar="N",
-                         help="open connections; over it the longest-idle one is closed, else the new one "
-                         "(default 1000, or the file-descriptor limit minus 64)")
-    clients.add_argument("--client-ca", metavar="FILE",
-                         help="mutual TLS: only clients with a certificate from this CA may call anything but "
-                         "/healthz and /readyz (the apiserver presents one through an AdmissionConfiguration)")
-    clients.add_argument("--client-name", action="append", metavar="NAME",
-                         help="with --client-ca: the certificate must also name this (CN or SAN; repeatable)")
-    cluster = serve.add_argument_group("cluster", "watch a cluster: usage and cash come from what runs there")
-    cluster.add_argument("--kubeconfig", metavar="FILE", help="the cluster to watch")
-    cluster.add_argument("--in-cluster", action="store_true",
-                         help="the cluster this pod runs in (its service account)")
-    cluster.add_argument("--cluster", action="append", metavar="NAME=KUBECONFIG",
-                         help="decide for several clusters (repeatable; NAME=in-cluster for the one serve runs in): "
-                         "each is watched and has its own route, POST /validate/NAME; instead of --kubeconfig and "
-                         "--in-cluster")
-    cluster.add_argument("--ledger-cluster", metavar="NAME",
-                         help="with --cluster: the cluster holding the kubernetes store's ledger and Lease, the "
-                         "--cert-secret Secret and the API port's token checks (default: the only cluster, else the "
-                         "in-cluster one); NAME=KUBECONFIG for one that is not watched")
-    cluster.add_argument("--store", choices=["memory", "sqlite", "kubernetes"], default=None,
-                         help="sqlite: this process's ledger in a local SQLite file, kept across restarts "
-                         "(the default with no cluster); memory: in this process only (the default with a "
-                         "cluster); kubernetes: a ledger object per group on the apiserver, shared by every replica")
-    cluster.add_argument("--state", metavar="PATH",
-                         help="sqlite store: the ledger file (default $XDG_STATE_HOME/quotalang/ledger.sqlite3; "
-                         "an old cash JSON file there is imported once); memory store with a cluster: a JSON "
-                         "file that keeps accrued cash")
-    cluster.add_argument("--resync-interval", type=_positive_float, default=300.0, metavar="SECONDS",
-                         help="full relist and usage recomputation (default 300, like native quota)")
-    cluster.add_argument("--accrue-interval", type=_positive_float, default=30.0, metavar="SECONDS",
-                         help="how often cash is accrued (default 30)")
-    cluster.add_argument("--reservation-ttl", type=_positive_float, default=30.0, metavar="SECONDS",
-                         help="how long an admitted object that the watch has not shown holds its quota "
-                         "(default 30)")
-    cluster.add_argument("--lease-namespace", metavar="NS",
-                         help="kubernetes store: the Lease's namespace (default: the pod's, else default)")
-    cluster.add_argument("--lease-duration", type=_positive_float, default=15.0, metavar="SECONDS",
-                         help="kubernetes store: how long a dead leader holds the Lease (default 15)")
-
-    certs = serve.add_argument_group(
-        "certificates", "keep a CA and serving pair in a Secret, renew them, and publish the CA to the webhook"
-    )
-    certs.add_argument("--cert-secret", metavar="NAME",
-                       help="the Secret (in the pod's namespace) holding the CA and serving pair; created if missing")
-    certs.add_argument("--cert-service", default="quotalang", metavar="NAME",
-                       help="the Service the apiserver calls: the certificate names it (default quotalang)")
-    certs.add_argument("--webhook-configuration", metavar="NAME",
-                       help="the ValidatingWebhookConfiguration whose caBundle is kept equal to the Secret's CAs")
-    certs.add_argument("--cert-validity", type=_positive_float, metavar="SECONDS",
-                       help="serving certificate lifetime (default 90 days; the CA lives 4x as long); "
-                       "renewed with a third left")
-    serve.add_argument("--exempt-namespace", action="append", metavar="NS",
-                       help="a namespace that may carry the exemption label (repeatable; kube-system and the pod's "
-                       "own namespace always may); the same list `quotalang manifests` was given")
+    serveopts.add_arguments(serve)
 
     man = verbs.add(
         "manifests", "print the Kubernetes manifests that run the webhook", cmd_manifests, formats=(),
@@ -360,9 +193,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
                      help="the image reference the Deployment runs, as pushed to your registry "
                      "(README: Build the image)")
     man.add_argument("--failure-policy", choices=["Fail", "Ignore"], help="default Fail")
-    man.add_argument("--timeout-seconds", type=_positive_int, metavar="N",
+    man.add_argument("--timeout-seconds", type=positive_int, metavar="N",
                      help="how long the apiserver waits for one review (1..30; default 5)")
-    man.add_argument("--replicas", type=_positive_int, help="default 2")
+    man.add_argument("--replicas", type=positive_int, help="default 2")
     man.add_argument("--tls-secret", metavar="NAME", help="mount this existing kubernetes.io/tls Secret")
     man.add_argument("--ca-bundle", metavar="FILE", help="PEM CA that signed --tls-secret's certificate")
     man.add_argument("--cert-manager", action="store_true",

@@ -33,25 +33,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import logging
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from quotalang.controller.kube.api import KubeError
-from quotalang.controller.kube.election import DEFAULT_LEASE
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
-from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, Ledger
+from quotalang.controller.ledger.base import Ledger
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
-from quotalang.controller.runner import DEFAULT_ACCRUE_EVERY, DEFAULT_RESYNC, Controller
-from quotalang.errors import QuotalangError
+from quotalang.controller.runner import Controller
 from quotalang.server import logs
-from quotalang.server.admission import DEFAULT_MAX_BODY
 from quotalang.server.aggregated import API_SERVICE as AGGREGATED_API_SERVICE
 from quotalang.server.aggregated import PREFIX as AGGREGATED_PREFIX
 from quotalang.server.aggregated import create_aggregated_app
@@ -61,20 +56,16 @@ from quotalang.server.app import create_app
 from quotalang.server.clientauth import ClientAuth, ClientAuthError
 from quotalang.server.clusters import Clusters, ClusterSpec, need_hub, plan
 from quotalang.server.denials import Denials
-from quotalang.server.engine import FailureMode
 from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.limits import (
-    DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADERS,
     ConnectionLimits,
     default_max_connections,
     limited_protocol,
     quiet_disconnects,
 )
 from quotalang.server.metrics import Metrics
-from quotalang.server.reload import DEFAULT_INTERVAL, PolicyHolder, PolicyReloader
+from quotalang.server.reload import PolicyHolder, PolicyReloader
+from quotalang.server.serveopts import ServeError, ServeOptions, check, is_loopback
 
 if TYPE_CHECKING:
     import uvicorn
@@ -95,102 +86,16 @@ LOG = logging.getLogger("quotalang.serve")
 KEEP_ALIVE_SECONDS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class ServeOptions:
-    policy: list[str]
-    host: str = "127.0.0.1"
-    port: int = 8443
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    insecure_http: bool = False
-    state_dir: str | None = None
-    failure_mode: FailureMode = "deny"
-    log_format: logs.LogFormat = "text"
-    log_level: str = "info"
-    max_body: int = DEFAULT_MAX_BODY
-    reload_interval: float = DEFAULT_INTERVAL
-    kubeconfig: str | None = None
-    in_cluster: bool = False
-    # Several clusters (quotalang.server.clusters): `NAME=KUBECONFIG` or `NAME=in-cluster` each, and the hub.
-    clusters: tuple[str, ...] = ()
-    ledger_cluster: str | None = None
-    store: Literal["memory", "sqlite", "kubernetes"] | None = None  # None: sqlite alone, memory with a cluster
-    state_file: str | None = None
-    resync_interval: float = DEFAULT_RESYNC
-    accrue_interval: float = DEFAULT_ACCRUE_EVERY
-    lease_namespace: str | None = None
-    lease_duration: float = DEFAULT_LEASE
-    reservation_ttl: float = DEFAULT_RESERVATION_TTL
-    # Certificates kept in a Secret (quotalang.server.certs); None: files or self-signed.
-    cert_secret: str | None = None
-    cert_service: str = "quotalang"
-    webhook_configuration: str | None = None
-    cert_validity: float | None = None
-    # Namespaces that may carry the exemption label (quotalang.server.exemptions); kube-system and
-    # the pod's own namespace are added.
-    exempt_namespaces: tuple[str, ...] = ()
-    # Slow and many clients (quotalang.server.limits); max_connections None: below the fd limit.
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    max_headers: int = DEFAULT_MAX_HEADERS
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    max_connections: int | None = None
-    # Mutual TLS on the admission port (quotalang.server.clientauth).
-    client_ca: str | None = None
-    client_names: tuple[str, ...] = ()
-    # The API port (quotalang.server.api); api_host None: --host in a cluster, 127.0.0.1 without one.
-    api_host: str | None = None
-    api_port: int = 8444
-    api_insecure: bool = False
-    api_hostnames: tuple[str, ...] = ()  # Host names the API port answers besides IPs and local names
-    # The aggregated API (quotalang.server.aggregated): its port (None: not served) and the front proxy's
-    # CA and names (None: read from the cluster's extension-apiserver-authentication ConfigMap).
-    aggregated_port: int | None = None
-    requestheader_client_ca: str | None = None
-    requestheader_allowed_names: tuple[str, ...] = ()
-
-    @property
-    def cluster(self) -> bool:
-        return self.in_cluster or self.kubeconfig is not None or bool(self.clusters)
-
-    @property
-    def ledger_store(self) -> Literal["memory", "sqlite", "kubernetes"]:
-        return self.store or ("memory" if self.cluster else "sqlite")
-
-
-class ServeError(QuotalangError):
-    """The server could not start (exit 2)."""
-
-
 def serve(opts: ServeOptions) -> int:
-    if opts.insecure_http and (opts.tls_cert or opts.tls_key):
-        raise ServeError("--insecure-http serves plain HTTP: it cannot take --tls-cert/--tls-key")
-    if bool(opts.tls_cert) != bool(opts.tls_key):
-        raise ServeError("--tls-cert and --tls-key go together")
-    if opts.kubeconfig and opts.in_cluster:
-        raise ServeError("--kubeconfig and --in-cluster are two ways to name the cluster: give one")
-    if opts.store == "kubernetes" and not opts.cluster:
-        raise ServeError("--store kubernetes keeps the ledger on the apiserver: give --kubeconfig or --in-cluster")
+    """Check the options (`serveopts.check`), build everything, serve until stopped; 0, or a ServeError."""
+    check(opts)
     found = _clusters(opts)
-    if opts.state_file and opts.ledger_store == "memory" and not opts.cluster:
-        raise ServeError("--state names the ledger file; the memory store keeps nothing: drop --store memory")
-    if opts.cert_secret and (opts.tls_cert or opts.insecure_http):
-        raise ServeError("--cert-secret keeps the serving pair in a Secret: no --tls-cert or --insecure-http with it")
-    if opts.cert_secret and not opts.cluster:
-        raise ServeError("--cert-secret keeps the serving pair on the apiserver: give --kubeconfig or --in-cluster")
-    if opts.client_names and not opts.client_ca:
-        raise ServeError("--client-name narrows --client-ca: give --client-ca FILE")
-    if opts.client_ca and opts.insecure_http:
-        raise ServeError("--client-ca is mutual TLS: it cannot take --insecure-http")
     if opts.client_ca:
         try:
             ClientAuth(opts.client_ca, opts.client_names).check_file()
         except ClientAuthError as exc:
             raise ServeError(str(exc)) from None
-    if opts.state_file and opts.ledger_store == "kubernetes":
-        raise ServeError("--state is for the memory store; the kubernetes store keeps cash in its ledger objects")
-    api_host = _api_host(opts)
-    _check_aggregated(opts)
+    api_host = opts.api_host or (opts.host if opts.cluster else "127.0.0.1")
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
     holder = PolicyHolder()
@@ -248,7 +153,7 @@ def serve(opts: ServeOptions) -> int:
         ledger=runtime.describe(), failure_mode=opts.failure_mode,
         ca=str(ca) if ca is not None else None,
     )
-    if not found.members and not _is_loopback(opts.host):
+    if not found.members and not is_loopback(opts.host):
         logs.log_event(
             LOG, logging.WARNING, "standalone behind a network address",
             note="no cluster is watched: usage comes from the reviews alone, and a tenant whose CREATE the "
@@ -440,20 +345,6 @@ class _Runtime:
             self.sqlite.close()
 
 
-def _check_aggregated(opts: ServeOptions) -> None:
-    if opts.aggregated_port is None:
-        if opts.requestheader_client_ca or opts.requestheader_allowed_names:
-            raise ServeError("--requestheader-* say whom the aggregated API trusts: give --aggregated-port too")
-        return
-    if opts.insecure_http:
-        raise ServeError("--aggregated-port is served over TLS to the apiserver: it cannot take --insecure-http")
-    if opts.aggregated_port in (opts.port, opts.api_port):
-        raise ServeError(f"--aggregated-port {opts.aggregated_port} is taken by another port: give it its own")
-    if opts.requestheader_allowed_names and not opts.requestheader_client_ca:
-        raise ServeError("--requestheader-allowed-names narrows --requestheader-client-ca-file: give the file too")
-    if not opts.requestheader_client_ca and not opts.cluster:
-        raise ServeError("--aggregated-port needs the front proxy's CA: --requestheader-client-ca-file, or a "
-                         "cluster (--kubeconfig / --in-cluster) to read it from")
 
 
 def _front_proxy(opts: ServeOptions, found: Clusters, runtime: _Runtime) -> ClientAuth | None:
@@ -471,27 +362,8 @@ def _front_proxy(opts: ServeOptions, found: Clusters, runtime: _Runtime) -> Clie
         raise ServeError(f"the aggregated API cannot start: {exc}") from None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name: it may resolve anywhere
-        return False
 
 
-def _api_host(opts: ServeOptions) -> str:
-    """Where the API port listens: never beyond this machine without a cluster to check tokens, unless told."""
-    if opts.api_port == opts.port:
-        raise ServeError(f"--api-port {opts.api_port} is the admission port too: give the API a port of its own")
-    if opts.cluster:
-        return opts.api_host or opts.host
-    host = opts.api_host or "127.0.0.1"
-    if not _is_loopback(host) and not opts.api_insecure:
-        raise ServeError(f"--api-host {host} is not a loopback address, and with no cluster nothing checks who "
-                         "reads the tree: give --kubeconfig or --in-cluster, or --api-insecure to let anyone "
-                         "who reaches it read it")
-    return host
 
 
 def _clusters(opts: ServeOptions) -> Clusters:

@@ -8,7 +8,7 @@ import pytest
 
 from quotalang.server.aggregated_manifests import AGGREGATED_PORT, VIEWER, with_aggregated_api
 from quotalang.server.aggregated_trust import TrustError, from_configmap, from_files
-from quotalang.server.serve import ServeError, ServeOptions, _check_aggregated
+from quotalang.server.serveopts import ServeError, ServeOptions, check
 from quotalang.server.tls import make_ca
 
 
@@ -55,7 +55,7 @@ def test_a_ca_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
 ])
 def test_serve_refuses_an_aggregated_api_it_cannot_secure(options: dict[str, object], said: str) -> None:
     with pytest.raises(ServeError, match=said):
-        _check_aggregated(ServeOptions(policy=["p"], **options))  # type: ignore[arg-type]
+        check(ServeOptions(policy=["p"], **options))  # type: ignore[arg-type]
 
 
 def test_the_manifests_register_the_api_before_the_webhook_configuration() -> None:
