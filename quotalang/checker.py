@@ -268,6 +268,8 @@ def _setting_name(setting: nodes.Setting) -> str:
         return "unbound namespaces"
     if isinstance(setting, nodes.BorrowBelow):
         return "borrow below priority"
+    if isinstance(setting, nodes.AuthorizeUsers):
+        return "authorize users"
     return "warn at"
 
 

@@ -98,6 +98,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
     node_values: dict[str, dict[str, str]] = {}
     unbound = "allow"
     borrow_below = DEFAULT_BORROW_BELOW
+    authorize_users = False
     for file in files:
         for block in file.settings:
             for entry in block.entries:
@@ -120,6 +121,8 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
                     unbound = entry.action
                 elif isinstance(entry, nodes.BorrowBelow):
                     borrow_below = entry.priority
+                elif isinstance(entry, nodes.AuthorizeUsers):
+                    authorize_users = True
                 else:
                     warn_at = Fraction(entry.percent) / 100
     return Settings(
@@ -136,6 +139,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
         node_values=MappingProxyType({kind: MappingProxyType(v) for kind, v in node_values.items()}),
         unbound=unbound,
         borrow_below=borrow_below,
+        authorize_users=authorize_users,
     )
 
 

@@ -30,6 +30,7 @@ Reason = Literal[
     "unlabelled",  # no group label: allowed or denied per the policy's `unlabelled` setting
     "unknown-group",  # the group label names no group of the policy
     "not-bound",  # the group (and its ancestors) does not bind the workload's namespace: denied
+    "not-authorized",  # `authorize users`: the request's user may not `use` the group (SubjectAccessReview)
     "outside-quota",  # no group binds the namespace: allowed, not charged (as without a ResourceQuota)
     "unbound-namespace",  # no group binds the namespace and `unbound namespaces deny`: denied
     "model-not-pinned",  # the group limits a model key, the pod template pins no single declared model

@@ -200,6 +200,7 @@ def evaluate(
     cluster: str = "",
     owners: Find | None = None,
     priorities: Priorities | None = None,
+    refused: str | None = None,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
@@ -214,7 +215,9 @@ def evaluate(
     stored body (the ledger): an object is then its owner's to charge only if
     the owner is known with the uid the reference names (`owners.
     verified_owner`); without it (CI, no ledger) the kind rules' `creates`
-    alone decide (`claimed_owner`).
+    alone decide (`claimed_owner`). `refused`: the caller's finding that the
+    request's user may not charge the workload's group (`authorize users`; the
+    server asks the apiserver): denied, or in warn/audit mode said.
     Raises `InputError` for objects that cannot be read: a negative or
     malformed quantity, a `resources` that is not a mapping, a bad replica
     count, an invalid LimitRange.
@@ -226,7 +229,8 @@ def evaluate(
         return Decision(True, op, reason="not-intercepted", dry_run=dry_run)
     source = _source(usage)
     kind = obj.get("kind")
-    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners, priorities)
+    where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners, priorities,
+                   refused)
     defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, where.namespace)
     if kind == "Scale":
         return _scale(policy, obj, source, parent, dry_run, defaults, where)
@@ -242,6 +246,7 @@ class _Where(NamedTuple):
     cluster: str = ""
     owners: Find | None = None  # the ledger's lookup of a claimed owner (None: the claim alone decides)
     priorities: Priorities | None = None  # PriorityClass values (None: only spec.priority and system classes)
+    refused: str | None = None  # `authorize users`: why the request's user may not charge the group
 
 
 _NOWHERE = _Where("default")
@@ -307,6 +312,12 @@ def _workload(
     rolling: tuple[PartUsage, ...] = ()
     if finding is not None:
         findings.append(finding)
+    if where.refused is not None:
+        if group.mode == "enforce":
+            return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason="not-authorized",
+                            total=new.total, parts=new.parts, notes=_notes([], note), error=where.refused,
+                            stored=stored, dry_run=dry_run)
+        findings.append(where.refused)
     wrong_model = _model_problem(policy, group, new.parts)
     if wrong_model is not None:
         if group.mode == "enforce":

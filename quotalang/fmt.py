@@ -165,6 +165,7 @@ def _settings(settings: nodes.Settings) -> list[_Elem]:
     out: list[_Elem] = []
     for entry in settings.entries:
         span = entry.span
+        value: str | None
         if isinstance(entry, nodes.GroupLabel):
             label, value = f"group {entry.source}", f'"{entry.label}"'
         elif isinstance(entry, nodes.ModelLabel):
@@ -183,6 +184,8 @@ def _settings(settings: nodes.Settings) -> list[_Elem]:
             label, value = "unbound namespaces", entry.action
         elif isinstance(entry, nodes.BorrowBelow):
             label, value = "borrow below priority", str(entry.priority)
+        elif isinstance(entry, nodes.AuthorizeUsers):
+            label, value = "authorize users", None
         else:
             label, value = "warn at", f"{entry.percent}%"
         out.append(_Stmt(span.line, span.column, label, value))

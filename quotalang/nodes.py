@@ -96,6 +96,13 @@ class Unbound:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthorizeUsers:
+    """`authorize users`: charging a group also needs the user's `use` grant on it (SubjectAccessReview)."""
+
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class GpuResource:
     resource: str
     span: Span
@@ -124,7 +131,8 @@ class BorrowBelow:
     span: Span
 
 
-Setting = GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt | BorrowBelow
+Setting = (GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt | BorrowBelow
+           | AuthorizeUsers)
 
 
 @dataclass(frozen=True, slots=True)

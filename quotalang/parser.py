@@ -349,6 +349,10 @@ class _Build(Transformer[Token, Any]):
         return nodes.Unbound(children[0], self._span(meta))
 
     @v_args(meta=True)
+    def authorize(self, meta: Any, children: list[Any]) -> nodes.AuthorizeUsers:
+        return nodes.AuthorizeUsers(self._span(meta))
+
+    @v_args(meta=True)
     def gpu_resource(self, meta: Any, children: list[Token]) -> nodes.GpuResource:
         return nodes.GpuResource(_unquote(children[0]), self._span(meta))
 

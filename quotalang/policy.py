@@ -84,6 +84,7 @@ class Settings:
     # `borrow below priority N`: a workload whose pods' priority is below it may borrow (it can be
     # preempted); 100 as KAI separates preemptible from non-preemptible work (issue 29)
     borrow_below: int = DEFAULT_BORROW_BELOW
+    authorize_users: bool = False  # a CREATE or a group move also needs the user's `use` grant on the group
 
 
 @dataclass(frozen=True, slots=True)

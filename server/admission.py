@@ -211,7 +211,7 @@ def _strings(request: Mapping[str, Any], field: str, keys: tuple[str, ...], reas
 
 
 def _user_info(value: Any) -> None:
-    """`userInfo` is not read, but it is part of the request: its types are checked like the rest."""
+    """`userInfo` (read by the grant check, server/grants.py): its types are checked like the rest."""
     if value is None:
         return
     if not isinstance(value, dict):

@@ -75,17 +75,20 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What a request does, in RBAC's terms: a non-resource path, or a verb on our resource."""
+    """What a request does, in RBAC's terms: a non-resource path, or a verb on our resource (one group of it
+    when `name` is set: `use` for charging it, server/grants.py)."""
 
     verb: str
     path: str | None = None  # non-resource URL (/metrics)
     subresource: str = ""
+    name: str = ""  # resourceName: one quota group
 
     def describe(self) -> str:
         if self.path is not None:
             return f"{self.verb} {self.path}"
         resource = f"{RESOURCE}/{self.subresource}" if self.subresource else RESOURCE
-        return f"{self.verb} {resource}.{API_GROUP}"
+        named = f' "{self.name}"' if self.name else ""
+        return f"{self.verb} {resource}.{API_GROUP}{named}"
 
 
 METRICS = Action("get", path="/metrics")
@@ -157,6 +160,8 @@ class KubeReviews:
         else:
             spec["resourceAttributes"] = {"group": API_GROUP, "resource": RESOURCE,
                                           "subresource": action.subresource, "verb": action.verb}
+            if action.name:
+                spec["resourceAttributes"]["name"] = action.name
         answer = self._post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec,
         })

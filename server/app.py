@@ -49,6 +49,7 @@ from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.server.admission import DEFAULT_MAX_BODY, AdmissionRequest, BadReview, parse_review
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine, FailureMode, Outcome
+from quotalang.server.grants import Grants
 from quotalang.server.http import (
     error_response,
     internal_error,
@@ -85,6 +86,7 @@ def create_app(
     health: Callable[[], Mapping[str, ClusterReport]] | None = None,
     denials: Denials | None = None,
     limit_ranges: LimitRangeSource | None = None,
+    grants: Grants | None = None,
 ) -> Starlette:
     """The admission app over a policy holder and a ledger (one of each per process).
 
@@ -94,11 +96,12 @@ def create_app(
     `health` reports each cluster for `/readyz`. `denials`: where the last
     denials per group are kept (the API app shows them). `limit_ranges`: each
     cluster's LimitRange index, installed by whoever watches it (`Engine`).
+    `grants`: each cluster's `use` answers (`authorize users`).
     """
     metrics = metrics or Metrics()
     metrics.watch_ledger(ledger, lambda: holder.policy)
     recent = denials if denials is not None else Denials()
-    engine = Engine(holder, ledger, failure_mode, limit_ranges)
+    engine = Engine(holder, ledger, failure_mode, limit_ranges, grants)
     # The engine first tries each review on the event loop (the memory and SQLite stores decide there,
     # and so does a kubernetes store within its lease); a review whose store would wait (a call, another
     # batch's turn) is decided in a worker thread, within the apiserver's `?timeout=`.

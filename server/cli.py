@@ -56,6 +56,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
     from quotalang.server import manifests as m
 
+    if args.grant_role is not None:
+        return _grant_role(args, out)
     ca_bundle = _read(args.ca_bundle)
     client_ca = _read(args.client_ca)
     if args.only is not None and not args.cluster:
@@ -134,6 +136,29 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
                                option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         out.write(m.render_yaml(docs, args.namespace, notes))
+    return core.EXIT_OK
+
+
+def _grant_role(args: argparse.Namespace, out: TextIO) -> int:
+    """`--grant-role GROUP`: the ClusterRole whose binding lets users charge GROUP under `authorize users`."""
+    from quotalang.compiler import compile_policy
+    from quotalang.server import manifests as m
+
+    group = args.grant_role
+    policy = compile_policy(args.policy)
+    if group not in policy.groups:
+        near = policy.near_groups(group)
+        raise core.UsageError(f"--grant-role {group}: no such group" + (f"; did you mean {', '.join(near)}?"
+                                                                         if near else ""))
+    role = m.group_user_role(group)
+    if args.format == "json":
+        out.write(orjson.dumps(role, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return core.EXIT_OK
+    path = policy.groups[group].path
+    out.write(f"# lets the subjects bound to it charge quota group {path} under `authorize users`:\n"
+              f"#   kubectl create rolebinding {role['metadata']['name']} -n NAMESPACE "
+              f"--clusterrole={role['metadata']['name']} --user=NAME\n")
+    out.write(yaml.safe_dump(role, sort_keys=False, default_flow_style=False, width=120))
     return core.EXIT_OK
 
 
@@ -245,6 +270,9 @@ def add_server_verbs(verbs: core.Verbs) -> None:
     man.add_argument("--only", metavar="hub|NAME",
                      help="with --cluster: print only the hub's part, or member NAME's (else --output-dir writes a "
                      "folder each)")
+    man.add_argument("--grant-role", metavar="GROUP",
+                     help="print only the ClusterRole granting `use` on quota group GROUP, which `authorize users` "
+                     "asks for (bind it where GROUP's users create workloads)")
     man.add_argument("--helm-values", action="store_true",
                      help="print the Helm chart's values (charts/quotalang) that render this same install: the "
                      "policy's files and kinds included")

@@ -69,6 +69,7 @@ from quotalang.owners import Find, OwnerRef, claimed_owner, verified_owner
 from quotalang.policy import CompiledPolicy
 from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
+from quotalang.server.grants import Grants, user_of
 from quotalang.server.reload import PolicyHolder
 
 FailureMode = Literal["allow", "deny"]
@@ -104,6 +105,7 @@ def ask_for(
     limit_ranges: LimitRanges | None = None,
     deadline: float = math.inf,
     owners: Find | None = None,
+    refused: str | None = None,
 ) -> Ask:
     """The ask of a CREATE or UPDATE of `obj`, a `Scale` (`parent`: the stored workload, `identity` names
     it) or an HPA (`parent`: its target, checked and never charged).
@@ -111,7 +113,8 @@ def ask_for(
     The group label of `parent`, else of `obj`, picks the numbers it is checked
     against; what is recorded comes from the decision alone. `owners` answers
     where a claimed controller owner is known (`Engine._owners`: looked up
-    before the store decides, so a store never waits for a call under its lock).
+    before the store decides, so a store never waits for a call under its lock); `refused`, likewise
+    looked up before, why the request's user may not charge the group (`Engine._refused`).
     """
     target = parent if parent is not None else obj
     if identity is None:
@@ -122,7 +125,8 @@ def ask_for(
 
     def decide(usage: UsageSource, dry: bool) -> Decision:
         return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
-                        limit_ranges=limit_ranges, namespace=namespace, cluster=cluster, owners=owners)
+                        limit_ranges=limit_ranges, namespace=namespace, cluster=cluster, owners=owners,
+                        refused=refused)
 
     return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
 
@@ -163,6 +167,8 @@ class Engine:
 
     `limit_ranges`: each cluster's LimitRange index (the controller or the
     kubernetes store's runtime installs it); None applies no defaults.
+    `grants`: each cluster's answer to `use` on a group (`authorize users`);
+    None: no apiserver to ask, so such a policy refuses what it would ask about.
     """
 
     def __init__(
@@ -171,8 +177,10 @@ class Engine:
         ledger: Ledger,
         failure_mode: FailureMode = "deny",
         limit_ranges: LimitRangeSource | None = None,
+        grants: Grants | None = None,
     ) -> None:
         self.policies = policies
+        self.grants = grants if grants is not None else Grants({})
         self.ledger = ledger
         self.failure_mode: FailureMode = failure_mode
         self.limit_ranges = limit_ranges if limit_ranges is not None else LimitRangeSource()
@@ -293,8 +301,11 @@ class Engine:
             identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
             if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
                 operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
+            owners = self._owners(policy, obj, identity, wait)
+            refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait)
+                       if policy.settings.authorize_users else None)
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
-                          deadline=until, owners=self._owners(policy, obj, identity, wait))
+                          deadline=until, owners=owners, refused=refused)
         if wait:
             decision = self.ledger.reserve(ask)
         else:
@@ -335,6 +346,31 @@ class Engine:
         if claimed_owner(policy, obj) is not None:
             verified_owner(policy, obj, find)  # every lookup it needs happens here; the decision reads `found`
         return find
+
+    def _refused(
+        self, policy: CompiledPolicy, request: AdmissionRequest, obj: Mapping[str, Any], operation: str,
+        old: Mapping[str, Any] | None, identity: ObjectKey, owners: Find, wait: bool,
+    ) -> str | None:
+        """`authorize users`: why the request's user may not charge `obj`'s group, or None. Asked (outside
+        any store lock) only for a CREATE or a move to another group of a charged kind; never for an object
+        its verified owner is charged for (a controller's child), a Scale or an HPA (they follow their
+        parent). A dry run asks too: it answers what the real request would get."""
+        if policy.rule_for(obj) is None:
+            return None
+        namespace, cluster = identity.namespace or None, identity.cluster
+        group, _ = resolve_group(policy, obj, namespace=namespace, cluster=cluster)
+        if group is None:
+            return None
+        if operation == "UPDATE" and old is not None and resolve_group(
+            policy, old, namespace=namespace, cluster=cluster
+        )[0] == group:
+            return None
+        if claimed_owner(policy, obj) is not None and verified_owner(policy, obj, owners) is not None:
+            return None
+        user = user_of(request.get("userInfo"))
+        if not wait and not self.grants.known(user, group, cluster):
+            raise _Wait
+        return self.grants.check(user, group, cluster)
 
     def _deleted(self, identity: ObjectKey, options: Mapping[str, Any] | None) -> None:
         """Standalone: a DELETE review releases only what is proven gone (`deletion_hold`)."""

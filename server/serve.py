@@ -56,6 +56,7 @@ from quotalang.server.app import create_app
 from quotalang.server.clientauth import ClientAuth, ClientAuthError
 from quotalang.server.clusters import Clusters, ClusterSpec, need_hub, plan
 from quotalang.server.denials import Denials
+from quotalang.server.grants import Grants
 from quotalang.server.ledgerfile import open_embedded
 from quotalang.server.limits import (
     ConnectionLimits,
@@ -107,7 +108,8 @@ def serve(opts: ServeOptions) -> int:
     denials = Denials()  # the admission port records, the API port shows
     app = create_app(holder, ledger, failure_mode=opts.failure_mode, max_body=opts.max_body, metrics=metrics,
                      waiting_for=runtime.waiting_for, routes=_exemption_routes(opts), clusters=names,
-                     health=runtime.health, denials=denials, limit_ranges=runtime.limit_ranges)
+                     health=runtime.health, denials=denials, limit_ranges=runtime.limit_ranges,
+                     grants=Grants({name: KubeReviews(api) for name, api in runtime.apis.items()}))
     gate = _gate(opts, found, runtime)
     from quotalang.server.tls import local_hosts
 

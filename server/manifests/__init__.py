@@ -76,11 +76,12 @@ from quotalang.server.manifests.output import (
     write_fleet_dir,
 )
 from quotalang.server.manifests.policyfiles import policy_files
-from quotalang.server.manifests.rbac import rbac, readers, watch_rules
+from quotalang.server.manifests.rbac import group_user_role, rbac, readers, watch_rules
 
 __all__ = [
     "API_PORT", "HUB", "NAME", "PORT", "FailurePolicy", "Options", "cert_manager_objects", "cluster_secret",
-    "deployment", "fleet_manifests", "fleet_notes", "has_private_key", "header", "manifests", "member_objects",
+    "deployment", "fleet_manifests", "fleet_notes", "group_user_role", "has_private_key", "header", "manifests",
+    "member_objects",
     "namespace_webhook", "namespaces", "network_policy", "parse_kube_version", "policy_files", "rbac", "readers",
     "render_yaml", "service_hosts", "watch_rules", "webhook_configuration", "webhook_rules", "webhook_url_host",
     "write_dir", "write_fleet_dir",

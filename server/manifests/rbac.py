@@ -62,8 +62,9 @@ def rbac(
     rules.append({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                   "resourceNames": [ledger_crd.CRD_NAME], "verbs": ["get"]})
     # create: the API port asks who a bearer token belongs to (TokenReview) and whether that user may
-    # read what it asks for (SubjectAccessReview); server/apiauth.py KubeReviews. Both are reviews,
-    # not objects: create is the only verb they have.
+    # read what it asks for (SubjectAccessReview); server/apiauth.py KubeReviews. With `authorize
+    # users` the engine asks whether a review's user may `use` the group it charges (server/grants.py,
+    # the same client). Both are reviews, not objects: create is the only verb they have.
     rules.append({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]})
     rules.append({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
                   "verbs": ["create"]})
@@ -103,6 +104,17 @@ def rbac(
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
          "subjects": subject},
     ]
+
+
+def group_user_role(group: str) -> dict[str, Any]:
+    """The ClusterRole `authorize users` asks about (server/grants.py): `use` on one quota group, to bind with
+    a RoleBinding in the namespace its users share (or a ClusterRoleBinding for every namespace)."""
+    from quotalang.server.apiauth import API_GROUP, RESOURCE
+    from quotalang.server.grants import USE
+
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": meta(f"{NAME}-use-{group}"),
+            "rules": [{"apiGroups": [API_GROUP], "resources": [RESOURCE], "resourceNames": [group], "verbs": [USE]}]}
 
 
 def readers() -> list[dict[str, Any]]:
