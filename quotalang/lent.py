@@ -32,8 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from quotalang.borrowing import Groups, Lending, Used, balance, share
+from quotalang.decision import qty
+from quotalang.policy import CompiledPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,4 +161,20 @@ def figures(groups: Groups, lending: Lending, used: Used) -> dict[str, dict[str,
     return out
 
 
-__all__ = ["Lent", "figures", "key_figures", "lending_keys"]
+def row_json(policy: CompiledPolicy, row: Lent) -> dict[str, Any]:
+    """One key's figures as every JSON view shows them (tree, `/api/groups`, the pages), quantities printed."""
+    key = row.key
+    return {"lend": qty(key, row.lend), "borrow": qty(key, row.borrow), "guarantee": qty(key, row.guarantee),
+            "own": qty(key, row.used), "borrowed": qty(key, row.borrowed),
+            "borrowed_from": [{"group": g, "path": policy.group_path(g), "amount": qty(key, a)}
+                              for g, a in row.draws],
+            "lent_out": qty(key, row.lent_out), "over": qty(key, row.over)}
+
+
+def lending_json(policy: CompiledPolicy, used: Used) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per group, per lending key, `row_json` (empty for a policy without lending: nothing is read)."""
+    return {name: {key: row_json(policy, row) for key, row in keys.items()}
+            for name, keys in figures(policy.groups, policy.lending, used).items()}
+
+
+__all__ = ["Lent", "figures", "key_figures", "lending_json", "lending_keys", "row_json"]

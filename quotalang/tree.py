@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quotalang.decision import UsageSource, qty
-from quotalang.lent import Lent, figures
+from quotalang.lent import lending_json
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.units import format_hours
 
@@ -49,16 +49,6 @@ def _roots(policy: CompiledPolicy) -> list[CompiledGroup]:
     return [g for g in policy.groups.values() if g.parent is None]
 
 
-def lending_json(policy: CompiledPolicy, row: Lent) -> dict[str, Any]:
-    """One key's borrowing figures as the JSON views show them (tree, `/api/groups`), quantities printed."""
-    key = row.key
-    return {"lend": qty(key, row.lend), "borrow": qty(key, row.borrow), "guarantee": qty(key, row.guarantee),
-            "own": qty(key, row.used), "borrowed": qty(key, row.borrowed),
-            "borrowed_from": [{"group": g, "path": policy.group_path(g), "amount": qty(key, a)}
-                              for g, a in row.draws],
-            "lent_out": qty(key, row.lent_out), "over": qty(key, row.over)}
-
-
 def _rows(group: CompiledGroup, usage: UsageSource, below: Mapping[str, int],
           lending: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
@@ -83,14 +73,9 @@ def _cash_rows(group: CompiledGroup, usage: UsageSource) -> list[dict[str, str]]
     ]
 
 
-def _lending(policy: CompiledPolicy, usage: UsageSource) -> dict[str, dict[str, dict[str, Any]]]:
-    return {name: {key: lending_json(policy, row) for key, row in keys.items()}
-            for name, keys in figures(policy.groups, policy.lending, usage.used).items()}
-
-
 def tree_json(policy: CompiledPolicy, usage: UsageSource) -> list[dict[str, Any]]:
     below = usage_below(policy, usage.used)
-    lending = _lending(policy, usage)
+    lending = lending_json(policy, usage.used)
 
     def node(group: CompiledGroup) -> dict[str, Any]:
         return {
@@ -119,7 +104,7 @@ def render_tree(policy: CompiledPolicy, usage: UsageSource, with_usage: bool = F
     """The tree as text; `with_usage` (a snapshot was given) adds the borrowing figures to lending keys."""
     lines: list[str] = []
     below = usage_below(policy, usage.used)
-    lending = _lending(policy, usage)
+    lending = lending_json(policy, usage.used)
 
     def walk(group: CompiledGroup, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└── " if last else "├── ")

@@ -51,6 +51,7 @@ from starlette.routing import Mount, Route
 from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.decision import qty
+from quotalang.lent import lending_json
 from quotalang.policy import CompiledGroup, CompiledPolicy, limit_rows, usage_below
 from quotalang.resources import split_key
 from quotalang.server.api import group_detail
@@ -104,9 +105,10 @@ def _status(code: int, reason: str, message: str, name: str | None = None) -> Re
 
 
 def quota_group(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, denials: Denials,
-                below: Mapping[str, int]) -> dict[str, Any]:
-    """One group as a Kubernetes object: the policy's view in spec, the ledger's in status."""
-    detail = group_detail(group, ledger, (), below)
+                below: Mapping[str, int], lending: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One group as a Kubernetes object: the policy's view in spec, the ledger's in status
+    (`lending`: its borrowing figures per lending key, as `/api/groups/{name}` has them)."""
+    detail = group_detail(group, ledger, (), below, lending)
     return {
         "apiVersion": GROUP_VERSION, "kind": KIND, "metadata": _metadata(policy, group),
         "spec": {"parent": group.parent, "path": group.path, "mode": group.mode, "children": list(group.children)},
@@ -206,7 +208,8 @@ def create_aggregated_app(holder: PolicyHolder, ledger: Ledger, engine: Engine, 
         version = table_version(request.headers.get("accept", ""))
 
         def objects() -> list[dict[str, Any]]:
-            return [quota_group(policy, g, ledger, recent, below[g.name]) for g in chosen]
+            lending = lending_json(policy, own_usage(ledger))  # once for the whole tree: it reads every group
+            return [quota_group(policy, g, ledger, recent, below[g.name], lending.get(g.name)) for g in chosen]
 
         if version is not None:  # whole objects only when asked for: kubectl get prints the cells
             include = request.query_params.get("includeObject", "Metadata")

@@ -5,9 +5,11 @@
 | GET  /metrics           | Prometheus text                                             |
 | GET  /api/groups        | every group: name, path, parent, mode, children; per key    |
 |                         | hard, used (its own) and subtree (its own + descendants')   |
+|                         | and, on keys some group lends or borrows, `lending`         |
 | GET  /api/groups/{name} | one group: hard, carved, used, subtree, reserved, free per  |
 |                         | key; cash; its last denials (`server/denials.py`); its      |
-|                         | workloads (usage, and GPU-hours spent where accrued here)   |
+|                         | workloads (usage, and GPU-hours spent where accrued here);  |
+|                         | `lending` on lending keys, as in the list                   |
 | GET  /api/namespaces/{ns} | the groups namespace ns may charge (?cluster=), its default |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
@@ -16,6 +18,11 @@ With several clusters (`serve --cluster`) each limit of `/api/groups/{name}`
 also has `observed` (in total) and `clusters` (observed per registered
 cluster, 0 where it has none), so that a cluster's share is visible, and
 kept while that cluster cannot be reached.
+
+`lending` (issue 29) is `quotalang.lent.row_json`, what `quotalang tree`
+prints: lend, borrow, guarantee, own, borrowed (and `borrowed_from`, each
+ancestor's pool and amount), lent_out, over; on keys nobody lends or
+borrows it is absent, so a policy without lending answers as before.
 
 A port of its own (`--api-port`, default 8444), apart from the admission
 port: whoever reaches the webhook must not read the tree, usage and near
@@ -43,6 +50,7 @@ from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.decision import qty
 from quotalang.errors import UserInputError
+from quotalang.lent import lending_json
 from quotalang.policy import CompiledGroup, CompiledPolicy, cash_rows, limit_rows, usage_below
 from quotalang.server.admission import DEFAULT_MAX_BODY, BadReview, check_object
 from quotalang.server.apiauth import BearerAuth, Gate
@@ -119,7 +127,8 @@ def create_api_app(
             near = policy.near_groups(name)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             return error_response(404, f"no group {name!r} in the policy{hint}")
-        detail = group_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name])
+        detail = group_detail(found, ledger, names, usage_below(policy, own_usage(ledger), name)[name],
+                              lending_json(policy, own_usage(ledger)).get(name))
         return json_response({**detail, "denials": recent.of(name), "workloads": workloads(found, ledger, spent)})
 
     async def namespace(request: Request) -> Response:
@@ -194,19 +203,30 @@ def _listing(policy: CompiledPolicy, ledger: Ledger) -> list[dict[str, Any]]:
     """Every group with, per key, its hard limit, its own usage and its subtree's (read once per group)."""
     used = {name: ledger.group_usage(name).used for name in policy.groups}
     below = usage_below(policy, used.__getitem__)
+    lending = lending_json(policy, used.__getitem__)
     return [
         {**_summary(g), "limits": [
-            {"key": r.key, "hard": qty(r.key, r.hard), "used": qty(r.key, r.used), "subtree": qty(r.key, r.subtree)}
+            _lent({"key": r.key, "hard": qty(r.key, r.hard), "used": qty(r.key, r.used),
+                   "subtree": qty(r.key, r.subtree)}, lending.get(g.name))
             for r in limit_rows(g, used[g.name], below[g.name])]}
         for g in policy.groups.values()
     ]
 
 
+def _lent(row: dict[str, Any], lending: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`row` with its key's borrowing figures, when some group lends or borrows the key."""
+    if lending and row["key"] in lending:
+        row["lending"] = lending[row["key"]]
+    return row
+
+
 def group_detail(
-    group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = (), below: Mapping[str, int] | None = None
+    group: CompiledGroup, ledger: Ledger, clusters: tuple[str, ...] = (), below: Mapping[str, int] | None = None,
+    lending: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`used` is observed + reserved (what admission checks); `free` = hard − carved − used;
-    `subtree` adds what the descendants use (`below`).
+    `subtree` adds what the descendants use (`below`); `lending` (`lending_json`'s, for this group) adds
+    each lending key's borrowing figures.
 
     With several clusters each limit adds `observed` and its share per cluster.
     """
@@ -226,7 +246,7 @@ def group_detail(
         if clusters:
             row["observed"] = qty(r.key, numbers.observed.get(r.key, 0))
             row["clusters"] = {c: qty(r.key, by_cluster.get(c, {}).get(r.key, 0)) for c in clusters}
-        limits.append(row)
+        limits.append(_lent(row, lending))
     cash = [
         {
             "key": c.key,

@@ -21,6 +21,13 @@ With several clusters (`serve --cluster`), `quotalang_cluster_reachable` and
 `quotalang_ledger_observed` gives each group's observed usage per cluster;
 the `cluster` label takes only the registered names.
 
+Where some group lends or borrows a key (issue 29), `quotalang_borrowed`
+and `quotalang_lent` give, per group and key, what it borrows beyond its
+hard and what of its lendable part others hold (`quotalang.lent`, as the
+tree, the pages and `/api/groups` show it). Their labels are the ledger
+gauges' (`group`, `resource`, so that they join with `quotalang_ledger_hard`),
+bounded the same way: the policy's groups and the keys it lends or borrows.
+
 Quantities are exported in their natural unit (cores, bytes, pods, GPUs) and
 cash in unit-seconds (GPU-seconds, core-seconds), as Prometheus prefers base
 units; divide by 3600 for GPU-hours.
@@ -39,6 +46,7 @@ from prometheus_client.registry import Collector
 
 from quotalang.controller import Ledger
 from quotalang.controller.cash import period_end
+from quotalang.lent import figures
 from quotalang.policy import CompiledPolicy, cash_rows, limit_rows
 from quotalang.quantity import approximate
 
@@ -228,9 +236,11 @@ class LedgerCollector(Collector):
         clusters = self._clusters()
         policy = self._policy()
         now = self._clock()
+        own: dict[str, Mapping[str, int]] = {}
         if policy is not None:
             for name, group in policy.groups.items():
                 numbers = self._ledger.group_usage(name)
+                own[name] = numbers.used
                 by_cluster = numbers.observed_by_cluster
                 for r in limit_rows(group, numbers.used):
                     hard.add_metric([name, r.key], approximate(r.hard))
@@ -248,6 +258,23 @@ class LedgerCollector(Collector):
         yield from (hard, used, reserved, free, cash_used, cash_budget, cash_free, cash_renews)
         if clusters:
             yield observed
+        if policy is not None and policy.lending:
+            yield from borrowing_gauges(policy, own, labels)
+
+
+def borrowing_gauges(policy: CompiledPolicy, own: Mapping[str, Mapping[str, int]],
+                     labels: list[str]) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """`quotalang_borrowed` and `quotalang_lent` from the usage just read (`own`: group -> its own usage)."""
+    borrowed = GaugeMetricFamily(
+        "quotalang_borrowed", "What a group borrows of a key beyond its hard limit, from its ancestors.",
+        labels=labels)
+    lent = GaugeMetricFamily(
+        "quotalang_lent", "What of a group's lendable part of a key others hold now.", labels=labels)
+    for name, keys in figures(policy.groups, policy.lending, lambda g: own.get(g, {})).items():
+        for key, row in keys.items():
+            borrowed.add_metric([name, key], approximate(row.borrowed))
+            lent.add_metric([name, key], approximate(row.lent_out))
+    return borrowed, lent
 
 
 class ClusterCollector(Collector):
