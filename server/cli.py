@@ -92,6 +92,7 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         client_ca=client_ca,
         client_names=tuple(args.client_name or ()),
         prometheus_operator=args.prometheus_operator,
+        aggregated_api=args.aggregated_api,
         **given,
     )
     if args.helm_values:
@@ -102,8 +103,6 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         out.write(yaml.safe_dump(values, sort_keys=False, default_flow_style=False, width=120))
         return core.EXIT_OK
     notes: list[str] = []
-    if args.aggregated_api and args.cluster:
-        raise core.UsageError("--aggregated-api is for one cluster's install: leave out --cluster")
     if args.cluster:
         targets = m.fleet_manifests(args.policy, args.namespace, args.cluster, args.webhook_url, options)
         if args.only is not None and args.only not in targets:
@@ -122,10 +121,6 @@ def cmd_manifests(args: argparse.Namespace, out: TextIO) -> int:
         notes = m.fleet_notes(args.only, args.namespace, args.cluster)
     else:
         docs = m.manifests(args.policy, args.namespace, options)
-        if args.aggregated_api:
-            from quotalang.server.aggregated_manifests import with_aggregated_api
-
-            docs = with_aggregated_api(docs, args.namespace, m.NAME)
     if m.has_private_key(docs):
         _warn_private_key(args)
     if args.output_dir:

@@ -60,6 +60,7 @@ def chart_values(paths: Sequence[str], options: Options) -> dict[str, Any]:
                           "metricsFromNamespace": options.metrics_from_namespace or ""},
         "metrics": {"serviceMonitor": {"enabled": options.prometheus_operator}},
         "alerts": {"prometheusRule": {"enabled": options.prometheus_operator}},
+        "aggregatedAPI": {"enabled": options.aggregated_api},
         "kinds": kinds(policy, options.kube_version),
         "policy": {"files": files},
     }

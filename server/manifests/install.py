@@ -119,6 +119,12 @@ def _install(
         docs += [service_monitor(namespace, options), prometheus_rule(namespace)]
     if not clusters:
         docs.append(webhook_configuration(policy, client_config, options, exempt, annotations))
+    if options.aggregated_api:
+        if clusters:
+            raise InputError("--aggregated-api is for one cluster's install: leave out --cluster")
+        from quotalang.server.aggregated_manifests import with_aggregated_api
+
+        docs = with_aggregated_api(docs, namespace, NAME)
     return _Install(docs, policy, client_config, exempt)
 
 

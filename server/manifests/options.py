@@ -103,6 +103,8 @@ class Options:
     `namespace_selector`: labels a namespace must carry for the webhook to
     see it (matchLabels), besides not being exempt. `prometheus_operator`: a
     ServiceMonitor and the alerts as a PrometheusRule (monitoring.py).
+    `aggregated_api`: serve the aggregated API `visibility.quotalang.dev` too
+    (`kubectl get quotagroups`; server/aggregated_manifests.py), one cluster only.
     """
 
     image: str
@@ -130,6 +132,7 @@ class Options:
     client_ca: bytes | None = None
     client_names: tuple[str, ...] = ()
     prometheus_operator: bool = False
+    aggregated_api: bool = False
 
     def __post_init__(self) -> None:
         if not self.image.strip():

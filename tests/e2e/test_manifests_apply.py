@@ -221,6 +221,9 @@ CHART_VALUES = {
                              "priorityClassName": "", "pdb": {"enabled": False}},
     "existing-secret": {"tls": {"mode": "existing", "secretName": "corp-tls"},
                         "webhook": {"failurePolicy": "Ignore"}, "networkPolicy": {"webhookFrom": ["10.0.0.0/8"]}},
+    "aggregated-api": {"aggregatedAPI": {"enabled": True}},
+    "aggregated-api-existing-secret": {"aggregatedAPI": {"enabled": True},
+                                       "tls": {"mode": "existing", "secretName": "corp-tls"}},
 }
 
 

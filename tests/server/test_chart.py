@@ -40,6 +40,9 @@ MATRIX = {
     "sqlite-mtls": Options(IMAGE, store="sqlite", sqlite_claim="ledger", replicas=1, client_ca=PEM,
                            client_names=("kube-apiserver",), timeout_seconds=10, namespace_selector={"quota": "on"},
                            priority_class=None, webhook_from=("10.0.0.0/8",)),
+    "aggregated-api": Options(IMAGE, aggregated_api=True, webhook_from=("10.0.0.0/8",)),  # serve's own CA
+    "aggregated-api-cert-manager": Options(IMAGE, aggregated_api=True, cert_manager=True),
+    "aggregated-api-existing-secret": Options(IMAGE, aggregated_api=True, tls_secret="corp-tls", ca_bundle=PEM),
     "bare": Options(IMAGE, pdb=False, network_policy=False, resources={"requests": {"cpu": "1"}},
                     pod_security_context={"runAsNonRoot": True}, container_security_context={"privileged": False}),
 }
