@@ -5,8 +5,10 @@ checks (a removed group whose children still name it) can still be compared
 and reported; the new policy's check errors are listed as problems. A change
 is a problem (exit 1) when it removes a group that still has children or
 still has usage, when a group's current usage would exceed its new limits
-(`used + Σ children hard > hard`, or cash spent past the new budget), or when
-the new policy does not check.
+(`used + Σ children hard > hard + borrow`, or cash spent past the new
+budget), when the current usage would leave some balance below its floor
+under the new lend / borrow / hard (see `_borrowing`), or when the new policy
+does not check.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quotalang import checker, loader, nodes
+from quotalang import checker, lending_checks, loader, nodes
+from quotalang.borrowing import NO_LENDING, Lending
 from quotalang.errors import InputError
 from quotalang.evaluator import Snapshot
+from quotalang.lent import Lent, figures
 from quotalang.quantity import QuantityError, parse_quantity
 from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import to_quantity
@@ -127,6 +131,18 @@ class Over:
     cash: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Borrowing:
+    """What a change does to current borrowing at one group and key (`over`: a balance would break)."""
+
+    group: str
+    key: str
+    what: str  # lend | borrow | guarantee | balance
+    text: str  # the sentence, after the group's name
+    amount: str
+    over: bool
+
+
 @dataclass(slots=True)
 class PolicyDiff:
     old: dict[str, Group]
@@ -139,6 +155,7 @@ class PolicyDiff:
     stranded: dict[str, dict[str, str]] = field(default_factory=dict)  # removed group -> its usage
     orphans: dict[str, list[str]] = field(default_factory=dict)  # removed group -> children naming it
     errors: list[str] = field(default_factory=list)  # the new policy's check errors, rendered
+    borrowing: list[Borrowing] = field(default_factory=list)  # what the change does to current borrowing
 
     @property
     def problems(self) -> list[str]:
@@ -148,6 +165,7 @@ class PolicyDiff:
             for g, u in self.stranded.items()
         ]
         out += [f"{o.group} would be over its new limit of {o.key}" for o in self.over]
+        out += [f"{b.group} {b.text}" for b in self.borrowing if b.over]
         if self.errors:
             out.append(f"the new policy has {len(self.errors)} error(s) (quotalang lint shows them)")
         return out
@@ -186,12 +204,13 @@ def _limit_changes(name: str, old: Group, new: Group) -> list[Change]:
     return out
 
 
-def _over(name: str, group: Group, before: Group | None, snapshot: Snapshot) -> list[Over]:
+def _over(name: str, group: Group, before: Group | None, snapshot: Snapshot, lending: Lending = NO_LENDING
+          ) -> list[Over]:
     out = []
     used = snapshot.used(name)
     for key, hard in group.hard.items():
         own, carved = used.get(key, 0), group.carved.get(key, 0)
-        if own and own + carved > hard:
+        if own and own + carved > hard + lending.terms(name, key)[1]:  # what it may borrow is not over
             old_hard = before.hard.get(key) if before else None
             already = before is not None and old_hard is not None and own + before.carved.get(key, 0) > old_hard
             q = to_quantity
@@ -228,6 +247,7 @@ def _over(name: str, group: Group, before: Group | None, snapshot: Snapshot) -> 
 
 def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None) -> PolicyDiff:
     before, after = groups_of(old), groups_of(new)
+    old_lending, new_lending = _lending(old), _lending(new)
     result = PolicyDiff(before, after)
     result.added = [g for g in after if g not in before]
     result.removed = [g for g in before if g not in after]
@@ -245,11 +265,102 @@ def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None
             if previous.parent != group.parent:
                 result.reparented.append(name)
             result.changes.extend(_limit_changes(name, previous, group))
+            result.changes.extend(_lending_changes(name, old_lending, new_lending))
         if usage is not None:
-            result.over.extend(_over(name, group, previous, usage))
+            result.over.extend(_over(name, group, previous, usage, new_lending))
+    if usage is not None:
+        shown = {(o.group, o.key) for o in result.over}
+        result.borrowing = [b for b in _borrowing(before, after, old_lending, new_lending, usage)
+                            if not (b.what == "balance" and (b.group, b.key) in shown)]
     findings = checker.check(new)
     result.errors = [d.render(new.texts) for d in findings if d.severity == "error"]
     return result
+
+
+# ------------------------------------------------------------------ lending (issue 29)
+def _lending(sources: loader.Sources) -> Lending:
+    """The policy's lend / borrow; none when a value does not parse (the checker reports it)."""
+    try:
+        return lending_checks.lending_of(sources.files)
+    except (QuantityError, ValueError):
+        return NO_LENDING
+
+
+def _lending_changes(name: str, old: Lending, new: Lending) -> list[Change]:
+    """`lend KEY` / `borrow KEY` of a group in both policies: raised, lowered, added (from 0), removed (to 0)."""
+    out = []
+    for word, a_terms, b_terms in (("lend", old.lend, new.lend), ("borrow", old.borrow, new.borrow)):
+        a, b = a_terms.get(name, {}), b_terms.get(name, {})
+        for key in sorted(a.keys() | b.keys()):
+            if a.get(key) != b.get(key):
+                shown_a = str(to_quantity(key, a[key])) if key in a else None
+                shown_b = str(to_quantity(key, b[key])) if key in b else None
+                out.append(Change(name, f"{word} {key}", shown_a, shown_b, _compare(a.get(key), b.get(key))))
+    return out
+
+
+def _borrowing(before: Mapping[str, Group], after: Mapping[str, Group], old: Lending, new: Lending,
+               snapshot: Snapshot) -> list[Borrowing]:
+    """What the change does to the borrowing the snapshot holds now (`quotalang.lent` on both policies):
+
+    * a lend lowered below what others hold of the lender's lendable part now (naming who borrows);
+    * a borrow lowered below what the group borrows now;
+    * a hard lowered into the guarantee: the guarantee (`hard − lend`) below what the group holds now
+      (its own use plus what it carves), so part of it is no longer guaranteed;
+    * a balance that would fall below its floor (`T < −borrow`, a root's 0) that did not before:
+      the current usage would be over. Only these are problems (exit 1).
+    """
+    if not old and not new:
+        return []
+    now = figures(before, old, snapshot.used) if old else {}
+    then = figures(after, new, snapshot.used) if new else {}
+    q = to_quantity
+    out: list[Borrowing] = []
+    for name, group in after.items():
+        was = before.get(name)
+        for key in sorted(group.hard):
+            cur: Lent | None = now.get(name, {}).get(key)
+            nxt: Lent | None = then.get(name, {}).get(key)
+            lend, borrow = new.terms(name, key)
+            if cur is not None and lend < cur.lend and cur.lent_out > lend:
+                takers = _borrowers(before, now, name, key)
+                out.append(Borrowing(name, key, "lend", f"lends {key} {q(key, lend)} (was {q(key, cur.lend)}), "
+                                     f"below the {q(key, cur.lent_out)} others hold of it now"
+                                     + (f" (borrowing: {', '.join(takers)})" if takers else ""),
+                                     str(q(key, cur.lent_out - lend)), False))
+            if cur is not None and borrow < cur.borrowed:
+                out.append(Borrowing(name, key, "borrow", f"may borrow {key} {q(key, borrow)} (was "
+                                     f"{q(key, cur.borrow)}), below the {q(key, cur.borrowed)} it borrows now",
+                                     str(q(key, cur.borrowed - borrow)), False))
+            held = snapshot.used(name).get(key, 0) + group.carved.get(key, 0)
+            guarantee = group.hard[key] - lend
+            old_hard = was.hard.get(key) if was is not None else None
+            if old_hard is not None and group.hard[key] < old_hard and held > guarantee:
+                out.append(Borrowing(name, key, "guarantee", f"guarantee of {key} lowered to {q(key, guarantee)} "
+                                     f"(hard {q(key, group.hard[key])} − lend {q(key, lend)}), below the "
+                                     f"{q(key, held)} it holds now", str(q(key, held - guarantee)), False))
+            if nxt is not None and nxt.over > (cur.over if cur is not None else 0):
+                floor = "0" if group.parent is None else str(q(key, -borrow))
+                out.append(Borrowing(name, key, "balance", f"balance of {key} would be {q(key, nxt.balance)}, "
+                                     f"below its floor {floor}", str(q(key, nxt.over)), True))
+    return out
+
+
+def _borrowers(groups: Mapping[str, Group], now: Mapping[str, Mapping[str, Lent]], lender: str, key: str
+               ) -> list[str]:
+    """Who borrows `key` now from the pools `lender`'s lend feeds (its ancestors), with the amounts."""
+    pools, node = set(), groups[lender].parent
+    while node is not None and node in groups:
+        pools.add(node)
+        node = groups[node].parent
+    out = []
+    for name, keys in now.items():
+        row = keys.get(key)
+        if row is not None and name != lender:
+            drawn = sum(amount for pool, amount in row.draws if pool in pools)
+            if drawn:
+                out.append(f"{name} {to_quantity(key, drawn)}")
+    return out
 
 
 # ------------------------------------------------------------------ git
@@ -317,6 +428,9 @@ def render_text(d: PolicyDiff, old_name: str, new_name: str, with_usage: bool) -
                 lines.append(f"  {d.new[o.group].path}: {o.key}: spent {o.used} > {o.hard}{was}")
             else:
                 lines.append(f"  {d.new[o.group].path}: {o.key}: used {o.used} + carved {o.carved} > {o.hard}{was}")
+    if with_usage and d.borrowing:
+        lines.append("current borrowing under the new policy:")
+        lines += [f"  {d.new[b.group].path}: {b.text}" for b in d.borrowing]
     if d.errors:
         lines.append("the new policy does not check:")
         lines += ["  " + line for e in d.errors for line in e.splitlines()]
@@ -367,6 +481,8 @@ def as_json(d: PolicyDiff) -> dict[str, Any]:
             }
             for o in d.over
         ],
+        "borrowing": [{"group": b.group, "key": b.key, "what": b.what, "amount": b.amount, "over": b.over,
+                       "message": f"{b.group} {b.text}"} for b in d.borrowing],
         "errors": d.errors,
         "problems": d.problems,
     }
