@@ -23,6 +23,7 @@ from quotalang.controller.kube.election import DEFAULT_LEASE, LeaderElector
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, collection_path
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, ObjectKey
+from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.controller.ledger.kubestore_runtime import StoreRuntime, install_crd
 from quotalang.errors import QuotalangError
@@ -137,7 +138,11 @@ def kubernetes_store(
                 f"the QuotaLedger CRD is not served and could not be created ({exc}); "
                 "apply `quotalang manifests` first"
             ) from None
-    ledger = KubernetesLedger(api, replica=replica, reservation_ttl=reservation_ttl,
+    try:
+        tuning = Tuning(reservation_ttl=reservation_ttl)
+    except ValueError as exc:  # a --reservation-ttl the store's other timings do not fit in
+        raise StoreError(f"the kubernetes store cannot use this reservation TTL: {exc}") from None
+    ledger = KubernetesLedger(api, replica=replica, tuning=tuning,
                               fallback_lookup=fallback_lookup or live_lookup(api, holder))
 
     def started(epoch: int) -> None:

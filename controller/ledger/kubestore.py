@@ -33,12 +33,12 @@ Decisions:
   against earlier versions hold (a CREATE not folded yet stays held).
   Only the positive part of a delta is reserved.
 * The leader folds observations in batches (`flush`: one write per group per
-  `fold_interval` at most; what frees no quota may wait `FOLD_PATIENCE` to
+  `fold_interval` at most; what frees no quota may wait `fold_patience` to
   share a write): the write adds the observed usage and lists the
   identities it observed in `status.folded`, and carries the leader's own
   smaller sum; every other replica, seeing that version (watch or answer),
   drops its matching admissions from its sum and writes the smaller sum
-  with its next admission, or `tidy` after `TIDY_LAG`. Totals first, sum
+  with its next admission, or `tidy` after `tidy_lag`. Totals first, sum
   second (or both in one write): a moment of double counting, never a
   moment of none. A request that only such not-yet-lowered sums (or other
   replicas' leases) keep out asks them to write their entries and decides
@@ -73,9 +73,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
-from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
+from quotalang.controller.kube.deadline import budget
 from quotalang.controller.ledger.base import (
-    DEFAULT_RESERVATION_TTL,
     EMPTY,
     NO_USAGE,
     Ask,
@@ -111,25 +110,11 @@ from quotalang.controller.ledger.crd import (
     to_object,
 )
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
+from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.decision import Decision
 
 LOG = logging.getLogger("quotalang.kubestore")
-CONTROLLER_TIMEOUT = 30.0  # a leader's write may wait longer than an admission
-# Seconds a replica admits within a lease it wrote, without writing again. Another replica that needs the room
-# asks for it back (`_ask`) rather than waiting for the window to end, so the window can be long: with three
-# replicas over 50 groups each sees about one admission per group a second, and every (replica, group) pair that
-# writes every few seconds adds writes the apiserver pays for (see docs/architecture.md, Leases).
-LEASE_WINDOW = 10.0
-# A lease holds m more of the last admission, m one of these (see `_lease_for`).
-LEASE_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
-LEASE_AFTER = 4  # admissions of a group in this replica's last two windows before a batch takes a lease
-ANSWER_WAIT = 2.0  # seconds a request that only other replicas' entries keep out waits for their answers
-TIDY_LAG = 10.0  # seconds a replica's sum, lowered by a fold, may wait to be written (unless asked: see `_ask`)
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
-# Seconds observations that free nothing may wait to share their group's next fold write. 5 s, not less: at
-# 50 busy groups a fold per group every 2 s was most of the leader's writes (25 a second); well within the
-# reservation TTL (30 s), which is what an unconfirmed admission is held for.
-FOLD_PATIENCE = 5.0
 
 
 @dataclass(slots=True)
@@ -433,19 +418,20 @@ class KubernetesLedger:
         api: KubeApi,
         *,
         replica: str,
-        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         clock: Callable[[], float] = time.time,
         fence: Callable[[], int | None] | None = None,
         fallback_lookup: Callable[[ObjectKey], Mapping[str, Any] | None] | None = None,
         fold_interval: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        tuning: Tuning | None = None,
     ) -> None:
         self.api = api
         self._monotonic = monotonic
         self._sleep = sleep
         self.replica = replica
-        self._ttl = reservation_ttl
+        self.tuning = tuning = tuning or Tuning()
+        self._ttl = tuning.reservation_ttl
         self._clock = clock
         self.fence = fence
         self.fallback_lookup = fallback_lookup
@@ -476,7 +462,7 @@ class KubernetesLedger:
         self.fold_interval = fold_interval
         self._queue: dict[str, list[_Edit]] = {}
         # When each queued group is due to be written (monotonic): a change that frees quota at the next flush,
-        # observations that only confirm or add usage within `FOLD_PATIENCE` (`_enqueue`).
+        # observations that only confirm or add usage within `fold_patience` (`_enqueue`).
         self._due: dict[str, float] = {}
         # A group whose last fold write failed after it may have landed: its token and size, so the
         # retry recognises it instead of applying it twice (`flush`).
@@ -686,7 +672,7 @@ class KubernetesLedger:
             self.stats.unavailable += 1
             raise LedgerUnavailable(f"{doing}: gave up at the request deadline: {exc}") from None
         self.stats.retries += 1
-        self._sleep(min(0.2, left / 4))
+        self._sleep(min(self.tuning.retry_backoff, left / 4))
 
     # ------------------------------------------------------------ admission
     def reserve(self, ask: Ask) -> Decision:
@@ -699,7 +685,7 @@ class KubernetesLedger:
         group = ask.group
         if group is None:  # unlabelled or unknown: checked against no group, nothing to reserve
             return ask.decision(self)
-        until = ask.deadline if ask.deadline != math.inf else self._monotonic() + budget(DEFAULT_TIMEOUT)
+        until = ask.deadline if ask.deadline != math.inf else self._monotonic() + budget(self.tuning.admission_timeout)
 
         def busy() -> LedgerUnavailable:
             self.stats.unavailable += 1
@@ -762,15 +748,15 @@ class KubernetesLedger:
     def _lately(self, group: str) -> int:
         """Admissions of the group in this replica's current window and the one just before it."""
         window = self._recent.get(group)
-        if window is None or self._monotonic() - window.start > LEASE_WINDOW:
+        if window is None or self._monotonic() - window.start > self.tuning.lease_window:
             return 0
         return window.count + window.before
 
     def _count(self, group: str, admissions: int) -> None:
         window = self._recent.get(group)
         now = self._monotonic()
-        if window is None or now - window.start > LEASE_WINDOW:
-            before = window.count if window is not None and now - window.start <= 2 * LEASE_WINDOW else 0
+        if window is None or now - window.start > self.tuning.lease_window:
+            before = window.count if window is not None and now - window.start <= 2 * self.tuning.lease_window else 0
             window = self._recent[group] = _Window(now, 0, before)
         window.count += admissions
         window.last = now
@@ -880,13 +866,13 @@ class KubernetesLedger:
     def _lease_for(
         self, group: str, update: LedgerState, request: Ask, decision: Decision, used: Mapping[str, int]
     ) -> dict[str, int] | None:
-        """The lease to write with a batch: m more of its last admission, m the largest of `LEASE_SIZES` no
+        """The lease to write with a batch: m more of its last admission, m the largest of `lease_sizes` no
         larger than the admissions of the current and the last window (about what the next window will use)
         with room left for 4 m after it (so a lease never takes the last fifth of what is free); None without
         room.
 
-        Only for a busy group (`LEASE_AFTER` admissions of it in this
-        replica's current `LEASE_WINDOW` and the one before: a steady one
+        Only for a busy group (`lease_after` admissions of it in this
+        replica's current `lease_window` and the one before: a steady one
         every 1.5 s qualifies, so a namespace creating a workload a second
         writes once per lease, not once per workload): a group admitted now
         and then reserves exactly what each admission needs, since a lease it
@@ -895,11 +881,11 @@ class KubernetesLedger:
         """
         charge = decision.reservation.get(group)
         recent = self._lately(group)
-        if not charge or recent < LEASE_AFTER or self._asked_of(update):
+        if not charge or recent < self.tuning.lease_after or self._asked_of(update):
             return None  # quiet, or another replica asked since this one last wrote: it needs room, not a lease
-        for size in (m for m in LEASE_SIZES if m <= recent):
+        for size in (m for m in self.tuning.lease_sizes if m <= recent):
             ahead = dict(used)
-            for _ in range(4 * size - 1):
+            for _ in range(self.tuning.lease_headroom * size - 1):
                 add_usage(ahead, charge)
             trial = request.decision(_View(group, ahead, update.cash), dry_run=False)
             if trial.allowed and not trial.touches and trial.reservation.get(group) == charge:
@@ -909,7 +895,7 @@ class KubernetesLedger:
     def _decide_batch(self, group: str, batch: list[Slot[Ask]]) -> None:
         until = min(slot.until for slot in batch)
         moment = self._monotonic()  # wait at most half of what is left: the last read and write need time too
-        wait_for_others = moment + min(ANSWER_WAIT, (until - moment) / 2)
+        wait_for_others = moment + min(self.tuning.answer_wait, (until - moment) / 2)
         asked: int | None = None
         state, fresh = self._cache.get(group), False
         if state is None:
@@ -944,7 +930,7 @@ class KubernetesLedger:
                     asked = self._ask(group, state, mine, until)
                 elif self._asked_of(update):  # another waiter asked since: answer here (tidy waits for this turn)
                     self._write_own(group, state, mine, until, state.asks)
-                self._sleep(0.1)
+                self._sleep(self.tuning.ask_poll)
                 state, fresh = self.read(group, until), True
                 continue
             if written:
@@ -966,7 +952,7 @@ class KubernetesLedger:
             self._keep(mine, changes, written, now)
             if written:  # the lease written replaces the one before (what that one handed out is in `mine`)
                 if lease:
-                    self._leases[group] = _Lease(dict(lease), self._monotonic() + LEASE_WINDOW)
+                    self._leases[group] = _Lease(dict(lease), self._monotonic() + self.tuning.lease_window)
                 else:
                     self._leases.pop(group, None)
             for slot, decision in zip(batch, decisions, strict=True):
@@ -993,7 +979,8 @@ class KubernetesLedger:
         the version written over, so it records that version's `asks` as answered."""
         self._put_sum(update, held)
         if lease:
-            update.reservations[self._lease_name] = Held(dict(lease), 0, now + self._ttl + LEASE_WINDOW, update.asks)
+            expires = now + self._ttl + self.tuning.lease_window
+            update.reservations[self._lease_name] = Held(dict(lease), 0, expires, update.asks)
         else:
             update.reservations.pop(self._lease_name, None)
         update.folded = []
@@ -1055,7 +1042,7 @@ class KubernetesLedger:
     def _prune_pending(self, now: float) -> None:
         """Drop expired bodies from the front: entries go in at the end with the latest deadline, so this
         stops at the first live one instead of scanning thousands on every admission."""
-        if len(self._pending) > 1024:
+        if len(self._pending) > self.tuning.prune_after:
             with self._index_lock:
                 for key in _past_deadline(self._pending, now):
                     del self._pending[key]
@@ -1066,7 +1053,6 @@ class KubernetesLedger:
         group: str,
         change: Callable[[LedgerState], bool],
         *,
-        timeout: float = CONTROLLER_TIMEOUT,
         folded: list[str] | None = None,
         token: str | None = None,
     ) -> LedgerState | None:
@@ -1082,7 +1068,7 @@ class KubernetesLedger:
         attempt: if it landed, nothing is applied again. Returns the state
         written, or None if nothing changed.
         """
-        until = self._monotonic() + timeout
+        until = self._monotonic() + self.tuning.controller_timeout
         epoch = self._epoch()
         token = token or self._token(epoch)
         with self._writer(group):
@@ -1224,7 +1210,7 @@ class KubernetesLedger:
 
         A group is due at the next flush, except that the groups in `patient`
         (their edits free no quota: new objects, growth, confirmations of
-        admissions) may wait `FOLD_PATIENCE` to share one write with what comes
+        admissions) may wait `fold_patience` to share one write with what comes
         after them, or until half a fold write's worth has queued. Waiting
         costs nothing in safety: an admitted object is held by its replica's
         sum until the fold confirms it (the reservation TTL is far longer),
@@ -1236,7 +1222,7 @@ class KubernetesLedger:
             for group, changes in edits.items():
                 queued = self._queue.setdefault(group, [])
                 queued.extend(changes)
-                due = now + FOLD_PATIENCE if group in patient and len(queued) < FOLD_CAP // 2 else now
+                due = now + self.tuning.fold_patience if group in patient and len(queued) < FOLD_CAP // 2 else now
                 self._due[group] = min(due, self._due.get(group, due))
 
     def _flush_now(self) -> None:
@@ -1305,7 +1291,7 @@ class KubernetesLedger:
         with self._queue_lock:
             self._queue, self._due, self._unsure = {}, {}, {}
 
-    def tidy(self, now: float | None = None, timeout: float = 5.0, patient: bool = False) -> int:
+    def tidy(self, now: float | None = None, patient: bool = False) -> int:
         """Write this replica's entry where it is out of date; return the writes.
 
         Due: a group whose sum went down by expiry (at once: that frees
@@ -1315,7 +1301,7 @@ class KubernetesLedger:
         two), one
         another replica asked about (`_ask`: it waits for the answer), and
         one whose sum a fold lowered: at once, or `patient` (the runtime's)
-        after `TIDY_LAG`, sooner if its own batch writes it. Until then the
+        after `tidy_lag`, sooner if its own batch writes it. Until then the
         other replicas count the folded usage twice; one that needs that
         room asks. A write per fold and replica would cost more than the
         moment of counting twice. Not fenced: every replica owns its entry.
@@ -1327,7 +1313,7 @@ class KubernetesLedger:
             for group, mine in self._mine.items():
                 if mine.expire(now):
                     self._dirty[group] = 0.0
-            due = {g for g, since in self._dirty.items() if not patient or moment - since >= TIDY_LAG}
+            due = {g for g, since in self._dirty.items() if not patient or moment - since >= self.tuning.tidy_lag}
             for group in due:
                 del self._dirty[group]
         due |= {g for g, lease in list(self._leases.items())
@@ -1335,14 +1321,14 @@ class KubernetesLedger:
         due |= self._asked()
         for group in due:
             with self._writer(group):
-                writes += self._tidy(group, self._monotonic() + timeout)
+                writes += self._tidy(group, self._monotonic() + self.tuning.tidy_timeout)
         return writes
 
     def _busy(self, group: str, moment: float) -> bool:
-        """Whether this replica admitted in the group within the last half `LEASE_WINDOW` (its next admission is
+        """Whether this replica admitted in the group within the last half `lease_window` (its next admission is
         likely soon, and its batch write returns the lease with no write of its own)."""
         window = self._recent.get(group)
-        return window is not None and moment - window.last <= LEASE_WINDOW / 2
+        return window is not None and moment - window.last <= self.tuning.lease_window / 2
 
     def _asked(self) -> set[str]:
         """The cached groups where another replica asked (`_ask`) since this one last wrote its entry or lease."""
@@ -1426,24 +1412,6 @@ class KubernetesLedger:
             self._enqueue({g: [(_replacer(cluster, *sums.get(g, {}).get(cluster, ({}, 0))), None)] for g in groups})
         self.flush()
 
-    def set_cash(self, group: str, spent: Mapping[str, int]) -> None:
-        """Cash spent this period per key, in nano-unit-seconds."""
-
-        def put(state: LedgerState) -> bool:
-            if state.cash == dict(spent):
-                return False
-            state.cash = {k: v for k, v in spent.items() if v}
-            return True
-
-        self.mutate(group, put)
-
-    def add_cash(self, group: str, key: str, nanos: int) -> None:
-        def add(state: LedgerState) -> bool:
-            add_usage(state.cash, {key: nanos})
-            return bool(nanos)
-
-        self.mutate(group, add)
-
     def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
         """Accrue cash by CAS from what is *stored*, so no interval is ever accrued twice.
 
@@ -1463,7 +1431,7 @@ class KubernetesLedger:
         return result[0]
 
     def cash_state(self, group: str) -> CashState:
-        state = self._cache.get(group) or self.read(group, self._monotonic() + CONTROLLER_TIMEOUT)
+        state = self._cache.get(group) or self.read(group, self._monotonic() + self.tuning.controller_timeout)
         return CashState(dict(state.cash), state.period_start, state.last_accrual)
 
     def pending(self) -> Iterable[ObjectKey]:
@@ -1482,9 +1450,9 @@ class KubernetesLedger:
         return max(until - self._monotonic(), 0.001)
 
     # ------------------------------------------------------ ledger objects
-    def load_all(self, timeout: float = CONTROLLER_TIMEOUT) -> str:
+    def load_all(self) -> str:
         """LIST every ledger object into the cache; return the list's resourceVersion (for a watch)."""
-        until = self._monotonic() + timeout
+        until = self._monotonic() + self.tuning.controller_timeout
         while True:
             try:
                 listing = self.api.request("GET", COLLECTION_PATH, timeout=self._left(until))
@@ -1504,9 +1472,9 @@ class KubernetesLedger:
             self.drop(gone)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
-    def ensure_groups(self, groups: Iterable[str], timeout: float = CONTROLLER_TIMEOUT) -> int:
+    def ensure_groups(self, groups: Iterable[str]) -> int:
         """Create the ledger objects of `groups` that do not exist yet; return how many were created."""
-        until = self._monotonic() + timeout
+        until = self._monotonic() + self.tuning.controller_timeout
         created = 0
         for group in groups:
             if group in self._cache:
@@ -1516,7 +1484,7 @@ class KubernetesLedger:
             created += self.stats.writes > before
         return created
 
-    def delete_if_empty(self, group: str, timeout: float = CONTROLLER_TIMEOUT) -> bool:
+    def delete_if_empty(self, group: str) -> bool:
         """Delete a removed group's ledger if it holds nothing, guarded by its resourceVersion."""
         state = self._cache.get(group)
         if state is None or not state.is_empty():
@@ -1524,7 +1492,7 @@ class KubernetesLedger:
         body = {"kind": "DeleteOptions", "apiVersion": "v1",
                 "preconditions": {"resourceVersion": state.resource_version}}
         try:
-            self.api.request("DELETE", object_path(group), body=body, timeout=timeout)
+            self.api.request("DELETE", object_path(group), body=body, timeout=self.tuning.controller_timeout)
         except ApiError as exc:
             if exc.status in (404, 409):
                 return False
@@ -1533,4 +1501,4 @@ class KubernetesLedger:
         return True
 
 
-__all__ = ["CONTROLLER_TIMEOUT", "KubernetesLedger", "StoreStats"]
+__all__ = ["KubernetesLedger", "StoreStats"]

@@ -66,6 +66,7 @@ from quotalang.controller.kube.watch import Gone, Watcher
 from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey, add_usage
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, identity_key
+from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
 from quotalang.controller.reconcile import Reconciler
@@ -143,8 +144,8 @@ class Config:
     lease_duration: float = 15.0
     max_depth: int = 2  # actions nested at yield points
     # Seconds a call that meets `timeout` hangs at most. The store waits a call's whole timeout (a fold write:
-    # CONTROLLER_TIMEOUT, 30 s, the reservation TTL): a connection hung that long stalls the leader's folds past
-    # the TTL (a finding, `--max-hang 30`); the bound keeps the schedules within what the design assumes.
+    # `Tuning.controller_timeout`, 30 s, the reservation TTL): a connection hung that long stalls the leader's
+    # folds past the TTL (a finding, `--max-hang 30`); the bound keeps the schedules within what the design assumes.
     max_hang: float = 3.0
     # Faults on the Lease's calls too. Off in CI: a renewal that fails is retried a renew period later, exactly at
     # the renew deadline, so the leader reads as no leader for a moment, `flush` drops its queue (`NotLeader`), and
@@ -233,7 +234,7 @@ class Node:
         self.api.hang = sim.config.max_hang
         self.ledger = KubernetesLedger(
             self.api,  # type: ignore[arg-type]  # the fake has KubeApi's calls, not its class
-            replica=name, reservation_ttl=sim.config.ttl, clock=self.wall, fallback_lookup=sim.live_body,
+            replica=name, tuning=Tuning(reservation_ttl=sim.config.ttl), clock=self.wall, fallback_lookup=sim.live_body,
             monotonic=clock.monotonic, sleep=clock.sleep)
         self.elector = LeaderElector(
             self.api, namespace="default", identity=name,  # type: ignore[arg-type]
@@ -754,7 +755,7 @@ class Simulation:
         if self.leader() is None:
             self.fail("quiescence: no leader")
         self.check_settled()
-        self.sleep(self.config.ttl + kubestore.LEASE_WINDOW + self.config.max_skew + 5.0)
+        self.sleep(self.config.ttl + Tuning().lease_window + self.config.max_skew + 5.0)
         for node in self.alive():
             self._safely(node, "tidy", node.ledger.tidy)
         self.sleep(3.0)

@@ -19,12 +19,13 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import ApiError, KubeApi
-from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
+from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
 from tests.asks import admit
+from tests.cash import add_cash
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
@@ -268,7 +269,7 @@ def test_an_update_reservation_stays_until_a_newer_version_is_seen(
 
 def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     now = [1_000_000.0]
-    ledger = KubernetesLedger(apis[0], replica="r0", clock=lambda: now[0], reservation_ttl=30)
+    ledger = KubernetesLedger(apis[0], replica="r0", clock=lambda: now[0])
     assert admit(ledger, policy, deployment("gone"), "CREATE").allowed
     now[0] += 10
     assert admit(ledger, policy, deployment("pending", replicas=2), "CREATE").allowed
@@ -284,7 +285,7 @@ def test_expire_and_resync(apis: list[KubeApi], policy: CompiledPolicy) -> None:
     assert state.observed == {"requests.cpu": 1 * CPU} and state.objects == 1
     assert ledger.used("ml")["requests.cpu"] == 3 * CPU
     # A replica that died leaves its entry: the leader drops it at the entry's last deadline.
-    dead = KubernetesLedger(apis[1], replica="dead", clock=lambda: now[0], reservation_ttl=30)
+    dead = KubernetesLedger(apis[1], replica="dead", clock=lambda: now[0])
     assert admit(dead, policy, deployment("orphan"), "CREATE").allowed
     now[0] += 31
     assert ledger.expire() == 2  # r0's (its `pending` is past too) and the dead replica's
@@ -362,10 +363,10 @@ def test_a_failed_fold_write_keeps_its_observations_and_the_other_groups_are_wri
 
 
 def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
-    apis: list[KubeApi], policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
+    apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
-    monkeypatch.setattr(kubestore, "LEASE_WINDOW", 3.0)  # the leases end within the test
-    replicas = [KubernetesLedger(api, replica=f"webhook-{i}") for i, api in enumerate(apis)]
+    tuning = Tuning(lease_window=3.0)  # the leases end within the test
+    replicas = [KubernetesLedger(api, replica=f"webhook-{i}", tuning=tuning) for i, api in enumerate(apis)]
     sizes = []
     for i in range(500):  # nothing folds them: no leader runs
         assert admit(replicas[i % 3], policy, deployment(f"web-{i:03}", cpu="100m", group="root"), "CREATE").allowed
@@ -374,7 +375,7 @@ def test_the_ledger_object_stays_small_while_500_admissions_are_pending(
     raw = stored(apis[0], "root")
     assert sum(len(r.reservations("root")) for r in replicas) == 500
     assert set(raw["status"]["reservations"]) <= {f"webhook-{i}{lease}" for i in range(3) for lease in ("", "~lease")}
-    time.sleep(kubestore.LEASE_WINDOW)  # then each replica returns its lease, writing what it handed out into its sum
+    time.sleep(tuning.lease_window)  # then each replica returns its lease, writing what it handed out into its sum
     for replica in replicas:
         replica.tidy()
     raw = stored(apis[0], "root")
@@ -416,12 +417,11 @@ def test_the_leader_folds_many_events_with_one_write_per_group(apis: list[KubeAp
 
 
 def test_the_fold_thread_lets_growth_wait_and_writes_what_frees_quota_at_once(
-    apis: list[KubeApi], monkeypatch: pytest.MonkeyPatch
+    apis: list[KubeApi]
 ) -> None:
-    """The fold thread's flush is patient: observations that only add usage wait up to `FOLD_PATIENCE` to share
+    """The fold thread's flush is patient: observations that only add usage wait up to `fold_patience` to share
     their group's write; a deletion or a shrink makes its group due at the next flush, with what waited."""
-    monkeypatch.setattr(kubestore, "FOLD_PATIENCE", 0.5)
-    leader = KubernetesLedger(apis[0], replica="leader", fold_interval=0.1)
+    leader = KubernetesLedger(apis[0], replica="leader", fold_interval=0.1, tuning=Tuning(fold_patience=0.5))
     for group in ("ml", "lab_x"):
         leader.read(group, time.monotonic() + 10)
     leader.observe(key("a"), "ml", {"requests.cpu": 1 * CPU}, resource_version="900")
@@ -443,14 +443,14 @@ def test_a_fenced_old_leader_cannot_write_after_a_newer_one(apis: list[KubeApi])
     epochs = {"old": 10, "new": 20}
     old = KubernetesLedger(apis[0], replica="old", fence=lambda: epochs["old"])
     new = KubernetesLedger(apis[1], replica="new", fence=lambda: epochs["new"])
-    old.add_cash("ml", "requests.nvidia.com/gpu", 5)
+    add_cash(old, "ml", "requests.nvidia.com/gpu", 5)
     new.resync({})  # the new leader's first round stamps its epoch on every object it knows
     assert from_object(stored(apis[1], "ml"), "ml").leader_epoch == 20
     with pytest.raises(NotLeader, match="epoch 20"):
-        old.add_cash("ml", "requests.nvidia.com/gpu", 5)
+        add_cash(old, "ml", "requests.nvidia.com/gpu", 5)
     follower = KubernetesLedger(apis[2], replica="f", fence=lambda: None)
     with pytest.raises(NotLeader, match="not the leader"):
-        follower.add_cash("ml", "requests.nvidia.com/gpu", 1)
+        add_cash(follower, "ml", "requests.nvidia.com/gpu", 1)
     assert from_object(stored(apis[1], "ml"), "ml").cash == {"requests.nvidia.com/gpu": 5}
 
 

@@ -3,7 +3,7 @@
 Numbers by hand: every `web-N` Deployment runs one pod requesting 1 cpu
 (10**9 nanos). Group `big` may use 1000 cpu, `mid` 20. A batch takes a lease
 once the replica admitted 4 in the group's current window
-(`kubestore.LEASE_AFTER`): m more of its last admission, m the largest of
+(`Tuning.lease_after`): m more of its last admission, m the largest of
 256, 128, ..., 2, 1 no larger than the window's admissions that leaves room for 4 m.
 Where a test needs its admissions in one window on a slow machine, it
 widens the window (and the wait for a lease's return with it).
@@ -23,9 +23,9 @@ import pytest
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
-from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import ObjectKey, Observation
 from quotalang.controller.ledger.crd import Held, LedgerState, from_object, object_path
+from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.decision import Decision
 from quotalang.loader import load_text
@@ -63,6 +63,8 @@ kind apps/v1 Deployment {
 }
 """
 
+DEFAULT = Tuning()  # what a test without its own tuning runs with
+
 
 @pytest.fixture(scope="module")
 def policy() -> CompiledPolicy:
@@ -70,11 +72,9 @@ def policy() -> CompiledPolicy:
 
 
 @pytest.fixture
-def window(monkeypatch: pytest.MonkeyPatch) -> float:
+def window() -> Tuning:
     """A lease window of 3 s (and 6 s to wait for a return): a test's admissions fall in one window."""
-    monkeypatch.setattr(kubestore, "LEASE_WINDOW", 3.0)
-    monkeypatch.setattr(kubestore, "ANSWER_WAIT", 6.0)
-    return 3.0
+    return Tuning(lease_window=3.0, answer_wait=6.0)
 
 
 @pytest.fixture
@@ -111,9 +111,9 @@ def burst(ledger: KubernetesLedger, policy: CompiledPolicy, group: str, prefix: 
 
 
 def test_a_burst_admits_within_its_lease_without_writing(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
-    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(ledger, policy, "big", "web", 3)
     assert entries(apis[0], "big") == {"r0": 3}  # fewer than 4 in the window: no lease
     assert admit(ledger, policy, deployment("web-3", "big"), "CREATE").allowed
@@ -133,8 +133,8 @@ def test_a_burst_admits_within_its_lease_without_writing(
     assert ledger.stats.leased == 13
 
 
-def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: float) -> None:
-    ledger = KubernetesLedger(apis[0], replica="r0")
+def test_a_fold_does_not_refill_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: Tuning) -> None:
+    ledger = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
     burst(ledger, policy, "big", "leased", 2)  # 2 of the 4 handed out
     # The leader observes 3 of the replica's admissions: they leave its own sum, but the lease stays half used.
@@ -162,7 +162,7 @@ def test_another_replica_counts_a_lease_and_asks_for_its_return(
     with running(a, apis[0], "mid"):
         started = time.monotonic()
         assert admit(b, policy, deployment("huge", "mid", cpu="13"), "CREATE").allowed
-        assert time.monotonic() - started < min(kubestore.LEASE_WINDOW, kubestore.ANSWER_WAIT) / 2
+        assert time.monotonic() - started < min(DEFAULT.lease_window, DEFAULT.answer_wait) / 2
     assert entries(apis[0], "mid") == {"a": 4, "b": 13}
 
 
@@ -174,12 +174,12 @@ def test_a_lease_never_returned_still_counts_after_the_wait(apis: list[KubeApi],
     denied = admit(b, policy, deployment("huge", "mid", cpu="13"), "CREATE")
     assert not denied.allowed
     assert "used 8 of 20" in denied.message
-    assert kubestore.ANSWER_WAIT - 0.2 <= time.monotonic() - started < kubestore.ANSWER_WAIT + 2
+    assert DEFAULT.answer_wait - 0.2 <= time.monotonic() - started < DEFAULT.answer_wait + 2
     assert entries(apis[0], "mid") == {"a": 4, "a~lease": 4}
 
 
 def test_three_replicas_holding_leases_admit_exactly_what_fits(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
     """Each of three replicas admits 4 cpu of `mid` (20) in a burst; then 60 concurrent 1-cpu requests over
     the three: exactly the 8 left are admitted, some within the leases (each replica's tidy runs as the
@@ -187,7 +187,7 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
 
     The leases by hand: r0 after its 4 sees 4 used, room 16 ≥ 4 × 4: 4. r1 sees 4 + 4 + its 4 = 12, room 8:
     not 4 × 4, but 4 × 2: 2. r2 sees 14 + its 4 = 18, room 2 < 4 × 1: none."""
-    replicas = [KubernetesLedger(api, replica=f"r{i}") for i, api in enumerate(apis)]
+    replicas = [KubernetesLedger(api, replica=f"r{i}", tuning=window) for i, api in enumerate(apis)]
     for n, ledger in enumerate(replicas):
         burst(ledger, policy, "mid", f"warm-{n}")
     assert entries(apis[0], "mid") == {"r0": 4, "r0~lease": 4, "r1": 4, "r1~lease": 2, "r2": 4}
@@ -220,11 +220,11 @@ def test_three_replicas_holding_leases_admit_exactly_what_fits(
 
 
 def test_on_the_event_loop_only_what_a_lease_covers_is_decided(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
     """`try_reserve` (the server's first try, on its event loop): an admission within the lease is decided with
     no call; anything that needs one answers None and writes nothing, and a local lookup makes no call."""
-    ledger = KubernetesLedger(apis[0], replica="r0",
+    ledger = KubernetesLedger(apis[0], replica="r0", tuning=window,
                               fallback_lookup=lambda identity: pytest.fail(f"looked {identity} up live"))
 
     def tried(obj: dict[str, Any], dry_run: bool = False) -> Decision | None:
@@ -279,13 +279,13 @@ def test_a_replica_that_needs_folded_room_asks_and_the_other_answers(
     with running(a, apis[0], "mid"):
         started = time.monotonic()
         assert admit(b, policy, deployment("rest", "mid", cpu="18"), "CREATE").allowed
-        assert time.monotonic() - started < kubestore.TIDY_LAG / 2  # answered, not written after the lag
+        assert time.monotonic() - started < DEFAULT.tidy_lag / 2  # answered, not written after the lag
     assert entries(apis[0], "mid") == {"b": 18}
     assert from_object(apis[0].request("GET", object_path("mid")), "mid").asks == 1
 
 
 def test_a_replica_waiting_for_answers_answers_the_asks_made_meanwhile(
-    apis: list[KubeApi], policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
+    apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
     """A batch that waits for answers holds its group's writer turn, so its replica's tidy cannot answer
     another replica's ask until the wait is over; the waiting batch answers it itself.
@@ -295,9 +295,10 @@ def test_a_replica_waiting_for_answers_answers_the_asks_made_meanwhile(
     a's sum: 12 counted). b's 10 fits without a's and d's entries (2 + 8 + 10 = 20), so b asks; a's waiting
     batch writes its sum (now none), and b admits 10: 8 + 2 + 10 = 20 of 20, long before a's wait ends.
     a's 11 is then denied (8 + 2 + 10 + 11 > 20)."""
-    monkeypatch.setattr(kubestore, "ANSWER_WAIT", 4.0)
-    a, b = KubernetesLedger(apis[0], replica="a"), KubernetesLedger(apis[1], replica="b")
-    dead, leader = KubernetesLedger(apis[2], replica="d"), KubernetesLedger(apis[2], replica="c")
+    tuning = Tuning(answer_wait=4.0)
+    a, b = KubernetesLedger(apis[0], replica="a", tuning=tuning), KubernetesLedger(apis[1], replica="b", tuning=tuning)
+    dead = KubernetesLedger(apis[2], replica="d", tuning=tuning)
+    leader = KubernetesLedger(apis[2], replica="c", tuning=tuning)
     burst(dead, policy, "mid", "gone")
     assert admit(a, policy, deployment("web", "mid", cpu="2"), "CREATE").allowed
     assert entries(apis[0], "mid") == {"d": 4, "d~lease": 4, "a": 2}
@@ -309,7 +310,7 @@ def test_a_replica_waiting_for_answers_answers_the_asks_made_meanwhile(
         assert not waiting.done()
         started = time.monotonic()
         assert admit(b, policy, deployment("rest", "mid", cpu="10"), "CREATE").allowed
-        assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
+        assert time.monotonic() - started < tuning.answer_wait / 2
         denied = waiting.result(timeout=10)
     assert not denied.allowed and "used 20 of 20" in denied.message
     assert entries(apis[0], "mid") == {"d": 4, "d~lease": 4, "b": 10}
@@ -324,19 +325,19 @@ def test_once_every_replica_answered_a_denial_is_final(apis: list[KubeApi], poli
         started = time.monotonic()
         denied = admit(b, policy, deployment("huge", "mid", cpu="19"), "CREATE")
         assert not denied.allowed and "used 2 of 20" in denied.message
-        assert time.monotonic() - started < kubestore.ANSWER_WAIT / 2
+        assert time.monotonic() - started < DEFAULT.answer_wait / 2
     state = from_object(apis[0].request("GET", object_path("mid")), "mid")
     assert (state.asks, state.reservations["a"].answered) == (1, 1)
     assert entries(apis[0], "mid") == {"a": 2}
 
 
 def test_the_leaders_fold_write_carries_its_own_smaller_sum(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
     """The leader's own admissions leave its sum in the fold write that adds them to observed: no write of its
     own after it, and no moment of counting them twice. What its lease handed out moves into the sum; the lease
     entry keeps what is still free (4 − 2 = 2)."""
-    leader = KubernetesLedger(apis[0], replica="r0")
+    leader = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(leader, policy, "big", "web")  # 4 in the sum; the 4th takes a lease of 4
     burst(leader, policy, "big", "leased", 2)  # 2 of the lease handed out
     assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
@@ -354,12 +355,12 @@ def test_the_leaders_fold_write_carries_its_own_smaller_sum(
     assert leader.used("big")["requests.cpu"] == 8 * CPU
 
 
-def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: float) -> None:
+def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: CompiledPolicy, window: Tuning) -> None:
     """The window before counts: 2 admissions in one window and 2 in the next are 4 lately, so the 4th takes a
     lease of 4 (room: 4 used + 4 × 4 ≤ 1000), though no single window saw 4."""
-    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(ledger, policy, "big", "early", 2)
-    time.sleep(kubestore.LEASE_WINDOW + 0.05)  # the next window
+    time.sleep(window.lease_window + 0.05)  # the next window
     assert admit(ledger, policy, deployment("late-0", "big"), "CREATE").allowed
     assert entries(apis[0], "big") == {"r0": 3}  # 3 lately: no lease yet
     assert admit(ledger, policy, deployment("late-1", "big"), "CREATE").allowed
@@ -367,12 +368,12 @@ def test_a_steady_two_a_second_takes_a_lease(apis: list[KubeApi], policy: Compil
 
 
 def test_the_leaders_fold_write_returns_a_lease_past_its_window(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
-    leader = KubernetesLedger(apis[0], replica="r0")
+    leader = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(leader, policy, "big", "web")  # the 4th takes a lease of 4
     assert entries(apis[0], "big") == {"r0": 4, "r0~lease": 4}
-    time.sleep(kubestore.LEASE_WINDOW + 0.05)  # nothing more is handed out of it
+    time.sleep(window.lease_window + 0.05)  # nothing more is handed out of it
     leader.observe(ObjectKey("apps", "Deployment", "default", "web-0"), "big", {"requests.cpu": CPU})
     assert entries(apis[0], "big") == {"r0": 3}  # folded, and the lease returned in the same write
     writes = leader.stats.writes
@@ -381,13 +382,13 @@ def test_the_leaders_fold_write_returns_a_lease_past_its_window(
 
 
 def test_a_busy_groups_lease_past_its_window_is_replaced_by_the_next_batch(
-    apis: list[KubeApi], policy: CompiledPolicy, window: float
+    apis: list[KubeApi], policy: CompiledPolicy, window: Tuning
 ) -> None:
     """The runtime's tidy leaves a lease past its window while the group is busy (an admission within the last
     half window): the next batch returns it in the write it makes anyway. Once the group is quiet, tidy does."""
-    ledger = KubernetesLedger(apis[0], replica="r0")
+    ledger = KubernetesLedger(apis[0], replica="r0", tuning=window)
     burst(ledger, policy, "big", "web")  # the 4th takes a lease of 4
-    time.sleep(window * 0.6)
+    time.sleep(window.lease_window * 0.6)
     assert admit(ledger, policy, deployment("in-lease", "big"), "CREATE").allowed  # 1 of the 4 handed out
     time.sleep(max(ledger._leases["big"].usable_until - time.monotonic(), 0) + 0.05)
     written = version(apis[0], "big")
