@@ -82,6 +82,7 @@ class Action:
     path: str | None = None  # non-resource URL (/metrics)
     subresource: str = ""
     name: str = ""  # resourceName: one quota group
+    namespace: str = ""  # where it is done (a RoleBinding there grants it); "" cluster-wide
 
     def describe(self) -> str:
         if self.path is not None:
@@ -162,6 +163,8 @@ class KubeReviews:
                                           "subresource": action.subresource, "verb": action.verb}
             if action.name:
                 spec["resourceAttributes"]["name"] = action.name
+            if action.namespace:
+                spec["resourceAttributes"]["namespace"] = action.namespace
         answer = self._post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec,
         })

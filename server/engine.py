@@ -368,9 +368,9 @@ class Engine:
         if claimed_owner(policy, obj) is not None and verified_owner(policy, obj, owners) is not None:
             return None
         user = user_of(request.get("userInfo"))
-        if not wait and not self.grants.known(user, group, cluster):
+        if not wait and not self.grants.known(user, group, identity.namespace, cluster):
             raise _Wait
-        return self.grants.check(user, group, cluster)
+        return self.grants.check(user, group, identity.namespace, cluster)
 
     def _deleted(self, identity: ObjectKey, options: Mapping[str, Any] | None) -> None:
         """Standalone: a DELETE review releases only what is proven gone (`deletion_hold`)."""

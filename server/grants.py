@@ -6,7 +6,9 @@ PodSecurityPolicy's pattern: charging group G needs verb `use` on
 SubjectAccessReview through `apiauth.KubeReviews`, the one client the API
 port's token check uses too, put to the apiserver of the review's cluster.
 
-Answers are cached per (cluster, user — name, uid, groups, extra —, group)
+The question is asked in the workload's namespace, so a RoleBinding there
+grants it (a ClusterRoleBinding everywhere). Answers are cached per
+(cluster, namespace, user — name, uid, groups, extra —, group)
 for `ttl` seconds, allowed and denied alike, in at most `size` entries: the
 pods of one burst cost one review, and a revoked grant holds at most `ttl`
 longer (as the API port's cache). An apiserver that cannot be asked is not
@@ -29,7 +31,7 @@ USE = "use"
 DEFAULT_TTL = 10.0  # seconds
 DEFAULT_SIZE = 4096
 
-_Key = tuple[str, User, str]  # (cluster, user, group)
+_Key = tuple[str, str, User, str]  # (cluster, namespace, user, group)
 
 
 def user_of(info: Mapping[str, Any] | None) -> User | None:
@@ -66,32 +68,32 @@ class Grants:
         self._answers: TTLCache[_Key, bool] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
         self._lock = threading.Lock()
 
-    def known(self, user: User | None, group: str, cluster: str = "") -> bool:
+    def known(self, user: User | None, group: str, namespace: str, cluster: str = "") -> bool:
         """Whether `check` can answer without asking the apiserver (the event loop's test)."""
         if user is None or cluster not in self.reviews:
             return True
         with self._lock:
-            return (cluster, user, group) in self._answers
+            return (cluster, namespace, user, group) in self._answers
 
-    def check(self, user: User | None, group: str, cluster: str = "") -> str | None:
-        """The refusal, or None when `user` may use `group`; asks the apiserver what is not remembered
+    def check(self, user: User | None, group: str, namespace: str, cluster: str = "") -> str | None:
+        """The refusal, or None when `user` may use `group` in `namespace`; asks the apiserver what is not remembered
         (blocking: off the event loop)."""
         if user is None:
             return _nobody(group)
         with self._lock:
-            allowed = self._answers.get((cluster, user, group))
+            allowed = self._answers.get((cluster, namespace, user, group))
         if allowed is None:
             reviews = self.reviews.get(cluster)
             if reviews is None:
                 return (f"cannot ask whether user {user.name} may {USE} {_resource(group)}: this server has no "
                         "apiserver to ask (serve --kubeconfig or --in-cluster); denied")
             try:
-                allowed = reviews.authorize(user, Action(USE, name=group))
+                allowed = reviews.authorize(user, Action(USE, name=group, namespace=namespace))
             except Unavailable as exc:
                 return (f"cannot ask the apiserver whether user {user.name} may {USE} {_resource(group)} "
                         f"(SubjectAccessReview): {str(exc)[:200]}; denied until it answers")
             with self._lock:
-                self._answers[cluster, user, group] = allowed
+                self._answers[cluster, namespace, user, group] = allowed
         return None if allowed else refusal(user.name, group)
 
 

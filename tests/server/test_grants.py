@@ -53,6 +53,7 @@ class FakeReviews:
     def __init__(self, *grants: tuple[str, str]) -> None:
         self.grants = set(grants)
         self.asked: list[tuple[str, tuple[str, ...], str]] = []
+        self.namespaces: list[str] = []  # where each question was asked
         self.down = False
 
     def authenticate(self, token: str) -> User | None:
@@ -63,6 +64,7 @@ class FakeReviews:
             raise Unavailable("connection refused")
         assert (action.verb, action.path, action.subresource) == ("use", None, "")
         self.asked.append((user.name, user.groups, action.name))
+        self.namespaces.append(action.namespace)
         return (user.name, action.name) in self.grants
 
 
@@ -78,35 +80,38 @@ class Clock:
 def test_answers_are_cached_allowed_and_denied_until_the_ttl() -> None:
     reviews, clock = FakeReviews(("alice", "vision")), Clock()
     grants = Grants({"": reviews}, ttl=10, clock=clock)
-    assert grants.check(ALICE, "llm") == NO_GRANT
-    assert grants.check(ALICE, "vision") is None
+    assert grants.check(ALICE, "llm", "shared") == NO_GRANT
+    assert grants.check(ALICE, "vision", "shared") is None
     clock.now = 9.9
-    assert grants.check(ALICE, "llm") == NO_GRANT and grants.check(ALICE, "vision") is None
+    assert grants.check(ALICE, "llm", "shared") == NO_GRANT and grants.check(ALICE, "vision", "shared") is None
     assert len(reviews.asked) == 2  # both answers remembered, the denial too
     clock.now = 10.1
     reviews.grants.add(("alice", "llm"))  # granted since: seen once the answer has expired
-    assert grants.check(ALICE, "llm") is None
+    assert grants.check(ALICE, "llm", "shared") is None
     assert len(reviews.asked) == 3
 
 
-def test_the_key_holds_the_users_groups_and_the_cluster() -> None:
+def test_the_key_holds_the_users_groups_the_namespace_and_the_cluster() -> None:
     reviews = FakeReviews(("alice", "llm"))
     grants = Grants({"": reviews, "eu-1": reviews})
-    grants.check(ALICE, "llm")
-    grants.check(User("alice", uid="u-1", groups=("team-a", "admins")), "llm")  # other groups: asked again
-    grants.check(ALICE, "llm", "eu-1")  # another cluster's apiserver: asked again
-    grants.check(ALICE, "llm")
+    grants.check(ALICE, "llm", "shared")
+    admin = User("alice", uid="u-1", groups=("team-a", "admins"))
+    grants.check(admin, "llm", "shared")  # other groups: asked again
+    grants.check(ALICE, "llm", "shared", "eu-1")  # another cluster's apiserver: asked again
+    grants.check(ALICE, "llm", "other")  # another namespace (its RoleBindings): asked again
+    grants.check(ALICE, "llm", "shared")
     assert reviews.asked == [("alice", ("team-a",), "llm"), ("alice", ("team-a", "admins"), "llm"),
-                             ("alice", ("team-a",), "llm")]
+                             ("alice", ("team-a",), "llm"), ("alice", ("team-a",), "llm")]
+    assert reviews.namespaces == ["shared", "shared", "shared", "other"]
 
 
 def test_the_cache_is_bounded() -> None:
     reviews = FakeReviews()
     grants = Grants({"": reviews}, size=2)
     for name in ("a", "b", "c"):
-        grants.check(User(name), "llm")
-    grants.check(User("a"), "llm")  # pushed out by c: asked again
-    grants.check(User("c"), "llm")  # still held
+        grants.check(User(name), "llm", "shared")
+    grants.check(User("a"), "llm", "shared")  # pushed out by c: asked again
+    grants.check(User("c"), "llm", "shared")  # still held
     assert [user for user, _, _ in reviews.asked] == ["a", "b", "c", "a"]
 
 
@@ -114,21 +119,21 @@ def test_an_apiserver_that_cannot_answer_refuses_and_is_not_cached() -> None:
     reviews = FakeReviews(("alice", "llm"))
     reviews.down = True
     grants = Grants({"": reviews})
-    assert grants.check(ALICE, "llm") == (
+    assert grants.check(ALICE, "llm", "shared") == (
         'cannot ask the apiserver whether user alice may use groups.quotalang.dev "llm" (SubjectAccessReview): '
         "connection refused; denied until it answers"
     )
     reviews.down = False
-    assert grants.check(ALICE, "llm") is None
+    assert grants.check(ALICE, "llm", "shared") is None
 
 
 def test_a_request_naming_no_user_or_no_apiserver_is_refused_unasked() -> None:
     reviews = FakeReviews(("alice", "llm"))
     grants = Grants({"": reviews})
-    assert grants.check(None, "llm") == (
+    assert grants.check(None, "llm", "shared") == (
         'the request names no user (userInfo.username), so nobody may use groups.quotalang.dev "llm"; denied'
     )
-    assert grants.check(ALICE, "llm", "elsewhere") == (
+    assert grants.check(ALICE, "llm", "shared", "elsewhere") == (
         'cannot ask whether user alice may use groups.quotalang.dev "llm": this server has no apiserver to ask '
         "(serve --kubeconfig or --in-cluster); denied"
     )
@@ -171,6 +176,7 @@ def test_a_create_needs_the_grant_on_its_group() -> None:
     admitted = engine.review(request(review(web()), "bob"))
     assert admitted is not None and (admitted.verdict, admitted.reason) == ("allow", "charged")
     assert reviews.asked == [("alice", ("team-a",), "llm"), ("bob", ("team-a",), "llm")]
+    assert reviews.namespaces == ["shared", "shared"]  # the workload's: a RoleBinding there grants it
 
 
 def test_a_dry_run_asks_too() -> None:
