@@ -11,6 +11,8 @@
 |                         | workloads (usage, and GPU-hours spent where accrued here);  |
 |                         | `lending` on lending keys, as in the list                   |
 | GET  /api/namespaces/{ns} | the groups namespace ns may charge (?cluster=), its default |
+| GET  /api/namespaces    | the namespaces no group binds that reviews came from (since |
+|                         | start, `server/outside.py`), and the policy's `unbound`     |
 | POST /api/explain       | a what-if decision for a posted workload (reserves nothing) |
 | /, /groups/..., ...     | the pages (`quotalang.server.pages`)                        |
 
@@ -141,6 +143,12 @@ def create_api_app(
                                        "at most 63 characters")
         return json_response(chargeable(policy, name, cluster).as_json())
 
+    async def outside(request: Request) -> Response:
+        policy = holder.policy
+        if policy is None:
+            return error_response(503, "no policy loaded")
+        return json_response(shown.outside.listing(policy))
+
     async def explain(request: Request) -> Response:
         policy = holder.policy
         if policy is None:
@@ -171,6 +179,7 @@ def create_api_app(
             Route("/metrics", prometheus, methods=["GET"]),
             Route("/api/groups", groups, methods=["GET"]),
             Route("/api/groups/{name}", group, methods=["GET"]),
+            Route("/api/namespaces", outside, methods=["GET"]),
             Route("/api/namespaces/{name}", namespace, methods=["GET"]),
             Route("/api/explain", explain, methods=["POST"]),
             # /, /groups/..., /what-if, /propose, /static

@@ -145,6 +145,8 @@ def create_app(
         metrics.admission(outcome.kind, outcome.operation, outcome.verdict, outcome.group, elapsed)
         if outcome.reason == "outside-quota":
             metrics.outside_quota.inc()
+        if outcome.reason in ("outside-quota", "unbound-namespace"):
+            metrics.outside.add(outcome.namespace, outcome.cluster)
         recent.add(outcome)
         log_decision(outcome, elapsed)
         await send_json(send, 200, encode(outcome.response))

@@ -49,6 +49,7 @@ from quotalang.controller.cash import period_end
 from quotalang.lent import figures
 from quotalang.policy import CompiledPolicy, cash_rows, limit_rows
 from quotalang.quantity import approximate
+from quotalang.server.outside import Outside
 
 OTHER = "other"  # the label value of everything outside a closed set
 ENGINE_KINDS = frozenset({"Scale", "HorizontalPodAutoscaler"})  # kinds the engine decides without a rule
@@ -77,6 +78,7 @@ class Metrics:
             "quotalang_outside_quota",
             "Admissions in namespaces no group binds: admitted and charged nowhere (issue 26).", registry=r,
         )
+        self.outside = Outside()  # which namespaces those were (GET /api/namespaces)
         self.reloads = Counter("quotalang_policy_reloads", "Policies loaded and swapped in.", registry=r)
         self.reload_errors = Counter(
             "quotalang_policy_reload_errors", "Policies rejected on reload (the last good one kept serving).",
