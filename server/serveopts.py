@@ -97,6 +97,8 @@ GROUPS = {
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
+    """What `quotalang serve` runs with; each field's default, flag, help and parse (`option`) are written here only."""
+
     policy: list[str] = field(metadata={"cli": Flag("--policy", shape="repeated", metavar="DIR")})
     host: str = option("127.0.0.1", "--host", "address to listen on (default {default})")
     port: int = option(8443, "--port", parse=_port)

@@ -163,3 +163,17 @@ def test_a_good_combination_passes_and_a_bad_one_built_in_code_is_refused() -> N
     with pytest.raises(ServeError, match="--kubeconfig and --in-cluster"):
         check(ServeOptions(policy=["p"], kubeconfig="kc", in_cluster=True))
     assert serveopts.is_loopback("::1") and not serveopts.is_loopback("quotalang.example")
+
+
+def test_the_readme_synopsis_shows_the_declared_flags_and_defaults() -> None:
+    """README's `quotalang serve` synopsis is a third place defaults are written: it must say what serve does."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    synopsis = readme[readme.index("quotalang serve --policy DIR"):readme.index("quotalang manifests --policy DIR")]
+    fields = {f.metadata["cli"].flag: f for f in dataclasses.fields(ServeOptions)}
+    named = re.findall(r"--[a-z][a-z-]*", synopsis)
+    assert len(named) >= 20
+    assert set(named) <= set(fields)
+    shown = re.findall(r"\[(--[a-z-]+) ([0-9.]+)\]", synopsis)
+    assert len(shown) >= 9  # --port 8443 ... --reservation-ttl 30
+    for flag, value in shown:
+        assert float(value) == fields[flag].default, flag
