@@ -270,6 +270,8 @@ def _setting_name(setting: nodes.Setting) -> str:
         return "borrow below priority"
     if isinstance(setting, nodes.AuthorizeUsers):
         return "authorize users"
+    if isinstance(setting, nodes.ReclaimDelete):
+        return "reclaim by delete"
     return "warn at"
 
 

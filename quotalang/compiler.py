@@ -99,6 +99,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
     unbound = "allow"
     borrow_below = DEFAULT_BORROW_BELOW
     authorize_users = False
+    reclaim_delete = False
     for file in files:
         for block in file.settings:
             for entry in block.entries:
@@ -123,6 +124,8 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
                     borrow_below = entry.priority
                 elif isinstance(entry, nodes.AuthorizeUsers):
                     authorize_users = True
+                elif isinstance(entry, nodes.ReclaimDelete):
+                    reclaim_delete = True
                 else:
                     warn_at = Fraction(entry.percent) / 100
     return Settings(
@@ -140,6 +143,7 @@ def _settings(files: tuple[nodes.PolicyFile, ...]) -> Settings:
         unbound=unbound,
         borrow_below=borrow_below,
         authorize_users=authorize_users,
+        reclaim_delete=reclaim_delete,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from quotalang.borrowing import Draw
 from quotalang.quantity import Quantity, canonical_together
-from quotalang.reclaimable import Reclaim
+from quotalang.reclaimable import Borrower, Reclaim
 from quotalang.units import format_hours
 from quotalang.usage import PartUsage, to_quantity
 
@@ -190,6 +190,8 @@ class Decision:
     touches: tuple[str, ...] = ()
     borrowed: tuple[Draw, ...] = ()
     reclaim: Reclaim | None = None  # how a borrowing admission is given back (None when it borrows nothing)
+    # borrowers this admission takes its lendable part back from: the controller suspends or deletes them
+    reclaims: tuple[Borrower, ...] = ()
 
     @property
     def usage(self) -> dict[str, Quantity]:
@@ -264,6 +266,8 @@ class Decision:
         if self.borrowed:  # only when it borrows: every other answer reads as before
             out["borrowed"] = [{"from": d.group, "resource": d.key, "amount": qty(d.key, d.amount)}
                                for d in self.borrowed]
+        if self.reclaims:  # only when it takes lent quota back
+            out["reclaims"] = [{"name": b.name, "group": b.group, "how": b.reclaim.how} for b in self.reclaims]
         return out
 
     def _json(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ common case costs one test per part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -32,7 +32,7 @@ from quotalang.owners import Find, claimed_owner, verified_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
-from quotalang.reclaimable import Priorities, Reclaim, reclaim_of
+from quotalang.reclaimable import Borrower, Priorities, Reclaim, choose, reclaim_of, without
 from quotalang.resources import model_kind, split_key
 from quotalang.units import format_hours, hours_to_nanos
 from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
@@ -351,7 +351,8 @@ def _workload(
     else:
         delta = dict(new.total)
     violations, warnings = _check(policy, group, delta, extra, rolling, new, old is not None, source)
-    lent = _balances(policy, group, delta, extra, rolling, new, old is not None, source, violations)
+    balanced = _balances(policy, group, delta, extra, rolling, new, old is not None, source, violations)
+    lent, reclaims = balanced if balanced is not None else (None, ())
     reclaim = None
     if lent is not None and lent.borrowed:
         reclaim = _reclaimable(policy, group, lent, new, delta, source, where, violations)
@@ -376,6 +377,11 @@ def _workload(
         said = draw.describe(policy.groups[draw.group].path, qtys(draw.key, draw.amount)[0])
         notes.append(said)
         warnings.append(clip(f"{group.name} {said}"))
+    reclaims = reclaims if recorded else ()
+    for borrower in reclaims:
+        said = _reclaims_text(policy, borrower)
+        notes.append(said)
+        warnings.append(clip(f"{group.name} {said}"))
     return Decision(
         allowed=not denied,
         operation=op,
@@ -396,6 +402,7 @@ def _workload(
         touches=touches,
         borrowed=borrowed,
         reclaim=reclaim if borrowed else None,
+        reclaims=reclaims,
     )
 
 
@@ -644,7 +651,7 @@ def _balances(
     is_update: bool,
     source: UsageSource,
     violations: list[Violation],
-) -> borrowing.Check | None:
+) -> tuple[borrowing.Check, tuple[Borrower, ...]] | None:
     """Where the group or a child lends or borrows (issue 29), the balance rule replaces the carved one.
 
     `violations` (from `_check`, in place) keeps its cash entries; a key the
@@ -659,7 +666,16 @@ def _balances(
     needs = dict(delta)
     for key, value in extra.items():
         needs[key] = needs.get(key, 0) + value
-    result = borrowing.check(policy.groups, lending, source.used, group.name, needs)
+    borrowers: Sequence[Borrower] = getattr(source, "borrowers", tuple)()  # an in-process store's records
+    used_now = without(source.used, (b for b in borrowers if b.reclaiming))  # those being reclaimed: as gone
+    result = borrowing.check(policy.groups, lending, used_now, group.name, needs)
+    chosen: tuple[Borrower, ...] = ()
+    if not result.fits and borrowers and _within_hard(group, needs, used_now(group.name)):
+        found = choose(policy.groups, lending, used_now, group.name, needs, borrowers,
+                       policy.settings.reclaim_delete)
+        if found is not None:  # a lender taking its lendable part back: admitted, and they are reclaimed
+            chosen = found
+            result = borrowing.check(policy.groups, lending, without(used_now, chosen), group.name, needs)
     short: dict[str, borrowing.Short] = {}
     for where in result.short:  # the nearest place a key fails is the one to name
         short.setdefault(where.key, where)
@@ -667,16 +683,51 @@ def _balances(
     carved_refused = {v.resource for v in kept}
     used = source.used(group.name)
     for key, where in short.items():
+        said = _short_text(policy, group, where) + _borrowed_by(policy, borrowers, where)
         if key in carved_refused:
             index = next(i for i, v in enumerate(kept) if v.resource == key and v.cash_period is None)
-            kept[index] = replace(kept[index], beyond=_short_text(policy, group, where))
+            kept[index] = replace(kept[index], beyond=said)
             continue
         surge = _terms(key, rolling, surge=True) if extra.get(key) else ()
         kept.append(Violation(key, needs[key], used.get(key, 0), group.carved.get(key, 0), group.hard[key], "",
                               None, _terms(key, new.parts), delta.get(key, 0) if is_update else None, surge,
-                              _short_text(policy, group, where)))
+                              said))
     violations[:] = kept
-    return result
+    return result, chosen
+
+
+def _reclaims_text(policy: CompiledPolicy, borrower: Borrower) -> str:
+    """`reclaims default/job-b (4 of requests.nvidia.com/gpu.A100 borrowed by root/ai/vision)`."""
+    drawn: dict[str, int] = {}
+    for draw in borrower.draws:
+        drawn[draw.key] = drawn.get(draw.key, 0) + draw.amount
+    what = ", ".join(f"{qtys(key, amount)[0]} of {key}" for key, amount in drawn.items())
+    return f"reclaims {borrower.name} ({what} borrowed by {policy.groups[borrower.group].path})"
+
+
+def _within_hard(group: CompiledGroup, needs: Mapping[str, int], used: Mapping[str, int]) -> bool:
+    """Whether `needs` fits `group`'s own hard limits, carved as without lending: only then may it reclaim."""
+    return all(used.get(key, 0) + group.carved.get(key, 0) + need <= group.hard[key]
+               for key, need in needs.items() if need > 0 and key in group.hard)
+
+
+def _borrowed_by(policy: CompiledPolicy, borrowers: Sequence[Borrower], short: borrowing.Short) -> str:
+    """`; borrowed there by default/job-b (2, root/ai/nlp, not reclaimable)`: who holds the room it lacks."""
+    named = []
+    for borrower in borrowers:
+        drawn = sum(d.amount for d in borrower.draws if d.group == short.group and d.key == short.key)
+        if drawn and borrower.group in policy.groups:
+            how = borrower.reclaim
+            state = ("being reclaimed" if borrower.reclaiming else
+                     "suspendable" if how.suspend is not None else
+                     "deletable with `reclaim by delete`" if how.reclaimable and not policy.settings.reclaim_delete
+                     else "deletable" if how.reclaimable else "not reclaimable")
+            named.append(f"{borrower.name} ({qtys(short.key, drawn)[0]}, {policy.groups[borrower.group].path}, "
+                         f"{state})")
+    if not named:
+        return ""
+    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    return f"; borrowed there by {shown}"
 
 
 def _reclaimable(

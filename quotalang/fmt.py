@@ -182,6 +182,8 @@ def _settings(settings: nodes.Settings) -> list[_Elem]:
             value = f"group {entry.group}" if entry.action == "group" else entry.action
         elif isinstance(entry, nodes.Unbound):
             label, value = "unbound namespaces", entry.action
+        elif isinstance(entry, nodes.ReclaimDelete):
+            label, value = "reclaim by", "delete"
         elif isinstance(entry, nodes.BorrowBelow):
             label, value = "borrow below priority", str(entry.priority)
         elif isinstance(entry, nodes.AuthorizeUsers):

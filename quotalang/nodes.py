@@ -131,8 +131,15 @@ class BorrowBelow:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class ReclaimDelete:
+    """`reclaim by delete`: borrowers with no suspend rule are deleted when a lender needs its room."""
+
+    span: Span
+
+
 Setting = (GroupLabel | ModelLabel | ModelDecl | NodeLabel | GpuResource | Unlabelled | Unbound | WarnAt | BorrowBelow
-           | AuthorizeUsers)
+           | AuthorizeUsers | ReclaimDelete)
 
 
 @dataclass(frozen=True, slots=True)

@@ -354,6 +354,10 @@ class _Build(Transformer[Token, Any]):
     def borrow_below(self, meta: Any, children: list[Token]) -> nodes.BorrowBelow:
         return nodes.BorrowBelow(int(children[0]), self._span(meta))
 
+    @v_args(meta=True)
+    def reclaim_delete(self, meta: Any, children: list[Token]) -> nodes.ReclaimDelete:
+        return nodes.ReclaimDelete(self._span(meta))
+
     @v_args(inline=True)
     def model_kind(self, tok: Token) -> str:
         return str(tok)

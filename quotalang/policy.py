@@ -85,6 +85,9 @@ class Settings:
     # preempted); 100 as KAI separates preemptible from non-preemptible work (issue 29)
     borrow_below: int = DEFAULT_BORROW_BELOW
     authorize_users: bool = False  # a CREATE or a group move also needs the user's `use` grant on the group
+    # `reclaim by delete`: a lender's request may name borrowers with no suspend rule, to be deleted; without
+    # it only suspendable ones are reclaimed (deleting someone's work is the policy's choice, not ours)
+    reclaim_delete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

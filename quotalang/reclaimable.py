@@ -20,9 +20,12 @@ test) only the built-in system classes and `spec.priority` are known.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from quotalang import borrowing
+from quotalang.borrowing import Draw, Groups, Lending, Used
 
 # PriorityClass name -> value; None: unknown. The name "" asks for the global default (None: there is none).
 Priorities = Callable[[str], int | None]
@@ -92,4 +95,81 @@ def reclaim_of(suspend: tuple[str, ...] | None, templates: Iterable[Mapping[str,
     return Reclaim(".".join(suspend) if suspend is not None else None, priority_of(templates, priorities), below)
 
 
-__all__ = ["SYSTEM_CLASSES", "Priorities", "Reclaim", "priority_of", "reclaim_of"]
+@dataclass(frozen=True, slots=True)
+class Borrower:
+    """A store's record of an admission that borrowed: who, where, what it drew, how it is given back.
+
+    `ref` is the store's own key for it (opaque here); `usage` is what the
+    workload holds in `group` (key -> nanos), all of which reclaiming it
+    gives back; `admitted` is when (epoch seconds); `reclaiming` is set once
+    an admission named it, so it is counted as gone and never named twice.
+    """
+
+    ref: Hashable
+    name: str  # `default/job-b`, as a decision prints it
+    group: str
+    draws: tuple[Draw, ...]
+    usage: Mapping[str, int]
+    reclaim: Reclaim
+    admitted: float
+    reclaiming: bool = False
+
+
+def without(used: Used, gone: Iterable[Borrower]) -> Used:
+    """`used` with the usage of `gone` taken out of their groups (what balances will be once reclaimed)."""
+    away: dict[str, dict[str, int]] = {}
+    for borrower in gone:
+        mine = away.setdefault(borrower.group, {})
+        for key, value in borrower.usage.items():
+            mine[key] = mine.get(key, 0) + value
+    if not away:
+        return used
+
+    def less(group: str) -> Mapping[str, int]:
+        taken = away.get(group)
+        if taken is None:
+            return used(group)
+        return {key: max(value - taken.get(key, 0), 0) for key, value in used(group).items()}
+
+    return less
+
+
+def choose(
+    groups: Groups, lending: Lending, used: Used, name: str, needs: Mapping[str, int],
+    borrowers: Sequence[Borrower], deletes: bool = False,
+) -> tuple[Borrower, ...] | None:
+    """The fewest reclaimable borrowers whose usage, taken back, lets `needs` fit in `name`; None if none do.
+
+    Candidates are borrowers not already being reclaimed, suspendable (or,
+    with `deletes` — the policy's `reclaim by delete` — below the priority
+    threshold, to be deleted), whose
+    group is borrowing now (its balance below 0 in a key they drew): a group
+    within its hard holds only what it is guaranteed or lends, and that is
+    never taken. In Kueue's order (`preemption.candidatesOrdering` with
+    borrowing first): lowest priority first (an unknown one last), then the
+    most recently admitted. Taken greedily until the request fits, then
+    every one not needed is put back (latest chosen first), as Kueue's
+    minimal preemption set.
+    """
+    def borrowing_now(borrower: Borrower) -> bool:
+        return any(borrowing.balance(groups, lending, used, borrower.group, draw.key) < 0
+                   for draw in borrower.draws if draw.key in needs)
+
+    pool = [b for b in borrowers if not b.reclaiming and b.reclaim.reclaimable
+            and (deletes or b.reclaim.suspend is not None) and b.group in groups and borrowing_now(b)]
+    pool.sort(key=lambda b: (b.reclaim.priority is None, b.reclaim.priority or 0, -b.admitted))
+    chosen: list[Borrower] = []
+    for borrower in pool:
+        chosen.append(borrower)
+        if borrowing.check(groups, lending, without(used, chosen), name, needs).fits:
+            break
+    else:
+        return None
+    for borrower in reversed(chosen[:-1]):
+        fewer = [b for b in chosen if b is not borrower]
+        if borrowing.check(groups, lending, without(used, fewer), name, needs).fits:
+            chosen = fewer
+    return tuple(chosen)
+
+
+__all__ = ["SYSTEM_CLASSES", "Borrower", "Priorities", "Reclaim", "choose", "priority_of", "reclaim_of", "without"]

@@ -490,10 +490,10 @@ def refuse_drawing(decision: Decision) -> Decision:
     why = (f"group {decision.path} would go beyond its guarantee, and borrowing is not supported by the "
            "kubernetes ledger store yet (use the embedded store, or remove lend/borrow from the policy)")
     if decision.mode != "enforce":
-        return dataclasses.replace(decision, touches=(), borrowed=(), reclaim=None,
+        return dataclasses.replace(decision, touches=(), borrowed=(), reclaim=None, reclaims=(),
                                    warnings=[*decision.warnings, clip(why)])
     return dataclasses.replace(decision, allowed=False, reason="over-quota", charges={}, touches=(), borrowed=(),
-                               reclaim=None, warnings=[], error=why)
+                               reclaim=None, reclaims=(), warnings=[], error=why)
 
 
 # ------------------------------------------------- in-process stores

@@ -57,6 +57,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 from quotalang.controller.ledger.base import (
@@ -82,6 +83,7 @@ from quotalang.controller.ledger.base import (
 )
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
+from quotalang.reclaimable import Borrower
 
 Held = dict[str, dict[str, int]]  # standalone: group -> usage an object holds
 
@@ -94,6 +96,7 @@ class Loaded(NamedTuple):
     bodies: dict[ObjectKey, bytes]
     pending: dict[ObjectKey, PendingAdmission]
     cash: dict[str, CashState]
+    borrowers: dict[ObjectKey, Borrower]
 
 
 class Journal(Protocol):
@@ -118,6 +121,8 @@ class Journal(Protocol):
     def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None: ...
 
     def cash(self, group: str, state: CashState) -> None: ...
+
+    def borrowers(self, rows: Sequence[tuple[ObjectKey, Borrower | None]]) -> None: ...  # None: no longer borrows
 
     def close(self) -> None: ...
 
@@ -153,6 +158,7 @@ class MemoryLedger(GroupTable):
         self._held: dict[ObjectKey, Held] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, PendingAdmission] = {}
         self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
+        self._borrowers: dict[ObjectKey, Borrower] = {}  # admissions that borrowed, until the object goes
         self._next_deadline = math.inf
         # Orders observe/forget (index, then totals) against resync (both replaced): taken first, before
         # any group lock or `_index_lock`, and never by admission.
@@ -166,6 +172,9 @@ class MemoryLedger(GroupTable):
         """Memory rebuilt from what the journal holds."""
         self._observed, self._held, self._bodies = loaded.observed, loaded.held, loaded.bodies
         self._pending = loaded.pending
+        # a record whose object is gone (written by a binary that kept none) is dropped, never reclaimed
+        self._borrowers = {k: b for k, b in loaded.borrowers.items()
+                           if k in self._observed or k in self._held or k in self._pending}
         for key, observed in self._observed.items():
             if observed.group is not None:
                 self._group(observed.group).add_observed(observed.usage, +1, key.cluster)
@@ -208,6 +217,11 @@ class MemoryLedger(GroupTable):
         fallback's."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
                        None if local else self._fallback_lookup)
+
+    def borrowers(self) -> tuple[Borrower, ...]:
+        """Every admission recorded as borrowing (a copy): a lender's request may name some to reclaim."""
+        with self._index_lock:
+            return tuple(self._borrowers.values())
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a pending reservation (a copy)."""
@@ -279,8 +293,15 @@ class MemoryLedger(GroupTable):
                 if not decision.reserves:
                     return decision, []
                 touches = decision.touches
-                if len(touches) <= len(held):
+                if len(touches) <= len(held) and not self._taken(decision):
                     return decision, self._record(state, ask, decision)
+
+    def _taken(self, decision: Decision) -> bool:
+        """Whether a borrower the decision reclaims went meanwhile or is already being reclaimed by another:
+        then it is decided again (it now sees that), so one borrower's room is never given twice."""
+        with self._index_lock:
+            return any(not isinstance(b.ref, ObjectKey) or (found := self._borrowers.get(b.ref)) is None
+                       or found.reclaiming for b in decision.reclaims)
 
     def try_reserve(self, ask: Ask) -> Decision:
         """`reserve`: in one process nothing waits but a group's lock (and a local commit)."""
@@ -291,9 +312,43 @@ class MemoryLedger(GroupTable):
         assert decision.stored is not None  # `reserves` implies it
         packed = pack(decision.stored)  # before anything is written: a body that cannot be packed writes nothing
         if self._standalone:
-            return self._fold(ask.identity, decision, state, packed)
-        self._reserve(ask.identity, state, decision, packed, ask.admitted_version)
-        return []
+            released = self._fold(ask.identity, decision, state, packed)
+        else:
+            self._reserve(ask.identity, state, decision, packed, ask.admitted_version)
+            released = []
+        self._note_borrowing(ask.identity, decision)
+        return released
+
+    def _note_borrowing(self, key: ObjectKey, decision: Decision) -> None:
+        """Record who borrows (issue 29): the admission's draws and how it is given back; and mark the
+        borrowers it reclaims. An UPDATE in the same group that borrows nothing more keeps the record (its
+        usage now the object's); a move to another group ends it. Journalled before it shows."""
+        with self._index_lock:
+            rows: list[tuple[ObjectKey, Borrower | None]] = []
+            known = self._borrowers.get(key)
+            if decision.borrowed and decision.reclaim is not None and decision.group is not None:
+                draws = decision.borrowed if known is None or known.group != decision.group else (
+                    *known.draws, *decision.borrowed)
+                admitted = self._clock() if known is None or known.group != decision.group else known.admitted
+                rows.append((key, Borrower(key, f"{key.namespace}/{key.name}".lstrip("/"), decision.group, draws,
+                                           dict(decision.total), decision.reclaim, admitted)))
+            elif known is not None:
+                same = decision.group == known.group
+                rows.append((key, replace(known, usage=dict(decision.total)) if same else None))
+            for borrower in decision.reclaims:
+                ref = borrower.ref
+                found = self._borrowers.get(ref) if isinstance(ref, ObjectKey) else None
+                if found is not None and isinstance(ref, ObjectKey):
+                    rows.append((ref, replace(found, reclaiming=True)))
+            if not rows:
+                return
+            if self._journal is not None:
+                self._journal.borrowers(rows)
+            for ref, record in rows:
+                if record is None:
+                    self._borrowers.pop(ref, None)
+                else:
+                    self._borrowers[ref] = record
 
     def _fold(
         self, key: ObjectKey, decision: Decision, state: GroupNumbers | None, body: bytes
@@ -414,6 +469,7 @@ class MemoryLedger(GroupTable):
                 if self._journal is not None:
                     self._journal.forgotten(identity)
                 previous = self._observed.pop(identity, None)
+                self._borrowers.pop(identity, None)
                 held = self._held.pop(identity, {})
                 pending = self._pending.pop(identity, None)
                 self._bodies.pop(identity, None)
@@ -464,6 +520,8 @@ class MemoryLedger(GroupTable):
                     gone = [k for k in self._observed.keys() - fresh.keys() if k.cluster == cluster]
                     self._journal.resynced(rows, gone + list(self._held.keys() - fresh.keys()))
                 self._observed = fresh
+                self._borrowers = {k: b for k, b in self._borrowers.items()
+                                   if k in fresh or k in self._pending or k.cluster != cluster}
                 self._told = {k for k in self._told if k.cluster != cluster}
                 self._held = {}
                 for key in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:

@@ -3,7 +3,8 @@
 It is the in-process store (`memory.MemoryLedger`, where its admission
 rules live once) with a journal: `SqliteJournal` keeps what that store keeps
 — per object its recorded usage, group and body; pending reservations; per
-group cash and the last accrual — in a SQLite database (the standard
+group cash and the last accrual; who borrows (issue 29: an admission's draws and how it is
+given back, until the object goes) — in a SQLite database (the standard
 library's `sqlite3`, WAL journal): schema, migration, transactions and
 loading, nothing else. Memory is rebuilt from the database when the store
 opens; after that every change goes to the database first, in one
@@ -72,6 +73,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from quotalang.borrowing import Draw
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
     CashState,
@@ -83,8 +85,12 @@ from quotalang.controller.ledger.base import (
 )
 from quotalang.controller.ledger.memory import Held, Loaded, MemoryLedger
 from quotalang.errors import InternalError
+from quotalang.reclaimable import Borrower, Reclaim
 
-SCHEMA_VERSION = 2  # 2: the cluster is part of an object's key (1 is migrated on open)
+# 2: the cluster is part of an object's key (1 is migrated on open). The `borrowers` table is created on
+# open in a schema-2 file that lacks it (no version bump: a binary that predates it ignores the table, and
+# a record it left behind for an object since gone is dropped when the store loads).
+SCHEMA_VERSION = 2
 DEFAULT_FILE = "ledger.sqlite3"
 WAL_CHECKPOINT_PAGES = 4000
 Synchronous = Literal["NORMAL", "FULL"]
@@ -110,6 +116,12 @@ CREATE TABLE IF NOT EXISTS reservations (
     deadline REAL NOT NULL,  -- epoch seconds
     resource_version TEXT,
     body BLOB,
+    PRIMARY KEY (api_group, kind, namespace, name, cluster)
+);
+CREATE TABLE IF NOT EXISTS borrowers (
+    api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    cluster TEXT NOT NULL DEFAULT '',
+    record TEXT NOT NULL,    -- JSON: an admission that borrowed (reclaimable.Borrower, see _encode_borrower)
     PRIMARY KEY (api_group, kind, namespace, name, cluster)
 );
 CREATE TABLE IF NOT EXISTS cash (
@@ -144,6 +156,11 @@ _UPSERT_RESERVATION = (
     "body = excluded.body"
 )
 _DELETE_RESERVATION = f"DELETE FROM reservations {_WHERE_KEY}"
+_UPSERT_BORROWER = (
+    f"INSERT INTO borrowers ({_KEY}, record) VALUES (?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT ({_KEY}) DO UPDATE SET record = excluded.record"
+)
+_DELETE_BORROWER = f"DELETE FROM borrowers {_WHERE_KEY}"
 _UPSERT_CASH = "INSERT OR REPLACE INTO cash (grp, used, period_start, last_accrual) VALUES (?, ?, ?, ?)"
 
 Statement = tuple[str, Sequence[Any]]
@@ -197,6 +214,28 @@ def _charges(raw: Any, where: str) -> dict[str, dict[str, int]]:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: expected an object of group -> usage")
     return {str(g): _usage(json.dumps(u), f"{where} group {g}") for g, u in value.items()}
+
+
+def _encode_borrower(record: Borrower) -> str:
+    """A borrower record as JSON; its key is the row's."""
+    how = record.reclaim
+    return json.dumps({"name": record.name, "group": record.group, "usage": record.usage,
+                       "draws": [[d.group, d.key, d.amount] for d in record.draws], "suspend": how.suspend,
+                       "priority": how.priority, "below": how.below, "admitted": record.admitted,
+                       "reclaiming": record.reclaiming})
+
+
+def _borrower(key: ObjectKey, raw: Any, where: str) -> Borrower:
+    """A row of `borrowers` back as a record; a malformed one is an error naming it (ValueError, TypeError)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: not an object")
+    draws = tuple(Draw(str(g), str(k), int(a)) for g, k, a in data["draws"])
+    priority = data["priority"]
+    reclaim = Reclaim(None if data["suspend"] is None else str(data["suspend"]),
+                      None if priority is None else int(priority), int(data["below"]))
+    return Borrower(key, str(data["name"]), str(data["group"]), draws, _usage(json.dumps(data["usage"]), where),
+                    reclaim, float(data["admitted"]), data["reclaiming"] is True)
 
 
 def _time(value: Any, where: str) -> float | None:
@@ -270,7 +309,7 @@ class SqliteJournal:
 
     def load(self) -> Loaded:
         """What the database holds; a row that does not read is an error naming it."""
-        loaded = Loaded({}, {}, {}, {}, {})
+        loaded = Loaded({}, {}, {}, {}, {}, {})
         db = self.db
         try:
             for api_group, kind, namespace, name, cluster, grp, usage, held, body in db.execute(
@@ -290,13 +329,18 @@ class SqliteJournal:
                 where = f"reservation {key}"
                 loaded.pending[key] = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
                                                        bytes(body) if body is not None else None)
+            for api_group, kind, namespace, name, cluster, record in db.execute(
+                f"SELECT {_KEY}, record FROM borrowers"
+            ):
+                key = ObjectKey(api_group, kind, namespace, name, cluster)
+                loaded.borrowers[key] = _borrower(key, record, f"borrower {key}")
             for grp, used, period_start, last_accrual in db.execute(
                 "SELECT grp, used, period_start, last_accrual FROM cash"
             ):
                 where = f"cash of group {grp}"
                 loaded.cash[grp] = CashState(_usage(used, where), _time(period_start, f"{where}: period start"),
                                              _time(last_accrual, f"{where}: last accrual"))
-        except (ValueError, TypeError, sqlite3.Error) as exc:
+        except (ValueError, TypeError, KeyError, sqlite3.Error) as exc:
             raise LedgerFileError(f"the ledger database {self.path} cannot be read: {exc}") from None
         return loaded
 
@@ -314,13 +358,18 @@ class SqliteJournal:
         self._commit(statements)
 
     def forgotten(self, key: ObjectKey) -> None:
-        self._commit([(_DELETE_OBJECT, tuple(key)), (_DELETE_RESERVATION, tuple(key))])
+        self._commit([(_DELETE_OBJECT, tuple(key)), (_DELETE_RESERVATION, tuple(key)),
+                      (_DELETE_BORROWER, tuple(key))])
+
+    def borrowers(self, rows: Sequence[tuple[ObjectKey, Borrower | None]]) -> None:
+        self._commit([(_UPSERT_BORROWER, (*key, _encode_borrower(record))) if record is not None
+                      else (_DELETE_BORROWER, tuple(key)) for key, record in rows])
 
     def expired(self, keys: Sequence[ObjectKey]) -> None:
         self._commit([], [(_DELETE_RESERVATION, [tuple(k) for k in keys])])
 
     def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None:
-        self._commit([], [(_DELETE_OBJECT, [tuple(k) for k in gone]),
+        self._commit([], [(_DELETE_OBJECT, [tuple(k) for k in gone]), (_DELETE_BORROWER, [tuple(k) for k in gone]),
                           (_UPSERT_USAGE, [(*k, o.group, _encode(o.usage)) for k, o in rows])])
 
     def cash(self, group: str, state: CashState) -> None:

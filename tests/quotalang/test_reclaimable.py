@@ -184,3 +184,10 @@ def test_warn_mode_admits_a_non_reclaimable_borrower_with_the_reason() -> None:
     policy = compile_sources(load_text(LIBRARY + text, "t.quota"))
     decision = evaluate(policy, pod(6, priorityClassName="high"), usage=USED, priorities=CLASSES)
     assert decision.allowed and any("only reclaimable workloads may borrow" in w for w in decision.warnings)
+
+
+def test_reclaim_by_delete_is_one_setting_that_fmt_keeps() -> None:
+    text = "settings {\n  reclaim  by   delete\n  reclaim by delete\n}\ngroup root {\n  pods 1\n}\n"
+    (found,) = findings(text)
+    assert (found.code, str(found.span)) == ("E201", "p.quota:3:3")
+    assert "  reclaim by  delete\n" in format_source(text, "p.quota")  # the value column, aligned
