@@ -8,9 +8,10 @@ slice, `read` answers None and the whole file is parsed by lark (parser.py),
 so results and syntax errors are lark's own.
 
 The tokens are checked with the grammar's own terminals (`Grammar.of` takes
-KEY, NAME, QUANTITY and HOURS from the built lark parser), so a terminal
-changed in grammar.lark changes both readings; tests/quotalang/test_reader.py
-holds them to agree over a table of tokens.
+KEY, NAME, QUANTITY and HOURS, and the words `mode` and `per` take, from the
+built lark parser), so a terminal changed in grammar.lark changes both
+readings; tests/quotalang/test_reader.py holds them to agree over a table of
+tokens.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Grammar:
     name: re.Pattern[str]
     quantity: re.Pattern[str]
     hours: re.Pattern[str]
+    modes: frozenset[str]  # what `mode` takes (the grammar's mode_value)
+    periods: frozenset[str]  # what `per` takes (period)
     keywords: frozenset[str]  # every word the grammar spells out
     lark_items: Callable[[str, str], list[Any] | None]  # (text, filename) → lark's items, None if it fails
     probed: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -67,7 +70,13 @@ class Grammar:
         def terminal(name: str) -> re.Pattern[str]:
             return re.compile(parser.get_terminal(name).pattern.to_regexp())
 
-        return cls(terminal("KEY"), terminal("NAME"), terminal("QUANTITY"), terminal("HOURS"), keywords, lark_items)
+        def words(rule: str) -> frozenset[str]:
+            """The words a rule of single keywords (`!period: "day" | ...`) takes."""
+            return frozenset(str(parser.get_terminal(symbol.name).pattern.value) for r in parser.rules
+                             if r.origin.name == rule for symbol in r.expansion)
+
+        return cls(terminal("KEY"), terminal("NAME"), terminal("QUANTITY"), terminal("HOURS"), words("mode_value"),
+                   words("period"), keywords, lark_items)
 
     def reads_as(self, place: str, word: str) -> bool:
         """Whether lark reads the keyword `word` as a plain name/key at `place` (see _PROBES)."""
@@ -94,9 +103,7 @@ _NAMESPACES = re.compile(
     r'[ \t]*(default[ \t]+)?namespaces[ \t]+("[^"\n#]*"(?:[ \t]*,?[ \t]*"[^"\n#]*")*)[ \t]*(?:#.*)?'
 )
 _QUOTED = re.compile(r'"[^"\n#]*"')
-_MODES = frozenset({"enforce", "warn", "audit"})
 _NOT_LIMITS = frozenset({"mode", "namespaces", "default"})
-_PERIODS = frozenset({"day", "week", "month"})
 
 
 class _Seen:
@@ -257,7 +264,7 @@ def _fast_group(
             spans = tuple(Span(filename, number, m.start() + 1, number, m.end() + 1) for m in strings)
             span = Span(filename, number, first_col + 1, number, bound.end(2) + 1)
             append(nodes.Namespaces(tuple(m.group()[1:-1] for m in strings), bool(bound.group(1)), span, spans))
-        elif first == "mode" and size == 2 and tokens[1][1] in _MODES:
+        elif first == "mode" and size == 2 and tokens[1][1] in grammar.modes:
             value_col, value = tokens[1]
             span = Span(filename, number, first_col + 1, number, value_col + 1 + len(value))
             append(nodes.ModeStmt(cast(Any, value), span))
@@ -270,7 +277,7 @@ def _fast_group(
             period: str | None = None
             end_col, end_text = hours_col, hours
             if size == 5:
-                if tokens[3][1] != "per" or tokens[4][1] not in _PERIODS:
+                if tokens[3][1] != "per" or tokens[4][1] not in grammar.periods:
                     return None
                 period = tokens[4][1]
                 end_col, end_text = tokens[4]

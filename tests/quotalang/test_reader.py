@@ -1,4 +1,4 @@
-"""The fast reader and the grammar agree on every terminal they share (KEY, NAME, QUANTITY, HOURS).
+"""The fast reader and the grammar agree on every terminal they share (KEY, NAME, QUANTITY, HOURS, modes, periods).
 
 Each case is a token, where it stands, and whether the grammar accepts it
 there (decided by hand from grammar.lark's terminals). Lark and the reader
@@ -21,6 +21,8 @@ PLACES = {
     "name": "group {} {{\n}}\n",
     "parent": "group a {{\n}}\ngroup b in {} {{\n}}\n",
     "hours": "group a {{\n  cash requests.nvidia.com/gpu {} per week\n}}\n",
+    "mode": "group a {{\n  mode {}\n  limits.cpu 1\n}}\n",
+    "period": "group a {{\n  cash requests.nvidia.com/gpu 10h per {}\n}}\n",
 }
 
 CASES = [
@@ -72,6 +74,17 @@ CASES = [
     ("hours", "1000", False),
     ("hours", "1.h", False),
     ("hours", "1000H", False),
+    # the words `mode` and `per` take
+    ("mode", "enforce", True),
+    ("mode", "warn", True),
+    ("mode", "audit", True),
+    ("mode", "warning", False),
+    ("mode", "Audit", False),
+    ("period", "day", True),
+    ("period", "week", True),
+    ("period", "month", True),
+    ("period", "fortnight", False),
+    ("period", "weeks", False),
 ]
 
 
