@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from quotalang import nodes
+
 # A DNS-1123 label (what a namespace name is), or a prefix of one followed by `*`.
 _NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 PATTERN = re.compile(rf"^(?:(?P<cluster>[A-Za-z0-9][-A-Za-z0-9_.]*)/)?(?P<ns>{_NAME}|[a-z0-9][-a-z0-9]*\*|\*)$")
@@ -122,4 +124,27 @@ class Bindings:
         return self.defaults.first(namespace, cluster)
 
 
-__all__ = ["PATTERN", "Bindings", "Pattern", "parse_pattern"]
+Declared = dict[str, tuple[Pattern, ...]]
+
+
+def declared(files: Iterable[nodes.PolicyFile]) -> tuple[Declared, Declared]:
+    """Each group's `namespaces` patterns and its `default namespaces` ones, as written (a malformed pattern,
+    which the checker reports, is left out)."""
+    own: dict[str, list[Pattern]] = {}
+    defaults: dict[str, list[Pattern]] = {}
+    for file in files:
+        for g in file.groups:
+            for stmt in g.body:
+                if not isinstance(stmt, nodes.Namespaces):
+                    continue
+                for text in stmt.patterns:
+                    pattern = parse_pattern(text)
+                    if pattern is None:
+                        continue
+                    own.setdefault(g.name, []).append(pattern)
+                    if stmt.default:
+                        defaults.setdefault(g.name, []).append(pattern)
+    return {k: tuple(v) for k, v in own.items()}, {k: tuple(v) for k, v in defaults.items()}
+
+
+__all__ = ["PATTERN", "Bindings", "Declared", "Pattern", "declared", "parse_pattern"]

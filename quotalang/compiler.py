@@ -17,7 +17,7 @@ from fractions import Fraction
 from types import MappingProxyType
 
 from quotalang import checker, kinds, lending_checks, loader, nodes
-from quotalang.bindings import Bindings, Pattern, parse_pattern
+from quotalang.bindings import Bindings, declared
 from quotalang.errors import PolicyError
 from quotalang.kinds import CompiledKind
 from quotalang.policy import (
@@ -239,25 +239,11 @@ def _model_kinds(hard: dict[str, int], gpus: frozenset[str]) -> frozenset[str]:
 
 def _bindings(files: tuple[nodes.PolicyFile, ...], groups: dict[str, CompiledGroup]) -> Bindings | None:
     """The namespace bindings, or None when no group binds any (the policy of before: a lint warning)."""
-    own: dict[str, list[Pattern]] = {}
-    defaults: dict[str, list[Pattern]] = {}
-    for file in files:
-        for g in file.groups:
-            for stmt in g.body:
-                if not isinstance(stmt, nodes.Namespaces):
-                    continue
-                for text in stmt.patterns:
-                    pattern = parse_pattern(text)
-                    assert pattern is not None, text  # the checker refused a malformed one
-                    own.setdefault(g.name, []).append(pattern)
-                    if stmt.default:
-                        defaults.setdefault(g.name, []).append(pattern)
+    own, defaults = declared(files)
     if not own:
         return None
     chains = {name: group.path.split("/") for name, group in groups.items()}
-    return Bindings.build(
-        {k: tuple(v) for k, v in own.items()}, {k: tuple(v) for k, v in defaults.items()}, chains
-    )
+    return Bindings.build(own, defaults, chains)
 
 
 def _kinds(files: tuple[nodes.PolicyFile, ...]) -> dict[tuple[str, str], CompiledKind]:

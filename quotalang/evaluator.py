@@ -41,13 +41,23 @@ _EMPTY: Mapping[str, int] = {}
 
 
 class Snapshot:
-    """A usage snapshot `{group: {key: quantity, "cash": {key: "950h"}}}`."""
+    """A usage snapshot `{group: {key: quantity, "cash": {key: "950h"}, "workloads": [...]}}`.
 
-    __slots__ = ("_cash", "_used")
+    `workloads` (optional; the rows of `/api/groups/NAME`'s `workloads`, of
+    which `namespace` is needed and `kind`, `name`, `cluster` are shown) lets
+    `diff` say which workloads a change of namespace bindings strands.
+    """
 
-    def __init__(self, used: dict[str, dict[str, int]], cash: dict[str, dict[str, int]]):
+    __slots__ = ("_cash", "_used", "_workloads")
+
+    def __init__(self, used: dict[str, dict[str, int]], cash: dict[str, dict[str, int]],
+                 workloads: dict[str, tuple[WorkloadRow, ...]] | None = None):
         self._used = used
         self._cash = cash
+        self._workloads = workloads or {}
+
+    def workloads(self, group: str) -> tuple[WorkloadRow, ...]:
+        return self._workloads.get(group, ())
 
     def used(self, group: str) -> Mapping[str, int]:
         return self._used.get(group, _EMPTY)
@@ -64,6 +74,7 @@ class Snapshot:
         """Parse a snapshot; raise `InputError` naming the bad entry."""
         used: dict[str, dict[str, int]] = {}
         cash: dict[str, dict[str, int]] = {}
+        workloads: dict[str, tuple[WorkloadRow, ...]] = {}
         if data is None:
             return cls(used, cash)
         if not isinstance(data, Mapping):
@@ -77,11 +88,35 @@ class Snapshot:
                         raise InputError(f"cash of group {group!r} is not a mapping of key: hours")
                     cash[str(group)] = {str(k): _hours(group, k, v) for k, v in value.items()}
                     continue
+                if key == "workloads":
+                    workloads[str(group)] = _workload_rows(group, value)
+                    continue
                 try:
                     used.setdefault(str(group), {})[str(key)] = parse_quantity(str(value)).nanos
                 except QuantityError as exc:
                     raise InputError(f"usage of {group}/{key}: {exc}") from None
-        return cls(used, cash)
+        return cls(used, cash, workloads)
+
+
+class WorkloadRow(NamedTuple):
+    """A workload of a usage snapshot: where it runs, and what to call it."""
+
+    namespace: str
+    kind: str = ""
+    name: str = ""
+    cluster: str = ""
+
+
+def _workload_rows(group: object, value: object) -> tuple[WorkloadRow, ...]:
+    if not isinstance(value, list):
+        raise InputError(f"workloads of group {group!r} is not a list")
+    rows = []
+    for index, row in enumerate(value):
+        fields = {f: row.get(f, "") for f in WorkloadRow._fields} if isinstance(row, Mapping) else None
+        if fields is None or not all(isinstance(v, str) for v in fields.values()) or not fields["namespace"]:
+            raise InputError(f"workloads[{index}] of group {group!r} is not a mapping with a namespace (strings)")
+        rows.append(WorkloadRow(**fields))
+    return tuple(rows)
 
 
 def _hours(group: object, key: object, value: object) -> int:

@@ -7,8 +7,10 @@ is a problem (exit 1) when it removes a group that still has children or
 still has usage, when a group's current usage would exceed its new limits
 (`used + Σ children hard > hard + borrow`, or cash spent past the new
 budget), when the current usage would leave some balance below its floor
-under the new lend / borrow / hard (see `_borrowing`), or when the new policy
-does not check.
+under the new lend / borrow / hard (see `_borrowing`), when a current
+workload's namespace would no longer be bound to its group and the new
+policy denies it there (see `_rebound`), or when the new policy does not
+check.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from quotalang import checker, lending_checks, loader, nodes
+from quotalang.bindings import Bindings, Declared, declared
 from quotalang.borrowing import NO_LENDING, Lending
 from quotalang.errors import InputError
 from quotalang.evaluator import Snapshot
@@ -156,6 +159,8 @@ class PolicyDiff:
     orphans: dict[str, list[str]] = field(default_factory=dict)  # removed group -> children naming it
     errors: list[str] = field(default_factory=list)  # the new policy's check errors, rendered
     borrowing: list[Borrowing] = field(default_factory=list)  # what the change does to current borrowing
+    bindings: list[Binding] = field(default_factory=list)  # namespace patterns added / removed, defaults moved
+    rebound: list[Rebound] = field(default_factory=list)  # current workloads their namespace no longer binds
 
     @property
     def problems(self) -> list[str]:
@@ -166,13 +171,15 @@ class PolicyDiff:
         ]
         out += [f"{o.group} would be over its new limit of {o.key}" for o in self.over]
         out += [f"{b.group} {b.text}" for b in self.borrowing if b.over]
+        out += [f"{r.describe()} would be denied: {r.why}" for r in self.rebound if r.now == "denied"]
         if self.errors:
             out.append(f"the new policy has {len(self.errors)} error(s) (quotalang lint shows them)")
         return out
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.reparented or self.changes or self.problems)
+        return not (self.added or self.removed or self.reparented or self.changes or self.bindings
+                    or self.rebound or self.problems)
 
 
 def _compare(old: int | None, new: int | None) -> str:
@@ -272,6 +279,7 @@ def diff(old: loader.Sources, new: loader.Sources, usage: Snapshot | None = None
         shown = {(o.group, o.key) for o in result.over}
         result.borrowing = [b for b in _borrowing(before, after, old_lending, new_lending, usage)
                             if not (b.what == "balance" and (b.group, b.key) in shown)]
+    result.bindings, result.rebound = _binding_changes(old, new, before, after, usage)
     findings = checker.check(new)
     result.errors = [d.render(new.texts) for d in findings if d.severity == "error"]
     return result
@@ -364,6 +372,92 @@ def _borrowers(groups: Mapping[str, Group], now: Mapping[str, Mapping[str, Lent]
 
 
 # ------------------------------------------------------------------ git
+# ------------------------------------------------------------------ namespace bindings (issue 26)
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One pattern of one group added or removed (`default`: of `default namespaces`), or a default moved."""
+
+    group: str  # the group that gains or loses it (moved: the new default group)
+    pattern: str
+    change: str  # added | removed | moved
+    default: bool = False
+    was: str | None = None  # moved: the old default group
+
+    def describe(self, old: Mapping[str, Group], new: Mapping[str, Group]) -> str:
+        what = f'{"default namespaces" if self.default else "namespaces"} "{self.pattern}"'
+        if self.change == "moved":
+            assert self.was is not None
+            return f"{what}: default moved from {_shown(self.was, old)} to {_shown(self.group, new)}"
+        return f"{_shown(self.group, new if self.change == 'added' else old)}: {self.change} {what}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rebound:
+    """A current workload (usage snapshot) whose namespace the new policy does not bind to its group."""
+
+    group: str
+    namespace: str
+    cluster: str
+    kind: str
+    name: str
+    now: str  # what its next CREATE or UPDATE gets: denied | warned | audited | outside quota
+    why: str
+
+    def describe(self) -> str:
+        where = f"{self.cluster}/{self.namespace}" if self.cluster else self.namespace
+        return f"{self.kind or 'workload'} {where}/{self.name or '?'} in group {self.group}"
+
+
+def _shown(name: str, groups: Mapping[str, Group]) -> str:
+    return groups[name].path if name in groups else name
+
+
+def _binding_changes(old: loader.Sources, new: loader.Sources, before: Mapping[str, Group],
+                     after: Mapping[str, Group], usage: Snapshot | None) -> tuple[list[Binding], list[Rebound]]:
+    """Patterns added and removed per group, default namespaces moved between groups, and with a snapshot
+    the workloads whose namespace the new bindings no longer allow to charge their group."""
+    (old_own, old_defaults), (new_own, new_defaults) = declared(old.files), declared(new.files)
+    changes: list[Binding] = []
+    for name in [*after, *(g for g in before if g not in after)]:
+        for default, a_side, b_side in ((False, old_own, new_own), (True, old_defaults, new_defaults)):
+            a = [p.text for p in a_side.get(name, ())]
+            b = [p.text for p in b_side.get(name, ())]
+            changes += [Binding(name, t, "added", default) for t in b if t not in a]
+            changes += [Binding(name, t, "removed", default) for t in a if t not in b]
+    old_owner = {p.text: g for g, patterns in old_defaults.items() for p in patterns}
+    new_owner = {p.text: g for g, patterns in new_defaults.items() for p in patterns}
+    moved = {t for t in old_owner.keys() & new_owner.keys() if old_owner[t] != new_owner[t]}
+    changes = [c for c in changes if not (c.default and c.pattern in moved)]
+    changes += [Binding(new_owner[t], t, "moved", True, old_owner[t]) for t in sorted(moved)]
+    return changes, _rebound(new, after, new_own, new_defaults, usage) if usage is not None else []
+
+
+def _rebound(new: loader.Sources, after: Mapping[str, Group], own: Declared, defaults: Declared,
+             usage: Snapshot) -> list[Rebound]:
+    """The snapshot's workloads of each group that the new bindings would refuse, as the evaluator decides
+    (`evaluator._resolve`): a namespace bound to another group is refused per the group's mode; one no group
+    binds is outside quota, or denied under `unbound namespaces deny`."""
+    if not own:
+        return []  # no bindings: any namespace may charge any group
+    bindings = Bindings.build(own, defaults, {name: g.path.split("/") for name, g in after.items()})
+    deny_unbound = any(isinstance(s, nodes.Unbound) and s.action == "deny"
+                       for f in new.files for block in f.settings for s in block.entries)
+    out = []
+    for name, group in after.items():
+        for row in usage.workloads(name):
+            if bindings.allows(name, row.namespace, row.cluster):
+                continue
+            other = bindings.bound_group(row.namespace, row.cluster)
+            if other is None:
+                now = "denied" if deny_unbound else "outside quota"
+                why = f"namespace {row.namespace} is bound to no group"
+            else:
+                now = {"warn": "warned", "audit": "audited"}.get(group.mode, "denied")
+                why = f"namespace {row.namespace} is bound to {_shown(other, after)}, not {group.path}"
+            out.append(Rebound(name, row.namespace, row.cluster, row.kind, row.name, now, why))
+    return out
+
+
 def checkout(rev: str, directory: str, into: Path) -> Path | None:
     """Extract `directory` as it was at `rev` (via `git archive`) under `into`; return its copy.
 
@@ -428,6 +522,12 @@ def render_text(d: PolicyDiff, old_name: str, new_name: str, with_usage: bool) -
                 lines.append(f"  {d.new[o.group].path}: {o.key}: spent {o.used} > {o.hard}{was}")
             else:
                 lines.append(f"  {d.new[o.group].path}: {o.key}: used {o.used} + carved {o.carved} > {o.hard}{was}")
+    if d.bindings:
+        lines.append("namespaces:")
+        lines += [f"  {b.describe(d.old, d.new)}" for b in d.bindings]
+    if with_usage and d.rebound:
+        lines.append("workloads their namespace would no longer bind to their group:")
+        lines += [f"  {r.describe()}: {r.now} ({r.why})" for r in d.rebound]
     if with_usage and d.borrowing:
         lines.append("current borrowing under the new policy:")
         lines += [f"  {d.new[b.group].path}: {b.text}" for b in d.borrowing]
@@ -483,6 +583,10 @@ def as_json(d: PolicyDiff) -> dict[str, Any]:
         ],
         "borrowing": [{"group": b.group, "key": b.key, "what": b.what, "amount": b.amount, "over": b.over,
                        "message": f"{b.group} {b.text}"} for b in d.borrowing],
+        "bindings": [{"group": b.group, "pattern": b.pattern, "change": b.change, "default": b.default,
+                      "was": b.was} for b in d.bindings],
+        "rebound": [{"group": r.group, "namespace": r.namespace, "cluster": r.cluster, "kind": r.kind,
+                     "name": r.name, "now": r.now, "why": r.why} for r in d.rebound],
         "errors": d.errors,
         "problems": d.problems,
     }
