@@ -229,8 +229,10 @@ def routes(
         at = now()
         shown = _matching(policy, query)
         below = usage_below(policy, views.own_usage(ledger))
+        lending = views.lending_of(policy, ledger)
         rows = [
-            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS, below[group.name]))
+            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS, below[group.name],
+                                         lending.get(group.name, {})))
             for group, depth in views.walk(policy)
             if shown is None or group.name in shown
         ]

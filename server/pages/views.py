@@ -15,6 +15,13 @@ group's own workloads), `reserved` (admitted, not yet observed), `carved`
 (handed down to children); the rest is free. Percentages are rounded to two
 decimals, and clamped so that an over-committed row (a policy lowered under
 its usage) still draws within its box and says "over".
+
+On a key some group lends or borrows (issue 29), a row also carries the
+borrowing figures (`quotalang.lent`, what `tree` and `/api/groups` show) and
+a second bar, a share of `hard + borrow`: `within` (what the group's subtree
+holds within its hard), `lent` (what others hold of its lendable part) and
+`borrowed` (what it holds beyond its hard, from its ancestors' pools). The
+pages print each number beside the bar, so nothing is said by colour alone.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 from quotalang.controller import GroupUsage, Ledger, ObjectKey
 from quotalang.decision import qty
+from quotalang.lent import Lent, figures
 from quotalang.policy import CashRow, CompiledGroup, CompiledPolicy, LimitRow, cash_rows, limit_rows, usage_below
 from quotalang.quantity import ratio
 from quotalang.resources import split_key
@@ -54,6 +62,26 @@ def _qty(key: str, nanos: int) -> str:
 def own_usage(ledger: Ledger) -> Callable[[str], Mapping[str, int]]:
     """A group's own usage (observed + reserved) as a consistent copy: what `usage_below` sums."""
     return lambda name: ledger.group_usage(name).used
+
+
+def lending_of(policy: CompiledPolicy, ledger: Ledger) -> dict[str, dict[str, Lent]]:
+    """Every group's borrowing figures per lending key, read once for a page (empty without lending)."""
+    return figures(policy.groups, policy.lending, own_usage(ledger)) if policy.lending else {}
+
+
+def lending_bar(policy: CompiledPolicy, row: LimitRow, lent: Lent) -> dict[str, Any]:
+    """The borrowing fields of one row: the figures as quantities and the second bar's shares of hard + borrow."""
+    key = row.key
+    within = max(row.subtree - lent.borrowed, 0)
+    scale = row.hard + lent.borrow
+    within_pct = _pct(within, scale)
+    lent_pct = min(_pct(lent.lent_out, scale), round(100 - within_pct, 2))
+    borrowed_pct = min(_pct(lent.borrowed, scale), round(100 - within_pct - lent_pct, 2))
+    return {"lend": _qty(key, lent.lend), "borrow": _qty(key, lent.borrow), "guarantee": _qty(key, lent.guarantee),
+            "within": _qty(key, within), "borrowed": _qty(key, lent.borrowed), "lent_out": _qty(key, lent.lent_out),
+            "borrowed_from": ", ".join(f"{policy.group_path(g)} {_qty(key, a)}" for g, a in lent.draws) or "-",
+            "within_pct": within_pct, "lent_pct": max(lent_pct, 0.0), "borrowed_pct": max(borrowed_pct, 0.0),
+            "over": row.used + row.carved > row.hard + lent.borrow}  # what it may borrow is not over
 
 
 def limit_bar(
@@ -165,10 +193,12 @@ def numbers(
     now: dt.datetime,
     top: int | None = None,
     below: Mapping[str, int] | None = None,
+    lending: Mapping[str, Lent] | None = None,
 ) -> Numbers:
     """The group's rows; with `top`, only its `top` fullest keys (declaration order among equals).
 
     `below`: its descendants' usage (`usage_below`); None reads it for this group's subtree.
+    `lending`: its borrowing figures per key (`lending_of`); None reads them when the policy lends.
 
     Ranking is integer arithmetic on the rows; only the rows shown are formatted
     as quantities, which is what a 1,000-group tree page spends its time on.
@@ -184,6 +214,11 @@ def numbers(
         rows = [rows[i] for i in order[:top]]
     parent = bool(group.children)
     bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, top is None, parent) for r in rows]
+    if lending is None:
+        lending = lending_of(policy, ledger).get(group.name, {})
+    for bar, r in zip(bars, rows, strict=True):
+        if r.key in lending:
+            bar.update(lending_bar(policy, r, lending[r.key]))
     cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
     return Numbers(group, usage, bars, cash)
 
@@ -201,8 +236,9 @@ def tree_state(policy: CompiledPolicy, ledger: Ledger, now: dt.datetime) -> dict
     """What the tree page polls: per group, the bars it shows and its cash."""
     out: dict[str, Any] = {}
     below = usage_below(policy, own_usage(ledger))
+    lending = lending_of(policy, ledger)
     for group in policy.groups.values():
-        n = numbers(policy, group, ledger, now, TREE_KEYS, below[group.name])
+        n = numbers(policy, group, ledger, now, TREE_KEYS, below[group.name], lending.get(group.name, {}))
         out[group.name] = {"limits": n.limits, "cash": n.cash, "objects": n.usage.objects,
                            "reservations": n.usage.reservations}
     return {"policy": policy.checksum, "groups": out}

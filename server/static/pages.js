@@ -25,6 +25,47 @@
     }
   }
 
+  // The borrowing bar and numbers of a lending key (issue 29): in a tree row, or a group page's table row.
+  var LENDING = ["lend", "borrow", "guarantee", "within", "lent_out", "borrowed", "borrowed_from"];
+  function setLending(holder, b) {
+    var bar = holder.querySelector(".bar.lb");
+    if (!bar || b.borrowed === undefined) { return; }
+    [["o", b.within_pct], ["l", b.lent_pct], ["b", b.borrowed_pct]].forEach(function (s) {
+      var seg = bar.querySelector("i." + s[0]);
+      if (seg) { seg.style.width = s[1] + "%"; }
+    });
+    bar.setAttribute("aria-label", b.key + ": " + b.within + " held within its hard, " + b.lent_out + " lent out, " +
+                     b.borrowed + " borrowed");
+    LENDING.forEach(function (f) {
+      holder.querySelectorAll('[data-f="' + f + '"]').forEach(function (e) { text(e, b[f]); });
+    });
+  }
+
+  function lendingSpan(b) {
+    var span = el("span", "lend");
+    var bar = el("span", "bar lb");
+    bar.setAttribute("role", "img");
+    ["o", "l", "b"].forEach(function (c) { bar.appendChild(el("i", c)); });
+    span.appendChild(bar);
+    var ln = el("span", "ln");
+    [["within hard ", "within"], [" · lent out ", "lent_out"], [" · borrowed ", "borrowed"]].forEach(function (p) {
+      ln.appendChild(document.createTextNode(p[0]));
+      var v = el("b", null, b[p[1]]);
+      v.dataset.f = p[1];
+      ln.appendChild(v);
+    });
+    ln.appendChild(document.createTextNode(" (from "));
+    var from = el("span", null, b.borrowed_from);
+    from.dataset.f = "borrowed_from";
+    ln.appendChild(from);
+    ln.appendChild(document.createTextNode(") · guarantee "));
+    var g = el("span", null, b.guarantee);
+    g.dataset.f = "guarantee";
+    ln.appendChild(g);
+    span.appendChild(ln);
+    return span;
+  }
+
   function updateRow(row, data, fields) {
     fields.forEach(function (f) {
       if (data[f] === undefined) { return; }
@@ -82,6 +123,7 @@
       n.appendChild(sub);
     }
     row.appendChild(n);
+    if (b.borrowed !== undefined) { row.appendChild(lendingSpan(b)); }
     return row;
   }
 
@@ -113,7 +155,9 @@
           updateRow(row, b, ["hard", "carved", "used", "subtree", "reserved", "free"]);
           var bar = row.querySelector(".bar[aria-label]");
           if (bar && b.free !== undefined) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
+          setLending(row, b);
         });
+        (all[name + "\u0000lend " + b.key] || []).forEach(function (row) { setLending(row, b); });
       });
       (g.cash || []).forEach(function (c) {
         (all[name + "\u0000cash " + c.key] || []).forEach(function (row) {

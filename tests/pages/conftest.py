@@ -16,6 +16,7 @@ Screenshots go to `$QUOTALANG_ARTIFACTS/pages` (default build/test-artifacts/pag
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -95,12 +96,13 @@ class Served:
         return answer.json()
 
 
-@pytest.fixture(scope="package")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("pages-serve")
+@contextlib.contextmanager
+def serve(folder: Path, policy: str | Path) -> Iterator[Served]:
+    """`quotalang serve --insecure-http` of `policy` (a directory, relative to the repository root or absolute)
+    on free loopback ports, ready (`/readyz`) when entered, stopped on exit."""
     port, api_port = _free_port(), _free_port()
     log = folder / "server.log"
-    command = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", "examples/policies",
+    command = [sys.executable, "-m", "quotalang.server.cli", "serve", "--policy", str(policy),
                "--host", "127.0.0.1", "--port", str(port), "--api-port", str(api_port), "--insecure-http"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
@@ -120,8 +122,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             if time.monotonic() > deadline:
                 pytest.fail(f"quotalang serve did not become ready:\n{log.read_text()}")
             time.sleep(0.05)
-        assert server.admit(relabelled(workload("tfjob.yaml"), "alice", "bert-alice"))["allowed"]
-        assert server.admit(workload("deployment.yaml"))["allowed"]
         yield server
     finally:
         process.terminate()
@@ -130,6 +130,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="package")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(tmp_path_factory.mktemp("pages-serve"), "examples/policies") as server:
+        assert server.admit(relabelled(workload("tfjob.yaml"), "alice", "bert-alice"))["allowed"]
+        assert server.admit(workload("deployment.yaml"))["allowed"]
+        yield server
 
 
 # Package scope, not session: Playwright's sync API keeps an event loop running in the
@@ -152,9 +160,10 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-@pytest.fixture
-def page(browser: Browser, served: Served) -> Iterator[Page]:
-    context = browser.new_context(base_url=served.base, viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def open_page(browser: Browser, base: str) -> Iterator[Page]:
+    """A page on `base` that fails the test if it logs a script error or fails to load an asset or its JSON."""
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -169,6 +178,12 @@ def page(browser: Browser, served: Served) -> Iterator[Page]:
     finally:
         context.close()
     assert not errors, f"the page logged errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, served: Served) -> Iterator[Page]:
+    with open_page(browser, served.base) as opened:
+        yield opened
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> Path:

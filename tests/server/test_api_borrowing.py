@@ -90,5 +90,16 @@ def test_metrics_without_lending_have_no_borrowing_series(ledger: MemoryLedger) 
     with TestClient(create_api_app(plain, ledger, hosts=["testserver"])) as client:
         found = scrape(client)
         row = limits(client.get("/api/groups/b").json())[GPU]
+        tree = client.get("/").text
+    assert "class=legend" not in tree and "bar lb" not in tree  # the pages too: no second bar, no legend
     assert not [name for name, _ in found if name in ("quotalang_borrowed", "quotalang_lent")]
     assert row["used"] == "6" and "lending" not in row  # answered as before lending existed
+
+
+def test_the_tree_page_draws_the_second_bar_only_on_lending_keys(api: TestClient) -> None:
+    tree = api.get("/").text
+    assert tree.count("class=legend") == 1
+    # root, a and b each limit the GPU key (lent or borrowed somewhere); nobody lends cpu
+    assert tree.count('class="bar lb"') == 3
+    assert ("within hard <b data-f=within>4</b> · lent out <b data-f=lent_out>0</b> · "
+            "borrowed <b data-f=borrowed>2</b>") in tree
