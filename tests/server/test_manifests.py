@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import ssl
 from pathlib import Path
 from typing import Any
@@ -571,7 +572,7 @@ def test_the_api_port_answers_its_service_s_names_and_nothing_else(docs: list[di
     from quotalang.server.http import host_allowed
 
     args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    named = frozenset(value for flag, value in zip(args, args[1:]) if flag == "--api-hostname")
+    named = frozenset(value for flag, value in itertools.pairwise(args) if flag == "--api-hostname")
     assert named == {"quotalang.quota-system.svc", "quotalang.quota-system.svc.cluster.local",
                      "quotalang.quota-system", "quotalang"}
     assert host_allowed("quotalang.quota-system.svc:8444", named)
