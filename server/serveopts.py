@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,25 +61,32 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _number(text: str, kind: Callable[[str], Any], what: str) -> Any:
+    """`text` as `kind`, or a usage error saying what was wanted (argparse names the flag)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not {what}") from None
+    return value
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value: int = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not a number") from None
-    if not value > 0:
+    """Seconds: positive and finite (an infinite wait overflows the clocks it is handed to)."""
+    value: float = _number(text, float, "a number")
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value: int = _number(text, int, "a port number")
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"port {text} is not in 1..65535")
     return value
@@ -140,7 +148,7 @@ class ServeOptions:
     max_body: int = option(3 * MIB, "--max-body-bytes", "largest AdmissionReview accepted (default {default}, like "
                            "the apiserver)", parse=positive_int, metavar="N")
     reload_interval: float = option(2.0, "--reload-interval", "how often the policy and certificate files are "
-                                    "checked (default {default})", parse=float, metavar="SECONDS")
+                                    "checked (default {default})", parse=_positive_float, metavar="SECONDS")
     # Slow and many clients (quotalang.server.limits); max_connections None: below the fd limit.
     header_timeout: float = option(10.0, "--header-timeout", "a request's line and headers must arrive within this "
                                    "(default {default})", parse=_positive_float, metavar="SECONDS", group=CLIENTS)

@@ -177,3 +177,25 @@ def test_the_readme_synopsis_shows_the_declared_flags_and_defaults() -> None:
     assert len(shown) >= 9  # --port 8443 ... --reservation-ttl 30
     for flag, value in shown:
         assert float(value) == fields[flag].default, flag
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--resync-interval", "inf"], "argument --resync-interval: inf is not a positive number of seconds"),
+        (["--header-timeout", "nan"], "argument --header-timeout: nan is not a positive number of seconds"),
+        (["--reload-interval", "0"], "argument --reload-interval: 0 is not a positive number of seconds"),
+        (["--reload-interval", "-1"], "argument --reload-interval: -1 is not a positive number of seconds"),
+        (["--lease-duration", "soon"], "argument --lease-duration: soon is not a number"),
+        (["--port", "0x10"], "argument --port: 0x10 is not a port number"),
+        (["--max-headers", "ten"], "argument --max-headers: ten is not a positive integer"),
+        (["--max-body-bytes", "0"], "argument --max-body-bytes: 0 is not a positive integer"),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_naming_its_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    assert main(["serve", "--policy", "p", *argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "Traceback" not in err
