@@ -357,8 +357,9 @@ def _borrowing(before: Mapping[str, Group], after: Mapping[str, Group], old: Len
 def _borrowers(groups: Mapping[str, Group], now: Mapping[str, Mapping[str, Lent]], lender: str, key: str
                ) -> list[str]:
     """Who borrows `key` now from the pools `lender`'s lend feeds (its ancestors), with the amounts."""
-    pools, node = set(), groups[lender].parent
-    while node is not None and node in groups:
+    pools: set[str] = set()
+    node = groups[lender].parent
+    while node is not None and node in groups and node not in pools:  # a cycle (an error the checker names) ends
         pools.add(node)
         node = groups[node].parent
     out = []

@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quotalang.compiler import compile_sources
 from quotalang.lent import Lent, figures, key_figures, lending_keys
 from quotalang.loader import load_text
 from quotalang.policy import CompiledPolicy
-from tests.quotalang.test_borrowing import A100, GPU, LENDING, POLICY
+from tests.quotalang.test_borrowing import A100, GPU, GROUPS, LENDING, POLICY, ask
 
 N = 10**9
 
@@ -139,3 +141,34 @@ def test_figures_cover_only_keys_someone_lends_or_borrows(policy: CompiledPolicy
     assert rows["nlp"][A100].borrowed == 2 * N
     assert rows["nlp"][A100].draws == (("ai-platform", 2 * N),)
     assert set(rows["root"]) == {GPU, A100}
+
+
+# The figures and `borrowing.check` are one rule read two ways: checked on any usage of the tree.
+STATES = st.dictionaries(st.sampled_from(GROUPS), st.integers(0, 9))
+
+
+@settings(max_examples=200, deadline=None)
+@given(STATES, st.sampled_from(GROUPS), st.integers(1, 8))
+def test_property_an_admissions_draws_are_what_its_group_borrows_more(state: dict[str, int], group: str,
+                                                                       need: int) -> None:
+    # What check says a fitting request borrows (its draws, summed) is exactly the rise of the group's
+    # `borrowed`: its own lendable part taken back is not borrowing in either.
+    policy = compile_sources(load_text(POLICY, "tree.quota"))
+    got = ask(policy, state, group, need)
+    if not got.fits:
+        return
+    before = gpu(policy, state)[group].borrowed
+    after = gpu(policy, {**state, group: state.get(group, 0) + need})[group].borrowed
+    assert sum(d.amount for d in got.borrowed) == after - before
+
+
+@settings(max_examples=200, deadline=None)
+@given(STATES, st.sampled_from(["vision", "data", "etl"]))
+def test_property_lent_out_is_what_a_lender_cannot_take_back(state: dict[str, int], lender: str) -> None:
+    # A lender using all its idle room (its T, down to 0) fits iff nothing of its lendable part is lent out.
+    policy = compile_sources(load_text(POLICY, "tree.quota"))
+    row = gpu(policy, state)[lender]
+    room = row.balance // N
+    if room <= 0:
+        return
+    assert ask(policy, state, lender, room).fits == (row.lent_out == 0)
