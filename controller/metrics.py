@@ -48,6 +48,13 @@ class ControllerCollector(Collector):
         objects = GaugeMetricFamily("quotalang_controller_objects", "Workloads the controller indexes.")
         objects.add_metric([], len(controller.reconciler))
         yield objects
+        if controller.reclaimer is not None:  # issue 29: what reclaim did, per borrowing group
+            reclaims = CounterMetricFamily("quotalang_reclaims", "Borrowers reclaimed for a lender, by outcome: "
+                                           "suspended, deleted, gone (went first), failed (not done by the "
+                                           "deadline).", labels=["group", "outcome"])
+            for (group, outcome), count in sorted(controller.reclaimer.counts.items()):
+                reclaims.add_metric([group, outcome], count)
+            yield reclaims
 
 
 __all__ = ["ControllerCollector"]

@@ -25,6 +25,8 @@ from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
 from quotalang.controller.ledger.base import ControllerLedger
+from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller.reclaim import Reclaimer
 from quotalang.controller.reconcile import PODS, Reconciler
 
 LOG = logging.getLogger("quotalang.controller")
@@ -85,6 +87,8 @@ class Controller:
         self.limit_ranges = limit_ranges.LimitRangeIndex()
         self.limit_source = limit_source
         self._limit_watch: Watcher | None = None
+        # issue 29: suspends or deletes the borrowers admissions named, where the store records them
+        self.reclaimer = Reclaimer(api, ledger) if isinstance(ledger, MemoryLedger) else None
         # False under a Fleet, which accrues every cluster's pods at once and keeps the state file.
         self.keeps_cash = True
         # True under a Fleet: a member's watchers list again after a failure (see `Watcher`).
@@ -193,6 +197,8 @@ class Controller:
                     gc.freeze()
                     first_sync = False
                 self.reconciler.resolve_pods()
+                if self.reclaimer is not None:
+                    self.reclaimer.run_once()
                 if time.monotonic() - last_recompute >= self.resync:
                     last_recompute = time.monotonic()
                     self.reconciler.recompute()

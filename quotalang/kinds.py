@@ -29,7 +29,8 @@ class PodSet:
     surge: int  # extra pods a rolling update may add (0 when the kind has none)
 
 
-def _follow(node: Any, segments: tuple[str, ...]) -> Any:
+def follow(node: Any, segments: tuple[str, ...]) -> Any:
+    """The value at `segments` under `node` (map keys, list indexes), None where it is absent."""
     for segment in segments:
         if type(node) is dict or isinstance(node, Mapping):
             node = node.get(segment)
@@ -45,8 +46,8 @@ def _follow(node: Any, segments: tuple[str, ...]) -> Any:
 def compile_getter(path: nodes.Path) -> Getter:
     segments = path.segments
     if path.relative:
-        return lambda root, item: _follow(item, segments)
-    return lambda root, item: _follow(root, segments)
+        return lambda root, item: follow(item, segments)
+    return lambda root, item: follow(root, segments)
 
 
 def _as_count(value: Any, where: str) -> int:
@@ -109,7 +110,7 @@ def _iterate(node: Any, segments: tuple[str, ...], label: str) -> Iterator[tuple
         return
     head, rest = segments[0], segments[1:]
     if head != "*":
-        nxt = _follow(node, (head,))
+        nxt = follow(node, (head,))
         if nxt is not None:
             yield from _iterate(nxt, rest, label)
         return
@@ -168,7 +169,7 @@ class CompiledKind:
 
     def suspended(self, obj: Mapping[str, Any]) -> bool:
         """Whether `obj`'s suspend field is true: its operator then runs no pods, so none are charged."""
-        return self.suspend_path is not None and _follow(obj, self.suspend_path) is True
+        return self.suspend_path is not None and follow(obj, self.suspend_path) is True
 
     def pods_of(self, obj: Mapping[str, Any]) -> list[PodSet]:
         """Every part of `obj` as (name, replicas, template); 0 replicas each while it is suspended.

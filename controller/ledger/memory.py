@@ -223,6 +223,21 @@ class MemoryLedger(GroupTable):
         with self._index_lock:
             return tuple(self._borrowers.values())
 
+    def settle(self, identity: ObjectKey, done: bool) -> None:
+        """A reclaim the controller carried out (`done`: the record goes) or gave up on (unmarked: its usage
+        counts again, since the cluster still holds it). Journalled before it shows."""
+        with self._index_lock:
+            found = self._borrowers.get(identity)
+            if found is None:
+                return
+            record = None if done else replace(found, reclaiming=False)
+            if self._journal is not None:
+                self._journal.borrowers([(identity, record)])
+            if record is None:
+                del self._borrowers[identity]
+            else:
+                self._borrowers[identity] = record
+
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a pending reservation (a copy)."""
         with self._index_lock:

@@ -1,0 +1,119 @@
+"""Reclaim through a real kube-apiserver (issue 29 item 3): `quotalang serve --kubeconfig` (SQLite, its controller).
+
+kube-apiserver 1.20 serves batch/v1 Job without `spec.suspend` (pruned), so
+the suspendable kind here is a JobSet, its CRD installed with
+preserve-unknown-fields (the shipped rule: `suspend spec.suspend`,
+replicas × parallelism pods of the template). No controllers run: what is
+charged is what the objects say.
+
+By hand, cpu: root 8 ⊃ ai 8 (borrows nothing) ⊃ vision 4 (lend 4), nlp 4
+(borrow 4). nlp's JobSet big (6 cpu) borrows 2 at ai, small (2 cpu) 2 more:
+T(nlp) = 4 − 8 = −4, T(ai) = 0 + min(4, 4) − 4 = 0. vision's 3 cpu then make
+T(vision) 1, T(ai) = 1 − 4 = −3: they fit only with big's 6 back (T(nlp) 2,
+share 0, T(ai) 1), and small's 2 alone are not enough (T(ai) = 1 − 2 = −1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import StartWebhook
+from tests.e2e.kube_cluster import Cluster, Webhook, wait_until
+from tests.e2e.test_webhook import TFJOB_CRD
+from tests.quotalang.test_reclaim_choice import POLICY as CHOICE_POLICY
+
+NAMESPACE = "e2e-reclaim"
+# test_reclaim_choice's tree in cpu, with the shipped library and the e2e group label
+POLICY = (CHOICE_POLICY.replace("requests.nvidia.com/gpu", "requests.cpu")
+          .replace('group label "g"', 'group label "quota.group"')
+          .replace('import "quotalang:policies/core.quota"', 'import "quotalang:policies"'))
+# TFJob's CRD shape (preserve-unknown-fields), as a JobSet
+JOBSET_CRD: dict[str, Any] = json.loads(
+    json.dumps(TFJOB_CRD).replace("tfjobs.kubeflow.org", "jobsets.jobset.x-k8s.io")
+    .replace("kubeflow.org", "jobset.x-k8s.io").replace("TFJob", "JobSet").replace("tfjob", "jobset")
+    .replace('"v1"', '"v1alpha2"'))
+
+
+def template(cpu: int, **spec: Any) -> dict[str, Any]:
+    return {"spec": {"containers": [{"name": "c", "image": "registry.example/train:1",
+                                     "resources": {"requests": {"cpu": str(cpu)}}}], **spec}}
+
+
+def jobset(name: str, group: str, cpu: int) -> dict[str, Any]:
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"quota.group": group}},
+            "spec": {"replicatedJobs": [{"name": "w", "replicas": 1,
+                                         "template": {"spec": {"parallelism": 1, "template": template(cpu)}}}]}}
+
+
+def deployment(name: str, group: str, cpu: int, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"quota.group": group}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, **template(cpu, **spec)}}}
+
+
+def cpu_used(hook: Webhook, group: str) -> str:
+    return str(next(i["used"] for i in hook.group(group)["limits"] if i["key"] == "requests.cpu"))
+
+
+@pytest.fixture
+def hook(cluster: Cluster, start_webhook: StartWebhook) -> Any:
+    cluster.apply(JOBSET_CRD)
+    wait_until(lambda: cluster.kubectl("get", "jobsets", "-A", check=False).returncode == 0, "the JobSet CRD", 30)
+    cluster.ensure_namespace(NAMESPACE)
+    yield start_webhook(POLICY, "--kubeconfig", str(cluster.kubeconfig),
+                        probe=deployment("probe", "no-such-group", 1))
+    for kind in ("jobsets", "deployments"):
+        cluster.kubectl("delete", kind, "--all", "-n", NAMESPACE, "--wait=false")
+
+
+def test_a_lender_is_admitted_while_a_suspendable_borrower_is_suspended(cluster: Cluster, hook: Webhook) -> None:
+    cluster.create(jobset("big", "nlp", 6))
+    cluster.create(jobset("small", "nlp", 2))
+    wait_until(lambda: cpu_used(hook, "nlp") == "8", "nlp's 8 cpu observed", 30)
+    created = cluster.create(jobset("mine", "vision", 3))
+    assert "reclaims e2e-reclaim/big (2 of requests.cpu borrowed by root/ai/nlp)" in created.stderr
+
+    def suspended() -> bool:
+        out = cluster.kubectl("get", "jobset", "big", "-n", NAMESPACE, "-o", "jsonpath={.spec.suspend}").stdout
+        return out == "true"
+
+    wait_until(suspended, "big suspended by the controller", 30)
+    small = cluster.kubectl("get", "jobset", "small", "-n", NAMESPACE, "-o", "jsonpath={.spec.suspend}").stdout
+    assert small == ""  # the fewest: small was not touched
+    events = json.loads(cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    mine = [e for e in events if e["involvedObject"]["name"] == "big" and e["reason"] == "QuotaReclaimed"]
+    assert len(mine) == 1 and mine[0]["involvedObject"]["kind"] == "JobSet"
+    # The watch sees big suspended: a suspended JobSet is charged nothing, nlp keeps small's 2.
+    wait_until(lambda: cpu_used(hook, "nlp") == "2", "big's 6 cpu released", 30)
+    with hook.http(api=True) as client:
+        metrics = client.get("/metrics").text
+    assert 'quotalang_reclaims_total{group="nlp",outcome="suspended"} 1.0' in metrics
+
+
+def test_a_non_reclaimable_borrower_is_never_admitted_past_its_hard(cluster: Cluster, hook: Webhook) -> None:
+    # 5 cpu in nlp (hard 4): 1 beyond. A Deployment of system-cluster-critical pods (2000000000) cannot be
+    # given back; within its hard (4) the same is admitted.
+    refused = cluster.create(deployment("critical", "nlp", 5, priorityClassName="system-cluster-critical"),
+                             check=False)
+    assert refused.returncode != 0
+    assert "only reclaimable workloads may borrow: priority 2000000000 is not below 100" in refused.stderr
+    assert cluster.create(deployment("critical", "nlp", 4, priorityClassName="system-cluster-critical"),
+                          check=False).returncode == 0
+
+
+def test_a_lender_is_denied_naming_the_borrowers_when_nothing_can_be_reclaimed(cluster: Cluster,
+                                                                                hook: Webhook) -> None:
+    # nlp's borrowers are Deployments (priority 0: they may borrow, but only `reclaim by delete` would let a
+    # lender delete them): vision's 3 cpu are denied, naming them. T(ai) = 1 − 4 = −3 → 3 short at ai.
+    cluster.create(deployment("dep-a", "nlp", 6))
+    cluster.create(deployment("dep-b", "nlp", 2))
+    wait_until(lambda: cpu_used(hook, "nlp") == "8", "nlp's 8 cpu observed", 30)
+    refused = cluster.create(jobset("mine", "vision", 3), check=False)
+    assert refused.returncode != 0
+    assert ("3 short at root/ai, which may borrow 0; borrowed there by e2e-reclaim/dep-a (2, "
+            "root/ai/nlp, deletable with `reclaim by delete`)") in refused.stderr
