@@ -96,7 +96,7 @@ def serve(opts: ServeOptions) -> int:
             ClientAuth(opts.client_ca, opts.client_names).check_file()
         except ClientAuthError as exc:
             raise ServeError(str(exc)) from None
-    api_host = opts.api_host or (opts.host if opts.cluster else "127.0.0.1")
+    api_host = opts.api_listen
     logs.configure(opts.log_format, opts.log_level)
     metrics = Metrics()
     holder = PolicyHolder()

@@ -229,6 +229,11 @@ class ServeOptions:
         return self.in_cluster or self.kubeconfig is not None or bool(self.clusters)
 
     @property
+    def api_listen(self) -> str:
+        """Where the API port listens: --api-host, else --host in a cluster, else this machine only."""
+        return self.api_host or (self.host if self.cluster else "127.0.0.1")
+
+    @property
     def ledger_store(self) -> Store:
         return self.store or ("memory" if self.cluster else "sqlite")
 
@@ -265,8 +270,8 @@ RULES: tuple[tuple[Callable[[ServeOptions], bool], str], ...] = (
      "--state is for the memory store; --store kubernetes keeps cash in its ledger objects"),
     (lambda o: o.api_port == o.port,
      "--api-port {o.api_port} is the admission port too (--port): give the API a port of its own"),
-    (lambda o: not o.cluster and not o.api_insecure and not is_loopback(o.api_host or "127.0.0.1"),
-     "--api-host {o.api_host} is not a loopback address, and with no cluster nothing checks who reads the tree: "
+    (lambda o: not o.cluster and not o.api_insecure and not is_loopback(o.api_listen),
+     "--api-host {o.api_listen} is not a loopback address, and with no cluster nothing checks who reads the tree: "
      f"{NEED_CLUSTER}, or --api-insecure to let anyone who reaches it read it"),
     (lambda o: o.aggregated_port is None and bool(o.requestheader_client_ca or o.requestheader_allowed_names),
      "--requestheader-* say whom the aggregated API trusts: give --aggregated-port too"),
