@@ -219,13 +219,18 @@ def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
     return Diagnostic("E001", f"unexpected {shown}", span, hint)
 
 
-# The words a keyword takes after it, for `mode warning`-like errors.
-_CHOICES = {
-    "mode": ("enforce", "warn", "audit"),
-    "per": ("day", "week", "month"),
-    "unlabelled": ("allow", "deny", "group"),
-    "label": ("cpu", "gpu", "memory"),
-}
+@lru_cache(maxsize=1)
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The words a keyword takes after it, from the grammar, for `mode warning`-like errors."""
+    parser = _lark()
+    return {
+        "mode": reader.rule_words(parser, "mode_value"),
+        "per": reader.rule_words(parser, "period"),
+        "unlabelled": (*reader.rule_words(parser, "unlabelled_action"), "group"),
+        "label": reader.rule_words(parser, "model_kind"),
+    }
+
+
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 
 
@@ -250,8 +255,9 @@ def _misspelt(text: str, filename: str, line: int, column: int) -> Diagnostic | 
         return nodes.Span(filename, line, start, line, start + len(word))
 
     word = words[here][1]
-    if here > 0 and words[here - 1][1] in _CHOICES:
-        keyword, choices = words[here - 1][1], _CHOICES[words[here - 1][1]]
+    known = _choices()
+    if here > 0 and words[here - 1][1] in known:
+        keyword, choices = words[here - 1][1], known[words[here - 1][1]]
         if word not in choices:
             near = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
             hint = f"did you mean `{keyword} {near[0]}`?" if near else f"write one of: {', '.join(choices)}"

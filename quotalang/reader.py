@@ -50,6 +50,12 @@ _PROBES: dict[str, tuple[tuple[str, ...], Any]] = {
 }
 
 
+def rule_words(parser: lark.Lark, rule: str) -> tuple[str, ...]:
+    """The words a rule of single keywords takes (`!period: "day" | "week" | "month"`), in the grammar's order."""
+    return tuple(str(parser.get_terminal(symbol.name).pattern.value) for r in parser.rules
+                 if r.origin.name == rule for symbol in r.expansion)
+
+
 @dataclass(frozen=True, slots=True)
 class Grammar:
     """What the reader takes from the lark stage: the grammar's terminals and keywords, and lark's reading."""
@@ -70,13 +76,9 @@ class Grammar:
         def terminal(name: str) -> re.Pattern[str]:
             return re.compile(parser.get_terminal(name).pattern.to_regexp())
 
-        def words(rule: str) -> frozenset[str]:
-            """The words a rule of single keywords (`!period: "day" | ...`) takes."""
-            return frozenset(str(parser.get_terminal(symbol.name).pattern.value) for r in parser.rules
-                             if r.origin.name == rule for symbol in r.expansion)
-
-        return cls(terminal("KEY"), terminal("NAME"), terminal("QUANTITY"), terminal("HOURS"), words("mode_value"),
-                   words("period"), keywords, lark_items)
+        return cls(terminal("KEY"), terminal("NAME"), terminal("QUANTITY"), terminal("HOURS"),
+                   frozenset(rule_words(parser, "mode_value")), frozenset(rule_words(parser, "period")), keywords,
+                   lark_items)
 
     def reads_as(self, place: str, word: str) -> bool:
         """Whether lark reads the keyword `word` as a plain name/key at `place` (see _PROBES)."""
