@@ -20,7 +20,7 @@ from pathlib import Path
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller import cash_file
-from quotalang.controller.kube import limit_ranges
+from quotalang.controller.kube import limit_ranges, priority_classes
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.kube.naming import collection_path
 from quotalang.controller.kube.watch import Watcher
@@ -87,6 +87,8 @@ class Controller:
         self.limit_ranges = limit_ranges.LimitRangeIndex()
         self.limit_source = limit_source
         self._limit_watch: Watcher | None = None
+        self.priority_classes = priority_classes.PriorityClassIndex()
+        self._priority_watch: Watcher | None = None
         # issue 29: suspends or deletes the borrowers admissions named, where the store records them
         self.reclaimer = Reclaimer(api, ledger) if isinstance(ledger, MemoryLedger) else None
         # False under a Fleet, which accrues every cluster's pods at once and keeps the state file.
@@ -103,6 +105,13 @@ class Controller:
             self._limit_watch = Watcher(self.api, limit_ranges.SOURCE, limit_ranges.PATH, self.limit_ranges,
                                         resync=self.resync, relist_after_failure=self.relist_after_failure)
             self._limit_watch.start()
+            # PriorityClass values, for who may borrow; not part of readiness (a cluster that denies the
+            # list still admits: a named class is then unknown, so not reclaimable)
+            source.install_priorities(self.priority_classes, self.cluster)
+            self._priority_watch = Watcher(self.api, priority_classes.SOURCE, priority_classes.PATH,
+                                           self.priority_classes, resync=self.resync,
+                                           relist_after_failure=self.relist_after_failure)
+            self._priority_watch.start()
         if self.state_file is not None and self.keeps_cash:
             restored = cash_file.load(self.state_file, self.ledger)  # raises CashFileError, shown to the user
             if restored:
@@ -119,6 +128,8 @@ class Controller:
                 watcher.stop()
         if self._limit_watch is not None:
             self._limit_watch.stop()
+        if self._priority_watch is not None:
+            self._priority_watch.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:

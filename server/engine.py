@@ -67,6 +67,7 @@ from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
 from quotalang.owners import Find, OwnerRef, claimed_owner, verified_owner
 from quotalang.policy import CompiledPolicy
+from quotalang.reclaimable import Priorities
 from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
 from quotalang.server.grants import Grants, user_of
@@ -106,6 +107,7 @@ def ask_for(
     deadline: float = math.inf,
     owners: Find | None = None,
     refused: str | None = None,
+    priorities: Priorities | None = None,
 ) -> Ask:
     """The ask of a CREATE or UPDATE of `obj`, a `Scale` (`parent`: the stored workload, `identity` names
     it) or an HPA (`parent`: its target, checked and never charged).
@@ -114,7 +116,8 @@ def ask_for(
     against; what is recorded comes from the decision alone. `owners` answers
     where a claimed controller owner is known (`Engine._owners`: looked up
     before the store decides, so a store never waits for a call under its lock); `refused`, likewise
-    looked up before, why the request's user may not charge the group (`Engine._refused`).
+    looked up before, why the request's user may not charge the group (`Engine._refused`); `priorities`
+    the cluster's PriorityClass values (a cached table: who may borrow).
     """
     target = parent if parent is not None else obj
     if identity is None:
@@ -126,7 +129,7 @@ def ask_for(
     def decide(usage: UsageSource, dry: bool) -> Decision:
         return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
                         limit_ranges=limit_ranges, namespace=namespace, cluster=cluster, owners=owners,
-                        refused=refused)
+                        refused=refused, priorities=priorities)
 
     return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
 
@@ -260,7 +263,7 @@ class Engine:
         if parent is None and _is_hpa(obj):
             parent = self._target(obj, _namespace_of(obj), cluster, wait=True)
         ask = ask_for(policy, obj, operation, old=old, parent=parent,
-                      limit_ranges=self.limit_ranges.of(cluster))
+                      limit_ranges=self.limit_ranges.of(cluster), priorities=self.limit_ranges.priorities(cluster))
         return ask.decision(self.ledger)
 
     def _decide(
@@ -305,7 +308,8 @@ class Engine:
             refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait)
                        if policy.settings.authorize_users else None)
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
-                          deadline=until, owners=owners, refused=refused)
+                          deadline=until, owners=owners, refused=refused,
+                          priorities=self.limit_ranges.priorities(outcome.cluster))
         if wait:
             decision = self.ledger.reserve(ask)
         else:

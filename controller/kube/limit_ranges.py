@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from quotalang.limitranges import LimitRanges
+from quotalang.reclaimable import Priorities
 
 SOURCE = "limitranges"
 PATH = "/api/v1/limitranges"
@@ -86,10 +87,13 @@ class LimitRangeSource:
     cluster nobody installed applies no defaults (no cluster at all: none).
     """
 
-    __slots__ = ("_by_cluster",)
+    __slots__ = ("_by_cluster", "_priorities")
 
     def __init__(self) -> None:
         self._by_cluster: dict[str, LimitRanges] = {}
+        # Beside them, the same cluster's PriorityClass values (issue 29, `priority_classes`): one object
+        # the engine already reads a review's cluster from, not a second one to thread through serve.
+        self._priorities: dict[str, Priorities] = {}
 
     def install(self, index: LimitRanges, cluster: str = "") -> None:
         self._by_cluster[cluster] = index
@@ -99,3 +103,10 @@ class LimitRangeSource:
 
     def of(self, cluster: str = "") -> LimitRanges | None:
         return self._by_cluster.get(cluster)
+
+    def install_priorities(self, index: Priorities, cluster: str = "") -> None:
+        self._priorities[cluster] = index
+
+    def priorities(self, cluster: str = "") -> Priorities | None:
+        """The cluster's PriorityClass values (None: nobody watches them; only built-in classes are known)."""
+        return self._priorities.get(cluster)

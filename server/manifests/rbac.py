@@ -20,7 +20,9 @@ def watch_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
     # pods: the controller accrues cash per pod. limitranges: every replica (the kubernetes store's
     # runtime) and the controller list + watch them to charge templates with their namespace's
     # LimitRange defaults, as the LimitRanger will fill them in (controller/kube/limit_ranges.py).
-    watched: dict[str, set[str]] = {"": {"pods", "limitranges"}}
+    # priorityclasses: the controller lists + watches them for the value a template's priorityClassName
+    # stands for: only workloads below `borrow below priority` may borrow (controller/kube/priority_classes.py).
+    watched: dict[str, set[str]] = {"": {"pods", "limitranges"}, "scheduling.k8s.io": {"priorityclasses"}}
     scaled: dict[str, set[str]] = {}
     for group, _version, kind, scales in policy_kinds(policy):
         watched.setdefault(group, set()).add(plural(kind))

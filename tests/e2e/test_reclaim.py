@@ -104,6 +104,21 @@ def test_a_non_reclaimable_borrower_is_never_admitted_past_its_hard(cluster: Clu
     assert "only reclaimable workloads may borrow: priority 2000000000 is not below 100" in refused.stderr
     assert cluster.create(deployment("critical", "nlp", 4, priorityClassName="system-cluster-critical"),
                           check=False).returncode == 0
+    # The cluster's own classes, as the controller's watch reads them: e2e-high (1000) may not borrow,
+    # e2e-batch (10) may (a Deployment: deleted only with `reclaim by delete`, so it borrows, is never reclaimed).
+    for name, value in (("e2e-high", 1000), ("e2e-batch", 10)):
+        cluster.apply({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                       "value": value})
+    high = deployment("high", "nlp", 1, priorityClassName="e2e-high")  # 4 + 1: beyond nlp's hard
+
+    def refused_as_1000() -> bool:
+        answer = cluster.create(high, check=False)
+        return answer.returncode != 0 and "priority 1000 is not below 100" in answer.stderr
+
+    wait_until(refused_as_1000, "e2e-high resolved to 1000", 30)
+    batch = cluster.create(deployment("batch", "nlp", 1, priorityClassName="e2e-batch"), check=False)
+    assert batch.returncode == 0 and "borrowed 1 of requests.cpu from root/ai" in batch.stderr
+    cluster.kubectl("delete", "priorityclass", "e2e-high", "e2e-batch")
 
 
 def test_a_lender_is_denied_naming_the_borrowers_when_nothing_can_be_reclaimed(cluster: Cluster,
