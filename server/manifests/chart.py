@@ -19,14 +19,20 @@ from quotalang.errors import InputError
 from quotalang.server.manifests.objects import plain, resizes
 from quotalang.server.manifests.options import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, RESOURCES, Options
 from quotalang.server.manifests.policyfiles import policy_files
+from quotalang.server.manifests.rbac import reclaim_verb
 
 
 def kinds(policy: CompiledPolicy, kube_version: tuple[int, int] = (1, 21)) -> list[dict[str, Any]]:
     """The policy's workload kinds as the chart's `kinds` value (what to watch and intercept; `resize`: its
-    `pods/resize` too, on a cluster that has it)."""
-    return [{"group": group, "version": version, "resource": plural(kind), "scale": scales,
-             **({"resize": True} if resizes(group, kind, kube_version) else {})}
-            for group, version, kind, scales in policy_kinds(policy)]
+    `pods/resize` too, on a cluster that has it; `reclaim`: what reclaim does to its borrowers, patch or
+    delete, for the RBAC rules)."""
+    out = []
+    for group, version, kind, scales in policy_kinds(policy):
+        reclaim = reclaim_verb(policy, group, version, kind)
+        out.append({"group": group, "version": version, "resource": plural(kind), "scale": scales,
+                    **({"resize": True} if resizes(group, kind, kube_version) else {}),
+                    **({"reclaim": reclaim} if reclaim is not None else {})})
+    return out
 
 
 def chart_values(paths: Sequence[str], options: Options) -> dict[str, Any]:

@@ -41,6 +41,38 @@ def watch_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
     return rules
 
 
+def reclaim_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
+    """What reclaim writes in the cluster it watches (issue 29, controller/reclaim.py); a fleet's members
+    stay read-only (their reclaims fail, retried, then given up with a log line: not granted there yet)."""
+    reclaimed: dict[tuple[str, str], set[str]] = {}  # (group, verb) -> resources
+    for group, version, kind, _scales in policy_kinds(policy):
+        verb = reclaim_verb(policy, group, version, kind)
+        if verb is not None:
+            reclaimed.setdefault((group, verb), set()).add(plural(kind))
+    rules: list[dict[str, Any]] = []
+    for group in sorted({g for g, _ in reclaimed}):
+        # get + patch: reclaim reads a borrower and sets its suspend path; delete: with `reclaim by
+        # delete`, a borrower of a kind that cannot be suspended is deleted.
+        if reclaimed.get((group, "patch")):
+            rules.append({"apiGroups": [group], "resources": sorted(reclaimed[group, "patch"]),
+                          "verbs": ["get", "patch"]})
+        if reclaimed.get((group, "delete")):
+            rules.append({"apiGroups": [group], "resources": sorted(reclaimed[group, "delete"]),
+                          "verbs": ["delete"]})
+    if reclaimed:  # create: every reclaim is an Event on the workload (controller/reclaim.py)
+        rules.append({"apiGroups": [""], "resources": ["events"], "verbs": ["create"]})
+    return rules
+
+
+def reclaim_verb(policy: CompiledPolicy, group: str, version: str, kind: str) -> str | None:
+    """What reclaim does to a kind's borrowers: `patch` its suspend path, `delete` (`reclaim by delete`), or
+    None (it never touches the kind)."""
+    rule = policy.kinds.get((f"{group}/{version}" if group else version, kind))
+    if rule is not None and rule.suspend_path is not None:
+        return "patch"
+    return "delete" if policy.settings.reclaim_delete else None
+
+
 def rbac(
     policy: CompiledPolicy, namespace: str, *, keeps_secret: bool, watches: bool = True
 ) -> list[dict[str, Any]]:
@@ -53,7 +85,7 @@ def rbac(
     """
     # A hub that is no member watches nothing there: every replica watches each member's LimitRanges
     # instead (kubestore_runtime.StoreRuntime.limit_ranges_from).
-    rules = watch_rules(policy) if watches else []
+    rules = [*watch_rules(policy), *reclaim_rules(policy)] if watches else []
     # The shared ledger (controller/ledger/kubestore.py): get/create/update one object per group on
     # every admission (compare-and-swap), list + watch to follow other replicas' writes, delete to
     # drop an empty ledger of a group the policy no longer has.

@@ -125,7 +125,16 @@ def test_rbac_grants_only_what_the_code_calls(docs: list[dict[str, Any]]) -> Non
     # The API port's TokenReview and SubjectAccessReview (server/apiauth.py): create, the reviews' one verb.
     assert {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]} in rules
     assert {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]} in rules
-    assert not any(verb in r["verbs"] for r in rules for verb in ("patch", "*", "deletecollection"))
+    # Reclaim (issue 29, controller/reclaim.py) reads a borrower and patches its suspend path: get + patch
+    # on exactly the kinds whose rule names one, and an Event per reclaim; no deletes without `reclaim by delete`.
+    assert by_verbs[("get", "patch")] == {"batch": ["jobs"], "jobset.x-k8s.io": ["jobsets"],
+                                          "kubeflow.org": ["mpijobs", "pytorchjobs", "tfjobs"], "ray.io": ["rayjobs"]}
+    assert by_verbs[("create",)][""] == ["events"]
+    assert ("delete",) not in by_verbs
+    assert not any(verb in r["verbs"] for r in rules for verb in ("*", "deletecollection"))
+    patching = [{"apiGroups": [g], "resources": res, "verbs": ["get", "patch"]}
+                for g, res in by_verbs[("get", "patch")].items()]
+    assert not any("patch" in r["verbs"] for r in rules if r not in patching)
     role = find(docs, "Role")
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["quotalang-ledger-leader"],
