@@ -6,7 +6,9 @@ nlp's job-a (6 GPUs) borrows 2 at ai, job-b (2) 2 more; vision's 3 then fit only
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,13 @@ from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.loader import load_text
 from quotalang.policy import CompiledPolicy
+from quotalang.server.engine import ask_for
 from tests.asks import admit
+from tests.controller.ledger.test_ledger_contract import (  # the fixture is used by name
+    eager_thread_switching,  # noqa: F401
+    run_together,
+    slow,
+)
 from tests.quotalang.test_reclaim_choice import GPU, POLICY, gpu_job
 
 N = 10**9
@@ -147,3 +155,37 @@ def test_a_schema_2_file_without_the_table_gains_it_and_a_stale_record_is_droppe
     borrowing(reopened, policy)
     assert len(reopened.borrowers()) == 2
     reopened.close()
+
+
+# The three-level tree with two more lenders like vision (ai 16 = 4 × 4) and nlp borrowing up to 8.
+LENDERS = "".join(f"group {name} in ai {{\n  requests.nvidia.com/gpu  4 lend 4\n}}\n" for name in ("speech", "audio"))
+RACE_POLICY = (POLICY.replace("requests.nvidia.com/gpu  8", "requests.nvidia.com/gpu  16")
+               .replace("4 borrow 4", "4 borrow 8").replace("group nlp in ai {", LENDERS + "group nlp in ai {"))
+
+
+@pytest.mark.usefixtures("eager_thread_switching")
+def test_lenders_racing_to_take_back_name_each_borrower_once(store: Store) -> None:
+    # nlp's job-a 6 and job-b 6: 12 of its 4, borrowing 8 of the 12 the three lenders lend. T(ai) = 12 − 8 = 4.
+    # Six requests of 2 (two per lender) race: each takes 2 off the lenders' shares. In any order: the first two
+    # fit (T(ai) 4 → 0), the third needs one job back (6: T(nlp) −2, T(ai) 6 − 2 = 4), the fourth and fifth
+    # fit (2, 0), the sixth needs the other (T(nlp) 4, share 0, T(ai) 0). All six admitted; each job named once.
+    race = compile_sources(load_text(RACE_POLICY, "race.quota"))
+    for name in ("job-a", "job-b"):
+        assert admit(store, race, gpu_job(name, "nlp", 6)).allowed
+    start = threading.Barrier(6)
+    named: list[str] = []
+    allowed: list[bool] = []
+
+    def lend_back(i: int) -> None:
+        ask = ask_for(race, gpu_job(f"l{i}", ("vision", "speech", "audio")[i % 3], 2), "CREATE")
+        start.wait()
+        decision = store.reserve(dataclasses.replace(ask, decide=slow(ask.decide)))
+        allowed.append(decision.allowed)
+        named.extend(b.name for b in decision.reclaims)
+
+    run_together(lend_back, 6)
+    assert allowed == [True] * 6
+    assert sorted(named) == ["default/job-a", "default/job-b"]
+    assert all(b.reclaiming for b in store.borrowers())
+    # Nothing is left to take back: a seventh lender request (vision 4 + 2 > its hard 4) is refused.
+    assert not admit(store, race, gpu_job("l7", "vision", 2)).allowed
