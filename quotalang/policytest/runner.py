@@ -223,8 +223,10 @@ class Runner:
                 return error(f"UPDATE without old: and no earlier case in this file admitted {_describe(obj)}")
         try:
             ranges = test.limit_ranges
+            classes = test.priority_classes
             decision = evaluate(policy, obj, case.operation, old=old, usage=chain, parent=parent,
-                                dry_run=case.dry_run, limit_ranges=(lambda ns: ranges) if ranges else None)
+                                dry_run=case.dry_run, limit_ranges=(lambda ns: ranges) if ranges else None,
+                                priorities=classes.get if classes else None)
         except InputError as exc:
             return error(f"cannot evaluate the workload: {exc}")
         except Exception as exc:  # a bug in quotalang: an ERROR for this case, never a traceback

@@ -25,7 +25,7 @@ Outcome = Literal["allow", "deny", "warn", "audit"]
 OUTCOMES: tuple[Outcome, ...] = ("allow", "deny", "warn", "audit")
 Vector = tuple[tuple[str, int], ...]
 
-FILE_KEYS = ("policy", "usage", "limit_ranges", "cases", "description")
+FILE_KEYS = ("policy", "usage", "limit_ranges", "priority_classes", "cases", "description")
 CASE_KEYS = ("name", "description", "workload", "patch", "operation", "old", "parent", "scale", "dry_run", "expect")
 EXPECT_KEYS = ("decision", "resources", "message", "message_regex", "group", "usage", "delta", "used")
 
@@ -77,6 +77,8 @@ class TestFile:
     cases: tuple[Case, ...] = field(default=())
     # the namespace's LimitRanges, for every workload of the file (as `eval --limit-range`)
     limit_ranges: tuple[Mapping[str, Any], ...] = ()
+    # PriorityClass name -> value ("" the global default), as the webhook reads the cluster's (issue 29)
+    priority_classes: Mapping[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------- helpers
@@ -248,6 +250,21 @@ def _policy_paths(raw: Any, base: Path) -> tuple[str, ...]:
     return tuple(str(base / p) for p in _strings(raw, ("policy",), "policy"))
 
 
+def _priority_classes(raw: Any) -> dict[str, int]:
+    """`priority_classes: {name: value}`: what a template's priorityClassName is worth (who may borrow)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(("priority_classes",), "priority_classes must be a mapping {name: integer value}")
+    out: dict[str, int] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(("priority_classes", str(name)),
+                            f"priority class {str(name)[:60]!r}: the value must be an integer, e.g. 1000")
+        out[name] = value
+    return out
+
+
 def _limit_ranges(raw: Any, base: Path) -> tuple[Mapping[str, Any], ...]:
     """`limit_ranges:` a LimitRange, a file path (relative to the test file), or a list of either."""
     if raw is None:
@@ -286,6 +303,7 @@ def load_test_file(path: Path, shown: str) -> TestFile:
         if not isinstance(usage, Mapping):
             raise SpecError(("usage",), "usage must be a snapshot {group: {key: quantity}} or a file path")
         limit_ranges = _limit_ranges(data.get("limit_ranges"), base)
+        classes = _priority_classes(data.get("priority_classes"))
         cases = data.get("cases")
         if not cases:
             raise SpecError(("cases",) if "cases" in data else (), "no cases: a test file without cases tests nothing")
@@ -304,4 +322,5 @@ def load_test_file(path: Path, shown: str) -> TestFile:
         usage_line=doc.line(("usage",)),
         cases=tuple(_case(raw, i, doc, base) for i, raw in enumerate(cases)),
         limit_ranges=limit_ranges,
+        priority_classes=classes,
     )

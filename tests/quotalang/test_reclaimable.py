@@ -8,11 +8,16 @@ nlp's 4 borrows nothing, whatever its priority.
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from quotalang.checker import check
+from quotalang.cli import main
 from quotalang.compiler import compile_sources
 from quotalang.errors import Diagnostic
 from quotalang.evaluator import evaluate
@@ -191,3 +196,26 @@ def test_reclaim_by_delete_is_one_setting_that_fmt_keeps() -> None:
     (found,) = findings(text)
     assert (found.code, str(found.span)) == ("E201", "p.quota:3:3")
     assert "  reclaim by  delete\n" in format_source(text, "p.quota")  # the value column, aligned
+
+
+def test_quotalang_test_files_say_what_the_classes_are_worth(tmp_path: Path) -> None:
+    # test_lending_language's tree in the file: nlp's 6 GPUs borrow 2 (ai-platform's own 4 used: usage:).
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "p.quota").write_text(LIBRARY + WRITTEN)
+    case = {"workload": pod(6, priorityClassName="batch"), "expect": {"decision": "warn",
+                                                                      "message": "borrowed 2 of"}}
+    high = {"workload": pod(6, priorityClassName="high") | {"metadata": {"name": "q", "namespace": "n",
+                                                                         "labels": {"g": "nlp"}}},
+            "expect": {"decision": "deny", "message": "priority 1000 is not below 100"}}
+    spec = {"policy": "policy", "usage": {"ai-platform": {GPU: "4"}}, "priority_classes": {"batch": 10, "high": 1000},
+            "cases": [high, case]}
+    (tmp_path / "c.test.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = io.StringIO()
+    assert main(["test", str(tmp_path), "--format", "json"], out=out) == 0, out.getvalue()
+    assert [c["status"] for c in json.loads(out.getvalue())["cases"]] == ["PASS", "PASS"]
+    # A value that is not an integer is one error at its line, never a traceback.
+    spec["priority_classes"] = {"batch": "low"}
+    (tmp_path / "c.test.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = io.StringIO()
+    assert main(["test", str(tmp_path)], out=out) != 0
+    assert "priority class 'batch': the value must be an integer" in out.getvalue()
