@@ -342,11 +342,13 @@ class MemoryLedger(GroupTable):
             rows: list[tuple[ObjectKey, Borrower | None]] = []
             known = self._borrowers.get(key)
             if decision.borrowed and decision.reclaim is not None and decision.group is not None:
-                draws = decision.borrowed if known is None or known.group != decision.group else (
-                    *known.draws, *decision.borrowed)
-                admitted = self._clock() if known is None or known.group != decision.group else known.admitted
+                stays = known is not None and known.group == decision.group
+                draws = (*known.draws, *decision.borrowed) if known is not None and stays else decision.borrowed
+                admitted = known.admitted if known is not None and stays else self._clock()
+                # one already named for reclaim stays so: a lender was admitted counting it gone
+                reclaiming = known.reclaiming if known is not None and stays else False
                 rows.append((key, Borrower(key, f"{key.namespace}/{key.name}".lstrip("/"), decision.group, draws,
-                                           dict(decision.total), decision.reclaim, admitted)))
+                                           dict(decision.total), decision.reclaim, admitted, reclaiming)))
             elif known is not None:
                 same = decision.group == known.group
                 rows.append((key, replace(known, usage=dict(decision.total)) if same else None))

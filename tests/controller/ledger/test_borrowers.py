@@ -189,3 +189,14 @@ def test_lenders_racing_to_take_back_name_each_borrower_once(store: Store) -> No
     assert all(b.reclaiming for b in store.borrowers())
     # Nothing is left to take back: a seventh lender request (vision 4 + 2 > its hard 4) is refused.
     assert not admit(store, race, gpu_job("l7", "vision", 2)).allowed
+
+
+def test_a_borrower_named_for_reclaim_stays_named_when_it_grows(store: Store, policy: CompiledPolicy) -> None:
+    # job-a (6) is named by vision's 3, so counted as gone: nlp counts job-b's 2. job-a then grows to 9 (+3):
+    # nlp 2 + 3 = 5, 1 beyond its 4: T(nlp) −1, share −1; vision T 1, share 1; T(ai) = 0 + 1 − 1 = 0: admitted,
+    # borrowing 1. Its record must stay marked, or the lender admitted on its room would never get it back.
+    borrowing(store, policy)
+    assert admit(store, policy, gpu_job("mine", "vision", 3)).reclaims != ()
+    grown = admit(store, policy, gpu_job("job-a", "nlp", 9), "UPDATE", old=gpu_job("job-a", "nlp", 6))
+    assert grown.allowed and grown.borrowed == (Draw("ai", GPU, 1 * N),)
+    assert {b.name: b.reclaiming for b in store.borrowers()}["default/job-a"] is True
