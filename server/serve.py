@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from quotalang.controller.fleet import ClusterHealth, Fleet
     from quotalang.controller.kube.api import KubeApi
     from quotalang.controller.ledger.base import ControllerLedger, ObjectKey
-    from quotalang.controller.ledger.kubestore import KubernetesLedger
+    from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
     from quotalang.controller.spending import Spending
     from quotalang.policy import CompiledGroup
     from quotalang.server.certs import SecretCertificates

@@ -23,9 +23,9 @@ from quotalang.controller.kube.election import DEFAULT_LEASE, LeaderElector
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, collection_path
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, ObjectKey
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime, install_crd
 from quotalang.controller.ledger.kubernetes.tuning import Tuning
-from quotalang.controller.ledger.kubestore import KubernetesLedger
-from quotalang.controller.ledger.kubestore_runtime import StoreRuntime, install_crd
 from quotalang.errors import QuotalangError
 from quotalang.server.logs import log_event
 from quotalang.server.metrics import Metrics

@@ -14,8 +14,8 @@ way client-go's reflector does:
 * a collection the server does not serve (404: a CRD not installed yet)
   counts as listed and empty, so one missing CRD cannot hold readiness hostage;
   it is retried at the backoff cap;
-* every `resync` seconds the watcher relists, and the sink recomputes usage
-  from scratch; it relists between watches, so a relist never races the
+* every `resync` seconds (`math.inf`: never) the watcher relists, and the
+  sink recomputes usage from scratch; it relists between watches, so a relist never races the
   events of its own collection;
 * whether the apiserver answers is kept for health reports (`failure`,
   `failing_since`, `working_since`): a LIST or WATCH that ends in an error
@@ -188,7 +188,7 @@ class Watcher:
         self.failure = str(exc) or type(exc).__name__
 
     def _watch_window(self, listed_at: float) -> int:
-        left = self.resync - (self.clock() - listed_at)
+        left = min(self.resync - (self.clock() - listed_at), self.watch_seconds)  # resync may be math.inf
         return max(1, min(self.watch_seconds, int(left) + 1))
 
     # --------------------------------------------------------- one round

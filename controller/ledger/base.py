@@ -4,7 +4,7 @@ Admission and the controller talk to a store only through the two protocols
 here: `Ledger` (admission: check and reserve, look an object up) and
 `ControllerLedger` (the controller: observe, forget, expire, resync, cash).
 Two stores implement both — `memory.MemoryLedger` (one process) and
-`kubestore.KubernetesLedger` (shared by every replica through the
+`kubernetes.ledger.KubernetesLedger` (shared by every replica through the
 apiserver) — and a new store starts from this module, not from a copy of
 either: the usage arithmetic, the resourceVersion ordering, the object index
 lookup and the cash bookkeeping live here once. What to record for a request

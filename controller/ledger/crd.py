@@ -27,7 +27,7 @@ object every admission would contend on.
       periodStart: "2026-11-23T00:00:00Z"
       lastAccrual: "2026-11-23T06:22:00.000000Z"
       leaderEpoch: 7                                 # fencing token of the last leader that wrote
-      asks: 2                                        # replicas asked to write their entries (see kubestore)
+      asks: 2                                        # replicas asked to write their entries (see kubernetes.asking)
       lastWrite: quotalang-7d9f-abcde/7/912          # token of the leader's last write
 
 Decisions:
@@ -37,7 +37,7 @@ Decisions:
   memory and writes only their sum; the leader lists what a fold write
   observed in `folded` (at most `FOLD_CAP` identities, replaced by the
   next write), and each replica drops its own matching admissions from its
-  sum (see `kubestore` and docs/architecture.md). `status` is an atomic map
+  sum (see `kubernetes` and docs/architecture.md). `status` is an atomic map
   for server-side apply, so `managedFields` hold one entry per writer
   whatever the keys.
 * Quantities are nano-unit integers in decimal strings: JSON numbers lose
@@ -149,7 +149,7 @@ class LedgerState:
     last_accrual: float | None = None
     leader_epoch: int = 0
     last_write: str | None = None  # the token of the last controller write (see KubernetesLedger.mutate)
-    asks: int = 0  # how many times a replica asked the others to write their entries (see kubestore)
+    asks: int = 0  # how many times a replica asked the others to write their entries (see kubernetes.asking)
     # `observed` and `objects` per cluster ("" for the one cluster); their sums are `observed` and `objects`.
     observed_by_cluster: dict[str, dict[str, int]] = field(default_factory=dict)
     objects_by_cluster: dict[str, int] = field(default_factory=dict)

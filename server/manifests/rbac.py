@@ -84,15 +84,15 @@ def rbac(
     ledger; the members grant the watch, `member_objects`).
     """
     # A hub that is no member watches nothing there: every replica watches each member's LimitRanges
-    # instead (kubestore_runtime.StoreRuntime.limit_ranges_from).
+    # instead (kubernetes.runtime.StoreRuntime.limit_ranges_from).
     rules = [*watch_rules(policy), *reclaim_rules(policy)] if watches else []
-    # The shared ledger (controller/ledger/kubestore.py): get/create/update one object per group on
+    # The shared ledger (controller/ledger/kubernetes/): get/create/update one object per group on
     # every admission (compare-and-swap), list + watch to follow other replicas' writes, delete to
     # drop an empty ledger of a group the policy no longer has.
     rules.append({"apiGroups": [ledger_crd.GROUP], "resources": [ledger_crd.PLURAL],
                   "verbs": ["get", "list", "watch", "create", "update", "delete"]})
     # get: `serve --store kubernetes` checks at start that the QuotaLedger CRD is installed
-    # (controller/ledger/kubestore_runtime.py install_crd); it never creates it, the manifests do.
+    # (controller/ledger/kubernetes/runtime.py install_crd); it never creates it, the manifests do.
     rules.append({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                   "resourceNames": [ledger_crd.CRD_NAME], "verbs": ["get"]})
     # create: the API port asks who a bearer token belongs to (TokenReview) and whether that user may

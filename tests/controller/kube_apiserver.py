@@ -14,7 +14,7 @@ import pytest
 
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger.crd import COLLECTION_PATH
-from quotalang.controller.ledger.kubestore_runtime import install_crd
+from quotalang.controller.ledger.kubernetes.runtime import install_crd
 from tests.e2e.kube_cluster import Cluster as Cluster  # re-exported: the tests type their fixtures with it
 from tests.e2e.kube_cluster import assets
 

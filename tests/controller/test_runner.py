@@ -129,7 +129,7 @@ def test_a_new_leader_replaces_the_stored_totals_instead_of_adding_to_them(
     apiserver: Cluster, api: KubeApi
 ) -> None:
     from quotalang.controller.ledger.crd import from_object, object_path
-    from quotalang.controller.ledger.kubestore import KubernetesLedger
+    from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
     from tests.controller.kube_apiserver import wipe_ledgers
 
     wipe_ledgers(apiserver)

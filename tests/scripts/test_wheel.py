@@ -32,7 +32,7 @@ def test_the_wheel_holds_one_import_root_and_the_pages_files(tmp_path: Path) -> 
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("quotalang/server/templates/base.html", "quotalang/server/templates/group.html",
                     "quotalang/server/static/pages.css", "quotalang/server/static/pages.js",
-                    "quotalang/grammar.lark", "quotalang/controller/ledger/kubestore.py"):
+                    "quotalang/grammar.lark", "quotalang/controller/ledger/kubernetes/ledger.py"):
         assert shipped in names, shipped
     tops = {name.split("/")[0] for name in names if not name.startswith("quotalang-")}
     assert tops == {"quotalang"}, tops

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube.limit_ranges import LimitRangeIndex, LimitRangeSource
 from quotalang.controller.ledger.base import Ledger
-from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.sqlite import SqliteLedger
 from quotalang.server.api import create_api_app

@@ -63,12 +63,13 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline as deadlines
 from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Gone, Watcher
-from quotalang.controller.ledger import kubestore
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey, add_usage
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, identity_key
+from quotalang.controller.ledger.kubernetes import tidy
+from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime
 from quotalang.controller.ledger.kubernetes.tuning import Tuning
-from quotalang.controller.ledger.kubestore import KubernetesLedger
-from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
 from quotalang.controller.reconcile import Reconciler
 from quotalang.errors import InternalError
 from quotalang.loader import load_text
@@ -819,7 +820,7 @@ def _others_without_leases(self: KubernetesLedger, state: Any, now: float) -> di
     others: dict[str, int] = dict(state.observed)
     for name, held in state.reservations.items():
         if name not in (self.replica, self._lease_name) and held.expires > now \
-                and not name.endswith(kubestore.LEASE_SUFFIX):
+                and not name.endswith(LEASE_SUFFIX):
             add_usage(others, held.usage)
     return others
 
@@ -883,7 +884,7 @@ def planted(name: str | None) -> Iterator[None]:
         yield
         return
     owner_name, attribute, make = PLANTS[name]
-    owner: Any = KubernetesLedger if owner_name == "KubernetesLedger" else kubestore
+    owner: Any = KubernetesLedger if owner_name == "KubernetesLedger" else tidy  # `resync` reads `summed` there
     original = getattr(owner, attribute)
     setattr(owner, attribute, make(original))
     os.environ["QUOTALANG_SIM_PLANT"] = name

@@ -14,7 +14,7 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube.api import ApiError, Unreachable
 from quotalang.controller.ledger.base import LedgerUnavailable
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, object_path
-from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.loader import load_text
 from quotalang.server.engine import ask_for
 from tests.controller.ledger.fake_api import FakeApiServer, FakeKubeApi

@@ -21,8 +21,8 @@ from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import ApiError, KubeApi
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, NotLeader, ObjectKey, Observation
 from quotalang.controller.ledger.crd import from_object, object_path
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.controller.ledger.kubernetes.tuning import Tuning
-from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.loader import load_text
 from tests.asks import admit
 from tests.cash import add_cash

@@ -25,43 +25,18 @@ from quotalang.controller.kube import deadline
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger.base import ObjectKey, Observation
 from quotalang.controller.ledger.crd import Held, LedgerState, from_object, object_path
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.controller.ledger.kubernetes.tuning import Tuning
-from quotalang.controller.ledger.kubestore import KubernetesLedger
 from quotalang.decision import Decision
 from quotalang.loader import load_text
 from quotalang.server.engine import ask_for
 from tests.asks import admit
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
+from tests.controller.ledger.kubernetes.rig import CPU, POLICY, deployment  # the same numbers on the fake API
 from tests.e2e.kube_cluster import wait_until
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
 
-CPU = 10**9
-POLICY = """\
-settings {
-  group label "team"
-  unlabelled deny
-}
-
-group root {
-  requests.cpu   2000
-}
-
-group big in root {
-  requests.cpu   1000
-}
-
-group mid in root {
-  requests.cpu     20
-}
-
-kind apps/v1 Deployment {
-  pods {
-    replicas spec.replicas default 1
-    template spec.template
-  }
-}
-"""
 
 DEFAULT = Tuning()  # what a test without its own tuning runs with
 
@@ -84,15 +59,6 @@ def apis(apiserver: Cluster) -> Iterator[list[KubeApi]]:
     yield made
     for api in made:
         api.close()
-
-
-def deployment(name: str, group: str, cpu: str = "1") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"team": group}},
-        "spec": {"replicas": 1, "template": {"spec": {"containers": [
-            {"name": "app", "image": "app", "resources": {"requests": {"cpu": cpu}}}]}}},
-    }
 
 
 def entries(api: KubeApi, group: str) -> dict[str, int]:

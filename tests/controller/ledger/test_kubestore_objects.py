@@ -9,7 +9,7 @@ import pytest
 
 from quotalang.controller.kube.api import KubeApi
 from quotalang.controller.ledger.base import ObjectKey
-from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
 
 __all__ = ["apiserver"]

@@ -10,8 +10,8 @@ import time
 
 from quotalang.compiler import CompiledPolicy
 from quotalang.controller.kube.api import KubeApi
-from quotalang.controller.ledger.kubestore import KubernetesLedger
-from quotalang.controller.ledger.kubestore_runtime import StoreRuntime
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime
 from tests.asks import admit
 from tests.controller.kube_apiserver import apiserver
 from tests.controller.ledger.test_kubestore import CPU, apis, cluster, deployment, key, policy

@@ -1,8 +1,9 @@
 """What runs beside a `KubernetesLedger`: its watch-fed cache, ledger upkeep, election, metrics.
 
-* `LedgerWatch` keeps the cache current: LIST, then WATCH from the list's
-  version with bookmarks; `410 Gone` relists; errors back off. A stale cache
-  costs a 409 and a re-read, never a wrong answer (see `kubestore`).
+* `LedgerWatch` keeps the cache current through `kube.watch.Watcher` (the
+  one list+watch loop): LIST, then WATCH from the list's version with
+  bookmarks; `410 Gone` relists; errors back off. A stale cache
+  costs a 409 and a re-read, never a wrong answer (see `kubernetes.admission`).
 * `StoreRuntime` ties the store to the policy and the election: ledger
   objects are created for the policy's groups on start and whenever a
   different policy is swapped in; a group removed from the policy keeps its
@@ -15,91 +16,79 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from quotalang.controller.kube import limit_ranges
-from quotalang.controller.kube.api import ApiError, KubeApi, KubeError
+from quotalang.controller.kube.api import ApiError, KubeApi
 from quotalang.controller.kube.election import LeaderElector
-from quotalang.controller.kube.watch import Watcher
+from quotalang.controller.kube.watch import Backoff, Gone, Watcher
 from quotalang.controller.ledger.base import NotLeader
 from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
-from quotalang.controller.ledger.kubestore import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.policy import CompiledPolicy
 
 LOG = logging.getLogger("quotalang.kubestore")
 WATCH_SECONDS = 60
+SOURCE = "quotaledgers"  # the watcher's name for the collection (logs, thread)
 
 
 class LedgerWatch:
-    """Feeds a ledger's cache from a LIST + WATCH of every QuotaLedger."""
+    """Feeds a ledger's cache from a `Watcher` of every QuotaLedger (the one list+watch loop): it is the sink.
 
-    def __init__(self, ledger: KubernetesLedger, stop: threading.Event) -> None:
+    The watcher LISTs (the listing replaces the cache), WATCHes from the
+    list's version with bookmarks, relists on `410 Gone` and backs off on
+    errors (at most 5 s here: a replica whose cache is stale cannot answer
+    asks, see `asking`); the cache is never relisted on a timer.
+    """
+
+    def __init__(self, ledger: KubernetesLedger) -> None:
         self.ledger = ledger
-        self.stop = stop
-        self.synced = threading.Event()  # set after the first LIST
-        self.relists = 0
+        self.watcher = Watcher(ledger.api, SOURCE, COLLECTION_PATH, self, resync=math.inf,
+                               watch_seconds=WATCH_SECONDS)
+        self.watcher.backoff = Backoff(initial=0.2, cap=5.0)
+
+    @property
+    def synced(self) -> threading.Event:
+        """Set after the first LIST."""
+        return self.watcher.listed
 
     def run(self) -> None:
-        version: str | None = None
-        backoff = 0.2
-        while not self.stop.is_set():
-            try:
-                version = self.step(version)
-                backoff = 0.2
-            except ApiError as exc:
-                LOG.warning("ledger watch: %s", exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception as exc:  # unreachable, or a bug: keep the cache alive
-                if not isinstance(exc, KubeError):
-                    LOG.error("ledger watch failed: %s: %s", type(exc).__name__, exc)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        self.watcher.run()
+
+    def stop(self) -> None:
+        self.watcher.stop()
 
     def step(self, version: str | None) -> str | None:
         """One round: LIST when `version` is None, then WATCH until the stream ends; the version to resume
         from (None: relist, after `410 Gone`). Other errors are raised: `run` backs off, a simulation decides."""
         try:
             if version is None:
-                version = self.ledger.load_all()
-                self.relists += 1
-                self.synced.set()
-            return self._watch(version)
-        except ApiError as exc:
-            if exc.status == 410:  # too old: start over from a fresh LIST
-                return None
-            raise
+                version = self.watcher.list_once()
+            return self.watcher.watch_once(version, WATCH_SECONDS)
+        except Gone:
+            return None
 
-    def _watch(self, version: str) -> str | None:
-        query = {"resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS}
-        for event in self.ledger.api.watch(COLLECTION_PATH, query, timeout=WATCH_SECONDS + 10):
-            if self.stop.is_set():
-                break
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    return None
-                raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or "Error"),
-                               str(obj.get("message") or ""))
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            if kind == "BOOKMARK":
-                continue
-            try:
-                state = from_object(obj)
-            except LedgerFormatError as exc:
-                LOG.error("skipping an unreadable ledger object: %s", exc)
-                continue
-            if kind == "DELETED":
-                self.ledger.drop(state.group, state.resource_version)
-            else:
-                self.ledger.remember(state)
-        return version
+    # ------------------------------------------------------------ the sink
+    def replace(self, source: str, items: Iterable[dict[str, Any]]) -> None:
+        self.ledger.load(items)
+
+    def apply(self, source: str, event: str, obj: dict[str, Any]) -> None:
+        try:
+            state = from_object(obj)
+        except LedgerFormatError as exc:
+            LOG.error("skipping an unreadable ledger object: %s", exc)
+            return
+        if event == "DELETED":
+            self.ledger.drop(state.group, state.resource_version)
+        else:
+            self.ledger.remember(state)
 
 
 class StoreRuntime:
@@ -125,7 +114,7 @@ class StoreRuntime:
         self.interval = interval
         self.orphans: list[str] = []
         self._stop = threading.Event()
-        self.watch = LedgerWatch(ledger, self._stop)
+        self.watch = LedgerWatch(ledger)
         self._threads: list[threading.Thread] = []
         self._synced_checksum: str | None = None
         if elector is not None:
@@ -181,6 +170,7 @@ class StoreRuntime:
     def stop(self, release: bool = True) -> None:
         """Stop upkeep and watch; hand the Lease back when leading (a successor starts at once)."""
         self._stop.set()
+        self.watch.stop()
         for watcher in self._limit_watches:
             watcher.stop()
         if self.elector is not None:
