@@ -15,9 +15,12 @@ one process acts), carries the decision out:
 Each outcome is an Event on the workload and a count in
 `quotalang_reclaims_total{group,outcome}` (`suspended`, `deleted`, `gone`:
 it went first, `failed`: not done by the deadline). Idempotent: the record
-is settled (dropped) once done, so a second run finds nothing; a workload
-found already suspended is settled without a second patch or event (a
-restart between the patch and the settle). Bounded: a failing call is
+stays marked (its usage counted as gone) until the watch shows the release —
+the store drops a marked record once an observation charges nothing of what
+it drew, or the object goes — so nothing is counted again meanwhile; this
+loop acts on a record once (a second run finds it done and does nothing),
+and a workload found already suspended (a restart between the patch and the
+release) gets no second patch or event. Bounded: a failing call is
 retried with exponential backoff until `deadline` seconds after the first
 try, then given up — the record is unmarked, so its usage counts again and
 the balances say what the cluster holds — with a Warning event.
@@ -66,6 +69,7 @@ class _Tries:
     first: float
     count: int = 0
     next: float = 0.0
+    done: bool = False  # patched or deleted: waiting for the watch to show the release
 
 
 @dataclass
@@ -85,7 +89,7 @@ class Reclaimer:
     _tries: dict[ObjectKey, _Tries] = field(default_factory=dict)
 
     def run_once(self) -> int:
-        """Act on every borrower marked for reclaim whose retry is due; return how many were settled."""
+        """Act on every borrower marked for reclaim whose retry is due; return how many were done or given up."""
         settled = 0
         now = self.clock()
         marked = [b for b in self.records.borrowers() if b.reclaiming and isinstance(b.ref, ObjectKey)]
@@ -96,7 +100,7 @@ class Reclaimer:
             if not isinstance(key, ObjectKey):
                 continue
             tries = self._tries.setdefault(key, _Tries(now))
-            if now < tries.next:
+            if tries.done or now < tries.next:
                 continue
             body = self.records.lookup(key, local=True)
             try:
@@ -110,8 +114,11 @@ class Reclaimer:
                     tries.next = now + min(self.backoff * 2 ** (tries.count - 1), self.cap)
                     LOG.info("reclaim of %s failed (try %d), retrying: %s", borrower.name, tries.count, exc)
                 continue
-            self.records.settle(key, True)
-            self._tries.pop(key, None)
+            if outcome == "gone":  # nothing will show a release: the record goes now
+                self.records.settle(key, True)
+                self._tries.pop(key, None)
+            else:
+                tries.done = True
             settled += 1
             if outcome is not None:
                 self._count(borrower.group, outcome)

@@ -462,6 +462,7 @@ class MemoryLedger(GroupTable):
                     folded = self._pending.pop(seen.identity, None) if seen.identity in folding else None
                     folding.discard(seen.identity)
                     changes.append((previous, seen, folded))
+                self._released_borrowers([seen for seen, _ in batch])
             for previous, seen, _ in changes:
                 if seen.group is not None:
                     state = self._group(seen.group)
@@ -474,6 +475,22 @@ class MemoryLedger(GroupTable):
         for _, seen, folded in changes:  # after observed holds it: counted twice for a moment, never not at all
             if folded is not None:
                 self._release(seen.identity, folded)
+
+    def _released_borrowers(self, seen: Sequence[Observation]) -> None:
+        """A borrower being reclaimed whose observation charges nothing of what it drew (suspended) has given
+        its room back: its record goes (the caller holds `_index_lock`). Until then it counts as gone."""
+        done: list[tuple[ObjectKey, Borrower | None]] = []
+        for observation in seen:
+            record = self._borrowers.get(observation.identity)
+            if record is not None and record.reclaiming and not any(
+                    observation.usage.get(draw.key, 0) > 0 for draw in record.draws):
+                done.append((observation.identity, None))
+        if not done:
+            return
+        if self._journal is not None:
+            self._journal.borrowers(done)
+        for key, _ in done:
+            self._borrowers.pop(key, None)
 
     def forget(self, identity: ObjectKey) -> None:
         """The object is gone: release its observed usage (standalone: every group it held) and any reservation."""
