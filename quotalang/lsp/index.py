@@ -69,6 +69,8 @@ def rule_paths(rule: nodes.KindRule) -> Iterator[tuple[nodes.Path, nodes.Path | 
         yield rule.scale, None
     if rule.surge is not None:
         yield rule.surge.path, None
+    if rule.suspend is not None:
+        yield rule.suspend, None
 
 
 @dataclass(frozen=True, slots=True)
