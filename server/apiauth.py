@@ -112,8 +112,8 @@ class Reviews(Protocol):
     def authenticate(self, token: str) -> User | None:
         """Whose token this is, or None when the apiserver rejects it. Raises `Unavailable`."""
 
-    def authorize(self, user: User, action: Action) -> bool:
-        """Whether `user` may do `action`. Raises `Unavailable`."""
+    def authorize(self, user: User, action: Action, timeout: float = REVIEW_TIMEOUT) -> bool:
+        """Whether `user` may do `action`, answered within `timeout` seconds. Raises `Unavailable`."""
 
 
 class KubeReviews:
@@ -122,11 +122,11 @@ class KubeReviews:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: Mapping[str, Any], timeout: float = REVIEW_TIMEOUT) -> dict[str, Any]:
         from quotalang.controller.kube.api import KubeError
 
         try:
-            return self.api.request("POST", path, body=body, timeout=REVIEW_TIMEOUT)
+            return self.api.request("POST", path, body=body, timeout=timeout)
         except KubeError as exc:
             raise Unavailable(str(exc)) from None
 
@@ -150,7 +150,7 @@ class KubeReviews:
                                if isinstance(vs, list))) if isinstance(extra, dict) else (),
         )
 
-    def authorize(self, user: User, action: Action) -> bool:
+    def authorize(self, user: User, action: Action, timeout: float = REVIEW_TIMEOUT) -> bool:
         spec: dict[str, Any] = {"user": user.name, "groups": list(user.groups)}
         if user.uid:
             spec["uid"] = user.uid
@@ -167,7 +167,7 @@ class KubeReviews:
                 spec["resourceAttributes"]["namespace"] = action.namespace
         answer = self._post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec,
-        })
+        }, timeout)
         status = answer.get("status")
         return isinstance(status, dict) and status.get("allowed") is True
 

@@ -305,7 +305,7 @@ class Engine:
             if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
                 operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
             owners = self._owners(policy, obj, identity, wait)
-            refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait)
+            refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait, until)
                        if policy.settings.authorize_users else None)
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
                           deadline=until, owners=owners, refused=refused,
@@ -353,12 +353,13 @@ class Engine:
 
     def _refused(
         self, policy: CompiledPolicy, request: AdmissionRequest, obj: Mapping[str, Any], operation: str,
-        old: Mapping[str, Any] | None, identity: ObjectKey, owners: Find, wait: bool,
+        old: Mapping[str, Any] | None, identity: ObjectKey, owners: Find, wait: bool, until: float,
     ) -> str | None:
         """`authorize users`: why the request's user may not charge `obj`'s group, or None. Asked (outside
         any store lock) only for a CREATE or a move to another group of a charged kind; never for an object
         its verified owner is charged for (a controller's child), a Scale or an HPA (they follow their
-        parent). A dry run asks too: it answers what the real request would get."""
+        parent). A dry run asks too: it answers what the real request would get. The apiserver is asked
+        within what is left until `until` (the review's deadline): a slow one is refused in time."""
         if policy.rule_for(obj) is None:
             return None
         namespace, cluster = identity.namespace or None, identity.cluster
@@ -374,7 +375,7 @@ class Engine:
         user = user_of(request.get("userInfo"))
         if not wait and not self.grants.known(user, group, identity.namespace, cluster):
             raise _Wait
-        return self.grants.check(user, group, identity.namespace, cluster)
+        return self.grants.check(user, group, identity.namespace, cluster, deadline=until)
 
     def _deleted(self, identity: ObjectKey, options: Mapping[str, Any] | None) -> None:
         """Standalone: a DELETE review releases only what is proven gone (`deletion_hold`)."""

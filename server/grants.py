@@ -13,11 +13,14 @@ for `ttl` seconds, allowed and denied alike, in at most `size` entries: the
 pods of one burst cost one review, and a revoked grant holds at most `ttl`
 longer (as the API port's cache). An apiserver that cannot be asked is not
 cached, and the request is refused (failing closed): a grant nobody could
-check is no grant.
+check is no grant. It is asked within what is left of the review's own
+deadline (never more than `REVIEW_TIMEOUT`), so a slow apiserver is refused
+in time for the webhook to answer, rather than the webhook timing out.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +28,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from quotalang.server.apiauth import API_GROUP, RESOURCE, Action, Reviews, Unavailable, User
+from quotalang.server.apiauth import API_GROUP, RESOURCE, REVIEW_TIMEOUT, Action, Reviews, Unavailable, User
 
 USE = "use"
 DEFAULT_TTL = 10.0  # seconds
@@ -66,6 +69,7 @@ class Grants:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.reviews = reviews
         self._answers: TTLCache[_Key, bool] = TTLCache(maxsize=size, ttl=ttl, timer=clock)
+        self._clock = clock
         self._lock = threading.Lock()
 
     def known(self, user: User | None, group: str, namespace: str, cluster: str = "") -> bool:
@@ -75,9 +79,10 @@ class Grants:
         with self._lock:
             return (cluster, namespace, user, group) in self._answers
 
-    def check(self, user: User | None, group: str, namespace: str, cluster: str = "") -> str | None:
+    def check(self, user: User | None, group: str, namespace: str, cluster: str = "", *,
+              deadline: float = math.inf) -> str | None:
         """The refusal, or None when `user` may use `group` in `namespace`; asks the apiserver what is not remembered
-        (blocking: off the event loop)."""
+        (blocking: off the event loop) by `deadline` (on `clock`: the review's, monotonic)."""
         if user is None:
             return _nobody(group)
         with self._lock:
@@ -87,8 +92,13 @@ class Grants:
             if reviews is None:
                 return (f"cannot ask whether user {user.name} may {USE} {_resource(group)}: this server has no "
                         "apiserver to ask (serve --kubeconfig or --in-cluster); denied")
+            left = deadline - self._clock()
+            if left <= 0:
+                return (f"no time left to ask the apiserver whether user {user.name} may {USE} "
+                        f"{_resource(group)} (the review's deadline has passed); denied")
             try:
-                allowed = reviews.authorize(user, Action(USE, name=group, namespace=namespace))
+                allowed = reviews.authorize(user, Action(USE, name=group, namespace=namespace),
+                                            min(left, REVIEW_TIMEOUT))
             except Unavailable as exc:
                 return (f"cannot ask the apiserver whether user {user.name} may {USE} {_resource(group)} "
                         f"(SubjectAccessReview): {str(exc)[:200]}; denied until it answers")

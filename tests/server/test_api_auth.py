@@ -54,7 +54,7 @@ class FakeReviews:
         self.authentications += 1
         return self.users.get(token)
 
-    def authorize(self, user: User, action: Action) -> bool:
+    def authorize(self, user: User, action: Action, timeout: float = 5.0) -> bool:
         if self.down:
             raise Unavailable("connection refused")
         self.authorizations += 1

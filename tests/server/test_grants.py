@@ -4,6 +4,7 @@ and cached per (cluster, user, group). Messages and counts are written by hand."
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,22 @@ class FakeReviews:
         self.grants = set(grants)
         self.asked: list[tuple[str, tuple[str, ...], str]] = []
         self.namespaces: list[str] = []  # where each question was asked
+        self.timeouts: list[float] = []  # what each question was given to answer in
+        self.latency = 0.0  # how long this apiserver takes: a question given less times out
         self.down = False
 
     def authenticate(self, token: str) -> User | None:
         raise AssertionError("the grant check never authenticates")
 
-    def authorize(self, user: User, action: Action) -> bool:
+    def authorize(self, user: User, action: Action, timeout: float = 5.0) -> bool:
         if self.down:
             raise Unavailable("connection refused")
         assert (action.verb, action.path, action.subresource) == ("use", None, "")
         self.asked.append((user.name, user.groups, action.name))
         self.namespaces.append(action.namespace)
+        self.timeouts.append(timeout)
+        if timeout < self.latency:
+            raise Unavailable(f"timed out after {timeout:g} s")
         return (user.name, action.name) in self.grants
 
 
@@ -125,6 +131,40 @@ def test_an_apiserver_that_cannot_answer_refuses_and_is_not_cached() -> None:
     )
     reviews.down = False
     assert grants.check(ALICE, "llm", "shared") is None
+
+
+def test_the_question_gets_what_is_left_of_the_reviews_deadline() -> None:
+    reviews, clock = FakeReviews(("alice", "llm"), ("alice", "vision")), Clock()
+    grants = Grants({"": reviews}, clock=clock)
+    clock.now = 100.0
+    assert grants.check(ALICE, "llm", "shared", deadline=101.5) is None
+    assert grants.check(ALICE, "vision", "shared") is None  # no deadline: the review timeout, 5 s
+    assert reviews.timeouts == [1.5, 5.0]
+    # a slow apiserver (3 s) with 2 s left: refused within the webhook's own budget, and not cached
+    reviews.latency = 3.0
+    assert grants.check(ALICE, "ai", "shared", deadline=102.0) == (
+        'cannot ask the apiserver whether user alice may use groups.quotalang.dev "ai" (SubjectAccessReview): '
+        "timed out after 2 s; denied until it answers"
+    )
+    # past the deadline: refused unasked
+    assert grants.check(ALICE, "ai", "shared", deadline=100.0) == (
+        'no time left to ask the apiserver whether user alice may use groups.quotalang.dev "ai" '
+        "(the review's deadline has passed); denied"
+    )
+    assert reviews.timeouts == [1.5, 5.0, 2.0]
+
+
+def test_the_engine_asks_within_the_reviews_deadline() -> None:
+    reviews = FakeReviews(("alice", "llm"))
+    reviews.latency = 3.0
+    engine = engine_with(reviews)
+    denied = engine.review(request(review(web())), deadline=time.monotonic() + 1.0)
+    assert denied is not None and (denied.verdict, denied.reason) == ("deny", "not-authorized")
+    assert "timed out after" in denied.response["status"]["message"]
+    assert len(reviews.timeouts) == 1 and 0.5 < reviews.timeouts[0] <= 1.0
+    # the default deadline: the apiserver's 10 s webhook timeout less the answer's way back, capped at 5 s
+    assert engine.review(request(review(web()))).verdict == "allow"  # type: ignore[union-attr]
+    assert reviews.timeouts[1] == 5.0
 
 
 def test_a_request_naming_no_user_or_no_apiserver_is_refused_unasked() -> None:
