@@ -3,7 +3,8 @@
 The one place the tree, the pages, the JSON API, the metrics and `diff` read
 borrowing from, so that every view says the same thing. Pure: from the
 compiled tree (`borrowing.Shape`), its `Lending` and the groups' own usage
-alone, through the balance rule's own `borrowing.balance` / `borrowing.share`.
+alone, through the balance rule's own `borrowing.share` (balances summed from
+the leaves up, as `borrowing.balance` sums them, each subtree once).
 
 Per key, with T the balance and `share(c) = min(lend, max(T, −borrow))`:
 
@@ -34,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from quotalang.borrowing import Groups, Lending, Used, balance, share
+from quotalang.borrowing import Groups, Lending, Used, share
 from quotalang.decision import qty
 from quotalang.policy import CompiledPolicy
 
@@ -105,23 +106,28 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
             memo[name] = used(name)
         return memo[name]
 
-    t = {name: balance(groups, lending, own, name, key) for name in order}
-    sh = {name: share(groups, lending, own, name, key, t[name]) for name in order}
     room = {name: groups[name].hard[key] - groups[name].carved.get(key, 0) - own(name).get(key, 0)
             for name in order}
-    kids = {name: [c for c in groups[name].children if c in t] for name in order}
-    offer: dict[str, int] = {}  # min(lend, what it would have idle if nobody below took beyond its room)
+    terms = {name: lending.terms(name, key) for name in order}  # (lend, borrow)
+    limited = set(order)
+    kids = {name: [c for c in groups[name].children if c in limited] for name in order}
+    t: dict[str, int] = {}  # borrowing.balance, from the leaves up: each subtree read once, not once per ancestor
+    sh: dict[str, int] = {}
     for name in reversed(order):
-        gross = max(room[name], 0) + sum(offer[c] for c in kids[name])
-        offer[name] = min(lending.terms(name, key)[0], gross)
+        t[name] = room[name] + sum(sh[c] for c in kids[name])
+        sh[name] = share(groups, lending, own, name, key, t[name])
+    offer: dict[str, int] = {}  # min(lend, what it would have idle if nobody below took beyond its room)
+    gross: dict[str, int] = {}  # its idle room plus what its children offer
+    for name in reversed(order):
+        gross[name] = max(room[name], 0) + sum(offer[c] for c in kids[name])
+        offer[name] = min(terms[name][0], gross[name])
     demand = {name: offer[name] - sh[name] for name in order}  # what it takes from its parent's pool
     funded: dict[str, list[tuple[str | None, int]]] = {}  # where each group's demand comes from, nearest first
     for name in order:
         parent = groups[name].parent
         if parent is not None and parent not in t:
             funded[name] = [(parent, demand[name])]  # the parent does not limit the key: it has room
-        gross = max(room[name], 0) + sum(offer[c] for c in kids[name])
-        local = gross - (lending.terms(name, key)[0] if parent is not None else 0)  # the rest is lent up
+        local = gross[name] - (terms[name][0] if parent is not None else 0)  # the rest is lent up
         queue: list[list[object]] = [[name, max(local, 0)]]
         queue += [[s, a] for s, a in funded.get(name, []) if s is not None]
         _take(queue, max(-room[name], 0))  # the pool's own workloads first: not borrowing
@@ -130,7 +136,7 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
     avail: dict[str, int] = {}  # how far T may drop before some floor breaks (absent: no limit)
     out: dict[str, Lent] = {}
     for name in order:
-        lend, borrow = lending.terms(name, key)
+        lend, borrow = terms[name]
         parent = groups[name].parent
         above = avail.get(parent) if parent is not None else None
         floor = -borrow if parent is not None else 0
@@ -155,8 +161,15 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
 def figures(groups: Groups, lending: Lending, used: Used) -> dict[str, dict[str, Lent]]:
     """Per group, per key some group lends or borrows, its `Lent` (empty without lending)."""
     out: dict[str, dict[str, Lent]] = {}
+    read: dict[str, Mapping[str, int]] = {}
+
+    def once(name: str) -> Mapping[str, int]:  # each group's usage read once for every key
+        if name not in read:
+            read[name] = used(name)
+        return read[name]
+
     for key in lending_keys(lending):
-        for name, row in key_figures(groups, lending, used, key).items():
+        for name, row in key_figures(groups, lending, once, key).items():
             out.setdefault(name, {})[key] = row
     return out
 

@@ -9,33 +9,32 @@
 
   // Segments of a bar, in order; the tree leaves out empty ones (its HTML must stay small).
   var SEGMENTS = ["o", "r", "c"];
-  function setWidths(row, widths) {
-    var bar = row.querySelector(".bar");
+  function setSegments(bar, classes, widths) {
     if (!bar) { return; }
     for (var i = 0; i < widths.length; i++) {
-      var seg = bar.querySelector("i." + SEGMENTS[i]);
+      var seg = bar.querySelector("i." + classes[i]);
       if (!seg && widths[i] > 0) {
         seg = document.createElement("i");
-        seg.className = SEGMENTS[i];
+        seg.className = classes[i];
         var next = null;
-        for (var j = i + 1; j < SEGMENTS.length && !next; j++) { next = bar.querySelector("i." + SEGMENTS[j]); }
+        for (var j = i + 1; j < classes.length && !next; j++) { next = bar.querySelector("i." + classes[j]); }
         bar.insertBefore(seg, next);
       }
       if (seg) { seg.style.width = widths[i] + "%"; }
     }
   }
+  function setWidths(row, widths) { setSegments(row.querySelector(".bar"), SEGMENTS, widths); }
 
   // The borrowing bar and numbers of a lending key (issue 29): in a tree row, or a group page's table row.
   var LENDING = ["lend", "borrow", "guarantee", "within", "lent_out", "borrowed", "borrowed_from"];
   function setLending(holder, b) {
     var bar = holder.querySelector(".bar.lb");
     if (!bar || b.borrowed === undefined) { return; }
-    [["o", b.within_pct], ["l", b.lent_pct], ["b", b.borrowed_pct]].forEach(function (s) {
-      var seg = bar.querySelector("i." + s[0]);
-      if (seg) { seg.style.width = s[1] + "%"; }
-    });
-    bar.setAttribute("aria-label", b.key + ": " + b.within + " held within its hard, " + b.lent_out + " lent out, " +
-                     b.borrowed + " borrowed");
+    setSegments(bar, ["o", "l", "b"], [b.within_pct, b.lent_pct, b.borrowed_pct]);
+    if (bar.hasAttribute("aria-label")) {
+      bar.setAttribute("aria-label", b.key + ": " + b.within + " held within its hard, " + b.lent_out +
+                       " lent out, " + b.borrowed + " borrowed");
+    }
     LENDING.forEach(function (f) {
       holder.querySelectorAll('[data-f="' + f + '"]').forEach(function (e) { text(e, b[f]); });
     });
@@ -44,24 +43,17 @@
   function lendingSpan(b) {
     var span = el("span", "lend");
     var bar = el("span", "bar lb");
-    bar.setAttribute("role", "img");
-    ["o", "l", "b"].forEach(function (c) { bar.appendChild(el("i", c)); });
+    bar.setAttribute("aria-hidden", "true");  // the numbers beside it say the same
     span.appendChild(bar);
     var ln = el("span", "ln");
-    [["within hard ", "within"], [" · lent out ", "lent_out"], [" · borrowed ", "borrowed"]].forEach(function (p) {
+    [["within hard ", "within", "b"], [" · lent out ", "lent_out", "b"], [" · borrowed ", "borrowed", "b"],
+     [" (from ", "borrowed_from", "span"]].forEach(function (p) {
       ln.appendChild(document.createTextNode(p[0]));
-      var v = el("b", null, b[p[1]]);
+      var v = el(p[2], null, b[p[1]]);
       v.dataset.f = p[1];
       ln.appendChild(v);
     });
-    ln.appendChild(document.createTextNode(" (from "));
-    var from = el("span", null, b.borrowed_from);
-    from.dataset.f = "borrowed_from";
-    ln.appendChild(from);
-    ln.appendChild(document.createTextNode(") · guarantee "));
-    var g = el("span", null, b.guarantee);
-    g.dataset.f = "guarantee";
-    ln.appendChild(g);
+    ln.appendChild(document.createTextNode(")"));
     span.appendChild(ln);
     return span;
   }

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quotalang.borrowing import balance
 from quotalang.compiler import compile_sources
 from quotalang.lent import Lent, figures, key_figures, lending_keys
 from quotalang.loader import load_text
@@ -154,6 +155,10 @@ def test_property_an_admissions_draws_are_what_its_group_borrows_more(state: dic
     # What check says a fitting request borrows (its draws, summed) is exactly the rise of the group's
     # `borrowed`: its own lendable part taken back is not borrowing in either.
     policy = compile_sources(load_text(POLICY, "tree.quota"))
+    table = {g: {GPU: n * N} for g, n in state.items()}
+    rows = gpu(policy, state)
+    assert {g: r.balance for g, r in rows.items()} == {
+        g: balance(policy.groups, LENDING, lambda x: table.get(x, {}), g, GPU) for g in rows}  # the rule's T
     got = ask(policy, state, group, need)
     if not got.fits:
         return
