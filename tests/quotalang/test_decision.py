@@ -156,7 +156,8 @@ def test_reasons_are_a_closed_set() -> None:
     assert set(REASONS) == set(get_args(Reason))
     assert {"charged", "over-quota", "must-specify", "no-rule", "owned", "unlabelled", "unknown-group",
             "not-intercepted", "scale-parent-missing", "hpa-target-missing", "not-bound", "outside-quota",
-            "unbound-namespace", "model-not-pinned", "unknown-model", "model-conflict"} == set(REASONS)
+            "unbound-namespace", "model-not-pinned", "unknown-model", "model-conflict",
+            "not-authorized"} == set(REASONS)
 
 
 def test_a_decision_is_not_changed_after_it_is_built(policy: CompiledPolicy) -> None:
