@@ -17,7 +17,8 @@ bound to nothing.
 Numbers by hand: root has 10 cpu, 8 carved to team-a (4) and team-b (4);
 one Deployment of 2 replicas × 500m cpu is charged to team-a, so team-a uses
 1 of 4 (3 free), and root's subtree uses 1 of 10 while root itself may still
-start 10 − 8 − 0 = 2.
+start 10 − 8 − 0 = 2. team-a lends 2 of its 4 GPUs (guarantee 2) and team-b may
+borrow 2: nobody uses a GPU, so nothing is borrowed or lent out (issue 29).
 """
 
 from __future__ import annotations
@@ -53,13 +54,13 @@ group root {
 }
 group team-a in root {
   requests.cpu              4
-  requests.nvidia.com/gpu   4
+  requests.nvidia.com/gpu   4 lend 2
   namespaces "e2e-aggregated"
   default namespaces "e2e-aggregated"
 }
 group team-b in root {
   requests.cpu              4
-  requests.nvidia.com/gpu   2
+  requests.nvidia.com/gpu   2 borrow 2
 }
 kind apps/v1 Deployment {
   pods {
@@ -180,6 +181,12 @@ def test_a_viewer_lists_and_describes_groups_with_kubectl(cluster: Cluster, serv
     body = orjson.loads(raw.stdout)
     cpu = {r["key"]: r for r in body["status"]["limits"]}["requests.cpu"]
     assert (cpu["hard"], cpu["carved"], cpu["used"], cpu["subtree"], cpu["free"]) == ("10", "8", "0", "1", "2")
+    gpu_of = {g["metadata"]["name"]: {r["key"]: r for r in g["status"]["limits"]}["requests.nvidia.com/gpu"]
+              for g in orjson.loads(viewer("get", "--raw", f"{PREFIX}/quotagroups").stdout)["items"]}
+    assert gpu_of["team-a"]["lending"] == {"lend": "2", "borrow": "0", "guarantee": "2", "own": "0", "borrowed": "0",
+                                           "borrowed_from": [], "lent_out": "0", "over": "0"}
+    assert (gpu_of["team-b"]["lending"]["borrow"], gpu_of["team-b"]["lending"]["guarantee"]) == ("2", "2")
+    assert "lending" not in {r["key"]: r for r in body["status"]["limits"]}["requests.cpu"]  # nobody lends cpu
     charged = viewer("get", "chargeablegroups", "-n", NS)
     assert charged.returncode == 0, charged.stderr
     assert [line.split() for line in charged.stdout.splitlines()] == [["NAME", "PATH", "DEFAULT"],
