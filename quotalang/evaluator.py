@@ -157,10 +157,30 @@ def resolve_group(
 _Resolved = tuple[str | None, Reason | None, str | None, str | None]
 
 
+# A label value's and a namespace's longest: the resolution of longer ones is computed each time, not memoized
+_MEMO_LEN = 63
+
+
 def _resolve(policy: CompiledPolicy, obj: Mapping[str, Any], namespace: str, cluster: str) -> _Resolved:
+    """`_resolution` of the object's group label, memoized on the policy (it depends on nothing else):
+    a decision costs a dict lookup, not a walk of the namespace patterns (issue 26's no-measurable-cost)."""
+    settings = policy.settings
+    name = metadata_of(obj, settings.group_source).get(settings.group_label)
+    if (name is None or (type(name) is str and len(name) <= _MEMO_LEN)) and (
+        type(namespace) is str and len(namespace) <= _MEMO_LEN and type(cluster) is str and len(cluster) <= _MEMO_LEN
+    ):
+        key = (name, namespace, cluster)
+        found: _Resolved | None = policy.resolved.get(key)
+        if found is None:
+            found = policy.resolved.put(key, _resolution(policy, name, namespace, cluster))
+        return found
+    return _resolution(policy, name, namespace, cluster)
+
+
+def _resolution(policy: CompiledPolicy, name: object, namespace: str, cluster: str) -> _Resolved:
+    """The group a workload labelled `name` (None: unlabelled) in `namespace` of `cluster` charges."""
     settings = policy.settings
     bindings = policy.bindings
-    name = metadata_of(obj, settings.group_source).get(settings.group_label)
     if name is None:
         default = bindings.default_group(namespace, cluster) if bindings is not None else None
         if default is not None:

@@ -96,10 +96,62 @@ def declared_text(settings: Settings, kind: str) -> str:
     return ", ".join(f"{m} ({', '.join(by_model[m])})" for m in sorted(by_model)) or "none"
 
 
-def part_models(
-    settings: Settings, obj: Mapping[str, Any], template: Mapping[str, Any] | None
-) -> tuple[Models, tuple[ModelProblem, ...]]:
-    """The models one part's pods run on, and what is wrong with the claim (see the module doc)."""
+_MEMO_LEN = 63  # a label value's longest: longer claims and pins are read each time, not memoized
+Found = tuple[Models, tuple[ModelProblem, ...]]
+
+
+def part_models(settings: Settings, obj: Mapping[str, Any], template: Mapping[str, Any] | None) -> Found:
+    """The models one part's pods run on, and what is wrong with the claim (see the module doc).
+
+    Memoized on the settings by what it reads (`_reads`): the claims and the
+    `nodeSelector` pins, so a decision pays for the reads and a lookup, not
+    for mapping values to models and writing messages again.
+    """
+    reads = _reads(settings, obj, template)
+    if reads is None:
+        return _part_models(settings, obj, template)
+    found: Found | None = settings.models_of.get(reads)
+    if found is None:
+        found = settings.models_of.put(reads, _part_models(settings, obj, template))
+    return found
+
+
+def _reads(settings: Settings, obj: Mapping[str, Any], template: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """Everything `_part_models` reads of `obj` and `template`, as a memo key; None when it is not short
+    plain strings, or the template has node affinity (read in full each time: rare and unbounded)."""
+    reads: list[Any] = []
+    labels = settings.model_labels
+    node_labels = settings.node_labels
+    spec: Mapping[str, Any] | None = None
+    pins: Mapping[str, Any] = _EMPTY
+    for kind in MODEL_KINDS:
+        key = labels.get(kind)
+        node_label = node_labels.get(kind)
+        if key is None and node_label is None:
+            continue
+        if key is not None:
+            source = settings.model_sources.get(kind, "label")
+            value = metadata_of(obj, source).get(key)
+            on_template = value is None
+            if on_template:
+                value = metadata_of(template, source).get(key)
+            if value is not None and (type(value) is not str or len(value) > _MEMO_LEN):
+                return None
+            reads.append((on_template, value))
+        if node_label is not None:
+            if spec is None:
+                spec = _mapping(template, "spec")
+                if spec.get("affinity") is not None:
+                    return None
+                pins = _mapping(spec, "nodeSelector")
+            selected = pins.get(node_label)
+            if selected is not None and (type(selected) is not str or len(selected) > _MEMO_LEN):
+                return None
+            reads.append(selected)
+    return tuple(reads)
+
+
+def _part_models(settings: Settings, obj: Mapping[str, Any], template: Mapping[str, Any] | None) -> Found:
     found: list[tuple[str, str, str]] = []
     problems: list[ModelProblem] = []
     labels = settings.model_labels

@@ -2,8 +2,11 @@
 
 Its own module so that the stages point one way (`compiler → policy ←
 evaluator, usage, decision`): the evaluator needs these types, never the
-compile stage. A `CompiledPolicy` is immutable and holds no caches; what is
-derived from it at run time is cached by content elsewhere (`usage`).
+compile stage. A `CompiledPolicy` is immutable; what is derived from content
+at run time is cached elsewhere (`usage`), and what is derived from the policy
+alone is memoized on it, bounded (`memo`): the group a label value resolves to
+in a namespace (`resolved`), the models a part's claims and pins name (the
+settings' `models_of`).
 
 Limits are integer nano units and cash budgets integer nano-unit-seconds, so a
 decision does no parsing. `limit_rows` / `cash_rows` are the one place a
@@ -26,6 +29,7 @@ from quotalang.bindings import Bindings
 from quotalang.borrowing import NO_LENDING, Lending
 from quotalang.errors import Diagnostic
 from quotalang.kinds import CompiledKind
+from quotalang.memo import Memo
 
 DEFAULT_GROUP_LABEL = "quotalang.dev/group"
 DEFAULT_BORROW_BELOW = 100  # KAI separates preemptible from non-preemptible work at priority 100
@@ -88,6 +92,8 @@ class Settings:
     # `reclaim by delete`: a lender's request may name borrowers with no suspend rule, to be deleted; without
     # it only suspendable ones are reclaimed (deleting someone's work is the policy's choice, not ours)
     reclaim_delete: bool = False
+    # what `models.part_models` found for the claims and pins it read (derived from the settings alone)
+    models_of: Memo[Any, Any] = field(init=False, default_factory=Memo, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,8 @@ class CompiledPolicy:
     checksum: str
     bindings: Bindings | None = None  # None: no group binds a namespace, any namespace may charge any group
     lending: Lending = NO_LENDING  # what groups lend and borrow per key (issue 29); empty: strict carving
+    # (group label value, namespace, cluster) -> the evaluator's resolution (derived from the policy alone)
+    resolved: Memo[Any, Any] = field(init=False, default_factory=Memo, compare=False, repr=False)
 
     def group_path(self, name: str) -> str:
         return self.groups[name].path
