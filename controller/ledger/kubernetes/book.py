@@ -17,6 +17,10 @@ from typing import Protocol, TypeVar
 from quotalang.controller.ledger.base import add_usage, at_or_after
 from quotalang.controller.ledger.crd import Held
 
+# The slot of what an earlier incarnation of this replica, under the same name, left in its entries
+# (`cache._adopt`): no identity is ever written so.
+INHERITED = "~inherited"
+
 
 @dataclass(slots=True)
 class _Mine:

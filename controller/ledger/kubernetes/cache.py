@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from quotalang.controller.ledger.base import EMPTY, ObjectKey, newer
+from quotalang.controller.ledger.base import EMPTY, ObjectKey, add_usage, newer
 from quotalang.controller.ledger.crd import LedgerFormatError, LedgerState, from_object, parse_identity
-from quotalang.controller.ledger.kubernetes.book import _Admissions, _confirmed, _written
+from quotalang.controller.ledger.kubernetes.book import INHERITED, _Admissions, _confirmed, _Mine, _written
 from quotalang.controller.ledger.kubernetes.core import LOG, LedgerCore
 
 
@@ -36,6 +36,40 @@ class Cache(LedgerCore):
                 self._cache[state.group] = state
         if state.folded:
             self._confirm(state)
+        self._adopt(state)
+
+    def _adopt(self, state: LedgerState) -> None:
+        """Keep what an earlier incarnation under this replica's name left in its entries.
+
+        A container restart keeps the pod's name, so a replica may start
+        with empty memory and find entries under its own names that hold its
+        previous incarnation's unconfirmed admissions. Its first write of the
+        group would replace them with its own smaller sum, and those
+        admissions would be counted nowhere until folded. So they join its
+        book as one admission (`INHERITED`) held until their last deadline.
+        An entry is an earlier incarnation's when it expires before anything
+        this one may have written (its start + the TTL, and a lease window
+        more for the lease entry); `tidy` then rewrites the entry from the
+        book. Adopting the same again changes nothing.
+        """
+        now = self._clock()
+        ends = {self.replica: self._started + self._ttl,
+                self._lease_name: self._started + self._ttl + self.tuning.lease_window}
+        left = [held for name, end in ends.items()
+                if (held := state.reservations.get(name)) is not None and now < held.expires < end]
+        if not left:
+            return
+        usage: dict[str, int] = {}
+        for held in left:
+            add_usage(usage, held.usage)
+        deadline = max(held.expires for held in left)
+        with self._index_lock:
+            mine = self._mine.setdefault(state.group, _Admissions())
+            before = mine.items.get(INHERITED)
+            if before is not None and before.usage == usage and before.deadline == deadline:
+                return
+            mine.put(INHERITED, _Mine(usage, deadline, None))
+            self._dirty.setdefault(state.group, self._monotonic())
 
     def load(self, items: Iterable[Mapping[str, Any]]) -> None:
         """A full listing of the ledger objects: each one remembered, and what is not in it dropped."""
@@ -99,7 +133,7 @@ class Cache(LedgerCore):
     def pending(self) -> Iterable[ObjectKey]:
         """Identities this replica admitted and nobody has confirmed yet (other replicas' are only sums)."""
         with self._index_lock:
-            slots = {k for mine in self._mine.values() for k in mine.items}
+            slots = {k for mine in self._mine.values() for k in mine.items if k != INHERITED}
         return [parse_identity(k) for k in slots]
 
     def reservations(self, group: str) -> dict[str, dict[str, int]]:

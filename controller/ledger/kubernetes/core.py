@@ -101,6 +101,9 @@ class LedgerCore:
         self._sleep = sleep
         self.replica = replica
         self.tuning = tuning = tuning or Tuning()
+        # Wall clock at start: entries under this replica's names that expire before what it could have written
+        # since were written by an earlier incarnation under the same name (`cache._adopt`).
+        self._started = clock()
         self._ttl = tuning.reservation_ttl
         self._clock = clock
         self.fence = fence
@@ -159,7 +162,9 @@ class LedgerCore:
         return lock
 
     def _left(self, until: float) -> float:
-        return max(until - self._monotonic(), 0.001)
+        """The timeout of one call: what is left until `until`, at most `Tuning.call_timeout` (a hung
+        connection costs one call, retried, never a whole fold's or admission's time)."""
+        return min(max(until - self._monotonic(), 0.001), self.tuning.call_timeout)
 
 
 __all__ = ["LEASE_SUFFIX", "LedgerCore", "StoreStats"]

@@ -49,6 +49,8 @@ class Tuning:
     # Seconds observations that free nothing may wait to share their group's next fold write. 5 s, not less:
     # at 50 busy groups a fold per group every 2 s was most of the leader's writes (25 a second).
     fold_patience: float = 5.0
+    # The longest one API call may wait for its answer before it is given up and retried (a hung connection).
+    call_timeout: float = 5.0
     # The longest back-off between two retries of a failed call (it is also at most a quarter of what is left).
     retry_backoff: float = 0.2
     # Bodies of admissions kept for lookups (`/scale` parents) before the expired ones are pruned.
@@ -84,6 +86,14 @@ class Tuning:
         if self.controller_timeout < self.admission_timeout:
             raise ValueError(f"controller_timeout ({self.controller_timeout}) must be at least admission_timeout "
                              f"({self.admission_timeout})")
+        # A fold that waited its patience may meet a hung call and must still land, on the retry, before the
+        # admissions it confirms leave their replicas' sums at the TTL (a fold write that hung its whole
+        # controller_timeout, 30 s, under-counted: the simulation's `--max-hang 30`, seed 1).
+        if self.fold_patience + 2 * self.call_timeout >= self.reservation_ttl:
+            raise ValueError(f"fold_patience ({self.fold_patience}) + 2 × call_timeout ({self.call_timeout}) must "
+                             f"be less than reservation_ttl ({self.reservation_ttl})")
+        # An admission must be able to retry a call that hung.
+        self._below("call_timeout", "admission_timeout", budget(self.admission_timeout), "the budget of")
         # The retry back-off must leave room for a retry within an admission's deadline.
         self._below("retry_backoff", "admission_timeout", budget(self.admission_timeout) / 4, "a quarter of")
 

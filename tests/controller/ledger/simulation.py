@@ -138,15 +138,16 @@ class Config:
     max_skew: float = 0.5  # seconds a replica's wall clock may be off
     faults: bool = True
     # A restarted replica keeps its name (a container restart in one pod keeps $POD_NAME): its first write of a
-    # group replaces the entry its previous incarnation left with its own empty sum (a finding).
+    # group replaced the entry its previous incarnation left with its own empty sum (found by seed 36; the entry
+    # now joins its book, `cache._adopt`).
     restart_same_name: bool = False
     leader_fault_gap: float = 45.0
     ttl: float = DEFAULT_RESERVATION_TTL
     lease_duration: float = 15.0
     max_depth: int = 2  # actions nested at yield points
-    # Seconds a call that meets `timeout` hangs at most. The store waits a call's whole timeout (a fold write:
-    # `Tuning.controller_timeout`, 30 s, the reservation TTL): a connection hung that long stalls the leader's
-    # folds past the TTL (a finding, `--max-hang 30`); the bound keeps the schedules within what the design assumes.
+    # Seconds a call that meets `timeout` hangs at most. The store waited a call's whole timeout (a fold write:
+    # `Tuning.controller_timeout`, 30 s, the reservation TTL), so a connection hung that long stalled the leader's
+    # folds past the TTL (found by `--max-hang 30`, seed 1); each call now waits at most `Tuning.call_timeout`.
     max_hang: float = 3.0
     # Faults on the Lease's calls too. Off in CI: a renewal that fails is retried a renew period later, exactly at
     # the renew deadline, so the leader reads as no leader for a moment, `flush` drops its queue (`NotLeader`), and

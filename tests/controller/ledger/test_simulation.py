@@ -72,3 +72,22 @@ def test_a_failure_names_its_seed_and_how_to_replay_it() -> None:
     assert first[0].startswith("seed ")
     assert first[1].startswith("replay: PYTHONHASHSEED=0 python -m tests.controller.ledger.simulation --seed ")
     assert first[1].endswith("--plant write-without-version")
+
+
+def test_a_fold_write_on_a_hung_connection_gives_up_the_call_not_the_fold() -> None:
+    """A finding (seed 1, calls hanging up to 30 s): a fold write waited its whole 30 s on one hung call, the
+    admissions it confirms left their replicas' sums at the 30 s TTL first, and the group was under-counted
+    (250m of 3 cpu held). Each call now waits at most `Tuning.call_timeout` (5 s) and is retried."""
+    summary = simulate("--seed", "1", "--max-hang", "30")
+    assert summary["failure"] is None, summary["failure"]
+    assert summary["schedules"] == 1
+
+
+def test_a_replica_restarted_under_its_old_name_keeps_what_its_entry_held() -> None:
+    """A finding (seed 36, restarts keep the replica's name, as a container restart keeps $POD_NAME): the new
+    incarnation, with empty memory, found its old entry holding an unconfirmed admission it knew nothing of, so
+    its entry and its admissions disagreed at quiescence (and a write of its own smaller sum would have dropped
+    the admission before it was folded). The entry now joins its book until its deadline."""
+    summary = simulate("--seed", "36", "--restart-same-name")
+    assert summary["failure"] is None, summary["failure"]
+    assert summary["schedules"] == 1

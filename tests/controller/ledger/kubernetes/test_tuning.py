@@ -34,6 +34,10 @@ def test_a_tuning_is_a_value() -> None:
     ({"controller_timeout": 5.0}, r"controller_timeout \(5.0\) must be at least admission_timeout \(10.0\)"),
     # A quarter of 9.5 s is 2.375 s.
     ({"retry_backoff": 2.5}, r"retry_backoff \(2.5\) must be less than a quarter of admission_timeout"),
+    # 5 + 2 × 12.5 = 30: a fold retried after one hung call would land at the TTL, not before it.
+    ({"call_timeout": 12.5}, r"fold_patience \(5.0\) \+ 2 × call_timeout \(12.5\) must be less than reservation_ttl"),
+    ({"call_timeout": 9.5, "fold_patience": 1.0},
+     r"call_timeout \(9.5\) must be less than the budget of admission_timeout \(10.0\)"),
     ({"lease_sizes": (4, 2)}, "ending at 1"),
     ({"lease_sizes": (2, 4, 1)}, "largest first"),
     ({"lease_sizes": (4, 4, 1)}, "distinct"),
