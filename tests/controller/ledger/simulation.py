@@ -26,6 +26,10 @@ Checked after every action:
 * **never under-counted**: the stored ledger (observed + unexpired entries)
   holds at least what the group's live objects use.
 
+With `--borrowing` (issue 29) the leaves hang under a lend/borrow tree
+(`TREE`), where a leaf may use up to hard + borrow, and every action also
+checks **no balance below −borrow** and **no guarantee lent** (`check_balances`).
+
 At quiescence (faults healed, everything delivered, folded, tidied, resynced):
 every live replica's entry holds exactly its unconfirmed admissions, observed
 usage and object counts equal the live objects'; after the reservation TTL and
@@ -65,7 +69,7 @@ from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Gone, Watcher
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey, add_usage
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, identity_key
-from quotalang.controller.ledger.kubernetes import tidy
+from quotalang.controller.ledger.kubernetes import evaluate, tidy
 from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime
@@ -120,6 +124,41 @@ kind apps/v1 Deployment {
   scale spec.replicas
 }
 """
+CPU, MEM = 10**9, GI  # one cpu, one Gi, in nanos
+# `--borrowing`: a lend/borrow tree over the same leaves a, b, c (issue 29); m carves a and b and lends itself.
+# By hand, per key: (parent, hard, lend, borrow), what BORROW_POLICY says.
+TREE: dict[str, tuple[str | None, dict[str, tuple[int, int, int]]]] = {
+    "root": (None, {CPU_KEY: (16 * CPU, 0, 0), MEM_KEY: (16 * MEM, 0, 0)}),
+    "m": ("root", {CPU_KEY: (10 * CPU, 2 * CPU, 2 * CPU), MEM_KEY: (9 * MEM, 1 * MEM, 1 * MEM)}),
+    "a": ("m", {CPU_KEY: (6 * CPU, 3 * CPU, 2 * CPU), MEM_KEY: (6 * MEM, 2 * MEM, 1 * MEM)}),
+    "b": ("m", {CPU_KEY: (4 * CPU, 2 * CPU, 3 * CPU), MEM_KEY: (3 * MEM, 1 * MEM, 2 * MEM)}),
+    "c": ("root", {CPU_KEY: (4 * CPU, 0, 4 * CPU), MEM_KEY: (4 * MEM, 0, 3 * MEM)}),
+}
+BORROW_POLICY = POLICY.split("group root {")[0] + """group root {
+  requests.cpu    16
+  requests.memory 16Gi
+}
+
+group m in root {
+  requests.cpu    10  lend 2   borrow 2
+  requests.memory 9Gi lend 1Gi borrow 1Gi
+}
+
+group a in m {
+  requests.cpu    6   lend 3   borrow 2
+  requests.memory 6Gi lend 2Gi borrow 1Gi
+}
+
+group b in m {
+  requests.cpu    4   lend 2   borrow 3
+  requests.memory 3Gi lend 1Gi borrow 2Gi
+}
+
+group c in root {
+  requests.cpu    4   borrow 4
+  requests.memory 4Gi borrow 3Gi
+}
+""" + "kind apps/v1" + POLICY.split("kind apps/v1")[1]
 # A replica's threads that take no group lock across a call: they may run inside one of its calls.
 REENTRANT = frozenset({"ledger-watch", "workload-watch", "election"})
 WALL0 = 1_800_000_000.0
@@ -157,6 +196,9 @@ class Config:
     # Where a /scale finds its parent: "live" (the stored object), or "lookup" (`ledger.lookup`, as the engine
     # does today: this replica's pending admitted body first, which may never have been stored: a finding).
     scale_parent: str = "live"
+    # The lend/borrow tree (TREE) instead of three carved leaves; checked: no balance below −borrow, no
+    # guarantee lent. The kubernetes store refuses every request beyond its group's guarantee today.
+    borrowing: bool = False
 
 
 @dataclass
@@ -276,7 +318,7 @@ class Simulation:
         self.seed = seed
         self.config = config or Config()
         self.rng = random.Random(seed)
-        self.policy = policy or compile_policy()
+        self.policy = policy or compile_policy(self.config.borrowing)
         self.server = FakeApiServer(collections=(COLLECTION_PATH, LEASES, DEPLOYMENTS))
         self.now = 0.0
         self.stats = Stats()
@@ -672,9 +714,12 @@ class Simulation:
             return  # nothing moved since the last check
         self._checked = (self.server.revision, self.now)
         wall = WALL0 + self.now
-        for group, (usage, _) in self.live_usage().items():
+        live = self.live_usage()
+        if self.config.borrowing:
+            self.check_balances({group: usage for group, (usage, _) in live.items()})
+        for group, (usage, _) in live.items():
             for key, limit in LIMITS[group].items():
-                if usage[key] > limit:
+                if usage[key] > limit and not self.config.borrowing:  # there: a, b and c may borrow
                     self.fail(f"over-admitted: group {group} runs {usage[key]} of {key}, hard limit {limit}")
             state = self.stored(group)
             counted = state.used(wall) if state is not None else {}
@@ -682,6 +727,26 @@ class Simulation:
                 if counted.get(key, 0) < value:
                     self.fail(f"under-counted: group {group}'s ledger holds {counted.get(key, 0)} of {key}, "
                               f"its live objects use {value}")
+
+    def check_balances(self, used: Mapping[str, Mapping[str, int]]) -> None:
+        """No balance below −borrow (a root: 0), and no guarantee lent: what the subtrees use beyond their
+        guarantees fits in what their parent may hand out. Both by hand from the live objects and TREE."""
+        for key in (CPU_KEY, MEM_KEY):
+            for group, (parent, terms) in TREE.items():
+                floor = -terms[key][2] if parent is not None else 0
+                if (balance := tree_balance(used, group, key)) < floor:
+                    self.fail(f"balance below -borrow: T({group}) = {balance} of {key}, floor {floor}")
+                children = [c for c, (p, _) in TREE.items() if p == group]
+                if not children:
+                    continue
+                hard, _, borrow = terms[key]
+                beyond = sum(max(0, subtree_used(used, c, key) - (TREE[c][1][key][0] - TREE[c][1][key][1]))
+                             for c in children)
+                room = (hard - sum(TREE[c][1][key][0] for c in children) - used.get(group, {}).get(key, 0)
+                        + sum(TREE[c][1][key][1] for c in children) + (borrow if parent is not None else 0))
+                if beyond > room:
+                    self.fail(f"guarantee lent: under {group}, {key} used beyond the children's guarantees is "
+                              f"{beyond}, more than the {room} {group} may hand out")
 
     def check_settled(self) -> None:
         for node in self.alive():
@@ -764,8 +829,24 @@ class Simulation:
         self.check_drained()
 
 
-def compile_policy() -> CompiledPolicy:
-    return compile_sources(load_text(POLICY, "sim.quota"))
+def compile_policy(borrowing: bool = False) -> CompiledPolicy:
+    return compile_sources(load_text(BORROW_POLICY if borrowing else POLICY, "sim.quota"))
+
+
+def subtree_used(used: Mapping[str, Mapping[str, int]], group: str, key: str) -> int:
+    return used.get(group, {}).get(key, 0) + sum(subtree_used(used, c, key) for c, (p, _) in TREE.items()
+                                                 if p == group)
+
+
+def tree_balance(used: Mapping[str, Mapping[str, int]], group: str, key: str) -> int:
+    """T(group) by hand: own room left plus Σ children's min(lend, max(T, −borrow)) (issue 29's rule)."""
+    hard = TREE[group][1][key][0]
+    children = [c for c, (p, _) in TREE.items() if p == group]
+    total = hard - sum(TREE[c][1][key][0] for c in children) - used.get(group, {}).get(key, 0)
+    for child in children:
+        _, lend, borrow = TREE[child][1][key]
+        total += min(lend, max(tree_balance(used, child, key), -borrow))
+    return total
 
 
 def deployment(name: str, group: str, replicas: int, cpu_milli: int, mem_mi: int) -> dict[str, Any]:
@@ -810,6 +891,8 @@ def replay_flags(config: Config) -> str:
         flags += " --lease-faults"
     if config.max_hang != Config.max_hang:
         flags += f" --max-hang {config.max_hang:g}"
+    if config.borrowing:
+        flags += " --borrowing"
     if config.scale_parent != Config.scale_parent:
         flags += f" --scale-parent {config.scale_parent}"
     plant = os.environ.get("QUOTALANG_SIM_PLANT")
@@ -875,7 +958,11 @@ PLANTS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "sum-lowered-before-fold": ("KubernetesLedger", "observe_many", _dropping_observe_many),
     "write-without-version": ("KubernetesLedger", "write", _unconditional_write),
     "resync-forgets-told": ("module", "summed", _summed_without_told),
+    # The kubernetes store decides a group against its own object only: admitting what draws on ancestors there
+    # (instead of `refuse_drawing`) lends what they do not hold. Found with `--borrowing` (BORROWING_PLANTS).
+    "drawing-unrefused": ("evaluate", "refuse_drawing", lambda original: lambda decision: decision),
 }
+BORROWING_PLANTS = frozenset({"drawing-unrefused"})
 
 
 @contextlib.contextmanager
@@ -885,7 +972,8 @@ def planted(name: str | None) -> Iterator[None]:
         yield
         return
     owner_name, attribute, make = PLANTS[name]
-    owner: Any = KubernetesLedger if owner_name == "KubernetesLedger" else tidy  # `resync` reads `summed` there
+    # `resync` reads `summed` in tidy, `_evaluate` reads `refuse_drawing` in evaluate
+    owner: Any = {"KubernetesLedger": KubernetesLedger, "module": tidy, "evaluate": evaluate}[owner_name]
     original = getattr(owner, attribute)
     setattr(owner, attribute, make(original))
     os.environ["QUOTALANG_SIM_PLANT"] = name
@@ -899,7 +987,7 @@ def planted(name: str | None) -> Iterator[None]:
 def explore(seeds: range | list[int], config: Config, *, budget: float | None = None,
             stop_at_failure: bool = True) -> dict[str, Any]:
     """Run schedules; a summary (schedules, faults, virtual and wall seconds, the first failure)."""
-    policy = compile_policy()
+    policy = compile_policy(config.borrowing)
     total = Stats()
     started = time.monotonic()
     failure: str | None = None
@@ -942,11 +1030,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-hang", type=float, default=Config.max_hang)
     parser.add_argument("--lease-faults", action="store_true")
     parser.add_argument("--scale-parent", choices=("live", "lookup"), default=Config.scale_parent)
+    parser.add_argument("--borrowing", action="store_true", help="a lend/borrow tree (TREE)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args(argv)
     config = Config(steps=args.steps, restart_same_name=args.restart_same_name, faults=not args.no_faults,
                     scale_parent=args.scale_parent, max_hang=args.max_hang,
-                    lease_faults=args.lease_faults)
+                    lease_faults=args.lease_faults, borrowing=args.borrowing)
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.schedules)
     with planted(args.plant):
         summary = explore(seeds, config, budget=args.budget)

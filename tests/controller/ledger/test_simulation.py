@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +19,21 @@ from typing import Any
 
 import pytest
 
-from tests.controller.ledger.simulation import PLANTS, Config, Simulation, SimulationFailure, planted
+from tests.controller.ledger.simulation import (
+    BORROWING_PLANTS,
+    CPU_KEY,
+    PLANTS,
+    Config,
+    Simulation,
+    SimulationFailure,
+    planted,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEDULES = int(os.environ.get("QUOTALANG_SIM_SCHEDULES", "500"))
 PLANT_SEEDS = 200
+BORROWING_SCHEDULES = SCHEDULES // 5  # the lend/borrow tree (`--borrowing`), beside the carved one
+CPU = 10**9
 
 
 def simulate(*flags: str) -> dict[str, Any]:
@@ -46,6 +57,31 @@ def test_every_schedule_keeps_the_invariants_under_faults() -> None:
     assert summary["allowed"] < summary["admissions"]  # schedules run groups into their limits
 
 
+def test_borrowing_schedules_keep_the_balances_under_faults() -> None:
+    summary = simulate("--schedules", str(BORROWING_SCHEDULES), "--borrowing")
+    assert summary["failure"] is None, summary["failure"]
+    assert summary["schedules"] == BORROWING_SCHEDULES
+    assert summary["allowed"] < summary["admissions"]
+
+
+def test_the_borrowing_checks_fail_on_trees_built_by_hand() -> None:
+    """TREE's cpu: root 16 (own 2 after m 10 and c 4); m 10 lend 2 borrow 2 over a 6 lend 3 borrow 2 and
+    b 4 lend 2 borrow 3; c 4 borrow 4."""
+    check = Simulation(0, Config(borrowing=True)).check_balances
+    # a 7: T(a) = -1, share -1; b 0: share 2; T(m) = 0 - 1 + 2 = 1, share 1. c 7: T(c) = -3, share -3.
+    # T(root) = 2 + 1 - 3 = 0 >= 0. Beyond guarantees under root: m 7 - 8 -> 0, c 7 - 4 = 3 <= 2 + 2 = 4.
+    check({"a": {CPU_KEY: 7 * CPU}, "c": {CPU_KEY: 7 * CPU}})
+    # c 8: T(c) = -4, share -4: T(root) = 2 + 1 - 4 = -1 < 0.
+    with pytest.raises(SimulationFailure, match=r"T\(root\) = -1000000000 of requests.cpu, floor 0"):
+        check({"a": {CPU_KEY: 7 * CPU}, "c": {CPU_KEY: 8 * CPU}})
+    # c 10, past its borrow: its share stops at -4, so T(root) = 2 + 2 - 4 = 0 holds, but 10 - 4 = 6 beyond
+    # c's guarantee is more than root may hand out (own 2 + m's lend 2).
+    with pytest.raises(SimulationFailure, match=re.escape(
+            "guarantee lent: under root, requests.cpu used beyond the children's guarantees is 6000000000, "
+            "more than the 4000000000")):
+        check({"c": {CPU_KEY: 10 * CPU}})
+
+
 def test_a_seed_replays_exactly() -> None:
     def trace(seed: int) -> list[str]:
         sim = Simulation(seed, Config(steps=30))
@@ -59,7 +95,8 @@ def test_a_seed_replays_exactly() -> None:
 
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_a_planted_bug_is_found(plant: str) -> None:
-    summary = simulate("--schedules", str(PLANT_SEEDS), "--plant", plant)
+    summary = simulate("--schedules", str(PLANT_SEEDS), "--plant", plant,
+                       *(("--borrowing",) if plant in BORROWING_PLANTS else ()))
     assert summary["failed_seed"] is not None, f"{plant} not found in {PLANT_SEEDS} schedules"
     print(f"{plant}: found by seed {summary['failed_seed']}: {summary['failure'].splitlines()[0]}")
 
