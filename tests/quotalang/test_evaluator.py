@@ -137,6 +137,25 @@ def test_update_charges_only_the_delta(policy: CompiledPolicy) -> None:
     assert "requested 4 (+4 to 5 × pod 2)" in d.message
 
 
+def test_an_update_to_an_identical_object_reads_it_once_and_charges_nothing(
+    policy: CompiledPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resent review (a same-uid CREATE is decided as an UPDATE against the record) is read once."""
+    import quotalang.evaluator as evaluator
+
+    def unused(*_: object, **__: object) -> None:
+        raise AssertionError("the old object was read a second time")
+
+    monkeypatch.setattr(evaluator, "workload_usage", unused)
+    same = deployment("ai", replicas=3, cpu="2")
+    # ai is over: used 61 of 60 requests.cpu; the same 3 × 2 cpu again is +0, allowed, nothing charged
+    d = evaluate(policy, same, "UPDATE", old=copy.deepcopy(same), usage={"ai": {"requests.cpu": "61"}})
+    assert d.allowed and d.group == "ai"
+    assert all(v == 0 for v in d.delta.values())
+    with pytest.raises(AssertionError, match="second time"):  # a changed one is still read
+        evaluate(policy, deployment("ai", replicas=4, cpu="2"), "UPDATE", old=same, usage={})
+
+
 def test_shrinking_is_allowed_even_over_quota(policy: CompiledPolicy) -> None:
     old = deployment("ai", replicas=5, cpu="2")
     new = deployment("ai", replicas=1, cpu="2")
