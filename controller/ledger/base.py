@@ -539,6 +539,25 @@ class GroupNumbers:
         add_usage(self.used, usage, sign)
 
 
+class ObservesOne:
+    """`observe` as a batch of one, for a store whose watch sink is `observe_many` (every store)."""
+
+    def observe(
+        self,
+        identity: ObjectKey,
+        group: str | None,
+        usage: Usage,
+        *,
+        resource_version: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The watch saw `identity` charging `usage` to `group` (None: to no group); see `observe_many`."""
+        self.observe_many([Observation(identity, group, usage, resource_version, body)])
+
+    def observe_many(self, observations: Iterable[Observation]) -> None:
+        raise NotImplementedError
+
+
 class GroupTable:
     """The group numbers an in-process store keeps (memory, SQLite's mirror) and the reads admission makes.
 
@@ -643,6 +662,7 @@ __all__ = [
     "ObjectKey",
     "Observation",
     "Observed",
+    "ObservesOne",
     "PendingAdmission",
     "Usage",
     "accrue_into",

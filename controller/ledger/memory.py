@@ -70,6 +70,7 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observation,
     Observed,
+    ObservesOne,
     PendingAdmission,
     Usage,
     accrued,
@@ -127,7 +128,7 @@ class Journal(Protocol):
     def close(self) -> None: ...
 
 
-class MemoryLedger(GroupTable):
+class MemoryLedger(GroupTable, ObservesOne):
     """The in-process ledger: one process, no cluster needed; durable with a `journal`.
 
     `clock` is injectable (seconds; deadlines are on it, so a journal wants
@@ -421,18 +422,6 @@ class MemoryLedger(GroupTable):
             state.pending.add(key)
 
     # ------------------------------------------------- the controller's API
-    def observe(
-        self,
-        identity: ObjectKey,
-        group: str | None,
-        usage: Usage,
-        *,
-        resource_version: str | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> None:
-        """The watch saw `identity` charging `usage` to `group` (None: to no group); see `observe_many`."""
-        self.observe_many([Observation(identity, group, usage, resource_version, body)])
-
     def observe_many(self, observations: Iterable[Observation]) -> None:
         """Record a batch of observations (one journal transaction), then apply them.
 

@@ -12,7 +12,6 @@ admission is still held when folded); a failed write keeps its group queued.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
 
 from quotalang.controller.ledger.base import (
     LedgerUnavailable,
@@ -20,7 +19,7 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observation,
     Observed,
-    Usage,
+    ObservesOne,
     add_usage,
     pack_observed,
 )
@@ -72,7 +71,7 @@ def _confirming(state: LedgerState) -> bool:
     return True
 
 
-class Folding(Admitting):
+class Folding(Admitting, ObservesOne):
     """The fold queue and the leader's fenced writes: observations written per group in batches."""
 
     def mutate(
@@ -188,18 +187,6 @@ class Folding(Admitting):
         if epoch is None:
             raise NotLeader("this replica is not the leader: only the leader reconciles the ledger")
         return epoch
-
-    def observe(
-        self,
-        identity: ObjectKey,
-        group: str | None,
-        usage: Usage,
-        *,
-        resource_version: str | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> None:
-        """The watch saw `identity` charging `usage` to `group` (None: no group); see `MemoryLedger.observe`."""
-        self.observe_many([Observation(identity, group, usage, resource_version, body)])
 
     def observe_many(self, observations: Iterable[Observation]) -> None:
         """Several observations, folded in batches: one write per group touched, not one per object.
