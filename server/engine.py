@@ -291,7 +291,7 @@ class Engine:
                 outcome.reason = "no-rule"
                 return None
             identity = ObjectKey(resource.get("group", ""), kind, outcome.namespace, outcome.name, outcome.cluster)
-            parent = self._find(identity, wait)
+            parent = self._find(identity, wait, version=_metadata(obj).get("resourceVersion"))
             ask = ask_for(policy, obj, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity,
                           limit_ranges=limits, deadline=until)
         elif sub and not (sub == "resize" and gvk["kind"] == "Pod" and not gvk.get("group")):
@@ -390,11 +390,13 @@ class Engine:
         identity = hpa_target(hpa, namespace, cluster)
         return self._find(identity, wait) if identity is not None else None
 
-    def _find(self, identity: ObjectKey, wait: bool) -> Mapping[str, Any] | None:
-        """The stored body of `identity`, from the ledger (and, when it may wait, a live GET)."""
+    def _find(self, identity: ObjectKey, wait: bool, version: Any = None) -> Mapping[str, Any] | None:
+        """The stored body of `identity`, from the ledger (and, when it may wait, a live GET); `version`: the
+        resourceVersion it has now, where the review says (a Scale's)."""
+        known = version if isinstance(version, str) else None
         if wait or not self.ledger.fetches:
-            return self.ledger.lookup(identity)
-        found = self.ledger.lookup(identity, local=True)
+            return self.ledger.lookup(identity, version=known)
+        found = self.ledger.lookup(identity, local=True, version=known)
         if found is None:
             raise _Wait  # only a call could tell: decide in a thread
         return found

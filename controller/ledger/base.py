@@ -198,9 +198,11 @@ class Ledger(Protocol):
         """Whether `lookup` may make a call (a live GET) for what the store does not hold."""
         ...
 
-    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+    def lookup(
+        self, identity: ObjectKey, *, local: bool = False, version: str | None = None
+    ) -> Mapping[str, Any] | None:
         """The stored body of `identity`: admitted, else observed, else (unless `local`) a live GET; None if
-        not found."""
+        not found. `version`: the resourceVersion the object has now (a Scale's): see `look_up`."""
         ...
 
     def forget(self, identity: ObjectKey) -> None: ...
@@ -419,6 +421,9 @@ class Admitted(Protocol):
     @property
     def body(self) -> bytes | None: ...
 
+    @property
+    def resource_version(self) -> str | None: ...  # the version an UPDATE was admitted against
+
 
 def look_up(
     identity: ObjectKey,
@@ -426,19 +431,47 @@ def look_up(
     observed: Mapping[ObjectKey, bytes],
     now: float,
     fallback: Callable[[ObjectKey], Mapping[str, Any] | None] | None,
+    version: str | None = None,
+    *,
+    fetches: bool = False,
 ) -> Mapping[str, Any] | None:
     """`Ledger.lookup` for every store.
 
     The admitted body (until its reservation's deadline), else the observed
     one, else what `fallback` finds (pass None for a `local` lookup).
+
+    With `version`, the resourceVersion the object has now (a Scale carries
+    its parent's), only a body known to be that version is trusted: the
+    observed one if the watch saw it at `version`, else, where the store
+    `fetches`, a live read (None from a `local` lookup: the caller reads in a
+    thread). An admitted body is not known to be stored: it may be an update
+    a later webhook or the storage refused while another writer moved the
+    object on, and a Scale checked against it would be charged from replicas
+    the object never had (the simulation's `--scale-parent lookup`, seed 1).
+    A store that cannot read live passes over only an admitted body that was
+    admitted against `version` itself (had it been stored, the object would
+    have a newer one).
     """
     pending = admitted.get(identity)
-    raw = pending.body if pending is not None and pending.deadline > now else None
+    live = pending if pending is not None and pending.deadline > now else None
+    if version:
+        seen = observed.get(identity)
+        if seen is not None:
+            body = unpack(seen)
+            meta = body.get("metadata")
+            if isinstance(meta, Mapping) and meta.get("resourceVersion") == version:
+                return body
+        if fetches:
+            return fallback(identity) if fallback is not None else None
+        if live is not None and live.resource_version == version:
+            live = None
+    raw = live.body if live is not None else None
     if raw is None:
         raw = observed.get(identity)
     if raw is not None:
         return unpack(raw)
     return fallback(identity) if fallback is not None else None
+
 
 
 # -------------------------------------------------------------------- cash

@@ -213,11 +213,13 @@ class MemoryLedger(GroupTable, ObservesOne):
             rows += [(k, dict(h[group])) for k, h in self._held.items() if group in h]
         return iter(rows)
 
-    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+    def lookup(
+        self, identity: ObjectKey, *, local: bool = False, version: str | None = None
+    ) -> Mapping[str, Any] | None:
         """The admitted (pending) version of an object, else its observed one, else (unless `local`) the
-        fallback's."""
+        fallback's; `version` as `base.look_up`."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
-                       None if local else self._fallback_lookup)
+                       None if local else self._fallback_lookup, version, fetches=self.fetches)
 
     def borrowers(self) -> tuple[Borrower, ...]:
         """Every admission recorded as borrowing (a copy): a lender's request may name some to reclaim."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 from quotalang.controller.kube.deadline import budget
-from quotalang.controller.ledger.base import Ask, LedgerUnavailable, ObjectKey, add_usage
+from quotalang.controller.ledger.base import Ask, LedgerUnavailable, add_usage
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.controller.ledger.kubernetes.book import _Mine
-from quotalang.controller.ledger.kubernetes.core import _Lease
+from quotalang.controller.ledger.kubernetes.core import _Lease, _Written
 from quotalang.controller.ledger.kubernetes.leases import Leasing
 from quotalang.decision import Decision
 
@@ -103,7 +103,7 @@ class Admitting(Leasing):
             add_usage(used, self._others(update, now))
             unsettled = self._unsettled(update, now, asked)
             decisions: list[Decision] = []
-            written: list[tuple[ObjectKey, bytes]] = []
+            written: list[_Written] = []
             changes: dict[str, _Mine] = {}
             stale = blocked = False
             lease: dict[str, int] | None = None

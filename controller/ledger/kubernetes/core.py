@@ -50,7 +50,11 @@ class StoreStats:
 class _Pending:
     deadline: float
     body: bytes = field(repr=False)
+    resource_version: str | None = None  # the version an UPDATE was admitted against (`base.look_up`)
 
+
+# An admitted object's identity, its body as stored and the version it was admitted against.
+_Written = tuple[ObjectKey, bytes, str | None]
 
 # One queued change to a group's ledger and the fold entry it lists (None: it confirms nothing).
 _Edit = tuple[Callable[[LedgerState], bool], str | None]

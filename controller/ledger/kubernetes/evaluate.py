@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from quotalang.controller.ledger.base import EMPTY, Ask, ObjectKey, add_usage, maximum, pack, refuse_drawing
+from quotalang.controller.ledger.base import EMPTY, Ask, add_usage, maximum, pack, refuse_drawing
 from quotalang.controller.ledger.crd import LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine, _past_deadline, _replaces
-from quotalang.controller.ledger.kubernetes.core import _Pending
+from quotalang.controller.ledger.kubernetes.core import _Pending, _Written
 from quotalang.controller.ledger.kubernetes.io import Io
 from quotalang.decision import Decision
 
@@ -48,7 +48,7 @@ class Evaluating(Io):
         mine: _Admissions,
         changes: dict[str, _Mine],
         accept: Callable[[Decision], bool] | None = None,
-    ) -> tuple[Decision, tuple[ObjectKey, bytes] | None]:
+    ) -> tuple[Decision, _Written | None]:
         """Decide one request against `used` (observed + others' sums + this replica's admissions and the
         batch's `changes`); when it reserves (and `accept` takes it), record it in `changes` and `used`."""
         key = request.identity
@@ -81,19 +81,19 @@ class Evaluating(Io):
         add_usage(used, usage)
         changes[slot] = _Mine(usage, now + self._ttl, rv, base)
         self._prune_pending(now)
-        return decision, (key, body)
+        return decision, (key, body, rv)
 
     def _keep(
-        self, mine: _Admissions, changes: Mapping[str, _Mine], written: list[tuple[ObjectKey, bytes]], now: float
+        self, mine: _Admissions, changes: Mapping[str, _Mine], written: list[_Written], now: float
     ) -> None:
         """Record decided admissions: their usage in this replica's admissions, their bodies for lookups."""
         self.stats.reserved += len(written)
         with self._index_lock:
             for slot, item in changes.items():
                 mine.put(slot, item)
-            for key, body in written:
+            for key, body, version in written:
                 self._pending.pop(key, None)  # to the end: the dict stays in deadline order
-                self._pending[key] = _Pending(now + self._ttl, body)
+                self._pending[key] = _Pending(now + self._ttl, body, version)
 
     def _prune_pending(self, now: float) -> None:
         """Drop expired bodies from the front: entries go in at the end with the latest deadline, so this

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quotalang.controller.ledger.base import EMPTY, Ask, ObjectKey, add_usage
+from quotalang.controller.ledger.base import EMPTY, Ask, add_usage
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.group_commit import Slot
 from quotalang.controller.ledger.kubernetes.asking import Asking
 from quotalang.controller.ledger.kubernetes.book import _Mine
-from quotalang.controller.ledger.kubernetes.core import _Window
+from quotalang.controller.ledger.kubernetes.core import _Window, _Written
 from quotalang.controller.ledger.kubernetes.evaluate import _View
 from quotalang.decision import Decision
 
@@ -76,7 +76,7 @@ class Leasing(Asking):
             mine, used = self._admissions(group, now)
         add_usage(used, self._others(state, now))
         changes: dict[str, _Mine] = {}
-        written: list[tuple[ObjectKey, bytes]] = []
+        written: list[_Written] = []
         taken = 0
 
         def fits(decision: Decision) -> bool:

@@ -112,11 +112,13 @@ class KubernetesLedger(Cash):
     def fetches(self) -> bool:
         return self.fallback_lookup is not None
 
-    def lookup(self, identity: ObjectKey, *, local: bool = False) -> Mapping[str, Any] | None:
+    def lookup(
+        self, identity: ObjectKey, *, local: bool = False, version: str | None = None
+    ) -> Mapping[str, Any] | None:
         """What this replica admitted (until its reservation's deadline), else observed, else (unless `local`)
-        the fallback's live GET."""
+        the fallback's live GET; `version` as `base.look_up`."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
-                       None if local else self.fallback_lookup)
+                       None if local else self.fallback_lookup, version, fetches=self.fetches)
 
 
 __all__ = ["KubernetesLedger"]

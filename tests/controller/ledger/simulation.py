@@ -596,7 +596,7 @@ class Simulation:
                  "metadata": {"name": name, "namespace": "default", "resourceVersion": rv},
                  "spec": {"replicas": replicas}}
         old_scale = {**scale, "spec": {"replicas": live["spec"]["replicas"]}}
-        parent = node.ledger.lookup(ObjectKey("apps", "Deployment", "default", name)) \
+        parent = node.ledger.lookup(ObjectKey("apps", "Deployment", "default", name), version=rv) \
             if self.config.scale_parent == "lookup" else live
         if self.admit(node, scale, "UPDATE", old=old_scale, parent=parent) and not self.rejected_later():
             current = self.server.objects.get(f"{DEPLOYMENTS}/{name}")

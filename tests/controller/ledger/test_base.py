@@ -76,9 +76,10 @@ def test_resource_versions_order_numerically() -> None:
 
 # ---------------------------------------------------------------- lookups
 class _Admitted:
-    def __init__(self, body: bytes | None, deadline: float) -> None:
+    def __init__(self, body: bytes | None, deadline: float, resource_version: str | None = None) -> None:
         self.body = body
         self.deadline = deadline
+        self.resource_version = resource_version
 
 
 def test_lookup_prefers_the_admitted_body_until_its_deadline_then_observed_then_fallback() -> None:
@@ -88,6 +89,24 @@ def test_lookup_prefers_the_admitted_body_until_its_deadline_then_observed_then_
     assert look_up(key("web"), admitted, observed, 10.0, None) == {"v": "observed"}
     assert look_up(key("gone"), admitted, observed, 5.0, None) is None
     assert look_up(key("gone"), admitted, observed, 5.0, lambda k: {"v": k.name}) == {"v": "gone"}
+
+
+def test_a_lookup_at_a_version_trusts_only_a_body_known_to_be_that_version() -> None:
+    """A Scale's parent: the object is at resourceVersion "7" now."""
+    at = {"metadata": {"resourceVersion": "7"}, "v": "observed at 7"}
+    older = {"metadata": {"resourceVersion": "5"}, "v": "observed at 5"}
+    admitted = {key("web"): _Admitted(pack({"v": "admitted against 5"}), deadline=10.0, resource_version="5")}
+    live = {"v": "live"}
+    # the watch saw it at 7: that, whatever was admitted since
+    assert look_up(key("web"), admitted, {key("web"): pack(at)}, 1.0, lambda k: live, "7", fetches=True) == at
+    # not seen at 7 by the watch: only a live read can say (a local lookup answers None: read in a thread)
+    assert look_up(key("web"), admitted, {key("web"): pack(older)}, 1.0, lambda k: live, "7", fetches=True) == live
+    assert look_up(key("web"), admitted, {key("web"): pack(older)}, 1.0, None, "7", fetches=True) is None
+    # a store that cannot read live: the admitted body, unless it was admitted against 7 itself (never stored)
+    assert look_up(key("web"), admitted, {key("web"): pack(older)}, 1.0, None, "7") == {"v": "admitted against 5"}
+    assert look_up(key("web"), admitted, {key("web"): pack(older)}, 1.0, None, "5") == older
+    # without a version, as before: the admitted body first
+    assert look_up(key("web"), admitted, {key("web"): pack(at)}, 1.0, None) == {"v": "admitted against 5"}
 
 
 # -------------------------------------------------------------------- cash

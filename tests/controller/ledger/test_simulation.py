@@ -128,3 +128,13 @@ def test_a_replica_restarted_under_its_old_name_keeps_what_its_entry_held() -> N
     summary = simulate("--seed", "36", "--restart-same-name")
     assert summary["failure"] is None, summary["failure"]
     assert summary["schedules"] == 1
+
+
+def test_a_scale_is_checked_against_the_parent_at_the_scale_s_own_version() -> None:
+    """A finding (seed 1, Scales looked up in the ledger as the engine does): a Scale was checked against an
+    admitted UPDATE that was never stored while another replica's write had moved the object on, so it was
+    charged from 3 replicas the object never had and group a ran 8.75 of its 6 cpu. A Scale now trusts only a
+    body known to be at its own resourceVersion (the watch's, else a live read)."""
+    summary = simulate("--seed", "1", "--scale-parent", "lookup")
+    assert summary["failure"] is None, summary["failure"]
+    assert summary["schedules"] == 1
