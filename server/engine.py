@@ -60,7 +60,8 @@ from quotalang.controller import Ledger, ObjectKey
 from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, kind_of_resource
-from quotalang.controller.ledger.base import Ask, version_of
+from quotalang.controller.ledger.base import Ask
+from quotalang.controller.ledger.versions import version_of
 from quotalang.decision import Decision, UsageSource, clip
 from quotalang.errors import UserInputError
 from quotalang.evaluator import evaluate, resolve_group

@@ -63,7 +63,8 @@ from typing import Any
 
 from quotalang.controller.kube import times
 from quotalang.controller.kube.times import format_time
-from quotalang.controller.ledger.base import ObjectKey, add_usage
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import ObjectKey
 from quotalang.errors import InternalError
 
 GROUP = "quotalang.dev"

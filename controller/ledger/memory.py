@@ -1,9 +1,11 @@
 """The in-process store: the ledger in one process, with no cluster needed; SQLite is its journal.
 
-Its admission rules exist here once. Given a `Journal` (`sqlite.SqliteJournal`,
-what `serve` runs by default) every change is written there first, in one
-transaction, and reaches memory only once that committed; with none it is
-the memory store.
+Its admission rules exist here once; the controller's calls are in
+`reconciling`, its record of who borrows in `borrowers`, the tables and the
+rules it shares with its journal in `inprocess`. Given a `Journal`
+(`sqlite.SqliteJournal`, what `serve` runs by default) every change is
+written there first, in one transaction, and reaches memory only once that
+committed; with none it is the memory store.
 
 Per group it holds observed usage, pending reservations and cash. Admission
 asks the ledger two things at once: "does this fit?" and "then it is mine".
@@ -56,79 +58,36 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
+from quotalang.controller.ledger.accrual import accrued
+from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import (
     DEFAULT_RESERVATION_TTL,
     Ask,
     CashState,
-    GroupNumbers,
-    GroupTable,
     LedgerUnavailable,
     ObjectKey,
-    Observation,
     Observed,
-    ObservesOne,
-    PendingAdmission,
-    Usage,
-    accrued,
-    add_usage,
-    at_or_after,
-    look_up,
-    pack,
-    pack_observed,
-    standalone_after,
-    summed,
 )
+from quotalang.controller.ledger.bodies import look_up, pack
+from quotalang.controller.ledger.borrowers import BorrowerBook
+from quotalang.controller.ledger.inprocess import (
+    GroupNumbers,
+    Held,
+    Journal,
+    Loaded,
+    PendingAdmission,
+    standalone_after,
+)
+from quotalang.controller.ledger.reconciling import Reconciling
 from quotalang.decision import Decision
 from quotalang.errors import InternalError
 from quotalang.reclaimable import Borrower
 
-Held = dict[str, dict[str, int]]  # standalone: group -> usage an object holds
 
-
-class Loaded(NamedTuple):
-    """What a journal holds when the store opens: the store rebuilds its memory from it."""
-
-    observed: dict[ObjectKey, Observed]
-    held: dict[ObjectKey, Held]
-    bodies: dict[ObjectKey, bytes]
-    pending: dict[ObjectKey, PendingAdmission]
-    cash: dict[str, CashState]
-    borrowers: dict[ObjectKey, Borrower]
-
-
-class Journal(Protocol):
-    """Where an in-process store writes each change before it shows (SQLite: one transaction each).
-
-    Every method is all or nothing, and raises `LedgerUnavailable` when it
-    cannot write: the store then changes nothing in memory either.
-    """
-
-    def load(self) -> Loaded: ...
-
-    def held(self, key: ObjectKey, held: Held, body: bytes) -> None: ...
-
-    def reserved(self, key: ObjectKey, pending: PendingAdmission) -> None: ...
-
-    def observed(self, seen: Sequence[tuple[Observation, bytes | None]], folded: Iterable[ObjectKey]) -> None: ...
-
-    def forgotten(self, key: ObjectKey) -> None: ...
-
-    def expired(self, keys: Sequence[ObjectKey]) -> None: ...
-
-    def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None: ...
-
-    def cash(self, group: str, state: CashState) -> None: ...
-
-    def borrowers(self, rows: Sequence[tuple[ObjectKey, Borrower | None]]) -> None: ...  # None: no longer borrows
-
-    def close(self) -> None: ...
-
-
-class MemoryLedger(GroupTable, ObservesOne):
+class MemoryLedger(Reconciling):
     """The in-process ledger: one process, no cluster needed; durable with a `journal`.
 
     `clock` is injectable (seconds; deadlines are on it, so a journal wants
@@ -158,8 +117,8 @@ class MemoryLedger(GroupTable, ObservesOne):
         self._observed: dict[ObjectKey, Observed] = {}
         self._held: dict[ObjectKey, Held] = {}  # standalone: object -> group -> usage
         self._pending: dict[ObjectKey, PendingAdmission] = {}
-        self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see base.pack)
-        self._borrowers: dict[ObjectKey, Borrower] = {}  # admissions that borrowed, until the object goes
+        self._bodies: dict[ObjectKey, bytes] = {}  # the object index, as JSON (see bodies.pack)
+        self._borrowers = BorrowerBook(journal)  # admissions that borrowed, until the object goes
         self._next_deadline = math.inf
         # Orders observe/forget (index, then totals) against resync (both replaced): taken first, before
         # any group lock or `_index_lock`, and never by admission.
@@ -173,9 +132,7 @@ class MemoryLedger(GroupTable, ObservesOne):
         """Memory rebuilt from what the journal holds."""
         self._observed, self._held, self._bodies = loaded.observed, loaded.held, loaded.bodies
         self._pending = loaded.pending
-        # a record whose object is gone (written by a binary that kept none) is dropped, never reclaimed
-        self._borrowers = {k: b for k, b in loaded.borrowers.items()
-                           if k in self._observed or k in self._held or k in self._pending}
+        self._borrowers.load(loaded.borrowers, lambda k: k in self._observed or k in self._held or k in self._pending)
         for key, observed in self._observed.items():
             if observed.group is not None:
                 self._group(observed.group).add_observed(observed.usage, +1, key.cluster)
@@ -217,29 +174,20 @@ class MemoryLedger(GroupTable, ObservesOne):
         self, identity: ObjectKey, *, local: bool = False, version: str | None = None
     ) -> Mapping[str, Any] | None:
         """The admitted (pending) version of an object, else its observed one, else (unless `local`) the
-        fallback's; `version` as `base.look_up`."""
+        fallback's; `version` as `bodies.look_up`."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
                        None if local else self._fallback_lookup, version, fetches=self.fetches)
 
     def borrowers(self) -> tuple[Borrower, ...]:
         """Every admission recorded as borrowing (a copy): a lender's request may name some to reclaim."""
         with self._index_lock:
-            return tuple(self._borrowers.values())
+            return self._borrowers.all()
 
     def settle(self, identity: ObjectKey, done: bool) -> None:
         """A reclaim the controller carried out (`done`: the record goes) or gave up on (unmarked: its usage
         counts again, since the cluster still holds it). Journalled before it shows."""
         with self._index_lock:
-            found = self._borrowers.get(identity)
-            if found is None:
-                return
-            record = None if done else replace(found, reclaiming=False)
-            if self._journal is not None:
-                self._journal.borrowers([(identity, record)])
-            if record is None:
-                del self._borrowers[identity]
-            else:
-                self._borrowers[identity] = record
+            self._borrowers.settle(identity, done)
 
     def pending(self) -> Iterable[ObjectKey]:
         """Identities with a pending reservation (a copy)."""
@@ -318,8 +266,7 @@ class MemoryLedger(GroupTable, ObservesOne):
         """Whether a borrower the decision reclaims went meanwhile or is already being reclaimed by another:
         then it is decided again (it now sees that), so one borrower's room is never given twice."""
         with self._index_lock:
-            return any(not isinstance(b.ref, ObjectKey) or (found := self._borrowers.get(b.ref)) is None
-                       or found.reclaiming for b in decision.reclaims)
+            return self._borrowers.taken(decision)
 
     def try_reserve(self, ask: Ask) -> Decision:
         """`reserve`: in one process nothing waits but a group's lock (and a local commit)."""
@@ -338,37 +285,9 @@ class MemoryLedger(GroupTable, ObservesOne):
         return released
 
     def _note_borrowing(self, key: ObjectKey, decision: Decision) -> None:
-        """Record who borrows (issue 29): the admission's draws and how it is given back; and mark the
-        borrowers it reclaims. An UPDATE in the same group that borrows nothing more keeps the record (its
-        usage now the object's); a move to another group ends it. Journalled before it shows."""
+        """Record who borrows (issue 29) and mark the borrowers the decision reclaims; see `borrowers`."""
         with self._index_lock:
-            rows: list[tuple[ObjectKey, Borrower | None]] = []
-            known = self._borrowers.get(key)
-            if decision.borrowed and decision.reclaim is not None and decision.group is not None:
-                stays = known is not None and known.group == decision.group
-                draws = (*known.draws, *decision.borrowed) if known is not None and stays else decision.borrowed
-                admitted = known.admitted if known is not None and stays else self._clock()
-                # one already named for reclaim stays so: a lender was admitted counting it gone
-                reclaiming = known.reclaiming if known is not None and stays else False
-                rows.append((key, Borrower(key, f"{key.namespace}/{key.name}".lstrip("/"), decision.group, draws,
-                                           dict(decision.total), decision.reclaim, admitted, reclaiming)))
-            elif known is not None:
-                same = decision.group == known.group
-                rows.append((key, replace(known, usage=dict(decision.total)) if same else None))
-            for borrower in decision.reclaims:
-                ref = borrower.ref
-                found = self._borrowers.get(ref) if isinstance(ref, ObjectKey) else None
-                if found is not None and isinstance(ref, ObjectKey):
-                    rows.append((ref, replace(found, reclaiming=True)))
-            if not rows:
-                return
-            if self._journal is not None:
-                self._journal.borrowers(rows)
-            for ref, record in rows:
-                if record is None:
-                    self._borrowers.pop(ref, None)
-                else:
-                    self._borrowers[ref] = record
+            self._borrowers.note(key, decision, self._clock())
 
     def _fold(
         self, key: ObjectKey, decision: Decision, state: GroupNumbers | None, body: bytes
@@ -423,136 +342,6 @@ class MemoryLedger(GroupTable, ObservesOne):
             state.add_reserved(charges[decision.group], +1)
             state.pending.add(key)
 
-    # ------------------------------------------------- the controller's API
-    def observe_many(self, observations: Iterable[Observation]) -> None:
-        """Record a batch of observations (one journal transaction), then apply them.
-
-        Each replaces its object's previous observed usage. A pending
-        reservation is folded (dropped: the observed usage now includes it)
-        when the observation is at or after the version it was admitted at.
-        """
-        batch = [(seen, pack_observed(seen.body)) for seen in observations]
-        if not batch:
-            return
-        changes: list[tuple[Observed | None, Observation, PendingAdmission | None]] = []
-        with self._order_lock:
-            with self._index_lock:
-                folding: set[ObjectKey] = set()
-                for seen, _ in batch:
-                    pending = self._pending.get(seen.identity)
-                    if pending is not None and at_or_after(seen.resource_version, pending.resource_version):
-                        folding.add(seen.identity)
-                if self._journal is not None:
-                    self._journal.observed(batch, folding)
-                for seen, packed in batch:
-                    previous = self._observed.get(seen.identity)
-                    self._observed[seen.identity] = Observed(seen.group, dict(seen.usage))
-                    self._told.add(seen.identity)
-                    if packed is not None:
-                        self._bodies[seen.identity] = packed
-                    folded = self._pending.pop(seen.identity, None) if seen.identity in folding else None
-                    folding.discard(seen.identity)
-                    changes.append((previous, seen, folded))
-                self._released_borrowers([seen for seen, _ in batch])
-            for previous, seen, _ in changes:
-                if seen.group is not None:
-                    state = self._group(seen.group)
-                    with state.lock:
-                        state.add_observed(seen.usage, +1, seen.identity.cluster)
-                if previous is not None and previous.group is not None:
-                    state = self._group(previous.group)
-                    with state.lock:
-                        state.add_observed(previous.usage, -1, seen.identity.cluster)
-        for _, seen, folded in changes:  # after observed holds it: counted twice for a moment, never not at all
-            if folded is not None:
-                self._release(seen.identity, folded)
-
-    def _released_borrowers(self, seen: Sequence[Observation]) -> None:
-        """A borrower being reclaimed whose observation charges nothing of what it drew (suspended) has given
-        its room back: its record goes (the caller holds `_index_lock`). Until then it counts as gone."""
-        done: list[tuple[ObjectKey, Borrower | None]] = []
-        for observation in seen:
-            record = self._borrowers.get(observation.identity)
-            if record is not None and record.reclaiming and not any(
-                    observation.usage.get(draw.key, 0) > 0 for draw in record.draws):
-                done.append((observation.identity, None))
-        if not done:
-            return
-        if self._journal is not None:
-            self._journal.borrowers(done)
-        for key, _ in done:
-            self._borrowers.pop(key, None)
-
-    def forget(self, identity: ObjectKey) -> None:
-        """The object is gone: release its observed usage (standalone: every group it held) and any reservation."""
-        with self._order_lock:
-            with self._index_lock:
-                if not self._standalone:
-                    self._told.add(identity)
-                if identity not in self._observed and identity not in self._pending and identity not in self._held:
-                    return
-                if self._journal is not None:
-                    self._journal.forgotten(identity)
-                previous = self._observed.pop(identity, None)
-                self._borrowers.pop(identity, None)
-                held = self._held.pop(identity, {})
-                pending = self._pending.pop(identity, None)
-                self._bodies.pop(identity, None)
-            self._drop_observed(identity, previous, held)
-        if pending is not None:
-            self._release(identity, pending)
-
-    def expire(self, now: float | None = None) -> int:
-        """Drop reservations past their deadline; return how many were dropped."""
-        now = self._clock() if now is None else now
-        with self._index_lock:
-            expired = [(k, p) for k, p in self._pending.items() if p.deadline <= now]
-            if expired and self._journal is not None:
-                self._journal.expired([k for k, _ in expired])
-            for key, _ in expired:
-                del self._pending[key]
-            self._next_deadline = min((p.deadline for p in self._pending.values()), default=math.inf)
-        for key, pending in expired:
-            self._release(key, pending)
-        return len(expired)
-
-    def _release(self, identity: ObjectKey, pending: PendingAdmission) -> None:
-        for group, usage in pending.charges.items():
-            state = self._group(group)
-            with state.lock:
-                if identity in state.pending:
-                    state.add_reserved(usage, -1)
-                    state.pending.discard(identity)
-
-    def resync(self, observed_by_group: Mapping[str, Mapping[ObjectKey, Usage]], cluster: str = "") -> None:
-        """Replace `cluster`'s observed usage with a fresh LIST of it: `{group: {identity: usage}}`.
-
-        Other clusters' objects stay. Pending reservations are kept (only
-        `observe` and `expire` drop them); what admissions alone recorded
-        gives way to the LIST; bodies of that cluster's objects the LIST no
-        longer holds leave the index. The listing was taken before this call:
-        what `observe`/`forget` were told of the cluster since its last resync
-        is merged in (`base.summed`), under the lock they take, so an
-        observation that folded a reservation after the listing is never
-        replaced by the listing's older view.
-        """
-        with self._order_lock:
-            with self._index_lock:
-                told = {k: self._observed.get(k) for k in self._told if k.cluster == cluster}
-                fresh, sums = summed(observed_by_group, told, cluster=cluster, index=self._observed)
-                if self._journal is not None:
-                    rows = [(k, o) for k, o in fresh.items() if k.cluster == cluster]
-                    gone = [k for k in self._observed.keys() - fresh.keys() if k.cluster == cluster]
-                    self._journal.resynced(rows, gone + list(self._held.keys() - fresh.keys()))
-                self._observed = fresh
-                self._borrowers = {k: b for k, b in self._borrowers.items()
-                                   if k in fresh or k in self._pending or k.cluster != cluster}
-                self._told = {k for k in self._told if k.cluster != cluster}
-                self._held = {}
-                for key in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
-                    del self._bodies[key]
-            self._set_observed(sums)
-
     # ---------------------------------------------------------------- cash
     def update_cash(self, group: str, accrue: Callable[[CashState], CashState | None]) -> CashState:
         """Apply an accrual to the group's stored cash under its lock, journalled before it shows."""
@@ -593,4 +382,4 @@ def _waiting(lock: threading.Lock, deadline: float) -> Iterator[None]:
         lock.release()
 
 
-__all__ = ["Held", "Journal", "Loaded", "MemoryLedger"]
+__all__ = ["MemoryLedger"]

@@ -81,9 +81,9 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observation,
     Observed,
-    PendingAdmission,
 )
-from quotalang.controller.ledger.memory import Held, Loaded, MemoryLedger
+from quotalang.controller.ledger.inprocess import Held, Loaded, PendingAdmission
+from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.errors import InternalError
 from quotalang.reclaimable import Borrower, Reclaim
 
@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS objects (
     grp TEXT,                -- reconciled: the group charged, NULL for none (the body is still kept for lookups)
     usage TEXT NOT NULL,     -- reconciled: JSON {key: nanos}
     held TEXT,               -- standalone: JSON {group: {key: nanos}}, NULL for an observed object
-    body BLOB,               -- JSON of the stored object (base.pack)
+    body BLOB,               -- JSON of the stored object (bodies.pack)
     PRIMARY KEY (api_group, kind, namespace, name, cluster)
 );
 CREATE TABLE IF NOT EXISTS reservations (
@@ -247,7 +247,7 @@ def _time(value: Any, where: str) -> float | None:
 
 
 class SqliteJournal:
-    """A `memory.Journal` in a SQLite file: one transaction per change (see the module docstring)."""
+    """An `inprocess.Journal` in a SQLite file: one transaction per change (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], synchronous: Synchronous = "NORMAL") -> None:
         self.path = Path(path)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 from quotalang.controller.kube.deadline import budget
-from quotalang.controller.ledger.base import Ask, LedgerUnavailable, add_usage
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import Ask, LedgerUnavailable
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.controller.ledger.kubernetes.book import _Mine
 from quotalang.controller.ledger.kubernetes.core import _Lease, _Written

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from quotalang.controller.ledger.base import Ask, add_usage
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import Ask
 from quotalang.controller.ledger.crd import Held, LedgerState
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine
 from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX

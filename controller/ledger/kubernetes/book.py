@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from quotalang.controller.ledger.base import add_usage, at_or_after
+from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.crd import Held
+from quotalang.controller.ledger.versions import at_or_after
 
 # The slot of what an earlier incarnation of this replica, under the same name, left in its entries
 # (`cache._adopt`): no identity is ever written so.

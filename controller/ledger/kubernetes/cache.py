@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from quotalang.controller.ledger.base import EMPTY, ObjectKey, add_usage, newer
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import EMPTY, ObjectKey
 from quotalang.controller.ledger.crd import LedgerFormatError, LedgerState, from_object, parse_identity
 from quotalang.controller.ledger.kubernetes.book import INHERITED, _Admissions, _confirmed, _Mine, _written
 from quotalang.controller.ledger.kubernetes.core import LOG, LedgerCore
+from quotalang.controller.ledger.versions import newer
 
 
 class Cache(LedgerCore):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quotalang.controller.ledger.base import CashState, accrue_into
+from quotalang.controller.ledger.accrual import accrue_into
+from quotalang.controller.ledger.base import CashState
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.kubernetes.tidy import Tidying
 

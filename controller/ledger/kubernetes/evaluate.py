@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from quotalang.controller.ledger.base import EMPTY, Ask, add_usage, maximum, pack, refuse_drawing
+from quotalang.controller.ledger.arithmetic import add_usage, maximum
+from quotalang.controller.ledger.base import EMPTY, Ask, refuse_drawing
+from quotalang.controller.ledger.bodies import pack
 from quotalang.controller.ledger.crd import LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine, _past_deadline, _replaces
 from quotalang.controller.ledger.kubernetes.core import _Pending, _Written

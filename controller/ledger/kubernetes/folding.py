@@ -13,16 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 
-from quotalang.controller.ledger.base import (
-    LedgerUnavailable,
-    NotLeader,
-    ObjectKey,
-    Observation,
-    Observed,
-    ObservesOne,
-    add_usage,
-    pack_observed,
-)
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import LedgerUnavailable, NotLeader, ObjectKey, Observation, Observed, ObservesOne
+from quotalang.controller.ledger.bodies import pack_observed
 from quotalang.controller.ledger.crd import FOLD_CAP, Held, LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.admission import Admitting
 from quotalang.controller.ledger.kubernetes.book import _confirmed, _fold_entry, _fold_parts

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quotalang.controller.ledger.base import EMPTY, Ask, add_usage
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import EMPTY, Ask
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.group_commit import Slot
 from quotalang.controller.ledger.kubernetes.asking import Asking

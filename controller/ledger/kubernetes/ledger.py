@@ -70,7 +70,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quotalang.controller.ledger.base import NO_USAGE, GroupUsage, ObjectKey, look_up
+from quotalang.controller.ledger.base import NO_USAGE, GroupUsage, ObjectKey
+from quotalang.controller.ledger.bodies import look_up
 from quotalang.controller.ledger.kubernetes.cash import Cash
 
 

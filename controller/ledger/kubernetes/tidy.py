@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quotalang.controller.ledger.base import ObjectKey, Usage, summed
+from quotalang.controller.ledger.arithmetic import summed
+from quotalang.controller.ledger.base import ObjectKey, Usage
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.kubernetes.book import _written
 from quotalang.controller.ledger.kubernetes.folding import Folding, _replacer

@@ -67,7 +67,8 @@ from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.kube import deadline as deadlines
 from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Gone, Watcher
-from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey, add_usage
+from quotalang.controller.ledger.arithmetic import add_usage
+from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, identity_key
 from quotalang.controller.ledger.kubernetes import evaluate, tidy
 from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX

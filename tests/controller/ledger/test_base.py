@@ -6,20 +6,11 @@ from typing import Any
 
 import pytest
 
-from quotalang.controller.ledger.base import (
-    CashError,
-    CashState,
-    ObjectKey,
-    accrue_into,
-    add_usage,
-    at_or_after,
-    look_up,
-    newer,
-    pack,
-    positive,
-    summed,
-    version_of,
-)
+from quotalang.controller.ledger.accrual import accrue_into
+from quotalang.controller.ledger.arithmetic import add_usage, positive, summed
+from quotalang.controller.ledger.base import CashError, CashState, ObjectKey
+from quotalang.controller.ledger.bodies import look_up, pack
+from quotalang.controller.ledger.versions import at_or_after, newer, version_of
 from quotalang.errors import InternalError
 
 NANO = 10**9
