@@ -385,17 +385,17 @@ def _workload(
         return Decision(False, op, group=group_name, path=group.path, mode=group.mode, reason="must-specify",
                         total=new.total, parts=new.parts, notes=_notes([], note), error=unset, stored=stored,
                         dry_run=dry_run)
-    if old is not None:
-        old_group: str | None = group_name
-        if old == obj:  # a resent review of what is recorded: the same object charges the same, read it once
-            old_usage = new
-        else:
-            try:
-                old_usage = workload_usage(policy, old, defaults)
-            except InputError:  # stored before it was checked: charge the new object in full (over, never under)
-                old_usage = WorkloadUsage(rule, (), {})
-                notes.append("the stored object cannot be read; the new one is charged in full")
-            old_group, _, _, _ = _resolve(policy, old, where.namespace, where.cluster)
+    if old is not None and old == obj:
+        # a resent review of what is recorded: the same object in the same group, so nothing changes (no
+        # delta, no rollout); its usage is read once
+        delta = {}
+    elif old is not None:
+        try:
+            old_usage = workload_usage(policy, old, defaults)
+        except InputError:  # stored before it was checked: charge the new object in full (over, never under)
+            old_usage = WorkloadUsage(rule, (), {})
+            notes.append("the stored object cannot be read; the new one is charged in full")
+        old_group, _, _, _ = _resolve(policy, old, where.namespace, where.cluster)
         if old_group == group_name:
             delta = _subtract(new.total, old_usage.total)
             rolling = _rolling_out(new, old_usage)

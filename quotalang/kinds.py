@@ -19,9 +19,10 @@ Getter = Callable[[Any, Any], Any]
 Counter = Callable[[Any, Any], int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PodSet:
-    """One part of a workload: `replicas` pods like `template`."""
+    """One part of a workload: `replicas` pods like `template`. Never changed once built (not frozen: a frozen
+    dataclass costs five times as much to build, and one is built per part of every decision)."""
 
     name: str
     replicas: int

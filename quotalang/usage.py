@@ -53,9 +53,10 @@ Vector = tuple[tuple[str, int], ...]  # (key, nanos), sorted by key
 Unspecified = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PartUsage:
-    """One part of a workload, for charging and for explanations."""
+    """One part of a workload, for charging and for explanations. Never changed once built (not frozen, like
+    `WorkloadUsage` and the `Decision` that holds them: a frozen dataclass costs five times as much to build)."""
 
     name: str
     replicas: int
@@ -68,7 +69,7 @@ class PartUsage:
     model_problems: tuple[ModelProblem, ...] = ()  # an unpinned, undeclared or conflicting model (`models`)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkloadUsage:
     rule: CompiledKind | None
     parts: tuple[PartUsage, ...]

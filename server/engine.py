@@ -162,6 +162,9 @@ def _is_hpa(obj: Mapping[str, Any]) -> bool:
     return obj.get("kind") == "HorizontalPodAutoscaler" and str(obj.get("apiVersion", "")).startswith("autoscaling/")
 
 
+_BUDGET = budget(DEFAULT_TIMEOUT)  # a review's time to decide, unless the caller says
+
+
 class _Wait(Exception):
     """Deciding needs a wait (a lookup beyond what the store holds): the caller decides again in a thread."""
 
@@ -222,7 +225,7 @@ class Engine:
         policy = self.policies.policy
         if policy is None:
             return self._failed(outcome, "no policy is loaded yet")
-        until = deadline if deadline is not None else time.monotonic() + budget(DEFAULT_TIMEOUT)
+        until = deadline if deadline is not None else time.monotonic() + _BUDGET
         try:
             decision = self._decide(policy, request, outcome, wait, until)
         except UserInputError as exc:  # the object is invalid: denied in every failure mode
