@@ -8,13 +8,15 @@
   a Scale read as its parent), `accrual` (cash applied to a record).
 * `memory`: `MemoryLedger`, one process (standalone, or fed by the
   controller through `reconciling`); `inprocess` holds what it shares with
-  its journal (`sqlite`), `borrowers` its record of who borrows.
+  its journal (`sqlite`, its tables in `sqlite_schema`), `borrowers` its
+  record of who borrows.
 * `kubernetes`: `KubernetesLedger`, one `QuotaLedger` object per group on the
   apiserver, shared by every replica by compare-and-swap, one module per
-  mechanism (`kubernetes.core` says how they stack) and one `Tuning`; `crd`
-  is that object's schema and format, `group_commit` batches one replica's
-  concurrent admissions into one write, `kubernetes.runtime` keeps the
-  store's cache, upkeep and Lease running.
+  mechanism (`kubernetes.core` says how they stack) and one `Tuning`;
+  `crd` is that object's names and format (`crd_schema` its CRD),
+  `group_commit` batches one replica's concurrent admissions into one
+  write, `kubernetes.runtime` keeps the store's cache, upkeep and Lease
+  running.
 
 The stores build on `quotalang.controller.kube` (plumbing) and never on the
 control loop above them.

@@ -1,4 +1,4 @@
-"""The QuotaLedger custom resource: its CRD, its object names, and (de)serialisation.
+"""The QuotaLedger custom resource's format: its object names, and (de)serialisation (the CRD: `crd_schema`).
 
 One cluster-scoped `QuotaLedger` per quota group holds what every webhook
 replica must agree on: the group's observed usage, its pending reservations,
@@ -77,7 +77,6 @@ COLLECTION_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 
 FOLD_CAP = 256  # identities one fold write lists in `status.folded`: the leader splits bigger batches
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_INTEGER = "^-?[0-9]+$"
 
 
 class LedgerFormatError(InternalError, ValueError):
@@ -360,84 +359,8 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
     )
 
 
-def _nanos_map(description: str) -> dict[str, Any]:
-    return {"type": "object", "description": description,
-            "additionalProperties": {"type": "string", "pattern": _INTEGER}}
-
-
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition (apiextensions.k8s.io/v1; served by Kubernetes ≥ 1.16)."""
-    reservation = {
-        "type": "object",
-        "required": ["usage"],
-        "x-kubernetes-preserve-unknown-fields": True,  # entries of older versions carry more fields
-        "properties": {
-            "usage": _nanos_map("Σ of the replica's unconfirmed admissions (positive deltas), per key, in nanos."),
-            "count": {"type": "integer", "description": "How many admissions the sum holds."},
-            "answered": {"type": "integer", "description": "The ledger's asks when this entry was last written."},
-            "expires": {"type": "string", "description": "The latest of their deadlines (RFC 3339)."},
-        },
-    }
-    status = {
-        "type": "object",
-        # Fields a newer quotalang adds survive an older replica's schema during a rolling upgrade.
-        "x-kubernetes-preserve-unknown-fields": True,
-        # One managedFields entry per writer, whatever the keys: status is always written whole.
-        "x-kubernetes-map-type": "atomic",
-        "properties": {
-            "observed": _nanos_map("Usage of the workloads the controller has seen, per key, in nanos."),
-            "objects": {"type": "integer", "description": "Observed objects charging this group."},
-            "observedByCluster": {"type": "object", "additionalProperties": _nanos_map("One cluster's share."),
-                                  "description": "observed per cluster (\"\": the one cluster); they sum to it."},
-            "objectsByCluster": {"type": "object", "additionalProperties": {"type": "integer"},
-                                 "description": "objects per cluster; they sum to it."},
-            "reservations": {"type": "object", "additionalProperties": reservation,
-                             "description": "Admitted, not yet observed: webhook replica → the sum it holds."},
-            "folded": {"type": "array", "items": {"type": "string"},
-                       "description": "identity@resourceVersion observed by the leader's last fold write."},
-            "cash": _nanos_map("Cash spent this period per key, in nano-unit-seconds."),
-            "periodStart": {"type": "string", "description": "Start of the current cash period (RFC 3339)."},
-            "lastAccrual": {"type": "string", "description": "Cash is accrued up to this time (RFC 3339)."},
-            "leaderEpoch": {"type": "integer", "description": "Fencing token of the last leader that wrote."},
-            "asks": {"type": "integer", "description": "Times a replica asked the others to write their entries."},
-            "lastWrite": {"type": "string", "description": "Token of the last controller write (lost answers)."},
-        },
-    }
-    schema = {
-        "type": "object",
-        "properties": {
-            "spec": {"type": "object", "required": ["group"],
-                     "properties": {"group": {"type": "string", "description": "The quota group's name."}}},
-            "status": status,
-        },
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": GROUP,
-            "scope": "Cluster",
-            "names": {"plural": PLURAL, "singular": "quotaledger", "kind": KIND, "listKind": f"{KIND}List",
-                      "shortNames": ["qledger"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": schema},
-                "additionalPrinterColumns": [
-                    {"name": "Group", "type": "string", "jsonPath": ".spec.group"},
-                    {"name": "Objects", "type": "integer", "jsonPath": ".status.objects"},
-                    {"name": "Last accrual", "type": "string", "jsonPath": ".status.lastAccrual"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-            }],
-        },
-    }
-
-
 __all__ = [
     "API_VERSION", "COLLECTION_PATH", "CRD_NAME", "FOLD_CAP", "KIND", "Held", "LedgerFormatError", "LedgerState",
-    "crd", "from_object", "identity_key", "object_name", "object_path", "parse_identity",
+    "from_object", "identity_key", "object_name", "object_path", "parse_identity",
     "parse_time", "to_object",
 ]

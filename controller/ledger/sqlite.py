@@ -5,10 +5,11 @@ rules live once) with a journal: `SqliteJournal` keeps what that store keeps
 — per object its recorded usage, group and body; pending reservations; per
 group cash and the last accrual; who borrows (issue 29: an admission's draws and how it is
 given back, until the object goes) — in a SQLite database (the standard
-library's `sqlite3`, WAL journal): schema, migration, transactions and
-loading, nothing else. Memory is rebuilt from the database when the store
-opens; after that every change goes to the database first, in one
-transaction, and reaches memory only once that transaction has committed. So:
+library's `sqlite3`, WAL journal): opening, transactions and loading (its
+tables, statements and migration are `sqlite_schema`'s). Memory is rebuilt
+from the database when the store opens; after that every change goes to
+the database first, in one transaction, and reaches memory only once that
+transaction has committed. So:
 
 * an admission is answered `allowed` only after its record has committed: a
   crash before the commit leaves nothing (and nobody heard "allowed"); a
@@ -84,101 +85,28 @@ from quotalang.controller.ledger.base import (
 )
 from quotalang.controller.ledger.inprocess import Held, Loaded, PendingAdmission
 from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller.ledger.sqlite_schema import (
+    DELETE_BORROWER,
+    DELETE_OBJECT,
+    DELETE_RESERVATION,
+    KEY,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPSERT_BORROWER,
+    UPSERT_CASH,
+    UPSERT_HELD,
+    UPSERT_OBJECT,
+    UPSERT_RESERVATION,
+    UPSERT_USAGE,
+    Statement,
+    migrate_from_1,
+)
 from quotalang.errors import InternalError
 from quotalang.reclaimable import Borrower, Reclaim
 
-# 2: the cluster is part of an object's key (1 is migrated on open). The `borrowers` table is created on
-# open in a schema-2 file that lacks it (no version bump: a binary that predates it ignores the table, and
-# a record it left behind for an object since gone is dropped when the store loads).
-SCHEMA_VERSION = 2
 DEFAULT_FILE = "ledger.sqlite3"
 WAL_CHECKPOINT_PAGES = 4000
 Synchronous = Literal["NORMAL", "FULL"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS objects (
-    api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    cluster TEXT NOT NULL DEFAULT '',  -- ObjectKey.cluster: "" in a single-cluster install
-    grp TEXT,                -- reconciled: the group charged, NULL for none (the body is still kept for lookups)
-    usage TEXT NOT NULL,     -- reconciled: JSON {key: nanos}
-    held TEXT,               -- standalone: JSON {group: {key: nanos}}, NULL for an observed object
-    body BLOB,               -- JSON of the stored object (bodies.pack)
-    PRIMARY KEY (api_group, kind, namespace, name, cluster)
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    cluster TEXT NOT NULL DEFAULT '',
-    charges TEXT NOT NULL,   -- JSON {group: {key: nanos}}, positive
-    deadline REAL NOT NULL,  -- epoch seconds
-    resource_version TEXT,
-    body BLOB,
-    PRIMARY KEY (api_group, kind, namespace, name, cluster)
-);
-CREATE TABLE IF NOT EXISTS borrowers (
-    api_group TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    cluster TEXT NOT NULL DEFAULT '',
-    record TEXT NOT NULL,    -- JSON: an admission that borrowed (reclaimable.Borrower, see _encode_borrower)
-    PRIMARY KEY (api_group, kind, namespace, name, cluster)
-);
-CREATE TABLE IF NOT EXISTS cash (
-    grp TEXT PRIMARY KEY,
-    used TEXT NOT NULL,      -- JSON {key: nano-unit-seconds}
-    period_start REAL,
-    last_accrual REAL
-) WITHOUT ROWID;
-"""
-
-_KEY = "api_group, kind, namespace, name, cluster"  # ObjectKey's fields, in its order (statements pass *key)
-_UPSERT_OBJECT = (
-    f"INSERT INTO objects ({_KEY}, grp, usage, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    f"ON CONFLICT ({_KEY}) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, "
-    "held = NULL, body = coalesce(excluded.body, objects.body)"
-)
-_UPSERT_HELD = (
-    f"INSERT INTO objects ({_KEY}, grp, usage, held, body) "
-    f"VALUES (?, ?, ?, ?, ?, NULL, '{{}}', ?, ?) ON CONFLICT ({_KEY}) "
-    "DO UPDATE SET grp = NULL, usage = '{}', held = excluded.held, body = excluded.body"
-)
-_UPSERT_USAGE = (
-    f"INSERT INTO objects ({_KEY}, grp, usage) VALUES (?, ?, ?, ?, ?, ?, ?) "
-    f"ON CONFLICT ({_KEY}) DO UPDATE SET grp = excluded.grp, usage = excluded.usage, held = NULL"
-)
-_WHERE_KEY = "WHERE api_group = ? AND kind = ? AND namespace = ? AND name = ? AND cluster = ?"
-_DELETE_OBJECT = f"DELETE FROM objects {_WHERE_KEY}"
-_UPSERT_RESERVATION = (
-    f"INSERT INTO reservations ({_KEY}, charges, deadline, resource_version, body) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ({_KEY}) DO UPDATE SET "
-    "charges = excluded.charges, deadline = excluded.deadline, resource_version = excluded.resource_version, "
-    "body = excluded.body"
-)
-_DELETE_RESERVATION = f"DELETE FROM reservations {_WHERE_KEY}"
-_UPSERT_BORROWER = (
-    f"INSERT INTO borrowers ({_KEY}, record) VALUES (?, ?, ?, ?, ?, ?) "
-    f"ON CONFLICT ({_KEY}) DO UPDATE SET record = excluded.record"
-)
-_DELETE_BORROWER = f"DELETE FROM borrowers {_WHERE_KEY}"
-_UPSERT_CASH = "INSERT OR REPLACE INTO cash (grp, used, period_start, last_accrual) VALUES (?, ?, ?, ?)"
-
-Statement = tuple[str, Sequence[Any]]
-
-
-def _migrate_from_1(db: sqlite3.Connection) -> None:
-    """Schema 1 → 2 inside the opening transaction: every row is the one cluster's (cluster "").
-
-    SQLite cannot change a primary key in place, so the two keyed tables are
-    rebuilt; an aborted open rolls the whole copy back.
-    """
-    for table in ("objects", "reservations"):
-        columns = ", ".join(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
-        db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
-        db.execute(next(s for s in _SCHEMA.split(";") if f"TABLE IF NOT EXISTS {table} " in s))
-        db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_v1")
-        db.execute(f"DROP TABLE {table}_v1")
-    db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
 
 
 class LedgerFileError(InternalError):
@@ -276,12 +204,12 @@ class SqliteJournal:
             # than SQLite's 1,000: it halves an admission's cost; the WAL stays under ~16 MiB.
             db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first admission
-            for statement in _SCHEMA.split(";"):  # no ";" inside the schema's comments
+            for statement in SCHEMA.split(";"):  # no ";" inside the schema's comments
                 if statement.strip():
                     db.execute(statement)
             row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if row is not None and row[0] == "1":
-                _migrate_from_1(db)
+                migrate_from_1(db)
                 row = (str(SCHEMA_VERSION),)
             if row is None:
                 db.execute("INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -313,7 +241,7 @@ class SqliteJournal:
         db = self.db
         try:
             for api_group, kind, namespace, name, cluster, grp, usage, held, body in db.execute(
-                f"SELECT {_KEY}, grp, usage, held, body FROM objects"
+                f"SELECT {KEY}, grp, usage, held, body FROM objects"
             ):
                 key = ObjectKey(api_group, kind, namespace, name, cluster)
                 if body is not None:
@@ -323,14 +251,14 @@ class SqliteJournal:
                 else:
                     loaded.observed[key] = Observed(grp, _usage(usage, f"object {key}"))
             for api_group, kind, namespace, name, cluster, charges, deadline, rv, body in db.execute(
-                f"SELECT {_KEY}, charges, deadline, resource_version, body FROM reservations"
+                f"SELECT {KEY}, charges, deadline, resource_version, body FROM reservations"
             ):
                 key = ObjectKey(api_group, kind, namespace, name, cluster)
                 where = f"reservation {key}"
                 loaded.pending[key] = PendingAdmission(_charges(charges, where), _time(deadline, where) or 0.0, rv,
                                                        bytes(body) if body is not None else None)
             for api_group, kind, namespace, name, cluster, record in db.execute(
-                f"SELECT {_KEY}, record FROM borrowers"
+                f"SELECT {KEY}, record FROM borrowers"
             ):
                 key = ObjectKey(api_group, kind, namespace, name, cluster)
                 loaded.borrowers[key] = _borrower(key, record, f"borrower {key}")
@@ -345,35 +273,35 @@ class SqliteJournal:
         return loaded
 
     def held(self, key: ObjectKey, held: Held, body: bytes) -> None:
-        self._commit([(_UPSERT_HELD, (*key, _encode_held(held), body))])
+        self._commit([(UPSERT_HELD, (*key, _encode_held(held), body))])
 
     def reserved(self, key: ObjectKey, pending: PendingAdmission) -> None:
-        self._commit([(_UPSERT_RESERVATION, (*key, json.dumps(pending.charges), pending.deadline,
+        self._commit([(UPSERT_RESERVATION, (*key, json.dumps(pending.charges), pending.deadline,
                                               pending.resource_version, pending.body))])
 
     def observed(self, seen: Sequence[tuple[Observation, bytes | None]], folded: Iterable[ObjectKey]) -> None:
         statements: list[Statement] = [
-            (_UPSERT_OBJECT, (*o.identity, o.group, _encode(o.usage), body)) for o, body in seen]
-        statements += [(_DELETE_RESERVATION, tuple(key)) for key in folded]
+            (UPSERT_OBJECT, (*o.identity, o.group, _encode(o.usage), body)) for o, body in seen]
+        statements += [(DELETE_RESERVATION, tuple(key)) for key in folded]
         self._commit(statements)
 
     def forgotten(self, key: ObjectKey) -> None:
-        self._commit([(_DELETE_OBJECT, tuple(key)), (_DELETE_RESERVATION, tuple(key)),
-                      (_DELETE_BORROWER, tuple(key))])
+        self._commit([(DELETE_OBJECT, tuple(key)), (DELETE_RESERVATION, tuple(key)),
+                      (DELETE_BORROWER, tuple(key))])
 
     def borrowers(self, rows: Sequence[tuple[ObjectKey, Borrower | None]]) -> None:
-        self._commit([(_UPSERT_BORROWER, (*key, _encode_borrower(record))) if record is not None
-                      else (_DELETE_BORROWER, tuple(key)) for key, record in rows])
+        self._commit([(UPSERT_BORROWER, (*key, _encode_borrower(record))) if record is not None
+                      else (DELETE_BORROWER, tuple(key)) for key, record in rows])
 
     def expired(self, keys: Sequence[ObjectKey]) -> None:
-        self._commit([], [(_DELETE_RESERVATION, [tuple(k) for k in keys])])
+        self._commit([], [(DELETE_RESERVATION, [tuple(k) for k in keys])])
 
     def resynced(self, rows: Sequence[tuple[ObjectKey, Observed]], gone: Sequence[ObjectKey]) -> None:
-        self._commit([], [(_DELETE_OBJECT, [tuple(k) for k in gone]), (_DELETE_BORROWER, [tuple(k) for k in gone]),
-                          (_UPSERT_USAGE, [(*k, o.group, _encode(o.usage)) for k, o in rows])])
+        self._commit([], [(DELETE_OBJECT, [tuple(k) for k in gone]), (DELETE_BORROWER, [tuple(k) for k in gone]),
+                          (UPSERT_USAGE, [(*k, o.group, _encode(o.usage)) for k, o in rows])])
 
     def cash(self, group: str, state: CashState) -> None:
-        self._commit([(_UPSERT_CASH, (group, _encode(state.used), state.period_start, state.last_accrual))])
+        self._commit([(UPSERT_CASH, (group, _encode(state.used), state.period_start, state.last_accrual))])
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

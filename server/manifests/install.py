@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quotalang.compiler import CompiledPolicy
-from quotalang.controller.ledger import crd as ledger_crd
+from quotalang.controller.ledger import crd_schema as ledger_crd
 from quotalang.errors import InputError
 from quotalang.server.clusters import cluster_name
 from quotalang.server.exemptions import exempt_list, namespace_name

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from quotalang.controller.ledger import crd as ledger_crd
+from quotalang.controller.ledger import crd_schema as ledger_crd
 from quotalang.server.manifests import Options, manifests
 from quotalang.server.manifests.chart import chart_values, kinds
 from quotalang.server.manifests.policyfiles import policy_files

@@ -30,7 +30,8 @@ from quotalang.controller.kube.api import ApiError, KubeApi
 from quotalang.controller.kube.election import LeaderElector
 from quotalang.controller.kube.watch import Backoff, Gone, Watcher
 from quotalang.controller.ledger.base import NotLeader
-from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, crd, from_object
+from quotalang.controller.ledger.crd import COLLECTION_PATH, CRD_NAME, LedgerFormatError, from_object
+from quotalang.controller.ledger.crd_schema import crd
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.policy import CompiledPolicy
 

@@ -9,13 +9,13 @@ from quotalang.controller.ledger.crd import (
     Held,
     LedgerFormatError,
     LedgerState,
-    crd,
     from_object,
     identity_key,
     object_name,
     parse_identity,
     to_object,
 )
+from quotalang.controller.ledger.crd_schema import crd
 
 
 def test_group_names_map_to_object_names() -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from quotalang.compiler import CompiledPolicy, compile_sources
 from quotalang.controller.ledger.base import CashState, LedgerUnavailable, ObjectKey
-from quotalang.controller.ledger.sqlite import SCHEMA_VERSION, LedgerFileError, SqliteLedger, default_path
+from quotalang.controller.ledger.sqlite import LedgerFileError, SqliteLedger, default_path
+from quotalang.controller.ledger.sqlite_schema import SCHEMA_VERSION
 from quotalang.loader import load_text
 from tests.asks import admit
 from tests.cash import add_cash
