@@ -200,8 +200,7 @@ class Reconciler:
             return
         seen = self._read(source, obj, policy or self._policy())
         if seen is not None and not self._holding:
-            self.ledger.observe(seen.identity, seen.group, seen.usage, resource_version=seen.resource_version,
-                                body=seen.body)
+            self.ledger.observe_many([seen])
 
     def _read(self, source: str, obj: dict[str, Any], policy: CompiledPolicy | None) -> Observation | None:
         """Index a workload; what the ledger should observe of it (None: nothing, e.g. owned or stale)."""

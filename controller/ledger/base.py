@@ -218,17 +218,7 @@ class CashStore(Protocol):
 
 
 class ControllerLedger(CashStore, Protocol):
-    """The calls the controller makes (both stores implement them)."""
-
-    def observe(
-        self,
-        identity: ObjectKey,
-        group: str | None,
-        usage: Usage,
-        *,
-        resource_version: str | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> None: ...
+    """The calls the controller makes (both stores implement them; one observation: `ObservesOne.observe`)."""
 
     def observe_many(self, observations: Iterable[Observation]) -> None: ...
 
