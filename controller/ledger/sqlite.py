@@ -37,17 +37,10 @@ price of an fsync per admission.
 Modes, as in the memory store:
 
 * **standalone** (no cluster confirms anything): an admission that reserves
-  (`Decision.reserves`: allowed, not a dry run, a workload is stored) is
-  recorded usage at once, by the memory store's standalone rules (which err
-  toward over-counting, as native quota does): a CREATE of a new name holds
-  `Decision.stored_usage` in `Decision.group`; a CREATE of a name already
-  held (a retry, or a re-create the apiserver will refuse) never lowers
-  anything — the same group holds the per-key maximum, another group is
-  charged as well; an UPDATE makes the object hold what the updated object
-  charges (a shrink or a label move takes effect at once, since no watch
-  will ever report it), except that an update no kind rule reads keeps what
-  it held; `forget` (a DELETE review) releases every group it held. There are
-  no reservations, so nothing expires: recorded usage is not a reservation.
+  is recorded usage at once, by the memory store's standalone rules
+  (`inprocess.standalone_after`, which err toward over-counting, as native
+  quota does); `forget` (a DELETE review) releases every group it held.
+  There are no reservations, so nothing expires.
 * **reconciled** (a controller feeds it): an admission becomes a pending
   reservation (`Decision.reservation`, the positive part of the charges) with
   a deadline `reservation_ttl` seconds ahead; `observe` at or after the
