@@ -33,11 +33,6 @@ def maximum(a: Usage, b: Usage) -> dict[str, int]:
     return out
 
 
-def positive(usage: Usage) -> dict[str, int]:
-    """The part of a delta that needs room (reservations hold only that)."""
-    return {k: v for k, v in usage.items() if v > 0}
-
-
 ClusterSums = dict[str, dict[str, tuple[dict[str, int], int]]]  # group -> cluster -> (usage, objects)
 
 
@@ -101,4 +96,4 @@ def totals(by_cluster: Mapping[str, tuple[Mapping[str, int], int]]) -> tuple[dic
     return usage, count
 
 
-__all__ = ["ClusterSums", "add_usage", "maximum", "positive", "summed", "totals"]
+__all__ = ["ClusterSums", "add_usage", "maximum", "summed", "totals"]

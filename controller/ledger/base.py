@@ -15,7 +15,7 @@ store never reads the request again.
 
 Invariant: usage is a mapping of resource key to nano units (exact
 integers, never floats). Reservations are conservative in every store: only
-the positive part of a delta is reserved (`arithmetic.positive`), and a
+the positive part of a delta is reserved (`Decision.reservation`), and a
 shrink releases quota when the controller observes it, not when it is
 admitted, because an admitted request may never persist.
 """

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from quotalang.controller.ledger.accrual import accrue_into
-from quotalang.controller.ledger.arithmetic import add_usage, positive, summed
+from quotalang.controller.ledger.arithmetic import add_usage, summed
 from quotalang.controller.ledger.base import CashError, CashState, ObjectKey
 from quotalang.controller.ledger.bodies import look_up, pack
 from quotalang.controller.ledger.versions import at_or_after, newer, version_of
@@ -40,10 +40,6 @@ def test_usage_adds_and_subtracts_and_zeros_leave() -> None:
     assert total == {"cpu": 3 * NANO, "pods": NANO, "memory": 5}
     add_usage(total, {"pods": NANO, "memory": 5}, -1)
     assert total == {"cpu": 3 * NANO}
-
-
-def test_only_the_positive_part_of_a_delta_is_reserved() -> None:
-    assert positive({"cpu": NANO, "memory": -4, "pods": 0}) == {"cpu": NANO}
 
 
 def test_a_listing_sums_per_group_and_indexes_per_object() -> None:
