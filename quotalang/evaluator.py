@@ -616,6 +616,8 @@ def _check(
 ) -> tuple[list[Violation], list[str]]:
     violations: list[Violation] = []
     warnings: list[str] = []
+    if not delta and not extra:  # a request that adds nothing (a resent one) can neither exceed nor near a limit
+        return violations, warnings
     hard_of = group.hard
     carved_of = group.carved
     used = source.used(group.name)

@@ -253,7 +253,9 @@ def usage_of(
         except InputError as exc:
             raise type(exc)(f"{rule.kind} part {pod_set.name}: {exc}") from None
         replicas = pod_set.replicas
-        if replicas:
+        if replicas and not total:  # the first part charged (most workloads have one): no sums to add to
+            total = {k: v * replicas for k, v in vector}
+        elif replicas:
             for k, v in vector:
                 total[k] = total.get(k, 0) + v * replicas
         parts.append(

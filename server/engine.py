@@ -332,6 +332,8 @@ class Engine:
         An owner the ledger holds with the claimed uid is remembered briefly
         (`_verified`), so the pods of one ReplicaSet cost one lookup of it.
         """
+        if claimed_owner(policy, obj) is None:
+            return _no_owner  # nothing to look up: neither the decision nor `_refused` asks (they claim none)
         found: dict[tuple[str, str, str], Mapping[str, Any] | None] = {}
 
         def find(ref: OwnerRef) -> Mapping[str, Any] | None:
@@ -351,8 +353,7 @@ class Engine:
                             self._verified[owner, ref.uid] = _ownership(body)
             return found[key]
 
-        if claimed_owner(policy, obj) is not None:
-            verified_owner(policy, obj, find)  # every lookup it needs happens here; the decision reads `found`
+        verified_owner(policy, obj, find)  # every lookup it needs happens here; the decision reads `found`
         return find
 
     def _refused(
@@ -474,6 +475,11 @@ def deletion_hold(recorded: Mapping[str, Any] | None, options: Mapping[str, Any]
 
 DEFAULT_GRACE_SECONDS = 30  # a Pod's terminationGracePeriodSeconds when unset
 MAX_GRACE_SECONDS = 3600  # a longer hold is still a hold, never a release before the pod could be gone
+
+
+def _no_owner(ref: OwnerRef) -> Mapping[str, Any] | None:
+    """The owners of an object that claims none: never asked."""
+    return None
 
 
 def _ownership(body: Mapping[str, Any]) -> dict[str, Any]:

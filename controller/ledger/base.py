@@ -144,9 +144,10 @@ class CashState:
 
 
 # -------------------------------------------------------------- contract
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ask:
-    """One request as a store sees it: where to reserve, until when, and how to decide.
+    """One request as a store sees it: where to reserve, until when, and how to decide. Never changed once
+    built (not frozen: a frozen dataclass costs several times as much to build, and one is built per review).
 
     The engine (`quotalang.server.engine`) builds it from a review; a store
     never sees the review, the policy or the evaluator. `decide(usage,

@@ -14,8 +14,8 @@ from typing import Any
 
 def version_of(obj: Mapping[str, Any] | None) -> str | None:
     """An object's metadata.resourceVersion, if any."""
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    meta = obj.get("metadata") if type(obj) is dict or isinstance(obj, Mapping) else None  # plain dicts first
+    value = meta.get("resourceVersion") if type(meta) is dict or isinstance(meta, Mapping) else None
     return str(value) if value else None
 
 
