@@ -46,6 +46,7 @@ in the message.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import threading
@@ -61,9 +62,11 @@ from quotalang.controller.kube.deadline import DEFAULT_TIMEOUT, budget
 from quotalang.controller.kube.limit_ranges import LimitRangeSource
 from quotalang.controller.kube.naming import api_group, kind_of_resource
 from quotalang.controller.ledger.base import Ask
+from quotalang.controller.ledger.bodies import pack, unpack
+from quotalang.controller.ledger.memory import MemoryLedger
 from quotalang.controller.ledger.versions import version_of
 from quotalang.decision import Decision, UsageSource, clip
-from quotalang.errors import UserInputError
+from quotalang.errors import InputError, UserInputError
 from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
 from quotalang.owners import Find, OwnerRef, claimed_owner, verified_owner
@@ -307,7 +310,7 @@ class Engine:
         else:
             identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
             if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
-                operation, old = standalone_basis(operation, obj, self.ledger.lookup(identity, local=True))
+                operation, old = standalone_basis(operation, obj, self._record(identity, obj))
             owners = self._owners(policy, obj, identity, wait)
             refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait, until)
                        if policy.settings.authorize_users else None)
@@ -324,6 +327,25 @@ class Engine:
         if standalone and decision.reserves and _finally_deleted(obj):
             self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
         return decision
+
+    def _record(self, identity: ObjectKey, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Standalone: what the ledger holds for `identity` (`standalone_basis`'s `recorded`).
+
+        The review's own object when the record is its packing byte for byte
+        (a resent review, the usual case: nothing to parse, and the
+        evaluator's `old == obj` meets the same dict), else the parsed record:
+        a review parsed from JSON packs back to the bytes it was parsed from.
+        """
+        ledger = self.ledger
+        if not isinstance(ledger, MemoryLedger):  # the in-process stores are the standalone ones
+            return ledger.lookup(identity, local=True)
+        raw = ledger.recorded(identity)
+        if raw is None:
+            return None
+        with contextlib.suppress(InputError):  # one that cannot be packed is compared parsed (and denied)
+            if pack(obj) == raw:
+                return obj
+        return unpack(raw)
 
     def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Find:
         """The ledger's answer to where `obj`'s claimed controller owner (and, through a go-between, the chain

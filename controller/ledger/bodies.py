@@ -112,4 +112,14 @@ def look_up(
     return fallback(identity) if fallback is not None else None
 
 
-__all__ = ["Admitted", "look_up", "pack", "pack_observed", "unpack"]
+def recorded(
+    identity: ObjectKey, admitted: Mapping[ObjectKey, Admitted], observed: Mapping[ObjectKey, bytes], now: float
+) -> bytes | None:
+    """The packed body a local `look_up` without a version returns (the admitted one until its deadline,
+    else the observed one), unparsed: a caller that only compares it with an object packs that instead."""
+    pending = admitted.get(identity)
+    raw = pending.body if pending is not None and pending.deadline > now else None
+    return raw if raw is not None else observed.get(identity)
+
+
+__all__ = ["Admitted", "look_up", "pack", "pack_observed", "recorded", "unpack"]

@@ -71,7 +71,7 @@ from quotalang.controller.ledger.base import (
     ObjectKey,
     Observed,
 )
-from quotalang.controller.ledger.bodies import look_up, pack
+from quotalang.controller.ledger.bodies import look_up, pack, recorded
 from quotalang.controller.ledger.borrowers import BorrowerBook
 from quotalang.controller.ledger.inprocess import (
     GroupNumbers,
@@ -177,6 +177,10 @@ class MemoryLedger(Reconciling):
         fallback's; `version` as `bodies.look_up`."""
         return look_up(identity, self._pending, self._bodies, self._clock(),
                        None if local else self._fallback_lookup, version, fetches=self.fetches)
+
+    def recorded(self, identity: ObjectKey) -> bytes | None:
+        """`lookup(identity, local=True)`'s body still packed (`bodies.recorded`)."""
+        return recorded(identity, self._pending, self._bodies, self._clock())
 
     def borrowers(self) -> tuple[Borrower, ...]:
         """Every admission recorded as borrowing (a copy): a lender's request may name some to reclaim."""

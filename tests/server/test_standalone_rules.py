@@ -111,6 +111,36 @@ def test_a_create_retried_with_the_same_uid_is_the_same_admission(client: TestCl
     assert cpu(ledger) == 36
 
 
+def test_a_retry_identical_to_the_record_is_not_parsed_again(
+    client: TestClient, ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record's bytes equal the retried object's packing: decided against it without reading it back."""
+    import quotalang.server.engine as engine
+
+    first = with_uid(deployment("job", replicas=9), "uid-1")  # 36 of 40
+    assert send(client, review(first))["allowed"]
+
+    def unread(raw: bytes) -> dict[str, Any]:
+        raise AssertionError("the record was parsed")
+
+    monkeypatch.setattr(engine, "unpack", unread)
+    assert send(client, review(with_uid(deployment("job", replicas=9), "uid-1")))["allowed"] is True
+    assert cpu(ledger) == 36  # held once: 36, not 72
+    changed = send(client, review(with_uid(deployment("job", replicas=10), "uid-1")))  # differs: read
+    assert changed["allowed"] is False and "the record was parsed" in changed["status"]["message"]
+
+
+def test_a_retry_that_differs_from_the_record_is_charged_the_difference(
+    client: TestClient, ledger: MemoryLedger
+) -> None:
+    """Same uid, more replicas: checked as an UPDATE against the record (36 held, +4 for the tenth pod)."""
+    assert send(client, review(with_uid(deployment("job", replicas=9), "uid-1")))["allowed"]
+    assert send(client, review(with_uid(deployment("job", replicas=10), "uid-1")))["allowed"] is True  # 40 of 40
+    assert cpu(ledger) == 40
+    assert send(client, review(with_uid(deployment("job", replicas=11), "uid-1")))["allowed"] is False  # 44 > 40
+    assert cpu(ledger) == 40
+
+
 # ------------------------------------------------------------ #4: DELETE releases only what is gone
 def delete(obj: dict[str, Any], **options: Any) -> dict[str, Any]:
     body = review(None, "DELETE", old=obj)
