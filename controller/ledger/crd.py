@@ -29,6 +29,8 @@ object every admission would contend on.
       leaderEpoch: 7                                 # fencing token of the last leader that wrote
       asks: 2                                        # replicas asked to write their entries (see kubernetes.asking)
       lastWrite: quotalang-7d9f-abcde/7/912          # token of the leader's last write
+      drawn: {ai-lab-vision: {requests.cpu: "2000000000000"}}   # what each lending/borrowing child draws
+      drawnAt: {ai-lab-vision: "4702"}               # on this pool, by the leader from that child's version
 
 Decisions:
 
@@ -153,6 +155,10 @@ class LedgerState:
     # `observed` and `objects` per cluster ("" for the one cluster); their sums are `observed` and `objects`.
     observed_by_cluster: dict[str, dict[str, int]] = field(default_factory=dict)
     objects_by_cluster: dict[str, int] = field(default_factory=dict)
+    # Borrowing (issue 29, `kubernetes.registering`): child -> what it draws on this group's pool (the leader's
+    # d̃ of the child's usage at version `drawn_at[child]`); counted in `used` as this group's own.
+    drawn: dict[str, dict[str, int]] = field(default_factory=dict)
+    drawn_at: dict[str, str] = field(default_factory=dict)
 
     def add_observed(self, usage: Mapping[str, int], sign: int, cluster: str, *, count: bool = True) -> None:
         """A fold: add (-1: remove) an object's usage in `cluster`; `count=False`: a change of one already counted.
@@ -204,11 +210,13 @@ class LedgerState:
         out = dict(self.observed)
         for key, value in self.reserved(now).items():
             out[key] = out.get(key, 0) + value
+        for usage in self.drawn.values():
+            add_usage(out, usage)
         return out
 
     def is_empty(self) -> bool:
         """Nothing observed and nothing pending: a removed group's ledger may then go."""
-        return not self.observed and self.objects == 0 and not self.reservations
+        return not self.observed and self.objects == 0 and not self.reservations and not self.drawn
 
     def copy(self) -> LedgerState:
         return LedgerState(
@@ -226,6 +234,8 @@ class LedgerState:
             self.asks,
             {c: dict(u) for c, u in self.observed_by_cluster.items()},
             dict(self.objects_by_cluster),
+            {c: dict(u) for c, u in self.drawn.items()},
+            dict(self.drawn_at),
         )
 
 
@@ -286,6 +296,9 @@ def to_object(state: LedgerState) -> dict[str, Any]:
     }
     if state.asks:
         status["asks"] = state.asks
+    if state.drawn or state.drawn_at:
+        status["drawn"] = {c: _nanos(u) for c, u in sorted(state.drawn.items()) if _nanos(u)}
+        status["drawnAt"] = dict(sorted(state.drawn_at.items()))
     if state.last_write is not None:
         status["lastWrite"] = state.last_write
     if state.period_start is not None:
@@ -340,6 +353,9 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         by_cluster, counts = ({"": observed} if observed else {}), ({"": objects} if objects else {})
     if not isinstance(by_cluster, Mapping) or not isinstance(counts, Mapping | None):
         raise LedgerFormatError(f"QuotaLedger {name}: status.observedByCluster/objectsByCluster are not mappings")
+    drawn, drawn_at = status.get("drawn") or {}, status.get("drawnAt") or {}
+    if not isinstance(drawn, Mapping) or not isinstance(drawn_at, Mapping):
+        raise LedgerFormatError(f"QuotaLedger {name}: status.drawn/drawnAt are not mappings")
     return LedgerState(
         group=owner,
         resource_version=str(rv) if rv else None,
@@ -356,6 +372,8 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         observed_by_cluster={str(c): u for c, v in by_cluster.items()
                              if (u := _read_nanos(v, f"status.observedByCluster.{c}"))},
         objects_by_cluster={c: n for c, n in _read_counts(counts, name).items() if n},
+        drawn={str(c): u for c, v in drawn.items() if (u := _read_nanos(v, f"status.drawn.{c}"))},
+        drawn_at={str(c): str(v) for c, v in drawn_at.items()},
     )
 
 

@@ -58,6 +58,10 @@ def crd() -> dict[str, Any]:
             "leaderEpoch": {"type": "integer", "description": "Fencing token of the last leader that wrote."},
             "asks": {"type": "integer", "description": "Times a replica asked the others to write their entries."},
             "lastWrite": {"type": "string", "description": "Token of the last controller write (lost answers)."},
+            "drawn": {"type": "object", "additionalProperties": _nanos_map("One child's draw."),
+                      "description": "What each lending or borrowing child draws on this pool (the leader's)."},
+            "drawnAt": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "The child's resourceVersion each drawn entry was computed from."},
         },
     }
     schema = {

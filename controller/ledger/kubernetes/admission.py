@@ -18,6 +18,7 @@ from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.controller.ledger.kubernetes.book import _Mine
 from quotalang.controller.ledger.kubernetes.core import _Lease, _Written
 from quotalang.controller.ledger.kubernetes.leases import Leasing
+from quotalang.controller.ledger.kubernetes.registering import Draws
 from quotalang.decision import Decision
 
 
@@ -93,6 +94,8 @@ class Admitting(Leasing):
         moment = self._monotonic()  # wait at most half of what is left: the last read and write need time too
         wait_for_others = moment + min(self.tuning.answer_wait, (until - moment) / 2)
         asked: int | None = None
+        tokens: dict[str, str] = {}  # identity slot -> its registration token, for every round of this batch
+        refused: dict[str, str] = {}  # identity slot -> why a pool refused its draw (`registering`)
         state, fresh = self._cache.get(group), False
         if state is None:
             state, fresh = self.read(group, until), True
@@ -108,8 +111,10 @@ class Admitting(Leasing):
             changes: dict[str, _Mine] = {}
             stale = blocked = False
             lease: dict[str, int] | None = None
+            draws = Draws(refused=refused)
             for slot in batch:
-                decision, reserved = self._evaluate(group, update, slot.item, now, used, mine, changes)
+                decision, reserved = self._evaluate(group, update, slot.item, now, used, mine, changes,
+                                                    draws=draws)
                 decisions.append(decision)
                 if reserved is not None:
                     written.append(reserved)
@@ -129,6 +134,8 @@ class Admitting(Leasing):
                 self._sleep(self.tuning.ask_poll)
                 state, fresh = self.read(group, until), True
                 continue
+            if draws.need and not self._register_batch(group, draws, tokens, until):
+                continue  # decided again from the same version, the refused one denied
             if written:
                 last, decision = next((slot.item, d) for slot, d in zip(reversed(batch), reversed(decisions),
                                                                         strict=True) if d.reservation.get(group))
@@ -146,6 +153,9 @@ class Admitting(Leasing):
                     state, fresh = self.read(group, until), True
                     continue
             self._keep(mine, changes, written, now)
+            for slot_key, token in tokens.items():
+                if slot_key not in draws.need:  # registered in an earlier round, not admitted in the last
+                    self._unregister(token, until)
             if written:  # the lease written replaces the one before (what that one handed out is in `mine`)
                 if lease:
                     self._leases[group] = _Lease(dict(lease), self._monotonic() + self.tuning.lease_window)

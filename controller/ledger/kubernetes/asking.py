@@ -16,7 +16,7 @@ from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import Ask
 from quotalang.controller.ledger.crd import Held, LedgerState
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine
-from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX
+from quotalang.controller.ledger.kubernetes.core import DRAW_SUFFIX, LEASE_SUFFIX
 from quotalang.controller.ledger.kubernetes.evaluate import Evaluating
 
 
@@ -29,8 +29,8 @@ class Asking(Evaluating):
         fold already moved to `observed`."""
         unsettled: dict[str, int] = {}
         for name, held in state.reservations.items():
-            if name in (self.replica, self._lease_name) or held.expires <= now:
-                continue
+            if name in (self.replica, self._lease_name) or held.expires <= now or name.endswith(DRAW_SUFFIX):
+                continue  # registered draws are exact: lowered at once when their request is not admitted
             if name.endswith(LEASE_SUFFIX) or asked is None or held.answered < asked:
                 add_usage(unsettled, held.usage)
         return unsettled

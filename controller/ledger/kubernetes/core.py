@@ -1,7 +1,7 @@
 """The state one replica's ledger keeps, which every mechanism of this package reads and changes.
 
 Each mechanism is a class in its own module, stacked in one line of
-inheritance (`cache` → `io` → `evaluate` → `asking` → `leases` →
+inheritance (`cache` → `io` → `registering` → `evaluate` → `asking` → `leases` →
 `admission` → `folding` → `tidy` → `cash` → `ledger`), so that each reads
 only what the ones below it define. Invariant: every attribute is made here,
 once, with the lock that guards it named beside it; knobs come from the one
@@ -23,13 +23,16 @@ from quotalang.controller.ledger.base import Ask, ObjectKey, Observed
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.group_commit import GroupCommit
 from quotalang.controller.ledger.kubernetes.book import _Admissions
+from quotalang.controller.ledger.kubernetes.drawing import Terms
 from quotalang.controller.ledger.kubernetes.tuning import Tuning
 from quotalang.controller.ledger.kubernetes.turns import _TakingTurns
+from quotalang.policy import CompiledPolicy
 
 LOG = logging.getLogger("quotalang.kubestore")
 
 
 LEASE_SUFFIX = "~lease"  # a replica's lease is a reservation entry of its own, `<replica>~lease`
+DRAW_SUFFIX = "~draw"  # in a pool's object, the draws a replica registered there (`registering`)
 
 
 @dataclass(slots=True)
@@ -99,6 +102,7 @@ class LedgerCore:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         tuning: Tuning | None = None,
+        policy: Callable[[], CompiledPolicy | None] | None = None,
     ) -> None:
         self.api = api
         self._monotonic = monotonic
@@ -154,6 +158,14 @@ class LedgerCore:
         # in: a resync's listing may predate them (`base.summed`); another term's calls do not count.
         self._told: dict[ObjectKey, int | None] = {}
         self._tokens = itertools.count(1)  # controller writes, for their tokens
+        # The policy whose lend/borrow terms a draw is registered under (`registering`; the runtime sets it).
+        # None: a request beyond its guarantee is refused, as with no way to register it.
+        self.policy = policy
+        # This replica's registrations: pool group -> token -> (usage, expires wall); the pool's object holds
+        # their sum in `reservations[<replica>~draw]`. Guarded by `_index_lock`.
+        self._drawing: dict[str, dict[str, tuple[dict[str, int], float]]] = {}
+        # The policy the groups' terms were computed from, and the terms (`registering._terms_in`).
+        self._terms_cache: tuple[CompiledPolicy | None, dict[str, Terms]] = (None, {})
 
     @property
     def standalone(self) -> bool:
@@ -171,4 +183,4 @@ class LedgerCore:
         return min(max(until - self._monotonic(), 0.001), self.tuning.call_timeout)
 
 
-__all__ = ["LEASE_SUFFIX", "LedgerCore", "StoreStats"]
+__all__ = ["DRAW_SUFFIX", "LEASE_SUFFIX", "LedgerCore", "StoreStats"]

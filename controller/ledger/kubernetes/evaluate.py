@@ -4,7 +4,9 @@ Invariant: a request is checked against observed usage, every other
 replica's unexpired entries (leases included) and this replica's own
 admissions with the batch's changes, without the part a replacement of the
 same object supersedes; only the positive part of a delta is reserved, and
-an admission joins the book only once its write (or lease) holds it.
+an admission joins the book only once its write (or lease) holds it; one
+that grows its group's draw on its parent is recorded only once the batch
+registered that draw with the ancestors (`registering`), never within a lease.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from quotalang.controller.ledger.bodies import pack
 from quotalang.controller.ledger.crd import LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine, _past_deadline, _replaces
 from quotalang.controller.ledger.kubernetes.core import _Pending, _Written
-from quotalang.controller.ledger.kubernetes.io import Io
+from quotalang.controller.ledger.kubernetes.drawing import growth
+from quotalang.controller.ledger.kubernetes.registering import Draws, Registering, refused_decision
 from quotalang.decision import Decision
 
 
@@ -37,7 +40,7 @@ class _View:
         return self.cash if group == self.group else EMPTY
 
 
-class Evaluating(Io):
+class Evaluating(Registering):
     """One request decided against one version of a group's ledger, and a decided batch recorded."""
 
     def _evaluate(
@@ -50,9 +53,13 @@ class Evaluating(Io):
         mine: _Admissions,
         changes: dict[str, _Mine],
         accept: Callable[[Decision], bool] | None = None,
+        draws: Draws | None = None,
     ) -> tuple[Decision, _Written | None]:
         """Decide one request against `used` (observed + others' sums + this replica's admissions and the
-        batch's `changes`); when it reserves (and `accept` takes it), record it in `changes` and `used`."""
+        batch's `changes`); when it reserves (and `accept` takes it), record it in `changes` and `used`.
+
+        One that grows its group's draw on its parent (`drawing.growth` > 0) is recorded only with `draws`
+        (what the batch must register first, `registering`); without, it is not taken here."""
         key = request.identity
         slot = identity_key(key)
         admitted_rv = request.admitted_version
@@ -63,11 +70,21 @@ class Evaluating(Io):
             view = dict(used)
             add_usage(view, existing.latest(), -1)
         decision = request.decision(_View(group, dict(view), update.cash))
-        if decision.touches:  # it would draw on ancestors this store does not register with yet (issue 29)
+        terms = self._terms(group)
+        if decision.touches and terms is None:  # no policy to register its draw under (issue 29)
             decision = refuse_drawing(decision)
         charge = decision.reservation.get(group)
         if not charge or decision.stored is None or (accept is not None and not accept(decision)):
             return decision, None
+        need = growth(terms, used, charge) if terms is not None else None
+        if need:  # counted only once registered with the ancestors it draws on (`registering`)
+            if draws is None:
+                return decision, None
+            if slot in draws.refused:
+                return refused_decision(decision, draws.refused[slot]), None
+            add_usage(draws.need.setdefault(slot, {}), need)
+            if decision.mode != "enforce":
+                draws.force.add(slot)
         body = pack(decision.stored)  # before anything is written
         existing = mine.get(slot, changes)
         usage, rv, base = dict(charge), admitted_rv, {}

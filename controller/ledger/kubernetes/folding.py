@@ -19,7 +19,16 @@ from quotalang.controller.ledger.bodies import pack_observed
 from quotalang.controller.ledger.crd import FOLD_CAP, Held, LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.admission import Admitting
 from quotalang.controller.ledger.kubernetes.book import _confirmed, _fold_entry, _fold_parts
-from quotalang.controller.ledger.kubernetes.core import _Edit
+from quotalang.controller.ledger.kubernetes.core import LOG, _Edit
+from quotalang.controller.ledger.kubernetes.drawing import drawn
+
+
+def _later(version: str, than: str) -> bool:
+    """Whether resourceVersion `version` is after `than` (etcd's are integers; others: never later)."""
+    try:
+        return int(version) > int(than)
+    except ValueError:
+        return False
 
 
 def _adder(diff: Mapping[str, int], new_object: bool, cluster: str) -> Callable[[LedgerState], bool]:
@@ -91,7 +100,43 @@ class Folding(Admitting, ObservesOne):
         epoch = self._epoch()
         token = token or self._token(epoch)
         with self._writer(group):
-            return self._mutate(group, change, until, epoch, token, folded)
+            written = self._mutate(group, change, until, epoch, token, folded)
+        if written is not None:
+            self._publish_draw(written)
+        return written
+
+    def _publish_draw(self, state: LedgerState) -> None:
+        """After the leader wrote a lending or borrowing group: its parent's `drawn[group]` becomes the
+        uncapped draw of what that version counts (`drawing.drawn`), written only forward and only when it
+        changed (so the pool's own draw travels up the same way, one level per write). Until it lands the
+        replicas' registrations cover the admissions (they expire only after their deadline + TTL, by which
+        the leader has folded what was created); they count on top of it until then: over, never under."""
+        terms = self._terms(state.group)
+        policy = self._policy_now()
+        version = state.resource_version
+        if terms is None or policy is None or version is None:
+            return
+        parent = policy.groups[state.group].parent
+        if parent is None:
+            return
+        value = drawn(terms, state.used(self._clock()))
+        child = state.group
+
+        def change(update: LedgerState) -> bool:
+            at = update.drawn_at.get(child)
+            if update.drawn.get(child, {}) == value or (at is not None and _later(at, version)):
+                return False
+            if value:
+                update.drawn[child] = dict(value)
+            else:
+                update.drawn.pop(child, None)
+            update.drawn_at[child] = version
+            return True
+
+        try:
+            self.mutate(parent, change)
+        except LedgerUnavailable:  # the next write of the group publishes again
+            LOG.warning("could not write the draw of group %s on %s", child, parent)
 
     def _mutate(
         self,

@@ -29,6 +29,7 @@ from quotalang.controller.ledger.group_commit import Slot
 from quotalang.controller.ledger.kubernetes.asking import Asking
 from quotalang.controller.ledger.kubernetes.book import _Mine
 from quotalang.controller.ledger.kubernetes.core import _Window, _Written
+from quotalang.controller.ledger.kubernetes.drawing import growth
 from quotalang.controller.ledger.kubernetes.evaluate import _View
 from quotalang.decision import Decision
 
@@ -121,8 +122,11 @@ class Leasing(Asking):
             for _ in range(self.tuning.lease_headroom * size - 1):
                 add_usage(ahead, charge)
             trial = request.decision(_View(group, ahead, update.cash), dry_run=False)
-            if trial.allowed and not trial.touches and trial.reservation.get(group) == charge:
-                return {k: v * size for k, v in charge.items()}
+            lease = {k: v * size for k, v in charge.items()}
+            terms = self._terms(group)  # never sized beyond the slack: admissions within it register nothing
+            if trial.allowed and not trial.touches and trial.reservation.get(group) == charge and (
+                    terms is None or not growth(terms, used, lease)):
+                return lease
         return None
 
     def _busy(self, group: str, moment: float) -> bool:

@@ -111,6 +111,8 @@ class StoreRuntime:
         self.fold_interval = fold_interval
         ledger.fold_interval = fold_interval
         self.policy = policy
+        if ledger.policy is None:  # the terms a draw is registered under (`kubernetes.registering`)
+            ledger.policy = policy
         self.elector = elector
         self.interval = interval
         self.orphans: list[str] = []

@@ -70,7 +70,7 @@ from quotalang.controller.kube.watch import Gone, Watcher
 from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import DEFAULT_RESERVATION_TTL, LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.crd import COLLECTION_PATH, from_object, identity_key
-from quotalang.controller.ledger.kubernetes import evaluate, tidy
+from quotalang.controller.ledger.kubernetes import tidy
 from quotalang.controller.ledger.kubernetes.core import LEASE_SUFFIX
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime
@@ -198,7 +198,7 @@ class Config:
     # does today: this replica's pending admitted body first, which may never have been stored: a finding).
     scale_parent: str = "live"
     # The lend/borrow tree (TREE) instead of three carved leaves; checked: no balance below −borrow, no
-    # guarantee lent. The kubernetes store refuses every request beyond its group's guarantee today.
+    # guarantee lent. Draws beyond a group's guarantee are registered with its ancestors (`registering`).
     borrowing: bool = False
 
 
@@ -208,6 +208,7 @@ class Stats:
     actions: int = 0
     admissions: int = 0
     allowed: int = 0
+    borrowed: int = 0  # of them, admissions that drew on an ancestor (`--borrowing`)
     faults: dict[str, int] = field(default_factory=dict)
     virtual_seconds: float = 0.0
 
@@ -504,7 +505,7 @@ class Simulation:
         identity = ObjectKey("apps", kind, "default", name)
         self.stats.admissions += 1
         started = self.now
-        allowed = False
+        allowed = drew = False
         # A review nested at a yield point gets a short deadline: it runs to its end there, and the actor it
         # interrupted (really running meanwhile) waits for it, so its waits must not be the whole 10 s.
         timeout = TIMEOUT if len(self.active) == 0 else NESTED_TIMEOUT
@@ -519,6 +520,7 @@ class Simulation:
                 if decision is None:
                     decision = node.ledger.reserve(ask)
                 allowed = decision.allowed
+                drew = bool(decision.borrowed or decision.touches)
             except LedgerUnavailable:
                 allowed = False  # failure mode deny: fail closed
         late = self.now - started > deadlines.budget(timeout)
@@ -526,6 +528,7 @@ class Simulation:
                   f"{'allowed' if allowed else 'denied'}{' (too late)' if late else ''}")
         if allowed and not late:
             self.stats.allowed += 1
+            self.stats.borrowed += drew and not dry_run
         return allowed and not late and not dry_run
 
     def act_create(self) -> None:
@@ -959,11 +962,11 @@ PLANTS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "sum-lowered-before-fold": ("KubernetesLedger", "observe_many", _dropping_observe_many),
     "write-without-version": ("KubernetesLedger", "write", _unconditional_write),
     "resync-forgets-told": ("module", "summed", _summed_without_told),
-    # The kubernetes store decides a group against its own object only: admitting what draws on ancestors there
-    # (instead of `refuse_drawing`) lends what they do not hold. Found with `--borrowing` (BORROWING_PLANTS).
-    "drawing-unrefused": ("evaluate", "refuse_drawing", lambda original: lambda decision: decision),
+    # The kubernetes store decides a group against its own object only: a draw admitted without registering
+    # it with the ancestors (`registering`) lends what they do not hold. Found with `--borrowing`.
+    "drawing-unregistered": ("KubernetesLedger", "_register", lambda original: lambda self, *args: None),
 }
-BORROWING_PLANTS = frozenset({"drawing-unrefused"})
+BORROWING_PLANTS = frozenset({"drawing-unregistered"})
 
 
 @contextlib.contextmanager
@@ -973,8 +976,8 @@ def planted(name: str | None) -> Iterator[None]:
         yield
         return
     owner_name, attribute, make = PLANTS[name]
-    # `resync` reads `summed` in tidy, `_evaluate` reads `refuse_drawing` in evaluate
-    owner: Any = {"KubernetesLedger": KubernetesLedger, "module": tidy, "evaluate": evaluate}[owner_name]
+    # `resync` reads `summed` in tidy
+    owner: Any = {"KubernetesLedger": KubernetesLedger, "module": tidy}[owner_name]
     original = getattr(owner, attribute)
     setattr(owner, attribute, make(original))
     os.environ["QUOTALANG_SIM_PLANT"] = name
@@ -1009,11 +1012,12 @@ def explore(seeds: range | list[int], config: Config, *, budget: float | None = 
         total.actions += stats.actions
         total.admissions += stats.admissions
         total.allowed += stats.allowed
+        total.borrowed += stats.borrowed
         total.virtual_seconds += stats.virtual_seconds
         for name, count in stats.faults.items():
             total.faults[name] = total.faults.get(name, 0) + count
     return {"schedules": total.schedules, "actions": total.actions, "admissions": total.admissions,
-            "allowed": total.allowed, "faults": dict(sorted(total.faults.items())),
+            "allowed": total.allowed, "borrowed": total.borrowed, "faults": dict(sorted(total.faults.items())),
             "virtual_seconds": round(total.virtual_seconds), "wall_seconds": round(time.monotonic() - started, 1),
             "failed_seed": failed_seed, "failure": failure}
 

@@ -589,11 +589,13 @@ def test_a_ledger_object_without_clusters_reads_as_the_one_clusters(apis: list[K
     assert shares(apis[1], "ml") == ({"": 2 * CPU, "east": 1 * CPU}, {"": 1, "east": 1}, 3 * CPU)
 
 
-def test_borrowing_beyond_a_guarantee_is_refused_until_this_store_registers_it(
+def test_borrowing_beyond_a_guarantee_is_refused_by_a_store_without_the_policy(
     apis: list[KubeApi], policy: CompiledPolicy
 ) -> None:
-    """Issue 29: ml (5 cpu) may borrow 2 from root's own 85; this store cannot lock root's numbers yet, so a
-    request past ml's 5 is denied, saying why, and reserves nothing; one within the 5 is admitted as before."""
+    """Issue 29: ml (5 cpu) may borrow 2 from root's own 85; a store given no policy (a tool; the runtime
+    always gives it one) has no terms to register the draw under, so a request past ml's 5 is denied, saying
+    why, and reserves nothing; one within the 5 is admitted as before. With the policy:
+    test_kubestore_borrowing.py."""
     lending = compile_sources(load_text(POLICY.replace("requests.cpu     5", "requests.cpu     5 borrow 2"),
                                         "test.quota"))
     assert lending.lending  # the language's `borrow`, compiled
