@@ -16,8 +16,21 @@ from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import EMPTY, ObjectKey
 from quotalang.controller.ledger.crd import LedgerFormatError, LedgerState, from_object, parse_identity
 from quotalang.controller.ledger.kubernetes.book import INHERITED, _Admissions, _confirmed, _Mine, _written
-from quotalang.controller.ledger.kubernetes.core import LOG, LedgerCore
+from quotalang.controller.ledger.kubernetes.core import DRAW_SUFFIX, LOG, LedgerCore
 from quotalang.controller.ledger.versions import newer
+
+
+def own_reserved(state: LedgerState, now: float) -> tuple[dict[str, int], int]:
+    """The group's own pending usage and how many admissions hold it: every unexpired entry but the draws
+    its children registered there (`registering`), which are theirs (the API, pages and metrics show them
+    in the children; decisions count them as the group's, `evaluate._others`)."""
+    total: dict[str, int] = {}
+    count = 0
+    for name, held in state.reservations.items():
+        if held.expires > now and not name.endswith(DRAW_SUFFIX):
+            add_usage(total, held.usage)
+            count += held.count
+    return total, count
 
 
 class Cache(LedgerCore):
@@ -145,12 +158,17 @@ class Cache(LedgerCore):
             return {k: dict(v.usage) for k, v in mine.items.items()} if mine is not None else {}
 
     def used(self, group: str) -> Mapping[str, int]:
+        """The group's own usage (observed + its own pending admissions), its children's draws aside."""
         state = self._cache.get(group)
-        return state.used(self._clock()) if state is not None else EMPTY
+        if state is None:
+            return EMPTY
+        used = dict(state.observed)
+        add_usage(used, own_reserved(state, self._clock())[0])
+        return used
 
     def cash_used(self, group: str) -> Mapping[str, int]:
         state = self._cache.get(group)
         return state.cash if state is not None else EMPTY
 
 
-__all__ = ["Cache"]
+__all__ = ["Cache", "own_reserved"]

@@ -123,8 +123,11 @@ class Evaluating(Registering):
                     del self._pending[key]
 
     def _others(self, state: LedgerState, now: float) -> dict[str, int]:
-        """Observed usage plus every other replica's unexpired entries (their leases included)."""
+        """Observed usage plus every other replica's unexpired entries (their leases and the draws registered
+        here included) and what the leader publishes its children draw here (`drawn`)."""
         others: dict[str, int] = dict(state.observed)
+        for usage in state.drawn.values():
+            add_usage(others, usage)
         for name, held in state.reservations.items():
             if name not in (self.replica, self._lease_name) and held.expires > now:
                 add_usage(others, held.usage)

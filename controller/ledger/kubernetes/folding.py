@@ -23,6 +23,13 @@ from quotalang.controller.ledger.kubernetes.core import LOG, _Edit
 from quotalang.controller.ledger.kubernetes.drawing import drawn
 
 
+def _lower(value: Mapping[str, int], current: Mapping[str, int] | None) -> bool:
+    """Whether `value` is below `current` for some key and above it for none."""
+    current = current or {}
+    keys = set(value) | set(current)
+    return value != current and all(value.get(k, 0) <= current.get(k, 0) for k in keys)
+
+
 def _later(version: str, than: str) -> bool:
     """Whether resourceVersion `version` is after `than` (etcd's are integers; others: never later)."""
     try:
@@ -105,7 +112,17 @@ class Folding(Admitting, ObservesOne):
             self._publish_draw(written)
         return written
 
-    def _publish_draw(self, state: LedgerState) -> None:
+    def publish_draws(self) -> int:
+        """The leader's upkeep (`StoreRuntime.maintain`): lower each pool's `drawn[g]` that counts more than
+        g's cached version draws (computed while the replicas' entries still held what the same fold
+        observed); never raise it here, where a registration still live would count twice (what grows is
+        published by the write that grew it). Returns how many groups it published."""
+        published = 0
+        for state in list(self._cache.values()):
+            published += self._publish_draw(state, lower_only=True)
+        return published
+
+    def _publish_draw(self, state: LedgerState, lower_only: bool = False) -> bool:
         """After the leader wrote a lending or borrowing group: its parent's `drawn[group]` becomes the
         uncapped draw of what that version counts (`drawing.drawn`), written only forward and only when it
         changed (so the pool's own draw travels up the same way, one level per write). Until it lands the
@@ -115,16 +132,20 @@ class Folding(Admitting, ObservesOne):
         policy = self._policy_now()
         version = state.resource_version
         if terms is None or policy is None or version is None:
-            return
+            return False
         parent = policy.groups[state.group].parent
         if parent is None:
-            return
+            return False
         value = drawn(terms, state.used(self._clock()))
         child = state.group
+        if lower_only and ((pool := self._cache.get(parent)) is None or not _lower(value, pool.drawn.get(child))):
+            return False  # from the cache, no call: the common case is that nothing changed
 
         def change(update: LedgerState) -> bool:
             at = update.drawn_at.get(child)
             if update.drawn.get(child, {}) == value or (at is not None and _later(at, version)):
+                return False
+            if lower_only and not _lower(value, update.drawn.get(child)):
                 return False
             if value:
                 update.drawn[child] = dict(value)
@@ -134,9 +155,10 @@ class Folding(Admitting, ObservesOne):
             return True
 
         try:
-            self.mutate(parent, change)
+            return self.mutate(parent, change) is not None
         except LedgerUnavailable:  # the next write of the group publishes again
             LOG.warning("could not write the draw of group %s on %s", child, parent)
+            return False
 
     def _mutate(
         self,

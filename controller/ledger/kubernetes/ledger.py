@@ -72,6 +72,7 @@ from typing import Any
 
 from quotalang.controller.ledger.base import NO_USAGE, GroupUsage, ObjectKey
 from quotalang.controller.ledger.bodies import look_up
+from quotalang.controller.ledger.kubernetes.cache import own_reserved
 from quotalang.controller.ledger.kubernetes.cash import Cash
 
 
@@ -93,9 +94,8 @@ class KubernetesLedger(Cash):
         state = self._cache.get(group)
         if state is None:
             return NO_USAGE
-        now = self._clock()
-        live = sum(r.count for r in state.reservations.values() if r.expires > now)
-        return GroupUsage(dict(state.observed), state.reserved(now), dict(state.cash), state.objects, live,
+        reserved, live = own_reserved(state, self._clock())
+        return GroupUsage(dict(state.observed), reserved, dict(state.cash), state.objects, live,
                           {c: dict(u) for c, u in state.observed_by_cluster.items()})
 
     def objects_of(self, group: str) -> list[tuple[ObjectKey, dict[str, int]]] | None:

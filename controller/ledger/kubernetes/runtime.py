@@ -224,6 +224,7 @@ class StoreRuntime:
         if self.elector is None or self.is_leader:
             self.ledger.flush()  # what the fold thread has not written yet, before judging a ledger empty
             self.ledger.expire()
+            self.ledger.publish_draws()  # a pool's `drawn` counted while a fold's admissions were held twice
             for group in orphans:
                 if self.ledger.delete_if_empty(group):
                     LOG.info("deleted the empty ledger of removed group %s", group)

@@ -151,6 +151,23 @@ def test_the_leader_publishes_what_a_group_draws_and_only_forward() -> None:
     r1.read("a", rig.clock.now + 5)
     r1.tidy()  # r1 drops its folded admission from its entry: a counts 5
     leader.read("a", rig.clock.now + 5)
+    leader.read("p", rig.clock.now + 5)
+    assert leader.publish_draws() == 1  # the leader's upkeep lowers it: d̃(5) = 3
+    assert rig.state("p").drawn == {"a": {"requests.cpu": 3 * CPU}}
+    assert leader.publish_draws() == 0  # nothing more to lower; never raised here
     leader.observe(ObjectKey("apps", "Deployment", "default", "other"), "a", {"requests.cpu": CPU},
                    resource_version="91")  # the leader's next write of a: 6 counted, d̃ = 6 - 2 = 4
     assert rig.state("p").drawn == {"a": {"requests.cpu": 4 * CPU}}
+    # Past the TTL r1's registration is gone and p counts a's draw by `drawn` alone: 4. p itself asks 6: its
+    # floor holds (7 - 4 - 6 = -3 >= -4), but its draw max(0, 10 - 5) = 5 > root's T0 4: refused there.
+    # (Without `drawn` counted, p would see 0 and draw max(0, 6 - 5) = 1.) 5 fits: draw 4, root 4 - 4 = 0.
+    rig.clock.now += 60
+    leader.read("p", rig.clock.now + 5)
+    leader.expire()
+    assert entries(rig, "p") == {}
+    assert "short at root" in said(rig.admit(r1, "p6", "p", "6"))
+    assert rig.admit(r1, "p5", "p", "5").allowed
+    assert entries(rig, "root") == {"r1~draw": 4}
+    # What p shows as its own (API, pages, metrics): its 5, not the draws counted there for decisions.
+    assert r1.used("p")["requests.cpu"] == 5 * CPU
+    assert r1.group_usage("p").used["requests.cpu"] == 5 * CPU
