@@ -46,7 +46,6 @@ in the message.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
 import threading
@@ -342,9 +341,11 @@ class Engine:
         raw = ledger.recorded(identity)
         if raw is None:
             return None
-        with contextlib.suppress(InputError):  # one that cannot be packed is compared parsed (and denied)
+        try:
             if pack(obj) == raw:
                 return obj
+        except InputError:  # one that cannot be packed is compared parsed (and denied when recorded)
+            pass
         return unpack(raw)
 
     def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Find:
