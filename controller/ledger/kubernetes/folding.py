@@ -116,10 +116,13 @@ class Folding(Admitting, ObservesOne):
         """The leader's upkeep (`StoreRuntime.maintain`): lower each pool's `drawn[g]` that counts more than
         g's cached version draws (computed while the replicas' entries still held what the same fold
         observed); never raise it here, where a registration still live would count twice (what grows is
-        published by the write that grew it). Returns how many groups it published."""
+        published by the write that grew it), unless publishing it failed after that write (retried whole).
+        Returns how many groups it published."""
         published = 0
         for state in list(self._cache.values()):
-            published += self._publish_draw(state, lower_only=True)
+            retry = state.group in self._unpublished
+            self._unpublished.discard(state.group)
+            published += self._publish_draw(state, lower_only=not retry)
         return published
 
     def _publish_draw(self, state: LedgerState, lower_only: bool = False) -> bool:
@@ -156,8 +159,9 @@ class Folding(Admitting, ObservesOne):
 
         try:
             return self.mutate(parent, change) is not None
-        except LedgerUnavailable:  # the next write of the group publishes again
+        except LedgerUnavailable:  # the upkeep (or the next write of the group) publishes again
             LOG.warning("could not write the draw of group %s on %s", child, parent)
+            self._unpublished.add(child)
             return False
 
     def _mutate(

@@ -171,3 +171,17 @@ def test_the_leader_publishes_what_a_group_draws_and_only_forward() -> None:
     # What p shows as its own (API, pages, metrics): its 5, not the draws counted there for decisions.
     assert r1.used("p")["requests.cpu"] == 5 * CPU
     assert r1.group_usage("p").used["requests.cpu"] == 5 * CPU
+
+
+def test_a_draw_the_leader_failed_to_publish_is_published_by_its_upkeep() -> None:
+    rig = tree_rig()
+    r1, leader = replica(rig, "r1"), replica(rig, "leader")
+    assert rig.admit(r1, "a5", "a", "5").allowed
+    leader.read("p", rig.clock.now + 5)
+    leader.api.network = Script(*[("PUT", "p", "unavailable")] * 10_000)  # type: ignore[attr-defined]
+    leader.observe(ObjectKey("apps", "Deployment", "default", "a5"), "a", {"requests.cpu": 5 * CPU},
+                   resource_version="90")  # a's fold lands; its draw on p does not
+    assert rig.state("p").drawn == {}
+    leader.api.network = Script()  # type: ignore[attr-defined]
+    assert leader.publish_draws() == 1  # retried whole, though it raises: d̃(5 + r1's 5) = 8
+    assert rig.state("p").drawn == {"a": {"requests.cpu": 8 * CPU}}
