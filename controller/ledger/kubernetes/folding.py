@@ -112,6 +112,12 @@ class Folding(Admitting, ObservesOne):
             self._publish_draw(written)
         return written
 
+    def republish_draws(self) -> int:
+        """Every cached group's draw published again, raised too: after a policy change the terms under which
+        the pools' `drawn` were computed are gone (registrations made since are under the new ones)."""
+        self._unpublished.update(self._cache)
+        return self.publish_draws()
+
     def publish_draws(self) -> int:
         """The leader's upkeep (`StoreRuntime.maintain`): lower each pool's `drawn[g]` that counts more than
         g's cached version draws (computed while the replicas' entries still held what the same fold
@@ -119,9 +125,12 @@ class Folding(Admitting, ObservesOne):
         published by the write that grew it), unless publishing it failed after that write (retried whole).
         Returns how many groups it published."""
         published = 0
-        for state in list(self._cache.values()):
-            retry = state.group in self._unpublished
-            self._unpublished.discard(state.group)
+        for group in list(self._cache):
+            state = self._cache.get(group)  # now: a publication before may have written this one
+            if state is None:
+                continue
+            retry = group in self._unpublished
+            self._unpublished.discard(group)
             published += self._publish_draw(state, lower_only=not retry)
         return published
 

@@ -212,6 +212,8 @@ class StoreRuntime:
             return
         if policy.checksum != self._synced_checksum:
             created = self.ledger.ensure_groups(policy.groups)
+            if self._synced_checksum is not None and (self.elector is None or self.is_leader):
+                self.ledger.republish_draws()  # lend, borrow or hard may have changed: drawn under the new terms
             self._synced_checksum = policy.checksum
             if created:
                 LOG.info("created %d ledger objects for policy %s", created, policy.checksum[:12])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from quotalang.compiler import compile_sources
 from quotalang.controller.ledger.base import LedgerUnavailable, ObjectKey
 from quotalang.controller.ledger.crd import object_path
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.decision import Decision
+from quotalang.loader import load_text
 from tests.controller.ledger.kubernetes.rig import CPU, Rig
-from tests.controller.ledger.kubernetes.test_drawing import tree
+from tests.controller.ledger.kubernetes.test_drawing import TREE_POLICY, tree
 
 
 class Script:
@@ -136,12 +138,18 @@ def test_a_crash_between_the_two_writes_holds_the_room_until_the_registration_ex
     assert entries(rig, "root") == {}
 
 
-def test_the_leader_publishes_what_a_group_draws_and_only_forward() -> None:
-    rig = tree_rig()
+def admitted_and_folded(rig: Rig) -> tuple[KubernetesLedger, KubernetesLedger]:
+    """r1 admits 5 cpu in a (a draw of 3 on p), and the leader folds that object: (r1, leader)."""
     r1, leader = replica(rig, "r1"), replica(rig, "leader")
     assert rig.admit(r1, "a5", "a", "5").allowed
     leader.observe(ObjectKey("apps", "Deployment", "default", "a5"), "a", {"requests.cpu": 5 * CPU},
                    resource_version="90")
+    return r1, leader
+
+
+def test_the_leader_publishes_what_a_group_draws_and_only_forward() -> None:
+    rig = tree_rig()
+    r1, leader = admitted_and_folded(rig)
     state = rig.state("p")
     # The fold's version of a counts 5 observed + r1's unconfirmed 5 (r1 has not seen the fold yet):
     # d̃ = 10 - 2 = 8, at that version; p counts it on top of r1's registration 3 (over, never under).
@@ -185,3 +193,18 @@ def test_a_draw_the_leader_failed_to_publish_is_published_by_its_upkeep() -> Non
     leader.api.network = Script()  # type: ignore[attr-defined]
     assert leader.publish_draws() == 1  # retried whole, though it raises: d̃(5 + r1's 5) = 8
     assert rig.state("p").drawn == {"a": {"requests.cpu": 8 * CPU}}
+
+
+def test_a_policy_change_republishes_every_draw_under_the_new_terms() -> None:
+    rig = tree_rig()
+    _, leader = admitted_and_folded(rig)
+    assert rig.state("p").drawn == {"a": {"requests.cpu": 8 * CPU}}  # 10 counted - slack 2
+    # a stops lending: T0 4, L 0, slack 4, so the same 10 counted draw 6 (lower: even the upkeep would).
+    # p's own draw on root is published by that write of p: p counts r1's 3 + 6 = 9, max(0, 9 - K(p)),
+    # K(p) = T0(p) - min(2, T0(p)) with T0(p) = 4 + L(a) 0 + L(b) 1 = 5: 9 - 3 = 6.
+    rig.policy = compile_sources(load_text(TREE_POLICY.replace("requests.cpu 4 lend 2 borrow 3",
+                                                               "requests.cpu 4 borrow 3"), "tree.quota"))
+    leader.read("p", rig.clock.now + 5)
+    assert leader.republish_draws() >= 1
+    assert rig.state("p").drawn == {"a": {"requests.cpu": 6 * CPU}}
+    assert rig.state("root").drawn == {"p": {"requests.cpu": 6 * CPU}}
