@@ -14,11 +14,12 @@ import math
 from quotalang.controller.kube.deadline import budget
 from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import Ask, LedgerUnavailable
+from quotalang.controller.ledger.crd import identity_key
 from quotalang.controller.ledger.group_commit import GroupCommit, Slot
 from quotalang.controller.ledger.kubernetes.book import _Mine
 from quotalang.controller.ledger.kubernetes.core import _Lease, _Written
 from quotalang.controller.ledger.kubernetes.leases import Leasing
-from quotalang.controller.ledger.kubernetes.registering import Draws
+from quotalang.controller.ledger.kubernetes.registering import Draws, with_overdraws
 from quotalang.decision import Decision
 
 
@@ -162,7 +163,7 @@ class Admitting(Leasing):
                 else:
                     self._leases.pop(group, None)
             for slot, decision in zip(batch, decisions, strict=True):
-                slot.result = decision
+                slot.result = with_overdraws(decision, draws.over.get(identity_key(slot.item.identity), []))
             return
 
 

@@ -52,6 +52,16 @@ class Draws:
     need: dict[str, dict[str, int]] = field(default_factory=dict)
     force: set[str] = field(default_factory=set)
     refused: dict[str, str] = field(default_factory=dict)
+    over: dict[str, list[str]] = field(default_factory=dict)  # forced slots: where a pool had no room
+
+
+def with_overdraws(decision: Decision, over: list[str]) -> Decision:
+    """A warn or audit mode admission whose draw a pool had no room for: admitted and counted, as a request
+    over quota is in those modes, saying where."""
+    if not over:
+        return decision
+    return dataclasses.replace(decision, warnings=[
+        *decision.warnings, *(f"group {decision.path} borrows beyond what is free: {why}" for why in over)])
 
 
 def refused_decision(decision: Decision, why: str) -> Decision:
@@ -96,17 +106,20 @@ class Registering(Io):
             held = self._drawing.get(parent or "", {}).get(token)
         return held[0] if held is not None else EMPTY
 
-    def _register(self, group: str, token: str, amount: Mapping[str, int], until: float, force: bool) -> None:
+    def _register(
+        self, group: str, token: str, amount: Mapping[str, int], until: float, over: list[str] | None
+    ) -> None:
         """Register `amount` drawn by `group` under `token` with its parent, and what that grows of the parent's
         own draw with the grandparent, nearest first. `Refused` (everything this call registered lowered
-        again) if a pool lacks room, unless `force` (warn and audit mode: counted all the same)."""
+        again) if a pool lacks room, unless `over` is a list (warn and audit mode: counted all the same, and
+        what the pool lacked said there)."""
         policy = self._policy_now()
         assert policy is not None  # only a group with terms draws
         child, passed = group, dict(amount)
         done: list[tuple[str, dict[str, int]]] = []
         try:
             while passed and (pool := policy.groups[child].parent) is not None:
-                grown = self._register_at(policy, pool, token, passed, until, force)
+                grown = self._register_at(policy, pool, token, passed, until, over)
                 done.append((pool, passed))
                 child, passed = pool, grown
         except Refused:
@@ -115,7 +128,8 @@ class Registering(Io):
             raise
 
     def _register_at(
-        self, policy: CompiledPolicy, pool: str, token: str, amount: Mapping[str, int], until: float, force: bool
+        self, policy: CompiledPolicy, pool: str, token: str, amount: Mapping[str, int], until: float,
+        over: list[str] | None,
     ) -> dict[str, int]:
         """One compare-and-swap on `pool`: this replica's sum there raised by `amount` if the pool's balance,
         read from that version, stays at or above its floor. Returns what it grows of the pool's own draw.
@@ -123,10 +137,11 @@ class Registering(Io):
         Under the pool's writer turn: this replica's sum there is read, raised and written by one writer at
         a time, so two of its batches never write sums that each lack the other's registration."""
         with self._writer(pool):
-            return self._register_in_turn(policy, pool, token, amount, until, force)
+            return self._register_in_turn(policy, pool, token, amount, until, over)
 
     def _register_in_turn(
-        self, policy: CompiledPolicy, pool: str, token: str, amount: Mapping[str, int], until: float, force: bool
+        self, policy: CompiledPolicy, pool: str, token: str, amount: Mapping[str, int], until: float,
+        over: list[str] | None,
     ) -> dict[str, int]:
         terms = self._terms_in(policy, pool)
         moves = policy.lending.moves(pool)
@@ -152,10 +167,14 @@ class Registering(Io):
                     add_usage(counted, usage)
             add_usage(counted, before)
             lacking = shortfalls(terms, counted, amount)
-            if lacking and not force:
+            if lacking:
                 key, short = next(iter(lacking.items()))
-                raise Refused(pool, f"{qty(key, short)} of {key} short at {policy.groups[pool].path}, "
-                                    f"whose room is registered to other groups' borrowing")
+                why = (f"{qty(key, short)} of {key} short at {policy.groups[pool].path}, whose room is registered "
+                       "to other groups' borrowing")
+                if over is None:
+                    raise Refused(pool, why)
+                if why not in over:  # a retried write says it once
+                    over.append(why)
             grown = growth(terms, counted, amount) if moves else {}
             self._put_draws(update, mine)
             if self.write(update, until) is not None:
@@ -201,7 +220,8 @@ class Registering(Io):
             if not more:
                 continue
             try:
-                self._register(group, token, more, until, slot in draws.force)
+                self._register(group, token, more, until,
+                               draws.over.setdefault(slot, []) if slot in draws.force else None)
             except Refused as why:
                 draws.refused[slot] = why.text
                 return False
@@ -249,4 +269,4 @@ class Registering(Io):
             return  # it expires
 
 
-__all__ = ["INHERITED_DRAW", "Draws", "Refused", "Registering", "refused_decision"]
+__all__ = ["INHERITED_DRAW", "Draws", "Refused", "Registering", "refused_decision", "with_overdraws"]

@@ -208,3 +208,29 @@ def test_a_policy_change_republishes_every_draw_under_the_new_terms() -> None:
     assert leader.republish_draws() >= 1
     assert rig.state("p").drawn == {"a": {"requests.cpu": 6 * CPU}}
     assert rig.state("root").drawn == {"p": {"requests.cpu": 6 * CPU}}
+
+
+@pytest.mark.parametrize("mode", ["enforce", "warn"])
+def test_a_pool_without_room_refuses_in_enforce_mode_and_is_counted_in_warn_mode(mode: str) -> None:
+    rig = tree_rig()
+    if mode == "warn":
+        rig.policy = compile_sources(load_text(TREE_POLICY.replace(
+            "group a in p {\n", "group a in p {\n  mode warn\n"), "tree.quota"))
+    r1, r2 = replica(rig, "r1"), replica(rig, "r2")
+    assert rig.admit(r2, "b7", "b", "7").allowed  # b's draw 4 on p; p's draw max(0, 4 - 5) = 0 on root
+    # p itself takes 2: p counts 4 + 2 = 6, its draw max(0, 6 - 5) = 1 on root (4 - 1 >= 0).
+    assert rig.admit(r2, "p2", "p", "2").allowed
+    assert entries(rig, "root") == {"r2~draw": 1}
+    # a takes 7: its own floor holds (4 - 7 = -3) and its view of p is empty, so the evaluator admits it;
+    # its draw 7 - 2 = 5 on p holds there (7 - 6 - 5 = -4 >= -4), but p's draw grows max(0, 11 - 5) -
+    # max(0, 6 - 5) = 5 on root: 4 - 1 - 5 = -2, 2 short at root.
+    decision = rig.admit(r1, "a7", "a", "7")
+    if mode == "enforce":
+        assert not decision.allowed and "2 of requests.cpu short at root" in said(decision)
+        assert entries(rig, "p") == {"r2": 2, "r2~draw": 4} and entries(rig, "root") == {"r2~draw": 1}  # lowered
+        assert entries(rig, "a") == {}
+    else:
+        assert decision.allowed and any("2 of requests.cpu short at root" in w for w in decision.warnings)
+        assert entries(rig, "p") == {"r1~draw": 5, "r2": 2, "r2~draw": 4}
+        assert entries(rig, "root") == {"r1~draw": 5, "r2~draw": 1}
+        assert entries(rig, "a") == {"r1": 7}
