@@ -31,7 +31,7 @@ Per key, with T the balance and `share(c) = min(lend, max(T, −borrow))`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,20 +106,25 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
             memo[name] = used(name)
         return memo[name]
 
-    room = {name: groups[name].hard[key] - groups[name].carved.get(key, 0) - own(name).get(key, 0)
-            for name in order}
-    terms = {name: lending.terms(name, key) for name in order}  # (lend, borrow)
-    limited = set(order)
-    kids = {name: [c for c in groups[name].children if c in limited] for name in order}
+    # the children that limit the key, in declaration order (top-down, each parent's children come in a row)
+    kids: dict[str, list[str]] = {name: [] for name in order}
+    room: dict[str, int] = {}
+    terms: dict[str, tuple[int, int]] = {}  # (lend, borrow)
+    for name in order:
+        group = groups[name]
+        if group.parent in kids:
+            kids[group.parent].append(name)
+        room[name] = group.hard[key] - group.carved.get(key, 0) - own(name).get(key, 0)
+        terms[name] = lending.terms(name, key)
     t: dict[str, int] = {}  # borrowing.balance, from the leaves up: each subtree read once, not once per ancestor
     sh: dict[str, int] = {}
-    for name in reversed(order):
-        t[name] = room[name] + sum(sh[c] for c in kids[name])
-        sh[name] = share(groups, lending, own, name, key, t[name])
     offer: dict[str, int] = {}  # min(lend, what it would have idle if nobody below took beyond its room)
     gross: dict[str, int] = {}  # its idle room plus what its children offer
     for name in reversed(order):
-        gross[name] = max(room[name], 0) + sum(offer[c] for c in kids[name])
+        below = kids[name]
+        t[name] = room[name] + sum(sh[c] for c in below) if below else room[name]
+        sh[name] = share(groups, lending, own, name, key, t[name])
+        gross[name] = max(room[name], 0) + (sum(offer[c] for c in below) if below else 0)
         offer[name] = min(terms[name][0], gross[name])
     demand = {name: offer[name] - sh[name] for name in order}  # what it takes from its parent's pool
     funded: dict[str, list[tuple[str | None, int]]] = {}  # where each group's demand comes from, nearest first
@@ -127,6 +132,8 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
         parent = groups[name].parent
         if parent is not None and parent not in t:
             funded[name] = [(parent, demand[name])]  # the parent does not limit the key: it has room
+        if not kids[name]:
+            continue  # funds no one: what its own workloads take from its pool matters to nobody
         local = gross[name] - (terms[name][0] if parent is not None else 0)  # the rest is lent up
         queue: list[list[object]] = [[name, max(local, 0)]]
         queue += [[s, a] for s, a in funded.get(name, []) if s is not None]
@@ -147,7 +154,7 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
         borrowed = max(0, -sh[name])
         skip = demand[name] - borrowed  # its own lendable part taken back first: not borrowing
         merged: dict[str, int] = {}
-        for source, amount in funded.get(name, []):
+        for source, amount in funded.get(name, []) if borrowed else ():  # nothing borrowed: skip covers all
             part = amount - min(skip, amount)
             skip -= amount - part
             if source is not None and part:
@@ -158,8 +165,15 @@ def key_figures(groups: Groups, lending: Lending, used: Used, key: str) -> dict[
     return out
 
 
-def figures(groups: Groups, lending: Lending, used: Used) -> dict[str, dict[str, Lent]]:
-    """Per group, per key some group lends or borrows, its `Lent` (empty without lending)."""
+def figures(
+    groups: Groups, lending: Lending, used: Used, only: Collection[str] | None = None
+) -> dict[str, dict[str, Lent]]:
+    """Per group, per key some group lends or borrows (and in `only`, when given), its `Lent`.
+
+    Each key is a pass over the whole tree: a view that shows a few keys per
+    group (the tree page) names them in `only` rather than pay for every key.
+    Empty without lending.
+    """
     out: dict[str, dict[str, Lent]] = {}
     read: dict[str, Mapping[str, int]] = {}
 
@@ -169,6 +183,8 @@ def figures(groups: Groups, lending: Lending, used: Used) -> dict[str, dict[str,
         return read[name]
 
     for key in lending_keys(lending):
+        if only is not None and key not in only:
+            continue
         for name, row in key_figures(groups, lending, once, key).items():
             out.setdefault(name, {})[key] = row
     return out

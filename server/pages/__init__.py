@@ -52,7 +52,7 @@ from starlette.templating import Jinja2Templates
 from quotalang.charging import chargeable, is_label
 from quotalang.controller import Ledger
 from quotalang.errors import UserInputError
-from quotalang.policy import CompiledGroup, CompiledPolicy, usage_below
+from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.server.admission import BadReview, check_object
 from quotalang.server.bodies import Busy, ParsePool, describe
 from quotalang.server.denials import Denials
@@ -228,14 +228,8 @@ def routes(
         query = request.query_params.get("q", "").strip()[:100]
         at = now()
         shown = _matching(policy, query)
-        below = usage_below(policy, views.own_usage(ledger))
-        lending = views.lending_of(policy, ledger)
-        rows = [
-            (group, depth, views.numbers(policy, group, ledger, at, views.TREE_KEYS, below[group.name],
-                                         lending.get(group.name, {})))
-            for group, depth in views.walk(policy)
-            if shown is None or group.name in shown
-        ]
+        numbers = views.tree_numbers(policy, ledger, at, shown)
+        rows = [(group, depth, numbers[group.name]) for group, depth in views.walk(policy) if group.name in numbers]
         return render(request, "tree.html", {
             "policy": policy, "rows": rows, "query": query,
             "count": len(policy.groups), "poll_url": base(request) + "/pages/tree.json",

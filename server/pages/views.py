@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -69,19 +69,29 @@ def lending_of(policy: CompiledPolicy, ledger: Ledger) -> dict[str, dict[str, Le
     return figures(policy.groups, policy.lending, own_usage(ledger)) if policy.lending else {}
 
 
-def lending_bar(policy: CompiledPolicy, row: LimitRow, lent: Lent) -> dict[str, Any]:
-    """The borrowing fields of one row: the figures as quantities and the second bar's shares of hard + borrow."""
+def lending_bar(policy: CompiledPolicy, row: LimitRow, lent: Lent, full: bool = True) -> dict[str, Any]:
+    """The borrowing fields of one row: the figures as quantities and the second bar's shares of hard + borrow.
+
+    The tree (`full=False`) shows no terms (lend, borrow, guarantee): its group's page does; and on a key
+    nothing is lent out of or borrowed by, it draws no second bar, so neither its figures nor the poll carry it.
+    """
     key = row.key
+    over = row.used + row.carved > row.hard + lent.borrow  # what it may borrow is not over
+    moved = lent.lent_out > 0 or lent.borrowed > 0
+    if not full and not moved:
+        return {"over": over, "lent_or_borrowed": False}
     within = max(row.subtree - lent.borrowed, 0)
     scale = row.hard + lent.borrow
     within_pct = _pct(within, scale)
     lent_pct = min(_pct(lent.lent_out, scale), round(100 - within_pct, 2))
     borrowed_pct = min(_pct(lent.borrowed, scale), round(100 - within_pct - lent_pct, 2))
-    return {"lend": _qty(key, lent.lend), "borrow": _qty(key, lent.borrow), "guarantee": _qty(key, lent.guarantee),
-            "within": _qty(key, within), "borrowed": _qty(key, lent.borrowed), "lent_out": _qty(key, lent.lent_out),
-            "borrowed_from": ", ".join(f"{policy.group_path(g)} {_qty(key, a)}" for g, a in lent.draws) or "-",
-            "within_pct": within_pct, "lent_pct": max(lent_pct, 0.0), "borrowed_pct": max(borrowed_pct, 0.0),
-            "over": row.used + row.carved > row.hard + lent.borrow}  # what it may borrow is not over
+    bar = {"within": _qty(key, within), "borrowed": _qty(key, lent.borrowed), "lent_out": _qty(key, lent.lent_out),
+           "borrowed_from": ", ".join(f"{policy.group_path(g)} {_qty(key, a)}" for g, a in lent.draws) or "-",
+           "within_pct": within_pct, "lent_pct": max(lent_pct, 0.0), "borrowed_pct": max(borrowed_pct, 0.0),
+           "over": over, "lent_or_borrowed": moved}  # the tree draws its line only then
+    if full:
+        bar.update(lend=_qty(key, lent.lend), borrow=_qty(key, lent.borrow), guarantee=_qty(key, lent.guarantee))
+    return bar
 
 
 def limit_bar(
@@ -186,39 +196,60 @@ class Numbers:
     cash: list[dict[str, Any]]
 
 
-def numbers(
+def numbers(policy: CompiledPolicy, group: CompiledGroup, ledger: Ledger, now: dt.datetime) -> Numbers:
+    """A group page's rows: every key, with its subtree's usage and, where the policy lends, its borrowing."""
+    usage = ledger.group_usage(group.name)
+    below = usage_below(policy, own_usage(ledger), group.name)[group.name] if group.children else None
+    lending = lending_of(policy, ledger).get(group.name, {})
+    return _numbers(policy, group, usage, limit_rows(group, usage.used, below), lending, now, full=True)
+
+
+def tree_numbers(
+    policy: CompiledPolicy, ledger: Ledger, now: dt.datetime, names: Collection[str] | None = None
+) -> dict[str, Numbers]:
+    """The rows of every group (of `names`, when given: a filtered tree) as the tree shows them: its
+    `TREE_KEYS` fullest keys (declaration order among equals).
+
+    One read of each group's usage serves the subtree sums, the ranking, the
+    bars and the borrowing figures, so they all describe the same moment; and
+    borrowing (a pass over the whole tree per key) is worked out only for the
+    keys some group shows. Ranking is integer arithmetic on the rows; only the
+    rows shown are formatted as quantities, which is what a 1,000-group tree
+    page spends its time on.
+    """
+    usage = {name: ledger.group_usage(name) for name in policy.groups}
+    used = {name: u.used for name, u in usage.items()}  # a sum of observed and reserved: worked out once
+    below = usage_below(policy, used.__getitem__)
+    groups = {name: g for name, g in policy.groups.items() if names is None or name in names}
+    shown: dict[str, list[LimitRow]] = {}
+    for name, group in groups.items():
+        rows = limit_rows(group, used[name], below[name])
+        order = sorted(range(len(rows)), key=lambda i: -_rank(rows[i]))
+        shown[name] = [rows[i] for i in order[:TREE_KEYS]]
+    lending: dict[str, dict[str, Lent]] = {}
+    if policy.lending:
+        keys = {row.key for rows in shown.values() for row in rows}
+        lending = figures(policy.groups, policy.lending, used.__getitem__, keys)
+    return {name: _numbers(policy, group, usage[name], shown[name], lending.get(name, {}), now, full=False)
+            for name, group in groups.items()}
+
+
+def _numbers(
     policy: CompiledPolicy,
     group: CompiledGroup,
-    ledger: Ledger,
+    usage: GroupUsage,
+    rows: list[LimitRow],
+    lending: Mapping[str, Lent],
     now: dt.datetime,
-    top: int | None = None,
-    below: Mapping[str, int] | None = None,
-    lending: Mapping[str, Lent] | None = None,
+    full: bool,
 ) -> Numbers:
-    """The group's rows; with `top`, only its `top` fullest keys (declaration order among equals).
-
-    `below`: its descendants' usage (`usage_below`); None reads it for this group's subtree.
-    `lending`: its borrowing figures per key (`lending_of`); None reads them when the policy lends.
-
-    Ranking is integer arithmetic on the rows; only the rows shown are formatted
-    as quantities, which is what a 1,000-group tree page spends its time on.
-    """
-    usage = ledger.group_usage(group.name)
     warn = policy.settings.warn_at
     num, den = warn.numerator, warn.denominator
-    if below is None and group.children:
-        below = usage_below(policy, own_usage(ledger), group.name)[group.name]
-    rows = limit_rows(group, usage.used, below)
-    if top is not None:
-        order = sorted(range(len(rows)), key=lambda i: -_rank(rows[i]))
-        rows = [rows[i] for i in order[:top]]
     parent = bool(group.children)
-    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, top is None, parent) for r in rows]
-    if lending is None:
-        lending = lending_of(policy, ledger).get(group.name, {})
+    bars = [limit_bar(r, usage.reserved.get(r.key, 0), num, den, full, parent) for r in rows]
     for bar, r in zip(bars, rows, strict=True):
         if r.key in lending:
-            bar.update(lending_bar(policy, r, lending[r.key]))
+            bar.update(lending_bar(policy, r, lending[r.key], full))
     cash = [cash_bar(c, usage.observed.get(c.key, 0), now, num, den) for c in cash_rows(group, usage.cash)]
     return Numbers(group, usage, bars, cash)
 
@@ -234,13 +265,9 @@ def walk(policy: CompiledPolicy) -> Iterator[tuple[CompiledGroup, int]]:
 
 def tree_state(policy: CompiledPolicy, ledger: Ledger, now: dt.datetime) -> dict[str, Any]:
     """What the tree page polls: per group, the bars it shows and its cash."""
-    out: dict[str, Any] = {}
-    below = usage_below(policy, own_usage(ledger))
-    lending = lending_of(policy, ledger)
-    for group in policy.groups.values():
-        n = numbers(policy, group, ledger, now, TREE_KEYS, below[group.name], lending.get(group.name, {}))
-        out[group.name] = {"limits": n.limits, "cash": n.cash, "objects": n.usage.objects,
-                           "reservations": n.usage.reservations}
+    out = {name: {"limits": n.limits, "cash": n.cash, "objects": n.usage.objects,
+                  "reservations": n.usage.reservations}
+           for name, n in tree_numbers(policy, ledger, now).items()}
     return {"policy": policy.checksum, "groups": out}
 
 

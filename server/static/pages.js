@@ -25,7 +25,7 @@
   }
   function setWidths(row, widths) { setSegments(row.querySelector(".bar"), SEGMENTS, widths); }
 
-  // The borrowing bar and numbers of a lending key (issue 29): in a tree row, or a group page's table row.
+  // The borrowing bar and numbers of a lending key on a group page's Borrowing table (issue 29).
   var LENDING = ["lend", "borrow", "guarantee", "within", "lent_out", "borrowed", "borrowed_from"];
   function setLending(holder, b) {
     var bar = holder.querySelector(".bar.lb");
@@ -40,22 +40,33 @@
     });
   }
 
+  // The tree's borrowing line, as the template draws it (macros.html tree_lending): only while the key is
+  // lent out or borrowed, with only the segments and figures that are not 0. Rebuilt from the poll when it
+  // says something else (with textContent only, so nothing from the server is parsed as HTML).
   function lendingSpan(b) {
     var span = el("span", "lend");
     var bar = el("span", "bar lb");
     bar.setAttribute("aria-hidden", "true");  // the numbers beside it say the same
+    [["o", b.within_pct], ["l", b.lent_pct], ["b", b.borrowed_pct]].forEach(function (s) {
+      if (s[1] > 0) { var seg = el("i", s[0]); seg.setAttribute("style", "width:" + s[1] + "%"); bar.appendChild(seg); }
+    });
     span.appendChild(bar);
     var ln = el("span", "ln");
-    [["within hard ", "within", "b"], [" · lent out ", "lent_out", "b"], [" · borrowed ", "borrowed", "b"],
-     [" (from ", "borrowed_from", "span"]].forEach(function (p) {
-      ln.appendChild(document.createTextNode(p[0]));
-      var v = el(p[2], null, b[p[1]]);
-      v.dataset.f = p[1];
-      ln.appendChild(v);
+    [["within hard ", "within"], ["lent out ", "lent_out"], ["borrowed ", "borrowed"]].forEach(function (p) {
+      if (b[p[1]] === "0") { return; }
+      ln.appendChild(document.createTextNode((ln.firstChild ? " · " : "") + p[0]));
+      ln.appendChild(el("b", null, b[p[1]]));
+      if (p[1] === "borrowed") { ln.appendChild(document.createTextNode(" (from " + b.borrowed_from + ")")); }
     });
-    ln.appendChild(document.createTextNode(")"));
     span.appendChild(ln);
     return span;
+  }
+  function treeLending(row, b) {
+    var shown = row.querySelector(":scope > .lend");
+    var wanted = b.lent_or_borrowed ? lendingSpan(b) : null;
+    if (shown && wanted && shown.isEqualNode(wanted)) { return; }
+    if (shown) { shown.remove(); }
+    if (wanted) { row.appendChild(wanted); }
   }
 
   function updateRow(row, data, fields) {
@@ -115,7 +126,7 @@
       n.appendChild(sub);
     }
     row.appendChild(n);
-    if (b.borrowed !== undefined) { row.appendChild(lendingSpan(b)); }
+    if (b.lent_or_borrowed) { row.appendChild(lendingSpan(b)); }
     return row;
   }
 
@@ -147,7 +158,7 @@
           updateRow(row, b, ["hard", "carved", "used", "subtree", "reserved", "free"]);
           var bar = row.querySelector(".bar[aria-label]");
           if (bar && b.free !== undefined) { bar.setAttribute("aria-label", b.key + ": used " + b.used + " of " + b.hard + ", carved " + b.carved + ", free " + b.free); }
-          setLending(row, b);
+          if (row.parentNode.dataset.bars !== undefined) { treeLending(row, b); } else { setLending(row, b); }
         });
         (all[name + "\u0000lend " + b.key] || []).forEach(function (row) { setLending(row, b); });
       });

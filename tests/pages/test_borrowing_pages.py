@@ -4,7 +4,8 @@ The tree (GPUs): root 8, all carved (own room 0); a 4 lend 2 (guarantee 2); b 4 
 b's Deployment of 6 × (1 GPU, 500m cpu) is admitted: T 4 − 6 = −2 ≥ −2, root T 0 + a's min(2, 4) − 2 = 0 ≥ 0.
 So b holds 4 within its hard and borrows 2 (from root's pool); a's 2 are lent out (root's T cannot drop).
 The second bar is a share of hard + borrow: b's 6 → within 4/6 = 66.67 %, borrowed 2/6 = 33.33 %;
-a's 4 → lent out 2/4 = 50 %.
+a's 4 → lent out 2/4 = 50 %. The tree prints only the figures that are not 0; root (which lends and
+borrows nothing) gets no second bar.
 """
 
 from __future__ import annotations
@@ -54,19 +55,22 @@ def test_the_tree_shows_own_borrowed_and_lent_out_with_a_legend(page: Page, lend
     # b holds 6 of hard 4 + borrow 2: borrowing, not over
     expect(page.locator(f'[data-bars="b"] > [data-k="{GPU}"]')).not_to_have_class(re.compile(r"\bover\b"))
     b = page.locator(f'[data-bars="b"] > [data-k="{GPU}"] .lend')
-    expect(b.locator(".ln")).to_have_text("within hard 4 · lent out 0 · borrowed 2 (from root 2)")
+    expect(b.locator(".ln")).to_have_text("within hard 4 · borrowed 2 (from root 2)")  # a figure of 0 is left out
     # read as the text beside it (as the tree's other bars are), so hidden from screen readers
     assert b.locator(".bar.lb").get_attribute("aria-hidden") == "true"
     assert abs(_width(page, f'[data-bars="b"] > [data-k="{GPU}"] .lb i.o') - 66.67) < 0.01
     assert abs(_width(page, f'[data-bars="b"] > [data-k="{GPU}"] .lb i.b') - 33.33) < 0.01
     a = page.locator(f'[data-bars="a"] > [data-k="{GPU}"] .lend .ln')
-    expect(a).to_have_text("within hard 0 · lent out 2 · borrowed 0 (from -)")
-    assert a.locator("xpath=..").locator(".lb i.o").count() == 0  # an empty segment is not drawn
+    expect(a).to_have_text("lent out 2")
+    assert a.locator("xpath=..").locator(".lb i.o, .lb i.b").count() == 0  # empty segments are not drawn
     assert abs(_width(page, f'[data-bars="a"] > [data-k="{GPU}"] .lb i.l') - 50.0) < 0.01
     # drawn, not only styled: the lent-out segment is half its bar's inner width
     drawn = page.eval_on_selector(f'[data-bars="a"] > [data-k="{GPU}"] .lb i.l',
                                   "el => el.getBoundingClientRect().width * 100 / el.parentElement.clientWidth")
     assert abs(drawn - 50.0) < 1.0
+    # root lends and borrows nothing (nothing is lent out of a root): on its GPU row, lent or not, no second bar
+    assert page.locator(f'[data-bars="root"] > [data-k="{GPU}"] .lend').count() == 0
+    expect(page.locator(".lead")).to_contain_text("drawn only while a key is lent out or borrowed")
     screenshot(page, "tree-borrowing")
 
 
@@ -98,6 +102,6 @@ def test_the_figures_follow_an_admission_without_a_reload(page: Page, lending: S
     assert page.evaluate("window.__notReloaded") is True
     assert abs(_width(page, "tr.lendrow[data-g=a] .lb i.o") - 50.0) < 0.01
     line = tree.locator(f'[data-bars="a"] > [data-k="{GPU}"] .lend .ln')
-    expect(line).to_have_text("within hard 2 · lent out 2 · borrowed 0 (from -)", timeout=15_000)
+    expect(line).to_have_text("within hard 2 · lent out 2", timeout=15_000)
     assert abs(_width(tree, f'[data-bars="a"] > [data-k="{GPU}"] .lb i.o') - 50.0) < 0.01  # drawn by the script
     tree.close()

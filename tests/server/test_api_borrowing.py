@@ -99,7 +99,8 @@ def test_metrics_without_lending_have_no_borrowing_series(ledger: MemoryLedger) 
 def test_the_tree_page_draws_the_second_bar_only_on_lending_keys(api: TestClient) -> None:
     tree = api.get("/").text
     assert tree.count("class=legend") == 1
-    # root, a and b each limit the GPU key (lent or borrowed somewhere); nobody lends cpu
-    assert tree.count('class="bar lb"') == 3
-    assert ("within hard <b data-f=within>4</b> · lent out <b data-f=lent_out>0</b> · "
-            "borrowed <b data-f=borrowed>2</b>") in tree
+    # root, a and b each limit the GPU key (lent or borrowed somewhere); nobody lends cpu. The tree draws the
+    # bar only while something is lent out or borrowed: a (2 lent out) and b (2 borrowed), not root (neither)
+    assert tree.count('class="bar lb"') == 2
+    assert "within hard <b>4</b> · borrowed <b>2</b> (from root 2)" in tree  # b; its 0 lent out left out
+    assert "<span class=ln>lent out <b>2</b></span>" in tree  # a: nothing held within its hard
