@@ -137,6 +137,8 @@ class Admitting(Leasing):
                 continue
             if draws.need and not self._register_batch(group, draws, tokens, until):
                 continue  # decided again from the same version, the refused one denied
+            decisions = [self._dry_drawn(group, slot.item, d, used, until) for slot, d in zip(batch, decisions,
+                                                                                               strict=True)]
             if written:
                 last, decision = next((slot.item, d) for slot, d in zip(reversed(batch), reversed(decisions),
                                                                         strict=True) if d.reservation.get(group))

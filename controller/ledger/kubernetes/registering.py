@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from quotalang.controller.ledger.arithmetic import add_usage
-from quotalang.controller.ledger.base import EMPTY, LedgerUnavailable
+from quotalang.controller.ledger.base import EMPTY, Ask, LedgerUnavailable
 from quotalang.controller.ledger.crd import Held, LedgerState
 from quotalang.controller.ledger.kubernetes.core import DRAW_SUFFIX
 from quotalang.controller.ledger.kubernetes.drawing import Terms, growth, shortfalls, terms_of
@@ -53,6 +53,13 @@ class Draws:
     force: set[str] = field(default_factory=set)
     refused: dict[str, str] = field(default_factory=dict)
     over: dict[str, list[str]] = field(default_factory=dict)  # forced slots: where a pool had no room
+
+
+def _short_at(policy: CompiledPolicy, pool: str, lacking: Mapping[str, int]) -> str:
+    """`1 of requests.cpu short at root/pool, …`: the first key a pool lacks room for, and why."""
+    key, short = next(iter(lacking.items()))
+    return f"{qty(key, short)} of {key} short at {policy.groups[pool].path}, whose room is registered to other " \
+           "groups' borrowing"
 
 
 def with_overdraws(decision: Decision, over: list[str]) -> Decision:
@@ -168,9 +175,7 @@ class Registering(Io):
             add_usage(counted, before)
             lacking = shortfalls(terms, counted, amount)
             if lacking:
-                key, short = next(iter(lacking.items()))
-                why = (f"{qty(key, short)} of {key} short at {policy.groups[pool].path}, whose room is registered "
-                       "to other groups' borrowing")
+                why = _short_at(policy, pool, lacking)
                 if over is None:
                     raise Refused(pool, why)
                 if why not in over:  # a retried write says it once
@@ -226,6 +231,28 @@ class Registering(Io):
                 draws.refused[slot] = why.text
                 return False
         return True
+
+    def _dry_drawn(self, group: str, ask: Ask, decision: Decision, used: Mapping[str, int], until: float
+                   ) -> Decision:
+        """A dry run that would draw on the ancestors answered as its admission would be: each pool it would
+        grow is read (never written) and checked as a registration would check it."""
+        if not ask.dry_run or not decision.allowed or not decision.touches:
+            return decision  # every admission passes here: nothing more is looked at
+        terms = self._terms(group)
+        policy = self._policy_now()
+        if terms is None or policy is None:
+            return decision
+        child, passed = group, growth(terms, used, {k: v for k, v in decision.delta.items() if v > 0})
+        while passed and (pool := policy.groups[child].parent) is not None:
+            state = self.read(pool, until)
+            counted = state.used(self._clock())
+            pool_terms = self._terms_in(policy, pool)
+            if lacking := shortfalls(pool_terms, counted, passed):
+                why = _short_at(policy, pool, lacking)
+                return refused_decision(decision, why) if decision.mode == "enforce" else with_overdraws(
+                    decision, [why])
+            child, passed = pool, growth(pool_terms, counted, passed) if policy.lending.moves(pool) else {}
+        return decision
 
     def _unregister(self, token: str, until: float) -> None:
         """Lower everything `token` registered (its request was not admitted); a write that fails leaves it

@@ -15,7 +15,8 @@ from quotalang.controller.ledger.crd import object_path
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
 from quotalang.decision import Decision
 from quotalang.loader import load_text
-from tests.controller.ledger.kubernetes.rig import CPU, Rig
+from quotalang.server.engine import ask_for
+from tests.controller.ledger.kubernetes.rig import CPU, Rig, deployment
 from tests.controller.ledger.kubernetes.test_drawing import TREE_POLICY, tree
 
 
@@ -234,3 +235,21 @@ def test_a_pool_without_room_refuses_in_enforce_mode_and_is_counted_in_warn_mode
         assert entries(rig, "p") == {"r1~draw": 5, "r2": 2, "r2~draw": 4}
         assert entries(rig, "root") == {"r1~draw": 5, "r2~draw": 1}
         assert entries(rig, "a") == {"r1": 7}
+
+
+def test_a_dry_run_that_would_draw_is_answered_from_the_pools_it_would_grow() -> None:
+    rig = tree_rig()
+    r1, r2 = replica(rig, "r1"), replica(rig, "r2")
+    assert rig.admit(r2, "b7", "b", "7").allowed
+    assert rig.admit(r2, "p2", "p", "2").allowed
+    # The numbers of the test above: a's 7 is 2 cpu short at root. a's 3 draws 3 - 2 = 1 on p: p counts
+    # 6 + 1 = 7, its draw grows max(0, 7 - 5) - max(0, 6 - 5) = 1 on root, 4 - 1 - 1 = 2 >= 0: fits.
+    r1.read("a", rig.clock.now + 5)  # a's object exists (a first read creates it)
+    written = rig.server.revision
+    dry = r1.reserve(ask_for(rig.policy, deployment("a7", "a", "7"), "CREATE", dry_run=True,
+                             deadline=rig.clock.now + 9.5))
+    assert not dry.allowed and "2 of requests.cpu short at root" in said(dry)
+    fits = r1.reserve(ask_for(rig.policy, deployment("a3", "a", "3"), "CREATE", dry_run=True,
+                              deadline=rig.clock.now + 9.5))
+    assert fits.allowed
+    assert rig.server.revision == written  # read, never written
