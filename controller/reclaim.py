@@ -12,6 +12,13 @@ one process acts), carries the decision out:
 * one with no suspend rule (`reclaim by delete`) is deleted (background
   propagation, uid precondition); the watch's DELETED releases it.
 
+In a fleet every member's Controller runs its own Reclaimer over the one
+ledger, with that member's client: each acts only on the borrowers recorded
+in its `cluster` (the cluster is part of a borrower's identity), so a
+borrower is patched where it runs, and another member's namesake — or its
+404, which would read as "gone" and drop the record of a borrower still
+running — is never looked at.
+
 Each outcome is an Event on the workload and a count in
 `quotalang_reclaims_total{group,outcome}` (`suspended`, `deleted`, `gone`:
 it went first, `failed`: not done by the deadline). Idempotent: the record
@@ -79,10 +86,12 @@ class Reclaimer:
     """Carries out the reclaims admissions recorded; `run_once` is one pass (the controller's upkeep calls it).
 
     Retries wait `backoff` seconds, doubling up to `cap`; `deadline` seconds after the first try it gives up.
+    `cluster`: the cluster `api` writes to; only borrowers recorded there are acted on ("" with one cluster).
     """
 
     api: Api
     records: Records
+    cluster: str = ""
     deadline: float = DEFAULT_DEADLINE
     backoff: float = 0.5
     cap: float = 15.0
@@ -94,7 +103,8 @@ class Reclaimer:
         """Act on every borrower marked for reclaim whose retry is due; return how many were done or given up."""
         settled = 0
         now = self.clock()
-        marked = [b for b in self.records.borrowers() if b.reclaiming and isinstance(b.ref, ObjectKey)]
+        marked = [b for b in self.records.borrowers()
+                  if b.reclaiming and isinstance(b.ref, ObjectKey) and b.ref.cluster == self.cluster]
         for stale in self._tries.keys() - {b.ref for b in marked}:
             del self._tries[stale]
         for borrower in marked:

@@ -90,7 +90,8 @@ class Controller:
         self.priority_classes = priority_classes.PriorityClassIndex()
         self._priority_watch: Watcher | None = None
         # issue 29: suspends or deletes the borrowers admissions named, where the store records them
-        self.reclaimer = Reclaimer(api, ledger) if isinstance(ledger, MemoryLedger) else None
+        # (in a fleet, each member's through its own client: those recorded in its cluster)
+        self.reclaimer = Reclaimer(api, ledger, cluster=cluster) if isinstance(ledger, MemoryLedger) else None
         # False under a Fleet, which accrues every cluster's pods at once and keeps the state file.
         self.keeps_cash = True
         # True under a Fleet: a member's watchers list again after a failure (see `Watcher`).

@@ -38,7 +38,7 @@ from quotalang.server.manifests.options import (
     Options,
 )
 from quotalang.server.manifests.policyfiles import policy_files
-from quotalang.server.manifests.rbac import rbac, watch_rules
+from quotalang.server.manifests.rbac import rbac, reclaim_rules, watch_rules
 
 
 def manifests(paths: Sequence[str], namespace: str, options: Options) -> list[dict[str, Any]]:
@@ -172,18 +172,20 @@ def fleet_manifests(
 def member_objects(
     hub: _Install, namespace: str, name: str, url: str, options: Options,
 ) -> list[dict[str, Any]]:
-    """What member `name` needs: its namespace, the hub's read-only access, and its webhook configuration."""
+    """What member `name` needs: its namespace, the hub's access, and its webhook configuration."""
     namespace = namespace_name(namespace, "--namespace")
     subject = [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]
     client_config = {"url": f"{url}/validate/{name}", "caBundle": hub.client_config["caBundle"]}
     # list + watch: the hub's Controller for this cluster (controller/runner.py) lists and watches every
     # policy kind, pods and LimitRanges here; get: the hub fetches a /scale parent it has not indexed
-    # (server/stores.py live_lookup, by the review's cluster). Nothing is written here.
+    # (server/stores.py live_lookup, by the review's cluster). Written here only what reclaim writes
+    # (rbac.reclaim_rules): the borrowers recorded in this cluster, suspended or deleted by this member's
+    # Controller through this client (controller/reclaim.py), and their Events.
     return [
         *namespaces(namespace, hub.exempt, options.by_name),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(NAME, namespace)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(WATCHER),
-         "rules": watch_rules(hub.policy)},
+         "rules": [*watch_rules(hub.policy), *reclaim_rules(hub.policy)]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(WATCHER),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WATCHER},
          "subjects": subject},

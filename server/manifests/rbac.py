@@ -42,8 +42,8 @@ def watch_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
 
 
 def reclaim_rules(policy: CompiledPolicy) -> list[dict[str, Any]]:
-    """What reclaim writes in the cluster it watches (issue 29, controller/reclaim.py); a fleet's members
-    stay read-only (their reclaims fail, retried, then given up with a log line: not granted there yet)."""
+    """What reclaim writes in a cluster it watches (issue 29, controller/reclaim.py): the one cluster, or
+    each fleet member (`install.member_objects`), where that member's borrowers run."""
     reclaimed: dict[tuple[str, str], set[str]] = {}  # (group, verb) -> resources
     for group, version, kind, _scales in policy_kinds(policy):
         verb = reclaim_verb(policy, group, version, kind)

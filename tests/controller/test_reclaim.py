@@ -157,3 +157,30 @@ def test_the_marks_survive_a_restart(tmp_path: Path, policy: CompiledPolicy) -> 
     reopened.observe(BIG, "nlp", {})
     reopened.close()
     assert [b.name for b in SqliteLedger(tmp_path / "l.sqlite3").borrowers()] == ["default/job-b"]
+
+
+def test_in_a_fleet_each_borrower_is_reclaimed_through_its_own_members_client(policy: CompiledPolicy) -> None:
+    # `marked`'s story across a fleet: job-a (6) and job-b (2) borrow in member b (the cluster is the
+    # identity's fifth field), vision's 3 are asked in member a and name job-a. Every member's Controller
+    # runs a Reclaimer over the one ledger with its own client: only b's patches job-a, in b. (Before,
+    # a's would have patched a namesake in a, or read its 404 as "gone" and dropped the record.)
+    ledger = MemoryLedger()
+    for name, gpus in (("job-a", 6), ("job-b", 2)):
+        body = gpu_job(name, "nlp", gpus)
+        body["metadata"]["uid"] = f"uid-{name}"  # type: ignore[index]
+        assert admit(ledger, policy, body, identity=ObjectKey("batch", "Job", "default", name, "b")).allowed
+    lender = admit(ledger, policy, gpu_job("mine", "vision", 3), identity=ObjectKey("batch", "Job", "default",
+                                                                                     "mine", "a"))
+    assert [b.name for b in lender.reclaims] == ["default/job-a"]
+    in_a, in_b = Api(), Api()
+    member_a, member_b = Reclaimer(in_a, ledger, cluster="a"), Reclaimer(in_b, ledger, cluster="b")
+    assert member_a.run_once() == 0 and in_a.calls == [] and member_a.counts == {}
+    assert member_b.run_once() == 1
+    assert in_b.writes() == [("PATCH", PATH, {"spec": {"suspend": True}, "metadata": {"uid": "uid-job-a"}})]
+    (event,) = in_b.events()
+    assert (event["reason"], event["involvedObject"]["name"]) == ("QuotaReclaimed", "job-a")
+    assert member_b.counts == {("nlp", "suspended"): 1}
+    assert {b.name: b.reclaiming for b in ledger.borrowers()} == {"default/job-a": True, "default/job-b": False}
+    ledger.observe(ObjectKey("batch", "Job", "default", "job-a", "b"), "nlp", {})  # b's watch: suspended
+    assert [b.name for b in ledger.borrowers()] == ["default/job-b"]
+    assert member_a.run_once() == 0 and member_b.run_once() == 0 and in_a.calls == []

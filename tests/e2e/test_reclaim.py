@@ -1,4 +1,5 @@
-"""Reclaim through a real kube-apiserver (issue 29 item 3): `quotalang serve --kubeconfig` (SQLite, its controller).
+"""Reclaim through a real kube-apiserver (issue 29 item 3): `quotalang serve --kubeconfig` (SQLite, its controller),
+and in a fleet's member (the last test: the apiserver as member `west`, the hub's ledger in memory).
 
 kube-apiserver 1.20 serves batch/v1 Job without `spec.suspend` (pruned), so
 the suspendable kind here is a JobSet, its CRD installed with
@@ -16,14 +17,24 @@ share 0, T(ai) 1), and small's 2 alone are not enough (T(ai) = 1 − 2 = −1).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from quotalang.compiler import compile_sources
+from quotalang.controller.kube.api import KubeApi
+from quotalang.controller.ledger.base import ObjectKey
+from quotalang.controller.ledger.memory import MemoryLedger
+from quotalang.controller.runner import Controller
+from quotalang.loader import load_text
+from tests.asks import admit
 from tests.e2e.conftest import StartWebhook
 from tests.e2e.kube_cluster import Cluster, Webhook, wait_until
 from tests.e2e.test_webhook import TFJOB_CRD
 from tests.quotalang.test_reclaim_choice import POLICY as CHOICE_POLICY
+from tests.server.test_manifests import fleet_part
 
 NAMESPACE = "e2e-reclaim"
 # test_reclaim_choice's tree in cpu, with the shipped library and the e2e group label
@@ -132,3 +143,60 @@ def test_a_lender_is_denied_naming_the_borrowers_when_nothing_can_be_reclaimed(c
     assert refused.returncode != 0
     assert ("3 short at root/ai, which may borrow 0; borrowed there by e2e-reclaim/dep-a (2, "
             "root/ai/nlp, deletable with `reclaim by delete`)") in refused.stderr
+
+
+def _as_member(cluster: Cluster, folder: Path) -> KubeApi:
+    """A client acting as the hub's ServiceAccount in member `west`, with only the RBAC `manifests --only west`
+    grants it (its ServiceAccount, ClusterRole and binding applied; not its webhook, which would call no hub)."""
+    docs = fleet_part(cluster.authority.cert, "west")
+    for doc in docs:
+        if doc["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+            cluster.apply(doc)
+    path = folder / "west.kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "west",
+        "clusters": [{"name": "west", "cluster": {"server": cluster.url,
+                                                  "certificate-authority": str(cluster.authority.cert)}}],
+        "users": [{"name": "hub", "user": {"token": cluster.token("q", "quotalang")}}],
+        "contexts": [{"name": "west", "context": {"cluster": "west", "user": "hub"}}]}))
+    return KubeApi.from_config(str(path))
+
+
+def test_a_borrower_recorded_in_a_member_is_suspended_in_that_member(cluster: Cluster, tmp_path: Path) -> None:
+    # The module's story in a fleet: big (6) and small (2) borrow in member west, vision's 3 are asked in
+    # member east and name big. Every member's Controller reclaims through its own client what is recorded
+    # in its cluster: east's (here the same apiserver, so a namesake it would find) leaves big alone; west's,
+    # acting as the hub's ServiceAccount with the member RBAC, suspends it there, with its Event.
+    cluster.apply(JOBSET_CRD)
+    wait_until(lambda: cluster.kubectl("get", "jobsets", "-A", check=False).returncode == 0, "the JobSet CRD", 30)
+    cluster.ensure_namespace(NAMESPACE)
+    policy = compile_sources(load_text(POLICY, "reclaim.quota"))
+    ledger = MemoryLedger()
+    uids = {}
+    try:
+        for name, cpu in (("big", 6), ("small", 2)):
+            cluster.create(jobset(name, "nlp", cpu))
+            body = json.loads(cluster.kubectl("get", "jobset", name, "-n", NAMESPACE, "-o", "json").stdout)
+            uids[name] = body["metadata"]["uid"]
+            identity = ObjectKey("jobset.x-k8s.io", "JobSet", NAMESPACE, name, "west")
+            assert admit(ledger, policy, body, identity=identity).allowed
+        mine = admit(ledger, policy, jobset("mine", "vision", 3),
+                     identity=ObjectKey("jobset.x-k8s.io", "JobSet", NAMESPACE, "mine", "east"))
+        assert [b.name for b in mine.reclaims] == [f"{NAMESPACE}/big"]
+        east = Controller(KubeApi.from_config(str(cluster.kubeconfig)), lambda: policy, ledger, cluster="east")
+        west = Controller(_as_member(cluster, tmp_path), lambda: policy, ledger, cluster="west")
+        assert east.reclaimer is not None and west.reclaimer is not None
+
+        def suspend_of(name: str) -> str:
+            return cluster.kubectl("get", "jobset", name, "-n", NAMESPACE, "-o", "jsonpath={.spec.suspend}").stdout
+
+        assert east.reclaimer.run_once() == 0 and suspend_of("big") == ""
+        assert west.reclaimer.run_once() == 1
+        assert west.reclaimer.counts == {("nlp", "suspended"): 1}
+        assert (suspend_of("big"), suspend_of("small")) == ("true", "")
+        events = json.loads(cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+        assert [e["reason"] for e in events if e["involvedObject"]["uid"] == uids["big"]] == ["QuotaReclaimed"]
+    finally:
+        cluster.kubectl("delete", "jobsets", "--all", "-n", NAMESPACE, "--wait=false")
+        cluster.kubectl("delete", "events", "--all", "-n", NAMESPACE, "--wait=false")
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", "quotalang-watcher", check=False)

@@ -467,7 +467,7 @@ def fleet_part(ca: Path, only: str, *more: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def test_a_member_gets_a_webhook_calling_its_route_and_read_only_rbac(ca_file: tuple[Path, bytes]) -> None:
+def test_a_member_gets_a_webhook_calling_its_route_and_the_watch_and_reclaim_rbac(ca_file: tuple[Path, bytes]) -> None:
     docs = fleet_part(ca_file[0], "west")
     assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
                                          "Secret", "ValidatingWebhookConfiguration"]
@@ -480,7 +480,19 @@ def test_a_member_gets_a_webhook_calling_its_route_and_read_only_rbac(ca_file: t
     role = find(docs, "ClusterRole")
     assert role["metadata"]["name"] == "quotalang-watcher"
     verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs == {"list", "watch", "get"}  # nothing written in a member
+    assert verbs == {"list", "watch", "get", "patch", "create"}  # written: only what reclaim writes
+    # Reclaim (issue 29): the example policy's suspendable kinds are patched where their borrowers run, and
+    # each reclaim is an Event there; nothing deleted without `reclaim by delete`.
+    writes = [r for r in role["rules"] if {"patch", "create"} & set(r["verbs"])]
+    assert writes == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs", "pytorchjobs", "tfjobs"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    single_role = next(d for d in manifests([str(EXAMPLES)], "q", Options(IMAGE))
+                       if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "quotalang")
+    assert all(rule in single_role["rules"] for rule in writes)  # the one-cluster install's, rule for rule
     pods = next(r for r in role["rules"] if r["apiGroups"] == [""] and "list" in r["verbs"])
     assert pods["resources"] == ["limitranges", "pods"]
     binding = find(docs, "ClusterRoleBinding")
