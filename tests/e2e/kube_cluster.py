@@ -296,6 +296,17 @@ class Cluster:
     def create(self, doc: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.kubectl("create", "-f", "-", stdin=orjson.dumps(doc).decode(), check=check)
 
+    def kubeconfig_as(self, path: Path, namespace: str, account: str) -> Path:
+        """A kubeconfig at `path` acting as ServiceAccount `account` in `namespace` (its bound token)."""
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": account,
+            "clusters": [{"name": "e2e", "cluster": {"server": self.url,
+                                                     "certificate-authority": str(self.authority.cert)}}],
+            "users": [{"name": account, "user": {"token": self.token(namespace, account)}}],
+            "contexts": [{"name": account, "context": {"cluster": "e2e", "user": account}}],
+        }))
+        return path
+
     def token(self, namespace: str, account: str) -> str:
         """A bound token for ServiceAccount `account` in `namespace`, from the TokenRequest API."""
         with self.http() as client:

@@ -72,15 +72,7 @@ kind apps/v1 Deployment {
 
 
 def _kubeconfig(cluster: Cluster, folder: Path, account: str) -> Path:
-    path = folder / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": account,
-        "clusters": [{"name": "e2e", "cluster": {"server": cluster.url,
-                                                 "certificate-authority": str(cluster.authority.cert)}}],
-        "users": [{"name": account, "user": {"token": cluster.token(NS, account)}}],
-        "contexts": [{"name": account, "context": {"cluster": "e2e", "user": account}}],
-    }))
-    return path
+    return cluster.kubeconfig_as(folder / f"{account}.kubeconfig", NS, account)
 
 
 def _available(cluster: Cluster) -> bool:

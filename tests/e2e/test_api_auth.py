@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from quotalang.compiler import compile_policy
 from quotalang.server.manifests import rbac
@@ -67,15 +66,7 @@ def serve_identity(cluster: Cluster, policy: Path, folder: Path) -> Path:
             if doc["kind"] == "ClusterRoleBinding":
                 doc["roleRef"]["name"] = SERVE_ROLE
         cluster.apply(doc)
-    kubeconfig = folder / "serve-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "serve",
-        "clusters": [{"name": "e2e", "cluster": {"server": cluster.url,
-                                                 "certificate-authority": str(cluster.authority.cert)}}],
-        "users": [{"name": "quotalang", "user": {"token": token(cluster, "quotalang")}}],
-        "contexts": [{"name": "serve", "context": {"cluster": "e2e", "user": "quotalang"}}],
-    }))
-    return kubeconfig
+    return cluster.kubeconfig_as(folder / "serve-kubeconfig", NS, "quotalang")
 
 
 @pytest.fixture

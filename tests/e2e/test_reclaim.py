@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from quotalang.compiler import compile_sources
 from quotalang.controller.kube.api import KubeApi
@@ -152,14 +151,7 @@ def _as_member(cluster: Cluster, folder: Path) -> KubeApi:
     for doc in docs:
         if doc["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
             cluster.apply(doc)
-    path = folder / "west.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "west",
-        "clusters": [{"name": "west", "cluster": {"server": cluster.url,
-                                                  "certificate-authority": str(cluster.authority.cert)}}],
-        "users": [{"name": "hub", "user": {"token": cluster.token("q", "quotalang")}}],
-        "contexts": [{"name": "west", "context": {"cluster": "west", "user": "hub"}}]}))
-    return KubeApi.from_config(str(path))
+    return KubeApi.from_config(str(cluster.kubeconfig_as(folder / "west.kubeconfig", "q", "quotalang")))
 
 
 def test_a_borrower_recorded_in_a_member_is_suspended_in_that_member(cluster: Cluster, tmp_path: Path) -> None:
