@@ -184,7 +184,7 @@ def create_api_app(
             Route("/api/explain", explain, methods=["POST"]),
             # /, /groups/..., /what-if, /propose, /static
             *page_routes(holder, ledger, engine, denials=recent, parser=parser, form_token=form_token,
-                         spent=spent),
+                         spent=spent, outside=shown.outside),
         ],
         exception_handlers={Exception: internal_error_handler(LOG)},
     )

@@ -57,6 +57,7 @@ from quotalang.server.admission import BadReview, check_object
 from quotalang.server.bodies import Busy, ParsePool, describe
 from quotalang.server.denials import Denials
 from quotalang.server.engine import Engine
+from quotalang.server.outside import Outside
 from quotalang.server.pages import propose, views
 from quotalang.server.reload import PolicyHolder
 
@@ -159,6 +160,7 @@ def routes(
     parser: ParsePool | None = None,
     form_token: str | None = None,
     spent: views.SpentOf | None = None,
+    outside: Outside | None = None,
 ) -> list[BaseRoute]:
     """The pages' routes over a policy holder and a ledger: mount them in any Starlette app.
 
@@ -169,6 +171,8 @@ def routes(
     what every form posted must carry (the forms hold it; a new one when None).
     `spent`: what each workload spent of its group's cash this period,
     where this process accrues cash (a column of the group page's workloads).
+    `outside`: the namespaces no group binds that the admission app's reviews came from (the Namespaces
+    page lists them, as `GET /api/namespaces` does); none listed when None.
     """
     engine = engine if engine is not None else Engine(holder, ledger)
     parser = parser if parser is not None else ParsePool()
@@ -221,7 +225,9 @@ def routes(
                 raise PageError(f"{name[:63]!r} is not a namespace name: lowercase letters, digits and '-', "
                                 "at most 63 characters")
             answer = chargeable(policy, name, cluster)
-        return render(request, "namespaces.html", {"policy": policy, "query": name[:63], "answer": answer})
+        seen = outside.listing(policy)["outside"] if outside is not None else []
+        return render(request, "namespaces.html", {"policy": policy, "query": name[:63], "answer": answer,
+                                                   "outside": seen})
 
     async def tree(request: Request) -> Response:
         policy = policy_or_error()

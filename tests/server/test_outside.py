@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from starlette.testclient import TestClient
 
@@ -56,8 +58,16 @@ def test_the_api_lists_what_the_webhook_saw() -> None:
                 TestClient(create_api_app(holder, ledger, metrics=metrics, hosts=["testserver"])) as api:
             assert admit(client, deployment("a", namespace="team-a"))
             assert not api.get("/api/namespaces").json()["outside"]
+            assert 'id="outside"' not in api.get("/namespaces").text  # nothing outside: no section
             for name, namespace in (("b", "scratch"), ("c", "lab"), ("d", "scratch")):
                 assert admit(client, deployment(name, namespace=namespace)) is allowed
             answer = api.get("/api/namespaces").json()
+            page = api.get("/namespaces").text
         assert answer["unbound"] == unbound and answer["anyGroup"] is False
         assert [(r["namespace"], r["reviews"]) for r in answer["outside"]] == [("scratch", 2), ("lab", 1)]
+        # the Namespaces page lists the same, most recent first, each a link to its answer (no cluster column:
+        # one cluster), and says what became of their workloads
+        rows = re.findall(r'<tr><td><a href="\./namespaces\?ns=([a-z-]+)">[a-z-]+</a></td><td>(\d+)</td>', page)
+        assert rows == [("scratch", "2"), ("lab", "1")]
+        assert ("were denied." if unbound == "deny" else "were admitted uncharged.") in page
+        assert '<th scope="col">cluster</th>' not in page
