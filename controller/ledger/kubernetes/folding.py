@@ -21,6 +21,7 @@ from quotalang.controller.ledger.kubernetes.admission import Admitting
 from quotalang.controller.ledger.kubernetes.book import _confirmed, _fold_entry, _fold_parts
 from quotalang.controller.ledger.kubernetes.core import LOG, _Edit
 from quotalang.controller.ledger.kubernetes.drawing import drawn
+from quotalang.controller.ledger.kubernetes.edits import adder, all_of, confirming, releaser
 
 
 def _lower(value: Mapping[str, int], current: Mapping[str, int] | None) -> bool:
@@ -36,48 +37,6 @@ def _later(version: str, than: str) -> bool:
         return int(version) > int(than)
     except ValueError:
         return False
-
-
-def _adder(diff: Mapping[str, int], new_object: bool, cluster: str) -> Callable[[LedgerState], bool]:
-    def add(state: LedgerState) -> bool:
-        state.add_observed(diff, +1, cluster, count=new_object)
-        return bool(diff) or new_object
-
-    return add
-
-
-def _releaser(usage: Mapping[str, int], cluster: str) -> Callable[[LedgerState], bool]:
-    def release(state: LedgerState) -> bool:
-        state.add_observed(usage, -1, cluster)
-        return True
-
-    return release
-
-
-def _all_of(changes: list[Callable[[LedgerState], bool]]) -> Callable[[LedgerState], bool]:
-    """One change made of several, every one applied (no short-circuit)."""
-
-    def apply(state: LedgerState) -> bool:
-        changed = False
-        for change in changes:
-            changed = change(state) or changed
-        return changed
-
-    return apply
-
-
-def _replacer(cluster: str, observed: Mapping[str, int], count: int) -> Callable[[LedgerState], bool]:
-    """A resync's change: the cluster's share of the group becomes the merged index's (see `resync`)."""
-
-    def replace(state: LedgerState) -> bool:
-        return state.set_cluster(cluster, observed, count)
-
-    return replace
-
-
-def _confirming(state: LedgerState) -> bool:
-    """A fold write that confirms admissions is written even when the totals do not change."""
-    return True
 
 
 class Folding(Admitting, ObservesOne):
@@ -288,12 +247,12 @@ class Folding(Admitting, ObservesOne):
                     if same and previous is not None:
                         add_usage(diff, previous.usage, -1)
                     fold = _fold_entry(identity_key(seen.identity), seen.resource_version)
-                    edits.setdefault(seen.group, []).append((_adder(diff, not same, seen.identity.cluster), fold))
+                    edits.setdefault(seen.group, []).append((adder(diff, not same, seen.identity.cluster), fold))
                     if any(value < 0 for value in diff.values()):
                         freeing.add(seen.group)
                 if previous is not None and previous.group is not None and not same:
                     edits.setdefault(previous.group, []).append(
-                        (_releaser(previous.usage, seen.identity.cluster), None))
+                        (releaser(previous.usage, seen.identity.cluster), None))
                     freeing.add(previous.group)
             self._enqueue(edits, patient=edits.keys() - freeing)
         self._flush_now()
@@ -309,12 +268,12 @@ class Folding(Admitting, ObservesOne):
                 self._bodies.pop(identity, None)
                 self._pending.pop(identity, None)
             if previous is not None and previous.group is not None:
-                self._enqueue({previous.group: [(_releaser(previous.usage, identity.cluster), fold)]})
+                self._enqueue({previous.group: [(releaser(previous.usage, identity.cluster), fold)]})
             else:
                 # Never observed (admitted, then deleted before the watch folded it): confirm it where it is held.
                 with self._cache_lock:
                     holding = [g for g, state in self._cache.items() if state.reservations]
-                self._enqueue({group: [(_confirming, fold)] for group in holding})
+                self._enqueue({group: [(confirming, fold)] for group in holding})
         self._flush_now()
 
     def _told_epoch(self) -> int | None:
@@ -384,8 +343,8 @@ class Folding(Admitting, ObservesOne):
                     while start < len(changes):
                         chunk = changes[start:start + size]
                         folded = [fold for _, fold in chunk if fold is not None]
-                        edits = [change for change, _ in chunk] + ([_confirming] if folded else [])
-                        self.mutate(group, _all_of(edits), folded=folded, token=token)
+                        edits = [change for change, _ in chunk] + ([confirming] if folded else [])
+                        self.mutate(group, all_of(edits), folded=folded, token=token)
                         writes += 1
                         start += len(chunk)
                         token, size = self._token(epoch), FOLD_CAP

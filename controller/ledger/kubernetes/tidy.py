@@ -17,7 +17,8 @@ from quotalang.controller.ledger.arithmetic import summed
 from quotalang.controller.ledger.base import ObjectKey, Usage
 from quotalang.controller.ledger.crd import LedgerState
 from quotalang.controller.ledger.kubernetes.book import _written
-from quotalang.controller.ledger.kubernetes.folding import Folding, _replacer
+from quotalang.controller.ledger.kubernetes.edits import replacer
+from quotalang.controller.ledger.kubernetes.folding import Folding
 
 
 class Tidying(Folding):
@@ -127,7 +128,7 @@ class Tidying(Folding):
                 for gone in [k for k in self._bodies.keys() - fresh.keys() if k.cluster == cluster]:
                     del self._bodies[gone]
             groups = sorted(set(self._cache) | set(sums))
-            self._enqueue({g: [(_replacer(cluster, *sums.get(g, {}).get(cluster, ({}, 0))), None)] for g in groups})
+            self._enqueue({g: [(replacer(cluster, *sums.get(g, {}).get(cluster, ({}, 0))), None)] for g in groups})
         self.flush()
 
 
