@@ -16,7 +16,7 @@ from quotalang.borrowing import Draw
 from quotalang.quantity import Quantity, canonical_together
 from quotalang.reclaimable import Borrower, Reclaim
 from quotalang.units import format_hours
-from quotalang.usage import PartUsage, to_quantity
+from quotalang.usage import Measured, PartUsage, to_quantity
 
 MAX_WARNING = 120
 
@@ -192,6 +192,9 @@ class Decision:
     reclaim: Reclaim | None = None  # how a borrowing admission is given back (None when it borrows nothing)
     # borrowers this admission takes its lendable part back from: the controller suspends or deletes them
     reclaims: tuple[Borrower, ...] = ()
+    # `total` and `parts` as the usage of `stored` and what they were computed under, where the decision
+    # computed them in full (charged or over quota): a caller keeping `stored` may hand them back
+    measured: Measured | None = None
 
     @property
     def usage(self) -> dict[str, Quantity]:

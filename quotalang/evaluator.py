@@ -35,7 +35,7 @@ from quotalang.quantity import QuantityError, parse_quantity
 from quotalang.reclaimable import Borrower, Priorities, Reclaim, choose, reclaim_of, without
 from quotalang.resources import model_kind, split_key
 from quotalang.units import format_hours, hours_to_nanos
-from quotalang.usage import PartUsage, WorkloadUsage, usage_of, workload_usage
+from quotalang.usage import Measured, PartUsage, WorkloadUsage, usage_of, workload_usage
 
 _EMPTY: Mapping[str, int] = {}
 
@@ -256,6 +256,7 @@ def evaluate(
     owners: Find | None = None,
     priorities: Priorities | None = None,
     refused: str | None = None,
+    old_usage: Measured | None = None,
 ) -> Decision:
     """Decide CREATE/UPDATE of a workload, a `Scale`, or an HPA.
 
@@ -273,6 +274,9 @@ def evaluate(
     alone decide (`claimed_owner`). `refused`: the caller's finding that the
     request's user may not charge the workload's group (`authorize users`; the
     server asks the apiserver): denied, or in warn/audit mode said.
+    `old_usage`: the usage of `old` (of a Scale's or HPA's `parent`) as an
+    earlier decision measured it (`Decision.measured`), used only under the
+    same policy and defaults.
     Raises `InputError` for objects that cannot be read: a negative or
     malformed quantity, a `resources` that is not a mapping, a bad replica
     count, an invalid LimitRange.
@@ -285,7 +289,7 @@ def evaluate(
     source = _source(usage)
     kind = obj.get("kind")
     where = _Where(_namespace(obj, parent) if namespace is None else namespace, cluster, owners, priorities,
-                   refused)
+                   refused, old_usage)
     defaults = NO_DEFAULTS if limit_ranges is None else defaults_for(limit_ranges, where.namespace)
     if kind == "Scale":
         return _scale(policy, obj, source, parent, dry_run, defaults, where)
@@ -302,6 +306,7 @@ class _Where(NamedTuple):
     owners: Find | None = None  # the ledger's lookup of a claimed owner (None: the claim alone decides)
     priorities: Priorities | None = None  # PriorityClass values (None: only spec.priority and system classes)
     refused: str | None = None  # `authorize users`: why the request's user may not charge the group
+    old_usage: Measured | None = None  # the old object's usage, measured by an earlier decision
 
 
 _NOWHERE = _Where("default")
@@ -390,8 +395,9 @@ def _workload(
         # delta, no rollout); its usage is read once
         delta = {}
     elif old is not None:
+        known = where.old_usage.under(policy, defaults) if where.old_usage is not None else None
         try:
-            old_usage = workload_usage(policy, old, defaults)
+            old_usage = known if known is not None else workload_usage(policy, old, defaults)
         except InputError:  # stored before it was checked: charge the new object in full (over, never under)
             old_usage = WorkloadUsage(rule, (), {})
             notes.append("the stored object cannot be read; the new one is charged in full")
@@ -462,6 +468,7 @@ def _workload(
         borrowed=borrowed,
         reclaim=reclaim if borrowed else None,
         reclaims=reclaims,
+        measured=None if check_only else Measured(policy, defaults, new),
     )
 
 

@@ -79,6 +79,24 @@ class WorkloadUsage:
         return {key: to_quantity(key, value) for key, value in sorted(self.total.items())}
 
 
+@dataclass(slots=True)
+class Measured:
+    """A stored body's usage and what it was computed under (`Decision.measured`).
+
+    The same body under the same policy and LimitRange defaults has the same
+    usage, so a caller that keeps the body beside it hands it back for the
+    next UPDATE against that body (`evaluate(old_usage=)`) instead of having
+    it computed again; under another policy or other defaults it is ignored.
+    """
+
+    policy: CompiledPolicy  # compared by identity: a reload builds a new one
+    defaults: ContainerDefaults
+    usage: WorkloadUsage
+
+    def under(self, policy: CompiledPolicy, defaults: ContainerDefaults) -> WorkloadUsage | None:
+        return self.usage if policy is self.policy and defaults == self.defaults else None
+
+
 def to_quantity(key: str, nanos: int) -> Quantity:
     """Print bytes in binary units and everything else in decimal, like kubectl."""
     binary = resource_class(split_key(key).base)

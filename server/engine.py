@@ -75,6 +75,7 @@ from quotalang.server import responses
 from quotalang.server.admission import AdmissionRequest, AdmissionResponse
 from quotalang.server.grants import Grants, user_of
 from quotalang.server.reload import PolicyHolder
+from quotalang.usage import Measured
 
 FailureMode = Literal["allow", "deny"]
 Verdict = Literal["allow", "deny", "warn", "audit", "skip", "error"]
@@ -111,6 +112,7 @@ def ask_for(
     owners: Find | None = None,
     refused: str | None = None,
     priorities: Priorities | None = None,
+    old_usage: Measured | None = None,
 ) -> Ask:
     """The ask of a CREATE or UPDATE of `obj`, a `Scale` (`parent`: the stored workload, `identity` names
     it) or an HPA (`parent`: its target, checked and never charged).
@@ -120,7 +122,8 @@ def ask_for(
     where a claimed controller owner is known (`Engine._owners`: looked up
     before the store decides, so a store never waits for a call under its lock); `refused`, likewise
     looked up before, why the request's user may not charge the group (`Engine._refused`); `priorities`
-    the cluster's PriorityClass values (a cached table: who may borrow).
+    the cluster's PriorityClass values (a cached table: who may borrow); `old_usage` the usage of `old`
+    (of `parent`) as the decision that recorded it measured it (`Engine._kept`).
     """
     target = parent if parent is not None else obj
     if identity is None:
@@ -132,7 +135,7 @@ def ask_for(
     def decide(usage: UsageSource, dry: bool) -> Decision:
         return evaluate(policy, obj, operation, old=old, usage=usage, parent=parent, dry_run=dry,
                         limit_ranges=limit_ranges, namespace=namespace, cluster=cluster, owners=owners,
-                        refused=refused, priorities=priorities)
+                        refused=refused, priorities=priorities, old_usage=old_usage)
 
     return Ask(group, identity, operation.upper(), decide, dry_run, deadline, version_of(old))
 
@@ -197,6 +200,7 @@ class Engine:
         # (owner, uid) -> what ownership needs of the owner's body: owners known with that uid, for a while
         self._verified: TTLCache[tuple[ObjectKey, str], dict[str, Any]] = TTLCache(maxsize=4096, ttl=30)
         self._verified_lock = threading.Lock()  # the cache is read from the event loop and worker threads
+        self._kept = _Kept()  # standalone: recent records beside their parsed body and measured usage
 
     def review(
         self, request: AdmissionRequest, cluster: str = "", *, wait: bool = True, deadline: float | None = None
@@ -297,9 +301,11 @@ class Engine:
                 outcome.reason = "no-rule"
                 return None
             identity = ObjectKey(resource.get("group", ""), kind, outcome.namespace, outcome.name, outcome.cluster)
-            parent = self._find(identity, wait, version=_metadata(obj).get("resourceVersion"))
+            version = _metadata(obj).get("resourceVersion")
+            kept = self._kept.of(self.ledger, identity) if standalone and not isinstance(version, str) else None
+            parent = kept[0] if kept is not None else self._find(identity, wait, version=version)
             ask = ask_for(policy, obj, "UPDATE", old=old, parent=parent, dry_run=dry_run, identity=identity,
-                          limit_ranges=limits, deadline=until)
+                          limit_ranges=limits, deadline=until, old_usage=kept[1] if kept is not None else None)
         elif sub and not (sub == "resize" and gvk["kind"] == "Pod" and not gvk.get("group")):
             return None  # /status and the like change nothing a quota charges; pods/resize changes requests
         elif gvk["kind"] == "HorizontalPodAutoscaler" and gvk.get("group") == "autoscaling":
@@ -308,14 +314,16 @@ class Engine:
                           deadline=until)
         else:
             identity = ObjectKey(gvk.get("group", ""), gvk["kind"], outcome.namespace, outcome.name, outcome.cluster)
+            measured, packed = None, None
             if standalone and (operation == "UPDATE" or _metadata(obj).get("uid")):
-                operation, old = standalone_basis(operation, obj, self._record(identity, obj))
+                recorded, measured, packed = self._record(identity, obj)
+                operation, old = standalone_basis(operation, obj, recorded)
             owners = self._owners(policy, obj, identity, wait)
             refused = (self._refused(policy, request, obj, operation, old, identity, owners, wait, until)
                        if policy.settings.authorize_users else None)
             ask = ask_for(policy, obj, operation, old=old, dry_run=dry_run, identity=identity, limit_ranges=limits,
                           deadline=until, owners=owners, refused=refused,
-                          priorities=self.limit_ranges.priorities(outcome.cluster))
+                          priorities=self.limit_ranges.priorities(outcome.cluster), old_usage=measured)
         if wait:
             decision = self.ledger.reserve(ask)
         else:
@@ -323,30 +331,40 @@ class Engine:
             if found is None:
                 raise _Wait
             decision = found
-        if standalone and decision.reserves and _finally_deleted(obj):
-            self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
+        if standalone and decision.reserves:
+            if _finally_deleted(obj):
+                self.ledger.forget(ask.identity)  # its last finalizer is gone: the apiserver removes it now
+            elif ask.operation == "UPDATE":  # charged against a record: the next change likely is too
+                self._kept.keep(ask.identity, decision, packed if decision.stored is obj else None)
         return decision
 
-    def _record(self, identity: ObjectKey, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Standalone: what the ledger holds for `identity` (`standalone_basis`'s `recorded`).
+    def _record(
+        self, identity: ObjectKey, obj: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any] | None, Measured | None, bytes | None]:
+        """Standalone: what the ledger holds for `identity` (`standalone_basis`'s `recorded`), with its usage
+        where an earlier decision measured it, and `pack(obj)` where it was computed.
 
         The review's own object when the record is its packing byte for byte
         (a resent review, the usual case: nothing to parse, and the
-        evaluator's `old == obj` meets the same dict), else the parsed record:
-        a review parsed from JSON packs back to the bytes it was parsed from.
+        evaluator's `old == obj` meets the same dict), else the body kept
+        beside the record (`_Kept`), else the parsed record: a review parsed
+        from JSON packs back to the bytes it was parsed from.
         """
         ledger = self.ledger
         if not isinstance(ledger, MemoryLedger):  # the in-process stores are the standalone ones
-            return ledger.lookup(identity, local=True)
+            return ledger.lookup(identity, local=True), None, None
         raw = ledger.recorded(identity)
         if raw is None:
-            return None
+            return None, None, None
+        packed = None
         try:
-            if pack(obj) == raw:
-                return obj
+            packed = pack(obj)
+            if packed == raw:
+                return obj, None, packed
         except InputError:  # one that cannot be packed is compared parsed (and denied when recorded)
             pass
-        return unpack(raw)
+        kept = self._kept.of(ledger, identity, raw)
+        return (kept[0], kept[1], packed) if kept is not None else (unpack(raw), None, packed)
 
     def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Find:
         """The ledger's answer to where `obj`'s claimed controller owner (and, through a go-between, the chain
@@ -547,6 +565,66 @@ class _Releases:
         for identity, uid in gone:
             if _metadata(ledger.lookup(identity, local=True)).get("uid") == uid:
                 ledger.forget(identity)
+
+
+class _Kept:
+    """Standalone: the body and measured usage of what the last few admissions recorded.
+
+    An UPDATE (or a Scale) of a recorded object is charged against its record;
+    while the ledger holds exactly the packing of the body kept here (compared
+    when it is used: another writer, a restart or a forgotten name leave other
+    bytes or none), that body and its usage under the same policy and defaults
+    (`Measured.under`) are the record's, so neither is parsed or computed
+    again. Bounded, oldest first out: parsed bodies are what the ledger packs
+    to keep off the garbage collector (`bodies.pack`).
+    """
+
+    __slots__ = ("_by", "_lock")
+    LIMIT = 512
+
+    def __init__(self) -> None:
+        self._by: dict[ObjectKey, _Entry] = {}
+        self._lock = threading.Lock()  # writers: the event loop and worker threads
+
+    def of(
+        self, ledger: Ledger, identity: ObjectKey, raw: bytes | None = None
+    ) -> tuple[Mapping[str, Any], Measured] | None:
+        """The kept body and usage of `identity` if the ledger's record (`raw`, read when not given) is the
+        kept body's packing."""
+        entry = self._by.get(identity)
+        if entry is None or not isinstance(ledger, MemoryLedger):
+            return None
+        if raw is None:
+            raw = ledger.recorded(identity)
+        if raw is None:
+            return None
+        if entry.packed is None:
+            try:
+                entry.packed = pack(entry.body)
+            except InputError:  # never recorded then; nothing to reuse
+                return None
+        return (entry.body, entry.measured) if raw == entry.packed else None
+
+    def keep(self, identity: ObjectKey, decision: Decision, packed: bytes | None = None) -> None:
+        """After `decision` reserved: keep its stored body and usage; `packed`: the body's packing, if known."""
+        if decision.measured is None or decision.stored is None:
+            return
+        known = self._by.get(identity)
+        if packed is not None and known is not None and known.packed == packed:
+            return  # a retry of what is kept: it holds an equal body
+        entry = _Entry(decision.stored, decision.measured, packed)
+        with self._lock:
+            self._by.pop(identity, None)
+            self._by[identity] = entry
+            if len(self._by) > self.LIMIT:
+                del self._by[next(iter(self._by))]
+
+
+@dataclass(slots=True)
+class _Entry:
+    body: Mapping[str, Any]
+    measured: Measured
+    packed: bytes | None  # `pack(body)`, computed when first compared
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:

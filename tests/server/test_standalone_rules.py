@@ -112,7 +112,7 @@ def test_a_create_retried_with_the_same_uid_is_the_same_admission(client: TestCl
 
 
 def test_a_retry_identical_to_the_record_is_not_parsed_again(
-    client: TestClient, ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, holder: PolicyHolder, ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The record's bytes equal the retried object's packing: decided against it without reading it back."""
     import quotalang.server.engine as engine
@@ -126,8 +126,25 @@ def test_a_retry_identical_to_the_record_is_not_parsed_again(
     monkeypatch.setattr(engine, "unpack", unread)
     assert send(client, review(with_uid(deployment("job", replicas=9), "uid-1")))["allowed"] is True
     assert cpu(ledger) == 36  # held once: 36, not 72
-    changed = send(client, review(with_uid(deployment("job", replicas=10), "uid-1")))  # differs: read
-    assert changed["allowed"] is False and "the record was parsed" in changed["status"]["message"]
+    changed = send(client, review(with_uid(deployment("job", replicas=10), "uid-1")))  # differs: the body kept
+    assert changed["allowed"] is True and cpu(ledger) == 40  # beside the record, not re-read: 36 + 4 = 40 of 40
+    fresh = TestClient(create_app(holder, ledger))  # a restarted engine keeps nothing: the record is read
+    reread = send(fresh, review(with_uid(deployment("job", replicas=11), "uid-1")))
+    assert reread["allowed"] is False and "the record was parsed" in reread["status"]["message"]
+
+
+def test_an_update_after_another_writer_is_charged_against_the_new_record(
+    holder: PolicyHolder, ledger: MemoryLedger
+) -> None:
+    """The body an engine keeps beside a record is used only while the ledger holds exactly that record."""
+    first, other = TestClient(create_app(holder, ledger)), TestClient(create_app(holder, ledger))
+    assert send(first, review(deployment("big", replicas=6)))["allowed"]  # 24
+    assert send(first, review(deployment("job", replicas=3)))["allowed"]  # 24 + 12 = 36
+    assert send(first, review(deployment("job", replicas=4), "UPDATE"))["allowed"]  # kept: 24 + 16 = 40 of 40
+    assert send(other, review(deployment("job", replicas=1), "UPDATE"))["allowed"]  # 24 + 4 = 28
+    answer = send(first, review(deployment("job", replicas=5), "UPDATE"))  # from 1 pod, not the 4 it kept
+    assert answer["allowed"] is False  # 28 + 16 = 44 > 40 (against its own 4 pods it would be 32)
+    assert cpu(ledger) == 28
 
 
 def test_a_retry_that_differs_from_the_record_is_charged_the_difference(
