@@ -19,7 +19,10 @@ loop, no client library, no socket, no TLS: the server's own time to answer):
 3. with `--lending`, every platform and team lends all of each key and may
    borrow as much again (`KEY Q lend Q borrow Q`): every row then carries the
    borrowing figures (`quotalang.lent`) and the second bar, the worst case;
-4. the median of `--rounds` requests each, as milliseconds and as ratios to
+4. with `--borrowing` (the --lending policy), usage is set by a resync rather than admitted: every
+   other team holds 1.5 × its hard of every key (borrowing half as much again from its ancestors), the
+   rest a quarter of it, so that about half the tree's rows draw their borrowing line;
+5. the median of `--rounds` requests each, as milliseconds and as ratios to
    the baselines (absolute times drift on a shared machine; ratios in one run
    do not).
 """
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import generate_policy, workloads  # a sibling script, not a package
 
 from quotalang.compiler import compile_policy
-from quotalang.controller import MemoryLedger
+from quotalang.controller import MemoryLedger, ObjectKey
 from quotalang.policy import usage_below
 from quotalang.server.aggregated import PREFIX as AGGREGATED
 from quotalang.server.aggregated import create_aggregated_app
@@ -106,14 +109,24 @@ def main() -> None:
     parser.add_argument("--workloads", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--lending", action="store_true", help="every group below the root lends and borrows")
+    parser.add_argument("--borrowing", action="store_true",
+                        help="--lending, and every other team uses 1.5 x its hard (set by a resync, not admitted)")
     args = parser.parse_args()
+    args.lending = args.lending or args.borrowing
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as folder:
         teams = generate_policy(Path(folder), args.groups)
         if args.lending:
             lend_everything(Path(folder) / "org.quota")
         policy = compile_policy([folder])
     ledger = MemoryLedger()
-    admitted = sum(ledger.reserve(ask_for(policy, obj, "CREATE")).allowed for obj in workloads(teams, args.workloads))
+    if args.borrowing:
+        ledger.resync({team: {ObjectKey("apps", "Deployment", team, "load"): {
+            key: hard * (3 if i % 2 == 0 else 1) // (2 if i % 2 == 0 else 4)
+            for key, hard in policy.groups[team].hard.items()}} for i, team in enumerate(teams)})
+        admitted = 0
+    else:
+        admitted = sum(ledger.reserve(ask_for(policy, obj, "CREATE")).allowed
+                       for obj in workloads(teams, args.workloads))
     holder = PolicyHolder(policy)
     app = create_api_app(holder, ledger, hosts=["bench"])  # the Host asgi_get sends
     aggregated = create_aggregated_app(holder, ledger, Engine(holder, ledger))
@@ -139,8 +152,9 @@ def main() -> None:
         "usage_below (subtree sums)": median_ms(lambda: len(usage_below(policy, own_usage(ledger))), args.rounds),
         "tree_json + orjson (baseline)": median_ms(core, args.rounds),
     }
-    print(f"{len(policy.groups)} groups{' lending and borrowing every key' if args.lending else ''}, "
-          f"{admitted} of {args.workloads} Deployments admitted, "
+    usage = (f"every other team at 1.5 x its hard, the rest at 0.25 x (a resync of {len(teams)} Deployments)"
+             if args.borrowing else f"{admitted} of {args.workloads} Deployments admitted")
+    print(f"{len(policy.groups)} groups{' lending and borrowing every key' if args.lending else ''}, {usage}, "
           f"median of {args.rounds} rounds, the ASGI app called directly")
     api_ms, _ = figures["GET /api/groups (baseline)"]
     core_ms, core_size = figures["tree_json + orjson (baseline)"]
