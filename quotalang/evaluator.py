@@ -28,7 +28,7 @@ from quotalang.decision import MAX_WARNING, Decision, Reason, Term, UsageSource,
 from quotalang.errors import InputError
 from quotalang.limitranges import NO_DEFAULTS, ContainerDefaults, LimitRanges, defaults_for
 from quotalang.objects import metadata_of, name_of
-from quotalang.owners import Find, claimed_owner, verified_owner
+from quotalang.owners import Find, Owners, claimed_owner, verified_owner
 from quotalang.pods import VALIDATION_SET
 from quotalang.policy import CompiledGroup, CompiledPolicy
 from quotalang.quantity import QuantityError, parse_quantity
@@ -345,8 +345,13 @@ def _workload(
     if rule is None:
         return Decision(True, op, reason="no-rule", notes=_notes(["no kind rule matches; not charged"], note),
                         stored=stored, dry_run=dry_run)
-    owner = claimed_owner(policy, obj)
-    unverified = owner is not None and where.owners is not None and verified_owner(policy, obj, where.owners) is None
+    owners = where.owners
+    if type(owners) is Owners and owners.answers(policy, obj):  # the engine's, claimed and verified once
+        owner = owners.claim
+        unverified = owner is not None and owners.verified is None
+    else:
+        owner = claimed_owner(policy, obj)
+        unverified = owner is not None and owners is not None and verified_owner(policy, obj, owners) is None
     if owner is not None and not unverified:
         return Decision(True, op, reason="owned",
                         notes=_notes([f"controlled by {owner}, which is charged for it"], note),

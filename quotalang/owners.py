@@ -103,8 +103,10 @@ def verified_owner(policy: CompiledPolicy, obj: Mapping[str, Any], find: Find) -
     """`claimed_owner`, if `find` knows the owner with the same uid (and, through a go-between,
     the chain above it up to a kind in `through`); else None: charge `obj` as itself."""
     claim = claimed_owner(policy, obj)
-    if claim is None:
-        return None
+    return _verified(policy, claim, find) if claim is not None else None
+
+
+def _verified(policy: CompiledPolicy, claim: OwnerRef, find: Find) -> OwnerRef | None:
     body = find(claim)
     if body is None or _uid(body) != claim.uid:
         return None
@@ -125,3 +127,34 @@ def verified_owner(policy: CompiledPolicy, obj: Mapping[str, Any], find: Find) -
 
 
 __all__ = ["MAX_DEPTH", "Find", "OwnerRef", "claimed_owner", "verified_owner"]
+
+
+@dataclass(slots=True)
+class Owners:
+    """One object's ownership, claimed and verified once: a `Find` that also carries its answer.
+
+    The engine looks a claimed owner up before the store decides (never under
+    its lock) and so already has the claim and its verification; the decision
+    and the engine's `authorize users` check read them here instead of
+    walking the references again. They are the answer for `obj` under
+    `policy` only (`of`); for anything else it is a plain `Find`.
+    """
+
+    policy: CompiledPolicy
+    obj: Mapping[str, Any]
+    find: Find
+    claim: OwnerRef | None = None
+    verified: OwnerRef | None = None
+
+    @classmethod
+    def of_claim(cls, policy: CompiledPolicy, obj: Mapping[str, Any], find: Find) -> Owners:
+        """`obj`'s claim (`claimed_owner`) and its verification through `find` (`verified_owner`)."""
+        claim = claimed_owner(policy, obj)
+        return cls(policy, obj, find, claim, _verified(policy, claim, find) if claim is not None else None)
+
+    def __call__(self, ref: OwnerRef) -> Mapping[str, Any] | None:
+        return self.find(ref)
+
+    def answers(self, policy: CompiledPolicy, obj: Mapping[str, Any]) -> bool:
+        """Whether `claim` and `verified` are `obj`'s under `policy` (the same objects, not equal ones)."""
+        return policy is self.policy and obj is self.obj

@@ -68,7 +68,7 @@ from quotalang.decision import Decision, UsageSource, clip
 from quotalang.errors import InputError, UserInputError
 from quotalang.evaluator import evaluate, resolve_group
 from quotalang.limitranges import LimitRanges
-from quotalang.owners import Find, OwnerRef, claimed_owner, verified_owner
+from quotalang.owners import OwnerRef, Owners, claimed_owner
 from quotalang.policy import CompiledPolicy
 from quotalang.reclaimable import Priorities
 from quotalang.server import responses
@@ -109,7 +109,7 @@ def ask_for(
     identity: ObjectKey | None = None,
     limit_ranges: LimitRanges | None = None,
     deadline: float = math.inf,
-    owners: Find | None = None,
+    owners: Owners | None = None,
     refused: str | None = None,
     priorities: Priorities | None = None,
     old_usage: Measured | None = None,
@@ -366,15 +366,17 @@ class Engine:
         kept = self._kept.of(ledger, identity, raw)
         return (kept[0], kept[1], packed) if kept is not None else (unpack(raw), None, packed)
 
-    def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Find:
+    def _owners(self, policy: CompiledPolicy, obj: Mapping[str, Any], identity: ObjectKey, wait: bool) -> Owners:
         """The ledger's answer to where `obj`'s claimed controller owner (and, through a go-between, the chain
         above it) is known: looked up now, outside any store lock, and handed to the decision as a memo.
 
         An owner the ledger holds with the claimed uid is remembered briefly
         (`_verified`), so the pods of one ReplicaSet cost one lookup of it.
+        The claim and its verification are made here, once per review
+        (`Owners`): the decision and `_refused` read them.
         """
         if claimed_owner(policy, obj) is None:
-            return _no_owner  # nothing to look up: neither the decision nor `_refused` asks (they claim none)
+            return Owners(policy, obj, _no_owner)  # nothing to look up, nothing claimed
         found: dict[tuple[str, str, str], Mapping[str, Any] | None] = {}
 
         def find(ref: OwnerRef) -> Mapping[str, Any] | None:
@@ -394,12 +396,11 @@ class Engine:
                             self._verified[owner, ref.uid] = _ownership(body)
             return found[key]
 
-        verified_owner(policy, obj, find)  # every lookup it needs happens here; the decision reads `found`
-        return find
+        return Owners.of_claim(policy, obj, find)  # every lookup it needs happens here
 
     def _refused(
         self, policy: CompiledPolicy, request: AdmissionRequest, obj: Mapping[str, Any], operation: str,
-        old: Mapping[str, Any] | None, identity: ObjectKey, owners: Find, wait: bool, until: float,
+        old: Mapping[str, Any] | None, identity: ObjectKey, owners: Owners, wait: bool, until: float,
     ) -> str | None:
         """`authorize users`: why the request's user may not charge `obj`'s group, or None. Asked (outside
         any store lock) only for a CREATE or a move to another group of a charged kind; never for an object
@@ -416,7 +417,7 @@ class Engine:
             policy, old, namespace=namespace, cluster=cluster
         )[0] == group:
             return None
-        if claimed_owner(policy, obj) is not None and verified_owner(policy, obj, owners) is not None:
+        if owners.verified is not None:  # claimed and verified in `_owners`, for this object
             return None
         user = user_of(request.get("userInfo"))
         if not wait and not self.grants.known(user, group, identity.namespace, cluster):

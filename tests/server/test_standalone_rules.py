@@ -294,3 +294,26 @@ def test_a_pod_is_its_owners_only_if_the_ledger_knows_that_owner(holder: PolicyH
     wrong = send(client, review(owned_pod("rs-b", "6", "rs-other")))  # the name of rs, not its uid
     assert wrong["allowed"] is False  # charged as itself: 4 + 6 > 8
     assert cpu(ledger) == 4
+
+
+def test_the_decision_reads_the_engines_owner_claim(holder: PolicyHolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine claims and verifies a pod's owner once, before the store decides; the decision reads that
+    answer (the evaluator's own walk patched to fail) and decides as before: owned, or charged as itself."""
+    import quotalang.evaluator as evaluator
+
+    ledger = MemoryLedger()
+    client = TestClient(create_app(PolicyHolder(compile_text(OWNED_POLICY)), ledger))
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "rs", "namespace": "team-a", "uid": "rs-1", "labels": {"team": "ml"}},
+          "spec": {"replicas": 2, "template": pod("x", "2")}}
+    assert send(client, review(rs))["allowed"] and cpu(ledger) == 4
+
+    def walked(*args: object) -> None:
+        raise AssertionError("the owner claim was walked again")
+
+    monkeypatch.setattr(evaluator, "claimed_owner", walked)
+    monkeypatch.setattr(evaluator, "verified_owner", walked)
+    assert send(client, review(owned_pod("rs-a", "2", "rs-1")))["allowed"] and cpu(ledger) == 4  # rs pays
+    wrong = send(client, review(owned_pod("rs-b", "6", "rs-other")))  # claimed, not verified: 4 + 6 > 8
+    assert wrong["allowed"] is False and "could not decide" not in wrong["status"]["message"]
+    assert cpu(ledger) == 4
