@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from quotalang.objects import metadata_of
-from quotalang.policy import Settings
+from quotalang.policy import MODEL_KINDS, Settings
 
-MODEL_KINDS = ("cpu", "gpu", "memory")
 Models = tuple[tuple[str, str, str], ...]  # (model kind, model, where it came from)
 ProblemReason = Literal["model-not-pinned", "unknown-model", "model-conflict"]
 _EMPTY: Mapping[str, Any] = {}
@@ -120,17 +119,10 @@ def _reads(settings: Settings, obj: Mapping[str, Any], template: Mapping[str, An
     """Everything `_part_models` reads of `obj` and `template`, as a memo key; None when it is not short
     plain strings, or the template has node affinity (read in full each time: rare and unbounded)."""
     reads: list[Any] = []
-    labels = settings.model_labels
-    node_labels = settings.node_labels
     spec: Mapping[str, Any] | None = None
     pins: Mapping[str, Any] = _EMPTY
-    for kind in MODEL_KINDS:
-        key = labels.get(kind)
-        node_label = node_labels.get(kind)
-        if key is None and node_label is None:
-            continue
+    for _, key, source, node_label in settings.model_reads:
         if key is not None:
-            source = settings.model_sources.get(kind, "label")
             value = metadata_of(obj, source).get(key)
             on_template = value is None
             if on_template:

@@ -69,6 +69,9 @@ class CompiledGroup:
     subtree_enforced: bool = True
 
 
+MODEL_KINDS = ("cpu", "gpu", "memory")  # the kinds of model a policy may declare a label or node label for
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     group_label: str
@@ -94,6 +97,19 @@ class Settings:
     reclaim_delete: bool = False
     # what `models.part_models` found for the claims and pins it read (derived from the settings alone)
     models_of: Memo[Any, Any] = field(init=False, default_factory=Memo, compare=False, repr=False)
+    # (model kind, label key, where it is read, node label) of each kind with a label or a node label, in
+    # MODEL_KINDS order: what `models._reads` reads of every part, worked out once per policy, not per part
+    model_reads: tuple[tuple[str, str | None, nodes.Source, str | None], ...] = field(
+        init=False, default=(), compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        reads = tuple(
+            (kind, self.model_labels.get(kind), self.model_sources.get(kind, "label"), self.node_labels.get(kind))
+            for kind in MODEL_KINDS
+            if self.model_labels.get(kind) is not None or self.node_labels.get(kind) is not None
+        )
+        object.__setattr__(self, "model_reads", reads)
 
 
 @dataclass(frozen=True, slots=True)

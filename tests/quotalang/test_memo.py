@@ -76,6 +76,18 @@ def test_the_models_memo_tells_pins_and_claims_apart() -> None:
     assert evaluate(policy, deployment("llm", gpus=1, selector=A100)).allowed
 
 
+def test_what_a_part_is_read_for_is_worked_out_once_per_policy() -> None:
+    """POLICY declares a gpu model label and a gpu node label, no cpu or memory model: one kind to read, the
+    label on labels (no `annotation`), and a `dataclasses.replace`d settings works it out again."""
+    import dataclasses
+
+    settings = fresh().settings
+    assert settings.model_reads == (("gpu", "acme.io/gpu-model", "label", "nvidia.com/gpu.product"),)
+    unpinned = dataclasses.replace(settings, node_labels={})
+    assert unpinned.model_reads == (("gpu", "acme.io/gpu-model", "label", None),)
+    assert dataclasses.replace(settings, model_labels={}, node_labels={}).model_reads == ()
+
+
 def test_node_affinity_is_read_every_time_and_a_pin_flood_stays_bounded() -> None:
     policy = fresh()
     pinned = deployment("llm", gpus=1, selector=A100)
