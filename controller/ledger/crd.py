@@ -31,6 +31,7 @@ object every admission would contend on.
       lastWrite: quotalang-7d9f-abcde/7/912          # token of the leader's last write
       drawn: {ai-lab-vision: {requests.cpu: "2000000000000"}}   # what each lending/borrowing child draws
       drawnAt: {ai-lab-vision: "4702"}               # on this pool, by the leader from that child's version
+      drawnTerms: 3f9a0c1d2e4b5a69                   # the children's terms drawn was counted under
 
 Decisions:
 
@@ -159,6 +160,7 @@ class LedgerState:
     # d̃ of the child's usage at version `drawn_at[child]`); counted in `used` as this group's own.
     drawn: dict[str, dict[str, int]] = field(default_factory=dict)
     drawn_at: dict[str, str] = field(default_factory=dict)
+    drawn_terms: str | None = None  # `drawing.pool_digests` of the policy `drawn` was counted under
 
     def add_observed(self, usage: Mapping[str, int], sign: int, cluster: str, *, count: bool = True) -> None:
         """A fold: add (-1: remove) an object's usage in `cluster`; `count=False`: a change of one already counted.
@@ -236,6 +238,7 @@ class LedgerState:
             dict(self.objects_by_cluster),
             {c: dict(u) for c, u in self.drawn.items()},
             dict(self.drawn_at),
+            self.drawn_terms,
         )
 
 
@@ -299,6 +302,8 @@ def to_object(state: LedgerState) -> dict[str, Any]:
     if state.drawn or state.drawn_at:
         status["drawn"] = {c: _nanos(u) for c, u in sorted(state.drawn.items()) if _nanos(u)}
         status["drawnAt"] = dict(sorted(state.drawn_at.items()))
+    if state.drawn_terms is not None:
+        status["drawnTerms"] = state.drawn_terms
     if state.last_write is not None:
         status["lastWrite"] = state.last_write
     if state.period_start is not None:
@@ -374,6 +379,7 @@ def from_object(obj: Mapping[str, Any], group: str | None = None) -> LedgerState
         objects_by_cluster={c: n for c, n in _read_counts(counts, name).items() if n},
         drawn={str(c): u for c, v in drawn.items() if (u := _read_nanos(v, f"status.drawn.{c}"))},
         drawn_at={str(c): str(v) for c, v in drawn_at.items()},
+        drawn_terms=str(status["drawnTerms"]) if status.get("drawnTerms") else None,
     )
 
 

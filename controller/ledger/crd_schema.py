@@ -62,6 +62,8 @@ def crd() -> dict[str, Any]:
                       "description": "What each lending or borrowing child draws on this pool (the leader's)."},
             "drawnAt": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "The child's resourceVersion each drawn entry was computed from."},
+            "drawnTerms": {"type": "string",
+                           "description": "Digest of the children's lend/borrow terms drawn was counted under."},
         },
     }
     schema = {

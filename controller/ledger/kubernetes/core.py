@@ -166,6 +166,8 @@ class LedgerCore:
         self._drawing: dict[str, dict[str, tuple[dict[str, int], float]]] = {}
         # The policy the groups' terms were computed from, and the terms (`registering._terms_in`).
         self._terms_cache: tuple[CompiledPolicy | None, dict[str, Terms]] = (None, {})
+        # The policy the pools' digests were computed from, and the digests (`registering._digests`).
+        self._digests_cache: tuple[CompiledPolicy | None, dict[str, str]] = (None, {})
         # Groups whose draw the leader failed to publish on their parent: retried by its upkeep (`publish_draws`).
         self._unpublished: set[str] = set()
 

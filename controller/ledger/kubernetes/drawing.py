@@ -13,11 +13,17 @@ when nothing below it is used and `L = min(lend, T0)` what it lends then:
   counted bases (never below the admitted usage) sum to at least the
   admitted usage's draw;
 * it may be admitted to `T0 − U ≥ floor` (−borrow; a root: 0).
+
+A pool's count of its children's draws depends on their slacks alone, so a
+short hash of them (`pool_digests`) names the terms a pool's object was
+counted under: a decision that reads the count proceeds only where it equals
+the hash under the deciding replica's policy (`registering.behind`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from quotalang.borrowing import Groups, Lending, balance
@@ -78,4 +84,15 @@ def shortfalls(terms: Terms, counted: Mapping[str, int], amount: Mapping[str, in
     return out
 
 
-__all__ = ["Terms", "drawn", "growth", "shortfalls", "terms_of"]
+def pool_digests(groups: Groups, lending: Lending, terms: Callable[[str], Terms]) -> dict[str, str]:
+    """Per pool (a group with a lending or borrowing child), a short hash of its children's slacks per key:
+    all its count of their draws (`drawn`, registrations) depends on, so equal digests count alike."""
+    slacks: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {}
+    for name in sorted(groups):
+        parent = groups[name].parent
+        if parent is not None and lending.moves(name):
+            slacks.setdefault(parent, []).append((name, sorted(terms(name).slack.items())))
+    return {pool: hashlib.sha256(repr(children).encode()).hexdigest()[:16] for pool, children in slacks.items()}
+
+
+__all__ = ["Terms", "drawn", "growth", "pool_digests", "shortfalls", "terms_of"]

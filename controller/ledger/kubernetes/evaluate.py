@@ -6,7 +6,9 @@ admissions with the batch's changes, without the part a replacement of the
 same object supersedes; only the positive part of a delta is reserved, and
 an admission joins the book only once its write (or lease) holds it; one
 that grows its group's draw on its parent is recorded only once the batch
-registered that draw with the ancestors (`registering`), never within a lease.
+registered that draw with the ancestors (`registering`), never within a lease;
+a pool's request that adds usage is decided only from an object whose count
+of its children's draws is under this replica's terms (`Registering._behind`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from quotalang.controller.ledger.crd import LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine, _past_deadline, _replaces
 from quotalang.controller.ledger.kubernetes.core import _Pending, _Written
 from quotalang.controller.ledger.kubernetes.drawing import growth
-from quotalang.controller.ledger.kubernetes.registering import Draws, Registering, refused_decision
+from quotalang.controller.ledger.kubernetes.registering import Draws, Registering, behind_decision, refused_decision
 from quotalang.decision import Decision
 
 
@@ -70,6 +72,9 @@ class Evaluating(Registering):
             view = dict(used)
             add_usage(view, existing.latest(), -1)
         decision = request.decision(_View(group, dict(view), update.cash))
+        if decision.allowed and decision.mode == "enforce" and any(v > 0 for v in decision.delta.values()) and (
+                why := self._behind_now(update)) is not None:  # it counts the children's draws: fail closed
+            decision = behind_decision(decision, why)
         terms = self._terms(group)
         if decision.touches and terms is None:  # no policy to register its draw under (issue 29)
             decision = refuse_drawing(decision)

@@ -17,29 +17,13 @@ from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import LedgerUnavailable, NotLeader, ObjectKey, Observation, Observed, ObservesOne
 from quotalang.controller.ledger.bodies import pack_observed
 from quotalang.controller.ledger.crd import FOLD_CAP, Held, LedgerState, identity_key
-from quotalang.controller.ledger.kubernetes.admission import Admitting
 from quotalang.controller.ledger.kubernetes.book import _confirmed, _fold_entry, _fold_parts
-from quotalang.controller.ledger.kubernetes.core import LOG, _Edit
-from quotalang.controller.ledger.kubernetes.drawing import drawn
+from quotalang.controller.ledger.kubernetes.core import _Edit
 from quotalang.controller.ledger.kubernetes.edits import adder, all_of, confirming, releaser
+from quotalang.controller.ledger.kubernetes.publishing import Publishing
 
 
-def _lower(value: Mapping[str, int], current: Mapping[str, int] | None) -> bool:
-    """Whether `value` is below `current` for some key and above it for none."""
-    current = current or {}
-    keys = set(value) | set(current)
-    return value != current and all(value.get(k, 0) <= current.get(k, 0) for k in keys)
-
-
-def _later(version: str, than: str) -> bool:
-    """Whether resourceVersion `version` is after `than` (etcd's are integers; others: never later)."""
-    try:
-        return int(version) > int(than)
-    except ValueError:
-        return False
-
-
-class Folding(Admitting, ObservesOne):
+class Folding(Publishing, ObservesOne):
     """The fold queue and the leader's fenced writes: observations written per group in batches."""
 
     def mutate(
@@ -70,67 +54,6 @@ class Folding(Admitting, ObservesOne):
         if written is not None:
             self._publish_draw(written)
         return written
-
-    def republish_draws(self) -> int:
-        """Every cached group's draw published again, raised too: after a policy change the terms under which
-        the pools' `drawn` were computed are gone (registrations made since are under the new ones)."""
-        self._unpublished.update(self._cache)
-        return self.publish_draws()
-
-    def publish_draws(self) -> int:
-        """The leader's upkeep (`StoreRuntime.maintain`): lower each pool's `drawn[g]` that counts more than
-        g's cached version draws (computed while the replicas' entries still held what the same fold
-        observed); never raise it here, where a registration still live would count twice (what grows is
-        published by the write that grew it), unless publishing it failed after that write (retried whole).
-        Returns how many groups it published."""
-        published = 0
-        for group in list(self._cache):
-            state = self._cache.get(group)  # now: a publication before may have written this one
-            if state is None:
-                continue
-            retry = group in self._unpublished
-            self._unpublished.discard(group)
-            published += self._publish_draw(state, lower_only=not retry)
-        return published
-
-    def _publish_draw(self, state: LedgerState, lower_only: bool = False) -> bool:
-        """After the leader wrote a lending or borrowing group: its parent's `drawn[group]` becomes the
-        uncapped draw of what that version counts (`drawing.drawn`), written only forward and only when it
-        changed (so the pool's own draw travels up the same way, one level per write). Until it lands the
-        replicas' registrations cover the admissions (they expire only after their deadline + TTL, by which
-        the leader has folded what was created); they count on top of it until then: over, never under."""
-        terms = self._terms(state.group)
-        policy = self._policy_now()
-        version = state.resource_version
-        if terms is None or policy is None or version is None:
-            return False
-        parent = policy.groups[state.group].parent
-        if parent is None:
-            return False
-        value = drawn(terms, state.used(self._clock()))
-        child = state.group
-        if lower_only and ((pool := self._cache.get(parent)) is None or not _lower(value, pool.drawn.get(child))):
-            return False  # from the cache, no call: the common case is that nothing changed
-
-        def change(update: LedgerState) -> bool:
-            at = update.drawn_at.get(child)
-            if update.drawn.get(child, {}) == value or (at is not None and _later(at, version)):
-                return False
-            if lower_only and not _lower(value, update.drawn.get(child)):
-                return False
-            if value:
-                update.drawn[child] = dict(value)
-            else:
-                update.drawn.pop(child, None)
-            update.drawn_at[child] = version
-            return True
-
-        try:
-            return self.mutate(parent, change) is not None
-        except LedgerUnavailable:  # the upkeep (or the next write of the group) publishes again
-            LOG.warning("could not write the draw of group %s on %s", child, parent)
-            self._unpublished.add(child)
-            return False
 
     def _mutate(
         self,

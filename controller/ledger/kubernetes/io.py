@@ -45,7 +45,7 @@ class Io(Cache):
 
     def _create(self, group: str, until: float) -> None:
         try:
-            obj = self.api.request("POST", COLLECTION_PATH, body=to_object(LedgerState(group)),
+            obj = self.api.request("POST", COLLECTION_PATH, body=to_object(self._new_state(group, until)),
                                    timeout=self._left(until))
             self.stats.writes += 1
             self.remember(from_object(obj, group))
@@ -53,6 +53,10 @@ class Io(Cache):
         except ApiError as exc:
             if exc.status != 409:  # AlreadyExists: another replica was first, fine
                 raise
+
+    def _new_state(self, group: str, until: float) -> LedgerState:
+        """A group's object as created (`Registering` stamps the terms its empty count is under)."""
+        return LedgerState(group)
 
     def write(self, state: LedgerState, until: float) -> LedgerState | None:
         """PUT `state` if the object is still at `state.resource_version`; None on 409 Conflict."""

@@ -26,7 +26,7 @@ from quotalang.controller.ledger.arithmetic import add_usage
 from quotalang.controller.ledger.base import EMPTY, Ask, LedgerUnavailable
 from quotalang.controller.ledger.crd import Held, LedgerState
 from quotalang.controller.ledger.kubernetes.core import DRAW_SUFFIX
-from quotalang.controller.ledger.kubernetes.drawing import Terms, growth, shortfalls, terms_of
+from quotalang.controller.ledger.kubernetes.drawing import Terms, drawn, growth, pool_digests, shortfalls, terms_of
 from quotalang.controller.ledger.kubernetes.io import Io
 from quotalang.decision import Decision, qty
 from quotalang.policy import CompiledPolicy
@@ -62,6 +62,26 @@ def _short_at(policy: CompiledPolicy, pool: str, lacking: Mapping[str, int]) -> 
            "groups' borrowing"
 
 
+CATCHING_UP = "once it has, this passes: retry)"
+
+
+def behind_text(policy: CompiledPolicy, pool: str) -> str:
+    """Why a decision that reads a pool's count of its children's draws waits for the leader (fail closed)."""
+    return (f"the ledger of group {policy.groups[pool].path} counts its children's draws under other lend/borrow "
+            f"terms than this replica's policy (the leader has not counted them again under the new policy yet; "
+            f"{CATCHING_UP}")
+
+
+def _denied(decision: Decision, text: str) -> Decision:
+    return dataclasses.replace(decision, allowed=False, reason="over-quota", charges={}, touches=(), borrowed=(),
+                               reclaim=None, reclaims=(), warnings=[], error=text)
+
+
+def behind_decision(decision: Decision, why: str) -> Decision:
+    """`decision` (of a pool, counting its children's draws) denied: its object counts them under other terms."""
+    return _denied(decision, f"group {decision.path} cannot be decided yet: {why}")
+
+
 def with_overdraws(decision: Decision, over: list[str]) -> Decision:
     """A warn or audit mode admission whose draw a pool had no room for: admitted and counted, as a request
     over quota is in those modes, saying where."""
@@ -72,11 +92,12 @@ def with_overdraws(decision: Decision, over: list[str]) -> Decision:
 
 
 def refused_decision(decision: Decision, why: str) -> Decision:
-    """`decision` denied because a pool it draws on has no room (enforce mode only: warn and audit register)."""
-    text = (f"group {decision.path} would go beyond its guarantee: {why} (reclaiming borrowed room is not "
-            "supported by the kubernetes ledger store)")
-    return dataclasses.replace(decision, allowed=False, reason="over-quota", charges={}, touches=(), borrowed=(),
-                               reclaim=None, reclaims=(), warnings=[], error=text)
+    """`decision` denied because a pool it draws on has no room, or counts under other terms (enforce mode
+    only: warn and audit register)."""
+    text = f"group {decision.path} would go beyond its guarantee: {why}"
+    if not why.endswith(CATCHING_UP):
+        text += " (reclaiming borrowed room is not supported by the kubernetes ledger store)"
+    return _denied(decision, text)
 
 
 class Registering(Io):
@@ -101,6 +122,44 @@ class Registering(Io):
         if terms is None:
             terms = table[group] = terms_of(policy.groups, policy.lending, group)
         return terms
+
+    def _digests(self, policy: CompiledPolicy) -> dict[str, str]:
+        """Each pool's digest of its children's terms under `policy` (`drawing.pool_digests`), once per policy."""
+        cached_policy, digests = self._digests_cache
+        if cached_policy is not policy:
+            digests = pool_digests(policy.groups, policy.lending, lambda name: self._terms_in(policy, name))
+            self._digests_cache = (policy, digests)
+        return digests
+
+    def _behind(self, policy: CompiledPolicy, state: LedgerState) -> str | None:
+        """Why `state` may not be read for its children's draws under `policy` (the leader counted them under
+        other terms, or, from before digests, under unknown ones), else None: a group with no lending or
+        borrowing child is never behind."""
+        expected = self._digests(policy).get(state.group)
+        if expected is None or state.drawn_terms == expected:
+            return None
+        return behind_text(policy, state.group)
+
+    def _new_state(self, group: str, until: float) -> LedgerState:
+        """A pool's object as created counts no draws: right under this policy's terms (and stamped with their
+        digest) only if none of its lending or borrowing children's objects draws anything under them now;
+        otherwise unstamped, refused until the leader counts it (`republish_draws`)."""
+        policy = self._policy_now()
+        digest = self._digests(policy).get(group) if policy is not None else None
+        if digest is None or policy is None:
+            return LedgerState(group)
+        now = self._clock()
+        for child in policy.groups:
+            if policy.groups[child].parent == group and (terms := self._terms(child)) is not None:
+                state = self._cache.get(child) or self.read(child, until)
+                if drawn(terms, state.used(now)):
+                    return LedgerState(group)
+        return LedgerState(group, drawn_terms=digest)
+
+    def _behind_now(self, state: LedgerState) -> str | None:
+        """`_behind` under the policy now (none: nothing is registered, so nothing is behind)."""
+        policy = self._policy_now()
+        return self._behind(policy, state) if policy is not None and policy.lending else None
 
     def _draw_token(self) -> str:
         return f"{self.replica}/{next(_registrations)}"
@@ -174,8 +233,8 @@ class Registering(Io):
                     add_usage(counted, usage)
             add_usage(counted, before)
             lacking = shortfalls(terms, counted, amount)
-            if lacking:
-                why = _short_at(policy, pool, lacking)
+            why = self._behind(policy, update) or (_short_at(policy, pool, lacking) if lacking else None)
+            if why is not None:
                 if over is None:
                     raise Refused(pool, why)
                 if why not in over:  # a retried write says it once
@@ -247,8 +306,8 @@ class Registering(Io):
             state = self.read(pool, until)
             counted = state.used(self._clock())
             pool_terms = self._terms_in(policy, pool)
-            if lacking := shortfalls(pool_terms, counted, passed):
-                why = _short_at(policy, pool, lacking)
+            lacking = shortfalls(pool_terms, counted, passed)
+            if why := self._behind(policy, state) or (_short_at(policy, pool, lacking) if lacking else None):
                 return refused_decision(decision, why) if decision.mode == "enforce" else with_overdraws(
                     decision, [why])
             child, passed = pool, growth(pool_terms, counted, passed) if policy.lending.moves(pool) else {}
@@ -296,4 +355,5 @@ class Registering(Io):
             return  # it expires
 
 
-__all__ = ["INHERITED_DRAW", "Draws", "Refused", "Registering", "refused_decision", "with_overdraws"]
+__all__ = ["CATCHING_UP", "INHERITED_DRAW", "Draws", "Refused", "Registering", "behind_decision", "behind_text",
+           "refused_decision", "with_overdraws"]

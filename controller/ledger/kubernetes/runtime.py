@@ -212,8 +212,6 @@ class StoreRuntime:
             return
         if policy.checksum != self._synced_checksum:
             created = self.ledger.ensure_groups(policy.groups)
-            if self._synced_checksum is not None and (self.elector is None or self.is_leader):
-                self.ledger.republish_draws()  # lend, borrow or hard may have changed: drawn under the new terms
             self._synced_checksum = policy.checksum
             if created:
                 LOG.info("created %d ledger objects for policy %s", created, policy.checksum[:12])
@@ -226,6 +224,7 @@ class StoreRuntime:
         if self.elector is None or self.is_leader:
             self.ledger.flush()  # what the fold thread has not written yet, before judging a ledger empty
             self.ledger.expire()
+            self.ledger.republish_draws()  # pools counted under other terms (a new policy, an upgrade): again
             self.ledger.publish_draws()  # a pool's `drawn` counted while a fold's admissions were held twice
             for group in orphans:
                 if self.ledger.delete_if_empty(group):

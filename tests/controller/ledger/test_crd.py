@@ -41,6 +41,16 @@ def test_a_state_round_trips_with_exact_nanos() -> None:
     assert from_object(obj, "ai-lab") == state
 
 
+def test_draws_and_the_terms_they_were_counted_under_round_trip() -> None:
+    state = LedgerState("p", "9", drawn={"a": {"requests.cpu": 3 * 10**9}}, drawn_at={"a": "8"},
+                        drawn_terms="0123456789abcdef")
+    obj = to_object(state)
+    assert obj["status"]["drawnTerms"] == "0123456789abcdef"
+    assert from_object(obj, "p") == state
+    assert "drawnTerms" not in to_object(LedgerState("c"))["status"]  # absent: from before digests, or no pool
+    assert from_object(to_object(LedgerState("c")), "c").drawn_terms is None
+
+
 def test_usage_per_cluster_round_trips_and_an_object_without_it_is_the_one_clusters() -> None:
     state = LedgerState("ml", observed={"requests.cpu": 5}, objects=3,
                         observed_by_cluster={"east": {"requests.cpu": 2}, "west": {"requests.cpu": 3}},
