@@ -79,16 +79,16 @@ class Publishing(Admitting):
         return written
 
     def _publish_pool(self, policy: CompiledPolicy, pool: str, children: list[str], digest: str | None) -> bool:
-        """`pool`'s `drawn` computed again for every lending or borrowing child from its cached version
-        (read where not cached) under `policy`, written with `digest` in one write; entries of children that
-        draw nothing under it go. Not written while a child's cached version is older than the entry there
-        (the cache lags: the next round)."""
+        """`pool`'s `drawn` computed again for every lending or borrowing child from a fresh read of it (what
+        the leader's cache has not seen yet would be missing) under `policy`, written with `digest` in one
+        write; entries of children that draw nothing under it go. Not written if an entry there was computed
+        from a later version than the one read (the next round)."""
         until = self._monotonic() + self.tuning.controller_timeout
         now = self._clock()
         values: dict[str, tuple[dict[str, int], str]] = {}
         try:
             for child in children:
-                state = self._cache.get(child) or self.read(child, until)
+                state = self.read(child, until)  # fresh: a lagging cache would count too little
                 if state.resource_version is not None:
                     values[child] = (drawn(self._terms_in(policy, child), state.used(now)), state.resource_version)
 

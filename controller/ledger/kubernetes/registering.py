@@ -150,9 +150,9 @@ class Registering(Io):
             return LedgerState(group)
         now = self._clock()
         for child in policy.groups:
-            if policy.groups[child].parent == group and (terms := self._terms(child)) is not None:
-                state = self._cache.get(child) or self.read(child, until)
-                if drawn(terms, state.used(now)):
+            if policy.groups[child].parent == group and policy.lending.moves(child):
+                state = self.read(child, until)  # fresh, once in the pool's life
+                if drawn(self._terms_in(policy, child), state.used(now)):
                     return LedgerState(group)
         return LedgerState(group, drawn_terms=digest)
 

@@ -11,11 +11,12 @@ from quotalang.compiler import compile_sources
 from quotalang.controller.ledger.crd import object_path, to_object
 from quotalang.controller.ledger.kubernetes.drawing import pool_digests, terms_of
 from quotalang.controller.ledger.kubernetes.ledger import KubernetesLedger
+from quotalang.controller.ledger.kubernetes.runtime import StoreRuntime
 from quotalang.decision import Decision
 from quotalang.loader import load_text
 from quotalang.policy import CompiledPolicy
 from quotalang.server.engine import ask_for
-from tests.controller.ledger.kubernetes.rig import CPU, deployment
+from tests.controller.ledger.kubernetes.rig import CPU, Rig, deployment
 from tests.controller.ledger.kubernetes.test_drawing import TREE_POLICY, tree
 from tests.controller.ledger.kubernetes.test_registering import entries, replica, said, tree_rig
 
@@ -112,3 +113,39 @@ def test_a_pool_from_before_digests_is_behind_only_if_a_child_lends_or_borrows()
     assert BEHIND in said(rig.admit(r1, "p1", "p", "1"))  # p has lending children: behind
     assert rig.admit(r1, "c1", "c", "1").allowed  # c has no children: never behind
     assert tree().checksum == rig.policy.checksum  # the same policy all along: only the digest is missing
+
+
+def test_the_leaders_upkeep_counts_the_pools_again_after_a_reload() -> None:
+    rig = tree_rig()
+    r1 = replica(rig, "r1")
+    runtime = StoreRuntime(replica(rig, "leader"), lambda: rig.policy, fold_interval=0)
+    runtime.maintain()  # nothing to count again: the pools were stamped when created
+    assert rig.admit(r1, "b3", "b", "3").allowed  # within b's slack 3: p untouched
+    rig.policy = raised()
+    assert BEHIND in said(rig.admit(r1, "p1", "p", "1"))
+    runtime.maintain()  # the next round: p counted again, b's 3 drawing 3 - 1 = 2 there
+    digests = pool_digests(rig.policy.groups, rig.policy.lending,
+                           lambda g: terms_of(rig.policy.groups, rig.policy.lending, g))
+    assert rig.state("p").drawn_terms == digests["p"] and rig.state("root").drawn_terms == digests["root"]
+    assert rig.state("p").drawn == {"b": {"requests.cpu": 2 * CPU}}
+    # p's 1 now: p counts 2 + 1 = 3 <= its slack 7 (nothing on root), 9 - 3 >= -4: admitted.
+    assert rig.admit(r1, "p1-again", "p", "1").allowed
+
+
+def test_a_pool_created_while_a_child_draws_waits_for_the_leader() -> None:
+    rig = Rig()
+    rig.policy = tree()  # no objects yet: each is created by its first read
+    r1, r2, leader = replica(rig, "r1"), replica(rig, "r2"), replica(rig, "leader")
+    # a's 5 creates p to register its draw 3: a's object counted 0 then, so p's empty count is right: stamped.
+    assert rig.admit(r1, "a5", "a", "5").allowed and entries(rig, "p") == {"r1~draw": 3}
+    # b's 7 registers 4 at p (p counts 7) and p's growth max(0, 7 - 5) = 2 at root, which does not exist:
+    # created then, p draws 2 on it already, so root is not stamped and the draw is refused (p's 4 lowered).
+    behind = rig.admit(r2, "b7", "b", "7")
+    assert not behind.allowed and BEHIND in said(behind)
+    assert entries(rig, "p") == {"r1~draw": 3} and rig.state("root").drawn_terms is None
+    # The leader (its watch-fed cache: p caught up) counts root alone: p counts 3, draws max(0, 3 - 5) = 0.
+    # Then b's 7 as in test_registering.
+    leader.load_all()
+    assert leader.republish_draws() == 1 and rig.state("root").drawn == {}
+    assert rig.admit(r2, "b7-again", "b", "7").allowed
+    assert entries(rig, "root") == {"r2~draw": 2}
