@@ -23,7 +23,13 @@ from quotalang.controller.ledger.crd import LedgerState, identity_key
 from quotalang.controller.ledger.kubernetes.book import _Admissions, _Mine, _past_deadline, _replaces
 from quotalang.controller.ledger.kubernetes.core import _Pending, _Written
 from quotalang.controller.ledger.kubernetes.drawing import growth
-from quotalang.controller.ledger.kubernetes.registering import Draws, Registering, behind_decision, refused_decision
+from quotalang.controller.ledger.kubernetes.registering import (
+    Draws,
+    Registering,
+    behind_decision,
+    behind_warned,
+    refused_decision,
+)
 from quotalang.decision import Decision
 
 
@@ -72,9 +78,9 @@ class Evaluating(Registering):
             view = dict(used)
             add_usage(view, existing.latest(), -1)
         decision = request.decision(_View(group, dict(view), update.cash))
-        if decision.allowed and decision.mode == "enforce" and any(v > 0 for v in decision.delta.values()) and (
+        if decision.allowed and any(v > 0 for v in decision.delta.values()) and (
                 why := self._behind_now(update)) is not None:  # it counts the children's draws: fail closed
-            decision = behind_decision(decision, why)
+            decision = behind_decision(decision, why) if decision.mode == "enforce" else behind_warned(decision)
         terms = self._terms(group)
         if decision.touches and terms is None:  # no policy to register its draw under (issue 29)
             decision = refuse_drawing(decision)

@@ -72,6 +72,16 @@ def behind_text(policy: CompiledPolicy, pool: str) -> str:
             f"{CATCHING_UP}")
 
 
+def behind_note(path: str) -> str:
+    """`behind_text` as a warning's part, short: warn and audit mode admit and count all the same."""
+    return f"{path} counts draws under other terms until the leader catches up"
+
+
+def behind_warned(decision: Decision) -> Decision:
+    """A warn or audit mode admission of a pool whose object counts its children's draws under other terms."""
+    return dataclasses.replace(decision, warnings=[*decision.warnings, f"group {behind_note(decision.path or '')}"])
+
+
 def _denied(decision: Decision, text: str) -> Decision:
     return dataclasses.replace(decision, allowed=False, reason="over-quota", charges={}, touches=(), borrowed=(),
                                reclaim=None, reclaims=(), warnings=[], error=text)
@@ -233,12 +243,14 @@ class Registering(Io):
                     add_usage(counted, usage)
             add_usage(counted, before)
             lacking = shortfalls(terms, counted, amount)
-            why = self._behind(policy, update) or (_short_at(policy, pool, lacking) if lacking else None)
+            behind = self._behind(policy, update)
+            why = behind or (_short_at(policy, pool, lacking) if lacking else None)
             if why is not None:
                 if over is None:
                     raise Refused(pool, why)
-                if why not in over:  # a retried write says it once
-                    over.append(why)
+                note = behind_note(policy.groups[pool].path) if behind else why
+                if note not in over:  # a retried write says it once
+                    over.append(note)
             grown = growth(terms, counted, amount) if moves else {}
             self._put_draws(update, mine)
             if self.write(update, until) is not None:
@@ -307,9 +319,10 @@ class Registering(Io):
             counted = state.used(self._clock())
             pool_terms = self._terms_in(policy, pool)
             lacking = shortfalls(pool_terms, counted, passed)
-            if why := self._behind(policy, state) or (_short_at(policy, pool, lacking) if lacking else None):
+            behind = self._behind(policy, state)
+            if why := behind or (_short_at(policy, pool, lacking) if lacking else None):
                 return refused_decision(decision, why) if decision.mode == "enforce" else with_overdraws(
-                    decision, [why])
+                    decision, [behind_note(policy.groups[pool].path) if behind else why])
             child, passed = pool, growth(pool_terms, counted, passed) if policy.lending.moves(pool) else {}
         return decision
 
@@ -355,5 +368,6 @@ class Registering(Io):
             return  # it expires
 
 
-__all__ = ["CATCHING_UP", "INHERITED_DRAW", "Draws", "Refused", "Registering", "behind_decision", "behind_text",
+__all__ = ["CATCHING_UP", "INHERITED_DRAW", "Draws", "Refused", "Registering", "behind_decision", "behind_note",
+           "behind_text", "behind_warned",
            "refused_decision", "with_overdraws"]

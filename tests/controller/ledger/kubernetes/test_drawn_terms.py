@@ -149,3 +149,24 @@ def test_a_pool_created_while_a_child_draws_waits_for_the_leader() -> None:
     assert leader.republish_draws() == 1 and rig.state("root").drawn == {}
     assert rig.admit(r2, "b7-again", "b", "7").allowed
     assert entries(rig, "root") == {"r2~draw": 2}
+
+
+def test_in_warn_mode_a_draw_on_a_pool_behind_is_counted_and_warned_in_a_short_line() -> None:
+    rig = tree_rig()
+    r1 = replica(rig, "r1")
+    assert rig.admit(r1, "b3", "b", "3").allowed
+    rig.policy = compile_sources(load_text(TREE_POLICY.replace("requests.cpu 4 lend 1 borrow 3",
+                                                               "requests.cpu 4 lend 3 borrow 3").replace(
+        "group a in p {\n", "group a in p {\n  mode warn\n").replace("group p in root {\n",
+                                                                     "group p in root {\n  mode warn\n"),
+        "tree.quota"))
+    # a's 7 draws 5 on p, which is behind: admitted (warn mode) and registered, saying why in one short line;
+    # p's own 1 likewise (its mode is warn too).
+    drawing, own = rig.admit(r1, "a7", "a", "7"), rig.admit(r1, "p1", "p", "1")
+    assert drawing.allowed and own.allowed
+    assert drawing.warnings == ["a borrowed 3 of requests.cpu from root/p",  # the evaluator's: 7 - hard 4
+                                "group root/p/a borrows beyond what is free: root/p counts draws under other terms "
+                                "until the leader catches up"]
+    assert own.warnings[-1] == "group root/p counts draws under other terms until the leader catches up"
+    assert all(len(w) < 120 for w in [*drawing.warnings, *own.warnings])
+    assert entries(rig, "p") == {"r1": 1, "r1~draw": 5}
