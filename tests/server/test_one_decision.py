@@ -31,7 +31,7 @@ from quotalang.server.api import create_api_app
 from quotalang.server.app import create_app
 from quotalang.server.reload import PolicyHolder
 from tests.controller.kube_apiserver import Cluster, apiserver, client, wipe_ledgers
-from tests.server.webhook_helpers import response_of, review
+from tests.server.webhook_helpers import POLICY, compile_text, response_of, review
 
 __all__ = ["apiserver"]  # the session fixture, imported for pytest
 
@@ -94,3 +94,49 @@ def test_limit_range_defaults_decide_alike_in_every_store_and_in_explain(
     response = response_of(answer.json())
     assert response["allowed"] is True, response
     assert store.used("ml")["requests.cpu"] == 6 * NANO
+
+
+ML = "group ml in root {\n  requests.cpu                    40"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "kubernetes"])
+def test_a_borrowing_request_decides_alike_in_every_store_and_in_explain(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 29, the same case through every store: ml may use 4 cpu and borrow 4 beyond; root's own part is
+    100 - 4 - 10 = 86. The LimitRange's 2 cpu × 3 pods = 6 cpu: 2 beyond ml's 4, borrowed from root."""
+    assert ML in POLICY
+    lending = compile_text(POLICY.replace(ML, "group ml in root {\n  requests.cpu                    4 borrow 4"))
+    assert lending.lending
+    store: Ledger
+    if kind == "memory":
+        store = MemoryLedger()
+    elif kind == "sqlite":
+        store = SqliteLedger(tmp_path / "borrowing.sqlite3")
+    else:
+        cluster: Cluster = request.getfixturevalue("apiserver")
+        wipe_ledgers(cluster)
+        kube = KubernetesLedger(client(cluster), replica="r0", policy=lambda: lending)
+        kube.ensure_groups(lending.groups)  # as the runtime does on start
+        store = kube
+    holder = PolicyHolder(lending)
+    app = create_app(holder, store, limit_ranges=defaults())
+    api = create_api_app(holder, store, engine=app.state.engine, hosts=["testserver"])
+    with TestClient(api) as explaining:
+        answer = explaining.post("/api/explain", content=orjson.dumps({"object": bare()}),
+                                 headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    explained = answer.json()
+    assert explained["allowed"] is True, explained
+    assert explained["delta"]["requests.cpu"] == "6"
+    assert "borrowed 2 of requests.cpu from root" in answer.text, explained
+    assert store.used("ml").get("requests.cpu", 0) == 0  # what-if reserves nothing
+    with TestClient(app) as webhook:
+        answer = webhook.post("/validate", content=orjson.dumps(review(bare())),
+                              headers={"content-type": "application/json"})
+    response = response_of(answer.json())
+    assert response["allowed"] is True, response
+    assert "borrowed 2 of requests.cpu from root" in answer.text, response
+    assert store.used("ml")["requests.cpu"] == 6 * NANO
+    if isinstance(store, SqliteLedger):
+        store.close()
